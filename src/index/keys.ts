@@ -1,0 +1,309 @@
+// Router request keys: chained 64-bit hashes over full blocks of token ids.
+//
+// 'cbor-fnv' (default) is byte-identical to llm-d's token processor
+// (shared/reference/block-keys-and-index.md §2.1):
+//   init    = FNV64a(utf8(seed));  root(name) = FNV64a(CBOR([init, null, name]))
+//   key[i]  = FNV64a(CBOR([parent, tokens of block i, extra_i]))
+// FNV-64a runs on two 32-bit halves (no BigInt) and keys are written straight into the
+// result's buffer, so the hot loop allocates nothing.
+//
+// 'fast64' hashes 32-bit token words with two murmur3-style lanes: not llm-d compatible,
+// about 3-4x faster (see bench/index.bench.ts).
+import type { BlockKeys } from './types.js';
+import { ByteWriter, writeHead, writeText, writeValue } from './cbor.js';
+
+export type HashAlgorithm = 'cbor-fnv' | 'fast64';
+export const HASH_ALGORITHMS: readonly HashAlgorithm[] = ['cbor-fnv', 'fast64'];
+
+export interface KeyConfig {
+  blockSize: number;
+  hashSeed: string;
+  algorithm: HashAlgorithm;
+}
+
+export interface KeyOptions {
+  /** Model name; replaced by `lora` in the root when a LoRA adapter is named. */
+  model: string;
+  lora?: string | null;
+  /** Continue a chain from this request key instead of the root (0n / undefined = root). */
+  parent?: bigint;
+  /** Per full block: extra keys (multimodal ids etc.) or null. Strings become {"Hash": id}. */
+  extra?: (readonly unknown[] | null)[] | null;
+  /** Goes into block 0's extra as {"Hash": salt} (only when the chain starts at the root). */
+  cacheSalt?: string | null;
+}
+
+export const DEFAULT_KEY_CONFIG: KeyConfig = Object.freeze({ blockSize: 16, hashSeed: '', algorithm: 'cbor-fnv' as const });
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+const TWO32 = 4294967296;
+const utf8 = new TextEncoder();
+
+// ---------- FNV-64a on 32-bit halves ----------
+// state: [lo, hi]; prime = 2^40 + 0x1b3, so h*prime = h*0x1b3 + (h << 40).
+const FNV_LO = 0x84222325;
+const FNV_HI = 0xcbf29ce4;
+
+function fnvBytes(bytes: Uint8Array, n: number, lo: number, hi: number, out: Uint32Array, outAt: number): void {
+  for (let j = 0; j < n; j++) {
+    lo = (lo ^ bytes[j]) >>> 0;
+    const t = lo * 435;
+    hi = (Math.imul(hi, 435) + ((t / TWO32) | 0) + (lo << 8)) >>> 0;
+    lo = t >>> 0;
+  }
+  out[outAt] = lo;
+  out[outAt + 1] = hi;
+}
+
+/** FNV-64a of bytes, as a bigint (used for roots and tests). */
+export function fnv64a(bytes: Uint8Array): bigint {
+  const out = new Uint32Array(2);
+  fnvBytes(bytes, bytes.length, FNV_LO, FNV_HI, out, 0);
+  return (BigInt(out[1]) << 32n) | BigInt(out[0]);
+}
+
+// ---------- fast64: two murmur3-style 32-bit lanes over words ----------
+function rotl(x: number, r: number): number {
+  return (x << r) | (x >>> (32 - r));
+}
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+class Fast64 {
+  a = 0;
+  b = 0;
+  n = 0;
+  start(lo: number, hi: number): void {
+    this.a = lo ^ 0x9e3779b9;
+    this.b = hi ^ 0x7f4a7c15;
+    this.n = 0;
+    this.word(hi);
+    this.word(lo);
+  }
+  word(k: number): void {
+    let k1 = Math.imul(k, 0xcc9e2d51);
+    k1 = Math.imul(rotl(k1, 15), 0x1b873593);
+    this.a = (Math.imul(rotl(this.a ^ k1, 13), 5) + 0xe6546b64) | 0;
+    let k2 = Math.imul(k, 0x85ebca77);
+    k2 = Math.imul(rotl(k2, 17), 0xc2b2ae3d);
+    this.b = (Math.imul(rotl(this.b ^ k2, 11), 9) + 0x561ccd1b) | 0;
+    this.n++;
+  }
+  bytes(bs: Uint8Array): void {
+    let i = 0;
+    for (; i + 4 <= bs.length; i += 4) this.word(bs[i] | (bs[i + 1] << 8) | (bs[i + 2] << 16) | (bs[i + 3] << 24));
+    let last = 0;
+    for (let s = 0; i < bs.length; i++, s += 8) last |= bs[i] << s;
+    this.word(last ^ (bs.length << 24));
+  }
+  finish(out: Uint32Array, at: number): void {
+    let a = this.a ^ this.n;
+    let b = this.b ^ Math.imul(this.n, 0x27d4eb2f);
+    a = (a + b) | 0;
+    b = (b + a) | 0;
+    a = fmix(a);
+    b = fmix(b);
+    a = (a + b) | 0;
+    b = (b + a) | 0;
+    out[at] = a >>> 0;
+    out[at + 1] = b >>> 0;
+  }
+}
+
+// ---------- the keyer ----------
+
+export class BlockKeyer {
+  readonly cfg: KeyConfig;
+  private readonly initLo: number;
+  private readonly initHi: number;
+  private readonly roots = new Map<string, bigint>();
+  private scratch = new Uint8Array(1024);
+  private readonly pair = new Uint32Array(2);
+  private readonly fast = new Fast64();
+
+  constructor(cfg: Partial<KeyConfig> = {}) {
+    const full: KeyConfig = { ...DEFAULT_KEY_CONFIG, ...cfg };
+    if (!Number.isInteger(full.blockSize) || full.blockSize <= 0) throw new RangeError(`block size must be a positive integer, got ${full.blockSize}`);
+    if (!HASH_ALGORITHMS.includes(full.algorithm)) throw new RangeError(`unknown hash algorithm "${full.algorithm}" (expected one of ${HASH_ALGORITHMS.join(', ')})`);
+    this.cfg = Object.freeze(full);
+    const seed = utf8.encode(full.hashSeed ?? '');
+    if (full.algorithm === 'cbor-fnv') {
+      fnvBytes(seed, seed.length, FNV_LO, FNV_HI, this.pair, 0);
+    } else {
+      this.fast.start(0, 0);
+      this.fast.bytes(seed);
+      this.fast.finish(this.pair, 0);
+    }
+    this.initLo = this.pair[0];
+    this.initHi = this.pair[1];
+  }
+
+  get blockSize(): number {
+    return this.cfg.blockSize;
+  }
+
+  /** The chain root for a model (or LoRA adapter) name. */
+  root(modelOrLora: string): bigint {
+    let r = this.roots.get(modelOrLora);
+    if (r !== undefined) return r;
+    const init = (BigInt(this.initHi) << 32n) | BigInt(this.initLo);
+    if (this.cfg.algorithm === 'cbor-fnv') {
+      const w = new ByteWriter(64);
+      writeHead(w, 4, 3);
+      writeHead(w, 0, init);
+      w.byte(0xf6);
+      writeText(w, modelOrLora);
+      fnvBytes(w.buf, w.len, FNV_LO, FNV_HI, this.pair, 0);
+    } else {
+      this.fast.start(this.initLo, this.initHi);
+      this.fast.bytes(utf8.encode(modelOrLora));
+      this.fast.finish(this.pair, 0);
+    }
+    r = (BigInt(this.pair[1]) << 32n) | BigInt(this.pair[0]);
+    if (this.roots.size > 10_000) this.roots.clear();
+    this.roots.set(modelOrLora, r);
+    return r;
+  }
+
+  /** Request keys of the full blocks of `tokens` (a trailing partial block is dropped). */
+  keys(tokens: ArrayLike<number>, opts: KeyOptions): BlockKeys {
+    const bs = this.cfg.blockSize;
+    const n = Math.floor(tokens.length / bs);
+    const out = new BigUint64Array(n);
+    if (n === 0) return out;
+    const name = opts.lora ? opts.lora : opts.model;
+    const parent = opts.parent !== undefined && opts.parent !== 0n ? opts.parent : this.root(name);
+    const fromRoot = opts.parent === undefined || opts.parent === 0n;
+    const extras = this.encodeExtras(n, opts.extra ?? null, fromRoot ? (opts.cacheSalt ?? null) : null);
+    const words = LITTLE_ENDIAN ? new Uint32Array(out.buffer) : new Uint32Array(2 * n);
+    let lo = Number(parent & 0xffffffffn);
+    let hi = Number(parent >> 32n);
+    if (this.cfg.algorithm === 'cbor-fnv') this.fnvChain(tokens, n, lo, hi, extras, words);
+    else {
+      const f = this.fast;
+      for (let i = 0, base = 0; i < n; i++, base += bs) {
+        f.start(lo, hi);
+        for (let j = 0; j < bs; j++) {
+          const t = tokens[base + j];
+          if (t >>> 0 !== t) throw new RangeError(`token ids must be uint32, got ${t} at ${base + j}`);
+          f.word(t);
+        }
+        const ex = extras?.[i];
+        if (ex) f.bytes(ex);
+        f.finish(words, 2 * i);
+        lo = words[2 * i];
+        hi = words[2 * i + 1];
+      }
+    }
+    if (!LITTLE_ENDIAN) for (let i = 0; i < n; i++) out[i] = (BigInt(words[2 * i + 1]) << 32n) | BigInt(words[2 * i]);
+    return out;
+  }
+
+  /** Encoded extra per block (CBOR), or null when every block's extra is null. */
+  private encodeExtras(n: number, extra: (readonly unknown[] | null)[] | null, salt: string | null): (Uint8Array | null)[] | null {
+    if (extra && extra.length !== n && extra.length !== 0) {
+      throw new RangeError(`extra has ${extra.length} entries but the tokens make ${n} full blocks`);
+    }
+    if (!salt && (!extra || extra.every((e) => e == null || e.length === 0))) return null;
+    const res: (Uint8Array | null)[] = [];
+    for (let i = 0; i < n; i++) {
+      const items: unknown[] = [...(extra?.[i] ?? [])];
+      if (i === 0 && salt) items.push({ Hash: salt });
+      if (items.length === 0) {
+        res.push(null);
+        continue;
+      }
+      const w = new ByteWriter(64);
+      writeHead(w, 4, items.length);
+      for (const it of items) writeValue(w, typeof it === 'string' ? { Hash: it } : it);
+      res.push(w.take());
+    }
+    return res;
+  }
+
+  private fnvChain(tokens: ArrayLike<number>, n: number, lo: number, hi: number, extras: (Uint8Array | null)[] | null, words: Uint32Array): void {
+    const bs = this.cfg.blockSize;
+    // worst case: 1 (array) + 9 (parent) + 5 (token array head) + 5 per token + extra
+    let maxExtra = 1;
+    if (extras) for (const e of extras) if (e && e.length > maxExtra) maxExtra = e.length;
+    const need = 15 + 5 * bs + maxExtra;
+    if (this.scratch.length < need) this.scratch = new Uint8Array(need);
+    const b = this.scratch;
+    for (let i = 0, base = 0; i < n; i++, base += bs) {
+      let p = 0;
+      b[p++] = 0x83;
+      // parent as a shortest-form CBOR uint
+      if (hi !== 0) {
+        b[p++] = 0x1b;
+        b[p++] = hi >>> 24;
+        b[p++] = (hi >>> 16) & 0xff;
+        b[p++] = (hi >>> 8) & 0xff;
+        b[p++] = hi & 0xff;
+        b[p++] = lo >>> 24;
+        b[p++] = (lo >>> 16) & 0xff;
+        b[p++] = (lo >>> 8) & 0xff;
+        b[p++] = lo & 0xff;
+      } else p = putUint(b, p, 0, lo);
+      p = putUint(b, p, 4, bs);
+      for (let j = 0; j < bs; j++) {
+        const t = tokens[base + j];
+        if (t >>> 0 !== t) throw new RangeError(`token ids must be uint32, got ${t} at ${base + j}`);
+        if (t < 24) b[p++] = t;
+        else if (t < 0x100) {
+          b[p++] = 0x18;
+          b[p++] = t;
+        } else if (t < 0x10000) {
+          b[p++] = 0x19;
+          b[p++] = t >>> 8;
+          b[p++] = t & 0xff;
+        } else {
+          b[p++] = 0x1a;
+          b[p++] = t >>> 24;
+          b[p++] = (t >>> 16) & 0xff;
+          b[p++] = (t >>> 8) & 0xff;
+          b[p++] = t & 0xff;
+        }
+      }
+      const ex = extras?.[i];
+      if (ex) {
+        b.set(ex, p);
+        p += ex.length;
+      } else b[p++] = 0xf6;
+      fnvBytes(b, p, FNV_LO, FNV_HI, words, 2 * i);
+      lo = words[2 * i];
+      hi = words[2 * i + 1];
+    }
+  }
+}
+
+function putUint(b: Uint8Array, p: number, major: number, v: number): number {
+  const m = major << 5;
+  if (v < 24) b[p++] = m | v;
+  else if (v < 0x100) {
+    b[p++] = m | 24;
+    b[p++] = v;
+  } else if (v < 0x10000) {
+    b[p++] = m | 25;
+    b[p++] = v >>> 8;
+    b[p++] = v & 0xff;
+  } else {
+    b[p++] = m | 26;
+    b[p++] = v >>> 24;
+    b[p++] = (v >>> 16) & 0xff;
+    b[p++] = (v >>> 8) & 0xff;
+    b[p++] = v & 0xff;
+  }
+  return p;
+}
+
+/** Parses a decimal or 0x-hex uint64 string. */
+export function parseKey(s: string): bigint {
+  const v = BigInt(s.trim());
+  if (v < 0n || v > 0xffffffffffffffffn) throw new RangeError(`not a uint64: ${s}`);
+  return v;
+}
