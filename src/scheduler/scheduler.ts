@@ -1,0 +1,88 @@
+// The scheduling cycle, as llm-d's EPP runs it (scheduler.go, scheduler_profile.go):
+// the profile handler picks profiles; each profile runs its filters in order (an emptied set
+// fails the profile), clamps every scorer's output to [0,1], sums weight * score per endpoint
+// (not divided by the weight total) and hands the result to its one picker.
+import type { Histogram } from 'prom-client';
+import {
+  CycleState,
+  SchedulingError,
+  type Endpoint,
+  type InferenceRequest,
+  type ProfileHandler,
+  type ProfileRunResult,
+  type SchedulerProfile,
+  type SchedulingResult,
+} from './types.js';
+
+export interface SchedulerObserver {
+  /** Seconds spent in one plugin call (extension point: filter, scorer, picker). */
+  pluginDuration?: Histogram<'extension_point' | 'plugin_type' | 'plugin_name'>;
+}
+
+function clamp01(x: number): number {
+  if (!(x > 0)) return 0; // also NaN
+  return x > 1 ? 1 : x;
+}
+
+export class Scheduler {
+  constructor(
+    readonly profiles: ReadonlyMap<string, SchedulerProfile>,
+    readonly handler: ProfileHandler,
+    private readonly observer: SchedulerObserver = {},
+  ) {}
+
+  /**
+   * Runs one cycle over `candidates`. Throws SchedulingError 503 when there is no candidate,
+   * 429 when the filters leave none (llm-d: scheduling failure).
+   */
+  async schedule(req: InferenceRequest, candidates: Endpoint[], state = new CycleState()): Promise<SchedulingResult> {
+    if (candidates.length === 0) throw new SchedulingError('no ready endpoint for this request', 503, 'no_endpoints');
+    const results = new Map<string, ProfileRunResult | null>();
+    for (let guard = 0; guard < 16; guard++) {
+      const next = this.handler.pickProfiles(state, req, this.profiles, results);
+      if (next.size === 0) break;
+      for (const [name, profile] of next) results.set(name, await this.runProfile(state, req, profile, candidates));
+    }
+    const result = this.handler.processResults(state, req, results);
+    if (result.targets.length === 0) {
+      throw new SchedulingError('every endpoint was filtered out for this request', 429, 'scheduling_failed');
+    }
+    return result;
+  }
+
+  private time(point: string, type: string, name: string, start: number): void {
+    this.observer.pluginDuration?.observe({ extension_point: point, plugin_type: type, plugin_name: name }, (performance.now() - start) / 1000);
+  }
+
+  async runProfile(state: CycleState, req: InferenceRequest, profile: SchedulerProfile, candidates: Endpoint[]): Promise<ProfileRunResult | null> {
+    let endpoints = candidates;
+    for (const f of profile.filters) {
+      const t = performance.now();
+      endpoints = await f.filter(state, req, endpoints);
+      this.time('filter', f.type, f.name, t);
+      if (endpoints.length === 0) return null;
+    }
+    const n = endpoints.length;
+    const totals = new Float64Array(n);
+    const perScorer = new Map<string, Map<string, number>>();
+    for (const { scorer, weight } of profile.scorers) {
+      const t = performance.now();
+      const raw = await scorer.score(state, req, endpoints);
+      this.time('scorer', scorer.type, scorer.name, t);
+      const byAddr = new Map<string, number>();
+      for (let i = 0; i < n; i++) {
+        const s = clamp01(raw[i] ?? 0);
+        totals[i] += weight * s;
+        byAddr.set(endpoints[i].address, s);
+      }
+      perScorer.set(scorer.name, byAddr);
+    }
+    const scored = endpoints.map((endpoint, i) => ({ endpoint, score: totals[i] }));
+    const t = performance.now();
+    const targets = profile.picker.pick(state, req, scored);
+    this.time('picker', profile.picker.type, profile.picker.name, t);
+    const totalsMap = new Map<string, number>();
+    for (const s of scored) totalsMap.set(s.endpoint.address, s.score);
+    return { targets, totals: totalsMap, perScorer };
+  }
+}
