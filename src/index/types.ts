@@ -65,8 +65,12 @@ export interface KvBlockIndex {
    */
   evict(key: BlockKey, keyType: KeyType, entry: PodEntry): void | Promise<void>;
 
-  /** The last request key mapped to an engine key (for parent resolution), if known. */
-  getRequestKey(engineKey: BlockKey): BlockKey | undefined | Promise<BlockKey | undefined>;
+  /**
+   * The last request key mapped to an engine key (for parent resolution), if known.
+   * `pod` scopes the lookup to that pod's engine (engine hashes differ per engine without
+   * PYTHONHASHSEED); backends with one global engine map may ignore it.
+   */
+  getRequestKey(engineKey: BlockKey, pod?: PodId): BlockKey | undefined | Promise<BlockKey | undefined>;
 
   /** Remove every entry of `pod` (all tiers, speculative included) and its engine mappings. */
   clear(pod: PodId): void | Promise<void>;

@@ -1,0 +1,92 @@
+// Builds the configured KvBlockIndex from llm-d shaped configuration
+// (indexerConfig.kvBlockIndexConfig + kvCacheBackendConfigs, block-keys-and-index.md §7).
+import { Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import type { KvBlockIndex } from './types.js';
+import { DEFAULT_TIER_WEIGHTS } from './types.js';
+import { InMemoryKvBlockIndex, DEFAULT_CAPACITY } from './memory-index.js';
+import { IndexMetrics, startMetricsBeat, DEFAULT_METRICS_BEAT_MS } from './metrics.js';
+
+export interface KvBlockIndexConfig {
+  inMemoryConfig?: {
+    /** Capacity. llm-d counts keys; here it bounds (key, pod entry) pairs. Default 1e8. */
+    size?: number;
+    /** Accepted for compatibility and ignored: this index never caps pods per block. */
+    podCacheSize?: number;
+  } | null;
+  redisConfig?: { address?: string } | null;
+  enableMetrics?: boolean;
+  /** Integer nanoseconds (llm-d JSON) or a duration string ("1m", "30s", "1m0s", "500ms"). 0 = off. Default 1 min. */
+  metricsLoggingInterval?: number | string | null;
+}
+
+export interface IndexFactoryConfig {
+  kvBlockIndexConfig?: KvBlockIndexConfig | null;
+  kvCacheBackendConfigs?: { name: string; weight: number }[] | null;
+}
+
+export interface IndexFactoryDeps {
+  registry?: Registry;
+  logger?: Logger;
+}
+
+export const DEFAULT_REDIS_ADDRESS = 'redis://127.0.0.1:6379';
+
+/** Parses llm-d's metricsLoggingInterval into milliseconds. */
+export function parseIntervalMs(v: number | string | null | undefined, fallbackMs = DEFAULT_METRICS_BEAT_MS): number {
+  if (v === undefined || v === null || v === '') return fallbackMs;
+  if (typeof v === 'number') {
+    if (!(v >= 0)) throw new RangeError(`metricsLoggingInterval must be >= 0, got ${v}`);
+    return v / 1e6; // Go time.Duration: nanoseconds
+  }
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
+  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let consumed = 0;
+  for (const m of v.matchAll(re)) {
+    total += Number(m[1]) * unit[m[2]];
+    consumed += m[0].length;
+  }
+  if (consumed !== v.length) {
+    if (/^\d+$/.test(v)) return Number(v) / 1e6;
+    throw new RangeError(`metricsLoggingInterval: cannot parse duration "${v}"`);
+  }
+  return total;
+}
+
+export function tierWeightsFrom(cfg: IndexFactoryConfig['kvCacheBackendConfigs']): Record<string, number> {
+  const w: Record<string, number> = { ...DEFAULT_TIER_WEIGHTS };
+  if (cfg && cfg.length > 0) {
+    for (const k of Object.keys(w)) delete w[k];
+    for (const { name, weight } of cfg) {
+      if (typeof name !== 'string' || !(typeof weight === 'number' && weight >= 0)) throw new RangeError(`kvCacheBackendConfigs: bad entry ${JSON.stringify({ name, weight })}`);
+      w[name.toLowerCase()] = weight;
+    }
+  }
+  return w;
+}
+
+export function createKvBlockIndex(cfg: IndexFactoryConfig = {}, deps: IndexFactoryDeps = {}): KvBlockIndex {
+  const c = cfg.kvBlockIndexConfig ?? {};
+  const tierWeights = tierWeightsFrom(cfg.kvCacheBackendConfigs);
+  const metrics = c.enableMetrics ? new IndexMetrics(deps.registry ?? new Registry()) : undefined;
+
+  let index: KvBlockIndex;
+  if (c.redisConfig) {
+    // ---- Redis backend: filled in by the owner of src/index/redis-index.ts (RedisKvBlockIndex) ----
+    throw new Error(`redisConfig (${c.redisConfig.address ?? DEFAULT_REDIS_ADDRESS}): the Redis index backend is not available in this build yet`);
+  } else {
+    const size = c.inMemoryConfig?.size ?? DEFAULT_CAPACITY;
+    index = new InMemoryKvBlockIndex({ capacity: size, tierWeights, metrics });
+  }
+
+  if (metrics && deps.logger) {
+    const stop = startMetricsBeat(deps.logger, parseIntervalMs(c.metricsLoggingInterval), metrics);
+    const close = index.close.bind(index);
+    index.close = () => {
+      stop();
+      return close();
+    };
+  }
+  return index;
+}

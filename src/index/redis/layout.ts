@@ -1,0 +1,75 @@
+// Redis layout of the shared block index. Every key starts with a configurable prefix P
+// (default "kvr:") so several indexes can share one server. Block keys are written as 16
+// lower-case hex digits ("<h>"), which keeps key names readable in redis-cli.
+//
+//   P r:<h>      HASH  one router request key. Fields:
+//                        "<pod>"   -> confirmed entries of that pod with reference counts,
+//                                     "tier=count[,tier=count]" sorted by tier ("cpu=1,gpu=2")
+//                        "~<pod>"  -> speculative entry: deadline in ms (Redis server clock,
+//                                     so every replica agrees on expiry) or "inf" when it
+//                                     was added without a TTL
+//                      The hash disappears with its last field.
+//   P e:<h>      STRING engine key -> its request keys, concatenated <h> values in ratio-mapping
+//                      order; the last one answers getRequestKey.
+//   P p:<pod>    SET   <h> of every request key where <pod> has a field (for clear(pod)).
+//   P pe:<pod>   SET   <h> of every engine key written from <pod>'s events (for clear(pod)).
+//   P spec       ZSET  "<h><pod>" scored by speculative deadline; swept by any replica.
+//   P meta       HASH  counters: keys, entries, engine (kept by the scripts, read by stats()).
+//
+// All writes go through one Lua script (scripts.ts) so each batch is atomic and ordered; a
+// lookup is one read-only script call that walks the keys and stops at the first miss.
+// For Redis Cluster, choose a prefix with a hash tag (e.g. "{kvr}:") so every key shares a slot.
+
+export const DEFAULT_KEY_PREFIX = 'kvr:';
+
+export interface RedisKeyNames {
+  prefix: string;
+  meta: string;
+  spec: string;
+  request(hex: string): string;
+  engine(hex: string): string;
+  pod(pod: string): string;
+  podEngine(pod: string): string;
+}
+
+export function keyNames(prefix: string): RedisKeyNames {
+  return {
+    prefix,
+    meta: `${prefix}meta`,
+    spec: `${prefix}spec`,
+    request: (h) => `${prefix}r:${h}`,
+    engine: (h) => `${prefix}e:${h}`,
+    pod: (p) => `${prefix}p:${p}`,
+    podEngine: (p) => `${prefix}pe:${p}`,
+  };
+}
+
+// ---------- block keys <-> 16-digit hex ----------
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+function hex32(x: number): string {
+  return HEX[x >>> 24] + HEX[(x >>> 16) & 255] + HEX[(x >>> 8) & 255] + HEX[x & 255];
+}
+
+/** One key as 16 hex digits. */
+export function keyToHex(key: bigint): string {
+  return hex32(Number((key >> 32n) & 0xffffffffn)) + hex32(Number(key & 0xffffffffn));
+}
+
+/** A chain of keys as concatenated 16-digit hex, read through 32-bit halves (no BigInt). */
+export function keysToHex(keys: BigUint64Array): string {
+  if (!LITTLE_ENDIAN) {
+    let s = '';
+    for (const k of keys) s += keyToHex(k);
+    return s;
+  }
+  const u32 = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+  let s = '';
+  for (let i = 0; i < keys.length; i++) s += hex32(u32[2 * i + 1]) + hex32(u32[2 * i]);
+  return s;
+}
+
+export function hexToKey(hex: string): bigint {
+  return BigInt(`0x${hex}`);
+}
