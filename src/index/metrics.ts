@@ -18,7 +18,7 @@ export class IndexMetrics {
   private statsSource: (() => IndexStats | Promise<IndexStats>) | null = null;
 
   constructor(registry: Registry) {
-    const self = this;
+    const source = () => this.statsSource;
     const counter = (name: string, help: string, read: () => number) =>
       new Counter({
         name,
@@ -29,11 +29,11 @@ export class IndexMetrics {
           this.inc(read());
         },
       });
-    counter('kvcache_index_admissions_total', 'Block keys added to the index', () => self.admissions);
-    counter('kvcache_index_evictions_total', 'Entries removed from the index (events, TTL and capacity)', () => self.evictions);
-    counter('kvcache_index_capacity_evictions_total', 'Entries removed because the index reached its capacity (LRU)', () => self.capacityEvictions);
-    counter('kvcache_index_lookup_requests_total', 'Longest-prefix lookups', () => self.lookups);
-    counter('kvcache_index_lookup_hits_total', 'Leading blocks found by lookups (held by at least one pod)', () => self.hits);
+    counter('kvcache_index_admissions_total', 'Block keys added to the index', () => this.admissions);
+    counter('kvcache_index_evictions_total', 'Entries removed from the index (events, TTL and capacity)', () => this.evictions);
+    counter('kvcache_index_capacity_evictions_total', 'Entries removed because the index reached its capacity (LRU)', () => this.capacityEvictions);
+    counter('kvcache_index_lookup_requests_total', 'Longest-prefix lookups', () => this.lookups);
+    counter('kvcache_index_lookup_hits_total', 'Leading blocks found by lookups (held by at least one pod)', () => this.hits);
     this.latency = new Histogram({
       name: 'kvcache_index_lookup_latency_seconds',
       help: 'Latency of a longest-prefix lookup',
@@ -46,8 +46,9 @@ export class IndexMetrics {
         help,
         registers: [registry],
         async collect() {
-          if (!self.statsSource) return;
-          const s = await self.statsSource();
+          const src = source();
+          if (!src) return;
+          const s = await src();
           this.set(s[field]);
         },
       });
