@@ -1,0 +1,76 @@
+// The workload's upper bound: the prefix-cache hit rate an infinite cache would reach if every
+// request went to one engine that had seen every earlier prompt. vLLM's hit rule: only full
+// blocks count and at most floor((N-1)/B)*B prompt tokens come from cache. Only prompt blocks are
+// credited (generated tokens are the engine's own and are not re-sent verbatim by our clients).
+import type { BenchRequest } from './workloads/types.js';
+
+/** Chained 52-bit block key: (parent, block tokens) -> number, collision-safe at bench scale. */
+export function chainKey(parent: number, tokens: number[], from: number, to: number): number {
+  let h1 = (parent % 4294967296) ^ 0x9e3779b9;
+  let h2 = Math.floor(parent / 4294967296) ^ 0x85ebca6b;
+  for (let i = from; i < to; i++) {
+    const t = tokens[i];
+    h1 = Math.imul(h1 ^ t, 0x01000193);
+    h2 = Math.imul(h2 ^ ((t * 2654435761) >>> 0), 0x5bd1e995);
+    h1 ^= h1 >>> 15;
+    h2 ^= h2 >>> 13;
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 0x85ebca6b) >>> 0;
+  h2 = (Math.imul(h2 ^ (h2 >>> 16), 0xc2b2ae35) >>> 0) & 0xfffff;
+  return h2 * 4294967296 + h1 + 1; // never 0
+}
+
+/** Tokens vLLM can serve from cache for a prompt of n tokens with `hitBlocks` cached blocks. */
+export function cacheableTokens(n: number, hitBlocks: number, blockSize: number): number {
+  const cap = Math.floor((n - 1) / blockSize) * blockSize;
+  return Math.max(0, Math.min(hitBlocks * blockSize, cap));
+}
+
+export interface OracleResult {
+  promptTokens: number;
+  cachedTokens: number;
+  hitRate: number;
+  /** Per request, in sequence order. */
+  perRequest: number[];
+}
+
+export class PrefixOracle {
+  private seen = new Set<number>();
+  promptTokens = 0;
+  cachedTokens = 0;
+  constructor(readonly blockSize: number) {
+    if (!Number.isInteger(blockSize) || blockSize < 1) throw new Error('oracle: blockSize must be a positive integer');
+  }
+
+  /** Process one prompt (in arrival order); returns its cached tokens. */
+  observe(prompt: number[]): number {
+    const B = this.blockSize;
+    const full = Math.floor(prompt.length / B);
+    let parent = 0;
+    let hit = 0;
+    let matching = true;
+    for (let b = 0; b < full; b++) {
+      const k = chainKey(parent, prompt, b * B, (b + 1) * B);
+      if (matching && this.seen.has(k)) hit++;
+      else {
+        matching = false;
+        this.seen.add(k);
+      }
+      parent = k;
+    }
+    const cached = cacheableTokens(prompt.length, hit, B);
+    this.promptTokens += prompt.length;
+    this.cachedTokens += cached;
+    return cached;
+  }
+
+  get hitRate(): number {
+    return this.promptTokens ? this.cachedTokens / this.promptTokens : 0;
+  }
+}
+
+export function oracleHitRate(requests: BenchRequest[], blockSize: number): OracleResult {
+  const o = new PrefixOracle(blockSize);
+  const perRequest = requests.map((r) => o.observe(r.prompt));
+  return { promptTokens: o.promptTokens, cachedTokens: o.cachedTokens, hitRate: o.hitRate, perRequest };
+}

@@ -1,0 +1,78 @@
+// inference-perf `shared_prefix`: G groups, each a system prompt shared by P prompts that
+// append their own question. Optional multi-turn: a group's prompts become the turns of one
+// chat, each turn carrying the whole history before it (shared/reference/peers-and-benchmarks.md §8).
+import { Rng, hashSeed, randomTokens } from '../rng.js';
+import type { BenchRequest, Workload } from './types.js';
+
+export interface SharedPrefixParams {
+  numGroups: number;
+  promptsPerGroup: number;
+  systemPromptLen: number;
+  questionLen: number;
+  outputLen: number;
+  /** A group's prompts are turns of one conversation (each turn waits for the previous). */
+  multiTurn?: boolean;
+  seed: number;
+}
+
+export const SHARED_PREFIX_DEFAULTS: Omit<SharedPrefixParams, 'seed'> = {
+  numGroups: 10,
+  promptsPerGroup: 10,
+  systemPromptLen: 100,
+  questionLen: 50,
+  outputLen: 50,
+};
+
+/**
+ * Prompt selection: single-turn requests pick a prompt uniformly at random from the G x P pool
+ * (seeded), so prompts repeat across stages as in a long benchmark against a fixed pool.
+ * Multi-turn requests walk conversations in order: turn t of every group before turn t+1;
+ * after the last turn a conversation restarts (a fresh user with the same system prompt).
+ */
+export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
+  for (const k of ['numGroups', 'promptsPerGroup', 'systemPromptLen', 'outputLen'] as const) {
+    if (!Number.isInteger(p[k]) || p[k] < 1) throw new Error(`shared_prefix: ${k} must be a positive integer (got ${p[k]})`);
+  }
+  if (!Number.isInteger(p.questionLen) || p.questionLen < 0) throw new Error(`shared_prefix: questionLen must be >= 0`);
+  const systems = Array.from({ length: p.numGroups }, (_, g) => randomTokens(hashSeed(p.seed, 'sys', g), p.systemPromptLen));
+  const questions = (g: number, i: number, round = 0) => randomTokens(hashSeed(p.seed, 'q', g, i, round), p.questionLen);
+  // Synthetic assistant answers carried in multi-turn history. The engine caches its own
+  // generated tokens, which differ, so only the prompt side of history can hit (as with a
+  // real client that re-sends a paraphrased or truncated history).
+  const answers = (g: number, i: number, round: number) => randomTokens(hashSeed(p.seed, 'a', g, i, round), p.outputLen);
+
+  const pool: number[][] = [];
+  for (let g = 0; g < p.numGroups; g++) {
+    for (let i = 0; i < p.promptsPerGroup; i++) pool.push(systems[g].concat(questions(g, i)));
+  }
+
+  const take = (count: number): BenchRequest[] => {
+    const out: BenchRequest[] = [];
+    if (!p.multiTurn) {
+      const rng = new Rng(hashSeed(p.seed, 'order'));
+      for (let id = 0; id < count; id++) {
+        const k = rng.int(0, pool.length);
+        out.push({ id, prompt: pool[k], maxTokens: p.outputLen, group: `g${Math.floor(k / p.promptsPerGroup)}` });
+      }
+      return out;
+    }
+    // Multi-turn: conversation c = (group g, round r); turn t depends on turn t-1 of it.
+    const history = new Map<string, { tokens: number[]; lastId: number }>();
+    for (let id = 0; id < count; id++) {
+      const slot = Math.floor(id / p.numGroups); // how many turns have been issued per group so far
+      const g = id % p.numGroups;
+      const round = Math.floor(slot / p.promptsPerGroup);
+      const turn = slot % p.promptsPerGroup;
+      const key = `${g}/${round}`;
+      const prev = turn === 0 ? undefined : history.get(key);
+      const base = prev ? prev.tokens.concat(answers(g, turn - 1, round)) : systems[g];
+      const prompt = base.concat(questions(g, turn, round));
+      out.push({ id, prompt, maxTokens: p.outputLen, group: `g${g}`, after: prev?.lastId });
+      history.set(key, { tokens: prompt, lastId: id });
+      if (turn === p.promptsPerGroup - 1) history.delete(key);
+    }
+    return out;
+  };
+
+  return { kind: 'shared_prefix', params: { ...p }, take };
+}
