@@ -1,0 +1,347 @@
+// Envoy ext_proc server for the Gateway API Inference Extension endpoint-picker protocol
+// (shared/reference/scheduler-and-gateway.md §8, GIE proposal 004). One `Process` stream per
+// HTTP request, bodies in FULL_DUPLEX_STREAMED mode:
+//   request headers  -> kept (x-request-id added when absent); EoS here = body-less request
+//   request body     -> buffered to end_of_stream (or trailers), then one decision:
+//                       HeadersResponse{ClearRouteCache, x-gateway-destination-endpoint,
+//                       Content-Length} + dynamic metadata envoy.lb, then the body re-sent as
+//                       StreamedBodyResponse chunks of <= 62,000 bytes, EoS on the last
+//   response headers -> status and content type noted, passed through
+//   response body    -> every chunk passed straight back (streaming), usage read on the way
+//   errors           -> ImmediateResponse 400 / 413 / 429 / 503 / 500 with an OpenAI-style JSON body
+import { randomUUID } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { EppMetrics } from './metrics.js';
+import { isPickError, type EndpointPicker, type PickError, type PickSuccess, type ResponseObserver } from './picker.js';
+import {
+  fromPbValue,
+  headerRecord,
+  setHeader,
+  toPbStruct,
+  type HeaderValueOption,
+  type Metadata,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from './proto.js';
+import { UsageReader } from './usage.js';
+
+export const DESTINATION_HEADER = 'x-gateway-destination-endpoint';
+export const SUBSET_KEY = 'x-gateway-destination-endpoint-subset';
+export const SERVED_KEY = 'x-gateway-destination-endpoint-served';
+export const LB_NAMESPACE = 'envoy.lb';
+export const SUBSET_NAMESPACE = 'envoy.lb.subset_hint';
+/** GIE's chunk size for re-sent bodies (pkg/common/envoy/chunking.go). */
+export const MAX_BODY_CHUNK = 62_000;
+const DEFAULT_MAX_BODY = 64 * 1024 * 1024;
+
+export interface ExtProcOptions {
+  picker: EndpointPicker;
+  logger: Logger;
+  metrics?: EppMetrics;
+  /** Chunk size for re-sent request bodies (default and maximum 62,000). */
+  chunkSize?: number;
+  /** Request bodies above this many bytes are refused with 413 (default 64 MiB). */
+  maxBodyBytes?: number;
+}
+
+type Call = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
+
+/** The service implementation to register under envoy.service.ext_proc.v3.ExternalProcessor. */
+export function extProcImplementation(opts: ExtProcOptions): grpc.UntypedServiceImplementation {
+  return {
+    Process: (call: Call) => {
+      new ExtProcStream(call, opts).attach();
+    },
+  };
+}
+
+/** Splits a body into Envoy-sized pieces (an empty body is one empty piece). */
+export function chunkBody(body: Buffer, size = MAX_BODY_CHUNK): Buffer[] {
+  if (body.length === 0) return [body];
+  const out: Buffer[] = [];
+  for (let off = 0; off < body.length; off += size) out.push(body.subarray(off, Math.min(off + size, body.length)));
+  return out;
+}
+
+/** Subset hint from filter metadata; null when absent. Accepts a list or a comma string. */
+export function readSubsetHint(md: Metadata | undefined): string[] | null {
+  const ns = md?.filter_metadata?.[SUBSET_NAMESPACE];
+  const field = ns?.fields?.[SUBSET_KEY];
+  if (!field) return null;
+  const v = fromPbValue(field);
+  const items = Array.isArray(v) ? v : [v];
+  const out: string[] = [];
+  for (const it of items) {
+    if (typeof it !== 'string') continue;
+    for (const part of it.split(',')) {
+      const s = part.trim();
+      if (s) out.push(s);
+    }
+  }
+  return out;
+}
+
+function readServed(md: Metadata | undefined): string | undefined {
+  const v = fromPbValue(md?.filter_metadata?.[LB_NAMESPACE]?.fields?.[SERVED_KEY]);
+  return typeof v === 'string' && v ? v : undefined;
+}
+
+const ERROR_TYPES: Record<number, string> = {
+  400: 'BadRequestError',
+  404: 'NotFoundError',
+  413: 'BadRequestError',
+  429: 'RateLimitError',
+  500: 'InternalServerError',
+  503: 'ServiceUnavailableError',
+};
+
+/** OpenAI-style error body, as `kvrouter serve` returns it. */
+export function errorBody(status: number, message: string): Buffer {
+  return Buffer.from(JSON.stringify({ error: { message, type: ERROR_TYPES[status] ?? 'InternalServerError', param: null, code: status } }));
+}
+
+type Phase = 'headers' | 'body' | 'routed' | 'closed';
+
+class ExtProcStream {
+  private phase: Phase = 'headers';
+  private readonly arrivedAt = performance.now();
+  private headers: Record<string, string> = {};
+  private requestId = '';
+  private addedRequestId = false;
+  private subset: string[] | null = null;
+  private chunks: Buffer[] = [];
+  private bodyBytes = 0;
+  private served: string | undefined;
+  private picked: PickSuccess | undefined;
+  private observer: ResponseObserver | undefined;
+  private status = 0;
+  private usage: UsageReader | undefined;
+  private firstByteAt = 0;
+  private completed = true;
+  private observe = false;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+  private readonly chunkSize: number;
+
+  constructor(
+    private readonly call: Call,
+    private readonly opts: ExtProcOptions,
+  ) {
+    this.log = opts.logger;
+    this.chunkSize = Math.max(1, Math.min(opts.chunkSize ?? MAX_BODY_CHUNK, MAX_BODY_CHUNK));
+  }
+
+  attach(): void {
+    this.call.on('data', (msg: ProcessingRequest) => {
+      // Strict order: a body chunk waits for the decision on the previous one.
+      this.queue = this.queue.then(() => this.handle(msg)).catch((err: unknown) => this.fail(err));
+    });
+    this.call.on('end', () => {
+      this.queue = this.queue.then(() => this.close(false));
+    });
+    this.call.on('cancelled', () => this.close(true));
+    this.call.on('error', () => this.close(true));
+  }
+
+  private write(msg: ProcessingResponse): void {
+    if (this.phase === 'closed' || this.observe) return;
+    this.call.write(msg);
+  }
+
+  private async handle(msg: ProcessingRequest): Promise<void> {
+    if (this.phase === 'closed') return;
+    this.observe = msg.observability_mode === true;
+    switch (msg.request) {
+      case 'request_headers':
+        return this.onRequestHeaders(msg);
+      case 'request_body': {
+        const b = msg.request_body ?? {};
+        if (this.phase !== 'body') return; // body after a decision (or before headers): nothing to do
+        if (msg.metadata_context && this.subset === null) this.subset = readSubsetHint(msg.metadata_context);
+        if (b.body && b.body.length > 0) {
+          this.chunks.push(Buffer.from(b.body.buffer, b.body.byteOffset, b.body.byteLength));
+          this.bodyBytes += b.body.length;
+        }
+        if (b.end_of_stream) await this.decide();
+        return;
+      }
+      case 'request_trailers':
+        // Trailers end the body in FULL_DUPLEX_STREAMED mode when the last chunk had no EoS.
+        if (this.phase === 'body') await this.decide();
+        this.write({ request_trailers: {} });
+        return;
+      case 'response_headers':
+        return this.onResponseHeaders(msg);
+      case 'response_body': {
+        const b = msg.response_body ?? {};
+        const body = b.body ?? Buffer.alloc(0);
+        if (body.length > 0 && this.firstByteAt === 0) this.firstByteAt = performance.now();
+        this.usage?.push(body);
+        this.write({ response_body: { response: { body_mutation: { streamed_response: { body, end_of_stream: b.end_of_stream === true } } } } });
+        if (b.end_of_stream) this.complete(undefined);
+        return;
+      }
+      case 'response_trailers':
+        this.write({ response_trailers: {} });
+        this.complete(undefined);
+        return;
+      default:
+        this.log.warn({ request: msg.request }, 'ext-proc message without a known request kind ignored');
+    }
+  }
+
+  private onRequestHeaders(msg: ProcessingRequest): void {
+    const h = msg.request_headers ?? {};
+    this.headers = headerRecord(h.headers);
+    this.subset = readSubsetHint(msg.metadata_context);
+    this.requestId = this.headers['x-request-id'] ?? '';
+    if (!this.requestId) {
+      this.requestId = randomUUID();
+      this.addedRequestId = true;
+      this.headers['x-request-id'] = this.requestId;
+    }
+    this.log.debug({ 'x-request-id': this.requestId, path: this.path() }, 'EPP received request');
+    if (h.end_of_stream) {
+      // Body-less request (e.g. GET /v1/models): any ready endpoint will do.
+      const outcome = this.subset !== null && this.subset.length === 0
+        ? { error: { status: 503, code: 'empty_subset', message: 'the endpoint subset hint is empty' } }
+        : this.opts.picker.pickAny({ requestId: this.requestId, path: this.path(), headers: this.headers, subset: this.subset });
+      if (isPickError(outcome)) return this.reject(outcome.error);
+      this.opts.metrics?.streams.inc({ kind: 'header_only' });
+      this.route(outcome, null);
+      return;
+    }
+    this.phase = 'body';
+  }
+
+  private path(): string {
+    return this.headers[':path'] || this.headers['x-original-path'] || this.headers['x-forwarded-path'] || '/v1/completions';
+  }
+
+  private async decide(): Promise<void> {
+    const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.bodyBytes);
+    this.chunks = [];
+    const t0 = performance.now();
+    const max = this.opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+    if (this.bodyBytes > max) return this.reject({ status: 413, code: 'body_too_large', message: `request body of ${this.bodyBytes} bytes exceeds the limit of ${max}` });
+    if (this.subset !== null && this.subset.length === 0) {
+      return this.reject({ status: 503, code: 'empty_subset', message: 'the endpoint subset hint is empty' });
+    }
+    const outcome = await this.opts.picker.pick({ requestId: this.requestId, path: this.path(), headers: this.headers, body, subset: this.subset });
+    if (isPickError(outcome)) {
+      this.opts.metrics?.pickDuration.observe({ result: 'error' }, (performance.now() - t0) / 1000);
+      return this.reject(outcome.error);
+    }
+    this.route(outcome, body);
+    this.opts.metrics?.pickDuration.observe({ result: 'ok' }, (performance.now() - t0) / 1000);
+    this.opts.metrics?.streams.inc({ kind: 'picked' });
+  }
+
+  /** The routing answer: headers (+ metadata), then the body in chunks. */
+  private route(p: PickSuccess, received: Buffer | null): void {
+    const dest = p.endpoints.join(',');
+    const body = received === null ? null : (p.body ?? received);
+    const set: HeaderValueOption[] = [setHeader(DESTINATION_HEADER, dest)];
+    if (this.addedRequestId) set.push(setHeader('x-request-id', this.requestId));
+    if (body !== null) set.push(setHeader('content-length', String(body.length)));
+    for (const [k, v] of Object.entries(p.headers ?? {})) set.push(setHeader(k, v));
+    const remove: string[] = [];
+    for (const k of [SUBSET_KEY, SERVED_KEY]) if (k in this.headers) remove.push(k);
+    this.write({
+      request_headers: { response: { clear_route_cache: true, header_mutation: { set_headers: set, remove_headers: remove } } },
+      dynamic_metadata: toPbStruct({ [LB_NAMESPACE]: { [DESTINATION_HEADER]: dest } }),
+    });
+    if (body !== null) {
+      const pieces = chunkBody(body, this.chunkSize);
+      for (let i = 0; i < pieces.length; i++) {
+        this.write({ request_body: { response: { body_mutation: { streamed_response: { body: pieces[i], end_of_stream: i === pieces.length - 1 } } } } });
+      }
+      this.log.debug({ 'x-request-id': this.requestId, endpoint: dest, chunks: pieces.length }, 'EPP sent request body response(s) to proxy');
+    }
+    this.phase = 'routed';
+    this.picked = p;
+    this.observer = p.observer;
+    this.completed = false;
+    this.opts.metrics?.requests.inc({ model_name: p.model ?? '', target_model_name: p.targetModel ?? p.model ?? '' });
+    this.opts.metrics?.running.inc({ model_name: p.model ?? '' });
+  }
+
+  private reject(err: PickError): void {
+    const set: HeaderValueOption[] = [setHeader('content-type', 'application/json')];
+    for (const [k, v] of Object.entries(err.headers ?? {})) set.push(setHeader(k, v));
+    this.log.info({ 'x-request-id': this.requestId, status: err.status, code: err.code, message: err.message }, 'EPP rejected request');
+    this.opts.metrics?.errors.inc({ model_name: err.model ?? '', target_model_name: err.model ?? '', error_code: String(err.status) });
+    this.opts.metrics?.streams.inc({ kind: 'rejected' });
+    this.write({
+      immediate_response: { status: { code: err.status }, headers: { set_headers: set }, body: errorBody(err.status, err.message), details: err.code },
+    });
+    // Envoy ignores anything after an immediate response; end our side of the stream.
+    this.phase = 'closed';
+    this.call.end();
+  }
+
+  private onResponseHeaders(msg: ProcessingRequest): void {
+    const h = msg.response_headers ?? {};
+    const headers = headerRecord(h.headers);
+    this.status = Number(headers[':status'] ?? 0) || 0;
+    this.served = readServed(msg.metadata_context) ?? this.picked?.endpoints[0];
+    this.usage = new UsageReader((headers['content-type'] ?? '').includes('text/event-stream'));
+    this.observer?.started?.(this.status, this.served);
+    this.write({ response_headers: { response: {} } });
+    if (h.end_of_stream) this.complete(undefined);
+  }
+
+  /** Response finished (or the stream went away): accounting and the observer, once. */
+  private complete(aborted: string | undefined): void {
+    if (this.completed) return;
+    this.completed = true;
+    const p = this.picked;
+    const usage = this.usage?.finish();
+    const now = performance.now();
+    const ttftMs = this.firstByteAt ? this.firstByteAt - this.arrivedAt : undefined;
+    const labels = { model_name: p?.model ?? '', target_model_name: p?.targetModel ?? p?.model ?? '' };
+    const m = this.opts.metrics;
+    if (m) {
+      m.running.dec({ model_name: labels.model_name });
+      m.duration.observe(labels, (now - this.arrivedAt) / 1000);
+      if (ttftMs !== undefined) m.ttft.observe(labels, ttftMs / 1000);
+      if (usage?.promptTokens !== undefined) m.inputTokens.observe(labels, usage.promptTokens);
+      if (usage?.completionTokens !== undefined) m.outputTokens.observe(labels, usage.completionTokens);
+      if (usage?.cachedTokens !== undefined) m.cachedTokens.observe(labels, usage.cachedTokens);
+      if (aborted) m.streams.inc({ kind: 'aborted' });
+      else if (this.status !== 0 && (this.status < 200 || this.status >= 300)) m.errors.inc({ ...labels, error_code: String(this.status) });
+    }
+    try {
+      this.observer?.completed({
+        status: this.status,
+        servedEndpoint: this.served ?? p?.endpoints[0],
+        ttftMs,
+        promptTokens: usage?.promptTokens,
+        completionTokens: usage?.completionTokens,
+        cachedTokens: usage?.cachedTokens,
+        aborted: aborted !== undefined,
+        error: aborted,
+      });
+    } catch (err) {
+      this.log.warn({ err, 'x-request-id': this.requestId }, 'response observer failed');
+    }
+  }
+
+  private fail(err: unknown): void {
+    this.log.error({ err, 'x-request-id': this.requestId }, 'ext-proc stream failed');
+    if (this.phase === 'headers' || this.phase === 'body') {
+      this.reject({ status: 500, code: 'internal', message: 'internal error in the endpoint picker' });
+    } else {
+      this.complete('internal error');
+      this.close(false);
+    }
+  }
+
+  private close(aborted: boolean): void {
+    if (!this.completed) this.complete(aborted ? 'stream cancelled' : 'stream ended before the response completed');
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    if (!aborted) this.call.end();
+  }
+}

@@ -1,0 +1,45 @@
+// Endpoint-picker metrics under llm-d EPP's names (shared/reference/scheduler-and-gateway.md §9),
+// registered on the caller's Registry. A metric some other part of the process already put on
+// the same registry (e.g. the router's) is reused rather than registered twice.
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+type Labels<T extends string> = T;
+
+function reuse<M>(registry: Registry, name: string, make: () => M): M {
+  const existing = registry.getSingleMetric(name);
+  return (existing as M | undefined) ?? make();
+}
+
+const DURATION_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600];
+const TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576];
+const PICK_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
+
+export class EppMetrics {
+  readonly requests: Counter<Labels<'model_name' | 'target_model_name'>>;
+  readonly errors: Counter<Labels<'model_name' | 'target_model_name' | 'error_code'>>;
+  readonly duration: Histogram<Labels<'model_name' | 'target_model_name'>>;
+  readonly ttft: Histogram<Labels<'model_name' | 'target_model_name'>>;
+  readonly inputTokens: Histogram<Labels<'model_name' | 'target_model_name'>>;
+  readonly outputTokens: Histogram<Labels<'model_name' | 'target_model_name'>>;
+  readonly cachedTokens: Histogram<Labels<'model_name' | 'target_model_name'>>;
+  readonly running: Gauge<Labels<'model_name'>>;
+  readonly readyPods: Gauge<Labels<'name'>>;
+  readonly pickDuration: Histogram<Labels<'result'>>;
+  readonly streams: Counter<Labels<'kind'>>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    const mt = ['model_name', 'target_model_name'] as const;
+    this.requests = reuse(registry, 'inference_objective_request_total', () => new Counter({ name: 'inference_objective_request_total', help: 'Requests scheduled by the endpoint picker.', labelNames: mt, registers }));
+    this.errors = reuse(registry, 'inference_objective_request_error_total', () => new Counter({ name: 'inference_objective_request_error_total', help: 'Requests answered with an error (picker ImmediateResponse or upstream status != 2xx).', labelNames: [...mt, 'error_code'], registers }));
+    this.duration = reuse(registry, 'inference_objective_request_duration_seconds', () => new Histogram({ name: 'inference_objective_request_duration_seconds', help: 'Request headers to response end, seconds.', labelNames: mt, buckets: DURATION_BUCKETS, registers }));
+    this.ttft = reuse(registry, 'inference_objective_request_ttft_seconds', () => new Histogram({ name: 'inference_objective_request_ttft_seconds', help: 'Request headers to the first response body byte, seconds.', labelNames: mt, buckets: DURATION_BUCKETS, registers }));
+    this.inputTokens = reuse(registry, 'inference_objective_input_tokens', () => new Histogram({ name: 'inference_objective_input_tokens', help: 'Prompt tokens reported in the response usage.', labelNames: mt, buckets: TOKEN_BUCKETS, registers }));
+    this.outputTokens = reuse(registry, 'inference_objective_output_tokens', () => new Histogram({ name: 'inference_objective_output_tokens', help: 'Completion tokens reported in the response usage.', labelNames: mt, buckets: TOKEN_BUCKETS, registers }));
+    this.cachedTokens = reuse(registry, 'inference_objective_prompt_cached_tokens', () => new Histogram({ name: 'inference_objective_prompt_cached_tokens', help: 'Prompt tokens served from the prefix cache (usage.prompt_tokens_details.cached_tokens).', labelNames: mt, buckets: TOKEN_BUCKETS, registers }));
+    this.running = reuse(registry, 'inference_objective_running_requests', () => new Gauge({ name: 'inference_objective_running_requests', help: 'Requests picked and not yet completed.', labelNames: ['model_name'], registers }));
+    this.readyPods = reuse(registry, 'inference_pool_ready_pods', () => new Gauge({ name: 'inference_pool_ready_pods', help: 'Ready endpoints known to the picker.', labelNames: ['name'], registers }));
+    this.pickDuration = reuse(registry, 'kvrouter_extproc_pick_duration_seconds', () => new Histogram({ name: 'kvrouter_extproc_pick_duration_seconds', help: 'End of request body to the routing answer on the ext-proc stream, seconds.', labelNames: ['result'], buckets: PICK_BUCKETS, registers }));
+    this.streams = reuse(registry, 'kvrouter_extproc_streams_total', () => new Counter({ name: 'kvrouter_extproc_streams_total', help: 'ext-proc streams by how they ended: picked, header_only, rejected, aborted.', labelNames: ['kind'], registers }));
+  }
+}
