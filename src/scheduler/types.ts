@@ -61,6 +61,10 @@ export interface InferenceRequest {
   model: string;
   /** Model the request is routed and keyed for (after rewrites; equals `model` by default). */
   targetModel: string;
+  /** Base model whose tokenizer applies (differs from targetModel for a LoRA adapter). */
+  baseModel: string;
+  /** LoRA adapter name when targetModel is an adapter: it replaces the model at the key root. */
+  lora?: string;
   api: ApiKind;
   /** Request path as received (e.g. `/v1/chat/completions`). */
   path: string;

@@ -1,0 +1,34 @@
+// OpenAI-style error bodies ({"error": {message, type, param, code}}) with their HTTP status.
+
+export type GatewayErrorType =
+  | 'invalid_request_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'service_unavailable_error'
+  | 'bad_gateway_error'
+  | 'gateway_timeout_error'
+  | 'request_too_large_error'
+  | 'internal_error';
+
+export class GatewayError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: GatewayErrorType,
+    readonly code: string,
+    readonly param: string | null = null,
+    /** Extra response headers (e.g. x-llm-d-request-dropped-reason). */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'GatewayError';
+  }
+
+  body(): { error: { message: string; type: string; param: string | null; code: string } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export const badRequest = (message: string, code = 'invalid_request', param: string | null = null) =>
+  new GatewayError(400, message, 'invalid_request_error', code, param);
+export const notFound = (message: string, code = 'not_found') => new GatewayError(404, message, 'not_found_error', code);
