@@ -100,7 +100,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
       await waitForPong(p, c, 5000);
     } catch (err) {
       c.kill('SIGKILL');
-      throw new Error(`${(err as Error).message}${stderr ? `: ${stderr.trim()}` : ''}`);
+      throw new Error(`${(err as Error).message}${stderr ? `: ${stderr.trim()}` : ''}`, { cause: err });
     }
   };
 

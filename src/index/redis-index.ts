@@ -1,0 +1,420 @@
+// KvBlockIndex on Redis / Valkey, shared by every router replica (issue 7).
+//
+// Layout: src/index/redis/layout.ts. Scripts: src/index/redis/scripts.ts.
+// - Writes (add/evict/clear/addSpeculative) are buffered in call order and sent as one
+//   atomic Lua call per batch on the next macrotask (or at once when the batch is large), over
+//   the single connection every read also uses, so any later read sees them.
+// - A lookup is one Lua call whatever the prompt length: it walks the keys server-side and
+//   returns each pod's contiguous run and tier-weighted score.
+// - Redis down or slow: calls time out fast (lookups 50 ms by default), lookups return an
+//   empty result, writes are dropped, both counted; the outage is logged once; nothing throws.
+//   When Redis returns after losing writes or restarting, 'resync-needed' is emitted so the
+//   event layer can clear pods and replay.
+import { EventEmitter } from 'node:events';
+import { pino, type Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch } from './types.js';
+import { DEFAULT_TIER_WEIGHTS } from './types.js';
+import type { IndexMetrics } from './metrics.js';
+import { DEFAULT_KEY_PREFIX, hexToKey, keyNames, keysToHex, keyToHex, type RedisKeyNames } from './redis/layout.js';
+import { RedisConnection, normalizeRedisAddress, withTimeout, type ResyncInfo } from './redis/connection.js';
+
+export interface RedisIndexConfig {
+  /** redis://, rediss://, valkey://, valkeys:// or host:port. Default redis://127.0.0.1:6379. */
+  address?: string;
+  /** Prefix of every key, so several indexes can share a server. Default "kvr:". */
+  keyPrefix?: string;
+  /** Tier weights (unknown tiers weigh 1.0). Default gpu 1.0, cpu 0.8. */
+  tierWeights?: Readonly<Record<string, number>>;
+  /** Weight of a speculative entry in scoring. Default: the "gpu" weight. */
+  speculativeWeight?: number;
+  /** Budget of one lookup before it returns an empty result. Default 50 ms. */
+  lookupTimeoutMs?: number;
+  /** Budget of one write batch / getRequestKey / stats call. Default 2000 ms. */
+  writeTimeoutMs?: number;
+  /** Extra delay before a write batch is sent; 0 = next macrotask. Default 0. */
+  flushDelayMs?: number;
+  /** Send a batch at once when it holds this many block operations. Default 4096. */
+  maxBatchBlocks?: number;
+  /** Block operations buffered or in flight beyond which new writes are dropped. Default 1,000,000. */
+  maxPendingBlocks?: number;
+  /** How often expired speculative entries are swept (any replica may sweep). Default 500 ms. */
+  sweepIntervalMs?: number;
+  /** Local engine->request key cache for getRequestKey (entries). Default 200,000. */
+  engineCacheSize?: number;
+  /** While down: how often to probe Redis. Default 250 ms. */
+  probeIntervalMs?: number;
+  connectTimeoutMs?: number;
+}
+
+export interface RedisIndexDeps {
+  logger?: Logger;
+  /** Redis-specific counters (up, failures, dropped writes, resyncs) go here. */
+  registry?: Registry;
+  /** Shared index metrics (admissions, evictions, lookups, hits, latency). */
+  metrics?: IndexMetrics;
+}
+
+export interface RedisIndexEvents {
+  'resync-needed': [ResyncInfo];
+  up: [];
+  down: [Error];
+}
+
+type WriteOp = string[];
+
+const SWEEP_LIMIT = 2000;
+
+/** prom-client metrics of the Redis backend; shared when several indexes use one registry. */
+class RedisIndexCounters {
+  lookupFailures: Counter<'reason'>;
+  writesDropped: Counter<'reason'>;
+  resyncs: Counter;
+  up: Gauge;
+  batches: Histogram;
+
+  constructor(registry: Registry | undefined) {
+    const reg = registry ? [registry] : [];
+    const get = <T>(name: string, make: () => T): T => (registry?.getSingleMetric(name) as T | undefined) ?? make();
+    this.lookupFailures = get('kvrouter_index_redis_lookup_failures_total', () => new Counter({ name: 'kvrouter_index_redis_lookup_failures_total', help: 'Lookups answered with no hits because Redis was unavailable, slow or failing', labelNames: ['reason'], registers: reg }));
+    this.writesDropped = get('kvrouter_index_redis_writes_dropped_total', () => new Counter({ name: 'kvrouter_index_redis_writes_dropped_total', help: 'Block operations (add/evict/speculative per key, clear per pod) not applied to Redis', labelNames: ['reason'], registers: reg }));
+    this.resyncs = get('kvrouter_index_redis_resyncs_total', () => new Counter({ name: 'kvrouter_index_redis_resyncs_total', help: 'Times Redis came back after losing writes or restarting', registers: reg }));
+    this.up = get('kvrouter_index_redis_up', () => new Gauge({ name: 'kvrouter_index_redis_up', help: '1 while the Redis index answers, 0 during an outage', registers: reg }));
+    this.batches = get('kvrouter_index_redis_write_batch_blocks', () => new Histogram({ name: 'kvrouter_index_redis_write_batch_blocks', help: 'Block operations per write batch sent to Redis', buckets: [1, 4, 16, 64, 256, 1024, 4096, 16384], registers: reg }));
+  }
+}
+
+function failureReason(err: unknown): string {
+  const name = (err as Error)?.name;
+  if (name === 'TimeoutError') return 'timeout';
+  if (name === 'UnavailableError') return 'unavailable';
+  return 'error';
+}
+
+export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements KvBlockIndex {
+  readonly keys: RedisKeyNames;
+  private readonly conn: RedisConnection;
+  private readonly logger: Logger;
+  private readonly metrics: IndexMetrics | undefined;
+  private readonly counters: RedisIndexCounters;
+  private readonly weightsArg: string;
+  private readonly specWeightArg: string;
+  private readonly cfg: Required<Omit<RedisIndexConfig, 'address' | 'keyPrefix' | 'tierWeights' | 'speculativeWeight'>>;
+
+  private ops: WriteOp = [];
+  private pendingBlocks = 0;
+  private inflightBlocks = 0;
+  private flushTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
+  private lastFlush: Promise<void> = Promise.resolve();
+  private readonly engineCache = new Map<bigint, bigint>();
+  private readonly sweepTimer: NodeJS.Timeout;
+  private sweeping = false;
+  private closed = false;
+  private invalidLogged = new Set<string>();
+
+  constructor(config: RedisIndexConfig = {}, deps: RedisIndexDeps = {}) {
+    super();
+    this.logger = (deps.logger ?? pino({ level: 'info' })).child({ component: 'redis-index' });
+    this.metrics = deps.metrics;
+    this.counters = new RedisIndexCounters(deps.registry);
+    this.keys = keyNames(config.keyPrefix ?? DEFAULT_KEY_PREFIX);
+    const weights = { ...DEFAULT_TIER_WEIGHTS, ...(config.tierWeights ?? {}) };
+    for (const tier of Object.keys(weights)) this.checkTier(tier, true);
+    this.weightsArg = Object.entries(weights).map(([t, w]) => `${t}=${w}`).join(',');
+    this.specWeightArg = String(config.speculativeWeight ?? weights.gpu ?? 1);
+    this.cfg = {
+      lookupTimeoutMs: config.lookupTimeoutMs ?? 50,
+      writeTimeoutMs: config.writeTimeoutMs ?? 2000,
+      flushDelayMs: config.flushDelayMs ?? 0,
+      maxBatchBlocks: config.maxBatchBlocks ?? 4096,
+      maxPendingBlocks: config.maxPendingBlocks ?? 1_000_000,
+      sweepIntervalMs: config.sweepIntervalMs ?? 500,
+      engineCacheSize: config.engineCacheSize ?? 200_000,
+      probeIntervalMs: config.probeIntervalMs ?? 250,
+      connectTimeoutMs: config.connectTimeoutMs ?? 1000,
+    };
+    const address = normalizeRedisAddress(config.address);
+    this.conn = new RedisConnection({
+      address,
+      connectTimeoutMs: this.cfg.connectTimeoutMs,
+      probeIntervalMs: this.cfg.probeIntervalMs,
+      probeTimeoutMs: Math.max(this.cfg.lookupTimeoutMs * 4, 200),
+      logger: this.logger,
+    });
+    this.counters.up.set(0);
+    this.conn.on('up', () => { this.counters.up.set(1); this.emit('up'); });
+    this.conn.on('down', (err: Error) => { this.counters.up.set(0); this.emit('down', err); });
+    this.conn.on('resync-needed', (info: ResyncInfo) => {
+      // Whatever this replica remembered about engine keys may be gone from Redis too.
+      this.engineCache.clear();
+      this.counters.resyncs.inc();
+      this.emit('resync-needed', info);
+    });
+    this.sweepTimer = setInterval(() => { void this.sweep(); }, this.cfg.sweepIntervalMs);
+    this.sweepTimer.unref();
+    this.metrics?.setStatsSource(() => this.stats());
+    this.logger.debug({ address: address.replace(/\/\/[^@/]*@/, '//***@'), prefix: this.keys.prefix }, 'redis index configured');
+  }
+
+  /** Create and wait (up to `timeoutMs`) for the first connection; a down Redis still yields a (degraded) index. */
+  static async connect(config: RedisIndexConfig = {}, deps: RedisIndexDeps = {}, timeoutMs = 2000): Promise<RedisKvBlockIndex> {
+    const idx = new RedisKvBlockIndex(config, deps);
+    await idx.ready(timeoutMs);
+    return idx;
+  }
+
+  /** True once connected; false after `timeoutMs` without Redis. */
+  ready(timeoutMs = 2000): Promise<boolean> {
+    return this.conn.waitReady(timeoutMs);
+  }
+
+  /** Redis is answering. */
+  get available(): boolean {
+    return this.conn.available;
+  }
+
+  /** Register the resync hook (same as on('resync-needed')). Returns an unsubscribe function. */
+  onResyncNeeded(fn: (info: ResyncInfo) => void): () => void {
+    this.on('resync-needed', fn);
+    return () => this.off('resync-needed', fn);
+  }
+
+  // ---------------- writes ----------------
+
+  add(engineKeys: BlockKeys | null, requestKeys: BlockKeys, entry: PodEntry): void {
+    if (requestKeys.length === 0 || !this.checkEntry(entry)) return;
+    if (this.metrics) this.metrics.admissions += requestKeys.length;
+    const eng = engineKeys && engineKeys.length > 0 ? engineKeys : null;
+    if (eng) this.rememberMapping(eng, requestKeys);
+    this.enqueue(requestKeys.length + (eng?.length ?? 0), ['a', entry.pod, entry.tier, entry.speculative ? '1' : '0', keysToHex(requestKeys), eng ? keysToHex(eng) : '']);
+  }
+
+  evict(key: BlockKey, keyType: KeyType, entry: PodEntry): void {
+    if (!this.checkEntry(entry)) return;
+    if (keyType === 'engine') this.engineCache.delete(key);
+    this.enqueue(1, ['e', entry.pod, entry.tier, entry.speculative ? '1' : '0', keyToHex(key), keyType === 'engine' ? 'e' : 'r']);
+  }
+
+  clear(pod: PodId): void {
+    if (!this.checkPod(pod)) return;
+    // The cache does not know which engine keys were this pod's; Redis does.
+    this.engineCache.clear();
+    this.enqueue(1, ['c', pod]);
+  }
+
+  addSpeculative(requestKeys: BlockKeys, pod: PodId, ttlMs: number): void {
+    if (requestKeys.length === 0 || !(ttlMs > 0) || !this.checkPod(pod)) return;
+    this.enqueue(requestKeys.length, ['s', pod, String(Math.ceil(ttlMs)), keysToHex(requestKeys)]);
+  }
+
+  /** Send buffered writes now; resolves when every write sent so far was applied (or dropped). */
+  flush(): Promise<void> {
+    this.sendBatch();
+    return this.lastFlush;
+  }
+
+  private enqueue(blocks: number, op: string[]): void {
+    if (this.closed) return;
+    if (this.pendingBlocks + this.inflightBlocks + blocks > this.cfg.maxPendingBlocks) {
+      this.drop(blocks, 'backlog');
+      return;
+    }
+    for (const part of op) this.ops.push(part);
+    this.pendingBlocks += blocks;
+    if (this.pendingBlocks >= this.cfg.maxBatchBlocks) this.sendBatch();
+    else if (!this.flushTimer) {
+      this.flushTimer = this.cfg.flushDelayMs > 0
+        ? setTimeout(() => this.sendBatch(), this.cfg.flushDelayMs)
+        : setImmediate(() => this.sendBatch());
+    }
+  }
+
+  private drop(blocks: number, reason: string): void {
+    this.counters.writesDropped.inc({ reason }, blocks);
+    this.conn.noteWritesLost();
+  }
+
+  /** Send the buffer as one atomic script call; calls go out in order on one connection. */
+  private sendBatch(): void {
+    if (this.flushTimer) {
+      if (this.cfg.flushDelayMs > 0) clearTimeout(this.flushTimer as NodeJS.Timeout);
+      else clearImmediate(this.flushTimer as NodeJS.Immediate);
+      this.flushTimer = null;
+    }
+    if (this.ops.length === 0) return;
+    const ops = this.ops;
+    const blocks = this.pendingBlocks;
+    this.ops = [];
+    this.pendingBlocks = 0;
+    if (!this.conn.available) {
+      this.drop(blocks, 'unavailable');
+      return;
+    }
+    this.inflightBlocks += blocks;
+    this.counters.batches.observe(blocks);
+    const sent = withTimeout(this.conn.scripts.kvrApply(this.keys.meta, this.keys.prefix, ops), this.cfg.writeTimeoutMs, 'write batch').then(
+      (removed) => {
+        if (this.metrics && removed > 0) this.metrics.evictions += removed;
+      },
+      (err: unknown) => {
+        this.drop(blocks, failureReason(err));
+        this.conn.markDown(err as Error);
+      },
+    ).finally(() => {
+      this.inflightBlocks -= blocks;
+    });
+    this.lastFlush = sent;
+  }
+
+  private rememberMapping(eng: BlockKeys, req: BlockKeys): void {
+    // Same ratio mapping as the script: the last request key mapped to each engine key wins.
+    const nE = eng.length;
+    const nR = req.length;
+    const n = Math.max(nE, nR);
+    const cache = this.engineCache;
+    for (let i = 0; i < n; i++) {
+      const e = eng[Math.floor((i * nE) / n)];
+      cache.delete(e);
+      cache.set(e, req[Math.floor((i * nR) / n)]);
+    }
+    const excess = cache.size - this.cfg.engineCacheSize;
+    if (excess > 0) {
+      let k = 0;
+      for (const key of cache.keys()) {
+        if (k++ >= excess) break;
+        cache.delete(key);
+      }
+    }
+  }
+
+  // ---------------- reads ----------------
+
+  async getRequestKey(engineKey: BlockKey): Promise<BlockKey | undefined> {
+    const cached = this.engineCache.get(engineKey);
+    if (cached !== undefined) return cached;
+    if (!this.conn.available) return undefined;
+    this.sendBatch();
+    try {
+      const last = await withTimeout(this.conn.client.getrange(this.keys.engine(keyToHex(engineKey)), -16, -1), this.cfg.writeTimeoutMs, 'getRequestKey');
+      return last && last.length === 16 ? hexToKey(last) : undefined;
+    } catch (err) {
+      this.conn.markDown(err as Error);
+      return undefined;
+    }
+  }
+
+  async longestPrefix(requestKeys: BlockKeys, pods?: ReadonlySet<PodId> | null): Promise<Map<PodId, PrefixMatch>> {
+    const result = new Map<PodId, PrefixMatch>();
+    if (requestKeys.length === 0 || (pods && pods.size === 0)) return result;
+    if (!this.conn.available) {
+      this.counters.lookupFailures.inc({ reason: 'unavailable' });
+      return result;
+    }
+    this.sendBatch();
+    const t0 = performance.now();
+    let raw: (string | number)[];
+    try {
+      raw = await withTimeout(
+        this.conn.scripts.kvrLookup(this.keys.meta, this.keys.prefix, keysToHex(requestKeys), pods ? [...pods].join('\n') : '', this.weightsArg, this.specWeightArg),
+        this.cfg.lookupTimeoutMs,
+        'lookup',
+      );
+    } catch (err) {
+      this.counters.lookupFailures.inc({ reason: failureReason(err) });
+      this.conn.markDown(err as Error);
+      return result;
+    }
+    let hits = 0;
+    for (let i = 0; i + 2 < raw.length; i += 3) {
+      const blocks = Number(raw[i + 1]);
+      if (blocks > hits) hits = blocks;
+      result.set(String(raw[i]), { blocks, weighted: Number(raw[i + 2]) });
+    }
+    this.metrics?.observeLookup((performance.now() - t0) / 1000, hits);
+    return result;
+  }
+
+  async stats(): Promise<IndexStats> {
+    const empty: IndexStats = { keys: 0, entries: 0, engineKeys: 0, capacity: 0 };
+    if (!this.conn.available) return empty;
+    this.sendBatch();
+    try {
+      const [k, e, g] = await withTimeout(this.conn.client.hmget(this.keys.meta, 'keys', 'entries', 'engine'), this.cfg.writeTimeoutMs, 'stats');
+      // Memory is bounded by the server's maxmemory, not by an entry count: capacity 0 = unbounded here.
+      return { keys: Number(k ?? 0), entries: Number(e ?? 0), engineKeys: Number(g ?? 0), capacity: 0 };
+    } catch (err) {
+      this.conn.markDown(err as Error);
+      return empty;
+    }
+  }
+
+  /** Remove expired speculative entries now (also runs on a timer). Returns how many were due. */
+  async sweep(): Promise<number> {
+    if (this.sweeping || !this.conn.available || this.closed) return 0;
+    this.sweeping = true;
+    try {
+      let total = 0;
+      for (let round = 0; round < 10; round++) {
+        const n = await withTimeout(this.conn.scripts.kvrSweep(this.keys.meta, this.keys.prefix, String(SWEEP_LIMIT)), this.cfg.writeTimeoutMs, 'sweep');
+        total += n;
+        if (n < SWEEP_LIMIT) break;
+      }
+      if (this.metrics && total > 0) this.metrics.evictions += total;
+      return total;
+    } catch (err) {
+      this.conn.markDown(err as Error);
+      return 0;
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  /**
+   * Delete every key under this index's prefix (tests, `kvrouter` admin). Not part of the
+   * KvBlockIndex contract; uses SCAN so other prefixes are untouched.
+   */
+  async destroyAll(): Promise<void> {
+    await this.flush();
+    const stream = this.conn.client.scanStream({ match: `${this.keys.prefix}*`, count: 1000 });
+    for await (const batch of stream as AsyncIterable<string[]>) {
+      if (batch.length) await this.conn.client.unlink(...batch);
+    }
+    this.engineCache.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    clearInterval(this.sweepTimer);
+    await this.flush().catch(() => {});
+    this.closed = true;
+    await this.conn.close();
+    this.counters.up.set(0);
+  }
+
+  // ---------------- validation ----------------
+
+  private checkEntry(entry: PodEntry): boolean {
+    return this.checkPod(entry.pod) && this.checkTier(entry.tier, false);
+  }
+
+  private checkPod(pod: string): boolean {
+    if (pod.length > 0 && pod[0] !== '~' && !pod.includes('\n')) return true;
+    this.invalid(`pod id ${JSON.stringify(pod)} cannot be stored (empty, leading '~' or newline)`);
+    return false;
+  }
+
+  private checkTier(tier: string, strict: boolean): boolean {
+    if (tier.length > 0 && !/[,=\n]/.test(tier)) return true;
+    const msg = `tier ${JSON.stringify(tier)} cannot be stored (empty, ',', '=' or newline)`;
+    if (strict) throw new Error(msg);
+    this.invalid(msg);
+    return false;
+  }
+
+  private invalid(msg: string): void {
+    this.counters.writesDropped.inc({ reason: 'invalid' });
+    if (this.invalidLogged.has(msg) || this.invalidLogged.size > 100) return;
+    this.invalidLogged.add(msg);
+    this.logger.warn(msg);
+  }
+}
