@@ -1,0 +1,172 @@
+// Decodes a vLLM KVEventBatch payload of any version: batch as [ts, events(, rank)] or as a
+// map; events as tag-first arrays of any length (6..12 for BlockStored, missing trailing
+// fields = nil, extra ones ignored) or maps keyed by "type"; hashes as uint, negative int
+// or bytes. A bad event is skipped and reported; only a bad batch envelope throws.
+import { Decoder } from '@msgpack/msgpack';
+import type { AllBlocksCleared, BlockRemoved, BlockStored, DecodedBatch, KvEvent } from './types.js';
+
+export class DecodeError extends Error {
+  override name = 'DecodeError';
+}
+
+const decoder = new Decoder({ useBigInt64: true, maxStrLength: 1 << 20, maxBinLength: 1 << 20, maxArrayLength: 1 << 24, maxMapLength: 1 << 16, maxExtLength: 0 });
+
+const U64 = 0xffffffffffffffffn;
+
+/** A block hash as uint64: ints (two's complement for negatives) or the last 8 bytes of a digest, big-endian. */
+export function normalizeHash(v: unknown): bigint {
+  if (typeof v === 'bigint') return v & U64;
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) throw new DecodeError(`block hash is not an integer: ${v}`);
+    return BigInt(v) & U64;
+  }
+  if (v instanceof Uint8Array) {
+    if (v.length === 0) throw new DecodeError('block hash is empty bytes');
+    let h = 0n;
+    for (let i = Math.max(0, v.length - 8); i < v.length; i++) h = (h << 8n) | BigInt(v[i]);
+    return h;
+  }
+  throw new DecodeError(`block hash has type ${describe(v)}`);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'nil';
+  if (Array.isArray(v)) return 'array';
+  if (v instanceof Uint8Array) return 'bytes';
+  return typeof v;
+}
+
+function hashes(v: unknown, field: string): bigint[] {
+  if (!Array.isArray(v)) throw new DecodeError(`${field} is ${describe(v)}, expected an array`);
+  return v.map(normalizeHash);
+}
+
+function optHash(v: unknown): bigint | null {
+  return v === null || v === undefined ? null : normalizeHash(v);
+}
+
+function tokens(v: unknown): number[] {
+  if (!Array.isArray(v)) throw new DecodeError(`token_ids is ${describe(v)}, expected an array`);
+  for (let i = 0; i < v.length; i++) {
+    const t = v[i];
+    if (typeof t !== 'number' || t >>> 0 !== t) throw new DecodeError(`token_ids[${i}] is not a uint32: ${String(t)}`);
+  }
+  return v as number[];
+}
+
+function optInt(v: unknown, field: string): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'bigint') return Number(v);
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  throw new DecodeError(`${field} is ${describe(v)}, expected an int`);
+}
+
+function optStr(v: unknown, field: string): string | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'string') return v;
+  throw new DecodeError(`${field} is ${describe(v)}, expected a string`);
+}
+
+function extraKeys(v: unknown): (unknown[] | null)[] | null {
+  if (v === null || v === undefined) return null;
+  if (!Array.isArray(v)) throw new DecodeError(`extra_keys is ${describe(v)}, expected an array`);
+  return v.map((x) => (x === null || x === undefined ? null : Array.isArray(x) ? x : [x]));
+}
+
+interface Fields {
+  get(name: string, pos: number): unknown;
+}
+
+function blockStored(f: Fields): BlockStored {
+  const blockSize = optInt(f.get('block_size', 4), 'block_size');
+  if (blockSize === null || blockSize <= 0) throw new DecodeError(`block_size must be a positive int, got ${String(blockSize)}`);
+  return {
+    type: 'BlockStored',
+    blockHashes: hashes(f.get('block_hashes', 1), 'block_hashes'),
+    parentBlockHash: optHash(f.get('parent_block_hash', 2)),
+    tokenIds: tokens(f.get('token_ids', 3) ?? []),
+    blockSize,
+    loraId: optInt(f.get('lora_id', 5), 'lora_id'),
+    medium: optStr(f.get('medium', 6), 'medium'),
+    loraName: optStr(f.get('lora_name', 7), 'lora_name'),
+    extraKeys: extraKeys(f.get('extra_keys', 8)),
+    groupIdx: optInt(f.get('group_idx', 9), 'group_idx'),
+    kvCacheSpecKind: optStr(f.get('kv_cache_spec_kind', 10), 'kv_cache_spec_kind'),
+    kvCacheSpecSlidingWindow: optInt(f.get('kv_cache_spec_sliding_window', 11), 'kv_cache_spec_sliding_window'),
+  };
+}
+
+function blockRemoved(f: Fields): BlockRemoved {
+  return {
+    type: 'BlockRemoved',
+    blockHashes: hashes(f.get('block_hashes', 1), 'block_hashes'),
+    medium: optStr(f.get('medium', 2), 'medium'),
+    groupIdx: optInt(f.get('group_idx', 3), 'group_idx'),
+  };
+}
+
+const CLEARED: AllBlocksCleared = Object.freeze({ type: 'AllBlocksCleared' as const });
+
+/** Decodes one event (array or map form). Throws DecodeError on anything it cannot use. */
+export function decodeEvent(raw: unknown): KvEvent {
+  let tag: unknown;
+  let f: Fields;
+  if (Array.isArray(raw)) {
+    tag = raw[0];
+    f = { get: (_n, pos) => raw[pos] };
+  } else if (raw instanceof Map) {
+    tag = raw.get('type');
+    f = { get: (n) => raw.get(n) };
+  } else if (raw !== null && typeof raw === 'object' && !(raw instanceof Uint8Array)) {
+    const o = raw as Record<string, unknown>;
+    tag = o.type;
+    f = { get: (n) => (Object.prototype.hasOwnProperty.call(o, n) ? o[n] : undefined) };
+  } else throw new DecodeError(`event is ${describe(raw)}, expected an array or a map`);
+  switch (tag) {
+    case 'BlockStored':
+      return blockStored(f);
+    case 'BlockRemoved':
+      return blockRemoved(f);
+    case 'AllBlocksCleared':
+      return CLEARED;
+    default:
+      throw new DecodeError(`unknown event tag ${typeof tag === 'string' ? JSON.stringify(tag.slice(0, 64)) : describe(tag)}`);
+  }
+}
+
+/** Decodes a KVEventBatch payload. Throws DecodeError if the envelope is unusable. */
+export function decodeEventBatch(payload: Uint8Array): DecodedBatch {
+  let raw: unknown;
+  try {
+    raw = decoder.decode(payload);
+  } catch (err) {
+    throw new DecodeError(`invalid msgpack: ${(err as Error).message}`);
+  }
+  let ts: unknown;
+  let events: unknown;
+  let rank: unknown;
+  if (Array.isArray(raw)) {
+    [ts, events, rank] = raw;
+    if (raw.length < 2) throw new DecodeError(`batch array has ${raw.length} elements, expected 2 or 3`);
+  } else if (raw !== null && typeof raw === 'object' && !(raw instanceof Uint8Array)) {
+    const o = raw as Record<string, unknown>;
+    ts = o.ts;
+    events = o.events;
+    rank = o.data_parallel_rank;
+  } else throw new DecodeError(`batch is ${describe(raw)}, expected an array or a map`);
+  if (!Array.isArray(events)) throw new DecodeError(`batch events is ${describe(events)}, expected an array`);
+  const tsNum = typeof ts === 'number' ? ts : typeof ts === 'bigint' ? Number(ts) : NaN;
+  let dataParallelRank: number | null = null;
+  if (typeof rank === 'number' && Number.isInteger(rank) && rank >= 0) dataParallelRank = rank;
+  else if (typeof rank === 'bigint' && rank >= 0n && rank < 1n << 16n) dataParallelRank = Number(rank);
+  else if (rank !== null && rank !== undefined) throw new DecodeError(`data_parallel_rank is ${describe(rank)}, expected a non-negative int or nil`);
+  const out: DecodedBatch = { ts: tsNum, events: [], dataParallelRank, skipped: [] };
+  for (let i = 0; i < events.length; i++) {
+    try {
+      out.events.push(decodeEvent(events[i]));
+    } catch (err) {
+      out.skipped.push({ index: i, reason: (err as Error).message });
+    }
+  }
+  return out;
+}
