@@ -55,10 +55,10 @@ export class BenchClient {
     return s;
   }
 
-  async send(req: BenchRequest, stage: number, t0: number, scheduledMs: number): Promise<RequestResult> {
+  async send(req: BenchRequest, stage: number, t0: number, scheduledMs: number, signal?: AbortSignal): Promise<RequestResult> {
     const body =
       `{"model":${JSON.stringify(this.model)},"prompt":${this.promptJson(req.prompt)},` +
-      `"max_tokens":${req.maxTokens},"min_tokens":${req.maxTokens},"ignore_eos":true,"stream":true,` +
+      `"max_tokens":${req.maxTokens},"ignore_eos":true,"stream":true,` +
       `"stream_options":{"include_usage":true},"temperature":0}`;
     const sent = performance.now();
     const res: RequestResult = {
@@ -67,7 +67,7 @@ export class BenchClient {
     };
     try {
       const r = await request(`${this.baseUrl}/v1/completions`, {
-        method: 'POST', dispatcher: this.agent, body,
+        method: 'POST', dispatcher: this.agent, body, signal,
         headers: { 'content-type': 'application/json', 'x-request-id': `bench-${req.id}` },
       });
       res.status = r.statusCode;

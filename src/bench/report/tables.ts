@@ -1,0 +1,72 @@
+// Markdown report: headline per strategy, then every stage.
+import type { BenchResults, StageResult } from '../results.js';
+import { fmtNum } from './svg.js';
+
+const pct = (v: number) => (Number.isFinite(v) ? (v * 100).toFixed(1) + '%' : '-');
+const sec = (v: number) => (Number.isFinite(v) ? (v >= 10 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3)) + ' s' : '-');
+const ms = (v: number) => (Number.isFinite(v) ? (v * 1000).toFixed(v >= 0.1 ? 0 : 1) + ' ms' : '-');
+
+function row(name: string, s: StageResult, first: string): string {
+  return `| ${first}${name} | ${s.sent} | ${sec(s.ttft.p50)} | ${sec(s.ttft.p90)} | ${sec(s.ttft.p99)} | ${ms(s.itl.p50)} | ${fmtNum(s.outputTokPerSec)} | ${fmtNum(s.reqPerSec)} | ${pct(s.hitRate)} | ${pct(s.oracleHitRate)} | ${fmtNum(s.imbalanceRequests)} / ${fmtNum(s.imbalancePromptTokens)} | ${pct(s.errorRate)}${s.shed ? ` (${s.shed} shed)` : ''} |`;
+}
+
+const HEADER =
+  '| strategy | requests | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | output tok/s | req/s | hit rate | oracle | imbalance req / prompt tok | errors + shed |\n' +
+  '|---|---|---|---|---|---|---|---|---|---|---|---|';
+
+export function markdownReport(r: BenchResults): string {
+  const m = r.meta;
+  const lines: string[] = [];
+  lines.push(`# kvrouter bench: ${m.workload.kind}${m.preset ? ` (preset ${m.preset})` : ''}`);
+  lines.push('');
+  lines.push(
+    `${m.pods} simulated pods, ${m.requests} requests per strategy, load ${m.load.type} ${m.load.stages.map((s) => s.rate + (s.warmup ? '(warm-up)' : '')).join(' -> ')} QPS, seed ${m.seed}, model ${m.model}.`,
+  );
+  lines.push(
+    `All times are model time (simulator time scale ${m.timeScale}: wall times divided by it). Started ${m.startedAt}, took ${Math.round(m.wallSeconds)} s wall on ${m.host.cpus} CPUs.`,
+  );
+  lines.push('');
+  lines.push('Workload: `' + JSON.stringify(m.workload.params) + '`');
+  lines.push('');
+  lines.push('Simulator: `' + JSON.stringify(m.sim) + '`');
+  lines.push('');
+  lines.push(`Oracle (infinite cache, vLLM hit rule) hit rate: **${pct(r.oracle.hitRate)}**.`);
+  lines.push('');
+  lines.push('## Summary (all measured stages)');
+  lines.push('');
+  lines.push(HEADER);
+  for (const s of r.strategies) lines.push(s.error ? `| ${s.label} | failed: ${s.error.replace(/\|/g, '/')} |` : row(s.label, s.total, ''));
+  lines.push('');
+  lines.push('Hit rate: vllm:prefix_cache_hits / vllm:prefix_cache_queries deltas across pods. Imbalance: max/mean over pods (1 = even). Throughput: output tokens of successful requests over the time from the stage\'s first send to its last completion.');
+  lines.push('');
+  lines.push('## Per stage');
+  lines.push('');
+  const stages = r.strategies.find((s) => !s.error)?.stages ?? [];
+  for (const st of stages) {
+    lines.push(`### Stage ${st.index + 1}: ${st.rate} QPS x ${st.duration} s${st.warmup ? ' (warm-up)' : ''}`);
+    lines.push('');
+    lines.push(HEADER);
+    for (const s of r.strategies) {
+      const x = s.stages[st.index];
+      if (x) lines.push(row(s.label, x, ''));
+    }
+    lines.push('');
+  }
+  lines.push('## Strategies');
+  lines.push('');
+  for (const s of r.strategies) lines.push(`- **${s.label}** (\`${s.name}\`): ${s.description}`);
+  if (m.notes.length) {
+    lines.push('');
+    lines.push('## Notes');
+    lines.push('');
+    for (const n of m.notes) lines.push(`- ${n}`);
+  }
+  const errs = r.strategies.filter((s) => s.sampleErrors.length);
+  if (errs.length) {
+    lines.push('');
+    lines.push('## Sample errors');
+    lines.push('');
+    for (const s of errs) for (const e of s.sampleErrors) lines.push(`- ${s.name}: ${e.replace(/\n/g, ' ')}`);
+  }
+  return lines.join('\n') + '\n';
+}

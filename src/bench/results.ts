@@ -1,0 +1,125 @@
+// The shape of a benchmark's results (results.json) and the per-stage aggregation.
+import type { RequestResult } from './client.js';
+import type { PodCounters } from './prom.js';
+import { imbalance, summarize, type Summary } from './stats.js';
+import type { Stage } from './load.js';
+
+export interface StageResult {
+  index: number;
+  rate: number;
+  duration: number;
+  warmup: boolean;
+  sent: number;
+  ok: number;
+  errors: number;
+  shed: number;
+  /** (errors + shed) / sent */
+  errorRate: number;
+  /** Model seconds. */
+  ttft: Summary;
+  itl: Summary;
+  e2e: Summary;
+  /** Output tokens of successful requests / (last completion - first send), model seconds. */
+  outputTokPerSec: number;
+  reqPerSec: number;
+  /** Prefix-cache hit rate from the pods' vllm:prefix_cache_{hits,queries} deltas. */
+  hitRate: number;
+  /** Same from the responses' usage.prompt_tokens_details.cached_tokens, by request stage. */
+  clientHitRate: number;
+  /** Infinite-cache upper bound for this stage's requests. */
+  oracleHitRate: number;
+  /** max/mean across pods of requests and of prompt tokens (pod /metrics deltas). */
+  imbalanceRequests: number;
+  imbalancePromptTokens: number;
+  perPod: PodCounters[];
+}
+
+export interface StrategyResult {
+  name: string;
+  label: string;
+  description: string;
+  config: string;
+  stages: StageResult[];
+  /** All non-warm-up stages together. */
+  total: StageResult;
+  /** Model seconds the simulator fell behind (its timers fired late), summed over pods' clock. */
+  simLagSeconds?: number;
+  wallSeconds: number;
+  error?: string;
+  sampleErrors: string[];
+}
+
+export interface BenchResults {
+  meta: {
+    startedAt: string;
+    wallSeconds: number;
+    preset?: string;
+    workload: { kind: string; params: Record<string, unknown> };
+    load: { type: string; stages: Stage[] };
+    pods: number;
+    sim: Record<string, unknown>;
+    timeScale: number;
+    seed: number;
+    model: string;
+    requests: number;
+    host: { cpus: number; node: string; platform: string };
+    notes: string[];
+  };
+  oracle: { hitRate: number; perStage: number[] };
+  strategies: StrategyResult[];
+}
+
+export function aggregateStage(
+  index: number,
+  stage: Stage,
+  results: RequestResult[],
+  toModelSec: (ms: number) => number,
+  pods: PodCounters[],
+  oracle: { prompt: number; cached: number },
+): StageResult {
+  const ok = results.filter((r) => r.ok);
+  const shed = results.filter((r) => !r.ok && r.shed).length;
+  const errors = results.filter((r) => !r.ok && !r.shed).length;
+  const ttft = summarize(ok.map((r) => toModelSec(r.ttftMs ?? NaN)));
+  const itl = summarize(ok.flatMap((r) => r.itlMs.map(toModelSec)));
+  const e2e = summarize(ok.map((r) => toModelSec(r.e2eMs ?? NaN)));
+  let first = Infinity;
+  let last = -Infinity;
+  let outTok = 0;
+  for (const r of results) if (Number.isFinite(r.sentMs)) first = Math.min(first, r.sentMs);
+  for (const r of ok) {
+    last = Math.max(last, r.sentMs + (r.e2eMs ?? 0));
+    outTok += r.outputTokens;
+  }
+  const span = ok.length ? toModelSec(last - first) : NaN;
+  let prompt = 0;
+  let cached = 0;
+  for (const r of ok) {
+    prompt += r.promptTokens;
+    cached += r.cachedTokens ?? 0;
+  }
+  const q = pods.reduce((a, p) => a + p.prefixQueries, 0);
+  const h = pods.reduce((a, p) => a + p.prefixHits, 0);
+  return {
+    index,
+    rate: stage.rate,
+    duration: stage.duration,
+    warmup: !!stage.warmup,
+    sent: results.length,
+    ok: ok.length,
+    errors,
+    shed,
+    errorRate: results.length ? (errors + shed) / results.length : 0,
+    ttft,
+    itl,
+    e2e,
+    outputTokPerSec: span > 0 ? outTok / span : NaN,
+    reqPerSec: span > 0 ? ok.length / span : NaN,
+    hitRate: q > 0 ? h / q : NaN,
+    clientHitRate: prompt > 0 ? cached / prompt : NaN,
+    oracleHitRate: oracle.prompt > 0 ? oracle.cached / oracle.prompt : NaN,
+    imbalanceRequests: imbalance(pods.map((p) => p.requests)),
+    imbalancePromptTokens: imbalance(pods.map((p) => p.promptTokens)),
+    perPod: pods,
+  };
+}

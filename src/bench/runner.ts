@@ -1,0 +1,300 @@
+// Runs one benchmark: for every strategy, fresh pods and a router configured for it, the same
+// seeded request sequence on the same schedule, then per-stage aggregation against the oracle.
+import { cpus } from 'node:os';
+import { createServer } from 'node:net';
+import { request as httpRequest } from 'undici';
+import { BenchClient, type RequestResult } from './client.js';
+import type { Harness, SimSpec } from './harness.js';
+import { arrivals as makeArrivals, type LoadShape, type Stage } from './load.js';
+import { PrefixOracle } from './oracle.js';
+import { Progress } from './progress.js';
+import { diffCounters, scrapePod, type PodCounters } from './prom.js';
+import { aggregateStage, type BenchResults, type StrategyResult } from './results.js';
+import { strategyByName, strategyYaml } from './strategies.js';
+import type { BenchRequest, Workload } from './workloads/types.js';
+
+export interface BenchOptions {
+  workload: Workload;
+  load: LoadShape;
+  strategies: string[];
+  sim: Omit<SimSpec, 'kvEventsEndpoint' | 'timeScale' | 'seed'>;
+  timeScale: number;
+  seed: number;
+  preset?: string;
+  /** Wall seconds to wait for in-flight requests after the last send before aborting them. */
+  drainTimeoutSec?: number;
+  /** Wall ms to let the router scrape pods and ZMQ connect before sending. */
+  settleMs?: number;
+  notes?: string[];
+  progress?: Progress;
+}
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Planned {
+  req: BenchRequest;
+  /** Model seconds from run start. */
+  t: number;
+  stage: number;
+}
+
+/** The request sequence and its schedule, shared by every strategy. */
+export function plan(workload: Workload, load: LoadShape, seed: number): { planned: Planned[]; stages: Stage[] } {
+  if (workload.kind === 'trace') {
+    const reqs = workload.take(workload.size ?? Infinity);
+    const span = Math.max(1e-3, ...reqs.map((r) => r.at ?? 0));
+    const stages: Stage[] = [{ rate: Number((reqs.length / span).toFixed(3)), duration: Number(span.toFixed(3)) }];
+    return { planned: reqs.map((req) => ({ req, t: req.at ?? 0, stage: 0 })), stages };
+  }
+  const arr = makeArrivals(load, seed);
+  const reqs = workload.take(arr.length);
+  return { planned: reqs.map((req, i) => ({ req, t: arr[i].t, stage: arr[i].stage })), stages: load.stages };
+}
+
+async function waitReady(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const r = await httpRequest(`${url}/health`, { headersTimeout: 2000, bodyTimeout: 2000 });
+      await r.body.text();
+      if (r.statusCode === 200) return;
+      last = `HTTP ${r.statusCode}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} not ready after ${timeoutMs} ms (${last})`);
+}
+
+async function scrapeAll(urls: string[]): Promise<PodCounters[]> {
+  return await Promise.all(urls.map((u) => scrapePod(u)));
+}
+
+export async function runBench(harness: Harness, opts: BenchOptions): Promise<BenchResults> {
+  const started = new Date();
+  const wall0 = performance.now();
+  const progress = opts.progress ?? new Progress();
+  const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
+  if (planned.length === 0) throw new Error('the load shape produced no requests');
+  const toModelSec = (ms: number) => ms / 1000 / opts.timeScale;
+
+  // The oracle sees the sequence in arrival order, cache carried across stages.
+  const oracle = new PrefixOracle(opts.sim.blockSize);
+  const perStageOracle = stages.map(() => ({ prompt: 0, cached: 0 }));
+  for (const p of planned) {
+    const c = oracle.observe(p.req.prompt);
+    perStageOracle[p.stage].prompt += p.req.prompt.length;
+    perStageOracle[p.stage].cached += c;
+  }
+
+  const strategies: StrategyResult[] = [];
+  for (let si = 0; si < opts.strategies.length; si++) {
+    const def = strategyByName(opts.strategies[si]);
+    const t0s = performance.now();
+    const zmqPort = await freePort();
+    const zmq = `tcp://127.0.0.1:${zmqPort}`;
+    const ctx = { model: opts.sim.model, blockSize: opts.sim.blockSize, zmqEndpoint: zmq };
+    const yaml = strategyYaml(def, ctx);
+    progress.log(`[${si + 1}/${opts.strategies.length}] ${def.name}: starting ${opts.sim.pods} pods and the router`);
+    const result: StrategyResult = {
+      name: def.name, label: def.label, description: def.description, config: yaml,
+      stages: [], total: undefined as unknown as StrategyResult['total'], wallSeconds: 0, sampleErrors: [],
+    };
+    let pods: Awaited<ReturnType<Harness['startPods']>> | undefined;
+    let router: Awaited<ReturnType<Harness['startRouter']>> | undefined;
+    try {
+      pods = await harness.startPods({ ...opts.sim, timeScale: opts.timeScale, kvEventsEndpoint: zmq, seed: opts.seed });
+      router = await harness.startRouter(yaml, pods.addresses.map((address) => ({ address, labels: {} })));
+      await waitReady(router.url, 30_000);
+      await new Promise((r) => setTimeout(r, opts.settleMs ?? 500));
+      const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name);
+      const all: RequestResult[] = runOut.results;
+      const byStage = stages.map((_s, i) => all.filter((r) => r.stage === i));
+      result.stages = stages.map((st, i) =>
+        aggregateStage(i, st, byStage[i], toModelSec, runOut.podDeltas[i], perStageOracle[i]),
+      );
+      const measuredIdx = stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0);
+      const measured = all.filter((r) => !stages[r.stage].warmup);
+      const podTotal = runOut.podDeltas[0].map((_p, k) =>
+        measuredIdx.reduce((acc, i) => sumCounters(acc, runOut.podDeltas[i][k]), zeroCounters()),
+      );
+      const oracleTotal = measuredIdx.reduce(
+        (a, i) => ({ prompt: a.prompt + perStageOracle[i].prompt, cached: a.cached + perStageOracle[i].cached }), { prompt: 0, cached: 0 });
+      const dur = measuredIdx.reduce((a, i) => a + stages[i].duration, 0);
+      result.total = aggregateStage(-1, { rate: dur ? measured.length / dur : 0, duration: dur }, measured, toModelSec, podTotal, oracleTotal);
+      result.sampleErrors = [...new Set(all.filter((r) => !r.ok && r.error).map((r) => r.error as string))].slice(0, 5);
+      result.simLagSeconds = await pods.lagSeconds();
+    } catch (err) {
+      result.error = (err as Error).message;
+      progress.log(`  ${def.name} failed: ${result.error}`);
+    } finally {
+      progress.end();
+      await router?.close().catch(() => {});
+      await pods?.close().catch(() => {});
+    }
+    result.wallSeconds = (performance.now() - t0s) / 1000;
+    if (!result.error) {
+      const t = result.total;
+      progress.log(
+        `  ${def.name}: TTFT p90 ${t.ttft.p90.toFixed(3)} s, ${t.outputTokPerSec.toFixed(0)} output tok/s, hit rate ${(t.hitRate * 100).toFixed(1)}% (oracle ${(t.oracleHitRate * 100).toFixed(1)}%), errors ${t.errors}, shed ${t.shed} [${result.wallSeconds.toFixed(0)} s wall]`,
+      );
+    }
+    strategies.push(result);
+  }
+
+  const notes = [...(opts.notes ?? [])];
+  for (const s of strategies) {
+    if (s.simLagSeconds !== undefined && s.simLagSeconds > 0) {
+      // Summed lateness of the simulator's timers: large values mean this machine could not keep
+      // up with the time scale and model-time figures are inflated.
+      const perReq = s.simLagSeconds / Math.max(1, planned.length);
+      if (perReq > 0.05) notes.push(`${s.name}: the simulator ran behind model time (${s.simLagSeconds.toFixed(1)} model-s of timer lag); raise --time-scale for cleaner figures.`);
+    }
+  }
+  const oracleRate = oracle.hitRate;
+  return {
+    meta: {
+      startedAt: started.toISOString(),
+      wallSeconds: (performance.now() - wall0) / 1000,
+      preset: opts.preset,
+      workload: { kind: opts.workload.kind, params: opts.workload.params },
+      load: { type: opts.workload.kind === 'trace' ? 'trace' : opts.load.type, stages },
+      pods: opts.sim.pods,
+      sim: { ...opts.sim },
+      timeScale: opts.timeScale,
+      seed: opts.seed,
+      model: opts.sim.model,
+      requests: planned.length,
+      host: { cpus: cpus().length, node: process.version, platform: process.platform },
+      notes,
+    },
+    oracle: { hitRate: oracleRate, perStage: perStageOracle.map((o) => (o.prompt ? o.cached / o.prompt : NaN)) },
+    strategies,
+  };
+}
+
+function zeroCounters(): PodCounters {
+  return { prefixQueries: 0, prefixHits: 0, promptTokens: 0, generationTokens: 0, requests: 0, preemptions: 0 };
+}
+
+function sumCounters(a: PodCounters, b: PodCounters): PodCounters {
+  const out = zeroCounters();
+  for (const k of Object.keys(out) as (keyof PodCounters)[]) out[k] = a[k] + b[k];
+  return out;
+}
+
+/** Sends the planned requests on schedule (dependencies respected), snapshots pod counters per stage. */
+async function runSchedule(
+  routerUrl: string,
+  podUrls: string[],
+  planned: Planned[],
+  stages: Stage[],
+  opts: BenchOptions,
+  progress: Progress,
+  strategyIndex: number,
+  strategyName: string,
+): Promise<{ results: RequestResult[]; podDeltas: PodCounters[][] }> {
+  const client = new BenchClient(routerUrl, opts.sim.model);
+  const abort = new AbortController();
+  const results: RequestResult[] = new Array(planned.length);
+  const done = new Set<number>();
+  const waiting = new Map<number, number[]>(); // predecessor id -> planned indices waiting on it
+  const idToIndex = new Map(planned.map((p, i) => [p.req.id, i]));
+  const inflight = new Set<Promise<void>>();
+  const stageStartWall: number[] = [];
+  {
+    let acc = 0;
+    for (const s of stages) {
+      stageStartWall.push(acc * opts.timeScale * 1000);
+      acc += s.duration;
+    }
+  }
+  const snapshots: PodCounters[][] = [await scrapeAll(podUrls)];
+  let nDone = 0;
+  let nErr = 0;
+  let nSent = 0;
+  let curStage = 0;
+  const t0 = performance.now();
+  const state = () => ({
+    strategy: strategyName, strategyIndex, strategies: opts.strategies.length, stage: curStage, stages: stages.length,
+    rate: stages[curStage]?.rate ?? 0, sent: nSent, done: nDone, total: planned.length, errors: nErr, inflight: inflight.size,
+  });
+
+  const fire = (i: number, scheduledMs: number) => {
+    const p = planned[i];
+    nSent++;
+    const pr = client.send(p.req, p.stage, t0, scheduledMs, abort.signal).then((r) => {
+      results[i] = r;
+      nDone++;
+      if (!r.ok) nErr++;
+      done.add(p.req.id);
+      for (const j of waiting.get(p.req.id) ?? []) fire(j, planned[j].t * opts.timeScale * 1000);
+      waiting.delete(p.req.id);
+      progress.update(state());
+    });
+    const tracked = pr.finally(() => inflight.delete(tracked));
+    inflight.add(tracked);
+  };
+
+  for (let i = 0; i < planned.length; i++) {
+    const p = planned[i];
+    const due = p.t * opts.timeScale * 1000;
+    while (curStage + 1 < stages.length && due >= stageStartWall[curStage + 1]) {
+      // Wait for the stage boundary itself, then snapshot the pods' counters.
+      const wait = stageStartWall[curStage + 1] - (performance.now() - t0);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      snapshots.push(await scrapeAll(podUrls));
+      curStage++;
+      progress.update(state(), true);
+    }
+    const wait = due - (performance.now() - t0);
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const after = p.req.after;
+    if (after !== undefined && idToIndex.has(after) && !done.has(after)) {
+      const list = waiting.get(after) ?? [];
+      list.push(i);
+      waiting.set(after, list);
+    } else fire(i, due);
+    progress.update(state());
+  }
+  while (curStage + 1 < stages.length) {
+    snapshots.push(await scrapeAll(podUrls));
+    curStage++;
+  }
+  // Drain: bounded wait for everything in flight (and anything still waiting on a predecessor).
+  const deadline = performance.now() + (opts.drainTimeoutSec ?? 300) * 1000;
+  while ((inflight.size > 0 || waiting.size > 0) && performance.now() < deadline) {
+    await Promise.race([Promise.all(inflight), new Promise((r) => setTimeout(r, 1000))]);
+    progress.update(state());
+  }
+  if (inflight.size > 0) {
+    abort.abort();
+    await Promise.allSettled([...inflight]);
+  }
+  for (let i = 0; i < planned.length; i++) {
+    if (!results[i]) {
+      results[i] = {
+        id: planned[i].req.id, stage: planned[i].stage, scheduledMs: planned[i].t * opts.timeScale * 1000, sentMs: NaN,
+        ok: false, status: 0, shed: false, error: 'never sent: its predecessor did not finish before the drain timeout',
+        itlMs: [], promptTokens: planned[i].req.prompt.length, outputTokens: 0,
+      };
+    }
+  }
+  progress.update(state(), true);
+  snapshots.push(await scrapeAll(podUrls));
+  await client.close();
+  const podDeltas = stages.map((_s, i) => snapshots[i + 1].map((after, k) => diffCounters(after, snapshots[i][k])));
+  return { results, podDeltas };
+}
