@@ -1,0 +1,162 @@
+// Chat template rendering as vLLM does it by default: messages normalized the way vLLM's
+// chat_utils parses them, tools as vLLM's pydantic model dumps them, then the template
+// rendered with @huggingface/jinja the way transformers' apply_chat_template renders it.
+import { Template } from '@huggingface/jinja';
+import { TokenizeError, type ChatMessage, type ChatOptions } from './types.js';
+
+/** How the template expects `content`: a plain string, or OpenAI-style part lists. */
+export type ContentFormat = 'string' | 'openai';
+
+/**
+ * vLLM's "auto" detection: a template that loops over a message's content expects
+ * part lists ("openai"); any other template gets strings.
+ */
+export function detectContentFormat(template: string): ContentFormat {
+  return /\{%-?\s*for\s+\w+\s+in\s+\w+(?:\.content|\[\s*['"]content['"]\s*\])/.test(template) ? 'openai' : 'string';
+}
+
+const TEXT_PART_TYPES = new Set(['text', 'input_text', 'output_text', 'refusal']);
+
+function partText(part: unknown, i: number, m: number): string {
+  if (typeof part === 'string') return part;
+  if (!part || typeof part !== 'object') throw new TokenizeError(`messages[${m}].content[${i}] must be an object`, 400, 'BadRequestError', 'messages');
+  const p = part as Record<string, unknown>;
+  if (typeof p.type !== 'string') throw new TokenizeError(`messages[${m}].content[${i}].type must be a string`, 400, 'BadRequestError', 'messages');
+  if (!TEXT_PART_TYPES.has(p.type))
+    throw new TokenizeError(`messages[${m}].content[${i}]: content part type "${p.type}" is not supported (text parts only)`, 400, 'BadRequestError', 'messages');
+  const text = p.type === 'refusal' ? p.refusal : p.text;
+  if (typeof text !== 'string') throw new TokenizeError(`messages[${m}].content[${i}] has no string "${p.type === 'refusal' ? 'refusal' : 'text'}"`, 400, 'BadRequestError', 'messages');
+  return text;
+}
+
+function parseArguments(args: unknown, m: number): unknown {
+  // vLLM turns JSON-string arguments into objects before rendering; empty -> {}.
+  if (args === undefined || args === null || args === '') return {};
+  if (typeof args !== 'string') return args;
+  try {
+    return JSON.parse(args);
+  } catch {
+    throw new TokenizeError(`messages[${m}].tool_calls: function.arguments is not valid JSON`, 400, 'BadRequestError', 'messages');
+  }
+}
+
+/** The conversation vLLM hands to apply_chat_template. */
+export function toConversation(messages: unknown, format: ContentFormat): Record<string, unknown>[] {
+  if (!Array.isArray(messages) || messages.length === 0) throw new TokenizeError('messages must be a non-empty array', 400, 'BadRequestError', 'messages');
+  return messages.map((raw, m) => {
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new TokenizeError(`messages[${m}] must be an object`, 400, 'BadRequestError', 'messages');
+    const msg = raw as ChatMessage;
+    if (typeof msg.role !== 'string') throw new TokenizeError(`messages[${m}].role must be a string`, 400, 'BadRequestError', 'messages');
+    const c = msg.content;
+    let texts: string[];
+    if (c === undefined || c === null) texts = [];
+    else if (typeof c === 'string') texts = [c];
+    else if (Array.isArray(c)) texts = c.map((p, i) => partText(p, i, m));
+    else throw new TokenizeError(`messages[${m}].content must be a string, an array of parts or null`, 400, 'BadRequestError', 'messages');
+    const out: Record<string, unknown> = {
+      role: msg.role,
+      content: format === 'string' ? texts.join('\n') : texts.map((text) => ({ type: 'text', text })),
+    };
+    if (msg.role === 'assistant') {
+      if (Array.isArray(msg.tool_calls)) {
+        out.tool_calls = msg.tool_calls.map((tc) => {
+          const call = { ...(tc as Record<string, unknown>) };
+          if (call.function && typeof call.function === 'object') {
+            const fn = { ...(call.function as Record<string, unknown>) };
+            fn.arguments = parseArguments(fn.arguments, m);
+            call.function = fn;
+          }
+          return call;
+        });
+      } else if (msg.tool_calls !== undefined && msg.tool_calls !== null) {
+        throw new TokenizeError(`messages[${m}].tool_calls must be an array`, 400, 'BadRequestError', 'messages');
+      }
+      const reasoning = msg.reasoning ?? msg.reasoning_content;
+      if (reasoning !== undefined && reasoning !== null) {
+        out.reasoning = reasoning;
+        out.reasoning_content = reasoning;
+      }
+    } else if (msg.role === 'tool' && msg.tool_call_id !== undefined) {
+      out.tool_call_id = msg.tool_call_id;
+    }
+    if (typeof msg.name === 'string') out.name = msg.name;
+    return out;
+  });
+}
+
+/** Tools as vLLM's pydantic `model_dump()` gives them: declared fields first, unset ones null. */
+export function normalizeTools(tools: unknown): Record<string, unknown>[] | undefined {
+  if (tools === undefined || tools === null) return undefined;
+  if (!Array.isArray(tools)) throw new TokenizeError('tools must be an array', 400, 'BadRequestError', 'tools');
+  return tools.map((raw, i) => {
+    if (!raw || typeof raw !== 'object') throw new TokenizeError(`tools[${i}] must be an object`, 400, 'BadRequestError', 'tools');
+    const { type, function: fn, ...rest } = raw as Record<string, unknown>;
+    if (type !== undefined && type !== 'function') throw new TokenizeError(`tools[${i}].type must be "function"`, 400, 'BadRequestError', 'tools');
+    if (!fn || typeof fn !== 'object') throw new TokenizeError(`tools[${i}].function must be an object`, 400, 'BadRequestError', 'tools');
+    const { name, description, parameters, ...fnRest } = fn as Record<string, unknown>;
+    if (typeof name !== 'string') throw new TokenizeError(`tools[${i}].function.name must be a string`, 400, 'BadRequestError', 'tools');
+    return { type: 'function', function: { name, description: description ?? null, parameters: parameters ?? null, ...fnRest }, ...rest };
+  });
+}
+
+const RESERVED_KWARGS = new Set(['chat_template', 'tokenize', 'messages', 'conversation']);
+
+export interface TemplateContext {
+  template: Template;
+  contentFormat: ContentFormat;
+  /** bos_token, eos_token, ... and additional_special_tokens, as transformers passes them. */
+  specialTokens: Record<string, unknown>;
+}
+
+export function compileTemplate(source: string): Template {
+  try {
+    return new Template(source);
+  } catch (e) {
+    throw new TokenizeError(`chat template does not parse: ${(e as Error).message}`, 400);
+  }
+}
+
+/** Render the chat exactly as `apply_chat_template(conversation, tokenize=False, ...)`. */
+export function renderChat(ctx: TemplateContext, messages: unknown, opts: ChatOptions = {}): string {
+  const conversation = toConversation(messages, ctx.contentFormat);
+  const kwargs: Record<string, unknown> = {};
+  if (opts.chat_template_kwargs !== undefined && opts.chat_template_kwargs !== null) {
+    if (typeof opts.chat_template_kwargs !== 'object' || Array.isArray(opts.chat_template_kwargs))
+      throw new TokenizeError('chat_template_kwargs must be an object', 400, 'BadRequestError', 'chat_template_kwargs');
+    for (const [k, v] of Object.entries(opts.chat_template_kwargs)) if (!RESERVED_KWARGS.has(k)) kwargs[k] = v;
+  }
+  // vLLM merges chat_template_kwargs over its own arguments.
+  const addGenerationPrompt = Boolean(kwargs.add_generation_prompt ?? opts.add_generation_prompt ?? true);
+  const continueFinal = Boolean(kwargs.continue_final_message ?? opts.continue_final_message ?? false);
+  const tools = normalizeTools(kwargs.tools ?? opts.tools);
+  if (addGenerationPrompt && continueFinal)
+    throw new TokenizeError('Cannot set both `continue_final_message` and `add_generation_prompt` to True.', 400, 'BadRequestError', 'continue_final_message');
+  const vars: Record<string, unknown> = { ...ctx.specialTokens, ...kwargs, messages: conversation, add_generation_prompt: addGenerationPrompt };
+  delete vars.continue_final_message;
+  if (tools && tools.length) vars.tools = tools;
+  else delete vars.tools;
+  let rendered: string;
+  try {
+    rendered = ctx.template.render(vars);
+  } catch (e) {
+    throw new TokenizeError(`chat template failed to render: ${(e as Error).message}`, 400);
+  }
+  return continueFinal ? cutAfterFinalMessage(rendered, conversation[conversation.length - 1]) : rendered;
+}
+
+/** transformers' continue_final_message: end the text right after the last message's content. */
+function cutAfterFinalMessage(rendered: string, last: Record<string, unknown>): string {
+  let final: unknown = last.content;
+  if (Array.isArray(final)) {
+    const withText = [...final].reverse().find((p) => p && typeof p === 'object' && 'text' in p) as { text?: unknown } | undefined;
+    if (!withText) throw new TokenizeError('continue_final_message is set but the final message has no text content', 400);
+    final = withText.text;
+  }
+  const text = String(final ?? '');
+  const stripped = text.trim();
+  if (!rendered.includes(stripped))
+    throw new TokenizeError('continue_final_message is set but the final message does not appear in the rendered chat', 400);
+  const loc = rendered.lastIndexOf(stripped);
+  const lstripLen = text.trimStart().length;
+  return rendered.slice(loc, loc + lstripLen) === text ? rendered.slice(0, loc + lstripLen) : rendered.slice(0, loc + stripped.length);
+}

@@ -1,0 +1,171 @@
+// One model's tokenizer: the HF engine, its chat template, special tokens and prefix cache.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileTemplate, detectContentFormat, renderChat, type TemplateContext } from './chat.js';
+import { HfTokenizerEngine } from './engine.js';
+import { ChunkTokenCache, type PrefixCacheOptions } from './prefix-cache.js';
+import { cutSafety } from './safe-cuts.js';
+import { TokenizeError, type ChatOptions } from './types.js';
+
+export interface EncodeStats {
+  hitTokens: number;
+  missTokens: number;
+}
+
+const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'];
+
+function tokenContent(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return undefined;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+}
+
+/** max_model_len as vLLM derives it from config.json; falls back to tokenizer_config. */
+function deriveMaxModelLen(dir: string, tokConfig: Record<string, unknown>, known?: number): number {
+  if (known) return known;
+  const cfgPath = join(dir, 'config.json');
+  if (existsSync(cfgPath)) {
+    const cfg = readJson(cfgPath);
+    const text = (cfg.text_config as Record<string, unknown> | undefined) ?? cfg;
+    for (const k of ['max_position_embeddings', 'n_positions', 'max_seq_len', 'seq_length', 'max_sequence_length', 'max_seq_length', 'model_max_length']) {
+      const v = text[k] ?? cfg[k];
+      if (typeof v === 'number' && v > 0) return v;
+    }
+  }
+  const m = tokConfig.model_max_length;
+  return typeof m === 'number' && m > 0 && m < 1e12 ? m : 0;
+}
+
+export class ModelTokenizer {
+  readonly name: string;
+  readonly dir: string;
+  readonly maxModelLen: number;
+  readonly engine: HfTokenizerEngine;
+  readonly chatTemplate: string | undefined;
+  /** Why the prefix cache is off for this tokenizer, if it is. */
+  readonly cacheDisabledReason: string | undefined;
+  private readonly cache: ChunkTokenCache | undefined;
+  private readonly templateCtx: TemplateContext | undefined;
+  /** Ids the post-processor puts around a single sequence (e.g. a BOS), found at load. */
+  private specialPrefix: number[] = [];
+  private specialSuffix: number[] = [];
+  private specialsAreAffixes = true;
+
+  private constructor(name: string, dir: string, maxModelLen: number, cacheOpts: PrefixCacheOptions | undefined) {
+    this.name = name;
+    this.dir = dir;
+    const tokJsonPath = join(dir, 'tokenizer.json');
+    const tokJson = readJson(tokJsonPath);
+    const cfgPath = join(dir, 'tokenizer_config.json');
+    const tokConfig = existsSync(cfgPath) ? readJson(cfgPath) : {};
+    this.engine = HfTokenizerEngine.fromFile(tokJsonPath);
+    this.maxModelLen = deriveMaxModelLen(dir, tokConfig, maxModelLen);
+    this.chatTemplate = loadChatTemplate(dir, tokConfig);
+    if (this.chatTemplate !== undefined) {
+      const specialTokens: Record<string, unknown> = {};
+      for (const k of SPECIAL_KEYS) {
+        const c = tokenContent(tokConfig[k]);
+        if (c !== undefined) specialTokens[k] = c;
+      }
+      if (Array.isArray(tokConfig.additional_special_tokens))
+        specialTokens.additional_special_tokens = tokConfig.additional_special_tokens.map(tokenContent).filter((x) => x !== undefined);
+      this.templateCtx = {
+        template: compileTemplate(this.chatTemplate),
+        contentFormat: detectContentFormat(this.chatTemplate),
+        specialTokens,
+      };
+    }
+    const safety = cutSafety(tokJson);
+    if (cacheOpts?.enabled === false) this.cacheDisabledReason = 'disabled by configuration';
+    else if (!safety.ok) this.cacheDisabledReason = safety.reason;
+    this.cache = this.cacheDisabledReason ? undefined : new ChunkTokenCache(cacheOpts);
+  }
+
+  static async load(name: string, dir: string, opts: { maxModelLen?: number; prefixCache?: PrefixCacheOptions } = {}): Promise<ModelTokenizer> {
+    const mt = new ModelTokenizer(name, dir, opts.maxModelLen ?? 0, opts.prefixCache);
+    await mt.probeSpecials();
+    return mt;
+  }
+
+  private async probeSpecials(): Promise<void> {
+    const probe = 'kvrouter probe';
+    const [plain, withSpecial] = await Promise.all([this.engine.encode(probe, false), this.engine.encode(probe, true)]);
+    const at = indexOfSeq(withSpecial, plain);
+    if (at < 0) {
+      this.specialsAreAffixes = false;
+      return;
+    }
+    this.specialPrefix = withSpecial.slice(0, at);
+    this.specialSuffix = withSpecial.slice(at + plain.length);
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.templateCtx !== undefined;
+  }
+
+  /** Tokenize text as `tokenizer(text, add_special_tokens=...)` does. */
+  async encodeText(text: string, addSpecialTokens: boolean, stats?: EncodeStats): Promise<number[]> {
+    if (!this.cache || text.length < this.cache.minChars || (addSpecialTokens && !this.specialsAreAffixes)) {
+      const ids = await this.engine.encode(text, addSpecialTokens);
+      if (stats) stats.missTokens += ids.length;
+      return ids;
+    }
+    const r = await this.cache.encode(text, (texts) => this.engine.encodeMany(texts, false));
+    if (stats) {
+      stats.hitTokens += r.hitTokens;
+      stats.missTokens += r.missTokens;
+    }
+    if (!addSpecialTokens || (this.specialPrefix.length === 0 && this.specialSuffix.length === 0)) return r.ids;
+    return [...this.specialPrefix, ...r.ids, ...this.specialSuffix];
+  }
+
+  renderChat(messages: unknown, opts: ChatOptions = {}): string {
+    if (!this.templateCtx)
+      throw new TokenizeError(`model "${this.name}" has no chat template (no chat_template in ${join(this.dir, 'tokenizer_config.json')} and no chat_template.jinja)`, 400);
+    return renderChat(this.templateCtx, messages, opts);
+  }
+
+  /** vLLM's chat path: render, then encode with add_special_tokens=false. */
+  async encodeChat(messages: unknown, opts: ChatOptions = {}, stats?: EncodeStats): Promise<number[]> {
+    return this.encodeText(this.renderChat(messages, opts), false, stats);
+  }
+
+  cacheStats() {
+    return this.cache?.stats();
+  }
+
+  clearCache(): void {
+    this.cache?.clear();
+  }
+}
+
+function loadChatTemplate(dir: string, tokConfig: Record<string, unknown>): string | undefined {
+  // Newer transformers save the template as chat_template.jinja beside tokenizer_config.json.
+  const jinja = join(dir, 'chat_template.jinja');
+  if (existsSync(jinja)) return readFileSync(jinja, 'utf8');
+  const t = tokConfig.chat_template;
+  if (typeof t === 'string') return t;
+  if (Array.isArray(t)) {
+    // Named templates: transformers picks "default".
+    const def = t.find((x) => x && typeof x === 'object' && (x as { name?: unknown }).name === 'default') as { template?: unknown } | undefined;
+    if (def && typeof def.template === 'string') return def.template;
+  }
+  const jsonPath = join(dir, 'chat_template.json');
+  if (existsSync(jsonPath)) {
+    const j = readJson(jsonPath);
+    if (typeof j.chat_template === 'string') return j.chat_template;
+  }
+  return undefined;
+}
+
+function indexOfSeq(hay: number[], needle: number[]): number {
+  outer: for (let i = 0; i + needle.length <= hay.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}

@@ -1,0 +1,104 @@
+// Token cache for long texts (the role of llm-d's prefix store). A text is cut into chunks
+// at exact cuts (safe-cuts.ts); each chunk's ids are cached by the chunk's text, so a text
+// sharing a long prefix with an earlier one only tokenizes what follows the last shared cut,
+// and the result is always identical to tokenizing the whole text at once.
+import { chunkText } from './safe-cuts.js';
+
+export interface PrefixCacheOptions {
+  /** Turn the cache off (every text is tokenized whole). Default true. */
+  enabled?: boolean;
+  /** Chunk length target in characters (a chunk ends at the first exact cut past it). Default 1024. */
+  chunkChars?: number;
+  /** Texts shorter than this are tokenized whole, uncached. Default 2048. */
+  minChars?: number;
+  /** Bound on cached token ids across all chunks (LRU eviction). Default 2,000,000. */
+  maxTokens?: number;
+}
+
+export interface PrefixCacheStats {
+  hitTokens: number;
+  missTokens: number;
+  chunks: number;
+  cachedTokens: number;
+}
+
+type EncodeMany = (texts: string[]) => Promise<number[][]>;
+
+export class ChunkTokenCache {
+  readonly chunkChars: number;
+  readonly minChars: number;
+  readonly maxTokens: number;
+  private readonly store = new Map<string, Uint32Array>();
+  private cachedTokens = 0;
+  private hitTokens = 0;
+  private missTokens = 0;
+
+  constructor(opts: PrefixCacheOptions = {}) {
+    this.chunkChars = Math.max(64, opts.chunkChars ?? 1024);
+    this.minChars = Math.max(this.chunkChars, opts.minChars ?? 2048);
+    this.maxTokens = Math.max(0, opts.maxTokens ?? 2_000_000);
+  }
+
+  /**
+   * Ids of `text` (no special tokens). Chunks found in the cache are reused; the others
+   * are tokenized together with one `encodeMany` call and then cached.
+   */
+  async encode(text: string, encodeMany: EncodeMany): Promise<{ ids: number[]; hitTokens: number; missTokens: number }> {
+    const chunks = chunkText(text, this.chunkChars);
+    const parts: (Uint32Array | undefined)[] = new Array(chunks.length);
+    const missIdx: number[] = [];
+    for (let i = 0; i < chunks.length; i++) {
+      const hit = this.store.get(chunks[i]);
+      if (hit) {
+        // Refresh LRU position.
+        this.store.delete(chunks[i]);
+        this.store.set(chunks[i], hit);
+        parts[i] = hit;
+      } else missIdx.push(i);
+    }
+    let missTokens = 0;
+    if (missIdx.length) {
+      const encoded = await encodeMany(missIdx.map((i) => chunks[i]));
+      for (let k = 0; k < missIdx.length; k++) {
+        const ids = Uint32Array.from(encoded[k]);
+        parts[missIdx[k]] = ids;
+        missTokens += ids.length;
+        this.put(chunks[missIdx[k]], ids);
+      }
+    }
+    let total = 0;
+    for (const p of parts) total += p!.length;
+    const ids = new Array<number>(total);
+    let o = 0;
+    for (const p of parts) for (let j = 0; j < p!.length; j++) ids[o++] = p![j];
+    const hitTokens = total - missTokens;
+    this.hitTokens += hitTokens;
+    this.missTokens += missTokens;
+    return { ids, hitTokens, missTokens };
+  }
+
+  private put(key: string, ids: Uint32Array): void {
+    if (ids.length > this.maxTokens) return;
+    const old = this.store.get(key);
+    if (old) {
+      this.store.delete(key);
+      this.cachedTokens -= old.length;
+    }
+    this.store.set(key, ids);
+    this.cachedTokens += ids.length;
+    while (this.cachedTokens > this.maxTokens) {
+      const [k, v] = this.store.entries().next().value as [string, Uint32Array];
+      this.store.delete(k);
+      this.cachedTokens -= v.length;
+    }
+  }
+
+  clear(): void {
+    this.store.clear();
+    this.cachedTokens = 0;
+  }
+
+  stats(): PrefixCacheStats {
+    return { hitTokens: this.hitTokens, missTokens: this.missTokens, chunks: this.store.size, cachedTokens: this.cachedTokens };
+  }
+}

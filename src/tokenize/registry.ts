@@ -1,0 +1,188 @@
+// Per-model tokenizers, loaded on first use and shared by every caller.
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { downloadTokenizer } from './download.js';
+import { defaultHfCacheDir, locateTokenizer, type Located } from './locate.js';
+import { ModelTokenizer, type EncodeStats } from './model-tokenizer.js';
+import type { PrefixCacheOptions } from './prefix-cache.js';
+import { TokenizeError, UnknownModelError, type ChatMessage, type ChatOptions, type TokenizeRequest, type TokenizeResult } from './types.js';
+
+export interface TokenizerRegistryOptions {
+  /** model name -> directory holding tokenizer.json (+ tokenizer_config.json, config.json). */
+  modelDirs?: Record<string, string>;
+  /** Directories searched as dir/<org>/<name> and dir/<org--name>. */
+  searchDirs?: string[];
+  /** Hugging Face hub cache; default $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub. */
+  hfCacheDir?: string;
+  /** Fetch unknown tokenizers from the hub into hfCacheDir. Default false. */
+  allowDownload?: boolean;
+  prefixCache?: PrefixCacheOptions;
+  /** Override max_model_len per model (default: from config.json). */
+  maxModelLen?: Record<string, number>;
+  /** Model used by /tokenize when a request names none. */
+  defaultModel?: string;
+  registry?: Registry;
+}
+
+class Metrics {
+  readonly requests: Counter<'kind' | 'outcome'>;
+  readonly tokens: Counter<'cache'>;
+  readonly duration: Histogram<'kind'>;
+  constructor(registry?: Registry) {
+    const registers = registry ? [registry] : [];
+    this.requests = new Counter({ name: 'kvrouter_tokenize_requests_total', help: 'Tokenizations by kind (completion, chat) and outcome', labelNames: ['kind', 'outcome'], registers });
+    this.tokens = new Counter({ name: 'kvrouter_tokenize_tokens_total', help: 'Tokens produced, by whether the prefix token cache supplied them (hit) or the tokenizer did (miss)', labelNames: ['cache'], registers });
+    this.duration = new Histogram({
+      name: 'kvrouter_tokenize_duration_seconds',
+      help: 'Time to tokenize one prompt or chat (template rendering included)',
+      labelNames: ['kind'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+  }
+}
+
+export class TokenizerRegistry {
+  private readonly models = new Map<string, Promise<ModelTokenizer>>();
+  private readonly metrics: Metrics;
+  private closed = false;
+
+  private constructor(private readonly opts: TokenizerRegistryOptions) {
+    this.metrics = new Metrics(opts.registry);
+  }
+
+  static async create(opts: TokenizerRegistryOptions = {}): Promise<TokenizerRegistry> {
+    return new TokenizerRegistry(opts);
+  }
+
+  get defaultModel(): string | undefined {
+    return this.opts.defaultModel;
+  }
+
+  private locate(model: string): Located | { looked: string[] } {
+    return locateTokenizer(model, { modelDirs: this.opts.modelDirs, searchDirs: this.opts.searchDirs, hfCacheDir: this.opts.hfCacheDir });
+  }
+
+  /** The loaded tokenizer of a model (throws UnknownModelError listing every place looked). */
+  async get(model: string): Promise<ModelTokenizer> {
+    if (this.closed) throw new Error('TokenizerRegistry is closed');
+    if (typeof model !== 'string' || model === '') throw new TokenizeError('model must be a non-empty string', 400, 'BadRequestError', 'model');
+    let p = this.models.get(model);
+    if (!p) {
+      p = this.load(model);
+      this.models.set(model, p);
+      // A failed load is not cached: the files may appear later.
+      p.catch(() => this.models.delete(model));
+    }
+    return p;
+  }
+
+  private async load(model: string): Promise<ModelTokenizer> {
+    const found = this.locate(model);
+    let dir: string;
+    let known: number | undefined;
+    if ('dir' in found) {
+      dir = found.dir;
+      known = found.maxModelLen;
+    } else if (this.opts.allowDownload) {
+      dir = await downloadTokenizer(model, this.opts.hfCacheDir ?? defaultHfCacheDir());
+    } else {
+      throw new UnknownModelError(model, [...found.looked, 'hub download (off: allowDownload is false)']);
+    }
+    return ModelTokenizer.load(model, dir, { maxModelLen: this.opts.maxModelLen?.[model] ?? known, prefixCache: this.opts.prefixCache });
+  }
+
+  /** Whether a tokenizer for the model is loaded or can be found locally. */
+  async has(model: string): Promise<boolean> {
+    if (this.models.has(model)) {
+      try {
+        await this.models.get(model);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    return 'dir' in this.locate(model);
+  }
+
+  private count(stats: EncodeStats): void {
+    if (stats.hitTokens) this.metrics.tokens.inc({ cache: 'hit' }, stats.hitTokens);
+    if (stats.missTokens) this.metrics.tokens.inc({ cache: 'miss' }, stats.missTokens);
+  }
+
+  private async timed<T>(kind: string, fn: () => Promise<T>): Promise<T> {
+    const end = this.metrics.duration.startTimer({ kind });
+    try {
+      const r = await fn();
+      this.metrics.requests.inc({ kind, outcome: 'ok' });
+      return r;
+    } catch (e) {
+      this.metrics.requests.inc({ kind, outcome: 'error' });
+      throw e;
+    } finally {
+      end();
+    }
+  }
+
+  /** Prompt ids as vLLM's completions path computes them; token-id prompts pass through. */
+  async encodeCompletion(model: string, prompt: string | number[], addSpecialTokens = true): Promise<number[]> {
+    return this.timed('completion', async () => {
+      const mt = await this.get(model);
+      if (Array.isArray(prompt)) return validateIds(prompt, mt.engine.vocabSize());
+      if (typeof prompt !== 'string') throw new TokenizeError('prompt must be a string or an array of token ids', 400, 'BadRequestError', 'prompt');
+      const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
+      const ids = await mt.encodeText(prompt, addSpecialTokens, stats);
+      this.count(stats);
+      return ids;
+    });
+  }
+
+  async encodeChat(model: string, messages: ChatMessage[], opts: ChatOptions = {}): Promise<number[]> {
+    return this.encodeChatWith(model, messages, opts, false);
+  }
+
+  /** Render then encode; vLLM's chat path uses add_special_tokens=false unless asked. */
+  private async encodeChatWith(model: string, messages: ChatMessage[], opts: ChatOptions, addSpecialTokens: boolean): Promise<number[]> {
+    return this.timed('chat', async () => {
+      const mt = await this.get(model);
+      const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
+      const ids = await mt.encodeText(mt.renderChat(messages, opts), addSpecialTokens, stats);
+      this.count(stats);
+      return ids;
+    });
+  }
+
+  async renderChat(model: string, messages: ChatMessage[], opts: ChatOptions = {}): Promise<string> {
+    return (await this.get(model)).renderChat(messages, opts);
+  }
+
+  /** vLLM's /tokenize semantics for an already-validated request. */
+  async tokenize(req: TokenizeRequest): Promise<TokenizeResult> {
+    const mt = await this.get(req.model);
+    let tokens: number[];
+    if (req.messages !== undefined) {
+      if (req.prompt !== undefined) throw new TokenizeError('give either prompt or messages, not both', 400, 'BadRequestError', 'prompt');
+      // Chat requests default to no extra special tokens (the template has them).
+      tokens = await this.encodeChatWith(req.model, req.messages, req, req.add_special_tokens ?? false);
+    } else if (req.prompt !== undefined) {
+      tokens = await this.encodeCompletion(req.model, req.prompt, req.add_special_tokens ?? true);
+    } else {
+      throw new TokenizeError('either prompt or messages is required', 400, 'BadRequestError', 'prompt');
+    }
+    return { count: tokens.length, max_model_len: mt.maxModelLen, tokens };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.models.clear();
+  }
+}
+
+function validateIds(ids: unknown[], vocabSize: number): number[] {
+  for (let i = 0; i < ids.length; i++) {
+    const v = ids[i];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      throw new TokenizeError(`prompt[${i}] is not a token id (non-negative integer)`, 400, 'BadRequestError', 'prompt');
+    if (v >= vocabSize) throw new TokenizeError(`prompt[${i}] = ${v} is out of vocabulary (size ${vocabSize})`, 400, 'BadRequestError', 'prompt');
+  }
+  return ids as number[];
+}
