@@ -31,7 +31,7 @@ function parseJson(name: string, text: string | undefined): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`--${name} is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`--${name} is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
 }
 
