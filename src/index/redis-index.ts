@@ -106,7 +106,11 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   private inflightBlocks = 0;
   private flushTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
   private lastFlush: Promise<void> = Promise.resolve();
-  private readonly engineCache = new Map<bigint, bigint>();
+  /** Per pod: engine key -> its request keys as this replica wrote them (answers getRequestKey without a round trip). */
+  private readonly engineCache = new Map<PodId, Map<bigint, bigint[]>>();
+  private engineCached = 0;
+  private specTimer: NodeJS.Timeout | null = null;
+  private specDue = Infinity;
   private readonly sweepTimer: NodeJS.Timeout;
   private sweeping = false;
   private closed = false;
@@ -147,6 +151,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     this.conn.on('resync-needed', (info: ResyncInfo) => {
       // Whatever this replica remembered about engine keys may be gone from Redis too.
       this.engineCache.clear();
+      this.engineCached = 0;
       this.counters.resyncs.inc();
       this.emit('resync-needed', info);
     });
@@ -182,29 +187,52 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   // ---------------- writes ----------------
 
   add(engineKeys: BlockKeys | null, requestKeys: BlockKeys, entry: PodEntry): void {
-    if (requestKeys.length === 0 || !this.checkEntry(entry)) return;
+    if (requestKeys.length === 0) return;
+    const tier = this.tierOf(entry);
+    if (tier === null || !this.checkPod(entry.pod)) return;
     if (this.metrics) this.metrics.admissions += requestKeys.length;
-    const eng = engineKeys && engineKeys.length > 0 ? engineKeys : null;
-    if (eng) this.rememberMapping(eng, requestKeys);
-    this.enqueue(requestKeys.length + (eng?.length ?? 0), ['a', entry.pod, entry.tier, entry.speculative ? '1' : '0', keysToHex(requestKeys), eng ? keysToHex(eng) : '']);
+    const eng = engineKeys && engineKeys.length > 0 && !entry.speculative ? engineKeys : null;
+    if (eng) this.rememberMapping(entry.pod, eng, requestKeys);
+    this.enqueue(requestKeys.length + (eng?.length ?? 0), ['a', entry.pod, tier, entry.speculative ? '1' : '0', keysToHex(requestKeys), eng ? keysToHex(eng) : '']);
   }
 
   evict(key: BlockKey, keyType: KeyType, entry: PodEntry): void {
-    if (!this.checkEntry(entry)) return;
-    if (keyType === 'engine') this.engineCache.delete(key);
-    this.enqueue(1, ['e', entry.pod, entry.tier, entry.speculative ? '1' : '0', keyToHex(key), keyType === 'engine' ? 'e' : 'r']);
+    const tier = this.tierOf(entry);
+    if (tier === null || !this.checkPod(entry.pod)) return;
+    // Redis decides whether the mapping survives; until then ask it rather than the cache.
+    if (keyType === 'engine') this.forgetMapping(entry.pod, key);
+    this.enqueue(1, ['e', entry.pod, tier, entry.speculative ? '1' : '0', keyToHex(key), keyType === 'engine' ? 'e' : 'r']);
   }
 
   clear(pod: PodId): void {
     if (!this.checkPod(pod)) return;
-    // The cache does not know which engine keys were this pod's; Redis does.
-    this.engineCache.clear();
+    const cached = this.engineCache.get(pod);
+    if (cached) {
+      this.engineCached -= cached.size;
+      this.engineCache.delete(pod);
+    }
     this.enqueue(1, ['c', pod]);
   }
 
   addSpeculative(requestKeys: BlockKeys, pod: PodId, ttlMs: number): void {
-    if (requestKeys.length === 0 || !(ttlMs > 0) || !this.checkPod(pod)) return;
-    this.enqueue(requestKeys.length, ['s', pod, String(Math.ceil(ttlMs)), keysToHex(requestKeys)]);
+    if (requestKeys.length === 0 || !this.checkPod(pod)) return;
+    if (this.metrics) this.metrics.admissions += requestKeys.length;
+    const ttl = Math.max(0, Math.ceil(ttlMs));
+    this.enqueue(requestKeys.length, ['s', pod, String(ttl), keysToHex(requestKeys)]);
+    this.armSpecTimer(performance.now() + ttl);
+  }
+
+  /** Expire this replica's own reservations close to their deadline (the periodic sweep covers the rest). */
+  private armSpecTimer(due: number): void {
+    if (this.closed || due >= this.specDue) return;
+    if (this.specTimer) clearTimeout(this.specTimer);
+    this.specDue = due;
+    this.specTimer = setTimeout(() => {
+      this.specTimer = null;
+      this.specDue = Infinity;
+      void this.sweep();
+    }, Math.max(0, due - performance.now()) + 2);
+    this.specTimer.unref();
   }
 
   /** Send buffered writes now; resolves when every write sent so far was applied (or dropped). */
@@ -266,36 +294,58 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     this.lastFlush = sent;
   }
 
-  private rememberMapping(eng: BlockKeys, req: BlockKeys): void {
-    // Same ratio mapping as the script: the last request key mapped to each engine key wins.
+  private rememberMapping(pod: PodId, eng: BlockKeys, req: BlockKeys): void {
+    if (this.cfg.engineCacheSize <= 0) return;
+    let cache = this.engineCache.get(pod);
+    if (!cache) this.engineCache.set(pod, (cache = new Map()));
+    // Same ratio mapping and list rule as the script: each request key once, a new one last.
     const nE = eng.length;
     const nR = req.length;
     const n = Math.max(nE, nR);
-    const cache = this.engineCache;
     for (let i = 0; i < n; i++) {
       const e = eng[Math.floor((i * nE) / n)];
-      cache.delete(e);
-      cache.set(e, req[Math.floor((i * nR) / n)]);
+      const r = req[Math.floor((i * nR) / n)];
+      const list = cache.get(e);
+      if (list === undefined) {
+        cache.set(e, [r]);
+        this.engineCached++;
+      } else if (!list.includes(r)) list.push(r);
     }
-    const excess = cache.size - this.cfg.engineCacheSize;
-    if (excess > 0) {
-      let k = 0;
-      for (const key of cache.keys()) {
-        if (k++ >= excess) break;
-        cache.delete(key);
+    if (this.engineCached > this.cfg.engineCacheSize) {
+      // Bounded: drop the oldest half of each pod's cache until back under half the bound.
+      for (const [p, c] of this.engineCache) {
+        let k = c.size >> 1 || c.size;
+        for (const key of c.keys()) {
+          if (k-- <= 0) break;
+          c.delete(key);
+          this.engineCached--;
+        }
+        if (c.size === 0) this.engineCache.delete(p);
+        if (this.engineCached <= this.cfg.engineCacheSize >> 1) break;
       }
     }
   }
 
+  private forgetMapping(pod: PodId, engineKey: bigint): void {
+    const cache = this.engineCache.get(pod);
+    if (cache?.delete(engineKey)) this.engineCached--;
+  }
+
   // ---------------- reads ----------------
 
-  async getRequestKey(engineKey: BlockKey): Promise<BlockKey | undefined> {
-    const cached = this.engineCache.get(engineKey);
-    if (cached !== undefined) return cached;
+  getRequestKey(engineKey: BlockKey, pod?: PodId): BlockKey | undefined | Promise<BlockKey | undefined> {
+    if (pod !== undefined) {
+      const cached = this.engineCache.get(pod)?.get(engineKey);
+      if (cached !== undefined) return cached[cached.length - 1];
+    }
+    return this.fetchRequestKey(engineKey, pod);
+  }
+
+  private async fetchRequestKey(engineKey: BlockKey, pod?: PodId): Promise<BlockKey | undefined> {
     if (!this.conn.available) return undefined;
     this.sendBatch();
     try {
-      const last = await withTimeout(this.conn.client.getrange(this.keys.engine(keyToHex(engineKey)), -16, -1), this.cfg.writeTimeoutMs, 'getRequestKey');
+      const last = await withTimeout(this.conn.scripts.kvrEngine(this.keys.meta, this.keys.prefix, keyToHex(engineKey), pod ?? ''), this.cfg.writeTimeoutMs, 'getRequestKey');
       return last && last.length === 16 ? hexToKey(last) : undefined;
     } catch (err) {
       this.conn.markDown(err as Error);
@@ -315,7 +365,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     let raw: (string | number)[];
     try {
       raw = await withTimeout(
-        this.conn.scripts.kvrLookup(this.keys.meta, this.keys.prefix, keysToHex(requestKeys), pods ? [...pods].join('\n') : '', this.weightsArg, this.specWeightArg),
+        this.conn.scripts.kvrLookup(this.keys.meta, this.keys.prefix, keysToHex(requestKeys), pods ? [...pods].join('\n') : '', this.weightsArg, this.specWeightArg, pods ? '1' : '0'),
         this.cfg.lookupTimeoutMs,
         'lookup',
       );
@@ -324,12 +374,10 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
       this.conn.markDown(err as Error);
       return result;
     }
-    let hits = 0;
-    for (let i = 0; i + 2 < raw.length; i += 3) {
-      const blocks = Number(raw[i + 1]);
-      if (blocks > hits) hits = blocks;
-      result.set(String(raw[i]), { blocks, weighted: Number(raw[i + 2]) });
-    }
+    const hits = Number(raw[0]);
+    const expired = Number(raw[1]);
+    if (this.metrics && expired > 0) this.metrics.evictions += expired;
+    for (let i = 2; i + 2 < raw.length; i += 3) result.set(String(raw[i]), { blocks: Number(raw[i + 1]), weighted: Number(raw[i + 2]) });
     this.metrics?.observeLookup((performance.now() - t0) / 1000, hits);
     return result;
   }
@@ -348,16 +396,18 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     }
   }
 
-  /** Remove expired speculative entries now (also runs on a timer). Returns how many were due. */
+  /** Expire due speculative reservations now (also runs on timers). Returns the entries removed. */
   async sweep(): Promise<number> {
     if (this.sweeping || !this.conn.available || this.closed) return 0;
     this.sweeping = true;
     try {
+      // after this replica's pending writes, so its own reservations are there to expire
+      this.sendBatch();
       let total = 0;
       for (let round = 0; round < 10; round++) {
-        const n = await withTimeout(this.conn.scripts.kvrSweep(this.keys.meta, this.keys.prefix, String(SWEEP_LIMIT)), this.cfg.writeTimeoutMs, 'sweep');
-        total += n;
-        if (n < SWEEP_LIMIT) break;
+        const [due, removed] = await withTimeout(this.conn.scripts.kvrSweep(this.keys.meta, this.keys.prefix, String(SWEEP_LIMIT)), this.cfg.writeTimeoutMs, 'sweep');
+        total += removed;
+        if (due < SWEEP_LIMIT) break;
       }
       if (this.metrics && total > 0) this.metrics.evictions += total;
       return total;
@@ -380,11 +430,13 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
       if (batch.length) await this.conn.client.unlink(...batch);
     }
     this.engineCache.clear();
+    this.engineCached = 0;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     clearInterval(this.sweepTimer);
+    if (this.specTimer) clearTimeout(this.specTimer);
     await this.flush().catch(() => {});
     this.closed = true;
     await this.conn.close();
@@ -393,8 +445,10 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
 
   // ---------------- validation ----------------
 
-  private checkEntry(entry: PodEntry): boolean {
-    return this.checkPod(entry.pod) && this.checkTier(entry.tier, false);
+  /** The stored tier: lower-cased, "gpu" when empty (as the in-memory index); null when unstorable. */
+  private tierOf(entry: PodEntry): string | null {
+    const tier = (entry.tier || 'gpu').toLowerCase();
+    return this.checkTier(tier, false) ? tier : null;
   }
 
   private checkPod(pod: string): boolean {

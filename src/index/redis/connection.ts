@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { APPLY_SCRIPT, LOOKUP_SCRIPT, SWEEP_SCRIPT } from './scripts.js';
+import { APPLY_SCRIPT, ENGINE_SCRIPT, LOOKUP_SCRIPT, SWEEP_SCRIPT } from './scripts.js';
 
 export const DEFAULT_REDIS_ADDRESS = 'redis://127.0.0.1:6379';
 
@@ -23,8 +23,9 @@ export function normalizeRedisAddress(address: string | undefined): string {
 /** The scripts as ioredis custom commands (defined in RedisConnection). */
 export interface ScriptCommands {
   kvrApply(metaKey: string, prefix: string, ops: string[]): Promise<number>;
-  kvrLookup(metaKey: string, prefix: string, keysHex: string, pods: string, weights: string, specWeight: string): Promise<(string | number)[]>;
-  kvrSweep(metaKey: string, prefix: string, limit: string): Promise<number>;
+  kvrLookup(metaKey: string, prefix: string, keysHex: string, pods: string, weights: string, specWeight: string, filtered: '0' | '1'): Promise<(string | number)[]>;
+  kvrSweep(metaKey: string, prefix: string, limit: string): Promise<[number, number]>;
+  kvrEngine(metaKey: string, prefix: string, engineHex: string, pod: string): Promise<string | null>;
 }
 
 export class TimeoutError extends Error {
@@ -97,6 +98,7 @@ export class RedisConnection extends EventEmitter {
     this.client.defineCommand('kvrApply', { numberOfKeys: 1, lua: APPLY_SCRIPT });
     this.client.defineCommand('kvrLookup', { numberOfKeys: 1, lua: LOOKUP_SCRIPT });
     this.client.defineCommand('kvrSweep', { numberOfKeys: 1, lua: SWEEP_SCRIPT });
+    this.client.defineCommand('kvrEngine', { numberOfKeys: 1, lua: ENGINE_SCRIPT });
     this.scripts = this.client as unknown as ScriptCommands;
     this.client.on('ready', () => { void this.onReady(); });
     this.client.on('error', (err: Error) => this.markDown(err));

@@ -2,19 +2,20 @@
 // (default "kvr:") so several indexes can share one server. Block keys are written as 16
 // lower-case hex digits ("<h>"), which keeps key names readable in redis-cli.
 //
-//   P r:<h>      HASH  one router request key. Fields:
-//                        "<pod>"   -> confirmed entries of that pod with reference counts,
-//                                     "tier=count[,tier=count]" sorted by tier ("cpu=1,gpu=2")
-//                        "~<pod>"  -> speculative entry: deadline in ms (Redis server clock,
-//                                     so every replica agrees on expiry) or "inf" when it
-//                                     was added without a TTL
+//   P r:<h>      HASH  one router request key. Fields (a pod's entries, reference-counted):
+//                        "<pod>"   -> confirmed entries: "tier=count[,tier=count]" sorted by tier
+//                        "~<pod>"  -> speculative entries, same format (scored with the gpu weight)
 //                      The hash disappears with its last field.
-//   P e:<h>      STRING engine key -> its request keys, concatenated <h> values in ratio-mapping
-//                      order; the last one answers getRequestKey.
+//   P e:<h>      HASH  one engine key, per pod (engine hashes are only meaningful within one
+//                      engine): field "<pod>" -> its request keys, concatenated <h> values, each
+//                      once, a newly mapped one last (getRequestKey answers the last).
 //   P p:<pod>    SET   <h> of every request key where <pod> has a field (for clear(pod)).
-//   P pe:<pod>   SET   <h> of every engine key written from <pod>'s events (for clear(pod)).
-//   P spec       ZSET  "<h><pod>" scored by speculative deadline; swept by any replica.
-//   P meta       HASH  counters: keys, entries, engine (kept by the scripts, read by stats()).
+//   P pe:<pod>   SET   <h> of every engine key where <pod> has a mapping (for clear(pod)).
+//   P spec       ZSET  speculative reservations "<seq>\n<gen>\n<pod>\n<hex keys>" scored by
+//                      their deadline in ms on the Redis server clock, so every replica agrees
+//                      on expiry; expired by lookups and by a periodic sweep on any replica.
+//   P gen        HASH  pod -> clear() generation; a reservation from an older generation is void.
+//   P meta       HASH  counters keys, entries, engine (kept by the scripts, read by stats()), seq.
 //
 // All writes go through one Lua script (scripts.ts) so each batch is atomic and ordered; a
 // lookup is one read-only script call that walks the keys and stops at the first miss.
