@@ -88,17 +88,17 @@ function readServed(md: Metadata | undefined): string | undefined {
 }
 
 const ERROR_TYPES: Record<number, string> = {
-  400: 'BadRequestError',
-  404: 'NotFoundError',
-  413: 'BadRequestError',
-  429: 'RateLimitError',
-  500: 'InternalServerError',
-  503: 'ServiceUnavailableError',
+  400: 'invalid_request_error',
+  404: 'not_found_error',
+  413: 'request_too_large_error',
+  429: 'rate_limit_error',
+  500: 'internal_error',
+  503: 'service_unavailable_error',
 };
 
-/** OpenAI-style error body, as `kvrouter serve` returns it. */
-export function errorBody(status: number, message: string): Buffer {
-  return Buffer.from(JSON.stringify({ error: { message, type: ERROR_TYPES[status] ?? 'InternalServerError', param: null, code: status } }));
+/** OpenAI-style error body, the same shape `kvrouter serve` returns. */
+export function errorBody(err: PickError): Buffer {
+  return Buffer.from(JSON.stringify({ error: { message: err.message, type: err.type ?? ERROR_TYPES[err.status] ?? 'internal_error', param: null, code: err.code } }));
 }
 
 type Phase = 'headers' | 'body' | 'routed' | 'closed';
@@ -274,7 +274,7 @@ class ExtProcStream {
     this.opts.metrics?.errors.inc({ model_name: err.model ?? '', target_model_name: err.model ?? '', error_code: String(err.status) });
     this.opts.metrics?.streams.inc({ kind: 'rejected' });
     this.write({
-      immediate_response: { status: { code: err.status }, headers: { set_headers: set }, body: errorBody(err.status, err.message), details: err.code },
+      immediate_response: { status: { code: err.status }, headers: { set_headers: set }, body: errorBody(err), details: err.code },
     });
     // Envoy ignores anything after an immediate response; end our side of the stream.
     this.phase = 'closed';

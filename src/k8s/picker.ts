@@ -59,6 +59,8 @@ export interface PickError {
   message: string;
   /** Short machine-readable reason, e.g. `no_endpoints`. */
   code: string;
+  /** OpenAI error type (e.g. `invalid_request_error`); derived from the status when absent. */
+  type?: string;
   /** Extra response headers (e.g. `x-llm-d-request-dropped-reason`). */
   headers?: Record<string, string>;
   model?: string;

@@ -155,7 +155,8 @@ describe('ext-proc protocol', () => {
     x.requestBody(JSON.stringify({ model: 'm', prompt: 'x' }), 1);
     ans = await x.routed();
     assert.equal(ans.immediate?.status, 503);
-    assert.equal(JSON.parse(ans.immediate!.body).error.code, 503);
+    assert.equal(JSON.parse(ans.immediate!.body).error.code, 'no_endpoints');
+    assert.equal(JSON.parse(ans.immediate!.body).error.type, 'service_unavailable_error');
   });
 
   it('answers errors as ImmediateResponse with an OpenAI-style JSON body', async () => {
@@ -167,7 +168,8 @@ describe('ext-proc protocol', () => {
       assert.equal(ans.immediate?.status, status, body);
       assert.equal(ans.immediate!.headers['content-type'], 'application/json');
       const err = JSON.parse(ans.immediate!.body).error;
-      assert.equal(err.code, status);
+      assert.equal(typeof err.code, 'string');
+      assert.equal(err.type, { 400: 'invalid_request_error', 429: 'rate_limit_error', 500: 'internal_error' }[status]);
       assert.equal(typeof err.message, 'string');
       await x.waitFor(() => false, 2000).catch(() => undefined);
       assert.equal(x.ended, true, 'stream ends after an immediate response');
