@@ -1,0 +1,229 @@
+// vLLM's BlockPool (vllm/v1/core/block_pool.py): a fixed set of KV blocks, block 0 reserved as
+// the null block; free blocks sit in an LRU queue with their hash kept, so a finished request's
+// blocks stay hittable until the block is popped for reuse (eviction -> one BlockRemoved).
+import type { ExtraKey } from './hashing.js';
+import type { KvEvent } from './events.js';
+import { wireHash } from './hashing.js';
+
+/** What the pool needs to know about a request to cache its full blocks. */
+export interface CachingRequest {
+  tokens: number[];
+  blockHashes: Buffer[];
+  blockHashKeys: string[];
+  /** Extra keys of block i (cache_salt in block 0), or null. */
+  extraKeysOf(blockIndex: number): readonly ExtraKey[] | null;
+  loraName: string | null;
+}
+
+/** Which optional event fields this vLLM version fills (set by the engine from the wire version). */
+export interface EventFieldValues {
+  medium: string | null;
+  extraKeys: boolean;
+  groupIdx: number | null;
+  kvCacheSpecKind: string | null;
+}
+
+export class BlockPool {
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly refCnt: Int32Array;
+  private readonly hash: (Buffer | null)[];
+  private readonly hashKey: (string | null)[];
+  private readonly tokensOf: (number[] | null)[];
+  private readonly parentOf: (Buffer | null)[];
+  // Doubly linked free queue over block ids; index numBlocks is the sentinel.
+  private readonly prev: Int32Array;
+  private readonly next: Int32Array;
+  private readonly inFree: Uint8Array;
+  numFree = 0;
+  /** hash key -> block ids holding that hash (duplicates when computed concurrently). */
+  private readonly cached = new Map<string, number[]>();
+  /** Events waiting for the end of the engine step; null when events are disabled. */
+  readonly events: KvEvent[] | null;
+  private readonly fields: EventFieldValues;
+  /** Evictions since start (for metrics). */
+  evictions = 0;
+
+  constructor(numBlocks: number, blockSize: number, eventsEnabled: boolean, fields: EventFieldValues) {
+    if (numBlocks < 2) throw new Error('num_gpu_blocks must be at least 2 (block 0 is the null block)');
+    this.numBlocks = numBlocks;
+    this.blockSize = blockSize;
+    this.refCnt = new Int32Array(numBlocks);
+    this.hash = new Array<Buffer | null>(numBlocks).fill(null);
+    this.hashKey = new Array<string | null>(numBlocks).fill(null);
+    this.tokensOf = new Array<number[] | null>(numBlocks).fill(null);
+    this.parentOf = new Array<Buffer | null>(numBlocks).fill(null);
+    this.prev = new Int32Array(numBlocks + 1);
+    this.next = new Int32Array(numBlocks + 1);
+    this.inFree = new Uint8Array(numBlocks);
+    this.events = eventsEnabled ? [] : null;
+    this.fields = fields;
+    const s = numBlocks;
+    this.prev[s] = s;
+    this.next[s] = s;
+    // Block 0 is the null block: never free, never cached.
+    this.refCnt[0] = 1;
+    for (let b = 1; b < numBlocks; b++) this.pushTail(b);
+  }
+
+  private pushTail(b: number): void {
+    const s = this.numBlocks;
+    const last = this.prev[s];
+    this.next[last] = b;
+    this.prev[b] = last;
+    this.next[b] = s;
+    this.prev[s] = b;
+    this.inFree[b] = 1;
+    this.numFree++;
+  }
+
+  private unlink(b: number): void {
+    this.next[this.prev[b]] = this.next[b];
+    this.prev[this.next[b]] = this.prev[b];
+    this.inFree[b] = 0;
+    this.numFree--;
+  }
+
+  /** Usable blocks (all but the null block). */
+  get capacity(): number {
+    return this.numBlocks - 1;
+  }
+
+  /** vLLM's kv_cache_usage: 1 - free/(num_gpu_blocks - 1); cached-but-free blocks count as free. */
+  usage(): number {
+    return 1 - this.numFree / (this.numBlocks - 1);
+  }
+
+  /** A cached block holding `key`, if any. */
+  lookup(key: string): number | undefined {
+    const ids = this.cached.get(key);
+    return ids === undefined ? undefined : ids[0];
+  }
+
+  /** Blocks of `blocks` that are free now (a hit on them consumes free capacity). */
+  countFree(blocks: readonly number[]): number {
+    let n = 0;
+    for (const b of blocks) if (this.inFree[b]) n++;
+    return n;
+  }
+
+  /** Takes references on cache-hit blocks, pulling free ones out of the free queue. */
+  touch(blocks: readonly number[]): void {
+    for (const b of blocks) {
+      if (this.refCnt[b] === 0 && this.inFree[b]) this.unlink(b);
+      this.refCnt[b]++;
+    }
+  }
+
+  /** Pops `n` blocks from the LRU end, evicting their cached hash (BlockRemoved each). */
+  getNewBlocks(n: number, out: number[]): void {
+    if (n > this.numFree) throw new Error(`cannot get ${n} free blocks from the pool (${this.numFree} free)`);
+    const s = this.numBlocks;
+    for (let i = 0; i < n; i++) {
+      const b = this.next[s];
+      this.unlink(b);
+      if (this.hashKey[b] !== null) this.evict(b);
+      this.refCnt[b] = 1;
+      out.push(b);
+    }
+  }
+
+  private evict(b: number): void {
+    const key = this.hashKey[b] as string;
+    const ids = this.cached.get(key);
+    if (ids !== undefined) {
+      const i = ids.indexOf(b);
+      if (i >= 0) ids.splice(i, 1);
+      if (ids.length === 0) this.cached.delete(key);
+    }
+    const h = this.hash[b] as Buffer;
+    this.hash[b] = null;
+    this.hashKey[b] = null;
+    this.tokensOf[b] = null;
+    this.parentOf[b] = null;
+    this.evictions++;
+    this.events?.push({ type: 'BlockRemoved', blockHashes: [h], medium: this.fields.medium, groupIdx: this.fields.groupIdx });
+  }
+
+  /** Drops references, last block first, so a sequence's tail is evicted before its head. */
+  free(blocks: readonly number[]): void {
+    for (let i = blocks.length - 1; i >= 0; i--) {
+      const b = blocks[i];
+      if (--this.refCnt[b] === 0) this.pushTail(b);
+    }
+  }
+
+  /**
+   * Marks blocks [numCached, numFull) of a request as cached under their hashes and queues one
+   * BlockStored covering them (vLLM's cache_full_blocks).
+   */
+  cacheFullBlocks(req: CachingRequest, blocks: readonly number[], numCached: number, numFull: number): void {
+    if (numFull <= numCached) return;
+    const B = this.blockSize;
+    const newHashes: Buffer[] = [];
+    const extras: (readonly ExtraKey[] | null)[] = [];
+    for (let i = numCached; i < numFull; i++) {
+      const b = blocks[i];
+      if (b === 0) continue; // null block
+      const h = req.blockHashes[i];
+      const key = req.blockHashKeys[i];
+      this.hash[b] = h;
+      this.hashKey[b] = key;
+      this.tokensOf[b] = req.tokens.slice(i * B, (i + 1) * B);
+      this.parentOf[b] = i === 0 ? null : req.blockHashes[i - 1];
+      const ids = this.cached.get(key);
+      if (ids === undefined) this.cached.set(key, [b]);
+      else ids.push(b);
+      newHashes.push(h);
+      extras.push(req.extraKeysOf(i));
+    }
+    if (this.events === null || newHashes.length === 0) return;
+    this.events.push({
+      type: 'BlockStored',
+      blockHashes: newHashes,
+      parentBlockHash: numCached === 0 ? null : req.blockHashes[numCached - 1],
+      tokenIds: req.tokens.slice(numCached * B, numFull * B),
+      blockSize: B,
+      loraId: null,
+      medium: this.fields.medium,
+      loraName: req.loraName,
+      extraKeys: this.fields.extraKeys ? extras : null,
+      groupIdx: this.fields.groupIdx,
+      kvCacheSpecKind: this.fields.kvCacheSpecKind,
+      kvCacheSpecSlidingWindow: null,
+    });
+  }
+
+  /** vLLM's reset_prefix_cache: only when no block is in use; then AllBlocksCleared. */
+  resetPrefixCache(): boolean {
+    if (this.numFree !== this.numBlocks - 1) return false;
+    for (let b = 1; b < this.numBlocks; b++) {
+      this.hash[b] = null;
+      this.hashKey[b] = null;
+      this.tokensOf[b] = null;
+      this.parentOf[b] = null;
+    }
+    this.cached.clear();
+    this.events?.push({ type: 'AllBlocksCleared' });
+    return true;
+  }
+
+  /** Number of blocks currently holding a hash. */
+  get cachedBlocks(): number {
+    let n = 0;
+    for (const ids of this.cached.values()) n += ids.length;
+    return n;
+  }
+
+  /** Every cached block (duplicates included), for equality tests against an index. */
+  snapshot(): { blockHash: bigint; tokenIds: number[]; parent: bigint | null }[] {
+    const out: { blockHash: bigint; tokenIds: number[]; parent: bigint | null }[] = [];
+    for (let b = 1; b < this.numBlocks; b++) {
+      const h = this.hash[b];
+      if (h === null) continue;
+      const p = this.parentOf[b];
+      out.push({ blockHash: wireHash(h), tokenIds: (this.tokensOf[b] as number[]).slice(), parent: p === null ? null : wireHash(p) });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,486 @@
+// The simulated vLLM engine core: a V1-style scheduler (continuous batching, chunked prefill,
+// running requests first, preemption by recompute), the block pool, and a step clock whose
+// duration comes from the timing model. Per-step work is proportional to what changed: block
+// hashes are computed once per block as tokens are appended, decode tokens are batched.
+import { BlockPool, type EventFieldValues } from './blockPool.js';
+import type { BlockHasher, ExtraKey } from './hashing.js';
+import type { SimClock, Timer } from './clock.js';
+import type { KvEvent } from './events.js';
+import { stepSeconds, type TimingModel } from './timing.js';
+
+export interface EngineConfig {
+  blockSize: number;
+  numGpuBlocks: number;
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  maxModelLen: number;
+  timing: TimingModel;
+  hasher: BlockHasher;
+  eventsEnabled: boolean;
+  eventFields: EventFieldValues;
+  clock: SimClock;
+  /** Output token ids: random ids from a seeded generator, or the prompt echoed back. */
+  outputMode: 'random' | 'echo';
+  seed?: number;
+}
+
+export interface EngineListener {
+  /** One engine step's events, in occurrence order (called only when non-empty). */
+  onEvents?(events: KvEvent[]): void;
+  /** A request entered scheduling with no computed tokens (prefix cache query). */
+  onPrefixQuery?(queries: number, hits: number): void;
+  onPreemption?(req: EngineRequest): void;
+  onFinish?(req: EngineRequest): void;
+  /** Tokens were appended to `req` at model time `now` (before its own onTokens). */
+  onTokens?(req: EngineRequest, now: number): void;
+  onStep?(prefillTokens: number, decodeSeqs: number, seconds: number): void;
+}
+
+export interface SubmitOptions {
+  promptTokens: number[];
+  maxTokens: number;
+  cacheSalt?: string | null;
+  loraName?: string | null;
+  /** Called at the end of each step that appended output tokens to this request. */
+  onTokens?(req: EngineRequest, newTokens: number): void;
+  onFinish?(req: EngineRequest): void;
+}
+
+export type FinishReason = 'length' | 'stop' | 'abort';
+
+let nextRequestSeq = 0;
+
+export class EngineRequest {
+  readonly id: string;
+  readonly promptLen: number;
+  readonly maxTokens: number;
+  /** Prompt then output token ids. */
+  readonly tokens: number[];
+  readonly blockHashes: Buffer[] = [];
+  readonly blockHashKeys: string[] = [];
+  readonly cacheSalt: string | null;
+  readonly loraName: string | null;
+  /** Block ids held, in sequence order. */
+  blocks: number[] = [];
+  numComputed = 0;
+  /** How many of `blocks` are registered in the cache (vLLM num_cached_block). */
+  numCachedBlocks = 0;
+  /** Prompt tokens served from the prefix cache at first scheduling (-1 until then). */
+  cachedTokens = -1;
+  outputCount = 0;
+  arrival: number;
+  firstScheduled = -1;
+  firstToken = -1;
+  finished = -1;
+  finishReason: FinishReason | null = null;
+  aborted = false;
+  preemptions = 0;
+  state: 'waiting' | 'running' | 'done' = 'waiting';
+  readonly opts: SubmitOptions;
+
+  constructor(opts: SubmitOptions, arrival: number) {
+    this.id = `req-${nextRequestSeq++}`;
+    this.tokens = opts.promptTokens.slice();
+    this.promptLen = opts.promptTokens.length;
+    this.maxTokens = opts.maxTokens;
+    this.cacheSalt = opts.cacheSalt ?? null;
+    this.loraName = opts.loraName ?? null;
+    this.arrival = arrival;
+    this.opts = opts;
+  }
+
+  /** vLLM's generate_block_hash_extra_keys: LoRA name, then cache_salt on block 0 only. */
+  extraKeysOf(blockIndex: number): readonly ExtraKey[] | null {
+    const keys: ExtraKey[] = [];
+    if (this.loraName !== null) keys.push(this.loraName);
+    if (blockIndex === 0 && this.cacheSalt !== null) keys.push(this.cacheSalt);
+    return keys.length === 0 ? null : keys;
+  }
+
+  get outputTokens(): number[] {
+    return this.tokens.slice(this.promptLen);
+  }
+}
+
+/** A double-ended queue (waiting requests; preempted ones go back to the front). */
+class Deque<T> {
+  private items: (T | undefined)[] = new Array(16);
+  private head = 0;
+  size = 0;
+
+  private grow(): void {
+    const n = this.items.length;
+    const next = new Array<T | undefined>(n * 2);
+    for (let i = 0; i < this.size; i++) next[i] = this.items[(this.head + i) % n];
+    this.items = next;
+    this.head = 0;
+  }
+  push(x: T): void {
+    if (this.size === this.items.length) this.grow();
+    this.items[(this.head + this.size) % this.items.length] = x;
+    this.size++;
+  }
+  unshift(x: T): void {
+    if (this.size === this.items.length) this.grow();
+    this.head = (this.head - 1 + this.items.length) % this.items.length;
+    this.items[this.head] = x;
+    this.size++;
+  }
+  peek(): T | undefined {
+    return this.size === 0 ? undefined : this.items[this.head];
+  }
+  shift(): T | undefined {
+    if (this.size === 0) return undefined;
+    const x = this.items[this.head];
+    this.items[this.head] = undefined;
+    this.head = (this.head + 1) % this.items.length;
+    this.size--;
+    return x;
+  }
+  /** Removes every element matching `pred` (O(size)). */
+  removeWhere(pred: (x: T) => boolean): T[] {
+    const kept: T[] = [];
+    const removed: T[] = [];
+    while (this.size > 0) {
+      const x = this.shift() as T;
+      (pred(x) ? removed : kept).push(x);
+    }
+    for (const x of kept) this.push(x);
+    return removed;
+  }
+}
+
+export class Engine {
+  readonly cfg: EngineConfig;
+  readonly pool: BlockPool;
+  private readonly waiting = new Deque<EngineRequest>();
+  private running: EngineRequest[] = [];
+  private stepTimer: Timer | null = null;
+  private stepping = false;
+  private hasAborts = false;
+  private rng: number;
+  listener: EngineListener = {};
+  stopped = false;
+  // Counters since start (metrics read them).
+  steps = 0;
+  busySeconds = 0;
+  promptTokensTotal = 0;
+  generationTokensTotal = 0;
+  preemptionsTotal = 0;
+  prefixQueries = 0;
+  prefixHits = 0;
+
+  constructor(cfg: EngineConfig) {
+    if (cfg.numGpuBlocks * cfg.blockSize < cfg.maxModelLen) {
+      // vLLM refuses to start when one max-length sequence cannot fit the KV cache.
+      throw new Error(`max_model_len ${cfg.maxModelLen} exceeds KV cache capacity ${cfg.numGpuBlocks * cfg.blockSize} tokens`);
+    }
+    this.cfg = cfg;
+    this.pool = new BlockPool(cfg.numGpuBlocks, cfg.blockSize, cfg.eventsEnabled, cfg.eventFields);
+    this.rng = (cfg.seed ?? 0x9e3779b9) >>> 0 || 1;
+  }
+
+  get numRunning(): number {
+    return this.running.length;
+  }
+
+  get numWaiting(): number {
+    return this.waiting.size;
+  }
+
+  /** Validates a request against max_model_len; returns an error message or null. */
+  validate(promptLen: number, maxTokens: number): string | null {
+    if (promptLen === 0) return 'The prompt cannot be empty.';
+    if (promptLen + maxTokens > this.cfg.maxModelLen) {
+      return `This model's maximum context length is ${this.cfg.maxModelLen} tokens. However, you requested ${promptLen + maxTokens} tokens (${promptLen} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`;
+    }
+    return null;
+  }
+
+  submit(opts: SubmitOptions): EngineRequest {
+    if (this.stopped) throw new Error('engine stopped');
+    const err = this.validate(opts.promptTokens.length, opts.maxTokens);
+    if (err !== null) throw new Error(err);
+    const req = new EngineRequest(opts, this.cfg.clock.now());
+    this.updateHashes(req);
+    this.waiting.push(req);
+    this.kick();
+    return req;
+  }
+
+  abort(req: EngineRequest): void {
+    if (req.state === 'done' || req.aborted) return;
+    req.aborted = true;
+    this.hasAborts = true;
+    this.kick();
+  }
+
+  /** Extends the request's block hash chain to every full block of its known tokens. */
+  private updateHashes(req: EngineRequest): void {
+    const B = this.cfg.blockSize;
+    const full = Math.floor(req.tokens.length / B);
+    const h = this.cfg.hasher;
+    for (let i = req.blockHashes.length; i < full; i++) {
+      const parent = i === 0 ? null : req.blockHashes[i - 1];
+      const d = h.hashBlock(parent, req.tokens, i * B, (i + 1) * B, req.extraKeysOf(i));
+      req.blockHashes.push(d);
+      req.blockHashKeys.push(d.toString('latin1'));
+    }
+  }
+
+  private kick(): void {
+    if (this.stepping || this.stopped) return;
+    this.stepping = true;
+    this.stepTimer = this.cfg.clock.at(this.cfg.clock.now(), () => this.step());
+  }
+
+  private nextRandom(): number {
+    // xorshift32
+    let x = this.rng;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.rng = x >>> 0;
+    return this.rng;
+  }
+
+  private sampleToken(req: EngineRequest): number {
+    if (this.cfg.outputMode === 'echo') return req.tokens[req.outputCount % req.promptLen];
+    return 100 + (this.nextRandom() % 30000);
+  }
+
+  /** Longest run of cached full blocks, capped so at least one prompt token is computed. */
+  private findCacheHit(req: EngineRequest): number[] {
+    const maxBlocks = Math.floor((req.tokens.length - 1) / this.cfg.blockSize);
+    const hits: number[] = [];
+    const n = Math.min(maxBlocks, req.blockHashKeys.length);
+    for (let i = 0; i < n; i++) {
+      const b = this.pool.lookup(req.blockHashKeys[i]);
+      if (b === undefined) break;
+      hits.push(b);
+    }
+    return hits;
+  }
+
+  /** vLLM allocate_slots: reserve blocks for numNew more tokens, then cache the full ones. */
+  private allocateSlots(req: EngineRequest, numNew: number, hits: number[] | null): boolean {
+    const B = this.cfg.blockSize;
+    const pool = this.pool;
+    const numHit = hits === null ? 0 : hits.length;
+    const total = req.numComputed + numNew;
+    const needed = Math.ceil(total / B) - req.blocks.length - numHit;
+    const hitFree = hits === null ? 0 : pool.countFree(hits);
+    if (needed + hitFree > pool.numFree) return false;
+    if (hits !== null && numHit > 0) {
+      pool.touch(hits);
+      for (const b of hits) req.blocks.push(b);
+      req.numCachedBlocks = numHit;
+    }
+    if (needed > 0) pool.getNewBlocks(needed, req.blocks);
+    const numFull = Math.min(Math.floor(Math.min(total, req.tokens.length) / B), req.blockHashes.length);
+    if (numFull > req.numCachedBlocks) {
+      pool.cacheFullBlocks(req, req.blocks, req.numCachedBlocks, numFull);
+      req.numCachedBlocks = numFull;
+    }
+    return true;
+  }
+
+  private freeRequest(req: EngineRequest): void {
+    this.pool.free(req.blocks);
+    req.blocks = [];
+    req.numCachedBlocks = 0;
+  }
+
+  private preempt(req: EngineRequest): void {
+    this.freeRequest(req);
+    req.numComputed = 0;
+    req.preemptions++;
+    req.state = 'waiting';
+    this.preemptionsTotal++;
+    this.waiting.unshift(req);
+    this.listener.onPreemption?.(req);
+  }
+
+  private purgeAborted(): void {
+    if (!this.hasAborts) return;
+    this.hasAborts = false;
+    const now = this.cfg.clock.now();
+    const done: EngineRequest[] = [];
+    this.running = this.running.filter((r) => {
+      if (!r.aborted) return true;
+      done.push(r);
+      return false;
+    });
+    for (const r of this.waiting.removeWhere((r) => r.aborted)) done.push(r);
+    for (const r of done) {
+      this.freeRequest(r);
+      this.complete(r, 'abort', now);
+    }
+  }
+
+  // Parallel arrays describing the step being executed.
+  private schedReqs: EngineRequest[] = [];
+  private schedNew: number[] = [];
+
+  private schedule(): void {
+    const reqs = this.schedReqs;
+    const nums = this.schedNew;
+    reqs.length = 0;
+    nums.length = 0;
+    let budget = this.cfg.maxNumBatchedTokens;
+    let preempted = false;
+    const now = this.cfg.clock.now();
+    // Running requests first (decode and continuing chunked prefills), in priority order.
+    for (let i = 0; i < this.running.length && budget > 0; i++) {
+      const req = this.running[i];
+      const numNew = Math.min(req.tokens.length - req.numComputed, budget);
+      if (numNew <= 0) continue;
+      let scheduled = true;
+      while (!this.allocateSlots(req, numNew, null)) {
+        const victim = this.running.pop() as EngineRequest;
+        this.preempt(victim);
+        preempted = true;
+        if (victim === req) {
+          scheduled = false;
+          break;
+        }
+      }
+      if (!scheduled) break;
+      reqs.push(req);
+      nums.push(numNew);
+      budget -= numNew;
+    }
+    // Then waiting requests, unless this step had to preempt.
+    if (!preempted) {
+      while (this.waiting.size > 0 && budget > 0 && this.running.length < this.cfg.maxNumSeqs) {
+        const req = this.waiting.peek() as EngineRequest;
+        const hits = this.findCacheHit(req);
+        req.numComputed = hits.length * this.cfg.blockSize;
+        const numNew = Math.min(req.tokens.length - req.numComputed, budget);
+        if (!this.allocateSlots(req, numNew, hits)) {
+          req.numComputed = 0;
+          break;
+        }
+        this.waiting.shift();
+        this.prefixQueries += req.tokens.length;
+        this.prefixHits += req.numComputed;
+        this.listener.onPrefixQuery?.(req.tokens.length, req.numComputed);
+        if (req.cachedTokens < 0) req.cachedTokens = req.numComputed;
+        if (req.firstScheduled < 0) req.firstScheduled = now;
+        req.state = 'running';
+        this.running.push(req);
+        reqs.push(req);
+        nums.push(numNew);
+        budget -= numNew;
+      }
+    }
+  }
+
+  private step(): void {
+    this.stepTimer = null;
+    if (this.stopped) return;
+    this.purgeAborted();
+    this.schedule();
+    const n = this.schedReqs.length;
+    if (n === 0) {
+      this.stepping = false;
+      this.flushEvents();
+      return;
+    }
+    let decodeSeqs = 0;
+    let tokens = 0;
+    for (let i = 0; i < n; i++) {
+      const r = this.schedReqs[i];
+      tokens += this.schedNew[i];
+      if (this.schedNew[i] === 1 && r.outputCount > 0) decodeSeqs++;
+    }
+    const prefillTokens = tokens - decodeSeqs;
+    const secs = stepSeconds(this.cfg.timing, prefillTokens, decodeSeqs);
+    this.steps++;
+    this.busySeconds += secs;
+    this.listener.onStep?.(prefillTokens, decodeSeqs, secs);
+    const reqs = this.schedReqs.slice();
+    const nums = this.schedNew.slice();
+    this.stepTimer = this.cfg.clock.at(this.cfg.clock.now() + secs, () => this.finishStep(reqs, nums));
+  }
+
+  private finishStep(reqs: EngineRequest[], nums: number[]): void {
+    this.stepTimer = null;
+    if (this.stopped) return;
+    const now = this.cfg.clock.now();
+    let anyFinished = false;
+    const notify: EngineRequest[] = [];
+    for (let i = 0; i < reqs.length; i++) {
+      const req = reqs[i];
+      if (req.aborted || req.state !== 'running') continue;
+      req.numComputed += nums[i];
+      if (req.numComputed < req.tokens.length) continue; // chunked prefill continues
+      // All known tokens computed: the step samples one token.
+      req.tokens.push(this.sampleToken(req));
+      req.outputCount++;
+      this.generationTokensTotal++;
+      if (req.firstToken < 0) {
+        req.firstToken = now;
+        this.promptTokensTotal += req.promptLen;
+      }
+      if (req.tokens.length % this.cfg.blockSize === 0) this.updateHashes(req);
+      notify.push(req);
+      if (req.outputCount >= req.maxTokens) {
+        req.finishReason = 'length';
+        req.state = 'done';
+        anyFinished = true;
+      }
+    }
+    if (anyFinished) {
+      this.running = this.running.filter((r) => {
+        if (r.state !== 'done') return true;
+        this.freeRequest(r);
+        return false;
+      });
+    }
+    // Newer vLLM drains the pool's events after the forward pass: one batch per step.
+    this.flushEvents();
+    for (const req of notify) {
+      this.listener.onTokens?.(req, now);
+      req.opts.onTokens?.(req, 1);
+      if (req.state === 'done') this.complete(req, 'length', now);
+    }
+    if (this.running.length > 0 || this.waiting.size > 0) this.step();
+    else this.stepping = false;
+  }
+
+  private complete(req: EngineRequest, reason: FinishReason, now: number): void {
+    req.state = 'done';
+    req.finishReason = reason;
+    req.finished = now;
+    this.listener.onFinish?.(req);
+    req.opts.onFinish?.(req);
+  }
+
+  private flushEvents(): void {
+    const ev = this.pool.events;
+    if (ev === null || ev.length === 0) return;
+    const batch = ev.splice(0, ev.length);
+    this.listener.onEvents?.(batch);
+  }
+
+  /** vLLM reset_prefix_cache: false while any block is in use. */
+  resetPrefixCache(): boolean {
+    const ok = this.pool.resetPrefixCache();
+    if (ok) this.flushEvents();
+    return ok;
+  }
+
+  /** Stops stepping; in-flight requests are aborted (their callbacks see finish reason abort). */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.stepTimer !== null) this.cfg.clock.cancel(this.stepTimer);
+    this.stepTimer = null;
+    const now = this.cfg.clock.now();
+    const all = [...this.running];
+    while (this.waiting.size > 0) all.push(this.waiting.shift() as EngineRequest);
+    this.running = [];
+    for (const r of all) this.complete(r, 'abort', now);
+  }
+}

@@ -1,0 +1,266 @@
+// vLLM's prefix-cache block hashes (vllm/v1/core/kv_cache_utils.py, vllm/utils/hashing.py):
+// h_i = fn((h_{i-1} or NONE_HASH, tuple(tokens_i), extra_i)), NONE_HASH = fn(PYTHONHASHSEED) or
+// 32 random bytes when the seed is unset. `sha256_cbor` hashes canonical CBOR, `sha256` hashes
+// pickle protocol 5. Events carry the low 64 bits (last 8 digest bytes, big-endian).
+import { createHash, randomBytes } from 'node:crypto';
+
+export type HashAlgo = 'sha256_cbor' | 'sha256';
+export const HASH_ALGOS: readonly HashAlgo[] = ['sha256_cbor', 'sha256'];
+
+/** One element of a block's extra keys tuple (cache_salt, LoRA name, ...). */
+export type ExtraKey = string | number;
+
+/** Growable byte writer shared by the CBOR and pickle encoders (reused across blocks). */
+class ByteWriter {
+  buf = Buffer.allocUnsafe(1024);
+  len = 0;
+  reset(): void {
+    this.len = 0;
+  }
+  ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+  u8(b: number): void {
+    this.ensure(1);
+    this.buf[this.len++] = b;
+  }
+  bytes(src: Uint8Array): void {
+    this.ensure(src.length);
+    this.buf.set(src, this.len);
+    this.len += src.length;
+  }
+  view(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
+}
+
+// ---- canonical CBOR (cbor2.dumps(x, canonical=True)) for the shapes vLLM hashes ----
+
+function cborHead(w: ByteWriter, major: number, n: number): void {
+  const m = major << 5;
+  if (n < 24) w.u8(m | n);
+  else if (n < 0x100) {
+    w.u8(m | 24);
+    w.u8(n);
+  } else if (n < 0x10000) {
+    w.ensure(3);
+    w.buf[w.len++] = m | 25;
+    w.buf.writeUInt16BE(n, w.len);
+    w.len += 2;
+  } else if (n < 0x100000000) {
+    w.ensure(5);
+    w.buf[w.len++] = m | 26;
+    w.buf.writeUInt32BE(n, w.len);
+    w.len += 4;
+  } else {
+    w.ensure(9);
+    w.buf[w.len++] = m | 27;
+    w.buf.writeBigUInt64BE(BigInt(n), w.len);
+    w.len += 8;
+  }
+}
+
+function cborInt(w: ByteWriter, v: number): void {
+  if (v >= 0) cborHead(w, 0, v);
+  else cborHead(w, 1, -1 - v);
+}
+
+function cborText(w: ByteWriter, s: string): void {
+  const b = Buffer.from(s, 'utf8');
+  cborHead(w, 3, b.length);
+  w.bytes(b);
+}
+
+function cborExtra(w: ByteWriter, extra: readonly ExtraKey[] | null): void {
+  if (extra === null) {
+    w.u8(0xf6);
+    return;
+  }
+  cborHead(w, 4, extra.length);
+  for (const x of extra) {
+    if (typeof x === 'string') cborText(w, x);
+    else cborInt(w, x);
+  }
+}
+
+// ---- pickle protocol 5 (pickle.dumps(x, protocol=5)) ----
+
+function pickleInt(w: ByteWriter, v: number): void {
+  if (v >= 0 && v <= 0xff) {
+    w.u8(0x4b);
+    w.u8(v);
+  } else if (v >= 0 && v <= 0xffff) {
+    w.ensure(3);
+    w.buf[w.len++] = 0x4d;
+    w.buf.writeUInt16LE(v, w.len);
+    w.len += 2;
+  } else if (v >= -0x80000000 && v <= 0x7fffffff) {
+    w.ensure(5);
+    w.buf[w.len++] = 0x4a;
+    w.buf.writeInt32LE(v, w.len);
+    w.len += 4;
+  } else {
+    throw new Error(`pickle: int ${v} out of the supported range`);
+  }
+}
+
+/** Pickle memo state: each memoized object gets the next index (MEMOIZE 0x94). */
+class PickleMemo {
+  next = 0;
+  strings = new Map<string, number>();
+  add(): number {
+    return this.next++;
+  }
+}
+
+function pickleStr(w: ByteWriter, s: string, memo: PickleMemo): void {
+  const seen = memo.strings.get(s);
+  if (seen !== undefined) {
+    // BINGET idx (memo refs for a repeated string object)
+    if (seen < 256) {
+      w.u8(0x68);
+      w.u8(seen);
+    } else {
+      w.ensure(5);
+      w.buf[w.len++] = 0x6a;
+      w.buf.writeUInt32LE(seen, w.len);
+      w.len += 4;
+    }
+    return;
+  }
+  const b = Buffer.from(s, 'utf8');
+  if (b.length < 256) {
+    w.u8(0x8c);
+    w.u8(b.length);
+  } else {
+    w.ensure(9);
+    w.buf[w.len++] = 0x8d;
+    w.buf.writeBigUInt64LE(BigInt(b.length), w.len);
+    w.len += 8;
+  }
+  w.bytes(b);
+  w.u8(0x94);
+  memo.strings.set(s, memo.add());
+}
+
+/** Tuple of already-emitted items: EMPTY_TUPLE, TUPLE1..3 or MARK..TUPLE, then MEMOIZE. */
+function pickleTuple(w: ByteWriter, n: number, emitItems: () => void, memo: PickleMemo): void {
+  if (n === 0) {
+    w.u8(0x29);
+    return;
+  }
+  if (n <= 3) {
+    emitItems();
+    w.u8(0x84 + n); // 85 / 86 / 87
+  } else {
+    w.u8(0x28);
+    emitItems();
+    w.u8(0x74);
+  }
+  w.u8(0x94);
+  memo.add();
+}
+
+function pickleExtra(w: ByteWriter, extra: readonly ExtraKey[] | null, memo: PickleMemo): void {
+  if (extra === null) {
+    w.u8(0x4e);
+    return;
+  }
+  pickleTuple(
+    w,
+    extra.length,
+    () => {
+      for (const x of extra) {
+        if (typeof x === 'string') pickleStr(w, x, memo);
+        else pickleInt(w, x);
+      }
+    },
+    memo,
+  );
+}
+
+/** Wraps a pickle body in PROTO 5 + FRAME(len incl. STOP) ... STOP. */
+function pickleFramed(body: Buffer): Buffer {
+  const frameLen = body.length + 1;
+  const out = Buffer.allocUnsafe(2 + 9 + frameLen);
+  out[0] = 0x80;
+  out[1] = 0x05;
+  out[2] = 0x95;
+  out.writeBigUInt64LE(BigInt(frameLen), 3);
+  body.copy(out, 11);
+  out[out.length - 1] = 0x2e;
+  return out;
+}
+
+/** A vLLM block hash function over (parent digest, tokens, extra). */
+export class BlockHasher {
+  readonly algo: HashAlgo;
+  /** NONE_HASH: the parent of block 0. */
+  readonly noneHash: Buffer;
+  private readonly w = new ByteWriter();
+
+  constructor(algo: HashAlgo = 'sha256_cbor', pythonHashSeed?: string) {
+    if (!HASH_ALGOS.includes(algo)) throw new Error(`unsupported prefix caching hash algo "${algo}" (supported: ${HASH_ALGOS.join(', ')})`);
+    this.algo = algo;
+    this.noneHash = pythonHashSeed === undefined ? randomBytes(32) : this.hashSeed(pythonHashSeed);
+  }
+
+  private hashSeed(seed: string): Buffer {
+    const w = this.w;
+    w.reset();
+    if (this.algo === 'sha256_cbor') cborText(w, seed);
+    else {
+      pickleStr(w, seed, new PickleMemo());
+      return createHash('sha256').update(pickleFramed(Buffer.from(w.view()))).digest();
+    }
+    return createHash('sha256').update(w.view()).digest();
+  }
+
+  /** The serialized input of one block (exposed for tests against the reference bytes). */
+  serialize(parent: Buffer | null, tokens: ArrayLike<number>, start: number, end: number, extra: readonly ExtraKey[] | null): Buffer {
+    const p = parent ?? this.noneHash;
+    const w = this.w;
+    w.reset();
+    if (this.algo === 'sha256_cbor') {
+      w.u8(0x83);
+      cborHead(w, 2, p.length);
+      w.bytes(p);
+      cborHead(w, 4, end - start);
+      for (let i = start; i < end; i++) cborInt(w, tokens[i]);
+      cborExtra(w, extra);
+      return w.view();
+    }
+    const memo = new PickleMemo();
+    // SHORT_BINBYTES parent, MEMOIZE
+    w.u8(0x43);
+    w.u8(p.length);
+    w.bytes(p);
+    w.u8(0x94);
+    memo.add();
+    pickleTuple(
+      w,
+      end - start,
+      () => {
+        for (let i = start; i < end; i++) pickleInt(w, tokens[i]);
+      },
+      memo,
+    );
+    pickleExtra(w, extra, memo);
+    w.u8(0x87);
+    w.u8(0x94);
+    return pickleFramed(w.view());
+  }
+
+  /** Digest of one block; `parent` null means block 0 (NONE_HASH). */
+  hashBlock(parent: Buffer | null, tokens: ArrayLike<number>, start: number, end: number, extra: readonly ExtraKey[] | null): Buffer {
+    return createHash('sha256').update(this.serialize(parent, tokens, start, end, extra)).digest();
+  }
+}
+
+/** The 64-bit value vLLM puts on the wire for a digest: last 8 bytes, big-endian, unsigned. */
+export function wireHash(digest: Buffer): bigint {
+  return digest.readBigUInt64BE(digest.length - 8);
+}

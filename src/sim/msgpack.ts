@@ -1,0 +1,165 @@
+// A msgpack writer that produces the same bytes as msgspec (vLLM's encoder): smallest integer
+// forms, floats always float64 (cb), fixstr/str8/16/32, bin8/16/32, fixarray/array16/32,
+// fixmap/map16/32. Only the shapes KV-event batches need.
+
+export class MsgpackWriter {
+  private buf = Buffer.allocUnsafe(4096);
+  private len = 0;
+
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+
+  /** A copy of the bytes written so far; resets the writer. */
+  finish(): Buffer {
+    const out = Buffer.from(this.buf.subarray(0, this.len));
+    this.len = 0;
+    return out;
+  }
+
+  nil(): void {
+    this.ensure(1);
+    this.buf[this.len++] = 0xc0;
+  }
+
+  bool(v: boolean): void {
+    this.ensure(1);
+    this.buf[this.len++] = v ? 0xc3 : 0xc2;
+  }
+
+  float64(v: number): void {
+    this.ensure(9);
+    this.buf[this.len++] = 0xcb;
+    this.buf.writeDoubleBE(v, this.len);
+    this.len += 8;
+  }
+
+  /** Integer (safe integer number) in its smallest msgpack form. */
+  int(v: number): void {
+    if (!Number.isSafeInteger(v)) throw new Error(`msgpack: ${v} is not a safe integer`);
+    this.ensure(9);
+    const b = this.buf;
+    if (v >= 0) {
+      if (v < 0x80) b[this.len++] = v;
+      else if (v < 0x100) {
+        b[this.len++] = 0xcc;
+        b[this.len++] = v;
+      } else if (v < 0x10000) {
+        b[this.len++] = 0xcd;
+        b.writeUInt16BE(v, this.len);
+        this.len += 2;
+      } else if (v < 0x100000000) {
+        b[this.len++] = 0xce;
+        b.writeUInt32BE(v, this.len);
+        this.len += 4;
+      } else {
+        b[this.len++] = 0xcf;
+        b.writeBigUInt64BE(BigInt(v), this.len);
+        this.len += 8;
+      }
+    } else if (v >= -32) {
+      b[this.len++] = v & 0xff;
+    } else if (v >= -0x80) {
+      b[this.len++] = 0xd0;
+      b.writeInt8(v, this.len);
+      this.len += 1;
+    } else if (v >= -0x8000) {
+      b[this.len++] = 0xd1;
+      b.writeInt16BE(v, this.len);
+      this.len += 2;
+    } else if (v >= -0x80000000) {
+      b[this.len++] = 0xd2;
+      b.writeInt32BE(v, this.len);
+      this.len += 4;
+    } else {
+      b[this.len++] = 0xd3;
+      b.writeBigInt64BE(BigInt(v), this.len);
+      this.len += 8;
+    }
+  }
+
+  /** Unsigned 64-bit integer (bigint) in its smallest form. */
+  uint64(v: bigint): void {
+    if (v < 0n || v > 0xffffffffffffffffn) throw new Error(`msgpack: ${v} is not a uint64`);
+    if (v < 0x100000000n) {
+      this.int(Number(v));
+      return;
+    }
+    this.ensure(9);
+    this.buf[this.len++] = 0xcf;
+    this.buf.writeBigUInt64BE(v, this.len);
+    this.len += 8;
+  }
+
+  str(s: string): void {
+    const n = Buffer.byteLength(s, 'utf8');
+    this.ensure(5 + n);
+    const b = this.buf;
+    if (n < 32) b[this.len++] = 0xa0 | n;
+    else if (n < 0x100) {
+      b[this.len++] = 0xd9;
+      b[this.len++] = n;
+    } else if (n < 0x10000) {
+      b[this.len++] = 0xda;
+      b.writeUInt16BE(n, this.len);
+      this.len += 2;
+    } else {
+      b[this.len++] = 0xdb;
+      b.writeUInt32BE(n, this.len);
+      this.len += 4;
+    }
+    this.len += b.write(s, this.len, 'utf8');
+  }
+
+  bin(v: Uint8Array): void {
+    const n = v.length;
+    this.ensure(5 + n);
+    const b = this.buf;
+    if (n < 0x100) {
+      b[this.len++] = 0xc4;
+      b[this.len++] = n;
+    } else if (n < 0x10000) {
+      b[this.len++] = 0xc5;
+      b.writeUInt16BE(n, this.len);
+      this.len += 2;
+    } else {
+      b[this.len++] = 0xc6;
+      b.writeUInt32BE(n, this.len);
+      this.len += 4;
+    }
+    b.set(v, this.len);
+    this.len += n;
+  }
+
+  private head(fix: number, b16: number, b32: number, n: number, fixMax: number): void {
+    this.ensure(5);
+    const b = this.buf;
+    if (n <= fixMax) b[this.len++] = fix | n;
+    else if (n < 0x10000) {
+      b[this.len++] = b16;
+      b.writeUInt16BE(n, this.len);
+      this.len += 2;
+    } else {
+      b[this.len++] = b32;
+      b.writeUInt32BE(n, this.len);
+      this.len += 4;
+    }
+  }
+
+  arrayHeader(n: number): void {
+    this.head(0x90, 0xdc, 0xdd, n, 15);
+  }
+
+  mapHeader(n: number): void {
+    this.head(0x80, 0xde, 0xdf, n, 15);
+  }
+
+  /** An array of small non-negative integers (token ids). */
+  intArray(values: ArrayLike<number>, start = 0, end = values.length): void {
+    this.arrayHeader(end - start);
+    for (let i = start; i < end; i++) this.int(values[i]);
+  }
+}
