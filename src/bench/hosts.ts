@@ -1,0 +1,90 @@
+// Harness implementations: simulated pods in a child process (their own core) or in-process,
+// and the kvrouter gateway in-process, started per strategy.
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Harness, PodsHandle, RouterHandle, SimSpec } from './harness.js';
+import { simPodOptions } from './sim-options.js';
+import { registerPeerPlugins } from '../scheduler/plugins/peers/index.js';
+
+/** The gateway's start function, per its contract (src/gateway/index.ts). */
+interface RouterModule {
+  startRouter(opts: {
+    config?: string;
+    configText?: string;
+    endpoints: { address: string; labels?: Record<string, string> }[];
+    port: number;
+    host?: string;
+    logLevel?: string;
+    [k: string]: unknown;
+  }): Promise<{ url: string; close(): Promise<void> }>;
+}
+
+const ROUTER_MODULE = '../gateway/index.js';
+
+export async function startRouterInProcess(configYaml: string, endpoints: { address: string; labels: Record<string, string> }[]): Promise<RouterHandle> {
+  registerPeerPlugins();
+  const mod = (await import(ROUTER_MODULE)) as RouterModule;
+  const r = await mod.startRouter({ configText: configYaml, config: configYaml, endpoints, port: 0, host: '127.0.0.1', logLevel: 'warn' });
+  return { url: r.url, close: () => r.close() };
+}
+
+class ChildPods implements PodsHandle {
+  private waiters: ((m: Record<string, unknown>) => void)[] = [];
+  constructor(
+    private readonly child: ChildProcess,
+    readonly urls: string[],
+    readonly addresses: string[],
+  ) {
+    child.on('message', (m) => this.waiters.shift()?.(m as Record<string, unknown>));
+  }
+  async lagSeconds(): Promise<number | undefined> {
+    if (!this.child.connected) return undefined;
+    const reply = new Promise<Record<string, unknown>>((resolve) => this.waiters.push(resolve));
+    this.child.send({ cmd: 'lag' });
+    const m = await Promise.race([reply, new Promise<Record<string, unknown>>((r) => setTimeout(() => r({}), 5000))]);
+    return typeof m.lag === 'number' ? m.lag : undefined;
+  }
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+    if (this.child.connected) this.child.send({ cmd: 'close' });
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+export async function startPodsInChild(spec: SimSpec): Promise<PodsHandle> {
+  const entry = fileURLToPath(new URL('./sim-child.ts', import.meta.url));
+  const child = fork(entry, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const first = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as Record<string, unknown>));
+    child.once('exit', (code) => reject(new Error(`simulator process exited (${code}) before starting`)));
+    child.once('error', reject);
+    child.send({ cmd: 'start', spec });
+  });
+  if (first.ok !== true) {
+    child.kill('SIGKILL');
+    throw new Error(`simulator failed to start: ${String(first.error)}`);
+  }
+  return new ChildPods(child, first.urls as string[], first.addresses as string[]);
+}
+
+export async function startPodsInProcess(spec: SimSpec): Promise<PodsHandle> {
+  const { SimHost, RealClock } = await import('../sim/index.js');
+  const host = await SimHost.start(simPodOptions(spec));
+  return {
+    urls: host.pods.map((p) => p.url),
+    addresses: host.pods.map((p) => p.podId),
+    lagSeconds: async () => (host.clock instanceof RealClock ? host.clock.lagSeconds : undefined),
+    close: () => host.close(),
+  };
+}
+
+/** Default harness: pods in a child process, router in this one. */
+export function defaultHarness(opts: { inProcessPods?: boolean } = {}): Harness {
+  return {
+    startPods: opts.inProcessPods ? startPodsInProcess : startPodsInChild,
+    startRouter: startRouterInProcess,
+  };
+}

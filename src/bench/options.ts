@@ -1,0 +1,159 @@
+// CLI flags (+ preset) -> BenchOptions. Kept apart from the command so tests can build runs.
+import { ladder, parseRates, type LoadShape, type LoadType } from './load.js';
+import { PRESETS, presetByName, type Preset } from './presets.js';
+import type { BenchOptions } from './runner.js';
+import { DEFAULT_STRATEGIES, strategyByName } from './strategies.js';
+import { MULTI_ROUND_DEFAULTS, multiRoundWorkload } from './workloads/multi-round.js';
+import { SHARED_PREFIX_DEFAULTS, sharedPrefixWorkload } from './workloads/shared-prefix.js';
+import { traceWorkload } from './workloads/trace.js';
+import type { Workload } from './workloads/types.js';
+
+export interface BenchFlags {
+  preset?: string;
+  workload?: string;
+  strategies?: string;
+  pods?: number;
+  qps?: string;
+  stageDuration?: number;
+  load?: string;
+  warmup?: string;
+  seed?: number;
+  timeScale?: number;
+  trace?: string;
+  traceSpeed?: number;
+  maxRequests?: number;
+  maxOutputLen?: number;
+  groups?: number;
+  promptsPerGroup?: number;
+  systemLen?: number;
+  questionLen?: number;
+  outputLen?: number;
+  multiTurn?: boolean;
+  users?: number;
+  rounds?: number;
+  historyLen?: number;
+  blockSize?: number;
+  numGpuBlocks?: number;
+  maxNumSeqs?: number;
+  profile?: string;
+  model?: string;
+  drainTimeout?: number;
+  inProcessPods?: boolean;
+}
+
+const GENERIC: Preset = {
+  description: 'defaults',
+  workload: 'shared_prefix',
+  shared: { ...SHARED_PREFIX_DEFAULTS },
+  multiRound: { ...MULTI_ROUND_DEFAULTS },
+  loadType: 'poisson',
+  rates: [2, 5, 10],
+  stageDuration: 10,
+  pods: 4,
+  blockSize: 16,
+  numGpuBlocks: 2048,
+  profile: 'h100-tp2-qwen3-32b',
+  timeScale: 1,
+  strategies: DEFAULT_STRATEGIES,
+  inProcessPods: false,
+  drainTimeoutSec: 300,
+  notes: [],
+};
+
+export interface ResolvedBench {
+  options: BenchOptions;
+  inProcessPods: boolean;
+}
+
+function positiveInt(name: string, v: number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer (got ${v})`);
+  return v;
+}
+
+export function resolveBench(f: BenchFlags): ResolvedBench {
+  const base = f.preset ? presetByName(f.preset) : GENERIC;
+  const workloadKind = f.workload ?? base.workload;
+  if (!['shared_prefix', 'multi_round', 'trace'].includes(workloadKind)) {
+    throw new Error(`--workload must be shared_prefix, multi_round or trace (got "${workloadKind}")`);
+  }
+  const seed = f.seed ?? 42;
+  if (!Number.isInteger(seed)) throw new Error('--seed must be an integer');
+  let workload: Workload;
+  if (workloadKind === 'shared_prefix') {
+    const d = base.shared ?? SHARED_PREFIX_DEFAULTS;
+    workload = sharedPrefixWorkload({
+      numGroups: positiveInt('groups', f.groups) ?? d.numGroups,
+      promptsPerGroup: positiveInt('prompts-per-group', f.promptsPerGroup) ?? d.promptsPerGroup,
+      systemPromptLen: positiveInt('system-len', f.systemLen) ?? d.systemPromptLen,
+      questionLen: f.questionLen ?? d.questionLen,
+      outputLen: positiveInt('output-len', f.outputLen) ?? d.outputLen,
+      multiTurn: f.multiTurn ?? d.multiTurn ?? false,
+      seed,
+    });
+  } else if (workloadKind === 'multi_round') {
+    const d = base.multiRound ?? MULTI_ROUND_DEFAULTS;
+    workload = multiRoundWorkload({
+      numUsers: positiveInt('users', f.users) ?? d.numUsers,
+      numRounds: positiveInt('rounds', f.rounds) ?? d.numRounds,
+      sharedSystemPromptLen: f.systemLen ?? d.sharedSystemPromptLen,
+      userHistoryPromptLen: f.historyLen ?? d.userHistoryPromptLen,
+      questionLen: positiveInt('question-len', f.questionLen) ?? d.questionLen,
+      answerLen: positiveInt('output-len', f.outputLen) ?? d.answerLen,
+      seed,
+    });
+  } else {
+    if (!f.trace) throw new Error('--workload trace needs --trace <file.jsonl>');
+    workload = traceWorkload({ file: f.trace, seed, speed: f.traceSpeed, maxRequests: f.maxRequests, maxOutputLen: f.maxOutputLen });
+  }
+
+  const loadType = (f.load ?? base.loadType) as LoadType;
+  if (loadType !== 'constant' && loadType !== 'poisson') throw new Error(`--load must be constant or poisson (got "${loadType}")`);
+  const rates = f.qps ? parseRates(f.qps) : base.rates;
+  const stageDuration = f.stageDuration ?? base.stageDuration;
+  if (!(stageDuration > 0)) throw new Error('--stage-duration must be > 0');
+  const stages = ladder(rates, stageDuration);
+  let warm = base.warmup;
+  if (f.warmup) {
+    const [rate, duration] = f.warmup.split('x').map(Number);
+    if (!(rate > 0) || !(duration > 0)) throw new Error('--warmup expects RATExSECONDS, e.g. 15x50');
+    warm = { rate, duration };
+  }
+  if (warm) stages.unshift({ ...warm, warmup: true });
+  const load: LoadShape = { type: loadType, stages };
+
+  const strategies = f.strategies ? f.strategies.split(',').map((s) => s.trim()).filter(Boolean) : base.strategies;
+  for (const s of strategies) strategyByName(s);
+  if (strategies.length === 0) throw new Error('--strategies: name at least one');
+
+  const timeScale = f.timeScale ?? base.timeScale;
+  if (!(timeScale > 0)) throw new Error('--time-scale must be > 0');
+  let maxRequests = f.maxRequests;
+  if (workloadKind !== 'trace' && maxRequests !== undefined) maxRequests = positiveInt('max-requests', maxRequests);
+  const options: BenchOptions = {
+    workload: maxRequests && workloadKind !== 'trace' ? capped(workload, maxRequests) : workload,
+    load,
+    strategies,
+    sim: {
+      pods: positiveInt('pods', f.pods) ?? base.pods,
+      model: f.model ?? 'Qwen/Qwen3-0.6B',
+      blockSize: positiveInt('block-size', f.blockSize) ?? base.blockSize,
+      numGpuBlocks: positiveInt('num-gpu-blocks', f.numGpuBlocks) ?? base.numGpuBlocks,
+      maxNumSeqs: positiveInt('max-num-seqs', f.maxNumSeqs) ?? base.maxNumSeqs,
+      profile: f.profile ?? base.profile,
+    },
+    timeScale,
+    seed,
+    preset: f.preset,
+    drainTimeoutSec: f.drainTimeout ?? base.drainTimeoutSec,
+    notes: [...base.notes],
+  };
+  return { options, inProcessPods: f.inProcessPods ?? base.inProcessPods };
+}
+
+/** Limits a generated workload to its first n requests (the schedule stops early). */
+function capped(w: Workload, n: number): Workload {
+  return { ...w, take: (count: number) => w.take(Math.min(count, n)) };
+}
+
+export const PRESET_NAMES = Object.keys(PRESETS);
