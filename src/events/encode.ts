@@ -54,6 +54,13 @@ export class MsgWriter {
   }
 
   int(v: number | bigint): void {
+    if (typeof v === 'number' && v >= 0 && v < 0x100000000) {
+      // fast path for token ids
+      if (v < 128) return this.u8(v);
+      if (v < 0x100) return this.tagged(0xcc, v, 8);
+      if (v < 0x10000) return this.tagged(0xcd, v, 16);
+      return this.tagged(0xce, v, 32);
+    }
     const b = BigInt(v);
     if (b >= 0n) {
       if (b < 128n) return this.u8(Number(b));
