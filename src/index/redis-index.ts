@@ -11,6 +11,7 @@
 //   When Redis returns after losing writes or restarting, 'resync-needed' is emitted so the
 //   event layer can clear pods and replay.
 import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch } from './types.js';
@@ -146,8 +147,16 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
       logger: this.logger,
     });
     this.counters.up.set(0);
-    this.conn.on('up', () => { this.counters.up.set(1); this.emit('up'); });
-    this.conn.on('down', (err: Error) => { this.counters.up.set(0); this.emit('down', err); });
+    this.conn.on('up', () => {
+      this.counters.up.set(1);
+      this.sendBatch(); // writes buffered during the first connection attempt
+      this.emit('up');
+    });
+    this.conn.on('down', (err: Error) => {
+      this.counters.up.set(0);
+      this.sendBatch(); // drops (and counts) what waited for a connection
+      this.emit('down', err);
+    });
     this.conn.on('resync-needed', (info: ResyncInfo) => {
       // Whatever this replica remembered about engine keys may be gone from Redis too.
       this.engineCache.clear();
@@ -171,6 +180,18 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   /** True once connected; false after `timeoutMs` without Redis. */
   ready(timeoutMs = 2000): Promise<boolean> {
     return this.conn.waitReady(timeoutMs);
+  }
+
+  /** The underlying ioredis client (admin tools, tests, benchmarks). */
+  get client(): Redis {
+    return this.conn.client;
+  }
+
+  /** While the first connection attempt is under way, wait for it (within `budgetMs`). */
+  private async usable(budgetMs: number): Promise<boolean> {
+    if (this.conn.available) return true;
+    if (!this.conn.connecting) return false;
+    return this.conn.waitReady(budgetMs);
   }
 
   /** Redis is answering. */
@@ -236,7 +257,8 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   }
 
   /** Send buffered writes now; resolves when every write sent so far was applied (or dropped). */
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
+    if (this.conn.connecting) await this.conn.waitReady(this.cfg.writeTimeoutMs);
     this.sendBatch();
     return this.lastFlush;
   }
@@ -270,6 +292,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
       this.flushTimer = null;
     }
     if (this.ops.length === 0) return;
+    if (this.conn.connecting) return; // sent on 'up', dropped on 'down'
     const ops = this.ops;
     const blocks = this.pendingBlocks;
     this.ops = [];
@@ -342,7 +365,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   }
 
   private async fetchRequestKey(engineKey: BlockKey, pod?: PodId): Promise<BlockKey | undefined> {
-    if (!this.conn.available) return undefined;
+    if (!(await this.usable(this.cfg.writeTimeoutMs))) return undefined;
     this.sendBatch();
     try {
       const last = await withTimeout(this.conn.scripts.kvrEngine(this.keys.meta, this.keys.prefix, keyToHex(engineKey), pod ?? ''), this.cfg.writeTimeoutMs, 'getRequestKey');
@@ -356,7 +379,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   async longestPrefix(requestKeys: BlockKeys, pods?: ReadonlySet<PodId> | null): Promise<Map<PodId, PrefixMatch>> {
     const result = new Map<PodId, PrefixMatch>();
     if (requestKeys.length === 0 || (pods && pods.size === 0)) return result;
-    if (!this.conn.available) {
+    if (!this.conn.available && !(await this.usable(this.cfg.lookupTimeoutMs))) {
       this.counters.lookupFailures.inc({ reason: 'unavailable' });
       return result;
     }
@@ -384,7 +407,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
 
   async stats(): Promise<IndexStats> {
     const empty: IndexStats = { keys: 0, entries: 0, engineKeys: 0, capacity: 0 };
-    if (!this.conn.available) return empty;
+    if (!(await this.usable(this.cfg.writeTimeoutMs))) return empty;
     this.sendBatch();
     try {
       const [k, e, g] = await withTimeout(this.conn.client.hmget(this.keys.meta, 'keys', 'entries', 'engine'), this.cfg.writeTimeoutMs, 'stats');

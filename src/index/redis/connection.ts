@@ -73,6 +73,8 @@ export class RedisConnection extends EventEmitter {
   readonly scripts: ScriptCommands;
   /** Commands may be sent (connected, and no failure since the last successful probe). */
   available = false;
+  /** The first connection attempt is still under way (callers wait for it instead of failing). */
+  connecting = true;
   private everUp = false;
   private runId: string | undefined;
   private writesLost = false;
@@ -108,6 +110,7 @@ export class RedisConnection extends EventEmitter {
   /** Resolves once Redis answered, or after `timeoutMs` (the index then starts degraded). */
   waitReady(timeoutMs: number): Promise<boolean> {
     if (this.available) return Promise.resolve(true);
+    if (this.closed) return Promise.resolve(false);
     return new Promise((resolve) => {
       const timer = setTimeout(() => { this.readyWaiters = this.readyWaiters.filter((w) => w !== done); resolve(false); }, timeoutMs);
       const done = () => { clearTimeout(timer); resolve(true); };
@@ -127,8 +130,9 @@ export class RedisConnection extends EventEmitter {
       this.downLogged = true;
       this.opts.logger.warn({ err: err.message }, 'redis index unavailable: lookups return no prefix hits and writes are dropped until it recovers');
     }
-    if (this.available) {
+    if (this.available || this.connecting) {
       this.available = false;
+      this.connecting = false;
       this.emit('down', err);
     }
     this.startProbe();
@@ -153,6 +157,7 @@ export class RedisConnection extends EventEmitter {
     if (runId) this.runId = runId;
     const wasUp = this.everUp;
     this.available = true;
+    this.connecting = false;
     this.everUp = true;
     this.downLogged = false;
     this.stopProbe();
