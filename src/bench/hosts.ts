@@ -10,21 +10,20 @@ import { registerPeerPlugins } from '../scheduler/plugins/peers/index.js';
 interface RouterModule {
   startRouter(opts: {
     config?: string;
-    configText?: string;
     endpoints: { address: string; labels?: Record<string, string> }[];
     port: number;
     host?: string;
     logLevel?: string;
-    [k: string]: unknown;
+    zmqEndpoint?: string;
   }): Promise<{ url: string; close(): Promise<void> }>;
 }
 
-const ROUTER_MODULE = '../gateway/index.js';
+const ROUTER_MODULE = '../gateway/router.js';
 
 export async function startRouterInProcess(configYaml: string, endpoints: { address: string; labels: Record<string, string> }[]): Promise<RouterHandle> {
   registerPeerPlugins();
   const mod = (await import(ROUTER_MODULE)) as RouterModule;
-  const r = await mod.startRouter({ configText: configYaml, config: configYaml, endpoints, port: 0, host: '127.0.0.1', logLevel: 'warn' });
+  const r = await mod.startRouter({ config: configYaml, endpoints, port: 0, host: '127.0.0.1', logLevel: 'warn' });
   return { url: r.url, close: () => r.close() };
 }
 
