@@ -156,10 +156,16 @@ export class EndpointPool extends EventEmitter {
 
   start(): void {
     if (!this.scraping || this.timer) return;
+    let lastTick = Date.now();
+    let graceUntil = 0;
     const tick = () => {
       const now = Date.now();
+      // If our own event loop stalled (a long synchronous task), scrapes could not complete:
+      // that says nothing about the endpoints, so give them a fresh window.
+      if (now - lastTick > this.o.scrapeIntervalMs + 200) graceUntil = now + this.o.unhealthyAfterMs;
+      lastTick = now;
       for (const e of this.byAddress.values()) {
-        if (e.ready && now - e.lastOk > this.o.unhealthyAfterMs) this.setReady(e, false, `no metrics for ${now - e.lastOk} ms (${e.lastError || 'timeout'})`);
+        if (e.ready && now > graceUntil && now - e.lastOk > this.o.unhealthyAfterMs) this.setReady(e, false, `no metrics for ${now - e.lastOk} ms (${e.lastError || 'timeout'})`);
         if (!e.scraping) void this.scrape(e);
         if (e.ready && !e.fetchingModels && now - e.modelsFetchedAt > this.o.modelsIntervalMs) void this.fetchModels(e);
       }

@@ -66,6 +66,18 @@ export const endpointPickerConfigSchema = z
     saturationDetector: z.unknown().optional(),
     parser: z.unknown().optional(),
     flowControl: z.unknown().optional(),
+    // kvrouter extension: the static endpoint list for `kvrouter serve`.
+    endpoints: z
+      .array(
+        z
+          .object({
+            address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d+$/, 'address must be ip:port'),
+            name: z.string().optional(),
+            labels: z.record(z.string(), z.string()).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
   })
   .strict();
 

@@ -13,6 +13,7 @@ import {
 } from './load-scorers.js';
 import { MaxScorePicker, RandomPicker, RoundRobinPicker, WeightedRandomPicker } from './pickers.js';
 import { SingleProfileHandler } from './profile-handlers.js';
+import { PrecisePrefixCacheScorer, TokenProducer } from './precise-prefix.js';
 import { z } from 'zod';
 import { parseParams } from './params.js';
 
@@ -44,6 +45,10 @@ export function registerBuiltinPlugins(): void {
   registerPlugin('session-affinity-scorer', (p, c) => new SessionAffinityScorer(c.type, c.name, p));
   registerPlugin('no-hit-lru-scorer', (p, c) => new NoHitLruScorer(c.type, c.name, p));
   registerPlugin('prefix-cache-scorer', (p, c) => new ApproxPrefixCacheScorer(c.type, c.name, p));
+
+  registerPlugin('precise-prefix-cache-scorer', (p, c) => new PrecisePrefixCacheScorer(c.type, c.name, p, c));
+  registerPlugin('token-producer', (p, c) => new TokenProducer(c.type, c.name, p));
+  registerAlias('tokenizer', 'token-producer');
 
   registerPlugin('single-profile-handler', (p, c) => new SingleProfileHandler(c.type, c.name, p));
 }

@@ -1,0 +1,238 @@
+// Builds and starts a whole router in-process: endpoint pool + scraping, tokenizers, the
+// scheduler config (which owns the block index and the KV-event subscriber), the Director,
+// the proxy, the HTTP server and /metrics. Used by `kvrouter serve`, tests and benchmarks:
+//   const r = await startRouter({ configPath, endpoints: [{ address: '127.0.0.1:8001' }], port: 0 });
+//   r.url; await r.close();
+import pino, { type Logger } from 'pino';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { EndpointPool, type EndpointSpec, type PoolEndpoint } from '../endpoints/pool.js';
+import {
+  buildSchedulerConfig,
+  parseEndpointPickerConfig,
+  readEndpointPickerConfig,
+  type EndpointPickerConfig,
+  type LoadedSchedulerConfig,
+} from '../scheduler/config.js';
+import { PrecisePrefixCacheScorer, KV_EVENT_SOURCE_FACTORY, type KvEventSourceFactory } from '../scheduler/plugins/precise-prefix.js';
+import type { InferenceRequest, PluginContext } from '../scheduler/types.js';
+import { KvEventSubscriber } from '../events/subscriber.js';
+import { Director, type SaturationConfig } from './director.js';
+import { RouterMetrics } from './metrics.js';
+import type { ParseOptions } from './parse.js';
+import { Proxy } from './proxy.js';
+import { GatewayServer, type ScoreApi, type TokenizeApi } from './server.js';
+import { createRequestTokenizer, type RouterTokenizers } from './tokens.js';
+
+export interface RouterOptions {
+  /** An EndpointPickerConfig object or YAML text; or `configPath`. Neither: llm-d's defaults. */
+  config?: EndpointPickerConfig | string;
+  configPath?: string;
+  /** Static endpoints; default: the config's `endpoints` list. */
+  endpoints?: EndpointSpec[];
+  /** HTTP port (0 = any free port). Default 8000. */
+  port?: number;
+  host?: string;
+  logger?: Logger;
+  logLevel?: string;
+  registry?: Registry;
+  /** /metrics scrape period (ms); 0 disables scraping (endpoints always ready). Default 50. */
+  scrapeIntervalMs?: number;
+  /** Without a good scrape for this long an endpoint leaves the candidates. Default 750. */
+  unhealthyAfterMs?: number;
+  /** Default of the precise scorer's `speculativeIndexing` when the config leaves it unset. Default true. */
+  speculativeIndexing?: boolean;
+  /** Overrides the precise scorer's kvEventsConfig.zmqEndpoint (e.g. a free port in tests). */
+  zmqEndpoint?: string;
+  /** "metrics beat" interval in ms (overrides the config's metricsLoggingInterval). */
+  metricsBeatMs?: number;
+  /** 429 shedding when every endpoint is saturated. */
+  shedding?: boolean | Partial<SaturationConfig>;
+  maxBodyBytes?: number;
+  upstreamHeadersTimeoutMs?: number;
+  /** A tokenizer registry to share (tests, benchmarks); default: one created for this router. */
+  tokenizers?: RouterTokenizers;
+  /** Node process metrics on /metrics. Default true. */
+  processMetrics?: boolean;
+}
+
+export interface Router {
+  readonly url: string;
+  readonly port: number;
+  readonly pool: EndpointPool;
+  readonly director: Director;
+  readonly config: LoadedSchedulerConfig;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  /** The first precise-prefix-cache-scorer, when configured. */
+  readonly precise: PrecisePrefixCacheScorer | undefined;
+  /** Loads a model's tokenizer now rather than on its first request. */
+  warmTokenizer(model: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Builds the src/events subscriber for a precise scorer. */
+const eventSourceFactory: KvEventSourceFactory = (o) => new KvEventSubscriber(o);
+
+export async function startRouter(opts: RouterOptions): Promise<Router> {
+  const logger = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { name: 'kvrouter' } });
+  const registry = opts.registry ?? new Registry();
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
+
+  const source: EndpointPickerConfig = opts.configPath
+    ? readEndpointPickerConfig(opts.configPath)
+    : typeof opts.config === 'string'
+      ? parseEndpointPickerConfig(opts.config)
+      : parseEndpointPickerConfig(opts.config ?? {});
+
+  const endpointSpecs = opts.endpoints?.length ? opts.endpoints : (source.endpoints ?? []);
+  const pool = new EndpointPool(endpointSpecs, {
+    logger,
+    scrapeIntervalMs: opts.scrapeIntervalMs,
+    unhealthyAfterMs: opts.unhealthyAfterMs,
+  });
+  const services = new Map<string, unknown>();
+  services.set(KV_EVENT_SOURCE_FACTORY, eventSourceFactory);
+  const ctx: PluginContext = {
+    logger,
+    registry,
+    services,
+    options: {
+      speculativeIndexingDefault: opts.speculativeIndexing ?? true,
+      zmqEndpointOverride: opts.zmqEndpoint,
+      metricsBeatMs: opts.metricsBeatMs,
+    },
+  };
+  const config = buildSchedulerConfig(source, ctx);
+  const plugins = [...config.plugins.values()];
+  const precisePlugins = plugins.filter((p): p is PrecisePrefixCacheScorer => p instanceof PrecisePrefixCacheScorer);
+
+  const started: typeof plugins = [];
+  const cleanup = async () => {
+    for (const p of started.reverse()) await Promise.resolve(p.close?.()).catch(() => {});
+    await pool.close();
+  };
+  try {
+    for (const p of plugins) {
+      await p.start?.();
+      started.push(p);
+    }
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+
+  // Discovery mode: the precise scorers dial each endpoint's KV-event socket as it comes and goes.
+  for (const ps of precisePlugins) {
+    for (const e of pool.all()) void ps.addEndpoint(e).catch((err: unknown) => logger.warn({ err, endpoint: e.address }, 'cannot subscribe to KV events'));
+  }
+  pool.on('added', (e: PoolEndpoint) => {
+    for (const ps of precisePlugins) void ps.addEndpoint(e).catch(() => {});
+  });
+  pool.on('removed', (e: PoolEndpoint) => {
+    for (const ps of precisePlugins) void ps.removeEndpoint(e).catch(() => {});
+  });
+
+  const metrics = new RouterMetrics(registry, pool);
+  const tokenizers = opts.tokenizers ?? (await createDefaultTokenizers(registry, logger));
+  const tokenize = tokenizers ? createRequestTokenizer(tokenizers, logger) : undefined;
+  const parseOptions: ParseOptions = {
+    resolveModel: (m) => pool.resolveModel(m),
+    tokenize,
+  };
+  const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
+  const director = new Director({ config, pool, logger, metrics, saturation });
+  const proxy = new Proxy({ logger, pool, director, metrics, headersTimeoutMs: opts.upstreamHeadersTimeoutMs });
+
+  const precise = precisePlugins[0];
+  const scoreApi: ScoreApi | undefined = precise
+    ? {
+        score: async (req: InferenceRequest) => {
+          const endpoints = pool.all().filter((e) => pool.serves(e, req.targetModel));
+          const d = await precise.detail(req, endpoints);
+          const ready = new Map(endpoints.map((e) => [e.address, e.ready]));
+          return {
+            ...d,
+            scores: Object.fromEntries(d.endpoints.map((e) => [e.address, e.score])),
+            endpoints: d.endpoints.map((e) => ({ ...e, ready: ready.get(e.address) ?? false })),
+          };
+        },
+      }
+    : undefined;
+  const tokenizeApi: TokenizeApi | undefined = tokenizers?.handleTokenize ? { handle: (body) => tokenizers.handleTokenize!(body) } : undefined;
+
+  const server = new GatewayServer({
+    logger,
+    registry,
+    pool,
+    director,
+    proxy,
+    metrics,
+    parseOptions,
+    scoreApi,
+    tokenizeApi,
+    maxBodyBytes: opts.maxBodyBytes,
+  });
+  let addr;
+  try {
+    pool.start();
+    addr = await server.listen(opts.port ?? 8000, opts.host ?? '127.0.0.1');
+  } catch (err) {
+    await proxy.close();
+    await cleanup();
+    if (!opts.tokenizers) await tokenizers?.close?.();
+    throw err;
+  }
+  const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+  const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
+  logger.info(
+    { url, endpoints: pool.all().map((e) => e.address), profiles: [...config.profiles.keys()], plugins: plugins.map((p) => `${p.name}(${p.type})`) },
+    'kvrouter listening',
+  );
+
+  let closed = false;
+  return {
+    url,
+    port: addr.port,
+    pool,
+    director,
+    config,
+    registry,
+    logger,
+    precise,
+    async warmTokenizer(model: string) {
+      await tokenizers?.encodeCompletion(model, 'warm up', true).catch((err: unknown) => logger.warn({ model, err: (err as Error).message }, 'tokenizer warm-up failed'));
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await server.close();
+      await proxy.close();
+      await cleanup();
+      if (!opts.tokenizers) await tokenizers?.close?.();
+    },
+  };
+}
+
+type TokenizeModule = typeof import('../tokenize/index.js');
+type TokenizerRegistryT = Awaited<ReturnType<TokenizeModule['TokenizerRegistry']['create']>>;
+
+/** Adapts src/tokenize's TokenizerRegistry to what the router uses. */
+export async function routerTokenizersFrom(reg: TokenizerRegistryT, ownsRegistry = true): Promise<RouterTokenizers> {
+  const mod = await import('../tokenize/index.js');
+  return {
+    encodeCompletion: (m, p, a) => reg.encodeCompletion(m, p, a),
+    encodeChat: (m, msgs, o) => reg.encodeChat(m, msgs as Parameters<typeof reg.encodeChat>[1], o),
+    handleTokenize: (body) => mod.handleTokenize(reg, body),
+    close: ownsRegistry ? () => reg.close() : undefined,
+  };
+}
+
+async function createDefaultTokenizers(registry: Registry, logger: Logger): Promise<RouterTokenizers | undefined> {
+  try {
+    const mod = await import('../tokenize/index.js');
+    return await routerTokenizersFrom(await mod.TokenizerRegistry.create({ registry }));
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, 'tokenizers unavailable: precise prefix scores will be 0 for text prompts');
+    return undefined;
+  }
+}

@@ -1,0 +1,244 @@
+// The OpenAI-compatible HTTP front: routes, body limits, error bodies, and the per-request
+// life cycle (parse -> Director.schedule -> Proxy.forward -> metrics).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { EndpointPool } from '../endpoints/pool.js';
+import type { Director } from './director.js';
+import { GatewayError, badRequest } from './errors.js';
+import type { RouterMetrics } from './metrics.js';
+import { parseOpenAIRequest, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
+import type { Proxy } from './proxy.js';
+import type { InferenceRequest } from '../scheduler/types.js';
+
+export interface ScoreApi {
+  /** Per endpoint matched blocks and normalized prefix score for a parsed request. */
+  score(req: InferenceRequest): Promise<unknown>;
+}
+
+export interface TokenizeApi {
+  handle(body: unknown): Promise<{ status: number; body: unknown }>;
+}
+
+export interface GatewayServerOptions {
+  logger: Logger;
+  registry: Registry;
+  pool: EndpointPool;
+  director: Director;
+  proxy: Proxy;
+  metrics: RouterMetrics;
+  parseOptions: ParseOptions;
+  scoreApi?: ScoreApi;
+  tokenizeApi?: TokenizeApi;
+  /** Largest accepted request body (413 beyond). Default 32 MiB. */
+  maxBodyBytes?: number;
+}
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, err: GatewayError, requestId?: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string> = { ...err.headers };
+  if (requestId) headers[REQUEST_ID_HEADER] = requestId;
+  sendJson(res, err.status, err.body(), headers);
+}
+
+/** Reads the body up to `limit` bytes; rejects with 413 beyond (checked on content-length first). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > limit) {
+    req.resume();
+    return Promise.reject(new GatewayError(413, `request body of ${declared} bytes exceeds the ${limit}-byte limit`, 'request_too_large_error', 'body_too_large'));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > limit) {
+        failed = true;
+        reject(new GatewayError(413, `request body exceeds the ${limit}-byte limit`, 'request_too_large_error', 'body_too_large'));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    });
+    req.on('error', (e) => {
+      if (!failed) reject(e);
+    });
+  });
+}
+
+export class GatewayServer {
+  readonly server: Server;
+  private readonly maxBody: number;
+  private readonly log: Logger;
+
+  constructor(private readonly o: GatewayServerOptions) {
+    this.maxBody = o.maxBodyBytes ?? 32 * 1024 * 1024;
+    this.log = o.logger.child({ component: 'gateway' });
+    this.server = createServer({ keepAlive: true, noDelay: true, requestTimeout: 0 }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.log.error({ err }, 'unhandled error in request handler');
+        sendError(res, new GatewayError(500, 'internal error', 'internal_error', 'internal'));
+      });
+    });
+    this.server.keepAliveTimeout = 65_000;
+  }
+
+  async listen(port: number, host: string): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const method = req.method ?? 'GET';
+    if (method === 'POST' && (path === '/v1/completions' || path === '/v1/chat/completions')) return this.inference(req, res, path);
+    if (method === 'GET') {
+      switch (path) {
+        case '/health':
+          res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+          return;
+        case '/ready': {
+          const n = this.o.pool.ready().length;
+          sendJson(res, n > 0 ? 200 : 503, { ready: n > 0, readyEndpoints: n, endpoints: this.o.pool.all().length });
+          return;
+        }
+        case '/metrics': {
+          const text = await this.o.registry.metrics();
+          res.writeHead(200, { 'content-type': this.o.registry.contentType }).end(text);
+          return;
+        }
+        case '/v1/models':
+          return this.models(res);
+        case '/endpoints':
+          sendJson(res, 200, {
+            endpoints: this.o.pool.all().map((e) => ({
+              address: e.address,
+              name: e.name,
+              labels: e.labels,
+              ready: e.ready,
+              metrics: e.metrics,
+              inflightRequests: e.inflightRequests,
+              inflightTokens: e.inflightTokens,
+              routed: e.routed,
+              models: e.models?.map((m) => m.id) ?? null,
+            })),
+          });
+          return;
+      }
+    }
+    if (method === 'POST' && (path === '/score_completions' || path === '/score_chat_completions')) return this.score(req, res, path);
+    if (method === 'POST' && path === '/tokenize') return this.tokenize(req, res);
+    req.resume();
+    const known = ['/v1/completions', '/v1/chat/completions', '/v1/models', '/tokenize', '/score_completions', '/score_chat_completions', '/health', '/ready', '/metrics'];
+    if (known.includes(path)) sendError(res, new GatewayError(405, `method ${method} not allowed on ${path}`, 'invalid_request_error', 'method_not_allowed'));
+    else sendError(res, new GatewayError(404, `no route for ${method} ${path}`, 'not_found_error', 'unknown_path'));
+  }
+
+  private models(res: ServerResponse): void {
+    const entries = this.o.pool.modelEntries();
+    const created = Math.floor(Date.now() / 1000);
+    sendJson(res, 200, {
+      object: 'list',
+      data: [...entries.values()].map((m) => ({ id: m.id, object: 'model', created, owned_by: 'vllm', root: m.parent ?? m.id, parent: m.parent ?? null })),
+    });
+  }
+
+  private async inference(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const started = performance.now();
+    const m = this.o.metrics;
+    let ireq: InferenceRequest | undefined;
+    let body: Buffer;
+    try {
+      body = await readBody(req, this.maxBody);
+      ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions);
+    } catch (err) {
+      const ge = err instanceof GatewayError ? err : badRequest(`could not read the request: ${(err as Error).message}`, 'bad_body');
+      m.errors.inc({ model_name: '', target_model_name: '', error_code: String(ge.status) });
+      sendError(res, ge, req.headers[REQUEST_ID_HEADER] as string | undefined);
+      return;
+    }
+    const labels = { model_name: ireq.model, target_model_name: ireq.targetModel };
+    m.requests.inc(labels);
+    m.running.inc({ model_name: ireq.model });
+    try {
+      const result = await this.o.director.schedule(ireq);
+      const candidates = this.o.director.candidates(ireq);
+      const info = await this.o.proxy.forward(ireq, req, res, body, result, candidates, started);
+      if (info.status >= 400) m.errors.inc({ ...labels, error_code: String(info.status) });
+      else {
+        m.duration.observe(labels, (performance.now() - started) / 1000);
+        if (info.ttftMs !== undefined) m.ttft.observe(labels, info.ttftMs / 1000);
+        if (info.promptTokens !== undefined) m.inputTokens.observe(labels, info.promptTokens);
+        if (info.completionTokens !== undefined) m.outputTokens.observe(labels, info.completionTokens);
+      }
+    } catch (err) {
+      const ge = err instanceof GatewayError ? err : new GatewayError(500, (err as Error).message, 'internal_error', 'internal');
+      if (ge.status >= 500 && ge.status !== 503) this.log.warn({ 'x-request-id': ireq.requestId, status: ge.status, err: ge.message }, 'request failed');
+      m.errors.inc({ ...labels, error_code: String(ge.status) });
+      sendError(res, ge, ireq.requestId);
+    } finally {
+      m.running.dec({ model_name: ireq.model });
+    }
+  }
+
+  private async score(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    try {
+      const body = await readBody(req, this.maxBody);
+      if (!this.o.scoreApi) throw new GatewayError(404, 'the scoring API needs a precise-prefix-cache-scorer in the config', 'not_found_error', 'no_precise_scorer');
+      const api = path === '/score_chat_completions' ? '/v1/chat/completions' : '/v1/completions';
+      const ireq = parseOpenAIRequest(api, req.headers, body, this.o.parseOptions);
+      sendJson(res, 200, await this.o.scoreApi.score(ireq));
+    } catch (err) {
+      sendError(res, err instanceof GatewayError ? err : new GatewayError(500, (err as Error).message, 'internal_error', 'internal'));
+    }
+  }
+
+  private async tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const raw = await readBody(req, this.maxBody);
+      if (!this.o.tokenizeApi) throw new GatewayError(404, 'no tokenizer available in this router', 'not_found_error', 'no_tokenizer');
+      let body: unknown;
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch (e) {
+        throw badRequest(`request body is not valid JSON: ${(e as Error).message}`, 'invalid_json');
+      }
+      const out = await this.o.tokenizeApi.handle(body);
+      sendJson(res, out.status, out.body);
+    } catch (err) {
+      sendError(res, err instanceof GatewayError ? err : new GatewayError(500, (err as Error).message, 'internal_error', 'internal'));
+    }
+  }
+}

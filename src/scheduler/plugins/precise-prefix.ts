@@ -1,0 +1,306 @@
+// `precise-prefix-cache-scorer` (llm-d, shared/reference/scheduler-and-gateway.md §5): scores
+// each endpoint by the longest run of leading blocks of the request that vLLM's own KV events
+// say it holds. Owns the block index and the KV-event subscriber, as in llm-d.
+//   score = tier-weighted leading blocks / floor(tokens / blockSize), clipped to [0,1]
+// PreRequest: speculative entries for the chosen endpoint (TTL, default on in kvrouter).
+import { z } from 'zod';
+import type { Logger } from 'pino';
+import { BlockKeyer, HASH_ALGORITHMS, type HashAlgorithm } from '../../index/keys.js';
+import { createKvBlockIndex, type IndexFactoryConfig } from '../../index/factory.js';
+import type { BlockKeys, KvBlockIndex, PrefixMatch } from '../../index/types.js';
+import { parseDurationMs, parseParams } from './params.js';
+import {
+  PREFIX_MATCH_STATE,
+  type CycleState,
+  type Endpoint,
+  type InferenceRequest,
+  type PluginContext,
+  type PreRequest,
+  type PrefixMatchInfo,
+  type Scorer,
+  type SchedulingResult,
+} from '../types.js';
+
+const tokenProcessorSchema = z
+  .object({
+    blockSizeTokens: z.number().int().optional(),
+    blockSize: z.number().int().optional(),
+    hashSeed: z.union([z.string(), z.number()]).optional(),
+    hashAlgorithm: z.enum(HASH_ALGORITHMS as [HashAlgorithm, ...HashAlgorithm[]]).optional(),
+  })
+  .loose();
+
+const kvEventsSchema = z
+  .object({
+    zmqEndpoint: z.string().optional(),
+    topicFilter: z.string().default('kv@'),
+    concurrency: z.number().int().positive().default(4),
+    engineType: z.enum(['vllm', 'sglang']).default('vllm'),
+    discoverPods: z.boolean().optional(),
+    podDiscoveryConfig: z
+      .object({
+        podLabelSelector: z.string().optional(),
+        podNamespace: z.string().optional(),
+        socketPort: z.number().int().positive().optional(),
+        replaySocketPort: z.number().int().positive().optional(),
+      })
+      .loose()
+      .optional(),
+  })
+  .loose();
+
+const paramsSchema = z
+  .object({
+    tokenProcessorConfig: tokenProcessorSchema.default({}),
+    indexerConfig: z
+      .object({
+        kvBlockIndexConfig: z.record(z.string(), z.unknown()).nullable().optional(),
+        kvCacheBackendConfigs: z.array(z.object({ name: z.string(), weight: z.number().nonnegative() })).nullable().optional(),
+        tokenizersPoolConfig: z.unknown().optional(),
+      })
+      .loose()
+      .default({}),
+    kvEventsConfig: kvEventsSchema.default({ topicFilter: 'kv@', concurrency: 4, engineType: 'vllm' }),
+    speculativeIndexing: z.boolean().optional(),
+    speculativeTTL: z.union([z.string(), z.number()]).default('2s'),
+  })
+  .loose();
+
+export type PrecisePrefixParams = z.infer<typeof paramsSchema>;
+
+/** Label naming an endpoint's KV-event PUB socket when the router dials pods (discovery mode). */
+export const KV_EVENTS_ENDPOINT_LABEL = 'kvrouter.io/kv-events-endpoint';
+export const KV_EVENTS_REPLAY_LABEL = 'kvrouter.io/kv-events-replay-endpoint';
+
+/** What the scorer needs from a KV-event subscriber (src/events/subscriber.ts). */
+export interface KvEventSource {
+  start(): Promise<void> | void;
+  /** Central mode: the endpoint actually bound (port resolved). */
+  readonly boundEndpoint?: string;
+  addPod?(podId: string, endpoint: string, replayEndpoint?: string): void | Promise<void>;
+  removePod?(podId: string): void | Promise<void>;
+  close(): Promise<void> | void;
+}
+
+export type KvEventSourceFactory = (opts: {
+  index: KvBlockIndex;
+  keyer: BlockKeyer;
+  topicFilter: string;
+  bindEndpoint?: string;
+  concurrency: number;
+  registry: PluginContext['registry'];
+  logger: Logger;
+}) => KvEventSource;
+
+/** Service key under which the router provides a KvEventSourceFactory. */
+export const KV_EVENT_SOURCE_FACTORY = 'kv-event-source-factory';
+
+export interface EndpointPrefixScore {
+  address: string;
+  matchedBlocks: number;
+  weightedBlocks: number;
+  score: number;
+}
+
+export interface PrefixScoreDetail {
+  model: string;
+  tokens: number;
+  totalBlocks: number;
+  blockSize: number;
+  endpoints: EndpointPrefixScore[];
+}
+
+export class PrecisePrefixCacheScorer implements Scorer, PreRequest {
+  readonly keyer: BlockKeyer;
+  readonly index: KvBlockIndex;
+  readonly speculative: boolean;
+  readonly speculativeTtlMs: number;
+  readonly params: PrecisePrefixParams;
+  readonly bindEndpoint: string | undefined;
+  readonly discoverPods: boolean;
+  private events: KvEventSource | undefined;
+  private readonly keysByRequest = new WeakMap<InferenceRequest, BlockKeys>();
+  private readonly log: Logger;
+  private readonly warnedNoTokens = new Set<string>();
+
+  constructor(
+    readonly type: string,
+    readonly name: string,
+    raw: unknown,
+    private readonly ctx: PluginContext,
+  ) {
+    const p = parseParams(paramsSchema, raw);
+    this.params = p;
+    const tp = p.tokenProcessorConfig;
+    // llm-d: blockSizeTokens wins; the deprecated blockSize applies when it is unset or 0.
+    const blockSize = tp.blockSizeTokens && tp.blockSizeTokens !== 0 ? tp.blockSizeTokens : (tp.blockSize ?? 16);
+    if (!(blockSize > 0)) throw new Error(`tokenProcessorConfig.blockSizeTokens must be > 0, got ${blockSize}`);
+    this.keyer = new BlockKeyer({ blockSize, hashSeed: tp.hashSeed === undefined ? '' : String(tp.hashSeed), algorithm: tp.hashAlgorithm ?? 'cbor-fnv' });
+    this.speculative = p.speculativeIndexing ?? ctx.options.speculativeIndexingDefault;
+    this.speculativeTtlMs = parseDurationMs(p.speculativeTTL);
+    this.log = ctx.logger.child({ plugin: this.name });
+
+    const ic = p.indexerConfig as IndexFactoryConfig;
+    const kvbc = { ...(ic.kvBlockIndexConfig ?? {}) } as NonNullable<IndexFactoryConfig['kvBlockIndexConfig']>;
+    if (ctx.options.metricsBeatMs !== undefined) kvbc.metricsLoggingInterval = `${ctx.options.metricsBeatMs}ms`;
+    this.index = createKvBlockIndex({ kvBlockIndexConfig: kvbc, kvCacheBackendConfigs: ic.kvCacheBackendConfigs }, { registry: ctx.registry, logger: ctx.logger });
+
+    const ke = p.kvEventsConfig;
+    this.bindEndpoint = ctx.options.zmqEndpointOverride ?? (ke.zmqEndpoint || undefined);
+    // llm-d: discoverPods defaults to true; a zmqEndpoint means central (bind) mode.
+    this.discoverPods = ke.discoverPods ?? !this.bindEndpoint;
+    ctx.services.set(`precise-prefix-cache-scorer:${name}`, this);
+  }
+
+  get blockSize(): number {
+    return this.keyer.blockSize;
+  }
+
+  /** Central mode: where pods must connect (the bound port when the config asked for port 0). */
+  get eventsEndpoint(): string | undefined {
+    return this.events?.boundEndpoint ?? this.bindEndpoint;
+  }
+
+  async start(): Promise<void> {
+    const factory = this.ctx.services.get(KV_EVENT_SOURCE_FACTORY) as KvEventSourceFactory | undefined;
+    if (!factory) {
+      this.log.warn('no KV-event subscriber available: the index only learns from speculative entries');
+      return;
+    }
+    const ke = this.params.kvEventsConfig;
+    this.events = factory({
+      index: this.index,
+      keyer: this.keyer,
+      topicFilter: ke.topicFilter,
+      bindEndpoint: this.bindEndpoint,
+      concurrency: ke.concurrency,
+      registry: this.ctx.registry,
+      logger: this.ctx.logger,
+    });
+    await this.events.start();
+    if (this.bindEndpoint) this.log.info({ zmqEndpoint: this.bindEndpoint, topicFilter: ke.topicFilter }, 'listening for KV events (pods connect here)');
+  }
+
+  /** Discovery mode: dial a pod's PUB socket (from its label, or ip:socketPort). */
+  async addEndpoint(e: Endpoint): Promise<void> {
+    if (!this.events?.addPod || !this.discoverPods) return;
+    const port = this.params.kvEventsConfig.podDiscoveryConfig?.socketPort ?? 5557;
+    const replayPort = this.params.kvEventsConfig.podDiscoveryConfig?.replaySocketPort;
+    const host = e.address.includes(':') ? e.address.slice(0, e.address.lastIndexOf(':')) : e.address;
+    const endpoint = e.labels[KV_EVENTS_ENDPOINT_LABEL] ?? `tcp://${host}:${port}`;
+    const replay = e.labels[KV_EVENTS_REPLAY_LABEL] ?? (replayPort ? `tcp://${host}:${replayPort}` : undefined);
+    await this.events.addPod(e.address, endpoint, replay);
+    this.log.info({ pod: e.address, endpoint }, 'Ensured KV-events subscriber');
+  }
+
+  async removeEndpoint(e: Endpoint): Promise<void> {
+    if (!this.events?.removePod || !this.discoverPods) return;
+    await this.events.removePod(e.address);
+    this.log.info({ pod: e.address }, 'Removed KV-events subscriber');
+  }
+
+  private async keysFor(req: InferenceRequest): Promise<BlockKeys | null> {
+    const cached = this.keysByRequest.get(req);
+    if (cached) return cached;
+    const tokens = await req.getTokens();
+    if (!tokens) {
+      if (!this.warnedNoTokens.has(req.baseModel)) {
+        this.warnedNoTokens.add(req.baseModel);
+        this.log.warn({ model: req.baseModel }, 'no tokenizer for this model: precise prefix scores are 0');
+      }
+      return null;
+    }
+    const keys = this.keyer.keys(tokens, { model: req.baseModel, lora: req.lora ?? null, cacheSalt: req.cacheSalt ?? null });
+    this.keysByRequest.set(req, keys);
+    return keys;
+  }
+
+  /** Matched blocks per endpoint (pods without block 0 absent), and the request's full blocks. */
+  async match(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ matches: Map<string, PrefixMatch>; totalBlocks: number; tokens: number }> {
+    const keys = await this.keysFor(req);
+    if (!keys || keys.length === 0) return { matches: new Map(), totalBlocks: 0, tokens: req.tokens?.length ?? 0 };
+    const pods = new Set<string>();
+    for (const e of endpoints) pods.add(e.address);
+    const matches = await this.index.longestPrefix(keys, pods);
+    return { matches, totalBlocks: keys.length, tokens: req.tokens?.length ?? 0 };
+  }
+
+  async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
+    const { matches, totalBlocks } = await this.match(req, endpoints);
+    const matched = new Map<string, number>();
+    for (const [pod, m] of matches) matched.set(pod, m.blocks);
+    state.set(PREFIX_MATCH_STATE, { matched, totalBlocks } satisfies PrefixMatchInfo);
+    if (this.log.isLevelEnabled('debug')) {
+      const scores = matches.size ? Object.fromEntries([...matches].map(([pod, m]) => [pod, m.weighted])) : null;
+      this.log.debug(
+        { 'x-request-id': req.requestId, model: req.model, resolvedTargetModel: req.targetModel, scores, totalBlocks },
+        'Got pod scores',
+      );
+    }
+    if (totalBlocks === 0) return endpoints.map(() => 0);
+    return endpoints.map((e) => {
+      const m = matches.get(e.address);
+      return m ? Math.min(1, m.weighted / totalBlocks) : 0;
+    });
+  }
+
+  /** The scoring API's view: every endpoint with its matched blocks and normalized score. */
+  async detail(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<PrefixScoreDetail> {
+    const { matches, totalBlocks, tokens } = await this.match(req, endpoints);
+    return {
+      model: req.model,
+      tokens,
+      totalBlocks,
+      blockSize: this.blockSize,
+      endpoints: endpoints.map((e) => {
+        const m = matches.get(e.address);
+        return {
+          address: e.address,
+          matchedBlocks: m?.blocks ?? 0,
+          weightedBlocks: m?.weighted ?? 0,
+          score: m && totalBlocks ? Math.min(1, m.weighted / totalBlocks) : 0,
+        };
+      }),
+    };
+  }
+
+  /** Speculative indexing: the chosen (and any prefill) endpoint holds the blocks for a TTL. */
+  async preRequest(req: InferenceRequest, result: SchedulingResult): Promise<void> {
+    if (!this.speculative) return;
+    const keys = this.keysByRequest.get(req);
+    if (!keys || keys.length === 0) return;
+    const chosen = result.targets[0];
+    if (chosen) await this.index.addSpeculative(keys, chosen.address, this.speculativeTtlMs);
+    const prefill = result.profileResults.get('prefill')?.targets[0];
+    if (prefill && prefill !== chosen) await this.index.addSpeculative(keys, prefill.address, this.speculativeTtlMs);
+  }
+
+  async close(): Promise<void> {
+    await this.events?.close();
+    await this.index.close();
+  }
+}
+
+/** `tokenizer` / `token-producer`: computes the request's tokens once, before the scorers. */
+export class TokenProducer {
+  constructor(
+    readonly type: string,
+    readonly name: string,
+    raw: unknown,
+  ) {
+    parseParams(
+      z
+        .object({
+          modelName: z.string().optional(),
+          udsTokenizerConfig: z.unknown().optional(),
+          vllm: z.unknown().optional(),
+          timeout: z.union([z.string(), z.number()]).optional(),
+        })
+        .loose(),
+      raw,
+    );
+  }
+  async produce(_s: CycleState, req: InferenceRequest): Promise<void> {
+    await req.getTokens();
+  }
+}
