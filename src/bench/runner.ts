@@ -1,5 +1,6 @@
 // Runs one benchmark: for every strategy, fresh pods and a router configured for it, the same
 // seeded request sequence on the same schedule, then per-stage aggregation against the oracle.
+import { setMaxListeners } from 'node:events';
 import { cpus } from 'node:os';
 import { createServer } from 'node:net';
 import { request as httpRequest } from 'undici';
@@ -208,6 +209,7 @@ async function runSchedule(
 ): Promise<{ results: RequestResult[]; podDeltas: PodCounters[][] }> {
   const client = new BenchClient(routerUrl, opts.sim.model);
   const abort = new AbortController();
+  setMaxListeners(0, abort.signal); // one listener per in-flight request
   const results: RequestResult[] = new Array(planned.length);
   const done = new Set<number>();
   const waiting = new Map<number, number[]>(); // predecessor id -> planned indices waiting on it
