@@ -552,8 +552,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       const lo = rk[i];
       const hi = rk[i + 1];
       let r = this.find(lo, hi);
-      if (r === NONE) r = this.insertRec(lo, hi);
-      this.recBit[r] = 1;
+      if (r === NONE) r = this.insertRec(lo, hi); // new keys start at the head, unreferenced
+      else this.recBit[r] = 1; // re-stored: used again
       this.refEntry(r, e);
     }
     if (this.metrics) this.metrics.admissions += nR;
