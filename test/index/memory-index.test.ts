@@ -114,10 +114,10 @@ describe('InMemoryKvBlockIndex specifics', () => {
     assert.ok(beat.latency_sum > 0 && beat.latency_avg > 0);
   });
 
-  it('factory: tier weights from kvCacheBackendConfigs, clear errors for bad config', () => {
+  it('factory: tier weights from kvCacheBackendConfigs, clear errors for bad config', async () => {
     const x = createKvBlockIndex({ kvCacheBackendConfigs: [{ name: 'GPU', weight: 1 }, { name: 'cpu', weight: 0.5 }] });
-    x.add(null, K(1, 2), { pod: 'a', tier: 'cpu' });
-    assert.deepEqual(x.longestPrefix(K(1, 2)).get('a'), { blocks: 2, weighted: 1 });
+    await x.add(null, K(1, 2), { pod: 'a', tier: 'cpu' });
+    assert.deepEqual((await x.longestPrefix(K(1, 2))).get('a'), { blocks: 2, weighted: 1 });
     assert.throws(() => createKvBlockIndex({ kvCacheBackendConfigs: [{ name: 'gpu', weight: -1 }] }), /kvCacheBackendConfigs/);
     assert.throws(() => createKvBlockIndex({ kvBlockIndexConfig: { inMemoryConfig: { size: 0 } } }), /capacity/);
     assert.equal(parseIntervalMs(60_000_000_000), 60_000);
