@@ -7,8 +7,8 @@ import { TokenizeError } from './types.js';
 const FILES = ['tokenizer.json', 'tokenizer_config.json'];
 const OPTIONAL = ['config.json', 'chat_template.jinja'];
 
-export async function downloadTokenizer(model: string, cacheDir: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const endpoint = (env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/$/, '');
+export async function downloadTokenizer(model: string, cacheDir: string, endpointOpt?: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const endpoint = (endpointOpt ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/$/, '');
   const headers: Record<string, string> = {};
   if (env.HF_TOKEN) headers.authorization = `Bearer ${env.HF_TOKEN}`;
   const got = new Map<string, string>();

@@ -3,6 +3,9 @@
 // block the event loop; encodeBatch splits a batch across cores with rayon.
 import { Tokenizer } from '@anush008/tokenizers';
 
+/** Ids copied to JS between event-loop turns (~0.5 ms of main-thread work). */
+const YIELD_IDS = 4096;
+
 export class HfTokenizerEngine {
   private constructor(private readonly tk: Tokenizer) {}
 
@@ -19,12 +22,27 @@ export class HfTokenizerEngine {
     return enc.getIds();
   }
 
-  /** Encode several independent texts in one native call (parallel across cores). */
+  /**
+   * Encode several independent texts in one native call (parallel across cores). Reading
+   * ids back is the only main-thread work (~0.1 us per id), so it yields to the event loop
+   * between texts once YIELD_IDS ids have been copied.
+   */
   async encodeMany(texts: string[], addSpecialTokens: boolean): Promise<number[][]> {
     if (texts.length === 0) return [];
     if (texts.length === 1) return [await this.encode(texts[0], addSpecialTokens)];
     const encs = await this.tk.encodeBatch(texts, { addSpecialTokens });
-    return encs.map((e) => e.getIds());
+    const out: number[][] = [];
+    let sinceYield = 0;
+    for (const e of encs) {
+      if (sinceYield >= YIELD_IDS) {
+        await new Promise<void>((r) => setImmediate(r));
+        sinceYield = 0;
+      }
+      const ids = e.getIds();
+      sinceYield += ids.length;
+      out.push(ids);
+    }
+    return out;
   }
 
   async decode(ids: number[], skipSpecialTokens = false): Promise<string> {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileTemplate, detectContentFormat, renderChat, type TemplateContext } from './chat.js';
 import { HfTokenizerEngine } from './engine.js';
-import { ChunkTokenCache, type PrefixCacheOptions } from './prefix-cache.js';
+import { ChunkTokenCache, type PrefixCacheOptions, type PrefixCacheStats } from './prefix-cache.js';
 import { cutSafety } from './safe-cuts.js';
 import { TokenizeError, type ChatOptions } from './types.js';
 
@@ -80,9 +80,10 @@ export class ModelTokenizer {
       };
     }
     const safety = cutSafety(tokJson);
-    if (cacheOpts?.enabled === false) this.cacheDisabledReason = 'disabled by configuration';
-    else if (!safety.ok) this.cacheDisabledReason = safety.reason;
-    this.cache = this.cacheDisabledReason ? undefined : new ChunkTokenCache(cacheOpts);
+    if (!safety.ok) this.cacheDisabledReason = safety.reason;
+    else if (cacheOpts?.enabled === false) this.cacheDisabledReason = 'disabled by configuration';
+    // Without exact cuts nothing can be split; with them, long texts are split (and cached if enabled).
+    this.cache = !safety.ok || (cacheOpts?.enabled === false && cacheOpts.split === false) ? undefined : new ChunkTokenCache(cacheOpts);
   }
 
   static async load(name: string, dir: string, opts: { maxModelLen?: number; prefixCache?: PrefixCacheOptions } = {}): Promise<ModelTokenizer> {
@@ -134,8 +135,8 @@ export class ModelTokenizer {
     return this.encodeText(this.renderChat(messages, opts), false, stats);
   }
 
-  cacheStats() {
-    return this.cache?.stats();
+  cacheStats(): PrefixCacheStats | undefined {
+    return this.cache?.caching ? this.cache.stats() : undefined;
   }
 
   clearCache(): void {

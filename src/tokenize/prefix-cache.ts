@@ -13,6 +13,11 @@ export interface PrefixCacheOptions {
   minChars?: number;
   /** Bound on cached token ids across all chunks (LRU eviction). Default 2,000,000. */
   maxTokens?: number;
+  /**
+   * Cut long texts into exact chunks even when caching is off, so they encode in parallel
+   * and never block the event loop. Default true.
+   */
+  split?: boolean;
 }
 
 export interface PrefixCacheStats {
@@ -33,10 +38,13 @@ export class ChunkTokenCache {
   private hitTokens = 0;
   private missTokens = 0;
 
+  readonly caching: boolean;
+
   constructor(opts: PrefixCacheOptions = {}) {
     this.chunkChars = Math.max(64, opts.chunkChars ?? 1024);
     this.minChars = Math.max(this.chunkChars, opts.minChars ?? 2048);
-    this.maxTokens = Math.max(0, opts.maxTokens ?? 2_000_000);
+    this.caching = opts.enabled !== false;
+    this.maxTokens = this.caching ? Math.max(0, opts.maxTokens ?? 2_000_000) : 0;
   }
 
   /**
@@ -48,7 +56,7 @@ export class ChunkTokenCache {
     const parts: (Uint32Array | undefined)[] = new Array(chunks.length);
     const missIdx: number[] = [];
     for (let i = 0; i < chunks.length; i++) {
-      const hit = this.store.get(chunks[i]);
+      const hit = this.caching ? this.store.get(chunks[i]) : undefined;
       if (hit) {
         // Refresh LRU position.
         this.store.delete(chunks[i]);
@@ -78,7 +86,7 @@ export class ChunkTokenCache {
   }
 
   private put(key: string, ids: Uint32Array): void {
-    if (ids.length > this.maxTokens) return;
+    if (!this.caching || ids.length > this.maxTokens) return;
     const old = this.store.get(key);
     if (old) {
       this.store.delete(key);

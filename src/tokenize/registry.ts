@@ -3,7 +3,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { downloadTokenizer } from './download.js';
 import { defaultHfCacheDir, locateTokenizer, type Located } from './locate.js';
 import { ModelTokenizer, type EncodeStats } from './model-tokenizer.js';
-import type { PrefixCacheOptions } from './prefix-cache.js';
+import type { PrefixCacheOptions, PrefixCacheStats } from './prefix-cache.js';
 import { TokenizeError, UnknownModelError, type ChatMessage, type ChatOptions, type TokenizeRequest, type TokenizeResult } from './types.js';
 
 export interface TokenizerRegistryOptions {
@@ -15,6 +15,8 @@ export interface TokenizerRegistryOptions {
   hfCacheDir?: string;
   /** Fetch unknown tokenizers from the hub into hfCacheDir. Default false. */
   allowDownload?: boolean;
+  /** Hub base URL for downloads; default $HF_ENDPOINT or the public hub. */
+  hubEndpoint?: string;
   prefixCache?: PrefixCacheOptions;
   /** Override max_model_len per model (default: from config.json). */
   maxModelLen?: Record<string, number>;
@@ -84,7 +86,7 @@ export class TokenizerRegistry {
       dir = found.dir;
       known = found.maxModelLen;
     } else if (this.opts.allowDownload) {
-      dir = await downloadTokenizer(model, this.opts.hfCacheDir ?? defaultHfCacheDir());
+      dir = await downloadTokenizer(model, this.opts.hfCacheDir ?? defaultHfCacheDir(), this.opts.hubEndpoint);
     } else {
       throw new UnknownModelError(model, [...found.looked, 'hub download (off: allowDownload is false)']);
     }
@@ -169,6 +171,11 @@ export class TokenizerRegistry {
       throw new TokenizeError('either prompt or messages is required', 400, 'BadRequestError', 'prompt');
     }
     return { count: tokens.length, max_model_len: mt.maxModelLen, tokens };
+  }
+
+  /** Prefix token cache counters of a loaded model (undefined when its cache is off). */
+  async cacheStats(model: string): Promise<PrefixCacheStats | undefined> {
+    return (await this.get(model)).cacheStats();
   }
 
   async close(): Promise<void> {

