@@ -65,6 +65,8 @@ export interface Router {
   readonly logger: Logger;
   /** The first precise-prefix-cache-scorer, when configured. */
   readonly precise: PrecisePrefixCacheScorer | undefined;
+  /** How requests are parsed (model resolution, tokenization): shared with the ext-proc picker. */
+  readonly parseOptions: ParseOptions;
   /** Loads a model's tokenizer now rather than on its first request. */
   warmTokenizer(model: string): Promise<void>;
   close(): Promise<void>;
@@ -199,6 +201,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     registry,
     logger,
     precise,
+    parseOptions,
     async warmTokenizer(model: string) {
       await tokenizers?.encodeCompletion(model, 'warm up', true).catch((err: unknown) => logger.warn({ model, err: (err as Error).message }, 'tokenizer warm-up failed'));
     },
