@@ -214,7 +214,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     if (this.metrics) this.metrics.admissions += requestKeys.length;
     const eng = engineKeys && engineKeys.length > 0 && !entry.speculative ? engineKeys : null;
     if (eng) this.rememberMapping(entry.pod, eng, requestKeys);
-    this.enqueue(requestKeys.length + (eng?.length ?? 0), ['a', entry.pod, tier, entry.speculative ? '1' : '0', keysToHex(requestKeys), eng ? keysToHex(eng) : '']);
+    this.enqueue(requestKeys.length + (eng?.length ?? 0), ['a', entry.pod, entry.speculative ? `~${tier}` : tier, keysToHex(requestKeys), eng ? keysToHex(eng) : '']);
   }
 
   evict(key: BlockKey, keyType: KeyType, entry: PodEntry): void {
@@ -222,7 +222,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     if (tier === null || !this.checkPod(entry.pod)) return;
     // Redis decides whether the mapping survives; until then ask it rather than the cache.
     if (keyType === 'engine') this.forgetMapping(entry.pod, key);
-    this.enqueue(1, ['e', entry.pod, tier, entry.speculative ? '1' : '0', keyToHex(key), keyType === 'engine' ? 'e' : 'r']);
+    this.enqueue(1, ['e', entry.pod, entry.speculative ? `~${tier}` : tier, keyToHex(key), keyType === 'engine' ? 'e' : 'r']);
   }
 
   clear(pod: PodId): void {
@@ -475,14 +475,14 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   }
 
   private checkPod(pod: string): boolean {
-    if (pod.length > 0 && pod[0] !== '~' && !pod.includes('\n')) return true;
-    this.invalid(`pod id ${JSON.stringify(pod)} cannot be stored (empty, leading '~' or newline)`);
+    if (pod.length > 0 && !/[\t\n]/.test(pod)) return true;
+    this.invalid(`pod id ${JSON.stringify(pod)} cannot be stored (empty, tab or newline)`);
     return false;
   }
 
   private checkTier(tier: string, strict: boolean): boolean {
-    if (tier.length > 0 && !/[,=\n]/.test(tier)) return true;
-    const msg = `tier ${JSON.stringify(tier)} cannot be stored (empty, ',', '=' or newline)`;
+    if (tier.length > 0 && tier[0] !== '~' && !/[\t\n*,=]/.test(tier)) return true;
+    const msg = `tier ${JSON.stringify(tier)} cannot be stored (empty, leading '~', or tab, newline, '*', ',', '=')`;
     if (strict) throw new Error(msg);
     this.invalid(msg);
     return false;

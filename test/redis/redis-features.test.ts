@@ -202,7 +202,7 @@ test('bad pod ids and tiers are dropped and counted, never thrown', async () => 
   const registry = new Registry();
   const idx = await open({}, silent, registry);
   try {
-    idx.add(null, keys(1, 2), { pod: '~odd', tier: 'gpu' });
+    idx.add(null, keys(1, 2), { pod: 'tab\tpod', tier: 'gpu' });
     idx.add(null, keys(1, 2), { pod: 'ok:1', tier: 'a,b' });
     idx.addSpeculative(keys(1, 2), 'bad\npod', 1000);
     await idx.flush();

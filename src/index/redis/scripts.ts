@@ -1,17 +1,21 @@
 // Lua scripts of the Redis block index (layout in layout.ts). Every script takes KEYS[1] =
 // the meta key (so Redis Cluster routes it) and ARGV[1] = the key prefix.
 //
-// A request-key hash field holds "tier=count" items joined by ',' in sorted order; tiers and
-// pods are validated on the TypeScript side (tiers: no ',', '=', newline; pods: no newline,
-// no leading '~').
+// A request key's value is a list of records "<pod>\t<tag>[*<refs>]\n", one per entry; tag is
+// the tier, or "~<tier>" for a speculative entry; "*<refs>" only appears when the entry is
+// referenced more than once. Equal holder sets give byte-equal values, which the lookup uses
+// to walk runs of blocks without re-reading them (Lua strings compare in O(1)).
+// Pods must not contain tab or newline; tiers must not contain tab, newline, '*', ',', '='
+// or start with '~' (checked on the TypeScript side).
 
 const PRELUDE = `
 local P = ARGV[1]
 local META = KEYS[1]
 local SPEC = P .. 'spec'
 local GEN = P .. 'gen'
-local dKeys, dEntries, dEngine = 0, 0, 0
-local removed = 0
+local PODS = P .. 'pods'
+local find, sub, byte, gmatch = string.find, string.sub, string.byte, string.gmatch
+local dKeys, dEntries, dEngine, removed = 0, 0, 0, 0
 local nowMs = nil
 local function now()
   if not nowMs then
@@ -20,173 +24,264 @@ local function now()
   end
   return nowMs
 end
-local function decode(v)
-  local t = {}
-  for tier, c in string.gmatch(v, '([^,=]+)=(%d+)') do t[tier] = tonumber(c) end
-  return t
-end
-local function encode(t)
-  local parts = {}
-  for tier, c in pairs(t) do if c > 0 then parts[#parts + 1] = tier .. '=' .. c end end
-  table.sort(parts)
-  return table.concat(parts, ',')
-end
-local function ntiers(v)
-  local n = 0
-  for _ in string.gmatch(v, '=') do n = n + 1 end
-  return n
-end
--- One more reference of (pod, tier, spec) at request key h.
-local function addAt(h, pod, tier, spec)
-  local rk = P .. 'r:' .. h
-  local f = spec and ('~' .. pod) or pod
-  local v = redis.call('HGET', rk, f)
-  if not v then
-    if redis.call('EXISTS', rk) == 0 then dKeys = dKeys + 1 end
-    redis.call('HSET', rk, f, tier .. '=1')
-    redis.call('SADD', P .. 'p:' .. pod, h)
-    dEntries = dEntries + 1
-  else
-    local t = decode(v)
-    local c = t[tier]
-    if c then t[tier] = c + 1 else t[tier] = 1; dEntries = dEntries + 1 end
-    redis.call('HSET', rk, f, encode(t))
+
+-- ---- batch-local caches, written back once at the end ----
+local rcache, rdirty = {}, {}          -- 'P r:<h>' -> value | false
+local ecache, edirty = {}, {}          -- pod -> { <e> -> list | false }
+local function rkey(h) return P .. 'r:' .. h end
+local function rprefetch(names)
+  local miss = {}
+  for _, k in ipairs(names) do if rcache[k] == nil then miss[#miss + 1] = k end end
+  for a = 1, #miss, 1000 do
+    local part = { unpack(miss, a, math.min(#miss, a + 999)) }
+    local vals = redis.call('MGET', unpack(part))
+    for j = 1, #part do if rcache[part[j]] == nil then rcache[part[j]] = vals[j] end end
   end
 end
--- One reference less; the entry goes at zero, the pod's set forgets h when the pod holds
--- nothing there, and the hash vanishes with its last field.
-local function evictAt(h, pod, tier, spec)
-  local rk = P .. 'r:' .. h
-  local f = spec and ('~' .. pod) or pod
-  local v = redis.call('HGET', rk, f)
+local function rget(k)
+  local v = rcache[k]
+  if v == nil then v = redis.call('GET', k); rcache[k] = v end
+  return v
+end
+local function rset(k, v)
+  local old = rget(k)
+  if old and not v then dKeys = dKeys - 1 elseif v and not old then dKeys = dKeys + 1 end
+  rcache[k] = v
+  rdirty[k] = true
+end
+local function eget(pod, e)
+  local c = ecache[pod]
+  if not c then c = {}; ecache[pod] = c; edirty[pod] = {} end
+  local v = c[e]
+  if v == nil then v = redis.call('HGET', P .. 'e:' .. pod, e); c[e] = v end
+  return v
+end
+local function eprefetch(pod, es)
+  local c = ecache[pod]
+  if not c then c = {}; ecache[pod] = c; edirty[pod] = {} end
+  local miss = {}
+  for _, e in ipairs(es) do if c[e] == nil then miss[#miss + 1] = e end end
+  for a = 1, #miss, 1000 do
+    local part = { unpack(miss, a, math.min(#miss, a + 999)) }
+    local vals = redis.call('HMGET', P .. 'e:' .. pod, unpack(part))
+    for j = 1, #part do if c[part[j]] == nil then c[part[j]] = vals[j] end end
+  end
+end
+local function eset(pod, e, v)
+  local old = eget(pod, e)
+  if old and not v then dEngine = dEngine - 1 elseif v and not old then dEngine = dEngine + 1 end
+  ecache[pod][e] = v
+  edirty[pod][e] = true
+end
+local function writeBack()
+  local set, del = {}, {}
+  for k in pairs(rdirty) do
+    local v = rcache[k]
+    if v then set[#set + 1] = k; set[#set + 1] = v else del[#del + 1] = k end
+  end
+  for a = 1, #set, 1000 do redis.call('MSET', unpack(set, a, math.min(#set, a + 999))) end
+  for a = 1, #del, 1000 do redis.call('DEL', unpack(del, a, math.min(#del, a + 999))) end
+  rdirty = {}
+  for pod, d in pairs(edirty) do
+    local ek = P .. 'e:' .. pod
+    local hs, hd = {}, {}
+    for e in pairs(d) do
+      local v = ecache[pod][e]
+      if v then hs[#hs + 1] = e; hs[#hs + 1] = v else hd[#hd + 1] = e end
+    end
+    for a = 1, #hs, 1000 do redis.call('HSET', ek, unpack(hs, a, math.min(#hs, a + 999))) end
+    for a = 1, #hd, 1000 do redis.call('HDEL', ek, unpack(hd, a, math.min(#hd, a + 999))) end
+    edirty[pod] = {}
+  end
+  if dKeys ~= 0 then redis.call('HINCRBY', META, 'keys', dKeys) end
+  if dEntries ~= 0 then redis.call('HINCRBY', META, 'entries', dEntries) end
+  if dEngine ~= 0 then redis.call('HINCRBY', META, 'engine', dEngine) end
+  dKeys, dEntries, dEngine = 0, 0, 0
+end
+
+-- ---- records ----
+-- (start, end incl. '\\n', refs) of the record of (pod, tag) in v, or nil
+local function findRec(v, pod, tag)
+  local needle = pod .. '\\t' .. tag
+  local init = 1
+  while true do
+    local a, b = find(v, needle, init, true)
+    if not a then return nil end
+    if a == 1 or byte(v, a - 1) == 10 then
+      local c = byte(v, b + 1)
+      if c == 10 then return a, b + 1, 1 end
+      if c == 42 then
+        local e = find(v, '\\n', b + 1, true)
+        return a, e, tonumber(sub(v, b + 2, e - 1))
+      end
+    end
+    init = a + 1
+  end
+end
+-- does pod have a record in v (confirmed only, or any)?
+local function podIn(v, pod, confirmedOnly)
+  if not v then return false end
+  local needle = pod .. '\\t'
+  local init = 1
+  while true do
+    local a, b = find(v, needle, init, true)
+    if not a then return false end
+    if (a == 1 or byte(v, a - 1) == 10) and not (confirmedOnly and byte(v, b + 1) == 126) then return true end
+    init = a + 1
+  end
+end
+local function rec(pod, tag, refs)
+  if refs > 1 then return pod .. '\\t' .. tag .. '*' .. refs .. '\\n' end
+  return pod .. '\\t' .. tag .. '\\n'
+end
+-- one more reference; returns true when the pod was not at h before
+local function addAt(h, pod, tag)
+  local k = rkey(h)
+  local v = rget(k)
+  if not v then
+    rset(k, rec(pod, tag, 1))
+    dEntries = dEntries + 1
+    return true
+  end
+  local a, e, refs = findRec(v, pod, tag)
+  if a then
+    rset(k, sub(v, 1, a - 1) .. rec(pod, tag, refs + 1) .. sub(v, e + 1))
+    return false
+  end
+  local fresh = not podIn(v, pod, false)
+  rset(k, v .. rec(pod, tag, 1))
+  dEntries = dEntries + 1
+  return fresh
+end
+-- one reference less; the record goes at zero; the pod's set forgets h when it holds nothing there
+local function evictAt(h, pod, tag)
+  local k = rkey(h)
+  local v = rget(k)
   if not v then return end
-  local t = decode(v)
-  local c = t[tier]
-  if not c then return end
-  if c > 1 then
-    t[tier] = c - 1
-    redis.call('HSET', rk, f, encode(t))
+  local a, e, refs = findRec(v, pod, tag)
+  if not a then return end
+  if refs > 1 then
+    rset(k, sub(v, 1, a - 1) .. rec(pod, tag, refs - 1) .. sub(v, e + 1))
     return
   end
-  t[tier] = nil
-  local rest = encode(t)
-  if rest ~= '' then
-    redis.call('HSET', rk, f, rest)
-  else
-    redis.call('HDEL', rk, f)
-    local other = spec and pod or ('~' .. pod)
-    if redis.call('HEXISTS', rk, other) == 0 then
-      redis.call('SREM', P .. 'p:' .. pod, h)
-      if redis.call('EXISTS', rk) == 0 then dKeys = dKeys - 1 end
-    end
-  end
+  local nv = sub(v, 1, a - 1) .. sub(v, e + 1)
+  rset(k, nv ~= '' and nv or false)
   dEntries = dEntries - 1
   removed = removed + 1
+  if not podIn(nv, pod, false) then redis.call('SREM', P .. 'p:' .. pod, h) end
 end
 -- Expire speculative reservations whose deadline passed (at most 'limit'). A member is
 -- "<seq>\\n<gen>\\n<pod>\\n<hex keys>"; a pod cleared since (generation moved on) is skipped.
 local function sweep(limit)
   local due = redis.call('ZRANGEBYSCORE', SPEC, '-inf', now(), 'LIMIT', 0, limit)
   for _, m in ipairs(due) do
-    local seq, gen, pod, hexes = string.match(m, '^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+    local _, gen, pod, hexes = string.match(m, '^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')
     if pod and (redis.call('HGET', GEN, pod) or '0') == gen then
-      for j = 1, #hexes, 16 do evictAt(string.sub(hexes, j, j + 15), pod, 'gpu', true) end
+      for j = 1, #hexes, 16 do evictAt(sub(hexes, j, j + 15), pod, '~gpu') end
     end
     redis.call('ZREM', SPEC, m)
   end
   return #due
 end
-local function flushCounters()
-  if dKeys ~= 0 then redis.call('HINCRBY', META, 'keys', dKeys) end
-  if dEntries ~= 0 then redis.call('HINCRBY', META, 'entries', dEntries) end
-  if dEngine ~= 0 then redis.call('HINCRBY', META, 'engine', dEngine) end
-end
 `;
 
 /**
  * Apply a batch of writes in order. ARGV[2..] is a sequence of ops:
- *   'a' pod tier spec(0|1) reqHex engHex   add (engHex '' = no engine mapping)
- *   'e' pod tier spec(0|1) keyHex kind(e|r) evict one reference of an entry
- *   'c' pod                                 clear every entry and engine mapping of pod
- *   's' pod ttlMs reqHex                    speculative (gpu) references expiring ttlMs from now
+ *   'a' pod tag reqHex engHex      add one reference (tag: tier or ~tier); engHex '' = no mapping
+ *   'e' pod tag keyHex kind(e|r)   evict one reference via an engine or a request key
+ *   'c' pod                        clear every entry and engine mapping of pod
+ *   's' pod ttlMs reqHex           speculative (~gpu) references expiring ttlMs from now
  * Returns the number of (key, entry) pairs that disappeared.
  */
 export const APPLY_SCRIPT = `${PRELUDE}
+local podsSeen = {}
+local function seePod(pod)
+  if podsSeen[pod] then return end
+  podsSeen[pod] = true
+  if redis.call('ZSCORE', PODS, pod) == false then
+    redis.call('ZADD', PODS, 'NX', redis.call('HINCRBY', META, 'podseq', 1), pod)
+  end
+end
+local function addKeys(pod, tag, req)
+  local names, hs = {}, {}
+  for j = 1, #req, 16 do
+    local h = sub(req, j, j + 15)
+    hs[#hs + 1] = h
+    names[#names + 1] = rkey(h)
+  end
+  rprefetch(names)
+  local fresh = {}
+  for _, h in ipairs(hs) do
+    if addAt(h, pod, tag) then fresh[#fresh + 1] = h end
+  end
+  for a = 1, #fresh, 1000 do redis.call('SADD', P .. 'p:' .. pod, unpack(fresh, a, math.min(#fresh, a + 999))) end
+end
 -- Engine key -> request keys of one pod, llm-d's ratio mapping. The list keeps each request
 -- key once; a newly seen one goes last (it is the parent for the next block).
 local function mapEngine(pod, engHex, reqHex)
   local nE, nR = #engHex / 16, #reqHex / 16
   local n = math.max(nE, nR)
-  local pek = P .. 'pe:' .. pod
-  local ei0, ek, cur, changed = -1, nil, nil, false
-  local function done()
-    if ek and changed then redis.call('HSET', ek, pod, cur) end
-  end
+  local es = {}
+  for ei = 0, nE - 1 do es[#es + 1] = sub(engHex, ei * 16 + 1, ei * 16 + 16) end
+  eprefetch(pod, es)
   for i = 0, n - 1 do
-    local ei = math.floor(i * nE / n)
-    if ei ~= ei0 then
-      done()
-      ei0 = ei
-      local e = string.sub(engHex, ei * 16 + 1, ei * 16 + 16)
-      ek = P .. 'e:' .. e
-      cur = redis.call('HGET', ek, pod)
-      changed = false
-      if not cur then
-        cur = ''
-        changed = true
-        dEngine = dEngine + 1
-        redis.call('SADD', pek, e)
-      end
-    end
+    local e = es[math.floor(i * nE / n) + 1]
     local ri = math.floor(i * nR / n)
-    local r = string.sub(reqHex, ri * 16 + 1, ri * 16 + 16)
-    local seen = false
-    for j = 1, #cur, 16 do
-      if string.sub(cur, j, j + 15) == r then seen = true; break end
+    local r = sub(reqHex, ri * 16 + 1, ri * 16 + 16)
+    local cur = eget(pod, e)
+    if not cur then
+      eset(pod, e, r)
+    else
+      local seen = false
+      for j = 1, #cur, 16 do
+        if sub(cur, j, j + 15) == r then seen = true; break end
+      end
+      if not seen then eset(pod, e, cur .. r) end
     end
-    if not seen then cur = cur .. r; changed = true end
   end
-  done()
 end
-local function evictEngine(e, pod, tier, spec)
-  local ek = P .. 'e:' .. e
-  local m = redis.call('HGET', ek, pod)
+local function evictEngine(e, pod, tag)
+  local m = eget(pod, e)
   if not m then return end
   local held = false
   for j = 1, #m, 16 do
-    local h = string.sub(m, j, j + 15)
-    evictAt(h, pod, tier, spec)
-    if not held and redis.call('HEXISTS', P .. 'r:' .. h, pod) == 1 then held = true end
+    local h = sub(m, j, j + 15)
+    evictAt(h, pod, tag)
+    if not held and podIn(rget(rkey(h)), pod, true) then held = true end
   end
   -- forget the mapping once the pod holds none of its request keys
-  if not held then
-    redis.call('HDEL', ek, pod)
-    redis.call('SREM', P .. 'pe:' .. pod, e)
-    dEngine = dEngine - 1
-  end
+  if not held then eset(pod, e, false) end
 end
 local function clearPod(pod)
   local pk = P .. 'p:' .. pod
-  for _, h in ipairs(redis.call('SMEMBERS', pk)) do
-    local rk = P .. 'r:' .. h
-    local n = 0
-    local v = redis.call('HGET', rk, pod)
-    if v then n = ntiers(v) end
-    local s = redis.call('HGET', rk, '~' .. pod)
-    if s then n = n + ntiers(s) end
-    if n > 0 then
-      redis.call('HDEL', rk, pod, '~' .. pod)
-      dEntries = dEntries - n
-      removed = removed + n
-      if redis.call('EXISTS', rk) == 0 then dKeys = dKeys - 1 end
+  local hs = redis.call('SMEMBERS', pk)
+  local names = {}
+  for j, h in ipairs(hs) do names[j] = rkey(h) end
+  rprefetch(names)
+  local needle = pod .. '\\t'
+  for _, k in ipairs(names) do
+    local v = rget(k)
+    if v then
+      local keep, n = {}, 0
+      for r in gmatch(v, '[^\\n]*\\n') do
+        if sub(r, 1, #needle) == needle then n = n + 1 else keep[#keep + 1] = r end
+      end
+      if n > 0 then
+        local nv = table.concat(keep)
+        rset(k, nv ~= '' and nv or false)
+        dEntries = dEntries - n
+        removed = removed + n
+      end
     end
   end
   redis.call('DEL', pk)
-  local pek = P .. 'pe:' .. pod
-  for _, e in ipairs(redis.call('SMEMBERS', pek)) do
-    dEngine = dEngine - redis.call('HDEL', P .. 'e:' .. e, pod)
-  end
-  redis.call('DEL', pek)
+  -- engine mappings: write pending ones back, then drop the pod's whole map
+  writeBack()
+  local ek = P .. 'e:' .. pod
+  dEngine = dEngine - redis.call('HLEN', ek)
+  redis.call('UNLINK', ek)
+  ecache[pod] = nil
+  edirty[pod] = nil
   -- pending speculative expiries of this pod no longer apply
   redis.call('HINCRBY', GEN, pod, 1)
 end
@@ -196,17 +291,19 @@ local nargs = #ARGV
 while i <= nargs do
   local op = ARGV[i]
   if op == 'a' then
-    local pod, tier, spec, req, eng = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1', ARGV[i + 4], ARGV[i + 5]
-    for j = 1, #req, 16 do addAt(string.sub(req, j, j + 15), pod, tier, spec) end
-    if #eng > 0 and #req > 0 and not spec then mapEngine(pod, eng, req) end
-    i = i + 6
+    local pod, tag, req, eng = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    seePod(pod)
+    addKeys(pod, tag, req)
+    if #eng > 0 and #req > 0 and byte(tag, 1) ~= 126 then mapEngine(pod, eng, req) end
+    i = i + 5
   elseif op == 'e' then
-    local pod, tier, spec, key, kind = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1', ARGV[i + 4], ARGV[i + 5]
-    if kind == 'e' then evictEngine(key, pod, tier, spec) else evictAt(key, pod, tier, spec) end
-    i = i + 6
+    local pod, tag, key, kind = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    if kind == 'e' then evictEngine(key, pod, tag) else evictAt(key, pod, tag) end
+    i = i + 5
   elseif op == 's' then
     local pod, ttl, req = ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-    for j = 1, #req, 16 do addAt(string.sub(req, j, j + 15), pod, 'gpu', true) end
+    seePod(pod)
+    addKeys(pod, '~gpu', req)
     local seq = redis.call('HINCRBY', META, 'seq', 1)
     local gen = redis.call('HGET', GEN, pod) or '0'
     redis.call('ZADD', SPEC, now() + ttl, seq .. '\\n' .. gen .. '\\n' .. pod .. '\\n' .. req)
@@ -215,11 +312,11 @@ while i <= nargs do
     clearPod(ARGV[i + 1])
     i = i + 2
   else
-    flushCounters()
+    writeBack()
     return redis.error_reply('kvr apply: unknown op ' .. tostring(op) .. ' at ' .. i)
   end
 end
-flushCounters()
+writeBack()
 return removed
 `;
 
@@ -227,95 +324,135 @@ return removed
  * Longest prefix in one call. ARGV[2] = request keys as concatenated hex, ARGV[3] = allowed
  * pods joined by '\\n' (ARGV[6] = '1' when a filter is given), ARGV[4] = tier weights
  * "tier=w,..." (unknown tiers 1.0), ARGV[5] = weight of a speculative entry.
- * First expires due speculative entries (bounded), then walks the keys in order keeping the
- * pods that held every block so far, and stops at the first block none of them holds.
- * Returns a flat array: hits, entries expired, then per pod: pod, blocks, weighted (as %.17g text so the double survives).
+ * First expires due speculative entries (bounded), then reads the keys in growing MGET
+ * chunks, keeping the pods that held every block so far, and stops at the first block none
+ * of them holds. A run of blocks with the same holders is parsed once.
+ * Returns a flat array: hits, entries expired, then per pod: pod, blocks, weighted (as %.17g
+ * text so the double survives).
  */
 export const LOOKUP_SCRIPT = `${PRELUDE}
 if redis.call('ZCOUNT', SPEC, '-inf', now()) > 0 then
   sweep(200)
-  flushCounters()
+  writeBack()
 end
 local hexes = ARGV[2]
 local n = #hexes / 16
 local filter = nil
 if ARGV[6] == '1' then
   filter = {}
-  for p in string.gmatch(ARGV[3], '[^\\n]+') do filter[p] = true end
+  for p in gmatch(ARGV[3], '[^\\n]+') do filter[p] = true end
 end
 local weights = {}
-for tier, w in string.gmatch(ARGV[4], '([^,=]+)=([^,]+)') do weights[tier] = tonumber(w) end
+for tier, w in gmatch(ARGV[4], '([^,=]+)=([^,]+)') do weights[tier] = tonumber(w) end
 local specW = tonumber(ARGV[5])
 local memo = {}
-local blocks, weighted, order = {}, {}, {}
-local hits = 0
-for i = 0, n - 1 do
-  local h = redis.call('HGETALL', P .. 'r:' .. string.sub(hexes, i * 16 + 1, i * 16 + 16))
-  local best = {}
-  for j = 1, #h, 2 do
-    local f = h[j]
-    local pod, w
-    if string.byte(f, 1) == 126 then
-      pod = string.sub(f, 2)
-      w = specW
-    else
-      pod = f
-      local v = h[j + 1]
-      w = memo[v]
-      if not w then
-        w = -1
-        for tier in string.gmatch(v, '([^,=]+)=') do
-          local tw = weights[tier] or 1
-          if tw > w then w = tw end
-        end
-        memo[v] = w
-      end
-    end
-    local ok
-    if i == 0 then ok = (filter == nil) or (filter[pod] == true) else ok = (blocks[pod] == i) end
-    if ok then
-      local b = best[pod]
-      if b == nil or w > b then best[pod] = w end
+local function parse(v)
+  local t = {}
+  for pod, mark, tier in gmatch(v, '([^\\t\\n]+)\\t(~?)([^\\t\\n*]+)[^\\n]*\\n') do
+    if filter == nil or filter[pod] then
+      local w
+      if mark == '~' then w = specW else w = weights[tier] or 1 end
+      local b = t[pod]
+      if b == nil or w > b then t[pod] = w end
     end
   end
-  local found = false
-  for pod, w in pairs(best) do
-    if i == 0 then order[#order + 1] = pod end
-    blocks[pod] = i + 1
-    weighted[pod] = (weighted[pod] or 0) + w
-    found = true
-  end
-  if not found then break end
-  hits = i + 1
+  return t
 end
+local act, nact = {}, 0
+local order, curW, blocks, sums = {}, {}, {}, {}
+local prev = nil
+local run = 0
+local hits = 0
+local function flushRun()
+  if run == 0 then return end
+  for k = 1, nact do
+    local pod = act[k]
+    local w = curW[pod]
+    local s = sums[pod]
+    for _ = 1, run do s = s + w end
+    sums[pod] = s
+    blocks[pod] = blocks[pod] + run
+  end
+  run = 0
+end
+local i, chunk, stop = 0, 16, false
+while i < n and not stop do
+  local m = math.min(chunk, n - i)
+  local names = {}
+  for j = 1, m do
+    local at = (i + j - 1) * 16
+    names[j] = P .. 'r:' .. sub(hexes, at + 1, at + 16)
+  end
+  local vals = redis.call('MGET', unpack(names))
+  for j = 1, m do
+    local v = vals[j]
+    if not v then stop = true; break end
+    if v ~= prev then
+      flushRun()
+      local t = memo[v]
+      if not t then t = parse(v); memo[v] = t end
+      if prev == nil then
+        for pod, w in pairs(t) do
+          nact = nact + 1
+          act[nact] = pod
+          order[nact] = pod
+          curW[pod] = w
+          blocks[pod] = 0
+          sums[pod] = 0
+        end
+      else
+        local k2 = 0
+        for k = 1, nact do
+          local pod = act[k]
+          local w = t[pod]
+          if w then
+            k2 = k2 + 1
+            act[k2] = pod
+            curW[pod] = w
+          end
+        end
+        nact = k2
+      end
+      if nact == 0 then stop = true; break end
+      prev = v
+    end
+    run = run + 1
+    hits = hits + 1
+  end
+  i = i + m
+  chunk = math.min(chunk * 4, 2048)
+end
+flushRun()
 local out = { hits, removed }
 for _, pod in ipairs(order) do
   out[#out + 1] = pod
   out[#out + 1] = blocks[pod]
-  out[#out + 1] = string.format('%.17g', weighted[pod])
+  out[#out + 1] = string.format('%.17g', sums[pod])
 end
 return out
 `;
 
-/** Expire due speculative reservations. ARGV[2] = max reservations per call. Returns { due, removed entries }. */
+/** Expire due speculative reservations. ARGV[2] = max reservations per call. Returns { due, entries removed }. */
 export const SWEEP_SCRIPT = `${PRELUDE}
 local due = sweep(tonumber(ARGV[2]))
-flushCounters()
+writeBack()
 return { due, removed }
 `;
 
 /**
- * The last request key of an engine key. ARGV[2] = engine key hex, ARGV[3] = pod ('' = any
- * pod: the first that mapped it). Returns 16 hex digits or false.
+ * The last request key of an engine key. ARGV[2] = engine key hex, ARGV[3] = pod ('' = the
+ * first pod, in order of appearance, that maps it). Returns 16 hex digits or false.
  */
 export const ENGINE_SCRIPT = `
-local ek = ARGV[1] .. 'e:' .. ARGV[2]
+local P = ARGV[1]
 local m
 if ARGV[3] ~= '' then
-  m = redis.call('HGET', ek, ARGV[3])
+  m = redis.call('HGET', P .. 'e:' .. ARGV[3], ARGV[2])
 else
-  local all = redis.call('HGETALL', ek)
-  m = all[2]
+  for _, pod in ipairs(redis.call('ZRANGE', P .. 'pods', 0, -1)) do
+    m = redis.call('HGET', P .. 'e:' .. pod, ARGV[2])
+    if m then break end
+  end
 end
 if not m then return false end
 return string.sub(m, -16)
