@@ -105,7 +105,7 @@ export class KvEventSubscriber {
 
   async start(): Promise<void> {
     if (this.sock) return;
-    const sock = new Subscriber({ linger: 0 });
+    const sock = new Subscriber({ linger: 0, receiveHighWaterMark: 100_000 });
     sock.subscribe(this.topicFilter);
     this.sock = sock;
     if (this.opts.bindEndpoint) {
