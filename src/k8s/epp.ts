@@ -1,0 +1,205 @@
+// `kvrouter epp`: the router's scheduling stack (the same startRouter as `kvrouter serve`:
+// endpoint pool + /metrics scraping, tokenizers, block index, KV-event subscriber, Director)
+// behind Envoy's ext_proc protocol instead of an HTTP proxy. Ports as llm-d's EPP: ext-proc
+// gRPC 9002, gRPC health 9003 (services liveness, readiness and the ext_proc service), Prometheus
+// 9090. Endpoints come from pod discovery (InferencePool or label selector) or a static list.
+//
+// startRouter also opens its HTTP API; the picker binds it to loopback on a free port, where
+// the scoring and /tokenize endpoints stay useful for debugging (kubectl port-forward).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { EndpointSpec } from '../endpoints/pool.js';
+import { startRouter, type Router } from '../gateway/router.js';
+import type { SaturationConfig } from '../gateway/director.js';
+import { KV_EVENTS_ENDPOINT_LABEL, KV_EVENTS_REPLAY_LABEL } from '../scheduler/plugins/precise-prefix.js';
+import type { EndpointPickerConfig } from '../scheduler/config.js';
+import { DirectorPicker } from './director-picker.js';
+import { PodDiscovery, type DiscoveredEndpoint, type PodDiscoveryOptions } from './discovery.js';
+import { extProcImplementation } from './extproc-server.js';
+import { startGrpcServer, type GrpcServerHandle } from './grpc-server.js';
+import { HealthStatus } from './health.js';
+import { EppMetrics } from './metrics.js';
+import { EXT_PROC_SERVICE_NAME, extProcService, healthService } from './proto.js';
+
+export interface EppOptions {
+  config?: EndpointPickerConfig | string;
+  configPath?: string;
+  /** Static endpoints (no Kubernetes). Ignored when `discovery` is given. */
+  endpoints?: EndpointSpec[];
+  /** Pod discovery (InferencePool or label selector) through the Kubernetes API. */
+  discovery?: Omit<PodDiscoveryOptions, 'logger' | 'onAdd' | 'onRemove' | 'onUpdate' | 'onSynced' | 'kvEvents'>;
+  host?: string;
+  /** 0 = any free port. */
+  grpcPort?: number;
+  grpcHealthPort?: number;
+  /** Prometheus port; -1 disables the metrics server. */
+  metricsPort?: number;
+  /** /metrics scrape period of each endpoint in ms (llm-d --refresh-metrics-interval, 50). */
+  refreshMetricsIntervalMs?: number;
+  logger?: Logger;
+  logLevel?: string;
+  registry?: Registry;
+  /** Overrides the precise scorer's zmqEndpoint (central mode bind address). */
+  zmqEndpoint?: string;
+  speculativeIndexing?: boolean;
+  shedding?: boolean | Partial<SaturationConfig>;
+  metricsBeatMs?: number;
+  maxBodyBytes?: number;
+  /** Label of the pool in inference_pool_* metrics. */
+  poolName?: string;
+  /** Router options passed through (tests share tokenizers). */
+  tokenizers?: Parameters<typeof startRouter>[0]['tokenizers'];
+}
+
+export interface Epp {
+  readonly router: Router;
+  readonly health: HealthStatus;
+  readonly discovery: PodDiscovery | undefined;
+  readonly grpcPort: number;
+  readonly grpcHealthPort: number;
+  /** -1 when disabled. */
+  readonly metricsPort: number;
+  readonly metrics: EppMetrics;
+  close(): Promise<void>;
+}
+
+function host(h: string): string {
+  return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
+}
+
+/** Pool labels for a discovered endpoint; data-parallel rank r publishes on socketPort + r. */
+function endpointSpec(ep: DiscoveredEndpoint, router: Router): EndpointSpec {
+  const labels: Record<string, string> = { ...ep.labels };
+  const pd = router.precise?.params.kvEventsConfig.podDiscoveryConfig;
+  if (ep.rank > 0) {
+    labels[KV_EVENTS_ENDPOINT_LABEL] = `tcp://${host(ep.podIP)}:${(pd?.socketPort ?? 5557) + ep.rank}`;
+    if (pd?.replaySocketPort) labels[KV_EVENTS_REPLAY_LABEL] = `tcp://${host(ep.podIP)}:${pd.replaySocketPort + ep.rank}`;
+  }
+  return { address: ep.address, name: ep.name, labels };
+}
+
+export async function startEpp(o: EppOptions): Promise<Epp> {
+  const logger = o.logger ?? pino({ level: o.logLevel ?? 'info', base: { name: 'kvrouter-epp' } });
+  const registry = o.registry ?? new Registry();
+  const bindHost = o.host ?? '0.0.0.0';
+  const router = await startRouter({
+    config: o.config,
+    configPath: o.configPath,
+    endpoints: o.discovery ? [] : (o.endpoints ?? []),
+    port: 0,
+    host: '127.0.0.1',
+    logger,
+    registry,
+    scrapeIntervalMs: o.refreshMetricsIntervalMs,
+    zmqEndpoint: o.zmqEndpoint,
+    speculativeIndexing: o.speculativeIndexing,
+    shedding: o.shedding,
+    metricsBeatMs: o.metricsBeatMs,
+    tokenizers: o.tokenizers,
+  });
+  const health = new HealthStatus();
+  const metrics = new EppMetrics(registry);
+  let discovery: PodDiscovery | undefined;
+  let grpc: GrpcServerHandle | undefined;
+  let grpcHealth: GrpcServerHandle | undefined;
+  let metricsServer: Server | undefined;
+
+  const setReady = (ready: boolean) => {
+    health.set('readiness', ready);
+    health.set(EXT_PROC_SERVICE_NAME, ready);
+  };
+  health.set('', true);
+  health.set('liveness', true);
+  setReady(false);
+
+  const cleanup = async () => {
+    setReady(false);
+    health.close();
+    await discovery?.stop();
+    await grpc?.close();
+    await grpcHealth?.close();
+    if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
+    await router.close();
+  };
+
+  try {
+    const picker = new DirectorPicker({ director: router.director, pool: router.pool, parse: router.parseOptions, ready: () => !discovery || discovery.synced });
+    grpc = await startGrpcServer(bindHost, o.grpcPort ?? 9002, [
+      { definition: extProcService(), implementation: extProcImplementation({ picker, logger, metrics, maxBodyBytes: o.maxBodyBytes }) },
+    ]);
+    grpcHealth = await startGrpcServer(bindHost, o.grpcHealthPort ?? 9003, [{ definition: healthService(), implementation: health.implementation() }]);
+
+    const poolLabel = o.poolName ?? o.discovery?.poolName ?? 'static';
+    if ((o.metricsPort ?? 9090) >= 0) {
+      metricsServer = createServer((req, res) => {
+        if (req.url?.split('?')[0] !== '/metrics') {
+          res.writeHead(404).end();
+          return;
+        }
+        metrics.readyPods.set({ name: poolLabel }, router.pool.ready().length);
+        registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+          (err: unknown) => res.writeHead(500).end(String(err)),
+        );
+      });
+      await new Promise<void>((resolve, reject) => {
+        metricsServer!.once('error', reject);
+        metricsServer!.listen(o.metricsPort ?? 9090, bindHost, resolve);
+      });
+    }
+
+    if (o.discovery) {
+      const pool = router.pool;
+      discovery = new PodDiscovery({
+        ...o.discovery,
+        logger,
+        onAdd: (ep) => pool.add(endpointSpec(ep, router)),
+        onRemove: (ep) => pool.remove(ep.address),
+        // Labels drive filters (llm-d.ai/role): replace the endpoint so they take effect.
+        onUpdate: (ep) => {
+          pool.remove(ep.address);
+          pool.add(endpointSpec(ep, router));
+        },
+        onSynced: () => {
+          logger.info({ endpoints: pool.all().map((e) => e.address) }, 'endpoint pool synced');
+          setReady(true);
+        },
+      });
+      discovery.start();
+    } else {
+      setReady(true);
+    }
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+
+  logger.info(
+    {
+      grpcPort: grpc.port,
+      grpcHealthPort: grpcHealth.port,
+      metricsPort: metricsServer ? (metricsServer.address() as AddressInfo).port : -1,
+      routerApi: router.url,
+      mode: o.discovery ? (o.discovery.poolName ? `InferencePool ${o.discovery.namespace}/${o.discovery.poolName}` : 'label selector') : 'static endpoints',
+    },
+    'kvrouter endpoint picker serving Envoy ext_proc',
+  );
+
+  let closed = false;
+  return {
+    router,
+    health,
+    discovery,
+    grpcPort: grpc.port,
+    grpcHealthPort: grpcHealth.port,
+    metricsPort: metricsServer ? (metricsServer.address() as AddressInfo).port : -1,
+    metrics,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await cleanup();
+    },
+  };
+}
