@@ -1,9 +1,13 @@
 // `kvrouter serve --embedded` (npm start): the router with llm-d's precise profile plus N
 // simulated vLLM pods on loopback whose KV-event PUB sockets connect to the router's SUB
 // socket, as in llm-d's precise prefix-cache quickstart, and the requests to try.
+import { fileURLToPath } from 'node:url';
 import { startSimPod, type SimPod } from '../sim/index.js';
 import { TokenizerRegistry } from '../tokenize/index.js';
 import { routerTokenizersFrom, startRouter, type Router, type RouterOptions } from './router.js';
+
+/** The precise profile for the quickstart's model (examples/embedded-precise.yaml). */
+export const EMBEDDED_CONFIG = fileURLToPath(new URL('../../examples/embedded-precise.yaml', import.meta.url));
 
 export interface EmbeddedOptions extends Omit<RouterOptions, 'endpoints' | 'zmqEndpoint' | 'tokenizers'> {
   pods?: number;
@@ -31,7 +35,8 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   let zmq = `tcp://127.0.0.1:${o.zmqPort}`;
   // One tokenizer registry for the router and the pods: loaded once, identical tokens.
   const tokReg = await TokenizerRegistry.create({});
-  const router = await startRouter({ ...o, endpoints: [], zmqEndpoint: zmq, tokenizers: await routerTokenizersFrom(tokReg, false) });
+  const configPath = o.configPath ?? (o.config === undefined ? EMBEDDED_CONFIG : undefined);
+  const router = await startRouter({ ...o, configPath, endpoints: [], zmqEndpoint: zmq, tokenizers: await routerTokenizersFrom(tokReg, false) });
   // With port 0 the subscriber picked a free port: the pods connect to that one.
   zmq = router.precise?.eventsEndpoint?.replace('0.0.0.0', '127.0.0.1') ?? zmq;
   const pods: SimPod[] = [];

@@ -1,7 +1,6 @@
 // `kvrouter serve`: the OpenAI-compatible router. `--embedded` also starts two simulated vLLM
 // pods (Qwen/Qwen3-0.6B) whose KV events connect to the router, as in llm-d's quickstart.
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import type { EndpointSpec } from '../../endpoints/pool.js';
 import { startRouter, type Router } from '../../gateway/router.js';
 import { parseDurationMs } from '../../scheduler/plugins/params.js';
@@ -103,7 +102,7 @@ export async function run(argv: string[]): Promise<number> {
     const { startEmbedded } = await import('../../gateway/embedded.js');
     const emb = await startEmbedded({
       ...common,
-      configPath: values.config ?? fileURLToPath(new URL('../../../examples/embedded-precise.yaml', import.meta.url)),
+      configPath: values.config,
       pods: int(values.pods, '--pods') ?? 2,
       podPorts: (values['pod-ports'] ?? env.KVROUTER_POD_PORTS)?.split(',').map((p) => int(p.trim(), '--pod-ports')!),
       zmqPort: int(values['zmq-port'] ?? env.KVROUTER_ZMQ_PORT, '--zmq-port') ?? 5557,

@@ -1,0 +1,138 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { buildSchedulerConfig, parseEndpointPickerConfig, readEndpointPickerConfig, ConfigError } from '../../src/scheduler/config.js';
+import { registerPlugin } from '../../src/scheduler/registry.js';
+import { PrecisePrefixCacheScorer } from '../../src/scheduler/plugins/precise-prefix.js';
+import type { PluginContext } from '../../src/scheduler/types.js';
+
+function ctx(): PluginContext {
+  return { logger: pino({ level: 'silent' }), registry: new Registry(), services: new Map(), options: { speculativeIndexingDefault: true } };
+}
+
+async function closeAll(cfg: ReturnType<typeof buildSchedulerConfig>) {
+  for (const p of cfg.plugins.values()) await p.close?.();
+}
+
+test('the llm-d precise example config loads unchanged, with its weights and plugins', async () => {
+  const cfg = buildSchedulerConfig(readEndpointPickerConfig('examples/precise-prefix-cache-aware.yaml'), ctx());
+  const prof = cfg.profiles.get('default')!;
+  assert.deepEqual(prof.filters.map((f) => f.type), ['decode-filter']);
+  assert.deepEqual(
+    prof.scorers.map((s) => [s.scorer.type, s.weight]),
+    [
+      ['precise-prefix-cache-scorer', 2],
+      ['kv-cache-utilization-scorer', 1],
+      ['queue-scorer', 1],
+    ],
+  );
+  assert.equal(prof.picker.type, 'max-score-picker');
+  assert.deepEqual(prof.producers.map((p) => p.name), ['tokenizer']);
+  assert.equal(cfg.profileHandler.type, 'single-profile-handler');
+  const precise = cfg.plugins.get('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+  assert.equal(precise.blockSize, 64);
+  assert.equal(precise.bindEndpoint, 'tcp://*:5557');
+  assert.equal(precise.discoverPods, false);
+  assert.equal(precise.speculative, true, 'kvrouter turns speculative indexing on by default');
+  assert.equal(precise.speculativeTtlMs, 2000);
+  assert.ok(cfg.preRequest.includes(precise));
+  await closeAll(cfg);
+});
+
+test('the shipped example configs all load', async () => {
+  for (const f of ['examples/embedded-precise.yaml', 'examples/router.yaml', 'examples/approximate.yaml']) {
+    const src = readEndpointPickerConfig(f);
+    const cfg = buildSchedulerConfig(src, ctx());
+    assert.ok(cfg.profiles.size === 1, f);
+    await closeAll(cfg);
+  }
+  assert.equal(readEndpointPickerConfig('examples/router.yaml').endpoints?.length, 2);
+});
+
+test('an empty config gets llm-d defaults: queue 2, kv-cache-utilization 2, prefix 3, max-score picker', async () => {
+  const cfg = buildSchedulerConfig(parseEndpointPickerConfig(''), ctx());
+  const prof = cfg.profiles.get('default')!;
+  assert.deepEqual(
+    prof.scorers.map((s) => [s.scorer.type, s.weight]),
+    [
+      ['queue-scorer', 2],
+      ['kv-cache-utilization-scorer', 2],
+      ['prefix-cache-scorer', 3],
+    ],
+  );
+  assert.equal(prof.picker.type, 'max-score-picker');
+  assert.equal(cfg.profileHandler.type, 'single-profile-handler');
+});
+
+test('no schedulingProfiles: a default profile with every filter, scorer and picker, weight 1', () => {
+  const cfg = buildSchedulerConfig(
+    parseEndpointPickerConfig({ plugins: [{ type: 'decode-filter' }, { type: 'queue-scorer' }, { name: 'r', type: 'random-picker' }] }),
+    ctx(),
+  );
+  const prof = cfg.profiles.get('default')!;
+  assert.equal(prof.filters.length, 1);
+  assert.deepEqual(prof.scorers.map((s) => s.weight), [1]);
+  assert.equal(prof.picker.name, 'r');
+});
+
+test('an unknown plugin type stops loading with an error naming it', () => {
+  assert.throws(
+    () => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ name: 'mine', type: 'no-such-scorer' }] }), ctx()),
+    (e: Error) => e instanceof ConfigError && /no-such-scorer/.test(e.message) && /mine/.test(e.message),
+  );
+});
+
+test('a bad parameter stops loading with an error naming the plugin and the parameter', () => {
+  assert.throws(
+    () => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ name: 'lq', type: 'load-aware-scorer', parameters: { threshold: 'high' } }] }), ctx()),
+    (e: Error) => /plugin "lq"/.test(e.message) && /threshold/.test(e.message),
+  );
+  assert.throws(
+    () => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ type: 'max-score-picker', parameters: { maxNumOfEndpoints: 0 } }] }), ctx()),
+    /max-score-picker.*maxNumOfEndpoints/,
+  );
+  assert.throws(
+    () =>
+      buildSchedulerConfig(
+        parseEndpointPickerConfig({ plugins: [{ type: 'precise-prefix-cache-scorer', parameters: { speculativeTTL: 'soon' } }] }),
+        ctx(),
+      ),
+    /precise-prefix-cache-scorer.*soon/,
+  );
+});
+
+test('document errors name the field: bad pluginRef, duplicate names, unknown keys, two pickers', () => {
+  assert.throws(
+    () => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ type: 'queue-scorer' }], schedulingProfiles: [{ name: 'default', plugins: [{ pluginRef: 'nope' }] }] }), ctx()),
+    /pluginRef "nope"/,
+  );
+  assert.throws(() => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ type: 'queue-scorer' }, { type: 'queue-scorer' }] }), ctx()), /defined twice/);
+  assert.throws(() => parseEndpointPickerConfig({ plugin: [] }), /plugin/);
+  assert.throws(() => parseEndpointPickerConfig('a: [b'), /YAML/);
+  assert.throws(
+    () => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ type: 'max-score-picker' }, { type: 'random-picker' }] }), ctx()),
+    /more than one picker/,
+  );
+  assert.throws(
+    () =>
+      buildSchedulerConfig(
+        parseEndpointPickerConfig({ plugins: [{ type: 'queue-scorer' }], schedulingProfiles: [{ name: 'a', plugins: [] }, { name: 'b', plugins: [] }] }),
+        ctx(),
+      ),
+    /profile handler/,
+  );
+});
+
+test('old names resolve (kv-cache-scorer, by-label-selector) and registerPlugin adds new types', () => {
+  registerPlugin('test-constant-scorer', (_p, c) => ({ type: c.type, name: c.name, score: (_s: unknown, _r: unknown, eps: unknown[]) => eps.map(() => 0.5) }));
+  const cfg = buildSchedulerConfig(
+    parseEndpointPickerConfig({
+      plugins: [{ type: 'kv-cache-scorer' }, { type: 'by-label-selector', parameters: { matchLabels: { a: 'b' } } }, { type: 'test-constant-scorer' }],
+    }),
+    ctx(),
+  );
+  const prof = cfg.profiles.get('default')!;
+  assert.deepEqual(prof.scorers.map((s) => s.scorer.type).sort(), ['kv-cache-utilization-scorer', 'test-constant-scorer']);
+  assert.equal(prof.filters[0].type, 'label-selector-filter');
+});
