@@ -31,8 +31,22 @@ export interface RouterHandle {
   close(): Promise<void>;
 }
 
+/**
+ * Router timers in wall ms. The simulator runs `timeScale` times slower than model time, so the
+ * router's own clocks (llm-d's 50 ms metrics refresh, its health timeout) are stretched by the
+ * same factor to keep their model-time meaning.
+ */
+export interface RouterTiming {
+  scrapeIntervalMs?: number;
+  unhealthyAfterMs?: number;
+}
+
 export interface Harness {
   startPods(spec: SimSpec): Promise<PodsHandle>;
-  startRouter(configYaml: string, endpoints: { address: string; labels: Record<string, string> }[]): Promise<RouterHandle>;
+  startRouter(
+    configYaml: string,
+    endpoints: { address: string; labels: Record<string, string> }[],
+    opts?: RouterTiming,
+  ): Promise<RouterHandle>;
   close?(): Promise<void>;
 }

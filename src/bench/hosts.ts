@@ -2,28 +2,22 @@
 // and the kvrouter gateway in-process, started per strategy.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { Harness, PodsHandle, RouterHandle, SimSpec } from './harness.js';
+import type { Harness, PodsHandle, RouterHandle, RouterTiming, SimSpec } from './harness.js';
+import { startRouter } from '../gateway/router.js';
 import { simPodOptions } from './sim-options.js';
 import { registerPeerPlugins } from '../scheduler/plugins/peers/index.js';
 
-/** The gateway's start function, per its contract (src/gateway/index.ts). */
-interface RouterModule {
-  startRouter(opts: {
-    config?: string;
-    endpoints: { address: string; labels?: Record<string, string> }[];
-    port: number;
-    host?: string;
-    logLevel?: string;
-    zmqEndpoint?: string;
-  }): Promise<{ url: string; close(): Promise<void> }>;
-}
 
-const ROUTER_MODULE = '../gateway/router.js';
-
-export async function startRouterInProcess(configYaml: string, endpoints: { address: string; labels: Record<string, string> }[]): Promise<RouterHandle> {
+export async function startRouterInProcess(
+  configYaml: string,
+  endpoints: { address: string; labels: Record<string, string> }[],
+  timing: RouterTiming = {},
+): Promise<RouterHandle> {
   registerPeerPlugins();
-  const mod = (await import(ROUTER_MODULE)) as RouterModule;
-  const r = await mod.startRouter({ config: configYaml, endpoints, port: 0, host: '127.0.0.1', logLevel: 'warn' });
+  const r = await startRouter({
+    config: configYaml, endpoints, port: 0, host: '127.0.0.1', logLevel: 'warn', processMetrics: false,
+    scrapeIntervalMs: timing.scrapeIntervalMs, unhealthyAfterMs: timing.unhealthyAfterMs,
+  });
   return { url: r.url, close: () => r.close() };
 }
 

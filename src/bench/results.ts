@@ -28,9 +28,15 @@ export interface StageResult {
   clientHitRate: number;
   /** Infinite-cache upper bound for this stage's requests. */
   oracleHitRate: number;
-  /** max/mean across pods of requests and of prompt tokens (pod /metrics deltas). */
+  /**
+   * max/mean across pods of requests and of prompt tokens, by the stage requests were sent in
+   * (from the router's x-kvrouter-endpoint response header; else the pods' completion counters).
+   */
   imbalanceRequests: number;
   imbalancePromptTokens: number;
+  /** Requests routed to each pod (same order as the pods), when the router names the endpoint. */
+  routedPerPod?: number[];
+  /** Pod /metrics deltas over the stage's time window. */
   perPod: PodCounters[];
 }
 
@@ -76,6 +82,7 @@ export function aggregateStage(
   toModelSec: (ms: number) => number,
   pods: PodCounters[],
   oracle: { prompt: number; cached: number },
+  addresses?: string[],
 ): StageResult {
   const ok = results.filter((r) => r.ok);
   const shed = results.filter((r) => !r.ok && r.shed).length;
@@ -98,6 +105,23 @@ export function aggregateStage(
     prompt += r.promptTokens;
     cached += r.cachedTokens ?? 0;
   }
+  let imbalanceRequests = imbalance(pods.map((p) => p.requests));
+  let imbalancePromptTokens = imbalance(pods.map((p) => p.promptTokens));
+  let routedPerPod: number[] | undefined;
+  const sent = results.filter((r) => r.status !== 0);
+  if (addresses && sent.length > 0 && sent.every((r) => r.endpoint !== undefined)) {
+    const idx = new Map(addresses.map((a, i) => [a, i]));
+    routedPerPod = addresses.map(() => 0);
+    const tokens = addresses.map(() => 0);
+    for (const r of sent) {
+      const i = idx.get(r.endpoint as string);
+      if (i === undefined) continue;
+      routedPerPod[i]++;
+      tokens[i] += r.promptTokens;
+    }
+    imbalanceRequests = imbalance(routedPerPod);
+    imbalancePromptTokens = imbalance(tokens);
+  }
   const q = pods.reduce((a, p) => a + p.prefixQueries, 0);
   const h = pods.reduce((a, p) => a + p.prefixHits, 0);
   return {
@@ -118,8 +142,9 @@ export function aggregateStage(
     hitRate: q > 0 ? h / q : NaN,
     clientHitRate: prompt > 0 ? cached / prompt : NaN,
     oracleHitRate: oracle.prompt > 0 ? oracle.cached / oracle.prompt : NaN,
-    imbalanceRequests: imbalance(pods.map((p) => p.requests)),
-    imbalancePromptTokens: imbalance(pods.map((p) => p.promptTokens)),
+    imbalanceRequests,
+    imbalancePromptTokens,
+    routedPerPod,
     perPod: pods,
   };
 }

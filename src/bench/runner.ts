@@ -106,7 +106,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     const t0s = performance.now();
     const zmqPort = await freePort();
     const zmq = `tcp://127.0.0.1:${zmqPort}`;
-    const ctx = { model: opts.sim.model, blockSize: opts.sim.blockSize, zmqEndpoint: zmq };
+    const ctx = { model: opts.sim.model, blockSize: opts.sim.blockSize, zmqEndpoint: zmq, timeScale: opts.timeScale };
     const yaml = strategyYaml(def, ctx);
     progress.log(`[${si + 1}/${opts.strategies.length}] ${def.name}: starting ${opts.sim.pods} pods and the router`);
     const result: StrategyResult = {
@@ -117,14 +117,19 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     let router: Awaited<ReturnType<Harness['startRouter']>> | undefined;
     try {
       pods = await harness.startPods({ ...opts.sim, timeScale: opts.timeScale, kvEventsEndpoint: zmq, seed: opts.seed });
-      router = await harness.startRouter(yaml, pods.addresses.map((address) => ({ address, labels: {} })));
+      router = await harness.startRouter(
+        yaml,
+        pods.addresses.map((address) => ({ address, labels: {} })),
+        { scrapeIntervalMs: 50 * opts.timeScale, unhealthyAfterMs: Math.max(750 * opts.timeScale, 3000) },
+      );
       await waitReady(router.url, 30_000);
       await new Promise((r) => setTimeout(r, opts.settleMs ?? 500));
       const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name);
       const all: RequestResult[] = runOut.results;
+      const addresses = pods.addresses;
       const byStage = stages.map((_s, i) => all.filter((r) => r.stage === i));
       result.stages = stages.map((st, i) =>
-        aggregateStage(i, st, byStage[i], toModelSec, runOut.podDeltas[i], perStageOracle[i]),
+        aggregateStage(i, st, byStage[i], toModelSec, runOut.podDeltas[i], perStageOracle[i], addresses),
       );
       const measuredIdx = stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0);
       const measured = all.filter((r) => !stages[r.stage].warmup);
@@ -134,7 +139,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
       const oracleTotal = measuredIdx.reduce(
         (a, i) => ({ prompt: a.prompt + perStageOracle[i].prompt, cached: a.cached + perStageOracle[i].cached }), { prompt: 0, cached: 0 });
       const dur = measuredIdx.reduce((a, i) => a + stages[i].duration, 0);
-      result.total = aggregateStage(-1, { rate: dur ? measured.length / dur : 0, duration: dur }, measured, toModelSec, podTotal, oracleTotal);
+      result.total = aggregateStage(-1, { rate: dur ? measured.length / dur : 0, duration: dur }, measured, toModelSec, podTotal, oracleTotal, addresses);
       result.sampleErrors = [...new Set(all.filter((r) => !r.ok && r.error).map((r) => r.error as string))].slice(0, 5);
       result.simLagSeconds = await pods.lagSeconds();
     } catch (err) {

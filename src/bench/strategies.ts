@@ -7,6 +7,8 @@ export interface StrategyContext {
   blockSize: number;
   /** ZMQ endpoint the router binds for KV events (pods connect to it). */
   zmqEndpoint: string;
+  /** Simulator slow-down: model-time durations in the config are stretched by it. */
+  timeScale?: number;
 }
 
 export interface StrategyDef {
@@ -26,6 +28,8 @@ function precisePlugin(ctx: StrategyContext): Record<string, unknown> {
     type: 'precise-prefix-cache-scorer',
     parameters: {
       tokenProcessorConfig: { blockSize: ctx.blockSize, hashSeed: '42' },
+      // llm-d's 2 s speculative TTL, in model time.
+      speculativeTTL: `${2 * (ctx.timeScale ?? 1)}s`,
       indexerConfig: { tokenizersPoolConfig: { modelName: ctx.model }, kvBlockIndexConfig: { enableMetrics: true } },
       kvEventsConfig: { topicFilter: 'kv@', concurrency: 4, discoverPods: false, zmqEndpoint: ctx.zmqEndpoint },
     },

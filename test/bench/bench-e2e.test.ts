@@ -49,6 +49,7 @@ test('bench: shared_prefix, precise vs random, end to end with reports', async (
       assert.ok(s.total.imbalanceRequests >= 1 && s.total.imbalanceRequests <= 2);
       assert.equal(s.total.perPod.length, 2);
       assert.equal(s.total.perPod.reduce((a, p) => a + p.requests, 0), s.total.ok);
+      assert.equal(s.total.routedPerPod?.reduce((a, b) => a + b, 0), s.total.sent, 'every request names its endpoint');
     }
     assert.ok(precise.total.hitRate > random.total.hitRate, `precise ${precise.total.hitRate} > random ${random.total.hitRate}`);
 
