@@ -29,7 +29,10 @@ export class BlockPool {
   readonly refCnt: Int32Array;
   private readonly hash: (Buffer | null)[];
   private readonly hashKey: (string | null)[];
+  // A cached block's tokens: a reference to its request's token array plus the offset
+  // (no copy per block; the array is kept alive while any of its blocks stays cached).
   private readonly tokensOf: (number[] | null)[];
+  private readonly tokensAt: Int32Array;
   private readonly parentOf: (Buffer | null)[];
   // Doubly linked free queue over block ids; index numBlocks is the sentinel.
   private readonly prev: Int32Array;
@@ -53,6 +56,7 @@ export class BlockPool {
     this.hashKey = new Array<string | null>(numBlocks).fill(null);
     this.tokensOf = new Array<number[] | null>(numBlocks).fill(null);
     this.parentOf = new Array<Buffer | null>(numBlocks).fill(null);
+    this.tokensAt = new Int32Array(numBlocks);
     this.prev = new Int32Array(numBlocks + 1);
     this.next = new Int32Array(numBlocks + 1);
     this.inFree = new Uint8Array(numBlocks);
@@ -169,7 +173,8 @@ export class BlockPool {
       const key = req.blockHashKeys[i];
       this.hash[b] = h;
       this.hashKey[b] = key;
-      this.tokensOf[b] = req.tokens.slice(i * B, (i + 1) * B);
+      this.tokensOf[b] = req.tokens;
+      this.tokensAt[b] = i * B;
       this.parentOf[b] = i === 0 ? null : req.blockHashes[i - 1];
       const ids = this.cached.get(key);
       if (ids === undefined) this.cached.set(key, [b]);
@@ -222,7 +227,8 @@ export class BlockPool {
       const h = this.hash[b];
       if (h === null) continue;
       const p = this.parentOf[b];
-      out.push({ blockHash: wireHash(h), tokenIds: (this.tokensOf[b] as number[]).slice(), parent: p === null ? null : wireHash(p) });
+      const at = this.tokensAt[b];
+      out.push({ blockHash: wireHash(h), tokenIds: (this.tokensOf[b] as number[]).slice(at, at + this.blockSize), parent: p === null ? null : wireHash(p) });
     }
     return out;
   }

@@ -71,6 +71,8 @@ export class EngineRequest {
   arrival: number;
   firstScheduled = -1;
   firstToken = -1;
+  /** Model time of the latest output token (metrics: inter-token latency). */
+  lastTokenTime = -1;
   finished = -1;
   finishReason: FinishReason | null = null;
   aborted = false;
@@ -160,6 +162,12 @@ export class Engine {
   private hasAborts = false;
   private rng: number;
   listener: EngineListener = {};
+  /**
+   * When it returns true the engine does not start a step (vLLM's scheduler blocks in
+   * publish() while the event queue holds max_queue_size batches); it retries 1 ms later.
+   */
+  stalled: (() => boolean) | null = null;
+  stallRetries = 0;
   stopped = false;
   // Counters since start (metrics read them).
   steps = 0;
@@ -379,6 +387,11 @@ export class Engine {
   private step(): void {
     this.stepTimer = null;
     if (this.stopped) return;
+    if (this.stalled !== null && this.stalled()) {
+      this.stallRetries++;
+      this.stepTimer = this.cfg.clock.at(this.cfg.clock.now() + 0.001, () => this.step());
+      return;
+    }
     this.purgeAborted();
     this.schedule();
     const n = this.schedReqs.length;

@@ -3,6 +3,13 @@
 // 32 random bytes when the seed is unset. `sha256_cbor` hashes canonical CBOR, `sha256` hashes
 // pickle protocol 5. Events carry the low 64 bits (last 8 digest bytes, big-endian).
 import { createHash, randomBytes } from 'node:crypto';
+import * as nodeCrypto from 'node:crypto';
+
+// One-shot hashing (Node >= 20.12) avoids a Hash object per block.
+const oneShot = (nodeCrypto as unknown as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
+function sha256(data: Uint8Array): Buffer {
+  return oneShot ? oneShot('sha256', data, 'buffer') : createHash('sha256').update(data).digest();
+}
 
 export type HashAlgo = 'sha256_cbor' | 'sha256';
 export const HASH_ALGOS: readonly HashAlgo[] = ['sha256_cbor', 'sha256'];
@@ -256,7 +263,7 @@ export class BlockHasher {
 
   /** Digest of one block; `parent` null means block 0 (NONE_HASH). */
   hashBlock(parent: Buffer | null, tokens: ArrayLike<number>, start: number, end: number, extra: readonly ExtraKey[] | null): Buffer {
-    return createHash('sha256').update(this.serialize(parent, tokens, start, end, extra)).digest();
+    return sha256(this.serialize(parent, tokens, start, end, extra));
   }
 }
 

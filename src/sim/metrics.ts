@@ -36,7 +36,6 @@ export class SimMetrics {
   private readonly queries;
   private readonly hits;
   private engine: Engine;
-  private lastTokenTime = new WeakMap<EngineRequest, number>();
 
   constructor(registry: Registry, modelName: string, engineIndex: number, engine: Engine, cache: CacheConfigInfo) {
     this.registry = registry;
@@ -143,10 +142,10 @@ export class SimMetrics {
   }
 
   private tokens(r: EngineRequest, now: number): void {
-    const last = this.lastTokenTime.get(r);
-    if (last === undefined) this.ttft.observe(now - r.arrival);
+    const last = r.lastTokenTime;
+    if (last < 0) this.ttft.observe(now - r.arrival);
     else this.itl.observe(now - last);
-    this.lastTokenTime.set(r, now);
+    r.lastTokenTime = now;
   }
 
   private finished(r: EngineRequest): void {

@@ -210,6 +210,7 @@ export class SimPodImpl implements SimPod {
   }
 
   private wireEngine(): void {
+    this.engine.stalled = () => this.publisher !== null && this.publisher.full;
     this.engine.listener.onEvents = (events: KvEvent[]) => {
       if (this.publisher === null) return;
       const payload = encodeEventBatch(Date.now() / 1000, events, this.dataParallelRank, this.r.format, this.writer);
