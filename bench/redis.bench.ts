@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   console.log(`redis index benchmark (${QUICK ? 'quick' : 'full'}), redis-server on ${server.url}`);
   const redis = await RedisKvBlockIndex.connect({ address: server.url, keyPrefix: 'bench:', lookupTimeoutMs: 1000, writeTimeoutMs: 10_000 }, { logger: silent });
   const mem = new InMemoryKvBlockIndex();
-  let failed = false;
+  let failed: boolean;
   try {
     const memLookup = await benchLookup(mem, async () => {});
     const redLookup = await benchLookup(redis, () => redis.flush());

@@ -6,6 +6,7 @@ import type { KvBlockIndex } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import { InMemoryKvBlockIndex, DEFAULT_CAPACITY } from './memory-index.js';
 import { IndexMetrics, startMetricsBeat, DEFAULT_METRICS_BEAT_MS } from './metrics.js';
+import { RedisKvBlockIndex, type RedisIndexConfig } from './redis-index.js';
 
 export interface KvBlockIndexConfig {
   inMemoryConfig?: {
@@ -14,7 +15,8 @@ export interface KvBlockIndexConfig {
     /** Accepted for compatibility and ignored: this index never caps pods per block. */
     podCacheSize?: number;
   } | null;
-  redisConfig?: { address?: string } | null;
+  /** Shared index on Redis/Valkey (valkey:// accepted); the other fields tune RedisKvBlockIndex. */
+  redisConfig?: ({ address?: string } & Omit<RedisIndexConfig, 'address' | 'tierWeights'>) | null;
   enableMetrics?: boolean;
   /** Integer nanoseconds (llm-d JSON) or a duration string ("1m", "30s", "1m0s", "500ms"). 0 = off. Default 1 min. */
   metricsLoggingInterval?: number | string | null;
@@ -73,8 +75,9 @@ export function createKvBlockIndex(cfg: IndexFactoryConfig = {}, deps: IndexFact
 
   let index: KvBlockIndex;
   if (c.redisConfig) {
-    // ---- Redis backend: filled in by the owner of src/index/redis-index.ts (RedisKvBlockIndex) ----
-    throw new Error(`redisConfig (${c.redisConfig.address ?? DEFAULT_REDIS_ADDRESS}): the Redis index backend is not available in this build yet`);
+    // Connects in the background; writes wait for the first connection, lookups wait up to
+    // their timeout, then it degrades (empty lookups, counted) until Redis answers.
+    index = new RedisKvBlockIndex({ ...c.redisConfig, address: c.redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics });
   } else {
     const size = c.inMemoryConfig?.size ?? DEFAULT_CAPACITY;
     index = new InMemoryKvBlockIndex({ capacity: size, tierWeights, metrics });

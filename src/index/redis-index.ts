@@ -406,13 +406,13 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   }
 
   async stats(): Promise<IndexStats> {
-    const empty: IndexStats = { keys: 0, entries: 0, engineKeys: 0, capacity: 0 };
+    const empty: IndexStats = { keys: 0, entries: 0, engineKeys: 0, capacity: Number.POSITIVE_INFINITY };
     if (!(await this.usable(this.cfg.writeTimeoutMs))) return empty;
     this.sendBatch();
     try {
       const [k, e, g] = await withTimeout(this.conn.client.hmget(this.keys.meta, 'keys', 'entries', 'engine'), this.cfg.writeTimeoutMs, 'stats');
-      // Memory is bounded by the server's maxmemory, not by an entry count: capacity 0 = unbounded here.
-      return { keys: Number(k ?? 0), entries: Number(e ?? 0), engineKeys: Number(g ?? 0), capacity: 0 };
+      // Memory is bounded by the server's maxmemory, not by an entry count.
+      return { keys: Number(k ?? 0), entries: Number(e ?? 0), engineKeys: Number(g ?? 0), capacity: Number.POSITIVE_INFINITY };
     } catch (err) {
       this.conn.markDown(err as Error);
       return empty;

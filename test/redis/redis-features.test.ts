@@ -104,7 +104,7 @@ test('writes made in one tick go out as one ordered batch; lookups and getReques
     assert.equal(spy.names[0], 'evalsha');
     idx.evict(k[0], 'request', { pod: 'b:1', tier: 'gpu' });
     assert.deepEqual(await idx.longestPrefix(k), new Map());
-    assert.deepEqual(await idx.stats(), { keys: 1000, entries: 1000, engineKeys: 1000, capacity: 0 });
+    assert.deepEqual(await idx.stats(), { keys: 1000, entries: 1000, engineKeys: 1000, capacity: Infinity });
   } finally {
     await idx.destroyAll();
     await idx.close();
@@ -170,7 +170,7 @@ test('replicas on one prefix see each other\'s writes and share speculative entr
     // expired on the server clock: neither replica sees it (b never swept; its lookup expires it)
     assert.equal((await b.longestPrefix(chain)).has('y:1'), false);
     assert.equal((await a.longestPrefix(chain)).has('y:1'), false);
-    assert.deepEqual(await a.stats(), { keys: 1, entries: 1, engineKeys: 1, capacity: 0 });
+    assert.deepEqual(await a.stats(), { keys: 1, entries: 1, engineKeys: 1, capacity: Infinity });
   } finally {
     await a.destroyAll();
     await a.close();
@@ -305,7 +305,7 @@ test('an index whose Redis never answers degrades instead of failing', async () 
     assert.equal(idx.available, false);
     idx.add(null, keys(1, 3), { pod: 'a:1', tier: 'gpu' });
     assert.equal((await idx.longestPrefix(keys(1, 3))).size, 0);
-    assert.deepEqual(await idx.stats(), { keys: 0, entries: 0, engineKeys: 0, capacity: 0 });
+    assert.deepEqual(await idx.stats(), { keys: 0, entries: 0, engineKeys: 0, capacity: Infinity });
   } finally {
     await idx.close();
   }

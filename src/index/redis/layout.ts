@@ -2,23 +2,27 @@
 // (default "kvr:") so several indexes can share one server. Block keys are written as 16
 // lower-case hex digits ("<h>"), which keeps key names readable in redis-cli.
 //
-//   P r:<h>      HASH  one router request key. Fields (a pod's entries, reference-counted):
-//                        "<pod>"   -> confirmed entries: "tier=count[,tier=count]" sorted by tier
-//                        "~<pod>"  -> speculative entries, same format (scored with the gpu weight)
-//                      The hash disappears with its last field.
-//   P e:<h>      HASH  one engine key, per pod (engine hashes are only meaningful within one
-//                      engine): field "<pod>" -> its request keys, concatenated <h> values, each
+//   P r:<h>      STRING one router request key: its entries as records
+//                        "<pod>\t<tag>[*<refs>]\n"   tag = tier ("gpu", "cpu", ...) or "~gpu" for
+//                                                   a speculative entry; "*<refs>" only when the
+//                                                   entry is referenced more than once
+//                      Equal holder sets are byte-equal strings, so a lookup walks a run of
+//                      blocks with the same holders without parsing them again. The key is
+//                      deleted with its last record.
+//   P e:<pod>    HASH  the pod's engine keys (engine hashes are only meaningful within one
+//                      engine): field <h> -> its request keys, concatenated <h> values, each
 //                      once, a newly mapped one last (getRequestKey answers the last).
-//   P p:<pod>    SET   <h> of every request key where <pod> has a field (for clear(pod)).
-//   P pe:<pod>   SET   <h> of every engine key where <pod> has a mapping (for clear(pod)).
+//   P p:<pod>    SET   <h> of every request key where <pod> has a record (for clear(pod)).
+//   P pods       ZSET  pods in order of first appearance (getRequestKey without a pod).
 //   P spec       ZSET  speculative reservations "<seq>\n<gen>\n<pod>\n<hex keys>" scored by
 //                      their deadline in ms on the Redis server clock, so every replica agrees
 //                      on expiry; expired by lookups and by a periodic sweep on any replica.
 //   P gen        HASH  pod -> clear() generation; a reservation from an older generation is void.
-//   P meta       HASH  counters keys, entries, engine (kept by the scripts, read by stats()), seq.
+//   P meta       HASH  counters keys, entries, engine (kept by the scripts, read by stats()),
+//                      seq, podseq.
 //
 // All writes go through one Lua script (scripts.ts) so each batch is atomic and ordered; a
-// lookup is one read-only script call that walks the keys and stops at the first miss.
+// lookup is one script call that walks the keys and stops at the first miss.
 // For Redis Cluster, choose a prefix with a hash tag (e.g. "{kvr}:") so every key shares a slot.
 
 export const DEFAULT_KEY_PREFIX = 'kvr:';
@@ -28,9 +32,8 @@ export interface RedisKeyNames {
   meta: string;
   spec: string;
   request(hex: string): string;
-  engine(hex: string): string;
+  engine(pod: string): string;
   pod(pod: string): string;
-  podEngine(pod: string): string;
 }
 
 export function keyNames(prefix: string): RedisKeyNames {
@@ -39,9 +42,8 @@ export function keyNames(prefix: string): RedisKeyNames {
     meta: `${prefix}meta`,
     spec: `${prefix}spec`,
     request: (h) => `${prefix}r:${h}`,
-    engine: (h) => `${prefix}e:${h}`,
+    engine: (p) => `${prefix}e:${p}`,
     pod: (p) => `${prefix}p:${p}`,
-    podEngine: (p) => `${prefix}pe:${p}`,
   };
 }
 
