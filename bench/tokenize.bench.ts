@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { cpus, loadavg } from 'node:os';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import { TokenizerRegistry } from '../src/tokenize/index.js';
 
@@ -123,6 +124,13 @@ async function main() {
   console.log(`\n## engine exactness vs reference fixtures (${all.length} texts)`);
   console.log(`native @anush008/tokenizers (Rust HF tokenizers): ${nativeOk}/${all.length} identical`);
   console.log(`pure-JS @huggingface/tokenizers:                  ${jsOk}/${all.length} identical${jsBad.length ? ` (differs on: ${jsBad.slice(0, 8).join(', ')})` : ''}`);
+
+  // Event-loop delay while idle over the same span: the floor set by this machine's load.
+  const idle = monitorEventLoopDelay({ resolution: 1 });
+  idle.enable();
+  await new Promise((r) => setTimeout(r, QUICK ? 500 : 2000));
+  idle.disable();
+  console.log(`\nidle event-loop delay (machine noise baseline): max ${f(idle.max / 1e6)} ms, p99 ${f(idle.percentile(99) / 1e6)} ms; load average ${loadavg().map((x) => f(x)).join(' ')} on ${cpus().length} cores`);
 
   console.log('\n## uncached latency by prompt size (baseline = native engine, whole text in one call)');
   console.log('ratios: split/whole = exact chunks encoded in parallel vs one call; js/whole = pure-JS engine vs native (same texts)');

@@ -16,11 +16,11 @@ function bad(message: string, param: string | null = null): HandlerResponse {
   return { status: 400, body: errorBody(message, 'BadRequestError', 400, param) };
 }
 
-const BOOL_FIELDS = ['add_special_tokens', 'add_generation_prompt', 'continue_final_message'] as const;
+const BOOL_FIELDS = ['add_special_tokens', 'add_generation_prompt', 'continue_final_message', 'return_token_strs'] as const;
 
 /**
  * Handle a /tokenize body (already JSON-parsed, or a raw string/Buffer to parse).
- * 200 {count, max_model_len, tokens}; 400 on bad input; 404 for an unknown model.
+ * 200 {count, max_model_len, tokens[, token_strs]}; 400 on bad input; 404 for an unknown model.
  */
 export async function handleTokenize(registry: TokenizerRegistry, body: unknown): Promise<HandlerResponse> {
   let req: unknown = body;
@@ -55,7 +55,9 @@ export async function handleTokenize(registry: TokenizerRegistry, body: unknown)
     tools: (r.tools ?? undefined) as unknown[] | undefined,
   };
   try {
-    return { status: 200, body: await registry.tokenize(treq) };
+    const result = await registry.tokenize(treq);
+    if (r.return_token_strs === true) return { status: 200, body: { ...result, token_strs: await registry.tokenStrings(model, result.tokens) } };
+    return { status: 200, body: result };
   } catch (e) {
     if (e instanceof TokenizeError) return { status: e.status, body: errorBody(e.message, e.type, e.status, e.param) };
     return { status: 500, body: errorBody(`tokenization failed: ${(e as Error).message}`, 'InternalServerError', 500) };

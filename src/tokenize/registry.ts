@@ -173,6 +173,12 @@ export class TokenizerRegistry {
     return { count: tokens.length, max_model_len: mt.maxModelLen, tokens };
   }
 
+  /** Vocabulary strings of ids (vLLM's token_strs, e.g. "Ġworld"). */
+  async tokenStrings(model: string, ids: number[]): Promise<(string | null)[]> {
+    const mt = await this.get(model);
+    return ids.map((id) => mt.engine.idToToken(id));
+  }
+
   /** Prefix token cache counters of a loaded model (undefined when its cache is off). */
   async cacheStats(model: string): Promise<PrefixCacheStats | undefined> {
     return (await this.get(model)).cacheStats();

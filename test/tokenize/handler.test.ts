@@ -39,6 +39,11 @@ test('prompt -> {count, max_model_len, tokens}', async () => {
   assert.deepEqual(r.json, { count: 3, max_model_len: 40960, tokens: [9707, 1879, 0] });
 });
 
+test('return_token_strs adds the vocabulary strings', async () => {
+  const r = await post({ model: MODEL, prompt: 'Hello world!', return_token_strs: true });
+  assert.deepEqual(r.json.token_strs, ['Hello', 'Ġworld', '!']);
+});
+
 test('model defaults to the registry default model', async () => {
   const r = await post({ prompt: 'Hello world!' });
   assert.equal(r.status, 200);
