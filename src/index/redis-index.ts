@@ -379,7 +379,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   async longestPrefix(requestKeys: BlockKeys, pods?: ReadonlySet<PodId> | null): Promise<Map<PodId, PrefixMatch>> {
     const result = new Map<PodId, PrefixMatch>();
     if (requestKeys.length === 0 || (pods && pods.size === 0)) return result;
-    if (!this.conn.available && !(await this.usable(this.cfg.lookupTimeoutMs))) {
+    if ((!this.conn.available && !(await this.usable(this.cfg.lookupTimeoutMs))) || !this.conn.readsOk) {
       this.counters.lookupFailures.inc({ reason: 'unavailable' });
       return result;
     }
@@ -393,8 +393,11 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
         'lookup',
       );
     } catch (err) {
-      this.counters.lookupFailures.inc({ reason: failureReason(err) });
-      this.conn.markDown(err as Error);
+      const reason = failureReason(err);
+      this.counters.lookupFailures.inc({ reason });
+      // a slow answer suspends lookups only; a broken connection stops everything
+      if (reason === 'timeout') this.conn.suspendReads(err as Error);
+      else this.conn.markDown(err as Error);
       return result;
     }
     const hits = Number(raw[0]);

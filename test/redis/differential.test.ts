@@ -32,7 +32,7 @@ for (const seed of [1, 2, 3, 4]) {
     const r = rng(seed);
     const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)];
     const mem = new InMemoryKvBlockIndex({ tierWeights: { gpu: 1, cpu: 0.8, disk: 0.25 } });
-    const red = await RedisKvBlockIndex.connect({ address: redis.url, keyPrefix: `diff${seed}:`, tierWeights: { gpu: 1, cpu: 0.8, disk: 0.25 } }, { logger: pino({ level: 'silent' }) });
+    const red = await RedisKvBlockIndex.connect({ address: redis.url, keyPrefix: `diff${seed}:`, lookupTimeoutMs: 5000, tierWeights: { gpu: 1, cpu: 0.8, disk: 0.25 } }, { logger: pino({ level: 'silent' }) });
     // A small key universe so operations collide: chains of request keys 1..40, engine keys 1000+.
     const chain = (start: number, n: number) => BigUint64Array.from({ length: n }, (_, i) => BigInt(start + i + 1));
     const engineChain = (start: number, n: number) => BigUint64Array.from({ length: n }, (_, i) => BigInt(1000 + start + i + 1));

@@ -13,6 +13,6 @@ after(async () => { await redis?.stop(); });
 
 let n = 0;
 const silent = pino({ level: 'silent' });
-describeKvBlockIndexSuite('redis', () => RedisKvBlockIndex.connect({ address: redis.url, keyPrefix: `suite${n++}:` }, { logger: silent }));
+describeKvBlockIndexSuite('redis', () => RedisKvBlockIndex.connect({ address: redis.url, keyPrefix: `suite${n++}:`, lookupTimeoutMs: 5000 }, { logger: silent }));
 describeKvBlockIndexSuite('valkey:// via factory redisConfig', () =>
-  createKvBlockIndex({ kvBlockIndexConfig: { redisConfig: { address: redis.url.replace('redis://', 'valkey://'), keyPrefix: `factory${n++}:` } } }, { logger: silent }));
+  createKvBlockIndex({ kvBlockIndexConfig: { redisConfig: { address: redis.url.replace('redis://', 'valkey://'), keyPrefix: `factory${n++}:`, lookupTimeoutMs: 5000 } } }, { logger: silent }));

@@ -73,6 +73,9 @@ export class RedisConnection extends EventEmitter {
   readonly scripts: ScriptCommands;
   /** Commands may be sent (connected, and no failure since the last successful probe). */
   available = false;
+  /** Lookups may be sent: false after a lookup timed out, until a probe gets an answer (writes still go). */
+  readsOk = true;
+  private slowLogged = false;
   /** The first connection attempt is still under way (callers wait for it instead of failing). */
   connecting = true;
   private everUp = false;
@@ -138,6 +141,17 @@ export class RedisConnection extends EventEmitter {
     this.startProbe();
   }
 
+  /** A lookup ran out of time: later lookups short-circuit until a probe answers. */
+  suspendReads(err: Error): void {
+    if (this.closed || !this.readsOk) return;
+    this.readsOk = false;
+    if (!this.slowLogged) {
+      this.slowLogged = true;
+      this.opts.logger.warn({ err: err.message }, 'redis index slow: lookups return no prefix hits until it answers again');
+    }
+    this.startProbe();
+  }
+
   private async onReady(): Promise<void> {
     if (this.closed) return;
     let runId: string | undefined;
@@ -152,7 +166,19 @@ export class RedisConnection extends EventEmitter {
   }
 
   private markUp(runId: string | undefined): void {
-    if (this.closed || this.available) return;
+    if (this.closed) return;
+    if (this.available) {
+      // only lookups were suspended (slow server): resume them
+      if (!this.readsOk) {
+        this.readsOk = true;
+        this.slowLogged = false;
+        this.stopProbe();
+        this.opts.logger.info('redis index answering lookups again');
+      }
+      return;
+    }
+    this.readsOk = true;
+    this.slowLogged = false;
     const restarted = this.runId !== undefined && runId !== undefined && runId !== this.runId;
     if (runId) this.runId = runId;
     const wasUp = this.everUp;
@@ -185,7 +211,7 @@ export class RedisConnection extends EventEmitter {
 
   /** While down on a live socket (slow or paused server): PING, then check the run_id. */
   private async probe(): Promise<void> {
-    if (this.probing || this.available || this.client.status !== 'ready') return;
+    if (this.probing || (this.available && this.readsOk) || this.client.status !== 'ready') return;
     this.probing = true;
     try {
       await withTimeout(this.client.ping(), this.opts.probeTimeoutMs, 'PING');
