@@ -47,8 +47,6 @@ export interface EppOptions {
   shedding?: boolean | Partial<SaturationConfig>;
   metricsBeatMs?: number;
   maxBodyBytes?: number;
-  /** Label of the pool in inference_pool_* metrics. */
-  poolName?: string;
   /** Router options passed through (tests share tokenizers). */
   tokenizers?: Parameters<typeof startRouter>[0]['tokenizers'];
 }
@@ -131,14 +129,13 @@ export async function startEpp(o: EppOptions): Promise<Epp> {
     ]);
     grpcHealth = await startGrpcServer(bindHost, o.grpcHealthPort ?? 9003, [{ definition: healthService(), implementation: health.implementation() }]);
 
-    const poolLabel = o.poolName ?? o.discovery?.poolName ?? 'static';
     if ((o.metricsPort ?? 9090) >= 0) {
       metricsServer = createServer((req, res) => {
         if (req.url?.split('?')[0] !== '/metrics') {
           res.writeHead(404).end();
           return;
         }
-        metrics.readyPods.set({ name: poolLabel }, router.pool.ready().length);
+        metrics.readyPods?.set(router.pool.ready().length);
         registry.metrics().then(
           (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
           (err: unknown) => res.writeHead(500).end(String(err)),
