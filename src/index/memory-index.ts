@@ -73,6 +73,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private recLen = new Int32Array(1024);
   private recCls = new Uint8Array(1024);
   private recBit = new Uint8Array(1024);
+  /** 1 when a key may hold a non-unit weight or two entries of one pod (sticky): scoring takes the slow path. */
+  private recMixed = new Uint8Array(1024);
   private recPrev = new Int32Array(1024);
   private recNext = new Int32Array(1024);
   private recTop = 0;
@@ -85,6 +87,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   // slab of (entry, ref) runs
   private slabE = new Int32Array(4096);
+  private slabP = new Int32Array(4096); // pod of slabE's entry, saves an indirection when scoring
   private slabR = new Uint16Array(4096);
   private slabTop = 0;
   private readonly slabFree = new Int32Array(32).fill(NONE);
@@ -111,8 +114,6 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private podFilter = new Int32Array(16);
   private podW = new Float64Array(16);
   private podSum = new Float64Array(16);
-  private podBlocks = new Int32Array(16);
-  private active = new Int32Array(16);
   private first = new Int32Array(16);
   private stamp = 0;
 
@@ -147,8 +148,6 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.podFilter = grown(this.podFilter, n);
       this.podW = grown(this.podW, n);
       this.podSum = grown(this.podSum, n);
-      this.podBlocks = grown(this.podBlocks, n);
-      this.active = grown(this.active, n);
       this.first = grown(this.first, n);
       this.podGen = grown(this.podGen, n);
     }
@@ -206,6 +205,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     this.recCls[r] = 0;
     this.recOff[r] = this.slabAlloc(0);
     this.recBit[r] = 0;
+    this.recMixed[r] = 0;
     // LRU: new keys at the head
     this.recPrev[r] = NONE;
     this.recNext[r] = this.lruHead;
@@ -228,6 +228,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     this.recLen = grown(this.recLen, n);
     this.recCls = grown(this.recCls, n);
     this.recBit = grown(this.recBit, n);
+    this.recMixed = grown(this.recMixed, n);
     this.recPrev = grown(this.recPrev, n);
     this.recNext = grown(this.recNext, n);
   }
@@ -291,6 +292,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     const at = this.slabTop;
     if (at + size > this.slabE.length) {
       this.slabE = grown(this.slabE, at + size);
+      this.slabP = grown(this.slabP, at + size);
       this.slabR = grown(this.slabR, at + size);
     }
     this.slabTop += size;
@@ -307,16 +309,21 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     const off = this.recOff[r];
     const len = this.recLen[r];
     const slabE = this.slabE;
+    const p = this.entryPod[e];
+    let samePod = false;
     for (let j = off; j < off + len; j++) {
       if (slabE[j] === e) {
         if (this.slabR[j] < MAX_REF) this.slabR[j]++;
         return;
       }
+      if (this.slabP[j] === p) samePod = true;
     }
+    if (samePod || this.entryW[e] !== 1) this.recMixed[r] = 1;
     if (len === 1 << this.recCls[r]) {
       const cls = this.recCls[r] + 1;
       const noff = this.slabAlloc(cls);
       this.slabE.copyWithin(noff, off, off + len);
+      this.slabP.copyWithin(noff, off, off + len);
       this.slabR.copyWithin(noff, off, off + len);
       this.slabRelease(off, cls - 1);
       this.recOff[r] = noff;
@@ -324,6 +331,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     }
     const at = this.recOff[r] + len;
     this.slabE[at] = e;
+    this.slabP[at] = p;
     this.slabR[at] = 1;
     this.recLen[r] = len + 1;
     this.entries++;
@@ -338,6 +346,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       if (--this.slabR[j] > 0) return 0;
       const last = off + len - 1;
       this.slabE[j] = this.slabE[last];
+      this.slabP[j] = this.slabP[last];
       this.slabR[j] = this.slabR[last];
       this.recLen[r] = len - 1;
       this.entries--;
@@ -626,9 +635,10 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       const off = this.recOff[r];
       let len = this.recLen[r];
       for (let j = off; j < off + len; ) {
-        if (this.entryPod[this.slabE[j]] === p) {
+        if (this.slabP[j] === p) {
           const last = off + len - 1;
           this.slabE[j] = this.slabE[last];
+          this.slabP[j] = this.slabP[last];
           this.slabR[j] = this.slabR[last];
           len--;
           removed++;
@@ -706,7 +716,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.podSeen.fill(0);
       this.podFilter.fill(0);
     }
-    const { podSeen, podW, podSum, podBlocks, active, first, entryPod, entryW } = this;
+    const { podSeen, podW, podSum, first, entryW, slabE, slabP, recOff, recLen, recMixed } = this;
     let fstamp = 0;
     if (pods) {
       fstamp = ++this.stamp;
@@ -715,72 +725,78 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         if (p !== undefined) this.podFilter[p] = fstamp;
       }
     }
-    // block 0: every (filtered) pod present starts a run
+    // Stamps: key i of this walk is stamp base + i. A pod whose podSeen equals the previous
+    // key's stamp is still in its run; at the end, its run length is podSeen - base + 1.
+    // podSum holds the weight deficit (1 - best tier weight), so weighted = blocks - deficit.
     let r = this.find(k[0], k[1]);
     if (r === NONE) return 0;
-    let cur = ++this.stamp;
-    let nA = 0;
-    const slabE = this.slabE;
-    let off = this.recOff[r];
-    let end = off + this.recLen[r];
+    const base = ++this.stamp;
+    let nFirst = 0;
+    let off = recOff[r];
+    let end = off + recLen[r];
     for (let j = off; j < end; j++) {
-      const e = slabE[j];
-      const p = entryPod[e];
+      const p = slabP[j];
       if (fstamp !== 0 && this.podFilter[p] !== fstamp) continue;
-      const w = entryW[e];
-      if (podSeen[p] !== cur) {
-        podSeen[p] = cur;
+      const w = entryW[slabE[j]];
+      if (podSeen[p] !== base) {
+        podSeen[p] = base;
         podW[p] = w;
-        active[nA++] = p;
-      } else if (w > podW[p]) podW[p] = w;
+        podSum[p] = 1 - w;
+        first[nFirst++] = p;
+      } else if (w > podW[p]) {
+        podSum[p] -= w - podW[p];
+        podW[p] = w;
+      }
     }
-    if (nA === 0) return 0;
+    if (nFirst === 0) return 0;
     this.recBit[r] = 1;
-    const nFirst = nA;
-    for (let a = 0; a < nA; a++) {
-      const p = active[a];
-      first[a] = p;
-      podBlocks[p] = 1;
-      podSum[p] = podW[p];
-    }
     let blocks = 1;
-    // later blocks: only pods still in their run count
+    let cur = base;
     for (let i = 1; i < n; i++) {
       r = this.find(k[2 * i], k[2 * i + 1]);
       if (r === NONE) break;
       const prev = cur;
-      cur = ++this.stamp;
-      off = this.recOff[r];
-      end = off + this.recLen[r];
-      for (let j = off; j < end; j++) {
-        const e = slabE[j];
-        const p = entryPod[e];
-        const s = podSeen[p];
-        if (s === prev) {
-          podSeen[p] = cur;
-          podW[p] = entryW[e];
-        } else if (s === cur) {
-          const w = entryW[e];
-          if (w > podW[p]) podW[p] = w;
+      cur = base + i;
+      off = recOff[r];
+      end = off + recLen[r];
+      let advanced = 0;
+      if (recMixed[r] === 0) {
+        // every entry weighs 1 and each pod appears once: just advance the runs
+        for (let j = off; j < end; j++) {
+          const p = slabP[j];
+          if (podSeen[p] === prev) {
+            podSeen[p] = cur;
+            advanced++;
+          }
+        }
+      } else {
+        for (let j = off; j < end; j++) {
+          const p = slabP[j];
+          const s = podSeen[p];
+          if (s === prev) {
+            const w = entryW[slabE[j]];
+            podSeen[p] = cur;
+            podW[p] = w;
+            podSum[p] += 1 - w;
+            advanced++;
+          } else if (s === cur) {
+            const w = entryW[slabE[j]];
+            if (w > podW[p]) {
+              podSum[p] -= w - podW[p];
+              podW[p] = w;
+            }
+          }
         }
       }
-      let m = 0;
-      for (let a = 0; a < nA; a++) {
-        const p = active[a];
-        if (podSeen[p] === cur) {
-          podBlocks[p] = i + 1;
-          podSum[p] += podW[p];
-          active[m++] = p;
-        }
-      }
-      nA = m;
-      if (m === 0) break;
+      if (advanced === 0) break;
       this.recBit[r] = 1;
       blocks = i + 1;
     }
+    this.stamp = base + n;
     for (let a = 0; a < nFirst; a++) {
       const p = first[a];
-      result.set(this.podNames[p], { blocks: podBlocks[p], weighted: podSum[p] });
+      const b = podSeen[p] - base + 1;
+      result.set(this.podNames[p], { blocks: b, weighted: b - podSum[p] });
     }
     return blocks;
   }
@@ -793,7 +809,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   memoryBytes(): number {
     const arrays = [
       this.recLo, this.recHi, this.recOff, this.recLen, this.recCls, this.recBit, this.recPrev, this.recNext, this.tab,
-      this.slabE, this.slabR, this.eLo, this.eHi, this.ePod, this.rLo, this.rHi, this.eMore, this.oLo, this.oHi, this.oNext,
+      this.slabE, this.slabP, this.slabR, this.eLo, this.eHi, this.ePod, this.rLo, this.rHi, this.eMore, this.oLo, this.oHi, this.oNext,
     ];
     return arrays.reduce((s, a) => s + a.byteLength, 0);
   }
