@@ -191,31 +191,38 @@ export class Proxy {
     const info: ResponseInfo & { endpoint: string } = { status: up.statusCode, endpoint: target.address };
     // Keep the tail of the body to read `usage` from (last SSE chunk or the JSON body).
     let tail = '';
-    try {
-      for await (const chunk of up.body) {
+    const body = up.body;
+    await new Promise<void>((resolve) => {
+      let settled = false;
+      const finish = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        res.off('drain', onDrain);
+        res.off('close', onClientClose);
+        if (err) {
+          info.error = signal.aborted ? 'client closed request' : `upstream body failed: ${err.message}`;
+          if (!signal.aborted) this.o.logger.warn({ 'x-request-id': ireq.requestId, endpoint: target.address, err: err.message }, 'upstream stream failed mid-response');
+          res.destroy();
+          body.destroy();
+        } else res.end();
+        resolve();
+      };
+      const onDrain = () => body.resume();
+      const onClientClose = () => {
+        if (!res.writableFinished) finish(new Error('client closed request'));
+      };
+      res.on('drain', onDrain);
+      res.on('close', onClientClose);
+      // Chunks go out as they come: no buffering, backpressure through pause/resume.
+      body.on('data', (chunk: Buffer) => {
         if (info.ttftMs === undefined) info.ttftMs = performance.now() - startedAt;
-        if (!res.write(chunk)) {
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              res.off('drain', done);
-              res.off('close', done);
-              resolve();
-            };
-            res.on('drain', done);
-            res.on('close', done);
-          });
-          if (signal.aborted || res.destroyed) break;
-        }
-        const s = (chunk as Buffer).toString('latin1');
+        if (!res.write(chunk)) body.pause();
+        const s = chunk.length > 8192 ? chunk.toString('latin1', chunk.length - 8192) : chunk.toString('latin1');
         tail = tail.length + s.length > 8192 ? (tail + s).slice(-8192) : tail + s;
-      }
-      res.end();
-    } catch (err) {
-      info.error = signal.aborted ? 'client closed request' : `upstream body failed: ${(err as Error).message}`;
-      if (!signal.aborted) this.o.logger.warn({ 'x-request-id': ireq.requestId, endpoint: target.address, err: (err as Error).message }, 'upstream stream failed mid-response');
-      res.destroy();
-      up.body.destroy();
-    }
+      });
+      body.once('end', () => finish());
+      body.once('error', (err: Error) => finish(err));
+    });
     const usage = extractUsage(tail);
     if (usage) {
       info.promptTokens = usage.prompt;

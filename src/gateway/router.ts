@@ -11,6 +11,7 @@ import {
   parseEndpointPickerConfig,
   readEndpointPickerConfig,
   type EndpointPickerConfig,
+  type EndpointPickerConfigInput,
   type LoadedSchedulerConfig,
 } from '../scheduler/config.js';
 import { PrecisePrefixCacheScorer, KV_EVENT_SOURCE_FACTORY, type KvEventSourceFactory } from '../scheduler/plugins/precise-prefix.js';
@@ -25,7 +26,7 @@ import { createRequestTokenizer, type RouterTokenizers } from './tokens.js';
 
 export interface RouterOptions {
   /** An EndpointPickerConfig object or YAML text; or `configPath`. Neither: llm-d's defaults. */
-  config?: EndpointPickerConfig | string;
+  config?: EndpointPickerConfigInput | string;
   configPath?: string;
   /** Static endpoints; default: the config's `endpoints` list. */
   endpoints?: EndpointSpec[];

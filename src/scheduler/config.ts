@@ -82,6 +82,8 @@ export const endpointPickerConfigSchema = z
   .strict();
 
 export type EndpointPickerConfig = z.infer<typeof endpointPickerConfigSchema>;
+/** The config as written (defaults not yet applied). */
+export type EndpointPickerConfigInput = z.input<typeof endpointPickerConfigSchema>;
 export type PluginSpec = z.infer<typeof pluginSpecSchema>;
 
 export class ConfigError extends Error {

@@ -1,0 +1,208 @@
+// npm run bench:router — what the router adds, against going straight to the pod, in one run.
+//   1. Added latency for 1k-token chat requests (tokenization with the real Qwen3 tokenizer,
+//      chat template, block keys, precise index lookup, scoring and proxying included):
+//      p50/p99 through the router minus p50/p99 direct. Targets: p50 <= 1 ms, p99 <= 5 ms.
+//   2. Routed requests/s for small requests at fixed concurrency, against direct.
+//      Target: >= 3,000/s on 2 cores.
+// Three processes: a fast upstream (two minimal vLLM-shaped HTTP servers), the router, and
+// this load generator (undici). Every loop is bounded in count and time.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+
+const MODEL = 'Qwen/Qwen3-0.6B';
+const SELF = fileURLToPath(import.meta.url);
+const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
+const role = args.get('role') ?? 'main';
+
+// ---------- upstream: minimal vLLM-shaped servers ----------
+async function runUpstream(): Promise<void> {
+  const body = JSON.stringify({
+    id: 'cmpl-bench',
+    object: 'chat.completion',
+    created: 1700000000,
+    model: MODEL,
+    choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'length' }],
+    usage: { prompt_tokens: 1000, completion_tokens: 1, total_tokens: 1001 },
+  });
+  const metrics =
+    'vllm:num_requests_waiting{engine="0",model_name="m"} 0\nvllm:num_requests_running{engine="0",model_name="m"} 0\n' +
+    'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.1\nvllm:cache_config_info{block_size="16",num_gpu_blocks="10000",engine="0"} 1\n';
+  const models = JSON.stringify({ object: 'list', data: [{ id: MODEL, object: 'model', owned_by: 'vllm', root: MODEL, parent: null }] });
+  const ports: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const s = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+      if (req.url === '/metrics') return void res.end(metrics);
+      if (req.url === '/v1/models') return void res.writeHead(200, { 'content-type': 'application/json' }).end(models);
+      req.on('data', () => {});
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body));
+    });
+    s.keepAliveTimeout = 60_000;
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    ports.push((s.address() as AddressInfo).port);
+  }
+  process.stdout.write(JSON.stringify({ ports }) + '\n');
+}
+
+// ---------- router process ----------
+async function runRouter(): Promise<void> {
+  const { startRouter } = await import('../src/gateway/router.js');
+  const { EMBEDDED_CONFIG } = await import('../src/gateway/embedded.js');
+  const ports = (args.get('ports') ?? '').split(',');
+  const r = await startRouter({
+    configPath: EMBEDDED_CONFIG,
+    endpoints: ports.map((p) => ({ address: `127.0.0.1:${p}`, labels: { 'llm-d.ai/role': 'decode' } })),
+    port: 0,
+    zmqEndpoint: 'tcp://127.0.0.1:0',
+    logLevel: 'warn',
+    processMetrics: false,
+  });
+  await r.pool.waitReady(2);
+  await r.warmTokenizer(MODEL);
+  process.stdout.write(JSON.stringify({ url: r.url }) + '\n');
+  process.once('SIGTERM', () => void r.close().finally(() => process.exit(0)));
+}
+
+// ---------- main: load generator ----------
+function child(extra: string[], nodeArgs: string[] = []): { proc: ChildProcess; first: Promise<Record<string, unknown>> } {
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SELF, ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const first = new Promise<Record<string, unknown>>((resolve, reject) => {
+    let buf = '';
+    proc.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+    });
+    proc.once('exit', (code) => reject(new Error(`child ${extra.join(' ')} exited with ${code}`)));
+  });
+  return { proc, first };
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** ~1,000-token chat message, distinct per i (no two requests share more than the template). */
+function longMessage(i: number): string {
+  const words = ['router', 'cache', 'prefix', 'token', 'block', 'engine', 'latency', 'queue', 'pod', 'event', 'index', 'score'];
+  const parts: string[] = [`Request ${i}.`];
+  for (let w = 0; w < 900; w++) parts.push(words[(w * 7 + i * 13 + (w >> 3)) % words.length] + (w % 17 === 0 ? '.' : ''));
+  return parts.join(' ');
+}
+
+async function send(pool: Pool, path: string, body: string): Promise<number> {
+  const t0 = performance.now();
+  const res = await pool.request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  await res.body.dump();
+  if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+  return performance.now() - t0;
+}
+
+async function latency(router: Pool, direct: Pool, n: number, budgetMs: number) {
+  const viaRouter: number[] = [];
+  const viaDirect: number[] = [];
+  const deadline = performance.now() + budgetMs;
+  for (let i = 0; i < n && performance.now() < deadline; i++) {
+    const body = JSON.stringify({ model: MODEL, messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: longMessage(i) }], max_tokens: 1 });
+    // Alternate order so drift hits both sides equally.
+    if (i % 2 === 0) {
+      viaDirect.push(await send(direct, '/v1/chat/completions', body));
+      viaRouter.push(await send(router, '/v1/chat/completions', body));
+    } else {
+      viaRouter.push(await send(router, '/v1/chat/completions', body));
+      viaDirect.push(await send(direct, '/v1/chat/completions', body));
+    }
+  }
+  viaRouter.sort((a, b) => a - b);
+  viaDirect.sort((a, b) => a - b);
+  return { n: viaRouter.length, router: viaRouter, direct: viaDirect };
+}
+
+async function throughput(pool: Pool, concurrency: number, maxRequests: number, durationMs: number) {
+  const body = JSON.stringify({ model: MODEL, prompt: 'Say hi.', max_tokens: 1 });
+  let done = 0;
+  let errors = 0;
+  let started = 0;
+  const t0 = performance.now();
+  const end = t0 + durationMs;
+  const worker = async () => {
+    while (started < maxRequests && performance.now() < end) {
+      started++;
+      try {
+        await send(pool, '/v1/completions', body);
+        done++;
+      } catch {
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const secs = (performance.now() - t0) / 1000;
+  return { done, errors, secs, rps: done / secs };
+}
+
+async function main(): Promise<void> {
+  const n = Number(args.get('n') ?? 400);
+  const concurrency = Number(args.get('concurrency') ?? 32);
+  const seconds = Number(args.get('seconds') ?? 5);
+  const up = child(['--role=upstream']);
+  const { ports } = (await up.first) as { ports: number[] };
+  // --prof: CPU profile of the router process into .tmp/prof (open in Chrome DevTools).
+  const rt = child(['--role=router', `--ports=${ports.join(',')}`], args.has('prof') ? ['--cpu-prof', '--cpu-prof-dir=.tmp/prof'] : []);
+  const { url } = (await rt.first) as { url: string };
+  const router = new Pool(url, { connections: concurrency, pipelining: 1 });
+  const direct = new Pool(`http://127.0.0.1:${ports[0]}`, { connections: concurrency, pipelining: 1 });
+  try {
+    // Warm both paths (JIT, connections, tokenizer caches of the template).
+    await latency(router, direct, 40, 20_000);
+    const lat = await latency(router, direct, n, 60_000);
+    const p50r = pct(lat.router, 50);
+    const p99r = pct(lat.router, 99);
+    const p50d = pct(lat.direct, 50);
+    const p99d = pct(lat.direct, 99);
+    await throughput(router, concurrency, 2000, 2000); // warm-up
+    const tpDirect = await throughput(direct, concurrency, 200_000, seconds * 1000);
+    const tpRouter = await throughput(router, concurrency, 200_000, seconds * 1000);
+
+    const added50 = p50r - p50d;
+    const added99 = p99r - p99d;
+    const f = (x: number) => x.toFixed(3);
+    console.log(`\nkvrouter bench:router  (${n} x 1k-token chat requests, sequential; throughput: ${concurrency} concurrent small requests for ${seconds} s)\n`);
+    console.log('| measure | direct to pod | through router | added / ratio | target |');
+    console.log('|---|---|---|---|---|');
+    console.log(`| 1k-token chat latency p50 (ms) | ${f(p50d)} | ${f(p50r)} | +${f(added50)} ms | <= 1 ms added |`);
+    console.log(`| 1k-token chat latency p99 (ms) | ${f(p99d)} | ${f(p99r)} | +${f(added99)} ms | <= 5 ms added |`);
+    console.log(`| small requests/s | ${tpDirect.rps.toFixed(0)} | ${tpRouter.rps.toFixed(0)} | ${(tpRouter.rps / tpDirect.rps).toFixed(2)}x of direct | >= 3000/s routed |`);
+    console.log(`| errors | ${tpDirect.errors} | ${tpRouter.errors} | | 0 |`);
+    const verdict = added50 <= 1 && added99 <= 5 && tpRouter.rps >= 3000 && tpRouter.errors === 0;
+    console.log(`\n${verdict ? 'PASS' : 'MISS'}: added p50 ${f(added50)} ms, p99 ${f(added99)} ms; ${tpRouter.rps.toFixed(0)} routed req/s\n`);
+    mkdirSync('bench-results', { recursive: true });
+    writeFileSync(
+      'bench-results/router.json',
+      JSON.stringify(
+        {
+          at: new Date().toISOString(),
+          latency: { n: lat.n, direct: { p50: p50d, p99: p99d }, router: { p50: p50r, p99: p99r }, added: { p50: added50, p99: added99 } },
+          throughput: { concurrency, direct: tpDirect, router: tpRouter, ratio: tpRouter.rps / tpDirect.rps },
+          pass: verdict,
+        },
+        null,
+        2,
+      ),
+    );
+  } finally {
+    await router.close();
+    await direct.close();
+    rt.proc.kill('SIGTERM');
+    up.proc.kill('SIGTERM');
+    await new Promise((r) => rt.proc.once('exit', r));
+  }
+}
+
+if (role === 'upstream') await runUpstream();
+else if (role === 'router') await runRouter();
+else await main();
