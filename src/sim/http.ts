@@ -281,6 +281,9 @@ async function completions(core: HttpCore, req: IncomingMessage, res: ServerResp
         writeChunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }, null);
       }
     }
+    const envelope = `data: {"id":${JSON.stringify(id)},"object":"${chunkObject}","created":${created},"model":${JSON.stringify(model)},"choices":[{"index":`;
+    const chunkHead = prompts.map((_, i) => `${envelope}${i},${chat ? '"delta":{"content":' : '"text":'}`);
+    const chunkTail = chat ? '},"logprobs":null,"finish_reason":null}]}\n\n' : ',"logprobs":null,"finish_reason":null,"stop_reason":null}]}\n\n';
     for (let i = 0; i < prompts.length; i++) {
       const p = prompts[i];
       let sent = 0;
@@ -290,6 +293,11 @@ async function completions(core: HttpCore, req: IncomingMessage, res: ServerResp
             const text = outputText(r.tokens, r.promptLen, sent, r.outputCount, core.outputMode === 'echo' ? p.echoWords : null);
             sent = r.outputCount;
             const last = r.outputCount >= r.maxTokens;
+            if (!last && !continuousUsage) {
+              // Hot path (one chunk per token): a template equal to JSON.stringify of the chunk.
+              res.write(chunkHead[i] + JSON.stringify(text) + chunkTail);
+              return;
+            }
             const fr = last ? 'length' : null;
             const choice = chat
               ? { index: i, delta: { content: text }, logprobs: null, finish_reason: fr, ...(last ? { stop_reason: null } : {}) }
