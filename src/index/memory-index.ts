@@ -25,6 +25,8 @@ export interface InMemoryIndexOptions {
 export const DEFAULT_CAPACITY = 100_000_000;
 const MAX_REF = 0xffff;
 const NONE = -1;
+const RS = 8; // int32 per key record
+const ES = 6; // int32 per engine slot
 
 function grown<T extends Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array>(a: T, min: number, fill?: number): T {
   let cap = Math.max(16, a.length);
@@ -36,8 +38,9 @@ function grown<T extends Int32Array | Uint32Array | Uint16Array | Uint8Array | F
   return b;
 }
 
-function u32view(keys: BlockKeys): Uint32Array {
-  return new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+/** (lo, hi) int32 pairs of the keys; all key halves inside the index are signed int32. */
+function u32view(keys: BlockKeys): Int32Array {
+  return new Int32Array(keys.buffer, keys.byteOffset, keys.length * 2);
 }
 
 function mix(lo: number, hi: number): number {
@@ -67,16 +70,11 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private entryCount = 0;
 
   // request key records
-  private recLo = new Uint32Array(1024);
-  private recHi = new Uint32Array(1024);
-  private recOff = new Int32Array(1024);
-  private recLen = new Int32Array(1024);
-  private recCls = new Uint8Array(1024);
-  private recBit = new Uint8Array(1024);
+  // records, 8 int32 each (one cache line holds two): lo, hi, slab offset, run length,
+  // LRU prev, LRU next, size class, reference bit
+  private rec = new Int32Array(1024 * RS);
   /** 1 when a key may hold a non-unit weight or two entries of one pod (sticky): scoring takes the slow path. */
   private recMixed = new Uint8Array(1024);
-  private recPrev = new Int32Array(1024);
-  private recNext = new Int32Array(1024);
   private recTop = 0;
   private recFree = NONE;
   private recCount = 0;
@@ -94,17 +92,13 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private entries = 0;
 
   // engine map: (pod, engine key) -> request keys
-  private eLo = new Uint32Array(1024);
-  private eHi = new Uint32Array(1024);
-  private ePod = new Int32Array(1024); // pod + 1, 0 = empty
-  private rLo = new Uint32Array(1024);
-  private rHi = new Uint32Array(1024);
-  private eMore = new Int32Array(1024).fill(NONE);
+  // slots, 6 int32 each: engine lo, hi, pod + 1 (0 = empty), last request lo, hi, overflow list
+  private et = new Int32Array(1024 * ES);
   private eBits = 10;
   private eCount = 0;
   private engineSweepAt: number;
-  private oLo = new Uint32Array(64);
-  private oHi = new Uint32Array(64);
+  private oLo = new Int32Array(64);
+  private oHi = new Int32Array(64);
   private oNext = new Int32Array(64);
   private oTop = 0;
   private oFree = NONE;
@@ -186,7 +180,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     for (;;) {
       const r = tab[i] - 1;
       if (r < 0) return NONE;
-      if (this.recLo[r] === lo && this.recHi[r] === hi) return r;
+      if (this.rec[r * RS] === lo && this.rec[r * RS + 1] === hi) return r;
       i = (i + 1) & mask;
     }
   }
@@ -194,22 +188,22 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private insertRec(lo: number, hi: number): number {
     if ((this.recCount + 1) * 10 > this.tab.length * 7) this.rehashKeys(this.tabBits + 1);
     let r = this.recFree;
-    if (r !== NONE) this.recFree = this.recNext[r];
+    if (r !== NONE) this.recFree = this.rec[r * RS + 5];
     else {
       r = this.recTop++;
-      if (r >= this.recLo.length) this.growRecs(r + 1);
+      if ((r + 1) * RS > this.rec.length) this.growRecs(r + 1);
     }
-    this.recLo[r] = lo;
-    this.recHi[r] = hi;
-    this.recLen[r] = 0;
-    this.recCls[r] = 0;
-    this.recOff[r] = this.slabAlloc(0);
-    this.recBit[r] = 0;
+    this.rec[r * RS] = lo;
+    this.rec[r * RS + 1] = hi;
+    this.rec[r * RS + 3] = 0;
+    this.rec[r * RS + 6] = 0;
+    this.rec[r * RS + 2] = this.slabAlloc(0);
+    this.rec[r * RS + 7] = 0;
     this.recMixed[r] = 0;
     // LRU: new keys at the head
-    this.recPrev[r] = NONE;
-    this.recNext[r] = this.lruHead;
-    if (this.lruHead !== NONE) this.recPrev[this.lruHead] = r;
+    this.rec[r * RS + 4] = NONE;
+    this.rec[r * RS + 5] = this.lruHead;
+    if (this.lruHead !== NONE) this.rec[(this.lruHead) * RS + 4] = r;
     this.lruHead = r;
     if (this.lruTail === NONE) this.lruTail = r;
     const tab = this.tab;
@@ -222,22 +216,15 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   }
 
   private growRecs(n: number): void {
-    this.recLo = grown(this.recLo, n);
-    this.recHi = grown(this.recHi, n);
-    this.recOff = grown(this.recOff, n);
-    this.recLen = grown(this.recLen, n);
-    this.recCls = grown(this.recCls, n);
-    this.recBit = grown(this.recBit, n);
+    this.rec = grown(this.rec, n * RS);
     this.recMixed = grown(this.recMixed, n);
-    this.recPrev = grown(this.recPrev, n);
-    this.recNext = grown(this.recNext, n);
   }
 
   private rehashKeys(bits: number): void {
     const tab = new Int32Array(1 << bits);
     const mask = tab.length - 1;
-    for (let r = this.lruHead; r !== NONE; r = this.recNext[r]) {
-      let i = mix(this.recLo[r], this.recHi[r]) >>> (32 - bits);
+    for (let r = this.lruHead; r !== NONE; r = this.rec[r * RS + 5]) {
+      let i = mix(this.rec[r * RS], this.rec[r * RS + 1]) >>> (32 - bits);
       while (tab[i] !== 0) i = (i + 1) & mask;
       tab[i] = r + 1;
     }
@@ -250,7 +237,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     const tab = this.tab;
     const mask = tab.length - 1;
     const bits = this.tabBits;
-    let i = mix(this.recLo[r], this.recHi[r]) >>> (32 - bits);
+    let i = mix(this.rec[r * RS], this.rec[r * RS + 1]) >>> (32 - bits);
     while (tab[i] !== r + 1) i = (i + 1) & mask;
     // backward-shift deletion
     let j = i;
@@ -258,7 +245,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       j = (j + 1) & mask;
       const o = tab[j] - 1;
       if (o < 0) break;
-      const k = mix(this.recLo[o], this.recHi[o]) >>> (32 - bits);
+      const k = mix(this.rec[o * RS], this.rec[o * RS + 1]) >>> (32 - bits);
       // move o into the hole at i unless its home lies cyclically in (i, j]
       const inRange = i <= j ? k > i && k <= j : k > i || k <= j;
       if (!inRange) {
@@ -267,15 +254,15 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       }
     }
     tab[i] = 0;
-    const prev = this.recPrev[r];
-    const next = this.recNext[r];
-    if (prev !== NONE) this.recNext[prev] = next;
+    const prev = this.rec[r * RS + 4];
+    const next = this.rec[r * RS + 5];
+    if (prev !== NONE) this.rec[prev * RS + 5] = next;
     else this.lruHead = next;
-    if (next !== NONE) this.recPrev[next] = prev;
+    if (next !== NONE) this.rec[next * RS + 4] = prev;
     else this.lruTail = prev;
-    this.entries -= this.recLen[r];
-    this.slabRelease(this.recOff[r], this.recCls[r]);
-    this.recNext[r] = this.recFree;
+    this.entries -= this.rec[r * RS + 3];
+    this.slabRelease(this.rec[r * RS + 2], this.rec[r * RS + 6]);
+    this.rec[r * RS + 5] = this.recFree;
     this.recFree = r;
     this.recCount--;
   }
@@ -306,8 +293,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   /** Adds one reference of entry `e` at record `r`. */
   private refEntry(r: number, e: number): void {
-    const off = this.recOff[r];
-    const len = this.recLen[r];
+    const off = this.rec[r * RS + 2];
+    const len = this.rec[r * RS + 3];
     const slabE = this.slabE;
     const p = this.entryPod[e];
     let samePod = false;
@@ -319,28 +306,28 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       if (this.slabP[j] === p) samePod = true;
     }
     if (samePod || this.entryW[e] !== 1) this.recMixed[r] = 1;
-    if (len === 1 << this.recCls[r]) {
-      const cls = this.recCls[r] + 1;
+    if (len === 1 << this.rec[r * RS + 6]) {
+      const cls = this.rec[r * RS + 6] + 1;
       const noff = this.slabAlloc(cls);
       this.slabE.copyWithin(noff, off, off + len);
       this.slabP.copyWithin(noff, off, off + len);
       this.slabR.copyWithin(noff, off, off + len);
       this.slabRelease(off, cls - 1);
-      this.recOff[r] = noff;
-      this.recCls[r] = cls;
+      this.rec[r * RS + 2] = noff;
+      this.rec[r * RS + 6] = cls;
     }
-    const at = this.recOff[r] + len;
+    const at = this.rec[r * RS + 2] + len;
     this.slabE[at] = e;
     this.slabP[at] = p;
     this.slabR[at] = 1;
-    this.recLen[r] = len + 1;
+    this.rec[r * RS + 3] = len + 1;
     this.entries++;
   }
 
   /** Drops one reference of entry `e` at record `r`; returns 1 if the entry disappeared. */
   private unrefEntry(r: number, e: number): number {
-    const off = this.recOff[r];
-    const len = this.recLen[r];
+    const off = this.rec[r * RS + 2];
+    const len = this.rec[r * RS + 3];
     for (let j = off; j < off + len; j++) {
       if (this.slabE[j] !== e) continue;
       if (--this.slabR[j] > 0) return 0;
@@ -348,7 +335,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.slabE[j] = this.slabE[last];
       this.slabP[j] = this.slabP[last];
       this.slabR[j] = this.slabR[last];
-      this.recLen[r] = len - 1;
+      this.rec[r * RS + 3] = len - 1;
       this.entries--;
       if (len === 1) this.deleteRec(r); // no entry left: forget the key
       return 1;
@@ -357,8 +344,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   }
 
   private podHolds(r: number, p: number): boolean {
-    const off = this.recOff[r];
-    const end = off + this.recLen[r];
+    const off = this.rec[r * RS + 2];
+    const end = off + this.rec[r * RS + 3];
     for (let j = off; j < end; j++) {
       const e = this.slabE[j];
       if (this.entryPod[e] === p && this.entrySpec[e] === 0) return true;
@@ -371,12 +358,12 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       let r = this.lruTail;
       // second chance: referenced keys move to the head once
       let spins = 0;
-      while (this.recBit[r] !== 0 && spins++ < this.recCount) {
-        this.recBit[r] = 0;
+      while (this.rec[r * RS + 7] !== 0 && spins++ < this.recCount) {
+        this.rec[r * RS + 7] = 0;
         this.moveToHead(r);
         r = this.lruTail;
       }
-      const n = this.recLen[r];
+      const n = this.rec[r * RS + 3];
       if (this.metrics) {
         this.metrics.evictions += n;
         this.metrics.capacityEvictions += n;
@@ -387,14 +374,14 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   private moveToHead(r: number): void {
     if (this.lruHead === r) return;
-    const prev = this.recPrev[r];
-    const next = this.recNext[r];
-    this.recNext[prev] = next;
-    if (next !== NONE) this.recPrev[next] = prev;
+    const prev = this.rec[r * RS + 4];
+    const next = this.rec[r * RS + 5];
+    this.rec[prev * RS + 5] = next;
+    if (next !== NONE) this.rec[next * RS + 4] = prev;
     else this.lruTail = prev;
-    this.recPrev[r] = NONE;
-    this.recNext[r] = this.lruHead;
-    this.recPrev[this.lruHead] = r;
+    this.rec[r * RS + 4] = NONE;
+    this.rec[r * RS + 5] = this.lruHead;
+    this.rec[(this.lruHead) * RS + 4] = r;
     this.lruHead = r;
   }
 
@@ -405,12 +392,12 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   }
 
   private eFind(p: number, lo: number, hi: number): number {
-    const mask = this.ePod.length - 1;
+    const mask = (this.et.length / ES) - 1;
     let i = this.eHome(p, lo, hi);
     for (;;) {
-      const q = this.ePod[i];
+      const q = this.et[i * ES + 2];
       if (q === 0) return NONE;
-      if (q === p + 1 && this.eLo[i] === lo && this.eHi[i] === hi) return i;
+      if (q === p + 1 && this.et[i * ES] === lo && this.et[i * ES + 1] === hi) return i;
       i = (i + 1) & mask;
     }
   }
@@ -418,22 +405,22 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private eMap(p: number, lo: number, hi: number, rlo: number, rhi: number): void {
     let s = this.eFind(p, lo, hi);
     if (s === NONE) {
-      if ((this.eCount + 1) * 10 > this.ePod.length * 7) this.rehashEngine(this.eBits + 1, NONE);
-      const mask = this.ePod.length - 1;
+      if ((this.eCount + 1) * 10 > (this.et.length / ES) * 7) this.rehashEngine(this.eBits + 1, NONE);
+      const mask = (this.et.length / ES) - 1;
       s = this.eHome(p, lo, hi);
-      while (this.ePod[s] !== 0) s = (s + 1) & mask;
-      this.ePod[s] = p + 1;
-      this.eLo[s] = lo;
-      this.eHi[s] = hi;
-      this.rLo[s] = rlo;
-      this.rHi[s] = rhi;
-      this.eMore[s] = NONE;
+      while (this.et[s * ES + 2] !== 0) s = (s + 1) & mask;
+      this.et[s * ES + 2] = p + 1;
+      this.et[s * ES] = lo;
+      this.et[s * ES + 1] = hi;
+      this.et[s * ES + 3] = rlo;
+      this.et[s * ES + 4] = rhi;
+      this.et[s * ES + 5] = NONE;
       this.eCount++;
       if (this.eCount > this.engineSweepAt) this.sweepEngine();
       return;
     }
-    if (this.rLo[s] === rlo && this.rHi[s] === rhi) return;
-    for (let o = this.eMore[s]; o !== NONE; o = this.oNext[o]) if (this.oLo[o] === rlo && this.oHi[o] === rhi) return;
+    if (this.et[s * ES + 3] === rlo && this.et[s * ES + 4] === rhi) return;
+    for (let o = this.et[s * ES + 5]; o !== NONE; o = this.oNext[o]) if (this.oLo[o] === rlo && this.oHi[o] === rhi) return;
     // the newest mapping stays inline (it is the parent for the next block)
     let o = this.oFree;
     if (o !== NONE) this.oFree = this.oNext[o];
@@ -445,74 +432,67 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         this.oNext = grown(this.oNext, o + 1);
       }
     }
-    this.oLo[o] = this.rLo[s];
-    this.oHi[o] = this.rHi[s];
-    this.oNext[o] = this.eMore[s];
-    this.eMore[s] = o;
-    this.rLo[s] = rlo;
-    this.rHi[s] = rhi;
+    this.oLo[o] = this.et[s * ES + 3];
+    this.oHi[o] = this.et[s * ES + 4];
+    this.oNext[o] = this.et[s * ES + 5];
+    this.et[s * ES + 5] = o;
+    this.et[s * ES + 3] = rlo;
+    this.et[s * ES + 4] = rhi;
   }
 
   private eRequestKeys(s: number): number[] {
-    const out = [this.rLo[s], this.rHi[s]];
-    for (let o = this.eMore[s]; o !== NONE; o = this.oNext[o]) out.push(this.oLo[o], this.oHi[o]);
+    const out = [this.et[s * ES + 3], this.et[s * ES + 4]];
+    for (let o = this.et[s * ES + 5]; o !== NONE; o = this.oNext[o]) out.push(this.oLo[o], this.oHi[o]);
     return out;
   }
 
   private eDelete(s: number): void {
-    for (let o = this.eMore[s]; o !== NONE; ) {
+    for (let o = this.et[s * ES + 5]; o !== NONE; ) {
       const next = this.oNext[o];
       this.oNext[o] = this.oFree;
       this.oFree = o;
       o = next;
     }
-    const mask = this.ePod.length - 1;
+    const mask = (this.et.length / ES) - 1;
     let i = s;
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      const q = this.ePod[j];
+      const q = this.et[j * ES + 2];
       if (q === 0) break;
-      const k = this.eHome(q - 1, this.eLo[j], this.eHi[j]);
+      const k = this.eHome(q - 1, this.et[j * ES], this.et[j * ES + 1]);
       const inRange = i <= j ? k > i && k <= j : k > i || k <= j;
       if (!inRange) {
-        this.ePod[i] = q;
-        this.eLo[i] = this.eLo[j];
-        this.eHi[i] = this.eHi[j];
-        this.rLo[i] = this.rLo[j];
-        this.rHi[i] = this.rHi[j];
-        this.eMore[i] = this.eMore[j];
+        this.et[i * ES + 2] = q;
+        this.et[i * ES] = this.et[j * ES];
+        this.et[i * ES + 1] = this.et[j * ES + 1];
+        this.et[i * ES + 3] = this.et[j * ES + 3];
+        this.et[i * ES + 4] = this.et[j * ES + 4];
+        this.et[i * ES + 5] = this.et[j * ES + 5];
         i = j;
       }
     }
-    this.ePod[i] = 0;
-    this.eMore[i] = NONE;
+    this.et[i * ES + 2] = 0;
+    this.et[i * ES + 5] = NONE;
     this.eCount--;
   }
 
   /** Rebuilds the engine table with `bits` bits, dropping pod `dropPod`'s mappings (or none). */
-  private rehashEngine(bits: number, dropPod: number, keep?: (s: number) => boolean): void {
+  private rehashEngine(bits: number, dropPod: number, keep?: (old: Int32Array, s: number) => boolean): void {
     const n = 1 << bits;
-    const old = { ePod: this.ePod, eLo: this.eLo, eHi: this.eHi, rLo: this.rLo, rHi: this.rHi, eMore: this.eMore };
-    this.ePod = new Int32Array(n);
-    this.eLo = new Uint32Array(n);
-    this.eHi = new Uint32Array(n);
-    this.rLo = new Uint32Array(n);
-    this.rHi = new Uint32Array(n);
-    this.eMore = new Int32Array(n).fill(NONE);
+    const old = this.et;
+    this.et = new Int32Array(n * ES);
     this.eBits = bits;
     this.eCount = 0;
     const mask = n - 1;
-    for (let s = 0; s < old.ePod.length; s++) {
-      const q = old.ePod[s];
+    const et = this.et;
+    for (let s = 0; s < old.length / ES; s++) {
+      const q = old[s * ES + 2];
       if (q === 0) continue;
       let drop = q - 1 === dropPod;
-      if (!drop && keep) {
-        // `keep` reads the old slot through the saved arrays
-        drop = !keep(s);
-      }
+      if (!drop && keep) drop = !keep(old, s);
       if (drop) {
-        for (let o = old.eMore[s]; o !== NONE; ) {
+        for (let o = old[s * ES + 5]; o !== NONE; ) {
           const next = this.oNext[o];
           this.oNext[o] = this.oFree;
           this.oFree = o;
@@ -520,27 +500,21 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         }
         continue;
       }
-      let i = this.eHome(q - 1, old.eLo[s], old.eHi[s]);
-      while (this.ePod[i] !== 0) i = (i + 1) & mask;
-      this.ePod[i] = q;
-      this.eLo[i] = old.eLo[s];
-      this.eHi[i] = old.eHi[s];
-      this.rLo[i] = old.rLo[s];
-      this.rHi[i] = old.rHi[s];
-      this.eMore[i] = old.eMore[s];
+      let i = this.eHome(q - 1, old[s * ES], old[s * ES + 1]);
+      while (et[i * ES + 2] !== 0) i = (i + 1) & mask;
+      et.set(old.subarray(s * ES, s * ES + ES), i * ES);
       this.eCount++;
     }
   }
 
   /** Drops engine mappings none of whose request keys the pod still holds (capacity evictions leave them behind). */
   private sweepEngine(): void {
-    const { ePod, rLo, rHi, eMore } = this;
     const before = this.eCount;
-    this.rehashEngine(this.eBits, NONE, (s) => {
-      const p = ePod[s] - 1;
-      let r = this.find(rLo[s], rHi[s]);
+    this.rehashEngine(this.eBits, NONE, (old, s) => {
+      const p = old[s * ES + 2] - 1;
+      let r = this.find(old[s * ES + 3], old[s * ES + 4]);
       if (r !== NONE && this.podHolds(r, p)) return true;
-      for (let o = eMore[s]; o !== NONE; o = this.oNext[o]) {
+      for (let o = old[s * ES + 5]; o !== NONE; o = this.oNext[o]) {
         r = this.find(this.oLo[o], this.oHi[o]);
         if (r !== NONE && this.podHolds(r, p)) return true;
       }
@@ -562,7 +536,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       const hi = rk[i + 1];
       let r = this.find(lo, hi);
       if (r === NONE) r = this.insertRec(lo, hi); // new keys start at the head, unreferenced
-      else this.recBit[r] = 1; // re-stored: used again
+      else this.rec[r * RS + 7] = 1; // re-stored: used again
       this.refEntry(r, e);
     }
     if (this.metrics) this.metrics.admissions += nR;
@@ -583,8 +557,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   evict(key: BlockKey, keyType: KeyType, entry: PodEntry): void {
     const e = this.entryIndex(entry, false);
     if (e === NONE) return;
-    const lo = Number(key & 0xffffffffn);
-    const hi = Number((key >> 32n) & 0xffffffffn);
+    const lo = Number(key & 0xffffffffn) | 0;
+    const hi = Number((key >> 32n) & 0xffffffffn) | 0;
     let removed = 0;
     if (keyType === 'request') {
       const r = this.find(lo, hi);
@@ -610,17 +584,17 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   }
 
   getRequestKey(engineKey: BlockKey, pod?: PodId): BlockKey | undefined {
-    const lo = Number(engineKey & 0xffffffffn);
-    const hi = Number((engineKey >> 32n) & 0xffffffffn);
+    const lo = Number(engineKey & 0xffffffffn) | 0;
+    const hi = Number((engineKey >> 32n) & 0xffffffffn) | 0;
     if (pod !== undefined) {
       const p = this.podIndex(pod, false);
       if (p === NONE) return undefined;
       const s = this.eFind(p, lo, hi);
-      return s === NONE ? undefined : (BigInt(this.rHi[s]) << 32n) | BigInt(this.rLo[s]);
+      return s === NONE ? undefined : (BigInt(this.et[s * ES + 4] >>> 0) << 32n) | BigInt(this.et[s * ES + 3] >>> 0);
     }
     for (let p = 0; p < this.podNames.length; p++) {
       const s = this.eFind(p, lo, hi);
-      if (s !== NONE) return (BigInt(this.rHi[s]) << 32n) | BigInt(this.rLo[s]);
+      if (s !== NONE) return (BigInt(this.et[s * ES + 4] >>> 0) << 32n) | BigInt(this.et[s * ES + 3] >>> 0);
     }
     return undefined;
   }
@@ -631,9 +605,9 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     this.podGen[p]++;
     let removed = 0;
     for (let r = this.lruHead; r !== NONE; ) {
-      const next = this.recNext[r];
-      const off = this.recOff[r];
-      let len = this.recLen[r];
+      const next = this.rec[r * RS + 5];
+      const off = this.rec[r * RS + 2];
+      let len = this.rec[r * RS + 3];
       for (let j = off; j < off + len; ) {
         if (this.slabP[j] === p) {
           const last = off + len - 1;
@@ -645,7 +619,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
           this.entries--;
         } else j++;
       }
-      this.recLen[r] = len;
+      this.rec[r * RS + 3] = len;
       if (len === 0) this.deleteRec(r);
       r = next;
     }
@@ -710,13 +684,14 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     return result;
   }
 
-  private walk(k: Uint32Array, n: number, pods: ReadonlySet<PodId> | null, result: Map<PodId, PrefixMatch>): number {
+  private walk(k: Int32Array, n: number, pods: ReadonlySet<PodId> | null, result: Map<PodId, PrefixMatch>): number {
     if (this.stamp > 0x3fffffff) {
       this.stamp = 0;
       this.podSeen.fill(0);
       this.podFilter.fill(0);
     }
-    const { podSeen, podW, podSum, first, entryW, slabE, slabP, recOff, recLen, recMixed } = this;
+    const { podSeen, podW, podSum, first, entryW, slabE, slabP, recMixed } = this;
+    const rec = this.rec;
     let fstamp = 0;
     if (pods) {
       fstamp = ++this.stamp;
@@ -732,8 +707,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (r === NONE) return 0;
     const base = ++this.stamp;
     let nFirst = 0;
-    let off = recOff[r];
-    let end = off + recLen[r];
+    let off = rec[r * RS + 2];
+    let end = off + rec[r * RS + 3];
     for (let j = off; j < end; j++) {
       const p = slabP[j];
       if (fstamp !== 0 && this.podFilter[p] !== fstamp) continue;
@@ -749,7 +724,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       }
     }
     if (nFirst === 0) return 0;
-    this.recBit[r] = 1;
+    this.rec[r * RS + 7] = 1;
     let blocks = 1;
     let cur = base;
     for (let i = 1; i < n; i++) {
@@ -757,8 +732,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       if (r === NONE) break;
       const prev = cur;
       cur = base + i;
-      off = recOff[r];
-      end = off + recLen[r];
+      off = rec[r * RS + 2];
+      end = off + rec[r * RS + 3];
       let advanced = 0;
       if (recMixed[r] === 0) {
         // every entry weighs 1 and each pod appears once: just advance the runs
@@ -789,7 +764,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         }
       }
       if (advanced === 0) break;
-      this.recBit[r] = 1;
+      this.rec[r * RS + 7] = 1;
       blocks = i + 1;
     }
     this.stamp = base + n;
@@ -808,8 +783,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Bytes held by the typed arrays (for memory benchmarks). */
   memoryBytes(): number {
     const arrays = [
-      this.recLo, this.recHi, this.recOff, this.recLen, this.recCls, this.recBit, this.recPrev, this.recNext, this.tab,
-      this.slabE, this.slabP, this.slabR, this.eLo, this.eHi, this.ePod, this.rLo, this.rHi, this.eMore, this.oLo, this.oHi, this.oNext,
+      this.rec, this.recMixed, this.tab, this.slabE, this.slabP, this.slabR, this.et, this.oLo, this.oHi, this.oNext,
     ];
     return arrays.reduce((s, a) => s + a.byteLength, 0);
   }
