@@ -1,0 +1,219 @@
+// npm run bench:index [-- --quick]
+// Block keys, ingest, scoring and memory of the in-memory index, each next to a naive
+// baseline measured in the same run (BigInt FNV over built CBOR; Map<key, Map<pod, refs>>).
+import { BlockKeyer, type HashAlgorithm } from '../src/index/keys.js';
+import { encodeCbor } from '../src/index/cbor.js';
+import { InMemoryKvBlockIndex } from '../src/index/memory-index.js';
+import type { PrefixMatch } from '../src/index/types.js';
+
+const quick = process.argv.includes('--quick');
+const MODEL = 'Qwen/Qwen3-32B';
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+const fmt = (n: number, d = 2) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const us = (ms: number) => `${fmt(ms * 1000, 1)} us`;
+
+/** Runs fn repeatedly for at most `maxMs` / `maxIters`, returns per-call times in ms. */
+function timeIt(fn: () => void, maxIters: number, maxMs: number): number[] {
+  for (let i = 0; i < Math.min(20, maxIters); i++) fn(); // warm-up
+  const out: number[] = [];
+  const end = performance.now() + maxMs;
+  for (let i = 0; i < maxIters && performance.now() < end; i++) {
+    const t = performance.now();
+    fn();
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+function rng(seed: number) {
+  return () => {
+    seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
+    return seed;
+  };
+}
+
+// ---------------- naive baselines ----------------
+function naiveKeys(tokens: number[], bs: number, seed: string, model: string): bigint[] {
+  const fnv = (b: Uint8Array) => {
+    let h = 0xcbf29ce484222325n;
+    for (const x of b) h = ((h ^ BigInt(x)) * 0x100000001b3n) & 0xffffffffffffffffn;
+    return h;
+  };
+  let parent = fnv(encodeCbor([fnv(new TextEncoder().encode(seed)), null, model]));
+  const out: bigint[] = [];
+  for (let i = 0; i + bs <= tokens.length; i += bs) {
+    parent = fnv(encodeCbor([parent, tokens.slice(i, i + bs), null]));
+    out.push(parent);
+  }
+  return out;
+}
+
+class NaiveIndex {
+  keys = new Map<bigint, Map<string, number>>();
+  engine = new Map<string, bigint[]>();
+  add(engineKeys: BigUint64Array, requestKeys: BigUint64Array, pod: string): void {
+    for (const k of requestKeys) {
+      let m = this.keys.get(k);
+      if (!m) this.keys.set(k, (m = new Map()));
+      m.set(pod, (m.get(pod) ?? 0) + 1);
+    }
+    for (let i = 0; i < engineKeys.length; i++) this.engine.set(`${pod}|${engineKeys[i]}`, [requestKeys[i]]);
+  }
+  longestPrefix(keys: BigUint64Array, pods: Set<string> | null): Map<string, PrefixMatch> {
+    const res = new Map<string, PrefixMatch>();
+    let active: Set<string> | null = null;
+    for (let i = 0; i < keys.length; i++) {
+      const m = this.keys.get(keys[i]);
+      if (!m) break;
+      const next = new Set<string>();
+      for (const pod of m.keys()) if ((active ? active.has(pod) : true) && (!pods || pods.has(pod))) next.add(pod);
+      for (const pod of next) {
+        const r = res.get(pod) ?? { blocks: 0, weighted: 0 };
+        r.blocks = i + 1;
+        r.weighted += 1;
+        res.set(pod, r);
+      }
+      if (next.size === 0) break;
+      active = next;
+    }
+    return res;
+  }
+}
+
+const rows: string[][] = [];
+function row(...cols: string[]) {
+  rows.push(cols);
+  console.log(cols.join('  |  '));
+}
+
+// ---------------- 1. key computation ----------------
+function benchKeys(): void {
+  console.log('\n## block keys (8k-token prompt, block size 16)');
+  const r = rng(1);
+  const prompt = Array.from({ length: 8192 }, () => r() % 151_000);
+  const times: Record<string, number[]> = {};
+  for (const algorithm of ['cbor-fnv', 'fast64'] as HashAlgorithm[]) {
+    const k = new BlockKeyer({ blockSize: 16, hashSeed: '42', algorithm });
+    times[algorithm] = timeIt(() => k.keys(prompt, { model: MODEL }), 2000, quick ? 500 : 2000);
+  }
+  times.naive = timeIt(() => naiveKeys(prompt, 16, '42', MODEL), 200, quick ? 500 : 2000);
+  const naiveP50 = pct(times.naive, 50);
+  for (const [name, t] of Object.entries(times)) {
+    const p50 = pct(t, 50);
+    row(`keys ${name}`, `p50 ${us(p50)}`, `p99 ${us(pct(t, 99))}`, `${fmt(8192 / p50 / 1000, 1)} M tokens/s`, `x${fmt(naiveP50 / p50, 1)} vs naive BigInt`);
+  }
+}
+
+// ---------------- 2. ingest ----------------
+function benchIngest(): void {
+  console.log('\n## ingest: add(engineKeys, requestKeys, entry), 16-block events over 8 pods');
+  const total = quick ? 300_000 : 2_000_000;
+  const per = 16;
+  const r = rng(2);
+  const events: { e: BigUint64Array; k: BigUint64Array; pod: string }[] = [];
+  for (let i = 0; i < total / per; i++) {
+    const e = new BigUint64Array(per);
+    const k = new BigUint64Array(per);
+    for (let j = 0; j < per; j++) {
+      e[j] = (BigInt(r()) << 32n) | BigInt(r());
+      // shared prefixes: half the keys recur across pods
+      k[j] = j < per / 2 ? BigInt((i % 512) * per + j + 1) : (BigInt(r()) << 32n) | BigInt(r());
+    }
+    events.push({ e, k, pod: `10.0.0.${i % 8}:8000` });
+  }
+  const idx = new InMemoryKvBlockIndex();
+  let t = performance.now();
+  for (const ev of events) idx.add(ev.e, ev.k, { pod: ev.pod, tier: 'gpu' });
+  const fast = total / ((performance.now() - t) / 1000);
+  const naive = new NaiveIndex();
+  const nn = Math.min(events.length, quick ? events.length : events.length / 4);
+  t = performance.now();
+  for (let i = 0; i < nn; i++) naive.add(events[i].e, events[i].k, events[i].pod);
+  const slow = (nn * per) / ((performance.now() - t) / 1000);
+  row('ingest in-memory', `${fmt(fast / 1e6)} M block stores/s`, `naive Map index ${fmt(slow / 1e6)} M/s`, `x${fmt(fast / slow, 1)}`);
+}
+
+// ---------------- 3. scoring ----------------
+function benchScore(label: string, nKeys: number, nPods: number, iters: number): void {
+  const r = rng(3 + nKeys);
+  const keys = BigUint64Array.from({ length: nKeys }, () => (BigInt(r()) << 32n) | BigInt(r()));
+  const idx = new InMemoryKvBlockIndex();
+  const naive = new NaiveIndex();
+  const pods: string[] = [];
+  for (let p = 0; p < nPods; p++) {
+    const pod = `10.0.${p >> 8}.${p & 255}:8000`;
+    pods.push(pod);
+    // worst case: every pod holds the whole prompt, so the walk cannot stop early
+    idx.add(null, keys, { pod, tier: p % 4 === 0 ? 'cpu' : 'gpu' });
+    naive.add(new BigUint64Array(0), keys, pod);
+  }
+  const filter = new Set(pods);
+  const check = idx.longestPrefix(keys, filter);
+  if (check.size !== nPods || [...check.values()].some((m) => m.blocks !== nKeys)) throw new Error('bench sanity check failed');
+  const fast = timeIt(() => idx.longestPrefix(keys, filter), iters, quick ? 1000 : 3000);
+  const slow = timeIt(() => naive.longestPrefix(keys, filter), Math.max(5, iters / 20), quick ? 1000 : 3000);
+  row(`score ${label}`, `p50 ${us(pct(fast, 50))}`, `p99 ${us(pct(fast, 99))}`, `naive p50 ${us(pct(slow, 50))}`, `x${fmt(pct(slow, 50) / pct(fast, 50), 1)}`);
+}
+
+// ---------------- 4. memory ----------------
+function benchMemory(): void {
+  const entries = quick ? 1_000_000 : 10_000_000;
+  const podsPerBlock = 8;
+  const blocks = entries / podsPerBlock;
+  console.log(`\n## memory: ${fmt(entries / 1e6, 1)}M (block, pod) entries = ${fmt(blocks / 1e6, 2)}M blocks x ${podsPerBlock} pods, with per-pod engine keys`);
+  const g = globalThis as { gc?: () => void };
+  g.gc?.();
+  const before = process.memoryUsage();
+  const idx = new InMemoryKvBlockIndex({ capacity: entries });
+  const r = rng(4);
+  const chunk = 64;
+  const t = performance.now();
+  for (let p = 0; p < podsPerBlock; p++) {
+    const pod = `10.0.0.${p}:8000`;
+    for (let b = 0; b < blocks; b += chunk) {
+      const n = Math.min(chunk, blocks - b);
+      const k = BigUint64Array.from({ length: n }, (_, j) => BigInt(b + j + 1) * 0x9e3779b97f4a7c15n & 0xffffffffffffffffn);
+      const e = BigUint64Array.from({ length: n }, () => (BigInt(r()) << 32n) | BigInt(r()));
+      idx.add(e, k, { pod, tier: 'gpu' });
+    }
+  }
+  const secs = (performance.now() - t) / 1000;
+  g.gc?.();
+  const after = process.memoryUsage();
+  const st = idx.stats();
+  const arrays = idx.memoryBytes();
+  const rss = after.rss - before.rss;
+  const heap = after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers;
+  row('memory', `${fmt(st.entries / 1e6, 1)}M entries`, `typed arrays ${fmt(arrays / st.entries, 1)} B/entry`, `heap+buffers ${fmt(heap / st.entries, 1)} B/entry`, `rss delta ${fmt(rss / st.entries, 1)} B/entry`, `(${fmt(st.entries / secs / 1e6)} M stores/s while building)`);
+  // naive baseline at 1/10 the size
+  const nEntries = entries / 10;
+  g.gc?.();
+  const nb = process.memoryUsage();
+  const naive = new NaiveIndex();
+  for (let p = 0; p < podsPerBlock; p++) {
+    for (let b = 0; b < nEntries / podsPerBlock; b += chunk) {
+      const n = Math.min(chunk, nEntries / podsPerBlock - b);
+      const k = BigUint64Array.from({ length: n }, (_, j) => BigInt(b + j + 1));
+      const e = BigUint64Array.from({ length: n }, () => (BigInt(r()) << 32n) | BigInt(r()));
+      naive.add(e, k, `10.0.0.${p}:8000`);
+    }
+  }
+  g.gc?.();
+  const na = process.memoryUsage();
+  const naivePer = (na.heapUsed + na.arrayBuffers - nb.heapUsed - nb.arrayBuffers) / nEntries;
+  row('memory naive Map index', `${fmt(nEntries / 1e6, 1)}M entries`, `heap ${fmt(naivePer, 1)} B/entry`, `x${fmt(naivePer / (heap / st.entries), 1)} vs in-memory`);
+  if (naive.keys.size === 0 || idx.stats().entries === 0) throw new Error('unreachable');
+}
+
+console.log(`kvrouter bench:index${quick ? ' (quick)' : ''}  node ${process.version}`);
+benchKeys();
+benchIngest();
+console.log('\n## longest-prefix scoring (tier-weighted, pod filter given)');
+benchScore('240k tokens bs64 = 3,750 keys x 96 pods', 3750, 96, 2000);
+benchScore('8k tokens bs16 = 512 keys x 8 pods', 512, 8, 20000);
+benchMemory();
+console.log('\ntargets: >= 20 M tokens/s (cbor-fnv), >= 1 M block stores/s, 3,750x96 p50 <= 1 ms, 512x8 p50 <= 50 us, <= 100 B/entry at 10M');
