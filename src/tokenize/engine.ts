@@ -1,7 +1,7 @@
 // The tokenizer engine: Hugging Face `tokenizers` (Rust) through @anush008/tokenizers.
 // Its encode runs as a napi AsyncTask on the libuv thread pool, so long prompts never
 // block the event loop; encodeBatch splits a batch across cores with rayon.
-import { Tokenizer } from '@anush008/tokenizers';
+import { Tokenizer, templateProcessing } from '@anush008/tokenizers';
 
 /** Ids copied to JS between event-loop turns (~0.5 ms of main-thread work). */
 const YIELD_IDS = 4096;
@@ -11,10 +11,34 @@ export class HfTokenizerEngine {
 
   /** Load tokenizer.json. Truncation and padding are disabled, as transformers does for a plain call. */
   static fromFile(path: string): HfTokenizerEngine {
-    const tk = Tokenizer.fromFile(path);
+    return HfTokenizerEngine.wrap(Tokenizer.fromFile(path));
+  }
+
+  static fromString(json: string): HfTokenizerEngine {
+    return HfTokenizerEngine.wrap(Tokenizer.fromString(json));
+  }
+
+  private static wrap(tk: Tokenizer): HfTokenizerEngine {
     tk.disableTruncation();
     tk.disablePadding();
     return new HfTokenizerEngine(tk);
+  }
+
+  /**
+   * Replace the post-processor with `[bos] $A [eos]`, as transformers' Llama/Gemma fast
+   * tokenizers do from tokenizer_config's add_bos_token / add_eos_token.
+   */
+  setBosEos(bos: string | null, eos: string | null): void {
+    const special: [string, number][] = [];
+    for (const t of [bos, eos]) {
+      if (t === null) continue;
+      const id = this.tk.tokenToId(t);
+      if (id === null) throw new Error(`special token ${JSON.stringify(t)} is not in the vocabulary`);
+      special.push([t, id]);
+    }
+    const single = `${bos !== null ? `${bos}:0 ` : ''}$A:0${eos !== null ? ` ${eos}:0` : ''}`;
+    const pair = `${single}${bos !== null ? ` ${bos}:1` : ''} $B:1${eos !== null ? ` ${eos}:1` : ''}`;
+    this.tk.setPostProcessor(templateProcessing(single, pair, special));
   }
 
   async encode(text: string, addSpecialTokens: boolean): Promise<number[]> {

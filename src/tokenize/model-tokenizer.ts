@@ -1,4 +1,5 @@
 // One model's tokenizer: the HF engine, its chat template, special tokens and prefix cache.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileTemplate, detectContentFormat, renderChat, type TemplateContext } from './chat.js';
@@ -59,10 +60,10 @@ export class ModelTokenizer {
     this.name = name;
     this.dir = dir;
     const tokJsonPath = join(dir, 'tokenizer.json');
-    const tokJson = readJson(tokJsonPath);
     const cfgPath = join(dir, 'tokenizer_config.json');
     const tokConfig = existsSync(cfgPath) ? readJson(cfgPath) : {};
-    this.engine = HfTokenizerEngine.fromFile(tokJsonPath);
+    const shared = loadShared(tokJsonPath, bosEosFromConfig(tokConfig));
+    this.engine = shared.engine;
     this.maxModelLen = deriveMaxModelLen(dir, tokConfig, maxModelLen);
     this.chatTemplate = loadChatTemplate(dir, tokConfig);
     if (this.chatTemplate !== undefined) {
@@ -79,7 +80,7 @@ export class ModelTokenizer {
         specialTokens,
       };
     }
-    const safety = cutSafety(tokJson);
+    const safety = shared.safety;
     if (!safety.ok) this.cacheDisabledReason = safety.reason;
     else if (cacheOpts?.enabled === false) this.cacheDisabledReason = 'disabled by configuration';
     // Without exact cuts nothing can be split; with them, long texts are split (and cached if enabled).
@@ -142,6 +143,43 @@ export class ModelTokenizer {
   clearCache(): void {
     this.cache?.clear();
   }
+}
+
+/**
+ * transformers' LlamaTokenizerFast / GemmaTokenizerFast (and CodeLlama) rebuild the
+ * post-processor from add_bos_token (default true) and add_eos_token (default false), so a
+ * tokenizer_config can add or drop BOS/EOS whatever tokenizer.json says. Other classes keep
+ * tokenizer.json's post-processor.
+ */
+function bosEosFromConfig(cfg: Record<string, unknown>): { bos: string | null; eos: string | null } | undefined {
+  if (typeof cfg.tokenizer_class !== 'string' || !/^(Llama|CodeLlama|Gemma)Tokenizer(Fast)?$/.test(cfg.tokenizer_class)) return undefined;
+  const addBos = cfg.add_bos_token === undefined ? true : Boolean(cfg.add_bos_token);
+  const addEos = Boolean(cfg.add_eos_token ?? false);
+  const bos = tokenContent(cfg.bos_token);
+  const eos = tokenContent(cfg.eos_token);
+  if (addBos && bos === undefined) throw new TokenizeError('tokenizer_config sets add_bos_token but has no bos_token', 500);
+  if (addEos && eos === undefined) throw new TokenizeError('tokenizer_config sets add_eos_token but has no eos_token', 500);
+  return { bos: addBos ? bos! : null, eos: addEos ? eos! : null };
+}
+
+/**
+ * Loaded engines shared process-wide by file content (a tokenizer.json is ~10 MB and ~1 s to
+ * load; a simulator hosting many pods, or several registries, should load it once).
+ */
+const sharedEngines = new Map<string, { engine: HfTokenizerEngine; safety: ReturnType<typeof cutSafety> }>();
+
+function loadShared(path: string, bosEos: { bos: string | null; eos: string | null } | undefined) {
+  const raw = readFileSync(path);
+  const key = `${createHash('sha1').update(raw).digest('hex')}|${bosEos ? `${bosEos.bos}|${bosEos.eos}` : '-'}`;
+  let entry = sharedEngines.get(key);
+  if (!entry) {
+    const text = raw.toString('utf8');
+    const engine = HfTokenizerEngine.fromString(text);
+    if (bosEos) engine.setBosEos(bosEos.bos, bosEos.eos);
+    entry = { engine, safety: cutSafety(JSON.parse(text) as Record<string, unknown>) };
+    sharedEngines.set(key, entry);
+  }
+  return entry;
 }
 
 function loadChatTemplate(dir: string, tokConfig: Record<string, unknown>): string | undefined {

@@ -127,6 +127,30 @@ test('a model without a chat template tokenizes prompts but rejects chats with 4
   }
 });
 
+test('Llama-class tokenizer_config add_bos_token/add_eos_token rebuild the special tokens, as transformers does', async () => {
+  const root = tmp();
+  try {
+    const cfg = JSON.parse(readFileSync(join(BUNDLED_DIR, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    copyTokenizer(join(root, 'both'), { 'tokenizer_config.json': { ...cfg, tokenizer_class: 'LlamaTokenizerFast', bos_token: '<|endoftext|>', add_bos_token: true, add_eos_token: true } });
+    const { add_bos_token: _drop, ...noBosKey } = cfg;
+    copyTokenizer(join(root, 'default'), { 'tokenizer_config.json': { ...noBosKey, tokenizer_class: 'LlamaTokenizer', bos_token: '<|endoftext|>' } });
+    const reg = await TokenizerRegistry.create({ modelDirs: { both: join(root, 'both'), def: join(root, 'default') }, hfCacheDir: '/nonexistent' });
+    assert.deepEqual(await reg.encodeCompletion('both', 'Hello world!', true), [151643, ...HELLO, 151645]);
+    assert.deepEqual(await reg.encodeCompletion('both', 'Hello world!', false), HELLO);
+    assert.deepEqual(await reg.encodeCompletion('def', 'Hello world!', true), [151643, ...HELLO]);
+    // The chunked/cached path adds the same affixes once around the whole text.
+    const long = 'Some long text for the chunked path. '.repeat(200);
+    const ids = await reg.encodeCompletion('both', long, true);
+    assert.equal(ids[0], 151643);
+    assert.equal(ids[ids.length - 1], 151645);
+    assert.deepEqual(ids.slice(1, -1), await reg.encodeCompletion('both', long, false));
+    // Chats never get them (add_special_tokens=false).
+    assert.notEqual((await reg.encodeChat('both', [{ role: 'user', content: 'hi' }]))[0], 151643);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('a chat_template.jinja file is used when present', async () => {
   const root = tmp();
   try {
