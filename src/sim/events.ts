@@ -46,6 +46,13 @@ export interface EventsFormat {
   version: EventsVersion;
   /** VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES: uint64 (true, default) or the raw digest as bin. */
   intHashes: boolean;
+  /**
+   * Int hashes as signed int64 (v0.9's builtin hash(): negative values on the wire) instead of
+   * uint64. Only with intHashes.
+   */
+  signedHashes?: boolean;
+  /** Encode the batch as a map {ts, events, data_parallel_rank} (one 2026 main-branch revision). */
+  batchAsMap?: boolean;
 }
 
 export const DEFAULT_EVENTS_FORMAT: EventsFormat = { version: 'v0.24', intHashes: true };
@@ -65,14 +72,15 @@ export function parseEventsVersion(v: string): EventsVersion {
   throw new Error(`unknown events version "${v}" (one of ${EVENTS_VERSIONS.join(', ')})`);
 }
 
-function writeHash(w: MsgpackWriter, h: Buffer, intHashes: boolean): void {
-  if (intHashes) w.uint64(wireHash(h));
-  else w.bin(h);
+function writeHash(w: MsgpackWriter, h: Buffer, f: EventsFormat): void {
+  if (!f.intHashes) w.bin(h);
+  else if (f.signedHashes) w.int64(h.readBigInt64BE(h.length - 8));
+  else w.uint64(wireHash(h));
 }
 
-function writeHashes(w: MsgpackWriter, hs: Buffer[], intHashes: boolean): void {
+function writeHashes(w: MsgpackWriter, hs: Buffer[], f: EventsFormat): void {
   w.arrayHeader(hs.length);
-  for (const h of hs) writeHash(w, h, intHashes);
+  for (const h of hs) writeHash(w, h, f);
 }
 
 function writeNullableStr(w: MsgpackWriter, s: string | null): void {
@@ -107,9 +115,9 @@ function writeStoredArray(w: MsgpackWriter, e: BlockStoredEvent, f: EventsFormat
   const n = STORED_LEN[f.version];
   w.arrayHeader(n);
   w.str('BlockStored');
-  writeHashes(w, e.blockHashes, f.intHashes);
+  writeHashes(w, e.blockHashes, f);
   if (e.parentBlockHash === null) w.nil();
-  else writeHash(w, e.parentBlockHash, f.intHashes);
+  else writeHash(w, e.parentBlockHash, f);
   w.intArray(e.tokenIds);
   w.int(e.blockSize);
   writeNullableInt(w, e.loraId);
@@ -130,10 +138,10 @@ function writeStoredMap(w: MsgpackWriter, e: BlockStoredEvent, f: EventsFormat):
   w.str('type');
   w.str('BlockStored');
   w.str('block_hashes');
-  writeHashes(w, e.blockHashes, f.intHashes);
+  writeHashes(w, e.blockHashes, f);
   w.str('parent_block_hash');
   if (e.parentBlockHash === null) w.nil();
-  else writeHash(w, e.parentBlockHash, f.intHashes);
+  else writeHash(w, e.parentBlockHash, f);
   w.str('token_ids');
   w.intArray(e.tokenIds);
   w.str('block_size');
@@ -169,7 +177,7 @@ function writeRemoved(w: MsgpackWriter, e: BlockRemovedEvent, f: EventsFormat): 
     w.str('type');
     w.str('BlockRemoved');
     w.str('block_hashes');
-    writeHashes(w, e.blockHashes, f.intHashes);
+    writeHashes(w, e.blockHashes, f);
     w.str('medium');
     writeNullableStr(w, e.medium);
     if (e.groupIdx !== null) {
@@ -181,7 +189,7 @@ function writeRemoved(w: MsgpackWriter, e: BlockRemovedEvent, f: EventsFormat): 
   const n = REMOVED_LEN[f.version];
   w.arrayHeader(n);
   w.str('BlockRemoved');
-  writeHashes(w, e.blockHashes, f.intHashes);
+  writeHashes(w, e.blockHashes, f);
   if (n >= 3) writeNullableStr(w, e.medium);
   if (n >= 4) writeNullableInt(w, e.groupIdx);
 }
@@ -208,10 +216,17 @@ function writeEvent(w: MsgpackWriter, e: KvEvent, f: EventsFormat): void {
 /** Encodes an EventBatch `[ts, events, data_parallel_rank]` (v0.9.0: `[ts, events]`). */
 export function encodeEventBatch(ts: number, events: readonly KvEvent[], rank: number | null, format: EventsFormat, w = new MsgpackWriter()): Buffer {
   const withRank = format.version !== 'v0.9.0';
-  w.arrayHeader(withRank ? 3 : 2);
+  if (format.batchAsMap) {
+    w.mapHeader(withRank ? 3 : 2);
+    w.str('ts');
+  } else w.arrayHeader(withRank ? 3 : 2);
   w.float64(ts);
+  if (format.batchAsMap) w.str('events');
   w.arrayHeader(events.length);
   for (const e of events) writeEvent(w, e, format);
-  if (withRank) writeNullableInt(w, rank);
+  if (withRank) {
+    if (format.batchAsMap) w.str('data_parallel_rank');
+    writeNullableInt(w, rank);
+  }
   return w.finish();
 }

@@ -94,6 +94,22 @@ export class MsgpackWriter {
     this.len += 8;
   }
 
+  /** Signed 64-bit integer (bigint) in its smallest form. */
+  int64(v: bigint): void {
+    if (v >= 0n) {
+      this.uint64(v);
+      return;
+    }
+    if (v >= -0x80000000n) {
+      this.int(Number(v));
+      return;
+    }
+    this.ensure(9);
+    this.buf[this.len++] = 0xd3;
+    this.buf.writeBigInt64BE(v, this.len);
+    this.len += 8;
+  }
+
   str(s: string): void {
     const n = Buffer.byteLength(s, 'utf8');
     this.ensure(5 + n);

@@ -103,3 +103,14 @@ test('msgpack writer uses the smallest int forms and always float64 for floats',
   w.arrayHeader(16);
   assert.equal(w.finish().subarray(0, 2).toString('hex'), 'd920');
 });
+
+test('signed int64 hashes (v0.9 builtin hash) and the map-encoded batch variant (example D)', () => {
+  const neg = h64(0xfffffffffffffffbn); // -5 as int64
+  const big = h64(0x8000000000000000n); // int64 min
+  const b = encodeEventBatch(0, [removed(neg), removed(big)], 0, { version: 'v0.9.1', intHashes: true, signedHashes: true });
+  const s = b.toString('hex');
+  assert.ok(s.includes(`${ascii('BlockRemoved')}91fb`), 'negative fixint -5');
+  assert.ok(s.includes(`${ascii('BlockRemoved')}91d38000000000000000`), 'int64 min as d3');
+  const m = encodeEventBatch(1700000000.5, [], 0, { version: 'v0.24', intHashes: true, batchAsMap: true });
+  assert.equal(m.toString('hex'), hex(`83 a2 ${ascii('ts')} cb 41 d9 54 fc 40 20 00 00 a6 ${ascii('events')} 90 b2 ${ascii('data_parallel_rank')} 00`));
+});

@@ -253,3 +253,38 @@ test('error injection rate, startup delay, kill (connection refused) and restart
     await q.close();
   }
 });
+
+test('batched token-id prompts give one choice each; continuous_usage_stats adds usage to every chunk', async () => {
+  const r = await post('/v1/completions', { model: MODEL, prompt: [tokens(20, 30000), tokens(36, 31000)], max_tokens: 2 });
+  assert.equal(r.status, 200);
+  const j = r.json as { choices: { index: number }[]; usage: { prompt_tokens: number; completion_tokens: number } };
+  assert.deepEqual(
+    j.choices.map((c) => c.index),
+    [0, 1],
+  );
+  assert.equal(j.usage.prompt_tokens, 56);
+  assert.equal(j.usage.completion_tokens, 4);
+  const s = await fetch(`${pod.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: MODEL, prompt: tokens(20, 32000), max_tokens: 3, stream: true, stream_options: { include_usage: true, continuous_usage_stats: true } }) });
+  const events = (await s.text()).split('\n\n').filter((e) => e.startsWith('data: {'));
+  const parsed = events.map((e) => JSON.parse(e.slice(6)) as { usage?: { completion_tokens: number } });
+  assert.deepEqual(
+    parsed.map((p) => p.usage?.completion_tokens),
+    [1, 2, 3, 3],
+  );
+});
+
+test('a client that disconnects mid-stream aborts its request and frees its blocks', async () => {
+  const ac = new AbortController();
+  // One non-streaming and one streaming request, both abandoned by the client.
+  const nonStream = fetch(`${pod.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: MODEL, prompt: tokens(64, 40000), max_tokens: 3000 }), signal: ac.signal }).catch(() => null);
+  const s = await fetch(`${pod.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: MODEL, prompt: tokens(64, 41000), max_tokens: 3000, stream: true }), signal: ac.signal });
+  const reader = (s.body as ReadableStream<Uint8Array>).getReader();
+  await reader.read();
+  assert.equal(pod.engine.numRunning, 2);
+  ac.abort();
+  await nonStream;
+  const end = Date.now() + 3000;
+  while ((pod.engine.numRunning > 0 || pod.engine.numWaiting > 0) && Date.now() < end) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(pod.engine.numRunning, 0);
+  assert.equal(pod.engine.pool.numFree, pod.engine.pool.capacity, 'every block is free again');
+});

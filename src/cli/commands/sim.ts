@@ -28,6 +28,8 @@ KV events over ZeroMQ exactly as vLLM publishes them, vLLM metrics.
   --llmd-topic                 topic kv@<host>:<port>@<model> when the config sets none
   --events-version V           wire schema: v0.9.0 v0.9.1 v0.10 v0.12 v0.17 v0.20 v0.23 v0.24 (default v0.24, map)
   --bytes-hashes               hashes as raw digests (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0)
+  --signed-hashes              int hashes as signed int64 (v0.9 builtin hash(): negative values)
+  --batch-as-map               EventBatch as a map {ts, events, data_parallel_rank}
   --replay-layout L            pre-45177 | post-45177 (default post-45177)
   --prefix-caching-hash-algo A ${HASH_ALGOS.join(' | ')} (default sha256_cbor)
   --hash-seed S                PYTHONHASHSEED (default: env PYTHONHASHSEED, else random per start)
@@ -76,6 +78,8 @@ export async function run(argv: string[]): Promise<number> {
         'llmd-topic': { type: 'boolean' },
         'events-version': { type: 'string' },
         'bytes-hashes': { type: 'boolean' },
+        'signed-hashes': { type: 'boolean' },
+        'batch-as-map': { type: 'boolean' },
         'replay-layout': { type: 'string' },
         'prefix-caching-hash-algo': { type: 'string' },
         'hash-seed': { type: 'string' },
@@ -140,7 +144,7 @@ export async function run(argv: string[]): Promise<number> {
       timeScale: num(a['time-scale'], 'time-scale'),
       timing,
       llmdTopic: a['llmd-topic'] ?? false,
-      eventsFormat: { version: parseEventsVersion(a['events-version'] ?? 'v0.24'), intHashes: !a['bytes-hashes'] },
+      eventsFormat: { version: parseEventsVersion(a['events-version'] ?? 'v0.24'), intHashes: !a['bytes-hashes'], signedHashes: a['signed-hashes'] ?? false, batchAsMap: a['batch-as-map'] ?? false },
       replayLayout: layout,
       hashAlgo: algo,
       pythonHashSeed: a['hash-seed'] ?? process.env.PYTHONHASHSEED,
