@@ -280,6 +280,8 @@ test('a client that disconnects mid-stream aborts its request and frees its bloc
   const s = await fetch(`${pod.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: MODEL, prompt: tokens(64, 41000), max_tokens: 3000, stream: true }), signal: ac.signal });
   const reader = (s.body as ReadableStream<Uint8Array>).getReader();
   await reader.read();
+  const start = Date.now() + 3000;
+  while (pod.engine.numRunning < 2 && Date.now() < start) await new Promise((res) => setTimeout(res, 10));
   assert.equal(pod.engine.numRunning, 2);
   ac.abort();
   await nonStream;
