@@ -21,8 +21,8 @@ export interface PodsHandle {
   urls: string[];
   /** ip:port per pod (endpoint identity, also in the KV-event topic). */
   addresses: string[];
-  /** Model seconds the simulator's clock ran late, if it reports it. */
-  lagSeconds(): Promise<number | undefined>;
+  /** How late the simulator's timers fired (model seconds, summed) over how many timers. */
+  lag(): Promise<{ seconds: number; timers: number } | undefined>;
   close(): Promise<void>;
 }
 

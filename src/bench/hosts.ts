@@ -30,12 +30,12 @@ class ChildPods implements PodsHandle {
   ) {
     child.on('message', (m) => this.waiters.shift()?.(m as Record<string, unknown>));
   }
-  async lagSeconds(): Promise<number | undefined> {
+  async lag(): Promise<{ seconds: number; timers: number } | undefined> {
     if (!this.child.connected) return undefined;
     const reply = new Promise<Record<string, unknown>>((resolve) => this.waiters.push(resolve));
     this.child.send({ cmd: 'lag' });
     const m = await Promise.race([reply, new Promise<Record<string, unknown>>((r) => setTimeout(() => r({}), 5000))]);
-    return typeof m.lag === 'number' ? m.lag : undefined;
+    return typeof m.lag === 'number' && typeof m.timers === 'number' ? { seconds: m.lag, timers: m.timers } : undefined;
   }
   async close(): Promise<void> {
     if (this.child.exitCode !== null) return;
@@ -69,7 +69,7 @@ export async function startPodsInProcess(spec: SimSpec): Promise<PodsHandle> {
   return {
     urls: host.pods.map((p) => p.url),
     addresses: host.pods.map((p) => p.podId),
-    lagSeconds: async () => (host.clock instanceof RealClock ? host.clock.lagSeconds : undefined),
+    lag: async () => (host.clock instanceof RealClock ? { seconds: host.clock.lagSeconds, timers: host.clock.firedTimers } : undefined),
     close: () => host.close(),
   };
 }

@@ -48,8 +48,8 @@ export interface StrategyResult {
   stages: StageResult[];
   /** All non-warm-up stages together. */
   total: StageResult;
-  /** Model seconds the simulator fell behind (its timers fired late), summed over pods' clock. */
-  simLagSeconds?: number;
+  /** Mean lateness of the simulator's timers, model ms (its clock falling behind wall time). */
+  simLagMs?: number;
   wallSeconds: number;
   error?: string;
   sampleErrors: string[];

@@ -20,7 +20,7 @@ process.on('message', (m: { cmd: string; spec?: SimSpec }) => {
         host = await SimHost.start(simPodOptions(m.spec));
         send({ ok: true, urls: host.pods.map((p) => p.url), addresses: host.pods.map((p) => p.podId) });
       } else if (m.cmd === 'lag') {
-        send({ lag: host?.clock instanceof RealClock ? host.clock.lagSeconds : undefined });
+        send(host?.clock instanceof RealClock ? { lag: host.clock.lagSeconds, timers: host.clock.firedTimers } : {});
       } else if (m.cmd === 'close') {
         await host?.close();
         process.exit(0);

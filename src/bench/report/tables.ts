@@ -54,7 +54,10 @@ export function markdownReport(r: BenchResults): string {
   }
   lines.push('## Strategies');
   lines.push('');
-  for (const s of r.strategies) lines.push(`- **${s.label}** (\`${s.name}\`): ${s.description}`);
+  for (const s of r.strategies) {
+    const lag = s.simLagMs !== undefined ? ` Simulator timer lag ${s.simLagMs.toFixed(2)} model-ms mean; ${Math.round(s.wallSeconds)} s wall.` : '';
+    lines.push(`- **${s.label}** (\`${s.name}\`): ${s.description}.${lag}`);
+  }
   if (m.notes.length) {
     lines.push('');
     lines.push('## Notes');

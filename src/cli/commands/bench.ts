@@ -29,7 +29,7 @@ the workload's oracle hit rate (infinite cache). Times are model time (wall / --
   --max-requests N         cap the number of requests
   simulator:     --block-size B --num-gpu-blocks N --max-num-seqs N --profile NAME --model M
   --in-process-pods        host the pods in this process (default: a child process)
-  --drain-timeout S        wall seconds to wait for in-flight requests after the last send
+  --drain-timeout S        model seconds to wait for in-flight requests after the last send
   --quiet                  no progress output
 `;
 
