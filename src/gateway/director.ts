@@ -153,7 +153,7 @@ export class Director {
     e.inflightTokens += tokens;
     e.routed++;
     this.flights.set(req, { endpoint: e, tokens });
-    this.o.metrics?.routed.inc({ endpoint: e.address });
+    this.o.metrics?.routed.add(e.address, () => ({ endpoint: e.address }));
   }
 
   /** Headers the response hooks want on the client's response. */

@@ -8,29 +8,57 @@ const TTFT_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.
 const SCHED_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
 const PLUGIN_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
 
+/**
+ * A labelled counter whose hot path is a Map lookup on a caller-built key; prom-client reads
+ * the totals at scrape time (label hashing per request would cost more than the routing).
+ */
+export class Tally<L extends string> {
+  private readonly counts = new Map<string, { labels: Partial<Record<L, string>>; n: number }>();
+  constructor(name: string, help: string, labelNames: L[], registry: Registry, kind: 'counter' | 'gauge' = 'counter') {
+    const counts = this.counts;
+    const collect = function (this: Counter<L> | Gauge<L>) {
+      this.reset();
+      for (const { labels, n } of counts.values()) (this as Gauge<L>).set(labels, n);
+    };
+    if (kind === 'counter') {
+      // Counter has no set(): read through a gauge-like collect by resetting and incrementing.
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const { labels, n } of counts.values()) if (n > 0) this.inc(labels, n);
+        },
+      });
+    } else new Gauge({ name, help, labelNames, registers: [registry], collect });
+  }
+  add(key: string, labels: () => Partial<Record<L, string>>, delta = 1): void {
+    let c = this.counts.get(key);
+    if (!c) this.counts.set(key, (c = { labels: labels(), n: 0 }));
+    c.n += delta;
+  }
+}
+
 export class RouterMetrics {
-  readonly requests: Counter<'model_name' | 'target_model_name'>;
-  readonly errors: Counter<'model_name' | 'target_model_name' | 'error_code'>;
+  readonly requests: Tally<'model_name' | 'target_model_name'>;
+  readonly errors: Tally<'model_name' | 'target_model_name' | 'error_code'>;
   readonly duration: Histogram<'model_name' | 'target_model_name'>;
   readonly ttft: Histogram<'model_name' | 'target_model_name'>;
-  readonly running: Gauge<'model_name'>;
+  readonly running: Tally<'model_name'>;
   readonly inputTokens: Histogram<'model_name' | 'target_model_name'>;
   readonly outputTokens: Histogram<'model_name' | 'target_model_name'>;
   readonly schedulerE2e: Histogram;
   readonly schedulerAttempts: Counter<'status'>;
   readonly pluginDuration: Histogram<'extension_point' | 'plugin_type' | 'plugin_name'>;
-  readonly routed: Counter<'endpoint'>;
+  readonly routed: Tally<'endpoint'>;
   readonly retries: Counter<'endpoint' | 'reason'>;
 
   constructor(registry: Registry, pool: EndpointPool) {
     const r = [registry];
-    this.requests = new Counter({ name: 'inference_objective_request_total', help: 'Requests received', labelNames: ['model_name', 'target_model_name'], registers: r });
-    this.errors = new Counter({
-      name: 'inference_objective_request_error_total',
-      help: 'Requests that ended in an error, by status code',
-      labelNames: ['model_name', 'target_model_name', 'error_code'],
-      registers: r,
-    });
+    this.requests = new Tally('inference_objective_request_total', 'Requests received', ['model_name', 'target_model_name'], registry);
+    this.errors = new Tally('inference_objective_request_error_total', 'Requests that ended in an error, by status code', ['model_name', 'target_model_name', 'error_code'], registry);
     this.duration = new Histogram({
       name: 'inference_objective_request_duration_seconds',
       help: 'End-to-end request latency through the router',
@@ -45,7 +73,7 @@ export class RouterMetrics {
       buckets: TTFT_BUCKETS,
       registers: r,
     });
-    this.running = new Gauge({ name: 'inference_objective_running_requests', help: 'Requests in flight through the router', labelNames: ['model_name'], registers: r });
+    this.running = new Tally('inference_objective_running_requests', 'Requests in flight through the router', ['model_name'], registry, 'gauge');
     const tokenBuckets = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072];
     this.inputTokens = new Histogram({ name: 'inference_objective_input_tokens', help: 'Prompt tokens (from upstream usage)', labelNames: ['model_name', 'target_model_name'], buckets: tokenBuckets, registers: r });
     this.outputTokens = new Histogram({ name: 'inference_objective_output_tokens', help: 'Completion tokens (from upstream usage)', labelNames: ['model_name', 'target_model_name'], buckets: tokenBuckets, registers: r });
@@ -58,7 +86,7 @@ export class RouterMetrics {
       buckets: PLUGIN_BUCKETS,
       registers: r,
     });
-    this.routed = new Counter({ name: 'kvrouter_endpoint_requests_total', help: 'Requests sent to each endpoint', labelNames: ['endpoint'], registers: r });
+    this.routed = new Tally('kvrouter_endpoint_requests_total', 'Requests sent to each endpoint', ['endpoint'], registry);
     this.retries = new Counter({ name: 'kvrouter_upstream_retries_total', help: 'Requests retried on the next-best endpoint after a connect failure', labelNames: ['endpoint', 'reason'], registers: r });
 
     const perEndpoint = (name: string, help: string, read: (e: ReturnType<EndpointPool['all']>[number]) => number) =>

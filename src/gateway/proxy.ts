@@ -12,6 +12,8 @@ import type { RouterMetrics } from './metrics.js';
 import { REQUEST_ID_HEADER } from './parse.js';
 
 export const ENDPOINT_HEADER = 'x-kvrouter-endpoint';
+/** Non-streamed responses up to this size go out in a single write. */
+const HOLD_LIMIT = 256 * 1024;
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -192,6 +194,9 @@ export class Proxy {
     // Keep the tail of the body to read `usage` from (last SSE chunk or the JSON body).
     let tail = '';
     const body = up.body;
+    const sse = String(up.headers['content-type'] ?? '').includes('event-stream');
+    let held: Buffer[] | null = ireq.stream || sse ? null : [];
+    let heldBytes = 0;
     await new Promise<void>((resolve) => {
       let settled = false;
       const finish = (err?: Error) => {
@@ -204,7 +209,8 @@ export class Proxy {
           if (!signal.aborted) this.o.logger.warn({ 'x-request-id': ireq.requestId, endpoint: target.address, err: err.message }, 'upstream stream failed mid-response');
           res.destroy();
           body.destroy();
-        } else res.end();
+        } else if (held) res.end(held.length === 1 ? held[0] : Buffer.concat(held));
+        else res.end();
         resolve();
       };
       const onDrain = () => body.resume();
@@ -216,7 +222,15 @@ export class Proxy {
       // Chunks go out as they come: no buffering, backpressure through pause/resume.
       body.on('data', (chunk: Buffer) => {
         if (info.ttftMs === undefined) info.ttftMs = performance.now() - startedAt;
-        if (!res.write(chunk)) body.pause();
+        if (held) {
+          // Non-streamed answers are small: hold them to send headers and body in one write.
+          held.push(chunk);
+          heldBytes += chunk.length;
+          if (heldBytes > HOLD_LIMIT) {
+            for (const c of held) res.write(c);
+            held = null;
+          }
+        } else if (!res.write(chunk)) body.pause();
         const s = chunk.length > 8192 ? chunk.toString('latin1', chunk.length - 8192) : chunk.toString('latin1');
         tail = tail.length + s.length > 8192 ? (tail + s).slice(-8192) : tail + s;
       });

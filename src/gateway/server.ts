@@ -185,18 +185,22 @@ export class GatewayServer {
       ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions);
     } catch (err) {
       const ge = err instanceof GatewayError ? err : badRequest(`could not read the request: ${(err as Error).message}`, 'bad_body');
-      m.errors.inc({ model_name: '', target_model_name: '', error_code: String(ge.status) });
+      m.errors.add(`\u0000\u0000${ge.status}`, () => ({ model_name: '', target_model_name: '', error_code: String(ge.status) }));
       sendError(res, ge, req.headers[REQUEST_ID_HEADER] as string | undefined);
       return;
     }
     const labels = { model_name: ireq.model, target_model_name: ireq.targetModel };
-    m.requests.inc(labels);
-    m.running.inc({ model_name: ireq.model });
+    const key = ireq.model + '\u0000' + ireq.targetModel;
+    const labelsOf = () => labels;
+    const model = ireq.model;
+    const modelLabels = () => ({ model_name: model });
+    m.requests.add(key, labelsOf);
+    m.running.add(model, modelLabels);
     try {
       const result = await this.o.director.schedule(ireq);
       const candidates = this.o.director.candidates(ireq);
       const info = await this.o.proxy.forward(ireq, req, res, body, result, candidates, started);
-      if (info.status >= 400) m.errors.inc({ ...labels, error_code: String(info.status) });
+      if (info.status >= 400) m.errors.add(`${key}\u0000${info.status}`, () => ({ ...labels, error_code: String(info.status) }));
       else {
         m.duration.observe(labels, (performance.now() - started) / 1000);
         if (info.ttftMs !== undefined) m.ttft.observe(labels, info.ttftMs / 1000);
@@ -206,10 +210,10 @@ export class GatewayServer {
     } catch (err) {
       const ge = err instanceof GatewayError ? err : new GatewayError(500, (err as Error).message, 'internal_error', 'internal');
       if (ge.status >= 500 && ge.status !== 503) this.log.warn({ 'x-request-id': ireq.requestId, status: ge.status, err: ge.message }, 'request failed');
-      m.errors.inc({ ...labels, error_code: String(ge.status) });
+      m.errors.add(`${key}\u0000${ge.status}`, () => ({ ...labels, error_code: String(ge.status) }));
       sendError(res, ge, ireq.requestId);
     } finally {
-      m.running.dec({ model_name: ireq.model });
+      m.running.add(model, modelLabels, -1);
     }
   }
 
