@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { compileTemplate, detectContentFormat, renderChat, type TemplateContext } from './chat.js';
 import { HfTokenizerEngine } from './engine.js';
 import { ChunkTokenCache, type PrefixCacheOptions, type PrefixCacheStats } from './prefix-cache.js';
-import { cutSafety } from './safe-cuts.js';
+import { cutSafety, type CutSafety } from './safe-cuts.js';
 import { TokenizeError, type ChatOptions } from './types.js';
 
 export interface EncodeStats {
@@ -84,7 +84,7 @@ export class ModelTokenizer {
     if (!safety.ok) this.cacheDisabledReason = safety.reason;
     else if (cacheOpts?.enabled === false) this.cacheDisabledReason = 'disabled by configuration';
     // Without exact cuts nothing can be split; with them, long texts are split (and cached if enabled).
-    this.cache = !safety.ok || (cacheOpts?.enabled === false && cacheOpts.split === false) ? undefined : new ChunkTokenCache(cacheOpts);
+    this.cache = !safety.ok || (cacheOpts?.enabled === false && cacheOpts.split === false) ? undefined : new ChunkTokenCache(cacheOpts, safety.newlineRule);
   }
 
   static async load(name: string, dir: string, opts: { maxModelLen?: number; prefixCache?: PrefixCacheOptions } = {}): Promise<ModelTokenizer> {
@@ -166,7 +166,7 @@ function bosEosFromConfig(cfg: Record<string, unknown>): { bos: string | null; e
  * Loaded engines shared process-wide by file content (a tokenizer.json is ~10 MB and ~1 s to
  * load; a simulator hosting many pods, or several registries, should load it once).
  */
-const sharedEngines = new Map<string, { engine: HfTokenizerEngine; safety: ReturnType<typeof cutSafety> }>();
+const sharedEngines = new Map<string, { engine: HfTokenizerEngine; safety: CutSafety }>();
 
 function loadShared(path: string, bosEos: { bos: string | null; eos: string | null } | undefined) {
   const raw = readFileSync(path);

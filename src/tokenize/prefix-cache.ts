@@ -40,7 +40,11 @@ export class ChunkTokenCache {
 
   readonly caching: boolean;
 
-  constructor(opts: PrefixCacheOptions = {}) {
+  /** Whether rule 2 of safe-cuts.ts (newline then letter) holds for this tokenizer. */
+  readonly newlineRule: boolean;
+
+  constructor(opts: PrefixCacheOptions = {}, newlineRule = true) {
+    this.newlineRule = newlineRule;
     this.chunkChars = Math.max(64, opts.chunkChars ?? 1024);
     this.minChars = Math.max(this.chunkChars, opts.minChars ?? 2048);
     this.caching = opts.enabled !== false;
@@ -52,7 +56,7 @@ export class ChunkTokenCache {
    * are tokenized together with one `encodeMany` call and then cached.
    */
   async encode(text: string, encodeMany: EncodeMany): Promise<{ ids: number[]; hitTokens: number; missTokens: number }> {
-    const chunks = chunkText(text, this.chunkChars);
+    const chunks = chunkText(text, this.chunkChars, this.newlineRule);
     const parts: (Uint32Array | undefined)[] = new Array(chunks.length);
     const missIdx: number[] = [];
     for (let i = 0; i < chunks.length; i++) {

