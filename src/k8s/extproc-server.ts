@@ -201,7 +201,7 @@ class ExtProcStream {
       this.addedRequestId = true;
       this.headers['x-request-id'] = this.requestId;
     }
-    this.log.debug({ 'x-request-id': this.requestId, path: this.path() }, 'EPP received request');
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ 'x-request-id': this.requestId, path: this.path() }, 'EPP received request');
     if (h.end_of_stream) {
       // Body-less request (e.g. GET /v1/models): any ready endpoint will do.
       const outcome = this.subset !== null && this.subset.length === 0
@@ -257,7 +257,7 @@ class ExtProcStream {
       for (let i = 0; i < pieces.length; i++) {
         this.write({ request_body: { response: { body_mutation: { streamed_response: { body: pieces[i], end_of_stream: i === pieces.length - 1 } } } } });
       }
-      this.log.debug({ 'x-request-id': this.requestId, endpoint: dest, chunks: pieces.length }, 'EPP sent request body response(s) to proxy');
+      if (this.log.isLevelEnabled('debug')) this.log.debug({ 'x-request-id': this.requestId, endpoint: dest, chunks: pieces.length }, 'EPP sent request body response(s) to proxy');
     }
     this.phase = 'routed';
     this.picked = p;
