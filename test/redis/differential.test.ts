@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { startRedisServer, type RedisServerHandle } from '../helpers/redis-server.js';
 import { RedisKvBlockIndex } from '../../src/index/redis-index.js';
 import { InMemoryKvBlockIndex } from '../../src/index/memory-index.js';
-import type { PodEntry } from '../../src/index/types.js';
+import type { PodEntry, PrefixMatch } from '../../src/index/types.js';
 import { pino } from 'pino';
 
 let redis: RedisServerHandle;
@@ -26,6 +26,12 @@ function rng(seed: number): () => number {
 
 const PODS = ['10.0.0.1:8000', '10.0.0.2:8000', '10.0.0.3:8000'];
 const TIERS = ['gpu', 'cpu', 'CPU_Pinned', ''];
+
+/** Same pods, same run lengths, weighted sums equal up to float rounding (the backends add in different orders). */
+function assertSameMatches(got: Map<string, PrefixMatch>, want: Map<string, PrefixMatch>, msg: string): void {
+  const norm = (m: Map<string, PrefixMatch>) => [...m].map(([pod, v]) => [pod, v.blocks, Math.round(v.weighted * 1e9) / 1e9] as const).sort((a, b) => a[0].localeCompare(b[0]));
+  assert.deepEqual(norm(got), norm(want), msg);
+}
 
 for (const seed of [1, 2, 3, 4]) {
   test(`random operation sequence ${seed}: Redis and in-memory indexes agree`, async () => {
@@ -71,7 +77,7 @@ for (const seed of [1, 2, 3, 4]) {
         } else {
           const keys = chain(Math.floor(r() * 5), 5 + Math.floor(r() * 30));
           const filter = r() < 0.3 ? new Set([pick(PODS), pick(PODS)]) : null;
-          assert.deepEqual(await red.longestPrefix(keys, filter), mem.longestPrefix(keys, filter), `lookup at step ${step}`);
+          assertSameMatches(await red.longestPrefix(keys, filter), mem.longestPrefix(keys, filter), `lookup at step ${step}`);
           const e = usedEngine.length ? pick(usedEngine) : 1001n;
           const pod = pick(PODS);
           assert.equal(await red.getRequestKey(e, pod), mem.getRequestKey(e, pod), `getRequestKey(${e}, ${pod}) at step ${step}`);
@@ -84,7 +90,7 @@ for (const seed of [1, 2, 3, 4]) {
       }
       for (let s = 0; s < 35; s++) {
         const keys = chain(s, 6);
-        assert.deepEqual(await red.longestPrefix(keys), mem.longestPrefix(keys), `final lookup from ${s}`);
+        assertSameMatches(await red.longestPrefix(keys), mem.longestPrefix(keys), `final lookup from ${s}`);
       }
     } finally {
       mem.close();

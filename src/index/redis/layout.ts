@@ -12,7 +12,8 @@
 //   P e:<pod>    HASH  the pod's engine keys (engine hashes are only meaningful within one
 //                      engine): field <h> -> its request keys, concatenated <h> values, each
 //                      once, a newly mapped one last (getRequestKey answers the last).
-//   P p:<pod>    SET   <h> of every request key where <pod> has a record (for clear(pod)).
+//   P p:<pod>    SET   <h> of request keys <pod> got without an engine mapping or reservation
+//                      (clear(pod) finds the others through e:<pod> and spec).
 //   P pods       ZSET  pods in order of first appearance (getRequestKey without a pod).
 //   P spec       ZSET  speculative reservations "<seq>\n<gen>\n<pod>\n<hex keys>" scored by
 //                      their deadline in ms on the Redis server clock, so every replica agrees

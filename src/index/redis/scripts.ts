@@ -134,8 +134,8 @@ local function rec(pod, tag, refs)
   if refs > 1 then return pod .. '\\t' .. tag .. '*' .. refs .. '\\n' end
   return pod .. '\\t' .. tag .. '\\n'
 end
--- one more reference; returns true when the pod was not at h before
-local function addAt(h, pod, tag)
+-- one more reference; returns true when the pod was not at h before (only worked out when 'track')
+local function addAt(h, pod, tag, track)
   local k = rkey(h)
   local v = rget(k)
   if not v then
@@ -148,13 +148,14 @@ local function addAt(h, pod, tag)
     rset(k, sub(v, 1, a - 1) .. rec(pod, tag, refs + 1) .. sub(v, e + 1))
     return false
   end
-  local fresh = not podIn(v, pod, false)
+  local fresh = track and not podIn(v, pod, false)
   rset(k, v .. rec(pod, tag, 1))
   dEntries = dEntries + 1
   return fresh
 end
 -- one reference less; the record goes at zero; the pod's set forgets h when it holds nothing there
-local function evictAt(h, pod, tag)
+-- ('untrack' false: the caller knows h is not in the set, e.g. a speculative reservation)
+local function evictAt(h, pod, tag, untrack)
   local k = rkey(h)
   local v = rget(k)
   if not v then return end
@@ -168,7 +169,7 @@ local function evictAt(h, pod, tag)
   rset(k, nv ~= '' and nv or false)
   dEntries = dEntries - 1
   removed = removed + 1
-  if not podIn(nv, pod, false) then redis.call('SREM', P .. 'p:' .. pod, h) end
+  if untrack ~= false and not podIn(nv, pod, false) then redis.call('SREM', P .. 'p:' .. pod, h) end
 end
 -- Expire speculative reservations whose deadline passed (at most 'limit'). A member is
 -- "<seq>\\n<gen>\\n<pod>\\n<hex keys>"; a pod cleared since (generation moved on) is skipped.
@@ -177,7 +178,7 @@ local function sweep(limit)
   for _, m in ipairs(due) do
     local _, gen, pod, hexes = string.match(m, '^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')
     if pod and (redis.call('HGET', GEN, pod) or '0') == gen then
-      for j = 1, #hexes, 16 do evictAt(sub(hexes, j, j + 15), pod, '~gpu') end
+      for j = 1, #hexes, 16 do evictAt(sub(hexes, j, j + 15), pod, '~gpu', false) end
     end
     redis.call('ZREM', SPEC, m)
   end
@@ -202,7 +203,9 @@ local function seePod(pod)
     redis.call('ZADD', PODS, 'NX', redis.call('HINCRBY', META, 'podseq', 1), pod)
   end
 end
-local function addKeys(pod, tag, req)
+-- 'track': record the keys in the pod's set. Not needed when clear(pod) finds them anyway:
+-- through the pod's engine map (adds with engine keys) or the reservation queue (addSpeculative).
+local function addKeys(pod, tag, req, track)
   local names, hs = {}, {}
   for j = 1, #req, 16 do
     local h = sub(req, j, j + 15)
@@ -212,7 +215,7 @@ local function addKeys(pod, tag, req)
   rprefetch(names)
   local fresh = {}
   for _, h in ipairs(hs) do
-    if addAt(h, pod, tag) then fresh[#fresh + 1] = h end
+    if addAt(h, pod, tag, track) and track then fresh[#fresh + 1] = h end
   end
   for a = 1, #fresh, 1000 do redis.call('SADD', P .. 'p:' .. pod, unpack(fresh, a, math.min(#fresh, a + 999))) end
 end
@@ -246,17 +249,36 @@ local function evictEngine(e, pod, tag)
   local held = false
   for j = 1, #m, 16 do
     local h = sub(m, j, j + 15)
-    evictAt(h, pod, tag)
+    evictAt(h, pod, tag, nil)
     if not held and podIn(rget(rkey(h)), pod, true) then held = true end
   end
   -- forget the mapping once the pod holds none of its request keys
   if not held then eset(pod, e, false) end
 end
 local function clearPod(pod)
+  -- the pod's request keys: its set, its engine map's targets, its pending reservations
+  writeBack()
   local pk = P .. 'p:' .. pod
-  local hs = redis.call('SMEMBERS', pk)
-  local names = {}
-  for j, h in ipairs(hs) do names[j] = rkey(h) end
+  local ek = P .. 'e:' .. pod
+  local names, seen = {}, {}
+  local function see(h)
+    if not seen[h] then
+      seen[h] = true
+      names[#names + 1] = rkey(h)
+    end
+  end
+  for _, h in ipairs(redis.call('SMEMBERS', pk)) do see(h) end
+  local map = redis.call('HGETALL', ek)
+  for j = 2, #map, 2 do
+    local m = map[j]
+    for x = 1, #m, 16 do see(sub(m, x, x + 15)) end
+  end
+  for _, m in ipairs(redis.call('ZRANGE', SPEC, 0, -1)) do
+    local _, _, p, hexes = string.match(m, '^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+    if p == pod then
+      for x = 1, #hexes, 16 do see(sub(hexes, x, x + 15)) end
+    end
+  end
   rprefetch(names)
   local needle = pod .. '\\t'
   for _, k in ipairs(names) do
@@ -275,10 +297,8 @@ local function clearPod(pod)
     end
   end
   redis.call('DEL', pk)
-  -- engine mappings: write pending ones back, then drop the pod's whole map
-  writeBack()
-  local ek = P .. 'e:' .. pod
-  dEngine = dEngine - redis.call('HLEN', ek)
+  -- drop the pod's whole engine map (pending mappings were written back above)
+  dEngine = dEngine - #map / 2
   redis.call('UNLINK', ek)
   ecache[pod] = nil
   edirty[pod] = nil
@@ -293,17 +313,18 @@ while i <= nargs do
   if op == 'a' then
     local pod, tag, req, eng = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     seePod(pod)
-    addKeys(pod, tag, req)
-    if #eng > 0 and #req > 0 and byte(tag, 1) ~= 126 then mapEngine(pod, eng, req) end
+    local mapped = #eng > 0 and #req > 0 and byte(tag, 1) ~= 126
+    addKeys(pod, tag, req, not mapped)
+    if mapped then mapEngine(pod, eng, req) end
     i = i + 5
   elseif op == 'e' then
     local pod, tag, key, kind = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-    if kind == 'e' then evictEngine(key, pod, tag) else evictAt(key, pod, tag) end
+    if kind == 'e' then evictEngine(key, pod, tag) else evictAt(key, pod, tag, nil) end
     i = i + 5
   elseif op == 's' then
     local pod, ttl, req = ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
     seePod(pod)
-    addKeys(pod, '~gpu', req)
+    addKeys(pod, '~gpu', req, false)
     local seq = redis.call('HINCRBY', META, 'seq', 1)
     local gen = redis.call('HGET', GEN, pod) or '0'
     redis.call('ZADD', SPEC, now() + ttl, seq .. '\\n' .. gen .. '\\n' .. pod .. '\\n' .. req)
