@@ -170,3 +170,27 @@ test('GPT-2 regex tokenizers: cached ids still equal a full tokenization, includ
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('every cut the rules allow splits the ids exactly (dense random texts, Qwen and GPT-2 regexes)', async () => {
+  const { HfTokenizerEngine } = await import('../../src/tokenize/engine.js');
+  const qwen = HfTokenizerEngine.fromString(JSON.stringify(qwenJson));
+  const gpt2 = HfTokenizerEngine.fromString(JSON.stringify({ ...qwenJson, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true } }));
+  const ALPHA = ['a', 'Z', 'é', '1', '9', ' ', '  ', '\n', '\t', '\r', '\r\n', "'", 's', 'LL', '.', '!', '"', '(', '世', '\u0301', '\u00a0', '😀', '<|im_end|>', '<think>', '\u0085', '\u3000', 'x '];
+  const r = rng(5);
+  let cuts = 0;
+  for (const [engine, newlineRule] of [[qwen, true], [gpt2, false]] as const) {
+    for (let k = 0; k < 150; k++) {
+      let text = '';
+      const n = 5 + Math.floor(r() * 25);
+      for (let i = 0; i < n; i++) text += ALPHA[Math.floor(r() * ALPHA.length)];
+      const whole = JSON.stringify(await engine.encode(text, false));
+      for (let c = 1; c < text.length; c++) {
+        if (!isCut(text, c, newlineRule)) continue;
+        const [left, right] = await engine.encodeMany([text.slice(0, c), text.slice(c)], false);
+        assert.equal(JSON.stringify([...left, ...right]), whole, `${newlineRule ? 'qwen' : 'gpt2'} cut ${c} of ${JSON.stringify(text)}`);
+        cuts++;
+      }
+    }
+  }
+  assert.ok(cuts > 300, `checked ${cuts} cuts`);
+});
