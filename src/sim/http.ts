@@ -120,6 +120,27 @@ async function handle(core: HttpCore, req: IncomingMessage, res: ServerResponse)
     res.end();
     return;
   }
+  if (path === '/sim/stats' && method === 'GET') {
+    // Simulator-only: engine state and counters in model time (not a vLLM endpoint).
+    const e = core.engine();
+    sendJson(res, 200, {
+      model_time_s: core.now(),
+      steps: e.steps,
+      busy_model_s: e.busySeconds,
+      running: e.numRunning,
+      waiting: e.numWaiting,
+      kv_cache_usage: e.pool.usage(),
+      cached_blocks: e.pool.cachedBlocks,
+      free_blocks: e.pool.numFree,
+      evictions: e.pool.evictions,
+      preemptions: e.preemptionsTotal,
+      prefix_cache_queries: e.prefixQueries,
+      prefix_cache_hits: e.prefixHits,
+      prompt_tokens: e.promptTokensTotal,
+      generation_tokens: e.generationTokensTotal,
+    });
+    return;
+  }
   if (path === '/v1/models' && method === 'GET') {
     sendJson(res, 200, {
       object: 'list',

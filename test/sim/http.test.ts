@@ -105,6 +105,8 @@ test('models, health, and OpenAI-style errors for bad input', async () => {
   const noPrompt = await post('/v1/completions', { model: MODEL });
   assert.equal(noPrompt.status, 400);
   assert.equal((await fetch(`${pod.url}/nowhere`)).status, 404);
+  const stats = (await (await fetch(`${pod.url}/sim/stats`)).json()) as { model_time_s: number; steps: number; prefix_cache_hits: number };
+  assert.ok(stats.model_time_s > 0 && stats.steps > 0 && stats.prefix_cache_hits >= 96);
 });
 
 test('X-Return-Error forces an error by code or failure type', async () => {
