@@ -26,8 +26,8 @@ local function now()
 end
 
 -- ---- batch-local caches, written back once at the end ----
-local rcache, rdirty = {}, {}          -- 'P r:<h>' -> value | false
-local ecache, edirty = {}, {}          -- pod -> { <e> -> list | false }
+local rcache, rdirty, rlist = {}, {}, {}   -- 'P r:<h>' -> value | false; dirty set and list
+local ecache, edirty, elist = {}, {}, {}   -- per pod: { <e> -> list | false }, dirty set, dirty list
 local function rkey(h) return P .. 'r:' .. h end
 local function rprefetch(names)
   local miss = {}
@@ -47,18 +47,21 @@ local function rset(k, v)
   local old = rget(k)
   if old and not v then dKeys = dKeys - 1 elseif v and not old then dKeys = dKeys + 1 end
   rcache[k] = v
-  rdirty[k] = true
+  if not rdirty[k] then rdirty[k] = true; rlist[#rlist + 1] = k end
+end
+local function epod(pod)
+  local c = ecache[pod]
+  if not c then c = {}; ecache[pod] = c; edirty[pod] = {}; elist[pod] = {} end
+  return c
 end
 local function eget(pod, e)
-  local c = ecache[pod]
-  if not c then c = {}; ecache[pod] = c; edirty[pod] = {} end
+  local c = epod(pod)
   local v = c[e]
   if v == nil then v = redis.call('HGET', P .. 'e:' .. pod, e); c[e] = v end
   return v
 end
 local function eprefetch(pod, es)
-  local c = ecache[pod]
-  if not c then c = {}; ecache[pod] = c; edirty[pod] = {} end
+  local c = epod(pod)
   local miss = {}
   for _, e in ipairs(es) do if c[e] == nil then miss[#miss + 1] = e end end
   for a = 1, #miss, 1000 do
@@ -71,27 +74,29 @@ local function eset(pod, e, v)
   local old = eget(pod, e)
   if old and not v then dEngine = dEngine - 1 elseif v and not old then dEngine = dEngine + 1 end
   ecache[pod][e] = v
-  edirty[pod][e] = true
+  local d = edirty[pod]
+  if not d[e] then d[e] = true; local l = elist[pod]; l[#l + 1] = e end
 end
 local function writeBack()
   local set, del = {}, {}
-  for k in pairs(rdirty) do
+  for _, k in ipairs(rlist) do
     local v = rcache[k]
     if v then set[#set + 1] = k; set[#set + 1] = v else del[#del + 1] = k end
   end
   for a = 1, #set, 1000 do redis.call('MSET', unpack(set, a, math.min(#set, a + 999))) end
   for a = 1, #del, 1000 do redis.call('DEL', unpack(del, a, math.min(#del, a + 999))) end
-  rdirty = {}
-  for pod, d in pairs(edirty) do
+  rdirty, rlist = {}, {}
+  for pod, l in pairs(elist) do
     local ek = P .. 'e:' .. pod
+    local c = ecache[pod]
     local hs, hd = {}, {}
-    for e in pairs(d) do
-      local v = ecache[pod][e]
+    for _, e in ipairs(l) do
+      local v = c[e]
       if v then hs[#hs + 1] = e; hs[#hs + 1] = v else hd[#hd + 1] = e end
     end
     for a = 1, #hs, 1000 do redis.call('HSET', ek, unpack(hs, a, math.min(#hs, a + 999))) end
     for a = 1, #hd, 1000 do redis.call('HDEL', ek, unpack(hd, a, math.min(#hd, a + 999))) end
-    edirty[pod] = {}
+    edirty[pod], elist[pod] = {}, {}
   end
   if dKeys ~= 0 then redis.call('HINCRBY', META, 'keys', dKeys) end
   if dEntries ~= 0 then redis.call('HINCRBY', META, 'entries', dEntries) end
@@ -207,30 +212,66 @@ end
 -- through the pod's engine map (adds with engine keys) or the reservation queue (addSpeculative).
 local function addKeys(pod, tag, req, track)
   local names, hs = {}, {}
+  local n = 0
   for j = 1, #req, 16 do
+    n = n + 1
     local h = sub(req, j, j + 15)
-    hs[#hs + 1] = h
-    names[#names + 1] = rkey(h)
+    hs[n] = h
+    names[n] = P .. 'r:' .. h
   end
   rprefetch(names)
   local fresh = {}
-  for _, h in ipairs(hs) do
-    if addAt(h, pod, tag, track) and track then fresh[#fresh + 1] = h end
+  local one = pod .. '\\t' .. tag .. '\\n'
+  for x = 1, n do
+    local k = names[x]
+    if rcache[k] == false then
+      -- fast path: a key nobody holds yet
+      rcache[k] = one
+      if not rdirty[k] then rdirty[k] = true; rlist[#rlist + 1] = k end
+      dKeys = dKeys + 1
+      dEntries = dEntries + 1
+      if track then fresh[#fresh + 1] = hs[x] end
+    elseif addAt(hs[x], pod, tag, track) and track then
+      fresh[#fresh + 1] = hs[x]
+    end
   end
   for a = 1, #fresh, 1000 do redis.call('SADD', P .. 'p:' .. pod, unpack(fresh, a, math.min(#fresh, a + 999))) end
+  return hs
 end
 -- Engine key -> request keys of one pod, llm-d's ratio mapping. The list keeps each request
 -- key once; a newly seen one goes last (it is the parent for the next block).
-local function mapEngine(pod, engHex, reqHex)
-  local nE, nR = #engHex / 16, #reqHex / 16
+local function mapEngine(pod, engHex, hs)
+  local nE, nR = #engHex / 16, #hs
   local n = math.max(nE, nR)
   local es = {}
-  for ei = 0, nE - 1 do es[#es + 1] = sub(engHex, ei * 16 + 1, ei * 16 + 16) end
+  for ei = 0, nE - 1 do es[ei + 1] = sub(engHex, ei * 16 + 1, ei * 16 + 16) end
   eprefetch(pod, es)
+  if nE == nR then
+    -- same block size: engine key i -> request key i
+    local c, d, l = ecache[pod], edirty[pod], elist[pod]
+    for x = 1, n do
+      local e, r = es[x], hs[x]
+      local cur = c[e]
+      if not cur then
+        c[e] = r
+        dEngine = dEngine + 1
+        if not d[e] then d[e] = true; l[#l + 1] = e end
+      elseif cur ~= r and not find(cur, r, 1, true) then
+        eset(pod, e, cur .. r)
+      elseif cur ~= r then
+        -- a plain find can straddle two entries: check aligned positions
+        local seen = false
+        for j = 1, #cur, 16 do
+          if sub(cur, j, j + 15) == r then seen = true; break end
+        end
+        if not seen then eset(pod, e, cur .. r) end
+      end
+    end
+    return
+  end
   for i = 0, n - 1 do
     local e = es[math.floor(i * nE / n) + 1]
-    local ri = math.floor(i * nR / n)
-    local r = sub(reqHex, ri * 16 + 1, ri * 16 + 16)
+    local r = hs[math.floor(i * nR / n) + 1]
     local cur = eget(pod, e)
     if not cur then
       eset(pod, e, r)
@@ -302,6 +343,7 @@ local function clearPod(pod)
   redis.call('UNLINK', ek)
   ecache[pod] = nil
   edirty[pod] = nil
+  elist[pod] = nil
   -- pending speculative expiries of this pod no longer apply
   redis.call('HINCRBY', GEN, pod, 1)
 end
@@ -314,8 +356,8 @@ while i <= nargs do
     local pod, tag, req, eng = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     seePod(pod)
     local mapped = #eng > 0 and #req > 0 and byte(tag, 1) ~= 126
-    addKeys(pod, tag, req, not mapped)
-    if mapped then mapEngine(pod, eng, req) end
+    local hs = addKeys(pod, tag, req, not mapped)
+    if mapped then mapEngine(pod, eng, hs) end
     i = i + 5
   elseif op == 'e' then
     local pod, tag, key, kind = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
