@@ -60,6 +60,8 @@ export interface Epp {
   /** -1 when disabled. */
   readonly metricsPort: number;
   readonly metrics: EppMetrics;
+  /** The picker's registry (the router's is router.registry); /metrics serves both. */
+  readonly registry: Registry;
   close(): Promise<void>;
 }
 
@@ -78,9 +80,24 @@ function endpointSpec(ep: DiscoveredEndpoint, router: Router): EndpointSpec {
   return { address: ep.address, name: ep.name, labels };
 }
 
+/** Prometheus text of `primary` plus every family of `secondary` that `primary` lacks. */
+export async function exposition(primary: Registry, secondary: Registry): Promise<string> {
+  let text = await primary.metrics();
+  for (const m of secondary.getMetricsAsArray()) {
+    const name = (m as unknown as { name: string }).name;
+    if (primary.getSingleMetric(name)) continue;
+    text += (await secondary.getSingleMetricAsString(name)) + '\n\n';
+  }
+  return text;
+}
+
 export async function startEpp(o: EppOptions): Promise<Epp> {
   const logger = o.logger ?? pino({ level: o.logLevel ?? 'info', base: { name: 'kvrouter-epp' } });
+  // Two registries: the router's own (pool, index, events, scheduler metrics) and the picker's
+  // request accounting. The router's request counters describe its HTTP proxy, idle here; where
+  // both define a family, /metrics serves the picker's.
   const registry = o.registry ?? new Registry();
+  const routerRegistry = new Registry();
   const bindHost = o.host ?? '0.0.0.0';
   const router = await startRouter({
     config: o.config,
@@ -89,7 +106,7 @@ export async function startEpp(o: EppOptions): Promise<Epp> {
     port: 0,
     host: '127.0.0.1',
     logger,
-    registry,
+    registry: routerRegistry,
     scrapeIntervalMs: o.refreshMetricsIntervalMs,
     zmqEndpoint: o.zmqEndpoint,
     speculativeIndexing: o.speculativeIndexing,
@@ -135,8 +152,7 @@ export async function startEpp(o: EppOptions): Promise<Epp> {
           res.writeHead(404).end();
           return;
         }
-        metrics.readyPods?.set(router.pool.ready().length);
-        registry.metrics().then(
+        exposition(registry, routerRegistry).then(
           (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
           (err: unknown) => res.writeHead(500).end(String(err)),
         );
@@ -193,6 +209,7 @@ export async function startEpp(o: EppOptions): Promise<Epp> {
     grpcHealthPort: grpcHealth.port,
     metricsPort: metricsServer ? (metricsServer.address() as AddressInfo).port : -1,
     metrics,
+    registry,
     async close() {
       if (closed) return;
       closed = true;

@@ -1,6 +1,6 @@
 // Endpoint-picker metrics under llm-d EPP's names (shared/reference/scheduler-and-gateway.md §9),
-// registered on the caller's Registry. A metric some other part of the process already put on
-// the same registry (e.g. the router's) is reused rather than registered twice.
+// registered on the caller's Registry (startEpp keeps them apart from the router's registry and
+// serves both; see epp.ts). A metric already on the registry is reused, not registered twice.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 type Labels<T extends string> = T;
@@ -23,8 +23,6 @@ export class EppMetrics {
   readonly outputTokens: Histogram<Labels<'model_name' | 'target_model_name'>>;
   readonly cachedTokens: Histogram<Labels<'model_name' | 'target_model_name'>>;
   readonly running: Gauge<Labels<'model_name'>>;
-  /** Ready endpoints; undefined when the router already exports inference_pool_ready_pods. */
-  readonly readyPods: Gauge | undefined;
   readonly pickDuration: Histogram<Labels<'result'>>;
   readonly streams: Counter<Labels<'kind'>>;
 
@@ -39,7 +37,6 @@ export class EppMetrics {
     this.outputTokens = reuse(registry, 'inference_objective_output_tokens', () => new Histogram({ name: 'inference_objective_output_tokens', help: 'Completion tokens reported in the response usage.', labelNames: mt, buckets: TOKEN_BUCKETS, registers }));
     this.cachedTokens = reuse(registry, 'inference_objective_prompt_cached_tokens', () => new Histogram({ name: 'inference_objective_prompt_cached_tokens', help: 'Prompt tokens served from the prefix cache (usage.prompt_tokens_details.cached_tokens).', labelNames: mt, buckets: TOKEN_BUCKETS, registers }));
     this.running = reuse(registry, 'inference_objective_running_requests', () => new Gauge({ name: 'inference_objective_running_requests', help: 'Requests picked and not yet completed.', labelNames: ['model_name'], registers }));
-    this.readyPods = registry.getSingleMetric('inference_pool_ready_pods') ? undefined : new Gauge({ name: 'inference_pool_ready_pods', help: 'Ready endpoints known to the picker.', registers });
     this.pickDuration = reuse(registry, 'kvrouter_extproc_pick_duration_seconds', () => new Histogram({ name: 'kvrouter_extproc_pick_duration_seconds', help: 'End of request body to the routing answer on the ext-proc stream, seconds.', labelNames: ['result'], buckets: PICK_BUCKETS, registers }));
     this.streams = reuse(registry, 'kvrouter_extproc_streams_total', () => new Counter({ name: 'kvrouter_extproc_streams_total', help: 'ext-proc streams by how they ended: picked, header_only, rejected, aborted.', labelNames: ['kind'], registers }));
   }

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
+import { parsePrometheusText } from '../../src/endpoints/prom-text.js';
 import { startEpp, type Epp } from '../../src/k8s/epp.js';
 import { EXT_PROC_SERVICE_NAME, healthClientCtor } from '../../src/k8s/proto.js';
 import { startSimPod, type SimPod } from '../../src/sim/index.js';
@@ -210,6 +211,9 @@ describe('kvrouter epp (discovery, DP ranks, precise routing over ext-proc)', ()
 
   it('exports Prometheus metrics on the metrics port, with usage accounting', async () => {
     const text = await (await fetch(`http://127.0.0.1:${epp.metricsPort}/metrics`)).text();
+    assert.equal(parsePrometheusText(text).errors, 0, 'the exposition parses');
+    const types = [...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]);
+    assert.equal(new Set(types).size, types.length, 'each metric family appears once (picker + router registries)');
     assert.match(text, new RegExp(`inference_objective_request_total\\{model_name="${MODEL.replace('/', '\\/')}",target_model_name="[^"]+"\\} [1-9]`));
     assert.match(text, /inference_objective_input_tokens_count\{[^}]*\} [1-9]/);
     assert.match(text, /inference_objective_request_error_total\{[^}]*error_code="400"\} [1-9]/);
