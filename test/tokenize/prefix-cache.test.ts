@@ -175,10 +175,15 @@ test('every cut the rules allow splits the ids exactly (dense random texts, Qwen
   const { HfTokenizerEngine } = await import('../../src/tokenize/engine.js');
   const qwen = HfTokenizerEngine.fromString(JSON.stringify(qwenJson));
   const gpt2 = HfTokenizerEngine.fromString(JSON.stringify({ ...qwenJson, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true } }));
-  const ALPHA = ['a', 'Z', 'é', '1', '9', ' ', '  ', '\n', '\t', '\r', '\r\n', "'", 's', 'LL', '.', '!', '"', '(', '世', '\u0301', '\u00a0', '😀', '<|im_end|>', '<think>', '\u0085', '\u3000', 'x '];
+  const pre = qwenJson.pre_tokenizer as { pretokenizers: Record<string, unknown>[] };
+  const llama3Split = { ...pre.pretokenizers[0], pattern: { Regex: ((pre.pretokenizers[0].pattern as { Regex: string }).Regex).replace('\\p{N}|', '\\p{N}{1,3}|') } };
+  const llama3Json = { ...qwenJson, pre_tokenizer: { ...pre, pretokenizers: [llama3Split, pre.pretokenizers[1]] } };
+  assert.deepEqual(cutSafety(llama3Json), { ok: true, newlineRule: true }, 'Llama-3 regex recognised');
+  const llama3 = HfTokenizerEngine.fromString(JSON.stringify(llama3Json));
+  const ALPHA = ['a', 'Z', 'é', '1', '9', '12345', ' ', '  ', '\n', '\t', '\r', '\r\n', "'", 's', 'LL', '.', '!', '"', '(', '世', '\u0301', '\u00a0', '😀', '<|im_end|>', '<think>', '\u0085', '\u3000', 'x '];
   const r = rng(5);
   let cuts = 0;
-  for (const [engine, newlineRule] of [[qwen, true], [gpt2, false]] as const) {
+  for (const [engine, newlineRule] of [[qwen, true], [llama3, true], [gpt2, false]] as const) {
     for (let k = 0; k < 150; k++) {
       let text = '';
       const n = 5 + Math.floor(r() * 25);
