@@ -45,15 +45,25 @@ test('the same prompt twice lands on the pod that cached it; scores null first, 
   }
 });
 
-test('the events-driven index survives speculative expiry: after the TTL the pod still scores (from vLLM events)', async () => {
+test('the events-driven index survives speculative expiry, and cache_salt isolates tenants', async () => {
   const prompt = LONG_PROMPT + 'Variant: ttl-test.';
   const a = await post(`${s.router.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 2 });
   const podA = a.headers.get('x-kvrouter-endpoint')!;
+  const salted = LONG_PROMPT + 'Variant: salt-test.';
+  const b = await post(`${s.router.url}/v1/completions`, { model: MODEL, prompt: salted, max_tokens: 2, cache_salt: 'tenant-a' });
+  const podB = b.headers.get('x-kvrouter-endpoint')!;
   await new Promise((r) => setTimeout(r, 2200));
   const sc = await post(`${s.router.url}/score_completions`, { model: MODEL, prompt });
   const eps = sc.json.endpoints as { address: string; matchedBlocks: number; score: number }[];
   assert.ok(eps.find((e) => e.address === podA)!.score > 0.9);
   assert.equal(eps.find((e) => e.address !== podA)!.matchedBlocks, 0);
+  // cache_salt enters block 0: only the same salt finds the blocks (vLLM isolates them too).
+  const same = await post(`${s.router.url}/score_completions`, { model: MODEL, prompt: salted, cache_salt: 'tenant-a' });
+  const other = await post(`${s.router.url}/score_completions`, { model: MODEL, prompt: salted, cache_salt: 'tenant-b' });
+  const none = await post(`${s.router.url}/score_completions`, { model: MODEL, prompt: salted });
+  assert.equal((same.json.scores as Record<string, number>)[podB], 1);
+  assert.equal((other.json.scores as Record<string, number>)[podB], 0);
+  assert.equal((none.json.scores as Record<string, number>)[podB], 0);
 });
 
 test('speculative indexing keeps a burst sharing a new prefix on one pod before any event arrives', async () => {
