@@ -13,6 +13,8 @@ export interface CachingRequest {
   /** Extra keys of block i (cache_salt in block 0), or null. */
   extraKeysOf(blockIndex: number): readonly ExtraKey[] | null;
   loraName: string | null;
+  /** The adapter's numeric id (lora_request.adapter_id), or null. */
+  loraId: number | null;
 }
 
 /** Which optional event fields this vLLM version fills (set by the engine from the wire version). */
@@ -189,7 +191,7 @@ export class BlockPool {
       parentBlockHash: numCached === 0 ? null : req.blockHashes[numCached - 1],
       tokenIds: req.tokens.slice(numCached * B, numFull * B),
       blockSize: B,
-      loraId: null,
+      loraId: req.loraId,
       medium: this.fields.medium,
       loraName: req.loraName,
       extraKeys: this.fields.extraKeys ? extras : null,

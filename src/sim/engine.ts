@@ -41,6 +41,8 @@ export interface SubmitOptions {
   maxTokens: number;
   cacheSalt?: string | null;
   loraName?: string | null;
+  /** The adapter's numeric id (vLLM lora_int_id), reported as lora_id in BlockStored. */
+  loraId?: number | null;
   /** Called at the end of each step that appended output tokens to this request. */
   onTokens?(req: EngineRequest, newTokens: number): void;
   onFinish?(req: EngineRequest): void;
@@ -60,6 +62,7 @@ export class EngineRequest {
   readonly blockHashKeys: string[] = [];
   readonly cacheSalt: string | null;
   readonly loraName: string | null;
+  readonly loraId: number | null;
   /** Block ids held, in sequence order. */
   blocks: number[] = [];
   numComputed = 0;
@@ -87,6 +90,7 @@ export class EngineRequest {
     this.maxTokens = opts.maxTokens;
     this.cacheSalt = opts.cacheSalt ?? null;
     this.loraName = opts.loraName ?? null;
+    this.loraId = opts.loraId ?? null;
     this.arrival = arrival;
     this.opts = opts;
   }
@@ -138,6 +142,11 @@ class Deque<T> {
     this.head = (this.head + 1) % this.items.length;
     this.size--;
     return x;
+  }
+  toArray(): T[] {
+    const out: T[] = [];
+    for (let i = 0; i < this.size; i++) out.push(this.items[(this.head + i) % this.items.length] as T);
+    return out;
   }
   /** Removes every element matching `pred` (O(size)). */
   removeWhere(pred: (x: T) => boolean): T[] {
@@ -194,6 +203,15 @@ export class Engine {
 
   get numWaiting(): number {
     return this.waiting.size;
+  }
+
+  /** Distinct LoRA adapters of running and waiting requests (vllm:lora_requests_info). */
+  loraAdapters(): { running: string[]; waiting: string[] } {
+    const running = new Set<string>();
+    const waiting = new Set<string>();
+    for (const r of this.running) if (r.loraName !== null) running.add(r.loraName);
+    for (const r of this.waiting.toArray()) if (r.loraName !== null) waiting.add(r.loraName);
+    return { running: [...running], waiting: [...waiting] };
   }
 
   /** Validates a request against max_model_len; returns an error message or null. */

@@ -13,6 +13,8 @@ export interface HttpCore {
   readonly model: string;
   readonly servedModelName: string;
   readonly maxModelLen: number;
+  /** LoRA adapter names; adapter i has lora_int_id i + 1. */
+  readonly loraModules: string[];
   engine(): Engine;
   registry(): Registry;
   tokenizers(): Promise<TokenizerRegistryLike | null>;
@@ -144,7 +146,10 @@ async function handle(core: HttpCore, req: IncomingMessage, res: ServerResponse)
   if (path === '/v1/models' && method === 'GET') {
     sendJson(res, 200, {
       object: 'list',
-      data: [{ id: core.servedModelName, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'vllm', root: core.model, parent: null, max_model_len: core.maxModelLen, permission: [] }],
+      data: [
+        { id: core.servedModelName, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'vllm', root: core.model, parent: null, max_model_len: core.maxModelLen, permission: [] },
+        ...core.loraModules.map((name) => ({ id: name, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'vllm', root: name, parent: core.servedModelName, max_model_len: null, permission: [] })),
+      ],
     });
     return;
   }
@@ -172,7 +177,7 @@ function checkModel(core: HttpCore, body: Record<string, unknown>): string {
   const m = body.model;
   if (m === undefined || m === null) return core.servedModelName;
   if (typeof m !== 'string') throw new HttpError(400, 'model must be a string', 'BadRequestError', 'model');
-  if (m !== core.servedModelName && m !== core.model) throw new HttpError(404, `The model \`${m}\` does not exist.`, 'NotFoundError', 'model');
+  if (m !== core.servedModelName && m !== core.model && !core.loraModules.includes(m)) throw new HttpError(404, `The model \`${m}\` does not exist.`, 'NotFoundError', 'model');
   return m;
 }
 
@@ -253,6 +258,7 @@ async function completions(core: HttpCore, req: IncomingMessage, res: ServerResp
   }
   const body = await readJson(req);
   const model = checkModel(core, body);
+  const loraIndex = core.loraModules.indexOf(model);
   const n = optInt(body, 'n') ?? 1;
   if (n !== 1) throw new HttpError(400, 'the simulator supports n=1 only', 'BadRequestError', 'n');
   const stream = body.stream === true;
@@ -331,6 +337,8 @@ async function completions(core: HttpCore, req: IncomingMessage, res: ServerResp
           promptTokens: p.tokens,
           maxTokens: maxTokensFor(p),
           cacheSalt: (cacheSalt as string | undefined) ?? null,
+          loraName: loraIndex >= 0 ? model : null,
+          loraId: loraIndex >= 0 ? loraIndex + 1 : null,
           onTokens,
           onFinish,
         }),

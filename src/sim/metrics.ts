@@ -37,7 +37,7 @@ export class SimMetrics {
   private readonly hits;
   private engine: Engine;
 
-  constructor(registry: Registry, modelName: string, engineIndex: number, engine: Engine, cache: CacheConfigInfo) {
+  constructor(registry: Registry, modelName: string, engineIndex: number, engine: Engine, cache: CacheConfigInfo, maxLoras = 0) {
     this.registry = registry;
     this.engine = engine;
     this.labels = { model_name: modelName, engine: String(engineIndex) };
@@ -87,7 +87,10 @@ export class SimMetrics {
       labelNames: ['max_lora', 'waiting_lora_adapters', 'running_lora_adapters'],
       registers,
       collect() {
-        this.set({ max_lora: '0', waiting_lora_adapters: '', running_lora_adapters: '' }, Date.now() / 1000);
+        // vLLM keeps one series per observed label set; routers read the newest one.
+        const l = eng().loraAdapters();
+        this.reset();
+        this.set({ max_lora: String(maxLoras), waiting_lora_adapters: l.waiting.join(','), running_lora_adapters: l.running.join(',') }, Date.now() / 1000);
       },
     });
     // Children are created up front so every series is exposed (at 0) from the first scrape.

@@ -47,6 +47,10 @@ export interface SimPodOptions {
   dataParallelRank?: number;
   /** Tokenizer registry for string prompts and chat (default: src/tokenize's, if present). */
   tokenizers?: TokenizerRegistryLike;
+  /** LoRA adapters served besides the base model (vLLM --lora-modules names); ids 1..n. */
+  loraModules?: string[];
+  /** vLLM --max-loras (reported in vllm:lora_requests_info; default 1 with adapters, else 0). */
+  maxLoras?: number;
   /** Named GPU + model defaults (see timing.ts PROFILES). */
   profile?: string;
   timing?: Partial<TimingModel>;
@@ -218,6 +222,10 @@ export class SimPodImpl implements SimPod {
     };
   }
 
+  private maxLoras(): number {
+    return this.opts.maxLoras ?? ((this.opts.loraModules?.length ?? 0) > 0 ? 1 : 0);
+  }
+
   private cacheInfo() {
     return {
       block_size: this.r.blockSize,
@@ -231,7 +239,7 @@ export class SimPodImpl implements SimPod {
 
   async start(): Promise<void> {
     this.engine = this.newEngine();
-    this.metrics = new SimMetrics(this.registry, this.servedModelName, this.dataParallelRank, this.engine, this.cacheInfo());
+    this.metrics = new SimMetrics(this.registry, this.servedModelName, this.dataParallelRank, this.engine, this.cacheInfo(), this.maxLoras());
     this.wireEngine();
     const basePort = this.opts.port ?? 0;
     await this.listen(basePort === 0 ? 0 : basePort + this.dataParallelRank);
@@ -279,6 +287,7 @@ export class SimPodImpl implements SimPod {
         model: this.model,
         servedModelName: this.servedModelName,
         maxModelLen: this.r.maxModelLen,
+        loraModules: this.opts.loraModules ?? [],
         engine: () => this.engine,
         registry: () => this.registry,
         tokenizers: () => this.tokenizersP,
@@ -324,7 +333,7 @@ export class SimPodImpl implements SimPod {
     await this.kill();
     this.registry.clear();
     this.engine = this.newEngine();
-    this.metrics = new SimMetrics(this.registry, this.servedModelName, this.dataParallelRank, this.engine, this.cacheInfo());
+    this.metrics = new SimMetrics(this.registry, this.servedModelName, this.dataParallelRank, this.engine, this.cacheInfo(), this.maxLoras());
     this.wireEngine();
     await this.listen(this.port);
     // Same endpoints as before (wildcard ports were resolved at first start).

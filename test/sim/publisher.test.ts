@@ -236,3 +236,41 @@ test('restart: same endpoint, seq back to 0, cache empty', async () => {
     await pod.close();
   }
 });
+
+test('LoRA adapters: served as models, lora_name/lora_id and the name in extra_keys and the hash', async () => {
+  const pod = await startSimPod(base({ loraModules: ['my-lora'], kvEventsConfig: { enable_kv_cache_events: true, endpoint: 'tcp://127.0.0.1:*' } }));
+  const sub = new zmq.Subscriber({ linger: 0 });
+  try {
+    sub.connect(pod.kvEventsEndpoint as string);
+    sub.subscribe('');
+    const c = collect(sub);
+    await sleep(150);
+    const models = (await (await fetch(`${pod.url}/v1/models`)).json()) as { data: { id: string; parent: string | null }[] };
+    assert.deepEqual(
+      models.data.map((m) => [m.id, m.parent]),
+      [
+        ['m', null],
+        ['my-lora', 'm'],
+      ],
+    );
+    const prompt = tokens(16, 1);
+    await complete(pod, prompt, 1);
+    const r = await fetch(`${pod.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'my-lora', prompt, max_tokens: 1 }) });
+    assert.equal(r.status, 200);
+    await waitFor(() => c.got.length === 2);
+    const [baseEv, loraEv] = c.got.map((m) => decodeEventBatch(m.payload).events[0]);
+    assert.ok(baseEv.type === 'BlockStored' && loraEv.type === 'BlockStored');
+    assert.equal(baseEv.loraName, null);
+    assert.equal(loraEv.loraName, 'my-lora');
+    assert.equal(loraEv.loraId, 1);
+    assert.deepEqual(loraEv.extraKeys, [['my-lora']]);
+    // PYTHONHASHSEED=0, tokens 1..16, extra ("my-lora",): the reference sha256_cbor wire value.
+    assert.equal(loraEv.blockHashes[0], 15444946753610453501n);
+    assert.equal(baseEv.blockHashes[0], 3236607068019569386n);
+    const metrics = await (await fetch(`${pod.url}/metrics`)).text();
+    assert.match(metrics, /vllm:lora_requests_info\{max_lora="1",waiting_lora_adapters="",running_lora_adapters=""\}/);
+  } finally {
+    sub.close();
+    await pod.close();
+  }
+});

@@ -35,6 +35,8 @@ KV events over ZeroMQ exactly as vLLM publishes them, vLLM metrics.
   --hash-seed S                PYTHONHASHSEED (default: env PYTHONHASHSEED, else random per start)
   --data-parallel-size N       DP ranks per pod (default 1)
   --data-parallel-rank R       run only rank R
+  --lora-modules LIST          comma list of LoRA adapter names served besides the base model
+  --max-loras N                vLLM --max-loras (default 1 with adapters)
   --mode random|echo           output text (default random)
   --seed N                     output token generator seed
   --failure-injection-rate P   percent of completion requests that fail (0-100)
@@ -86,6 +88,8 @@ export async function run(argv: string[]): Promise<number> {
         'data-parallel-size': { type: 'string' },
         'data-parallel-rank': { type: 'string' },
         mode: { type: 'string' },
+        'lora-modules': { type: 'string' },
+        'max-loras': { type: 'string' },
         seed: { type: 'string' },
         'failure-injection-rate': { type: 'string' },
         'failure-types': { type: 'string' },
@@ -151,6 +155,8 @@ export async function run(argv: string[]): Promise<number> {
       dataParallelSize: dp,
       dataParallelRank: num(a['data-parallel-rank'], 'data-parallel-rank'),
       outputMode: mode,
+      loraModules: a['lora-modules']?.split(',').map((s) => s.trim()).filter((s) => s.length > 0),
+      maxLoras: num(a['max-loras'], 'max-loras'),
       seed: num(a.seed, 'seed'),
       enablePromptTokensDetails: !a['disable-prompt-tokens-details'],
       faults: {
