@@ -67,13 +67,17 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private entryPod = new Int32Array(16);
   private entryW = new Float64Array(16);
   private entrySpec = new Uint8Array(16);
+  private entryCls = new Uint8Array(16);
   private entryCount = 0;
+  /** Distinct entry weights -> deficit (1 - weight) by class, so slots carry a 1-byte class. */
+  private readonly classOf = new Map<number, number>();
+  private readonly classDeficit = new Float64Array(256);
 
   // request key records
   // records, 8 int32 each (one cache line holds two): lo, hi, slab offset, run length,
   // LRU prev, LRU next, size class, reference bit
   private rec = new Int32Array(1024 * RS);
-  /** 1 when a key may hold a non-unit weight or two entries of one pod (sticky): scoring takes the slow path. */
+  /** 1 when a key may hold two entries of one pod (sticky): scoring takes the max-weight path. */
   private recMixed = new Uint8Array(1024);
   private recTop = 0;
   private recFree = NONE;
@@ -86,6 +90,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   // slab of (entry, ref) runs
   private slabE = new Int32Array(4096);
   private slabP = new Int32Array(4096); // pod of slabE's entry, saves an indirection when scoring
+  private slabC = new Uint8Array(4096); // weight class of slabE's entry
   private slabR = new Uint16Array(4096);
   private slabTop = 0;
   private readonly slabFree = new Int32Array(32).fill(NONE);
@@ -161,11 +166,20 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.entryPod = grown(this.entryPod, e + 1);
       this.entryW = grown(this.entryW, e + 1);
       this.entrySpec = grown(this.entrySpec, e + 1);
+      this.entryCls = grown(this.entryCls, e + 1);
     }
     this.entryPod[e] = p;
     // Speculative entries stand for blocks about to land in GPU memory.
     const w = spec ? (this.weights.gpu ?? 1) : this.weights[tier];
     this.entryW[e] = w === undefined ? 1 : w;
+    let c = this.classOf.get(this.entryW[e]);
+    if (c === undefined) {
+      if (this.classOf.size >= 256) throw new RangeError('more than 256 distinct tier weights');
+      c = this.classOf.size;
+      this.classOf.set(this.entryW[e], c);
+      this.classDeficit[c] = 1 - this.entryW[e];
+    }
+    this.entryCls[e] = c;
     this.entrySpec[e] = spec;
     this.entryIds.set(name, e);
     return e;
@@ -280,6 +294,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (at + size > this.slabE.length) {
       this.slabE = grown(this.slabE, at + size);
       this.slabP = grown(this.slabP, at + size);
+      this.slabC = grown(this.slabC, at + size);
       this.slabR = grown(this.slabR, at + size);
     }
     this.slabTop += size;
@@ -305,12 +320,15 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       }
       if (this.slabP[j] === p) samePod = true;
     }
-    if (samePod || this.entryW[e] !== 1) this.recMixed[r] = 1;
+    // bit 0: a pod appears twice (max-weight path); bit 1: a non-unit weight (deficit path)
+    if (samePod) this.recMixed[r] |= 1;
+    if (this.entryW[e] !== 1) this.recMixed[r] |= 2;
     if (len === 1 << this.rec[r * RS + 6]) {
       const cls = this.rec[r * RS + 6] + 1;
       const noff = this.slabAlloc(cls);
       this.slabE.copyWithin(noff, off, off + len);
       this.slabP.copyWithin(noff, off, off + len);
+      this.slabC.copyWithin(noff, off, off + len);
       this.slabR.copyWithin(noff, off, off + len);
       this.slabRelease(off, cls - 1);
       this.rec[r * RS + 2] = noff;
@@ -319,6 +337,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     const at = this.rec[r * RS + 2] + len;
     this.slabE[at] = e;
     this.slabP[at] = p;
+    this.slabC[at] = this.entryCls[e];
     this.slabR[at] = 1;
     this.rec[r * RS + 3] = len + 1;
     this.entries++;
@@ -613,6 +632,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
           const last = off + len - 1;
           this.slabE[j] = this.slabE[last];
           this.slabP[j] = this.slabP[last];
+          this.slabC[j] = this.slabC[last];
           this.slabR[j] = this.slabR[last];
           len--;
           removed++;
@@ -690,7 +710,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.podSeen.fill(0);
       this.podFilter.fill(0);
     }
-    const { podSeen, podW, podSum, first, entryW, slabE, slabP, recMixed } = this;
+    const { podSeen, podW, podSum, first, entryW, slabE, slabP, slabC, recMixed, classDeficit } = this;
     const rec = this.rec;
     let fstamp = 0;
     if (pods) {
@@ -735,12 +755,24 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       off = rec[r * RS + 2];
       end = off + rec[r * RS + 3];
       let advanced = 0;
-      if (recMixed[r] === 0) {
-        // every entry weighs 1 and each pod appears once: just advance the runs
+      const mixed = recMixed[r];
+      if (mixed === 0) {
+        // each pod appears once and every weight is 1: just advance the runs
         for (let j = off; j < end; j++) {
           const p = slabP[j];
           if (podSeen[p] === prev) {
             podSeen[p] = cur;
+            advanced++;
+          }
+        }
+      } else if (mixed === 2) {
+        // each pod appears once: advance the runs, adding each slot's weight deficit
+        for (let j = off; j < end; j++) {
+          const p = slabP[j];
+          if (podSeen[p] === prev) {
+            podSeen[p] = cur;
+            const d = classDeficit[slabC[j]];
+            if (d !== 0) podSum[p] += d;
             advanced++;
           }
         }
@@ -783,7 +815,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Bytes held by the typed arrays (for memory benchmarks). */
   memoryBytes(): number {
     const arrays = [
-      this.rec, this.recMixed, this.tab, this.slabE, this.slabP, this.slabR, this.et, this.oLo, this.oHi, this.oNext,
+      this.rec, this.recMixed, this.tab, this.slabE, this.slabP, this.slabC, this.slabR, this.et, this.oLo, this.oHi, this.oNext,
     ];
     return arrays.reduce((s, a) => s + a.byteLength, 0);
   }
