@@ -75,7 +75,7 @@ export class ChunkTokenCache {
         const ids = Uint32Array.from(encoded[k]);
         parts[missIdx[k]] = ids;
         missTokens += ids.length;
-        this.put(chunks[missIdx[k]], ids);
+        this.put(ownCopy(chunks[missIdx[k]]), ids);
       }
     }
     let total = 0;
@@ -113,4 +113,12 @@ export class ChunkTokenCache {
   stats(): PrefixCacheStats {
     return { hitTokens: this.hitTokens, missTokens: this.missTokens, chunks: this.store.size, cachedTokens: this.cachedTokens };
   }
+}
+
+/**
+ * A copy of a chunk that does not share storage with the request text: V8 slices keep their
+ * parent string alive, and a cached slice of a 100 KB prompt must not pin all of it.
+ */
+function ownCopy(s: string): string {
+  return Buffer.from(s, 'utf16le').toString('utf16le');
 }
