@@ -87,6 +87,7 @@ export class KvEventSubscriber {
   private replaysRunning = 0;
   private readonly replayWaiters: (() => void)[] = [];
   private _boundEndpoint: string | undefined;
+  private unhookResync: (() => void) | null = null;
 
   constructor(private readonly opts: SubscriberOptions) {
     this.index = opts.index;
@@ -96,6 +97,22 @@ export class KvEventSubscriber {
     this.replayCfg = opts.replay ?? {};
     for (const [pod, ep] of Object.entries(this.replayCfg.endpoints ?? {})) this.replayEndpoints.set(pod, ep);
     this.metrics = new EventMetrics(opts.registry ?? new Registry());
+    // A shared backend (Redis) that lost writes or restarted asks for a resync: clear every
+    // pod we feed and rebuild it by replay from seq 0 on its next message.
+    const emitter = this.index as unknown as { on?: (ev: string, fn: (info: unknown) => void) => unknown; off?: (ev: string, fn: (info: unknown) => void) => unknown };
+    if (typeof emitter.on === 'function' && typeof emitter.off === 'function') {
+      const fn = (info: unknown) => this.resyncAll(info);
+      emitter.on('resync-needed', fn);
+      this.unhookResync = () => emitter.off!('resync-needed', fn);
+    }
+  }
+
+  /** Clears every known stream's pod and forgets its sequence, so the next message replays from 0. */
+  resyncAll(reason?: unknown): void {
+    this.log.warn({ reason, streams: this.streams.size }, 'index asked for a resync: clearing pods, replaying on their next message');
+    for (const s of this.streams.values()) {
+      s.chain = s.chain.then(() => this.resetPod(s)).catch((err) => this.warnOnce(s.pod, 'resync', 'resync failed', err));
+    }
   }
 
   /** The actual bound endpoint in central mode (port resolved when binding port 0). */
@@ -491,6 +508,7 @@ export class KvEventSubscriber {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unhookResync?.();
     const sock = this.sock;
     this.sock = null;
     if (sock) sock.close();

@@ -151,3 +151,31 @@ describe('event application', () => {
     assert.equal(sub.metrics.totals.skippedEvents, 1);
   });
 });
+
+describe('resync requests from a shared index', () => {
+  it('clears the pods it feeds when the index emits resync-needed', async () => {
+    const { EventEmitter } = await import('node:events');
+    class EmittingIndex extends InMemoryKvBlockIndex {
+      readonly events = new EventEmitter();
+      on(ev: string, fn: (info: unknown) => void) {
+        this.events.on(ev, fn);
+        return this;
+      }
+      off(ev: string, fn: (info: unknown) => void) {
+        this.events.off(ev, fn);
+        return this;
+      }
+    }
+    const index = new EmittingIndex();
+    const keyer = new BlockKeyer({ blockSize: 16, hashSeed: '42' });
+    const sub = new KvEventSubscriber({ index, keyer, logger: silent, registry: new Registry() });
+    await sub.applyBatch('p:1', MODEL, 0, batch([blockStored({ blockHashes: [1n], tokenIds: toks(16), blockSize: 16 })]));
+    assert.equal(index.stats().entries, 1);
+    index.events.emit('resync-needed', { reason: 'restarted' });
+    await sub.flush();
+    assert.equal(index.stats().entries, 0);
+    assert.equal(sub.streamState()[0].lastSeq, null, 'next message is treated as a join');
+    await sub.close();
+    assert.equal(index.events.listenerCount('resync-needed'), 0);
+  });
+});
