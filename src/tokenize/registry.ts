@@ -31,15 +31,23 @@ class Metrics {
   readonly duration: Histogram<'kind'>;
   constructor(registry?: Registry) {
     const registers = registry ? [registry] : [];
-    this.requests = new Counter({ name: 'kvrouter_tokenize_requests_total', help: 'Tokenizations by kind (completion, chat) and outcome', labelNames: ['kind', 'outcome'], registers });
-    this.tokens = new Counter({ name: 'kvrouter_tokenize_tokens_total', help: 'Tokens produced, by whether the prefix token cache supplied them (hit) or the tokenizer did (miss)', labelNames: ['cache'], registers });
-    this.duration = new Histogram({
-      name: 'kvrouter_tokenize_duration_seconds',
-      help: 'Time to tokenize one prompt or chat (template rendering included)',
-      labelNames: ['kind'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-      registers,
-    });
+    // Several TokenizerRegistry instances may share one prom Registry: reuse its metrics.
+    const existing = <T>(name: string): T | undefined => registry?.getSingleMetric(name) as T | undefined;
+    this.requests =
+      existing('kvrouter_tokenize_requests_total') ??
+      new Counter({ name: 'kvrouter_tokenize_requests_total', help: 'Tokenizations by kind (completion, chat) and outcome', labelNames: ['kind', 'outcome'], registers });
+    this.tokens =
+      existing('kvrouter_tokenize_tokens_total') ??
+      new Counter({ name: 'kvrouter_tokenize_tokens_total', help: 'Tokens produced, by whether the prefix token cache supplied them (hit) or the tokenizer did (miss)', labelNames: ['cache'], registers });
+    this.duration =
+      existing('kvrouter_tokenize_duration_seconds') ??
+      new Histogram({
+        name: 'kvrouter_tokenize_duration_seconds',
+        help: 'Time to tokenize one prompt or chat (template rendering included)',
+        labelNames: ['kind'],
+        buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+        registers,
+      });
   }
 }
 

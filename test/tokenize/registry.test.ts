@@ -186,4 +186,8 @@ test('metrics count requests and cache hit/miss tokens on the given registry', a
   const hit = Number(/kvrouter_tokenize_tokens_total\{cache="hit"\} (\d+)/.exec(text)?.[1]);
   assert.ok(hit > 1000, `hit tokens ${hit}`);
   assert.match(text, /kvrouter_tokenize_duration_seconds_bucket/);
+  // A second registry on the same prom Registry shares the metrics instead of failing.
+  const again = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', registry: prom });
+  await again.encodeChat(MODEL, [{ role: 'user', content: 'hi' }]);
+  assert.match(await prom.metrics(), /kvrouter_tokenize_requests_total\{kind="chat",outcome="ok"\} 2/);
 });
