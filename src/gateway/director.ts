@@ -50,12 +50,16 @@ export class Director {
   private readonly saturation: SaturationConfig;
   private readonly log: Logger;
   private readonly flights = new WeakMap<InferenceRequest, Flight>();
+  private readonly needsTokens: boolean;
+  /** Tail of the scheduling critical section (see schedule). */
+  private cycle: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: DirectorOptions) {
     this.scheduler = new Scheduler(o.config.profiles, o.config.profileHandler, { pluginDuration: o.metrics?.pluginDuration });
     const seen = new Set<DataProducer>();
     for (const p of o.config.profiles.values()) for (const d of p.producers) seen.add(d);
     this.producers = [...seen];
+    this.needsTokens = [...o.config.plugins.values()].some((p) => p.needsTokens);
     this.saturation = { ...DEFAULT_SATURATION, ...o.saturation };
     this.log = o.logger.child({ component: 'director' });
   }
@@ -99,24 +103,14 @@ export class Director {
         });
       }
       const state = new CycleState();
+      // Slow, independent work first and concurrently: tokens and data producers.
+      if (this.needsTokens) await req.getTokens();
       for (const p of this.producers) await p.produce(state, req, candidates);
-      let result: SchedulingResult;
-      try {
-        result = await this.scheduler.schedule(req, candidates, state);
-      } catch (err) {
-        if (err instanceof SchedulingError) {
-          const type = err.status === 429 ? 'rate_limit_error' : err.status === 503 ? 'service_unavailable_error' : 'internal_error';
-          throw new GatewayError(err.status, err.message, type, err.code);
-        }
-        throw err;
-      }
-      for (const hook of this.o.config.preRequest) {
-        try {
-          await hook.preRequest(req, result);
-        } catch (err) {
-          this.log.warn({ err, plugin: hook.name, 'x-request-id': req.requestId }, 'pre-request hook failed');
-        }
-      }
+      // Then score -> pick -> pre-request as one critical section, one request at a time, so a
+      // burst sharing a new prefix sees the speculative entries of the decisions before it.
+      const run = this.cycle.then(() => this.decide(req, candidates, state));
+      this.cycle = run.catch(() => {});
+      const result = await run;
       this.o.metrics?.schedulerAttempts.inc({ status: 'success' });
       if (this.log.isLevelEnabled('debug')) this.logDecision(req, result);
       return result;
@@ -128,6 +122,27 @@ export class Director {
     } finally {
       this.o.metrics?.schedulerE2e.observe((performance.now() - t0) / 1000);
     }
+  }
+
+  private async decide(req: InferenceRequest, candidates: PoolEndpoint[], state: CycleState): Promise<SchedulingResult> {
+    let result: SchedulingResult;
+    try {
+      result = await this.scheduler.schedule(req, candidates, state);
+    } catch (err) {
+      if (err instanceof SchedulingError) {
+        const type = err.status === 429 ? 'rate_limit_error' : err.status === 503 ? 'service_unavailable_error' : 'internal_error';
+        throw new GatewayError(err.status, err.message, type, err.code);
+      }
+      throw err;
+    }
+    for (const hook of this.o.config.preRequest) {
+      try {
+        await hook.preRequest(req, result);
+      } catch (err) {
+        this.log.warn({ err, plugin: hook.name, 'x-request-id': req.requestId }, 'pre-request hook failed');
+      }
+    }
+    return result;
   }
 
   private logDecision(req: InferenceRequest, result: SchedulingResult): void {

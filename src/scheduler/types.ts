@@ -114,6 +114,8 @@ export interface PrefixMatchInfo {
 export interface Plugin {
   readonly type: string;
   readonly name: string;
+  /** The plugin reads req.getTokens(): the director tokenizes before the scheduling cycle. */
+  readonly needsTokens?: boolean;
   /** Optional lifecycle: called once by the router after construction. */
   start?(): Promise<void> | void;
   close?(): Promise<void> | void;

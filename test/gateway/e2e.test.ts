@@ -18,7 +18,7 @@ function podScoreLines(requestId: string) {
 }
 
 test('the same prompt twice lands on the pod that cached it; scores null first, then that pod', async () => {
-  const prompt = LONG_PROMPT + 'Variant: first-test.';
+  const prompt = 'Variant first-test. ' + LONG_PROMPT;
   const a = await post(`${s.router.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 4 }, { 'x-request-id': 'req-first' });
   assert.equal(a.status, 200);
   const podA = a.headers.get('x-kvrouter-endpoint');
@@ -46,10 +46,10 @@ test('the same prompt twice lands on the pod that cached it; scores null first, 
 });
 
 test('the events-driven index survives speculative expiry, and cache_salt isolates tenants', async () => {
-  const prompt = LONG_PROMPT + 'Variant: ttl-test.';
+  const prompt = 'Variant ttl-test. ' + LONG_PROMPT;
   const a = await post(`${s.router.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 2 });
   const podA = a.headers.get('x-kvrouter-endpoint')!;
-  const salted = LONG_PROMPT + 'Variant: salt-test.';
+  const salted = 'Variant salt-test. ' + LONG_PROMPT;
   const b = await post(`${s.router.url}/v1/completions`, { model: MODEL, prompt: salted, max_tokens: 2, cache_salt: 'tenant-a' });
   const podB = b.headers.get('x-kvrouter-endpoint')!;
   await new Promise((r) => setTimeout(r, 2200));
@@ -67,7 +67,7 @@ test('the events-driven index survives speculative expiry, and cache_salt isolat
 });
 
 test('speculative indexing keeps a burst sharing a new prefix on one pod before any event arrives', async () => {
-  const prompt = LONG_PROMPT + 'Variant: burst-test.';
+  const prompt = 'Variant burst-test. ' + LONG_PROMPT;
   const res = await Promise.all(
     Array.from({ length: 6 }, (_, i) => post(`${s.router.url}/v1/completions`, { model: MODEL, prompt: prompt + ` q${i}`, max_tokens: 2 })),
   );
@@ -133,7 +133,7 @@ test('/v1/models, /health, /ready, /metrics and "metrics beat" are served', asyn
 });
 
 test('a pod killed mid-test is routed around (retry on refused connection) and comes back after restart', async () => {
-  const prompt = LONG_PROMPT + 'Variant: kill-test.';
+  const prompt = 'Variant kill-test. ' + LONG_PROMPT;
   const a = await post(`${s.router.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 2 });
   const victim = s.pods.find((p) => p.podId === a.headers.get('x-kvrouter-endpoint'))!;
   const other = s.pods.find((p) => p !== victim)!;

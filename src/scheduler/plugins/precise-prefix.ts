@@ -111,6 +111,7 @@ export interface PrefixScoreDetail {
 }
 
 export class PrecisePrefixCacheScorer implements Scorer, PreRequest {
+  readonly needsTokens = true;
   readonly keyer: BlockKeyer;
   readonly index: KvBlockIndex;
   readonly speculative: boolean;
