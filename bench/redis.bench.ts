@@ -2,6 +2,7 @@
 // ingest, each beside the in-memory index measured in this same run, on a redis-server this
 // script starts on a free loopback port. Targets: lookup p50 <= 2 ms, ingest >= 100,000
 // block stores/s. Every loop is bounded in count and time. BENCH_QUICK=1 shortens it.
+import { cpus, loadavg } from 'node:os';
 import { pino } from 'pino';
 import { startRedisServer } from '../test/helpers/redis-server.js';
 import { RedisKvBlockIndex } from '../src/index/redis-index.js';
@@ -27,6 +28,12 @@ function chain(from: number, n: number): BigUint64Array {
   for (let i = 0; i < n; i++) a[i] = key(from + i);
   return a;
 }
+/** redis-server CPU seconds (user + sys): a load-independent view of the server-side cost. */
+async function serverCpu(idx: RedisKvBlockIndex): Promise<number> {
+  const info = await idx.client.info('cpu');
+  return Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0);
+}
+
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
@@ -89,27 +96,34 @@ async function benchIngest(idx: KvBlockIndex, flush: () => Promise<void>): Promi
 async function main(): Promise<void> {
   const server = await startRedisServer();
   console.log(`redis index benchmark (${QUICK ? 'quick' : 'full'}), redis-server on ${server.url}`);
+  console.log(`machine: ${cpus().length} cpus, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} (wall-clock figures degrade with load; server CPU figures much less)`);
   const redis = await RedisKvBlockIndex.connect({ address: server.url, keyPrefix: 'bench:', lookupTimeoutMs: 1000, writeTimeoutMs: 10_000 }, { logger: silent });
   const mem = new InMemoryKvBlockIndex();
   let failed: boolean;
   try {
     const memLookup = await benchLookup(mem, async () => {});
+    let cpu0 = await serverCpu(redis);
     const redLookup = await benchLookup(redis, () => redis.flush());
+    const lookupCpuUs = ((await serverCpu(redis)) - cpu0) * 1e6 / (redLookup.n + 51); // + warm-up and check
     console.log(`\nlookup: ${LOOKUP_KEYS} keys x ${PODS} pods (every pod holds every block), ${redLookup.n} lookups`);
     console.log(`  in-memory  p50 ${fmt(memLookup.p50)} ms  p90 ${fmt(memLookup.p90)} ms  p99 ${fmt(memLookup.p99)} ms`);
     console.log(`  redis      p50 ${fmt(redLookup.p50)} ms  p90 ${fmt(redLookup.p90)} ms  p99 ${fmt(redLookup.p99)} ms   (one round trip each)`);
+    console.log(`  redis-server CPU per lookup: ${fmt(lookupCpuUs / 1000)} ms (includes the setup writes)`);
     console.log(`  ratio redis/in-memory p50: ${fmt(redLookup.p50 / memLookup.p50, 1)}x`);
     const lookupOk = redLookup.p50 <= 2;
     console.log(`  target redis p50 <= 2 ms: ${lookupOk ? 'PASS' : 'FAIL'}`);
 
     await redis.destroyAll();
     const memIngest = await benchIngest(mem, async () => {});
+    cpu0 = await serverCpu(redis);
     const redIngest = await benchIngest(redis, () => redis.flush());
+    const ingestCpuUs = ((await serverCpu(redis)) - cpu0) * 1e6 / redIngest.blocks;
     const stats = await redis.stats();
     if (stats.entries < redIngest.blocks) throw new Error(`ingest: only ${stats.entries} of ${redIngest.blocks} entries landed in Redis`);
     console.log(`\ningest: BlockStored events of ${BLOCKS_PER_EVENT} blocks with engine keys, 4 pods, batched`);
     console.log(`  in-memory  ${Math.round(memIngest.perSec).toLocaleString('en-US')} block stores/s (${memIngest.blocks} in ${fmt(memIngest.ms, 0)} ms)`);
     console.log(`  redis      ${Math.round(redIngest.perSec).toLocaleString('en-US')} block stores/s (${redIngest.blocks} in ${fmt(redIngest.ms, 0)} ms, all acknowledged)`);
+    console.log(`  redis-server CPU per block store: ${fmt(ingestCpuUs, 2)} us (server-bound ceiling ~${Math.round(1e6 / ingestCpuUs).toLocaleString('en-US')}/s)`);
     console.log(`  ratio redis/in-memory throughput: ${fmt(redIngest.perSec / memIngest.perSec, 3)}x`);
     const ingestOk = redIngest.perSec >= 100_000;
     console.log(`  target redis >= 100,000 block stores/s: ${ingestOk ? 'PASS' : 'FAIL'}`);

@@ -108,7 +108,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   private flushTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
   private lastFlush: Promise<void> = Promise.resolve();
   /** Per pod: engine key -> its request keys as this replica wrote them (answers getRequestKey without a round trip). */
-  private readonly engineCache = new Map<PodId, Map<bigint, bigint[]>>();
+  private readonly engineCache = new Map<PodId, Map<bigint, bigint | bigint[]>>();
   private engineCached = 0;
   private specTimer: NodeJS.Timeout | null = null;
   private specDue = Infinity;
@@ -328,11 +328,13 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     for (let i = 0; i < n; i++) {
       const e = eng[Math.floor((i * nE) / n)];
       const r = req[Math.floor((i * nR) / n)];
-      const list = cache.get(e);
-      if (list === undefined) {
-        cache.set(e, [r]);
+      const had = cache.get(e);
+      if (had === undefined) {
+        cache.set(e, r); // one request key: no array (the common case)
         this.engineCached++;
-      } else if (!list.includes(r)) list.push(r);
+      } else if (typeof had === 'bigint') {
+        if (had !== r) cache.set(e, [had, r]);
+      } else if (!had.includes(r)) had.push(r);
     }
     if (this.engineCached > this.cfg.engineCacheSize) {
       // Bounded: drop the oldest half of each pod's cache until back under half the bound.
@@ -359,7 +361,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   getRequestKey(engineKey: BlockKey, pod?: PodId): BlockKey | undefined | Promise<BlockKey | undefined> {
     if (pod !== undefined) {
       const cached = this.engineCache.get(pod)?.get(engineKey);
-      if (cached !== undefined) return cached[cached.length - 1];
+      if (cached !== undefined) return typeof cached === 'bigint' ? cached : cached[cached.length - 1];
     }
     return this.fetchRequestKey(engineKey, pod);
   }
