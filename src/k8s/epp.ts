@@ -47,6 +47,8 @@ export interface EppOptions {
   shedding?: boolean | Partial<SaturationConfig>;
   metricsBeatMs?: number;
   maxBodyBytes?: number;
+  /** GIE conformance test hooks (see ExtProcOptions.conformanceHooks). */
+  conformanceHooks?: boolean;
   /** Router options passed through (tests share tokenizers). */
   tokenizers?: Parameters<typeof startRouter>[0]['tokenizers'];
 }
@@ -142,7 +144,7 @@ export async function startEpp(o: EppOptions): Promise<Epp> {
   try {
     const picker = new DirectorPicker({ director: router.director, pool: router.pool, parse: router.parseOptions, ready: () => !discovery || discovery.synced });
     grpc = await startGrpcServer(bindHost, o.grpcPort ?? 9002, [
-      { definition: extProcService(), implementation: extProcImplementation({ picker, logger, metrics, maxBodyBytes: o.maxBodyBytes }) },
+      { definition: extProcService(), implementation: extProcImplementation({ picker, logger, metrics, maxBodyBytes: o.maxBodyBytes, conformanceHooks: o.conformanceHooks }) },
     ]);
     grpcHealth = await startGrpcServer(bindHost, o.grpcHealthPort ?? 9003, [{ definition: healthService(), implementation: health.implementation() }]);
 

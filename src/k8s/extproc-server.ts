@@ -43,7 +43,16 @@ export interface ExtProcOptions {
   chunkSize?: number;
   /** Request bodies above this many bytes are refused with 413 (default 64 MiB). */
   maxBodyBytes?: number;
+  /**
+   * GIE conformance hooks (conformance/resources/base.yaml EPP replacement): request header
+   * `test-epp-endpoint-selection: ip[,ip]` restricts the candidates to those IPs, and the served
+   * endpoint is echoed in response header `x-conformance-test-served-endpoint`. Off by default.
+   */
+  conformanceHooks?: boolean;
 }
+
+export const CONFORMANCE_SELECTION_HEADER = 'test-epp-endpoint-selection';
+export const CONFORMANCE_SERVED_HEADER = 'x-conformance-test-served-endpoint';
 
 type Call = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
 
@@ -195,6 +204,11 @@ class ExtProcStream {
     const h = msg.request_headers ?? {};
     this.headers = headerRecord(h.headers);
     this.subset = readSubsetHint(msg.metadata_context);
+    const selection = this.opts.conformanceHooks ? this.headers[CONFORMANCE_SELECTION_HEADER] : undefined;
+    if (selection !== undefined) {
+      const chosen = selection.split(',').map((x) => x.trim()).filter(Boolean);
+      this.subset = this.subset === null ? chosen : this.subset.filter((e) => chosen.some((c) => e === c || e.startsWith(`${c}:`)));
+    }
     this.requestId = this.headers['x-request-id'] ?? '';
     if (!this.requestId) {
       this.requestId = randomUUID();
@@ -288,7 +302,8 @@ class ExtProcStream {
     this.served = readServed(msg.metadata_context) ?? this.picked?.endpoints[0];
     this.usage = new UsageReader((headers['content-type'] ?? '').includes('text/event-stream'));
     this.observer?.started?.(this.status, this.served);
-    this.write({ response_headers: { response: {} } });
+    const echo = this.opts.conformanceHooks && this.served ? { header_mutation: { set_headers: [setHeader(CONFORMANCE_SERVED_HEADER, this.served)] } } : {};
+    this.write({ response_headers: { response: echo } });
     if (h.end_of_stream) this.complete(undefined);
   }
 

@@ -39,6 +39,36 @@ class RecordingPicker implements EndpointPicker {
   }
 }
 
+describe('ext-proc protocol: GIE conformance hooks', () => {
+  const picker = new RecordingPicker();
+  let server: GrpcServerHandle;
+  let client: grpc.Client;
+  before(async () => {
+    server = await startGrpcServer('127.0.0.1', 0, [
+      { definition: extProcService(), implementation: extProcImplementation({ picker, logger: pino({ level: 'silent' }), conformanceHooks: true }) },
+    ]);
+    client = extProcClient(server.port);
+  });
+  after(async () => {
+    client.close();
+    await server.close();
+  });
+
+  it('restricts to test-epp-endpoint-selection and echoes the served endpoint', async () => {
+    const x = new ExtProcExchange(client);
+    x.requestHeaders({ ':path': '/v1/completions', 'test-epp-endpoint-selection': '10.0.0.2' });
+    x.requestBody(JSON.stringify({ model: 'm', prompt: 'x' }), 1);
+    const ans = await x.routed();
+    assert.equal(ans.headers['x-gateway-destination-endpoint'], '10.0.0.2:8000');
+    x.responseHeaders({ ':status': '200' }, '10.0.0.2:8000');
+    const rs = await x.waitFor((r) => r.some((m) => m.response_headers));
+    const set = rs.find((m) => m.response_headers)!.response_headers!.response!.header_mutation!.set_headers!;
+    assert.equal(Buffer.from(set[0].header.raw_value!).toString(), '10.0.0.2:8000');
+    assert.equal(set[0].header.key, 'x-conformance-test-served-endpoint');
+    x.end();
+  });
+});
+
 describe('ext-proc protocol', () => {
   const picker = new RecordingPicker();
   const registry = new Registry();

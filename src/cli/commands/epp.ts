@@ -38,6 +38,8 @@ Serving:
   --v N, -v N                    verbosity as llm-d: 2 default, 3 verbose, 4 debug (scores), 5 trace
   --log-level LEVEL              trace|debug|info|warn|error (overrides --v)
   --max-body-bytes N             largest request body (default 64 MiB; larger: 413)
+  --conformance-test-hooks       GIE conformance: honour test-epp-endpoint-selection, echo the served
+                                 endpoint in x-conformance-test-served-endpoint
 Accepted for llm-d compatibility: --secure-serving=false, --zap-encoder=json, --ha-enable-leader-election=false.
 `;
 
@@ -91,6 +93,7 @@ export async function run(argv: string[]): Promise<number> {
       v: { type: 'string', short: 'v' },
       'log-level': { type: 'string' },
       'max-body-bytes': { type: 'string' },
+      'conformance-test-hooks': { type: 'boolean' },
       'secure-serving': { type: 'string' },
       'zap-encoder': { type: 'string' },
       'ha-enable-leader-election': { type: 'string' },
@@ -119,6 +122,7 @@ export async function run(argv: string[]): Promise<number> {
     shedding: values.shed ? true : undefined,
     maxBodyBytes: values['max-body-bytes'] !== undefined ? Number(values['max-body-bytes']) : undefined,
     logLevel: values['log-level'] ?? levelFor(Number(values.v ?? 2)),
+    conformanceHooks: values['conformance-test-hooks'] === true,
   };
 
   const namespace = values['pool-namespace'] ?? process.env.POD_NAMESPACE ?? 'default';
