@@ -495,8 +495,16 @@ export class Engine {
     this.listener.onEvents?.(batch);
   }
 
-  /** vLLM reset_prefix_cache: false while any block is in use. */
-  resetPrefixCache(): boolean {
+  /**
+   * vLLM reset_prefix_cache: false while any block is in use. With `resetRunningRequests`
+   * (vLLM's reset_running_requests=true) running requests are preempted first, so it succeeds.
+   */
+  resetPrefixCache(resetRunningRequests = false): boolean {
+    if (resetRunningRequests) {
+      // Popping from the end and pushing to the front keeps their order in the waiting queue.
+      while (this.running.length > 0) this.preempt(this.running.pop() as EngineRequest);
+      this.kick();
+    }
     const ok = this.pool.resetPrefixCache();
     if (ok) this.flushEvents();
     return ok;

@@ -162,7 +162,7 @@ async function handle(core: HttpCore, req: IncomingMessage, res: ServerResponse)
     case '/tokenize':
       return tokenize(core, req, res);
     case '/reset_prefix_cache': {
-      const ok = core.engine().resetPrefixCache();
+      const ok = core.engine().resetPrefixCache(url.searchParams.get('reset_running_requests') === 'true');
       if (!ok) throw new HttpError(409, 'Failed to reset prefix cache: blocks are in use by running requests', 'ConflictError');
       res.writeHead(200, { 'content-length': 0 });
       res.end();

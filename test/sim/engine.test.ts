@@ -208,3 +208,31 @@ test('requests beyond max_model_len are refused; aborting frees blocks', async (
   assert.equal(engine.pool.numFree, 63);
   void run;
 });
+
+test('reset_prefix_cache with reset_running_requests preempts running requests, which then finish', async () => {
+  const { clock, engine, batches, run } = mk();
+  const a = run({ promptTokens: seq(9), maxTokens: 20 });
+  clock.runUntil(0.02);
+  assert.equal(engine.numRunning, 1);
+  batches.length = 0;
+  assert.equal(engine.resetPrefixCache(true), true);
+  assert.deepEqual(batches[0], [{ type: 'AllBlocksCleared' }]);
+  assert.equal(engine.numWaiting, 1);
+  clock.runUntil();
+  const r = await a;
+  assert.equal(r.outputCount, 20);
+  assert.equal(r.preemptions, 1);
+});
+
+test('a stalled publisher queue holds the scheduler (max_queue_size), then it resumes', async () => {
+  const { clock, engine, run } = mk();
+  let stalled = true;
+  engine.stalled = () => stalled;
+  const a = run({ promptTokens: seq(9), maxTokens: 2 });
+  clock.runUntil(0.05);
+  assert.equal(engine.steps, 0);
+  assert.ok(engine.stallRetries > 0);
+  stalled = false;
+  clock.runUntil();
+  assert.equal((await a).outputCount, 2);
+});
