@@ -153,9 +153,27 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     return p;
   }
 
+  // the last entry resolved: events of one pod usually arrive back to back
+  private lastPod = '';
+  private lastTier = '';
+  private lastSpec = -1;
+  private lastEntry = NONE;
+
   private entryIndex(entry: PodEntry, create: boolean): number {
-    const tier = (entry.tier || 'gpu').toLowerCase();
     const spec = entry.speculative ? 1 : 0;
+    if (entry.pod === this.lastPod && entry.tier === this.lastTier && spec === this.lastSpec) return this.lastEntry;
+    const e = this.resolveEntry(entry, spec, create);
+    if (e !== NONE) {
+      this.lastPod = entry.pod;
+      this.lastTier = entry.tier;
+      this.lastSpec = spec;
+      this.lastEntry = e;
+    }
+    return e;
+  }
+
+  private resolveEntry(entry: PodEntry, spec: number, create: boolean): number {
+    const tier = (entry.tier || 'gpu').toLowerCase();
     const name = `${spec}\u0000${tier}\u0000${entry.pod}`;
     let e = this.entryIds.get(name);
     if (e !== undefined) return e;
