@@ -162,8 +162,16 @@ async function main() {
   const suffixes: string[] = [];
   for (let s = 0; s < 60; s++) suffixes.push(' ' + (await textOfTokens(5000 + s, 2000)));
   await enc(cached, prefix6k); // the earlier request that filled the cache
-  const uncachedT = await timeLoop(suffixes.length, (i) => enc(uncached, prefix6k + suffixes[i]));
-  const cachedT = await timeLoop(suffixes.length, (i) => enc(cached, prefix6k + suffixes[i]));
+  // Three rounds over the same 60 prompts; a busy shared machine inflates single rounds.
+  const uncachedT: number[] = [];
+  const cachedT: number[] = [];
+  const roundP50: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    uncachedT.push(...(await timeLoop(suffixes.length, (i) => enc(uncached, prefix6k + suffixes[i]))));
+    const ct = await timeLoop(suffixes.length, (i) => enc(cached, prefix6k + suffixes[i]));
+    cachedT.push(...ct);
+    roundP50.push(pct(ct, 50));
+  }
   for (let i = 0; i < 5; i++) {
     const a = await enc(cached, prefix6k + suffixes[i]);
     const b = await enc(uncached, prefix6k + suffixes[i]);
@@ -172,6 +180,7 @@ async function main() {
   const c50 = pct(cachedT, 50);
   const u50 = pct(uncachedT, 50);
   console.log(`uncached p50 ${f(u50)} ms p99 ${f(pct(uncachedT, 99))} ms | cached p50 ${f(c50)} ms p99 ${f(pct(cachedT, 99))} ms | speedup x${f(u50 / c50)} | target ${c50 <= 2 ? 'MET' : 'NOT MET'} (${f(c50)} <= 2 ms)`);
+  console.log(`cached p50 per round: ${roundP50.map((x) => f(x)).join(', ')} ms; load average now ${loadavg().map((x) => f(x)).join(' ')}`);
 
   // ---- llm-d shared-prefix shape: 150 groups x 5 prompts, 6,000-token system prompt + 1,200-token question
   const groups = QUICK ? 30 : 150;
