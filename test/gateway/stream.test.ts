@@ -1,0 +1,89 @@
+// Streams pass through chunk by chunk (never buffered), and a client that goes away cancels
+// the upstream request and releases the endpoint's in-flight count.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { startRouter, type Router } from '../../src/gateway/router.js';
+import { until } from './helpers.js';
+
+let upstream: Server;
+let address: string;
+let router: Router;
+let upstreamClosed = 0;
+const GAP_MS = 150;
+
+before(async () => {
+  upstream = createServer((req, res) => {
+    if (req.url === '/metrics') return void res.end('vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\n');
+    if (req.url === '/v1/models') return void res.end(JSON.stringify({ object: 'list', data: [{ id: 'm' }] }));
+    req.resume();
+    const forever = req.headers['x-test-forever'] === '1';
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let i = 0;
+    const timer = setInterval(() => {
+      if (!forever && i === 4) {
+        res.end('data: [DONE]\n\n');
+        clearInterval(timer);
+        return;
+      }
+      res.write(`data: {"i":${i++},"sentAt":${Date.now()}}\n\n`);
+    }, GAP_MS);
+    res.on('close', () => {
+      clearInterval(timer);
+      if (!res.writableFinished) upstreamClosed++;
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  address = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  router = await startRouter({ endpoints: [{ address }], port: 0, logger: pino({ level: 'silent' }), processMetrics: false, config: { plugins: [{ type: 'queue-scorer' }] } });
+  await router.pool.waitReady(1);
+});
+after(async () => {
+  await router?.close();
+  upstream?.closeAllConnections();
+  upstream?.close();
+});
+
+test('SSE chunks reach the client as the upstream sends them', async () => {
+  const res = await fetch(`${router.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+  });
+  assert.equal(res.headers.get('content-type'), 'text/event-stream');
+  assert.equal(res.headers.get('x-kvrouter-endpoint'), address);
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  const lags: number[] = [];
+  let text = '';
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const chunk = dec.decode(value);
+    text += chunk;
+    for (const m of chunk.matchAll(/"sentAt":(\d+)/g)) lags.push(Date.now() - Number(m[1]));
+  }
+  assert.equal(lags.length, 4);
+  // Each event arrives well before the next is even produced: nothing waits for the end.
+  for (const lag of lags) assert.ok(lag < GAP_MS - 20, `event arrived ${lag} ms after it was sent`);
+  assert.ok(text.endsWith('data: [DONE]\n\n'));
+});
+
+test('a client disconnect cancels the upstream stream and releases the in-flight count', async () => {
+  const before = upstreamClosed;
+  await new Promise<void>((resolve, reject) => {
+    const req = request(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-test-forever': '1' } }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', () => {});
+    req.once('error', reject);
+    req.end(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true }));
+  });
+  await until(() => upstreamClosed > before, 2000, 'the upstream request to be cancelled');
+  await until(() => router.pool.get(address)!.inflightRequests === 0, 2000, 'in-flight count back to 0');
+});
