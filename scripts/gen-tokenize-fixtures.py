@@ -122,15 +122,19 @@ def to_conversation(messages, content_format):
             texts = [p if isinstance(p, str) else (p['refusal'] if p['type'] == 'refusal' else p['text']) for p in c]
         m = {'role': msg['role'], 'content': '\n'.join(texts) if content_format == 'string' else [{'type': 'text', 'text': t} for t in texts]}
         if msg['role'] == 'assistant':
-            if isinstance(msg.get('tool_calls'), list):
+            if isinstance(msg.get('tool_calls'), list) and msg['tool_calls']:
                 calls = []
                 for tc in msg['tool_calls']:
                     tc = dict(tc)
-                    if isinstance(tc.get('function'), dict):
-                        fn = dict(tc['function'])
-                        a = fn.get('arguments')
-                        fn['arguments'] = {} if not a else (json.loads(a) if isinstance(a, str) else a)
-                        tc['function'] = fn
+                    fn = dict(tc['function'])
+                    a = fn.get('arguments')
+                    if isinstance(a, str):
+                        try:
+                            a = json.loads(a) if a else {}
+                        except json.JSONDecodeError:
+                            a = {}
+                    fn['arguments'] = a if isinstance(a, dict) else {}
+                    tc['function'] = fn
                     calls.append(tc)
                 m['tool_calls'] = calls
             reasoning = msg.get('reasoning') if msg.get('reasoning') is not None else msg.get('reasoning_content')
@@ -297,6 +301,15 @@ CHATS = [
         {'role': 'tool', 'tool_call_id': 'c', 'content': 'results...'},
         {'role': 'assistant', 'content': 'Found it.'},
         {'role': 'user', 'content': 'Thanks'}], 'tools': [SEARCH_TOOL]}),
+    ('tool-call-bad-args', {'messages': [
+        {'role': 'user', 'content': 'Go'},
+        {'role': 'assistant', 'content': 'Calling.', 'tool_calls': [
+            {'id': 'a', 'type': 'function', 'function': {'name': 'web_search', 'arguments': '{not json'}},
+            {'id': 'b', 'type': 'function', 'function': {'name': 'web_search', 'arguments': '[1, 2]'}},
+            {'id': 'c', 'type': 'function', 'function': {'name': 'web_search', 'arguments': {'q': 'already an object'}}}]},
+        {'role': 'tool', 'tool_call_id': 'a', 'content': 'x'},
+        {'role': 'assistant', 'content': 'Done.', 'tool_calls': []},
+        {'role': 'user', 'content': 'ok'}], 'tools': [SEARCH_TOOL]}),
     ('content-parts', {'messages': [
         {'role': 'system', 'content': [{'type': 'text', 'text': 'Part one of system.'}, {'type': 'text', 'text': 'Part two.'}]},
         {'role': 'user', 'content': [{'type': 'text', 'text': 'Look at this:'}, {'type': 'text', 'text': 'and this.'}]}]}),

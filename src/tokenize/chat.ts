@@ -29,15 +29,22 @@ function partText(part: unknown, i: number, m: number): string {
   return text;
 }
 
-function parseArguments(args: unknown, m: number): unknown {
-  // vLLM turns JSON-string arguments into objects before rendering; empty -> {}.
-  if (args === undefined || args === null || args === '') return {};
-  if (typeof args !== 'string') return args;
-  try {
-    return JSON.parse(args);
-  } catch {
-    throw new TokenizeError(`messages[${m}].tool_calls: function.arguments is not valid JSON`, 400, 'BadRequestError', 'messages');
+/**
+ * vLLM turns tool-call arguments into objects before rendering: a JSON string is parsed;
+ * empty, malformed or non-object arguments become {} (vLLM logs and carries on, so a bad
+ * turn in the history does not fail every later request).
+ */
+function parseArguments(args: unknown): Record<string, unknown> {
+  let parsed: unknown = args;
+  if (typeof args === 'string') {
+    if (args === '') return {};
+    try {
+      parsed = JSON.parse(args);
+    } catch {
+      return {};
+    }
   }
+  return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
 }
 
 /** The conversation vLLM hands to apply_chat_template. */
@@ -58,17 +65,19 @@ export function toConversation(messages: unknown, format: ContentFormat): Record
       content: format === 'string' ? texts.join('\n') : texts.map((text) => ({ type: 'text', text })),
     };
     if (msg.role === 'assistant') {
-      if (Array.isArray(msg.tool_calls)) {
-        out.tool_calls = msg.tool_calls.map((tc) => {
+      if (Array.isArray(msg.tool_calls) && msg.tool_calls.length > 0) {
+        out.tool_calls = msg.tool_calls.map((tc, k) => {
+          if (!tc || typeof tc !== 'object' || Array.isArray(tc))
+            throw new TokenizeError(`messages[${m}].tool_calls[${k}] must be an object`, 400, 'BadRequestError', 'messages');
           const call = { ...(tc as Record<string, unknown>) };
-          if (call.function && typeof call.function === 'object') {
-            const fn = { ...(call.function as Record<string, unknown>) };
-            fn.arguments = parseArguments(fn.arguments, m);
-            call.function = fn;
-          }
+          if ((call.type ?? 'function') !== 'function' || !call.function || typeof call.function !== 'object' || Array.isArray(call.function))
+            throw new TokenizeError(`messages[${m}].tool_calls[${k}]: only tool calls of type "function" with a function object are supported`, 400, 'BadRequestError', 'messages');
+          const fn = { ...(call.function as Record<string, unknown>) };
+          fn.arguments = parseArguments(fn.arguments);
+          call.function = fn;
           return call;
         });
-      } else if (msg.tool_calls !== undefined && msg.tool_calls !== null) {
+      } else if (msg.tool_calls !== undefined && msg.tool_calls !== null && !Array.isArray(msg.tool_calls)) {
         throw new TokenizeError(`messages[${m}].tool_calls must be an array`, 400, 'BadRequestError', 'messages');
       }
       const reasoning = msg.reasoning ?? msg.reasoning_content;

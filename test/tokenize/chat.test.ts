@@ -27,6 +27,16 @@ test('messages are normalized like vLLM: parts joined by newline, null content, 
     { role: 'tool', content: 'ok', tool_call_id: 'c1' },
   ]);
   assert.deepEqual(toConversation([{ role: 'user', content: 'hi' }], 'openai'), [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }]);
+  // Malformed or non-object arguments become {} and an empty tool_calls list is dropped, as in vLLM.
+  const [bad, empty] = toConversation(
+    [
+      { role: 'assistant', content: 'x', tool_calls: [{ type: 'function', function: { name: 'f', arguments: '{nope' } }, { type: 'function', function: { name: 'g', arguments: '[1]' } }] },
+      { role: 'assistant', content: 'y', tool_calls: [] },
+    ],
+    'string',
+  );
+  assert.deepEqual((bad.tool_calls as { function: { arguments: unknown } }[]).map((t) => t.function.arguments), [{}, {}]);
+  assert.equal('tool_calls' in empty, false);
 });
 
 test('tools look like vLLM pydantic dumps: declared fields first, missing ones null', () => {

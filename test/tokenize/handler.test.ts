@@ -90,7 +90,8 @@ const BAD: [string, unknown, RegExp][] = [
   ['generation prompt + continue', { model: MODEL, messages: [{ role: 'user', content: 'a' }], continue_final_message: true }, /Cannot set both/],
   ['tools not an array', { model: MODEL, messages: [{ role: 'user', content: 'a' }], tools: {} }, /"tools" must be an array/],
   ['tool without name', { model: MODEL, messages: [{ role: 'user', content: 'a' }], tools: [{ type: 'function', function: {} }] }, /name/],
-  ['bad tool call arguments', { model: MODEL, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: null, tool_calls: [{ type: 'function', function: { name: 'f', arguments: '{nope' } }] }] }, /not valid JSON/],
+  ['tool call that is not a function', { model: MODEL, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: null, tool_calls: [{ type: 'custom', custom: {} }] }] }, /type "function"/],
+  ['tool call that is not an object', { model: MODEL, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: null, tool_calls: ['f()'] }] }, /must be an object/],
   ['kwargs not an object', { model: MODEL, messages: [{ role: 'user', content: 'a' }], chat_template_kwargs: [1] }, /chat_template_kwargs/],
   ['negative token id', { model: MODEL, prompt: [5, -1] }, /prompt\[1\]/],
 ];
