@@ -165,6 +165,29 @@ describe('KvEventSubscriber over ZeroMQ', () => {
     assert.equal(blocks('127.0.0.1:9300', toks(16, 7000)), 0, 'unrelated history is not resurrected');
   });
 
+  it('a hole the replay buffer no longer holds: counted, the pod cleared and rebuilt from what remains', async () => {
+    const a = new FakeVllm(`kv@127.0.0.1:9500@${MODEL}`, 'new', 3); // keeps only the last 3 batches
+    cleanups.push(() => a.close());
+    await a.bind();
+    const replayEp = await a.startReplay();
+    const { sub, blocks } = make({ replay: { endpoints: { '127.0.0.1:9500': replayEp }, idleTimeoutMs: 1000 } });
+    await sub.start();
+    sub.addPod('127.0.0.1:9500', a.pubEndpoint);
+    await warmUp(a.pub, sub);
+    const stale = toks(16, 100);
+    await a.publish(payload([blockStored({ blockHashes: [1n], tokenIds: stale, blockSize: 16 })]));
+    await until(async () => (await sub.flush(), blocks('127.0.0.1:9500', stale) === 1), 'seq 0');
+    // seq 1..3 lost; seq 1 (removing the stale block) falls out of the 3-batch buffer
+    await a.publish(payload([{ type: 'BlockRemoved', blockHashes: [1n], medium: 'GPU', groupIdx: null }]), { drop: true });
+    const kept = toks(16, 200);
+    await a.publish(payload([blockStored({ blockHashes: [2n], tokenIds: kept, blockSize: 16 })]), { drop: true });
+    await a.publish(payload([]), { drop: true });
+    await a.publish(payload([]));
+    await until(async () => (await sub.flush(), blocks('127.0.0.1:9500', kept) === 1), 'replayed what remained');
+    assert.equal(blocks('127.0.0.1:9500', stale), 0, 'pod cleared: the missed removal cannot leave a stale block');
+    assert.equal(sub.metrics.totals.missedBatches, 1);
+  });
+
   it('a dead replay endpoint costs a counted failure, never the stream', async () => {
     const a = await fake(`kv@127.0.0.1:9400@${MODEL}`);
     await a.bind();
