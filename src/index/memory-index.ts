@@ -539,7 +539,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       }
       let i = this.eHome(q - 1, old[s * ES], old[s * ES + 1]);
       while (et[i * ES + 2] !== 0) i = (i + 1) & mask;
-      et.set(old.subarray(s * ES, s * ES + ES), i * ES);
+      for (let f = 0; f < ES; f++) et[i * ES + f] = old[s * ES + f];
       this.eCount++;
     }
   }
