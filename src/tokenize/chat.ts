@@ -132,7 +132,10 @@ export function renderChat(ctx: TemplateContext, messages: unknown, opts: ChatOp
   if (opts.chat_template_kwargs !== undefined && opts.chat_template_kwargs !== null) {
     if (typeof opts.chat_template_kwargs !== 'object' || Array.isArray(opts.chat_template_kwargs))
       throw new TokenizeError('chat_template_kwargs must be an object', 400, 'BadRequestError', 'chat_template_kwargs');
-    for (const [k, v] of Object.entries(opts.chat_template_kwargs)) if (!RESERVED_KWARGS.has(k)) kwargs[k] = v;
+    const unexpected = Object.keys(opts.chat_template_kwargs).filter((k) => RESERVED_KWARGS.has(k));
+    // vLLM refuses these too (the template is already chosen; the result must stay text).
+    if (unexpected.length) throw new TokenizeError(`Found unexpected chat template kwargs from request: ${unexpected.join(', ')}`, 400, 'BadRequestError', 'chat_template_kwargs');
+    Object.assign(kwargs, opts.chat_template_kwargs);
   }
   // vLLM merges chat_template_kwargs over its own arguments.
   const addGenerationPrompt = Boolean(kwargs.add_generation_prompt ?? opts.add_generation_prompt ?? true);

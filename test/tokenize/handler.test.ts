@@ -93,6 +93,7 @@ const BAD: [string, unknown, RegExp][] = [
   ['tool call that is not a function', { model: MODEL, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: null, tool_calls: [{ type: 'custom', custom: {} }] }] }, /type "function"/],
   ['tool call that is not an object', { model: MODEL, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: null, tool_calls: ['f()'] }] }, /must be an object/],
   ['kwargs not an object', { model: MODEL, messages: [{ role: 'user', content: 'a' }], chat_template_kwargs: [1] }, /chat_template_kwargs/],
+  ['reserved chat_template_kwargs', { model: MODEL, messages: [{ role: 'user', content: 'a' }], chat_template_kwargs: { tokenize: true } }, /unexpected chat template kwargs/],
   ['negative token id', { model: MODEL, prompt: [5, -1] }, /prompt\[1\]/],
 ];
 for (const [name, body, re] of BAD) {
