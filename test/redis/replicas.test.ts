@@ -1,8 +1,9 @@
 // Active-active replicas over one Redis (issue 7, "Test"): 3 routers + 4 simulated vLLM pods
 // + Redis, a shared-prefix workload spread round-robin over the replicas, against a single
 // router on the same workload. Central mode: the pods' KV events reach replica 0 only, so
-// replicas 1 and 2 know the cache solely through Redis. A control run (3 replicas, each with
-// its own in-memory index) shows what the shared index is worth.
+// replicas 1 and 2 know the cache solely through Redis. Discovery mode: every replica dials
+// every pod and writes the same events (reference counts absorb the duplicates). A control
+// run (3 replicas, each with its own in-memory index) shows what the shared index is worth.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -12,6 +13,7 @@ import { startSimPod, type SimPod } from '../../src/sim/index.js';
 import { TokenizerRegistry } from '../../src/tokenize/index.js';
 import { sharedPrefixWorkload } from '../../src/bench/workloads/shared-prefix.js';
 import type { BenchRequest } from '../../src/bench/workloads/types.js';
+import { KV_EVENTS_ENDPOINT_LABEL } from '../../src/scheduler/plugins/precise-prefix.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const silent = pino({ level: 'silent' });
@@ -32,7 +34,7 @@ after(async () => {
   await redis?.stop();
 });
 
-function config(kvBlockIndexConfig: Record<string, unknown>) {
+function config(kvBlockIndexConfig: Record<string, unknown>, mode: 'central' | 'discovery') {
   return {
     apiVersion: 'llm-d.ai/v1alpha1',
     kind: 'EndpointPickerConfig',
@@ -45,7 +47,7 @@ function config(kvBlockIndexConfig: Record<string, unknown>) {
         parameters: {
           tokenProcessorConfig: { blockSize: 16, hashSeed: '42' },
           indexerConfig: { kvBlockIndexConfig },
-          kvEventsConfig: { topicFilter: 'kv@', discoverPods: false, zmqEndpoint: 'tcp://127.0.0.1:0' },
+          kvEventsConfig: mode === 'central' ? { topicFilter: 'kv@', discoverPods: false, zmqEndpoint: 'tcp://127.0.0.1:0' } : { topicFilter: 'kv@', discoverPods: true },
           speculativeIndexing: true,
           speculativeTTL: '2s',
         },
@@ -79,25 +81,34 @@ interface PhaseResult {
   podsPerGroup: Map<string, Set<string>>;
 }
 
-/** Starts `replicas` routers sharing `kvBlockIndexConfig`, 4 pods whose events go to router 0, runs the workload. */
-async function runPhase(replicas: number, kvBlockIndexConfig: Record<string, unknown>, requests: BenchRequest[]): Promise<PhaseResult> {
+/**
+ * Starts `replicas` routers sharing `kvBlockIndexConfig` and 4 pods, runs the workload.
+ * central: the pods connect to router 0's SUB socket; discovery: the pods bind and every router dials them.
+ */
+async function runPhase(replicas: number, kvBlockIndexConfig: Record<string, unknown>, requests: BenchRequest[], mode: 'central' | 'discovery' = 'central'): Promise<PhaseResult> {
   const routers: Router[] = [];
   const pods: SimPod[] = [];
   try {
     for (let i = 0; i < replicas; i++) {
-      routers.push(await startRouter({ config: JSON.stringify(config(kvBlockIndexConfig)), endpoints: [], port: 0, logger: silent, processMetrics: false, tokenizers: await routerTokenizersFrom(tokReg, false) }));
+      routers.push(await startRouter({ config: JSON.stringify(config(kvBlockIndexConfig, mode)), endpoints: [], port: 0, logger: silent, processMetrics: false, tokenizers: await routerTokenizersFrom(tokReg, false) }));
     }
-    const zmq = routers[0].precise!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1');
+    const endpoint = mode === 'central' ? routers[0].precise!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1') : 'tcp://127.0.0.1:*';
     for (let p = 0; p < 4; p++) {
       pods.push(await startSimPod({
         port: 0, host: '127.0.0.1', model: MODEL, blockSize: 16, numGpuBlocks: 4096, timeScale: 0.02, pythonHashSeed: '42', llmdTopic: true,
-        kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq }, tokenizers: tokReg, logger: silent,
+        kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint }, tokenizers: tokReg, logger: silent,
       }));
     }
     for (const r of routers) {
-      for (const [i, p] of pods.entries()) r.pool.add({ address: p.podId, name: `pod-${i}`, labels: { 'llm-d.ai/role': 'decode' } });
+      for (const [i, p] of pods.entries()) {
+        const labels: Record<string, string> = { 'llm-d.ai/role': 'decode' };
+        if (mode === 'discovery') labels[KV_EVENTS_ENDPOINT_LABEL] = p.kvEventsEndpoint!;
+        r.pool.add({ address: p.podId, name: `pod-${i}`, labels });
+      }
       await r.pool.waitReady(pods.length, 15_000);
     }
+    // discovery: let the SUB sockets finish connecting before the first event is published
+    if (mode === 'discovery') await new Promise((r) => setTimeout(r, 300));
     const result: PhaseResult = { hitRate: 0, promptTokens: 0, cachedTokens: 0, errors: 0, podsPerGroup: new Map() };
     let next = 0;
     const worker = async () => {
@@ -138,13 +149,15 @@ test('3 replicas over one Redis reach the hit rate of a single router (within 2 
   const single = await runPhase(1, {}, requests);
   // a lookup budget that tolerates a loaded CI machine (production default: 50 ms)
   const shared = await runPhase(3, { redisConfig: { address: redis.url, keyPrefix: 'replicas:', lookupTimeoutMs: 1000 } }, requests);
+  const discovery = await runPhase(3, { redisConfig: { address: redis.url, keyPrefix: 'replicas-discovery:', lookupTimeoutMs: 1000 } }, requests, 'discovery');
   const isolated = await runPhase(3, {}, requests);
   const summary = (r: PhaseResult) => `${(r.hitRate * 100).toFixed(1)}% (${r.cachedTokens}/${r.promptTokens} tokens, ${r.errors} errors)`;
-  const msg = `single router ${summary(single)}; 3 replicas + Redis ${summary(shared)}; 3 replicas, separate in-memory indexes ${summary(isolated)}`;
+  const msg = `single router ${summary(single)}; 3 replicas + Redis, central events ${summary(shared)}; 3 replicas + Redis, discovery ${summary(discovery)}; 3 replicas, separate in-memory indexes ${summary(isolated)}`;
   console.log(`# ${msg}`);
-  assert.equal(single.errors + shared.errors + isolated.errors, 0, msg);
+  assert.equal(single.errors + shared.errors + discovery.errors + isolated.errors, 0, msg);
   assert.ok(single.hitRate > 0.6, `the workload must be cache-friendly: ${msg}`);
   assert.ok(Math.abs(shared.hitRate - single.hitRate) <= 0.02, msg);
+  assert.ok(Math.abs(discovery.hitRate - single.hitRate) <= 0.02, msg);
   // without the shared index, replicas 1 and 2 route blind: the comparison is meaningful
   assert.ok(isolated.hitRate < shared.hitRate - 0.05, msg);
 });
