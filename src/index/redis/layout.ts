@@ -24,7 +24,9 @@
 //
 // All writes go through one Lua script (scripts.ts) so each batch is atomic and ordered; a
 // lookup is one script call that walks the keys and stops at the first miss.
-// For Redis Cluster, choose a prefix with a hash tag (e.g. "{kvr}:") so every key shares a slot.
+// Standalone Redis or Valkey (a primary, or a proxy in front of one). The scripts build key
+// names themselves, so Redis Cluster would need every key in one slot: a prefix with a hash
+// tag ("{kvr}:") does that, but the client here does not speak the cluster protocol.
 
 export const DEFAULT_KEY_PREFIX = 'kvr:';
 
