@@ -17,6 +17,8 @@ export interface KvBlockIndexConfig {
   } | null;
   /** Shared index on Redis/Valkey (valkey:// accepted); the other fields tune RedisKvBlockIndex. */
   redisConfig?: ({ address?: string } & Omit<RedisIndexConfig, 'address' | 'tierWeights'>) | null;
+  /** llm-d's older name for the same backend; wins over redisConfig as in llm-d. */
+  valkeyConfig?: ({ address?: string } & Omit<RedisIndexConfig, 'address' | 'tierWeights'>) | null;
   enableMetrics?: boolean;
   /** Integer nanoseconds (llm-d JSON) or a duration string ("1m", "30s", "1m0s", "500ms"). 0 = off. Default 1 min. */
   metricsLoggingInterval?: number | string | null;
@@ -74,10 +76,11 @@ export function createKvBlockIndex(cfg: IndexFactoryConfig = {}, deps: IndexFact
   const metrics = c.enableMetrics ? new IndexMetrics(deps.registry ?? new Registry()) : undefined;
 
   let index: KvBlockIndex;
-  if (c.redisConfig) {
+  const redisConfig = c.valkeyConfig ?? c.redisConfig;
+  if (redisConfig) {
     // Connects in the background; writes wait for the first connection, lookups wait up to
     // their timeout, then it degrades (empty lookups, counted) until Redis answers.
-    index = new RedisKvBlockIndex({ ...c.redisConfig, address: c.redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics });
+    index = new RedisKvBlockIndex({ ...redisConfig, address: redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics });
   } else {
     const size = c.inMemoryConfig?.size ?? DEFAULT_CAPACITY;
     index = new InMemoryKvBlockIndex({ capacity: size, tierWeights, metrics });

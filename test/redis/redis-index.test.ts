@@ -16,3 +16,5 @@ const silent = pino({ level: 'silent' });
 describeKvBlockIndexSuite('redis', () => RedisKvBlockIndex.connect({ address: redis.url, keyPrefix: `suite${n++}:`, lookupTimeoutMs: 5000 }, { logger: silent }));
 describeKvBlockIndexSuite('valkey:// via factory redisConfig', () =>
   createKvBlockIndex({ kvBlockIndexConfig: { redisConfig: { address: redis.url.replace('redis://', 'valkey://'), keyPrefix: `factory${n++}:`, lookupTimeoutMs: 5000 } } }, { logger: silent }));
+describeKvBlockIndexSuite('via factory valkeyConfig (llm-d\'s older name)', () =>
+  createKvBlockIndex({ kvBlockIndexConfig: { valkeyConfig: { address: redis.url, keyPrefix: `valkey${n++}:`, lookupTimeoutMs: 5000 } } }, { logger: silent }));
