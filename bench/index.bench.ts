@@ -1,6 +1,8 @@
 // npm run bench:index [-- --quick]
 // Block keys, ingest, scoring and memory of the in-memory index, each next to a naive
 // baseline measured in the same run (BigInt FNV over built CBOR; Map<key, Map<pod, refs>>).
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { BlockKeyer, type HashAlgorithm } from '../src/index/keys.js';
 import { encodeCbor } from '../src/index/cbor.js';
 import { InMemoryKvBlockIndex } from '../src/index/memory-index.js';
@@ -183,8 +185,10 @@ function benchMemory(): void {
   const podsPerBlock = 8;
   const blocks = entries / podsPerBlock;
   console.log(`\n## memory: ${fmt(entries / 1e6, 1)}M (block, pod) entries = ${fmt(blocks / 1e6, 2)}M blocks x ${podsPerBlock} pods, with per-pod engine keys`);
-  const g = globalThis as { gc?: () => void };
-  g.gc?.();
+  // a real gc() even without --expose-gc, so heap deltas do not include earlier garbage
+  v8.setFlagsFromString('--expose-gc');
+  const g = { gc: vm.runInNewContext('gc') as () => void };
+  g.gc();
   const before = process.memoryUsage();
   const idx = new InMemoryKvBlockIndex({ capacity: entries });
   const r = rng(4);
