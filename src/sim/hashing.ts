@@ -5,10 +5,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as nodeCrypto from 'node:crypto';
 
-// One-shot hashing (Node >= 20.12) avoids a Hash object per block.
-const oneShot = (nodeCrypto as unknown as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
+// One-shot hashing (Node >= 20.12) avoids a Hash object per block. The digest is copied into
+// Buffer.allocUnsafe's shared 8 KiB pool: hundreds of thousands of live 32-byte digests as
+// views of a few ArrayBuffers instead of one ArrayBuffer each.
+const oneShot = (nodeCrypto as unknown as { hash?: (alg: string, data: Uint8Array, enc: 'latin1') => string }).hash;
 function sha256(data: Uint8Array): Buffer {
-  return oneShot ? oneShot('sha256', data, 'buffer') : createHash('sha256').update(data).digest();
+  const out = Buffer.allocUnsafe(32);
+  if (oneShot) out.write(oneShot('sha256', data, 'latin1'), 0, 'latin1');
+  else createHash('sha256').update(data).digest().copy(out);
+  return out;
 }
 
 export type HashAlgo = 'sha256_cbor' | 'sha256';
