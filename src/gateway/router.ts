@@ -70,7 +70,8 @@ export interface Router {
   readonly parseOptions: ParseOptions;
   /** Loads a model's tokenizer now rather than on its first request. */
   warmTokenizer(model: string): Promise<void>;
-  close(): Promise<void>;
+  /** Shuts down; with `drainMs`, requests in flight get that long to finish first. */
+  close(drainMs?: number): Promise<void>;
 }
 
 /** Builds the src/events subscriber for a precise scorer. */
@@ -133,6 +134,8 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   });
   pool.on('removed', (e: PoolEndpoint) => {
     for (const ps of precisePlugins) void ps.removeEndpoint(e).catch(() => {});
+    // Plugins with per-endpoint state (the approximate prefix scorer's LRUs) drop it.
+    for (const p of plugins) (p as { forget?: (address: string) => void }).forget?.(e.address);
   });
 
   const metrics = new RouterMetrics(registry, pool);
@@ -206,10 +209,10 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     async warmTokenizer(model: string) {
       await tokenizers?.encodeCompletion(model, 'warm up', true).catch((err: unknown) => logger.warn({ model, err: (err as Error).message }, 'tokenizer warm-up failed'));
     },
-    async close() {
+    async close(drainMs = 0) {
       if (closed) return;
       closed = true;
-      await server.close();
+      await server.close(drainMs);
       await proxy.close();
       await cleanup();
       if (!opts.tokenizers) await tokenizers?.close?.();

@@ -87,15 +87,20 @@ export class GatewayServer {
   readonly server: Server;
   private readonly maxBody: number;
   private readonly log: Logger;
+  /** Requests being handled (for a draining shutdown). */
+  private active = 0;
 
   constructor(private readonly o: GatewayServerOptions) {
     this.maxBody = o.maxBodyBytes ?? 32 * 1024 * 1024;
     this.log = o.logger.child({ component: 'gateway' });
     this.server = createServer({ keepAlive: true, noDelay: true, requestTimeout: 0 }, (req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
-        this.log.error({ err }, 'unhandled error in request handler');
-        sendError(res, new GatewayError(500, 'internal error', 'internal_error', 'internal'));
-      });
+      this.active++;
+      this.handle(req, res)
+        .catch((err: unknown) => {
+          this.log.error({ err }, 'unhandled error in request handler');
+          sendError(res, new GatewayError(500, 'internal error', 'internal_error', 'internal'));
+        })
+        .finally(() => this.active--);
     });
     this.server.keepAliveTimeout = 65_000;
   }
@@ -111,11 +116,18 @@ export class GatewayServer {
     return this.server.address() as AddressInfo;
   }
 
-  async close(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+  /** Stops accepting, lets requests in flight finish for up to `drainMs`, then cuts the rest. */
+  async close(drainMs = 0): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const deadline = Date.now() + drainMs;
+    if (this.active > 0 && drainMs > 0) this.log.info({ inflight: this.active, drainMs }, 'draining requests in flight');
+    while (this.active > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      this.server.closeIdleConnections();
+    }
+    this.server.closeAllConnections();
+    await closed;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -87,3 +87,19 @@ test('a client disconnect cancels the upstream stream and releases the in-flight
   await until(() => upstreamClosed > before, 2000, 'the upstream request to be cancelled');
   await until(() => router.pool.get(address)!.inflightRequests === 0, 2000, 'in-flight count back to 0');
 });
+
+test('shutdown drains: a stream in flight finishes, new connections are refused', async () => {
+  const r2 = await startRouter({ endpoints: [{ address }], port: 0, logger: pino({ level: 'silent' }), processMetrics: false, config: { plugins: [{ type: 'queue-scorer' }] } });
+  await r2.pool.waitReady(1);
+  const res = await fetch(`${r2.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+  });
+  const closing = r2.close(3000);
+  await new Promise((r) => setTimeout(r, 50));
+  await assert.rejects(fetch(`${r2.url}/health`), 'no new connections while draining');
+  const text = await res.text();
+  assert.ok(text.endsWith('data: [DONE]\n\n'), 'the stream in flight completed');
+  await closing;
+});

@@ -23,6 +23,7 @@ Options:
   --no-speculative         turn speculative indexing off (default on, TTL 2s)
   --shed                   429 when every endpoint is saturated (queue >= 5 or KV >= 0.8)
   --max-body-bytes N       largest request body (default 33554432)
+On SIGTERM/SIGINT the router stops accepting and gives requests in flight 10 s to finish.
 Embedded mode (--embedded):
   --pods N                 simulated pods (default 2)
   --pod-ports P1,P2        their HTTP ports (default port+1, port+2; env KVROUTER_POD_PORTS)
@@ -31,6 +32,9 @@ Embedded mode (--embedded):
   --block-size N           default 16
   --time-scale X           simulator wall seconds per model second (default 1)
 `;
+
+/** On SIGTERM/SIGINT, requests in flight get this long to finish. */
+const DRAIN_MS = 10_000;
 
 function parseEndpoint(spec: string): EndpointSpec {
   const [address, ...labelParts] = spec.split(';');
@@ -111,7 +115,10 @@ export async function run(argv: string[]): Promise<number> {
       timeScale: values['time-scale'] !== undefined ? Number(values['time-scale']) : 1,
     });
     router = emb.router;
-    shutdown = () => emb.close();
+    shutdown = async () => {
+      await emb.router.close(DRAIN_MS);
+      await emb.close();
+    };
     console.error(emb.instructions);
   } else {
     router = await startRouter({
@@ -120,7 +127,7 @@ export async function run(argv: string[]): Promise<number> {
       endpoints: (values.endpoint ?? []).map(parseEndpoint),
       zmqEndpoint: values['zmq-endpoint'],
     });
-    shutdown = () => router.close();
+    shutdown = () => router.close(DRAIN_MS);
     if (router.pool.all().length === 0) router.logger.warn('no endpoints configured (--endpoint or `endpoints` in the config): every request will get 503');
   }
 
