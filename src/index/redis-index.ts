@@ -89,6 +89,8 @@ function failureReason(err: unknown): string {
   const name = (err as Error)?.name;
   if (name === 'TimeoutError') return 'timeout';
   if (name === 'UnavailableError') return 'unavailable';
+  // the server answered with an error (e.g. OOM at maxmemory with noeviction): it is up
+  if (name === 'ReplyError') return 'rejected';
   return 'error';
 }
 
@@ -308,8 +310,10 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
         if (this.metrics && removed > 0) this.metrics.evictions += removed;
       },
       (err: unknown) => {
-        this.drop(blocks, failureReason(err));
-        this.conn.markDown(err as Error);
+        const reason = failureReason(err);
+        this.drop(blocks, reason);
+        if (reason === 'rejected') this.rejected(err as Error);
+        else this.conn.markDown(err as Error);
       },
     ).finally(() => {
       this.inflightBlocks -= blocks;
@@ -399,6 +403,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
       this.counters.lookupFailures.inc({ reason });
       // a slow answer suspends lookups only; a broken connection stops everything
       if (reason === 'timeout') this.conn.suspendReads(err as Error);
+      else if (reason === 'rejected') this.rejected(err as Error);
       else this.conn.markDown(err as Error);
       return result;
     }
@@ -491,6 +496,14 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     if (strict) throw new Error(msg);
     this.invalid(msg);
     return false;
+  }
+
+  /** Redis refused a call (OOM, script error): it is up, so no outage; log each kind of refusal once. */
+  private rejected(err: Error): void {
+    const kind = err.message.split(' ')[0] || 'error';
+    if (this.invalidLogged.has(`rejected:${kind}`) || this.invalidLogged.size > 100) return;
+    this.invalidLogged.add(`rejected:${kind}`);
+    this.logger.error({ err: err.message }, 'redis index: Redis refused a call (writes are dropped and counted; check maxmemory)');
   }
 
   private invalid(msg: string): void {

@@ -317,3 +317,28 @@ test('an index whose Redis never answers degrades instead of failing', async () 
     await idx.close();
   }
 });
+
+test('Redis at maxmemory (noeviction): refused writes are dropped and counted, Redis is not treated as down', async () => {
+  const own = await startRedisServer({ args: ['--maxmemory', '3mb', '--maxmemory-policy', 'noeviction'] });
+  const registry = new Registry();
+  const { logger, lines } = captureLogs();
+  const idx = await RedisKvBlockIndex.connect({ address: own.url, ...SLOW_OK }, { logger, registry });
+  try {
+    const first = keys(1, 8);
+    idx.add(null, first, { pod: 'a:1', tier: 'gpu' });
+    await idx.flush();
+    // fill memory until Redis refuses
+    for (let i = 0; i < 200 && (await metricValue(registry, 'kvrouter_index_redis_writes_dropped_total', { reason: 'rejected' })) === 0; i++) {
+      for (let j = 0; j < 20; j++) idx.add(null, keys(10_000 + (i * 20 + j) * 64, 64), { pod: 'b:1', tier: 'gpu' });
+      await idx.flush();
+    }
+    assert.ok((await metricValue(registry, 'kvrouter_index_redis_writes_dropped_total', { reason: 'rejected' })) > 0, 'Redis never refused a write');
+    assert.equal(idx.available, true);
+    assert.equal((await idx.longestPrefix(first)).get('a:1')?.blocks, 8, 'lookups still answer');
+    assert.equal(lines.filter((l) => /refused a call/.test(l.msg)).length, 1);
+    assert.equal(lines.filter((l) => /unavailable/.test(l.msg)).length, 0);
+  } finally {
+    await idx.close();
+    await own.stop();
+  }
+});
