@@ -54,7 +54,18 @@ export interface ExtProcOptions {
 export const CONFORMANCE_SELECTION_HEADER = 'test-epp-endpoint-selection';
 export const CONFORMANCE_SERVED_HEADER = 'x-conformance-test-served-endpoint';
 
-type Call = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
+/**
+ * What a stream needs from its transport (grpc-js ServerDuplexStream or h2-grpc's call):
+ * events 'data' (a decoded ProcessingRequest), 'end', 'cancelled', 'error'.
+ */
+export interface ExtProcCall {
+  on(event: 'data', listener: (msg: ProcessingRequest) => void): unknown;
+  on(event: 'end' | 'cancelled', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  write(msg: ProcessingResponse): unknown;
+  end(): unknown;
+}
+type Call = ExtProcCall;
 
 /** The service implementation to register under envoy.service.ext_proc.v3.ExternalProcessor. */
 export function extProcImplementation(opts: ExtProcOptions): grpc.UntypedServiceImplementation {
@@ -63,6 +74,11 @@ export function extProcImplementation(opts: ExtProcOptions): grpc.UntypedService
       new ExtProcStream(call, opts).attach();
     },
   };
+}
+
+/** One ext_proc stream on any transport that delivers decoded messages (see h2-grpc.ts). */
+export function handleExtProcStream(call: Call, opts: ExtProcOptions): void {
+  new ExtProcStream(call, opts).attach();
 }
 
 /** Splits a body into Envoy-sized pieces (an empty body is one empty piece). */

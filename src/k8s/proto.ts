@@ -216,3 +216,13 @@ export function fromPbStruct(s: PbStruct | undefined): Record<string, unknown> {
   for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = fromPbValue(v);
   return out;
 }
+
+/** The ext_proc Process method for the lean HTTP/2 transport (same codec as grpc-js uses). */
+export function extProcMethodCodec(): { path: string; decode(b: Buffer): ProcessingRequest; encode(m: ProcessingResponse): Buffer } {
+  const def = extProcService().Process;
+  return {
+    path: def.path,
+    decode: (b) => def.requestDeserialize(b) as ProcessingRequest,
+    encode: (m) => def.responseSerialize(m) as Buffer,
+  };
+}

@@ -12,7 +12,7 @@ describe('kvrouter epp (CLI)', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const started = await new Promise<{ grpcHealthPort: number; metricsPort: number }>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no startup line:\n${out}`)), 20_000);
+      const t = setTimeout(() => reject(new Error(`no startup line:\n${out}`)), 60_000);
       const onData = () => {
         const line = out.split('\n').find((l) => l.includes('serving Envoy ext_proc'));
         if (line) {
@@ -40,13 +40,13 @@ describe('kvrouter epp (CLI)', () => {
   });
 
   it('refuses to start without endpoints or with unsupported llm-d flags', () => {
-    let r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp'], { encoding: 'utf8', timeout: 20_000 });
+    let r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /no endpoints/);
-    r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp', '--endpoints', '127.0.0.1:9', '--secure-serving=true'], { encoding: 'utf8', timeout: 20_000 });
+    r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp', '--endpoints', '127.0.0.1:9', '--secure-serving=true'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /--secure-serving=true is not supported/);
-    r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp', '--endpoint-selector', 'app=vllm'], { encoding: 'utf8', timeout: 20_000 });
+    r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp', '--endpoint-selector', 'app=vllm'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /needs --endpoint-target-ports/);
   });

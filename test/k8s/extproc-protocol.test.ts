@@ -5,11 +5,12 @@ import assert from 'node:assert/strict';
 import type * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { extProcImplementation } from '../../src/k8s/extproc-server.js';
+import { extProcImplementation, handleExtProcStream, type ExtProcOptions } from '../../src/k8s/extproc-server.js';
 import { startGrpcServer, type GrpcServerHandle } from '../../src/k8s/grpc-server.js';
+import { startH2GrpcServer } from '../../src/k8s/h2-grpc.js';
 import { EppMetrics } from '../../src/k8s/metrics.js';
 import { subsetAllows, type EndpointPicker, type PickInput, type PickOutcome, type ResponseOutcome } from '../../src/k8s/picker.js';
-import { extProcService } from '../../src/k8s/proto.js';
+import { extProcMethodCodec, extProcService } from '../../src/k8s/proto.js';
 import { ExtProcExchange, extProcClient } from './helpers/envoy-client.js';
 
 const ENDPOINTS = ['10.0.0.1:8000', '10.0.0.2:8000', '10.0.0.3:8000'];
@@ -37,6 +38,13 @@ class RecordingPicker implements EndpointPicker {
     if (allowed.length === 0) return { error: { status: 503, code: 'no_endpoints', message: 'none' } };
     return { endpoints: [allowed[0]] };
   }
+}
+
+type Transport = 'grpc-js' | 'http2';
+function serve(transport: Transport, opts: ExtProcOptions): Promise<GrpcServerHandle> {
+  return transport === 'http2'
+    ? startH2GrpcServer('127.0.0.1', 0, { ...extProcMethodCodec(), handler: (call) => handleExtProcStream(call, opts) }, opts.logger)
+    : startGrpcServer('127.0.0.1', 0, [{ definition: extProcService(), implementation: extProcImplementation(opts) }]);
 }
 
 describe('ext-proc protocol: GIE conformance hooks', () => {
@@ -69,16 +77,14 @@ describe('ext-proc protocol: GIE conformance hooks', () => {
   });
 });
 
-describe('ext-proc protocol', () => {
+for (const transport of ['http2', 'grpc-js'] as const) describe(`ext-proc protocol (${transport} transport)`, () => {
   const picker = new RecordingPicker();
   const registry = new Registry();
   let server: GrpcServerHandle;
   let client: grpc.Client;
 
   before(async () => {
-    server = await startGrpcServer('127.0.0.1', 0, [
-      { definition: extProcService(), implementation: extProcImplementation({ picker, logger: pino({ level: 'silent' }), metrics: new EppMetrics(registry) }) },
-    ]);
+    server = await serve(transport, { picker, logger: pino({ level: 'silent' }), metrics: new EppMetrics(registry) });
     client = extProcClient(server.port);
   });
   after(async () => {
