@@ -55,7 +55,8 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
         timeScale: o.timeScale ?? 1,
         pythonHashSeed: '42',
         llmdTopic: true,
-        kvEventsConfig: { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq },
+        // Without a precise scorer nobody listens for KV events: the pods publish none.
+        kvEventsConfig: router.precise ? { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq } : undefined,
         tokenizers: tokReg,
         logger: router.logger.child({ component: `sim-pod-${i}` }),
       });
