@@ -9,7 +9,7 @@ export interface PrefixCacheOptions {
   enabled?: boolean;
   /** Chunk length target in characters (a chunk ends at the first exact cut past it). Default 1024. */
   chunkChars?: number;
-  /** Texts shorter than this are tokenized whole, uncached. Default 2048. */
+  /** Texts shorter than this are tokenized whole, uncached. Default 4096 (~1k tokens). */
   minChars?: number;
   /** Bound on cached token ids across all chunks (LRU eviction). Default 2,000,000. */
   maxTokens?: number;
@@ -46,7 +46,7 @@ export class ChunkTokenCache {
   constructor(opts: PrefixCacheOptions = {}, newlineRule = true) {
     this.newlineRule = newlineRule;
     this.chunkChars = Math.max(64, opts.chunkChars ?? 1024);
-    this.minChars = Math.max(this.chunkChars, opts.minChars ?? 2048);
+    this.minChars = Math.max(this.chunkChars, opts.minChars ?? 4096);
     this.caching = opts.enabled !== false;
     this.maxTokens = this.caching ? Math.max(0, opts.maxTokens ?? 2_000_000) : 0;
   }
@@ -57,7 +57,7 @@ export class ChunkTokenCache {
    */
   async encode(text: string, encodeMany: EncodeMany): Promise<{ ids: number[]; hitTokens: number; missTokens: number }> {
     const chunks = chunkText(text, this.chunkChars, this.newlineRule);
-    const parts: (Uint32Array | undefined)[] = new Array(chunks.length);
+    const parts: (ArrayLike<number> | undefined)[] = new Array(chunks.length);
     const missIdx: number[] = [];
     for (let i = 0; i < chunks.length; i++) {
       const hit = this.caching ? this.store.get(chunks[i]) : undefined;
@@ -72,10 +72,11 @@ export class ChunkTokenCache {
     if (missIdx.length) {
       const encoded = await encodeMany(missIdx.map((i) => chunks[i]));
       for (let k = 0; k < missIdx.length; k++) {
-        const ids = Uint32Array.from(encoded[k]);
+        const ids = encoded[k];
         parts[missIdx[k]] = ids;
         missTokens += ids.length;
-        this.put(ownCopy(chunks[missIdx[k]]), ids);
+        // Cached as 4-byte ids (half a JS array's size).
+        if (this.caching) this.put(ownCopy(chunks[missIdx[k]]), Uint32Array.from(ids));
       }
     }
     let total = 0;
