@@ -114,6 +114,8 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   private engineCached = 0;
   private specTimer: NodeJS.Timeout | null = null;
   private specDue = Infinity;
+  /** Deadlines (performance.now() ms) of this replica's reservations, ascending. */
+  private specDues: number[] = [];
   private readonly sweepTimer: NodeJS.Timeout;
   private sweeping = false;
   private closed = false;
@@ -242,18 +244,29 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     if (this.metrics) this.metrics.admissions += requestKeys.length;
     const ttl = Math.max(0, Math.ceil(ttlMs));
     this.enqueue(requestKeys.length, ['s', pod, String(ttl), keysToHex(requestKeys)]);
-    this.armSpecTimer(performance.now() + ttl);
+    const due = performance.now() + ttl;
+    // one TTL for everything makes this an append; keep it sorted otherwise
+    let i = this.specDues.length;
+    while (i > 0 && this.specDues[i - 1] > due) i--;
+    if (this.specDues.length < 100_000) this.specDues.splice(i, 0, due);
+    this.armSpecTimer();
   }
 
-  /** Expire this replica's own reservations close to their deadline (the periodic sweep covers the rest). */
-  private armSpecTimer(due: number): void {
-    if (this.closed || due >= this.specDue) return;
+  /** Expire this replica's own reservations right after their deadline (the periodic sweep covers other replicas'). */
+  private armSpecTimer(): void {
+    if (this.closed || this.specDues.length === 0) return;
+    const due = this.specDues[0];
+    if (this.specTimer && this.specDue <= due) return;
     if (this.specTimer) clearTimeout(this.specTimer);
     this.specDue = due;
     this.specTimer = setTimeout(() => {
       this.specTimer = null;
       this.specDue = Infinity;
-      void this.sweep();
+      const now = performance.now();
+      let n = 0;
+      while (n < this.specDues.length && this.specDues[n] <= now) n++;
+      this.specDues.splice(0, n);
+      void this.sweep().finally(() => this.armSpecTimer());
     }, Math.max(0, due - performance.now()) + 2);
     this.specTimer.unref();
   }

@@ -180,13 +180,16 @@ test('replicas on one prefix see each other\'s writes and share speculative entr
   }
 });
 
-test('speculative entries expire without lookups (sweep timer) and clear() voids pending expiries', async () => {
-  const idx = await open();
+test('speculative entries expire at their deadlines without lookups, and clear() voids pending expiries', async () => {
+  const idx = await open({ sweepIntervalMs: 60_000 }); // only the per-deadline timer runs
   try {
     idx.addSpeculative(keys(1, 4), 's:1', 100);
+    idx.addSpeculative(keys(101, 2), 't:1', 600);
     await idx.flush();
-    assert.equal((await idx.stats()).entries, 4);
-    await new Promise((r) => setTimeout(r, 250));
+    assert.equal((await idx.stats()).entries, 6);
+    await new Promise((r) => setTimeout(r, 350));
+    assert.equal((await idx.stats()).entries, 2, 'the 100 ms reservation is gone, the 600 ms one stays');
+    await new Promise((r) => setTimeout(r, 600));
     assert.equal((await idx.stats()).entries, 0);
     // clear then re-reserve: the first reservation's expiry must not remove the second one
     idx.addSpeculative(keys(1, 2), 's:1', 100);
