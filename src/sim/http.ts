@@ -72,8 +72,11 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   return v as Record<string, unknown>;
 }
 
+/** Largest token id accepted (int32, as vLLM's token tensors). */
+const MAX_TOKEN_ID = 0x7fffffff;
+
 function isTokenArray(v: unknown): v is number[] {
-  return Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && x >= 0);
+  return Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && x >= 0 && x <= MAX_TOKEN_ID);
 }
 
 function optInt(body: Record<string, unknown>, key: string): number | undefined {
@@ -272,6 +275,7 @@ async function completions(core: HttpCore, req: IncomingMessage, res: ServerResp
   }
   const prompts = await encodePrompts(core, body, chat);
   const explicitMax = chat ? (optInt(body, 'max_completion_tokens') ?? optInt(body, 'max_tokens')) : optInt(body, 'max_tokens');
+  if (explicitMax === 0) throw new HttpError(400, 'max_tokens must be at least 1, got 0.', 'BadRequestError', 'max_tokens');
   const engine = core.engine();
   const maxTokensFor = (p: Prompt): number => explicitMax ?? (chat ? Math.max(1, core.maxModelLen - p.tokens.length) : 16);
   for (const p of prompts) {

@@ -104,6 +104,9 @@ test('models, health, and OpenAI-style errors for bad input', async () => {
   assert.match((long.json as { error: { message: string } }).error.message, /maximum context length is 4096/);
   const noPrompt = await post('/v1/completions', { model: MODEL });
   assert.equal(noPrompt.status, 400);
+  assert.equal((await post('/v1/completions', { model: MODEL, prompt: [1, 2], max_tokens: 0 })).status, 400);
+  assert.equal((await post('/v1/completions', { model: MODEL, prompt: [1, 2 ** 40] })).status, 400);
+  assert.equal((await post('/v1/completions', { model: MODEL, prompt: [1, -2] })).status, 400);
   assert.equal((await fetch(`${pod.url}/nowhere`)).status, 404);
   const stats = (await (await fetch(`${pod.url}/sim/stats`)).json()) as { model_time_s: number; steps: number; prefix_cache_hits: number };
   assert.ok(stats.model_time_s > 0 && stats.steps > 0 && stats.prefix_cache_hits >= 96);
