@@ -110,7 +110,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   private flushTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
   private lastFlush: Promise<void> = Promise.resolve();
   /** Per pod: engine key -> its request keys as this replica wrote them (answers getRequestKey without a round trip). */
-  private readonly engineCache = new Map<PodId, Map<bigint, bigint | bigint[]>>();
+  private readonly engineCache = new Map<PodId, Map<string, string>>(); // engine hex -> request hex list, as in Redis
   private engineCached = 0;
   private specTimer: NodeJS.Timeout | null = null;
   private specDue = Infinity;
@@ -217,8 +217,10 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     if (tier === null || !this.checkPod(entry.pod)) return;
     if (this.metrics) this.metrics.admissions += requestKeys.length;
     const eng = engineKeys && engineKeys.length > 0 && !entry.speculative ? engineKeys : null;
-    if (eng) this.rememberMapping(entry.pod, eng, requestKeys);
-    this.enqueue(requestKeys.length + (eng?.length ?? 0), ['a', entry.pod, entry.speculative ? `~${tier}` : tier, keysToHex(requestKeys), eng ? keysToHex(eng) : '']);
+    const reqHex = keysToHex(requestKeys);
+    const engHex = eng ? keysToHex(eng) : '';
+    if (eng) this.rememberMapping(entry.pod, engHex, reqHex);
+    this.enqueue(requestKeys.length + (eng?.length ?? 0), ['a', entry.pod, entry.speculative ? `~${tier}` : tier, reqHex, engHex]);
   }
 
   evict(key: BlockKey, keyType: KeyType, entry: PodEntry): void {
@@ -334,24 +336,29 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     this.lastFlush = sent;
   }
 
-  private rememberMapping(pod: PodId, eng: BlockKeys, req: BlockKeys): void {
+  private rememberMapping(pod: PodId, engHex: string, reqHex: string): void {
     if (this.cfg.engineCacheSize <= 0) return;
     let cache = this.engineCache.get(pod);
     if (!cache) this.engineCache.set(pod, (cache = new Map()));
     // Same ratio mapping and list rule as the script: each request key once, a new one last.
-    const nE = eng.length;
-    const nR = req.length;
+    // Hex strings, not bigints: no allocation per key read, cheap string hashing.
+    const nE = engHex.length / 16;
+    const nR = reqHex.length / 16;
     const n = Math.max(nE, nR);
     for (let i = 0; i < n; i++) {
-      const e = eng[Math.floor((i * nE) / n)];
-      const r = req[Math.floor((i * nR) / n)];
+      const ei = Math.floor((i * nE) / n) * 16;
+      const ri = Math.floor((i * nR) / n) * 16;
+      const e = engHex.slice(ei, ei + 16);
+      const r = reqHex.slice(ri, ri + 16);
       const had = cache.get(e);
       if (had === undefined) {
-        cache.set(e, r); // one request key: no array (the common case)
+        cache.set(e, r);
         this.engineCached++;
-      } else if (typeof had === 'bigint') {
-        if (had !== r) cache.set(e, [had, r]);
-      } else if (!had.includes(r)) had.push(r);
+      } else if (had !== r) {
+        let seen = false;
+        for (let j = 0; j < had.length && !seen; j += 16) seen = had.startsWith(r, j);
+        if (!seen) cache.set(e, had + r);
+      }
     }
     if (this.engineCached > this.cfg.engineCacheSize) {
       // Bounded: drop the oldest half of each pod's cache until back under half the bound.
@@ -370,15 +377,15 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
 
   private forgetMapping(pod: PodId, engineKey: bigint): void {
     const cache = this.engineCache.get(pod);
-    if (cache?.delete(engineKey)) this.engineCached--;
+    if (cache?.delete(keyToHex(engineKey))) this.engineCached--;
   }
 
   // ---------------- reads ----------------
 
   getRequestKey(engineKey: BlockKey, pod?: PodId): BlockKey | undefined | Promise<BlockKey | undefined> {
     if (pod !== undefined) {
-      const cached = this.engineCache.get(pod)?.get(engineKey);
-      if (cached !== undefined) return typeof cached === 'bigint' ? cached : cached[cached.length - 1];
+      const cached = this.engineCache.get(pod)?.get(keyToHex(engineKey));
+      if (cached !== undefined) return hexToKey(cached.slice(-16));
     }
     return this.fetchRequestKey(engineKey, pod);
   }
