@@ -293,8 +293,9 @@ class ExtProcStream {
     this.picked = p;
     this.observer = p.observer;
     this.completed = false;
-    this.opts.metrics?.requests.inc({ model_name: p.model ?? '', target_model_name: p.targetModel ?? p.model ?? '' });
-    this.opts.metrics?.running.inc({ model_name: p.model ?? '' });
+    const mm = this.opts.metrics?.forModel(p.model ?? '', p.targetModel ?? p.model ?? '');
+    mm?.requests.inc();
+    mm?.running.inc();
   }
 
   private reject(err: PickError): void {
@@ -334,12 +335,13 @@ class ExtProcStream {
     const labels = { model_name: p?.model ?? '', target_model_name: p?.targetModel ?? p?.model ?? '' };
     const m = this.opts.metrics;
     if (m) {
-      m.running.dec({ model_name: labels.model_name });
-      m.duration.observe(labels, (now - this.arrivedAt) / 1000);
-      if (ttftMs !== undefined) m.ttft.observe(labels, ttftMs / 1000);
-      if (usage?.promptTokens !== undefined) m.inputTokens.observe(labels, usage.promptTokens);
-      if (usage?.completionTokens !== undefined) m.outputTokens.observe(labels, usage.completionTokens);
-      if (usage?.cachedTokens !== undefined) m.cachedTokens.observe(labels, usage.cachedTokens);
+      const mm = m.forModel(labels.model_name, labels.target_model_name);
+      mm.running.dec();
+      mm.duration.observe((now - this.arrivedAt) / 1000);
+      if (ttftMs !== undefined) mm.ttft.observe(ttftMs / 1000);
+      if (usage?.promptTokens !== undefined) mm.inputTokens.observe(usage.promptTokens);
+      if (usage?.completionTokens !== undefined) mm.outputTokens.observe(usage.completionTokens);
+      if (usage?.cachedTokens !== undefined) mm.cachedTokens.observe(usage.cachedTokens);
       if (aborted) m.streams.inc({ kind: 'aborted' });
       else if (this.status !== 0 && (this.status < 200 || this.status >= 300)) m.errors.inc({ ...labels, error_code: String(this.status) });
     }

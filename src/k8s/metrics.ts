@@ -14,7 +14,20 @@ const DURATION_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 
 const TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576];
 const PICK_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
 
+/** Per-model metric children, bound once (prom-client hashes labels on every labelled call). */
+export interface ModelMetrics {
+  requests: { inc(): void };
+  duration: { observe(v: number): void };
+  ttft: { observe(v: number): void };
+  inputTokens: { observe(v: number): void };
+  outputTokens: { observe(v: number): void };
+  cachedTokens: { observe(v: number): void };
+  running: { inc(): void; dec(): void };
+}
+
 export class EppMetrics {
+  private readonly byModel = new Map<string, ModelMetrics>();
+
   readonly requests: Counter<Labels<'model_name' | 'target_model_name'>>;
   readonly errors: Counter<Labels<'model_name' | 'target_model_name' | 'error_code'>>;
   readonly duration: Histogram<Labels<'model_name' | 'target_model_name'>>;
@@ -39,5 +52,26 @@ export class EppMetrics {
     this.running = reuse(registry, 'inference_objective_running_requests', () => new Gauge({ name: 'inference_objective_running_requests', help: 'Requests picked and not yet completed.', labelNames: ['model_name'], registers }));
     this.pickDuration = reuse(registry, 'kvrouter_extproc_pick_duration_seconds', () => new Histogram({ name: 'kvrouter_extproc_pick_duration_seconds', help: 'End of request body to the routing answer on the ext-proc stream, seconds.', labelNames: ['result'], buckets: PICK_BUCKETS, registers }));
     this.streams = reuse(registry, 'kvrouter_extproc_streams_total', () => new Counter({ name: 'kvrouter_extproc_streams_total', help: 'ext-proc streams by how they ended: picked, header_only, rejected, aborted.', labelNames: ['kind'], registers }));
+  }
+
+  /** Children for one (model, target model) pair, created on first use. */
+  forModel(model: string, target: string): ModelMetrics {
+    const key = `${model}\u0000${target}`;
+    let m = this.byModel.get(key);
+    if (!m) {
+      const l = { model_name: model, target_model_name: target };
+      m = {
+        requests: this.requests.labels(l),
+        duration: this.duration.labels(l),
+        ttft: this.ttft.labels(l),
+        inputTokens: this.inputTokens.labels(l),
+        outputTokens: this.outputTokens.labels(l),
+        cachedTokens: this.cachedTokens.labels(l),
+        running: this.running.labels({ model_name: model }),
+      };
+      // Bounded: model names come from clients.
+      if (this.byModel.size < 1024) this.byModel.set(key, m);
+    }
+    return m;
   }
 }
