@@ -34,6 +34,7 @@ export class ChunkTokenCache {
   readonly minChars: number;
   readonly maxTokens: number;
   private readonly store = new Map<string, Uint32Array>();
+  private readonly inflight = new Map<string, Promise<ArrayLike<number>>>();
   private cachedTokens = 0;
   private hitTokens = 0;
   private missTokens = 0;
@@ -69,16 +70,37 @@ export class ChunkTokenCache {
       } else missIdx.push(i);
     }
     let missTokens = 0;
-    if (missIdx.length) {
-      const encoded = await encodeMany(missIdx.map((i) => chunks[i]));
-      for (let k = 0; k < missIdx.length; k++) {
-        const ids = encoded[k];
-        parts[missIdx[k]] = ids;
-        missTokens += ids.length;
-        // Cached as 4-byte ids (half a JS array's size).
-        if (this.caching) this.put(ownCopy(chunks[missIdx[k]]), Uint32Array.from(ids));
+    const waits: Promise<void>[] = [];
+    const toEncode: number[] = [];
+    for (const i of missIdx) {
+      // Another request is tokenizing this chunk right now (a burst sharing a prefix): wait for it.
+      const pending = this.caching ? this.inflight.get(chunks[i]) : undefined;
+      if (pending) waits.push(pending.then((ids) => void (parts[i] = ids)));
+      else toEncode.push(i);
+    }
+    if (toEncode.length) {
+      const batch = encodeMany(toEncode.map((i) => chunks[i]));
+      if (this.caching) {
+        toEncode.forEach((i, k) => {
+          const p = batch.then((r) => r[k]);
+          p.catch(() => {}); // a failure reaches this request through `batch`, waiters through `p`
+          this.inflight.set(chunks[i], p);
+        });
+      }
+      try {
+        const encoded = await batch;
+        for (let k = 0; k < toEncode.length; k++) {
+          const ids = encoded[k];
+          parts[toEncode[k]] = ids;
+          missTokens += ids.length;
+          // Cached as 4-byte ids (half a JS array's size).
+          if (this.caching) this.put(ownCopy(chunks[toEncode[k]]), Uint32Array.from(ids));
+        }
+      } finally {
+        if (this.caching) for (const i of toEncode) this.inflight.delete(chunks[i]);
       }
     }
+    if (waits.length) await Promise.all(waits);
     let total = 0;
     for (const p of parts) total += p!.length;
     const ids = new Array<number>(total);

@@ -116,6 +116,19 @@ test('a request sharing a long prefix is served mostly from the cache', async ()
   assert.deepEqual(a.slice(0, 100), b.slice(0, 100));
 });
 
+test('a burst of requests sharing a prefix tokenizes the prefix once', async () => {
+  const full = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { enabled: false, split: false } });
+  const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' });
+  const system = 'Policy: answer precisely and cite the block keys you used. '.repeat(400);
+  const prompts = Array.from({ length: 5 }, (_, i) => `${system}Question ${i}: which pod holds block ${i * 7}?`);
+  const prefixTokens = (await full.encodeCompletion(MODEL, system, false)).length;
+  const results = await Promise.all(prompts.map((p) => reg.encodeCompletion(MODEL, p, false)));
+  for (let i = 0; i < prompts.length; i++) assert.deepEqual(results[i], await full.encodeCompletion(MODEL, prompts[i], false));
+  const stats = (await reg.cacheStats(MODEL))!;
+  assert.ok(stats.missTokens < 1.5 * prefixTokens, `tokenized ${stats.missTokens} tokens for a ${prefixTokens}-token shared prefix`);
+  assert.ok(stats.hitTokens > 3 * prefixTokens, `reused ${stats.hitTokens}`);
+});
+
 test('LRU keeps the cache within its token bound and evicts the oldest chunks', async () => {
   let calls = 0;
   const encodeMany = async (texts: string[]) => {
