@@ -3,9 +3,10 @@
 //   main   a kvrouter endpoint picker (startEpp) over 4 simulated vLLM pods whose KV events
 //          fill the precise index; it also times the decision made directly:
 //          A. parseOpenAIRequest + Director.schedule (what `kvrouter serve` does before proxying)
-//   child  plays Envoy: B. per request one ext_proc stream over loopback gRPC with the request
-//          headers and the body in 16 KiB messages, timed until the HeadersResponse and the
-//          last re-sent body chunk are back; then response headers/body to close the exchange.
+//   child  plays Envoy: B. per request one ext_proc stream over loopback gRPC (HTTP/2, a lean
+//          client: Envoy's is native code) with the request headers and the body in 16 KiB
+//          messages, timed until the HeadersResponse and the last re-sent body chunk are back;
+//          then response headers and body pass through to close the exchange.
 // A and B alternate in blocks of the same requests. Prints p50/p90/p99 of both, the added
 // latency (B - A), the ratio, and the picker's CPU per decision on each path (the picker
 // process only). Target: added p50 <= 1 ms. Every loop is bounded in count and time.
@@ -16,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { parseOpenAIRequest } from '../src/gateway/parse.js';
 import { startEpp } from '../src/k8s/epp.js';
+import type { ProcessingRequest } from '../src/k8s/proto.js';
 import { startSimPod, type SimPod } from '../src/sim/index.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
@@ -49,8 +51,10 @@ interface RunMsg {
   n: number;
 }
 async function envoyChild(port: number): Promise<void> {
-  const { ExtProcExchange, extProcClient } = await import('../test/k8s/helpers/envoy-client.js');
-  const client = extProcClient(port);
+  const { H2ExtProcClient } = await import('../test/k8s/helpers/h2-envoy-client.js');
+  const { routingAnswer } = await import('../test/k8s/helpers/envoy-client.js');
+  const client = new H2ExtProcClient(port);
+  const hdr = (h: Record<string, string>) => ({ headers: Object.entries(h).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) });
   process.on('message', async (m: RunMsg | 'exit') => {
     if (m === 'exit') {
       client.close();
@@ -60,17 +64,24 @@ async function envoyChild(port: number): Promise<void> {
     const targets: string[] = [];
     for (let i = m.from; i < m.from + m.n; i++) {
       const b = body(i);
+      const parts = Math.max(1, Math.ceil(b.length / BODY_CHUNK));
+      const msgs: ProcessingRequest[] = [
+        { request_headers: { headers: hdr({ ':method': 'POST', ':path': '/v1/completions', 'content-type': 'application/json', 'content-length': String(b.length), 'x-request-id': `e-${i}` }) } },
+      ];
+      for (let p = 0; p < parts; p++) msgs.push({ request_body: { body: b.subarray(p * BODY_CHUNK, (p + 1) * BODY_CHUNK), end_of_stream: p === parts - 1 } });
       const t0 = performance.now();
-      const x = new ExtProcExchange(client);
-      x.requestHeaders({ ':method': 'POST', ':path': '/v1/completions', 'content-type': 'application/json', 'content-length': String(b.length), 'x-request-id': `e-${i}` });
-      x.requestBody(b, Math.max(1, Math.ceil(b.length / BODY_CHUNK)));
-      const ans = await x.routed(10_000);
+      // The routing answer is complete with the last re-sent body chunk; then the response
+      // passes through to close the exchange as Envoy would.
+      const rs = await client.exchange(
+        msgs,
+        (r) => r.some((x) => x.immediate_response || x.request_body?.response?.body_mutation?.streamed_response?.end_of_stream),
+        [
+          { response_headers: { headers: hdr({ ':status': '200', 'content-type': 'application/json' }) } },
+          { response_body: { body: Buffer.from('{"usage":{"prompt_tokens":1024,"completion_tokens":1}}'), end_of_stream: true } },
+        ],
+      );
       times.push(performance.now() - t0);
-      targets.push(ans.headers['x-gateway-destination-endpoint']?.split(',')[0] ?? '');
-      x.responseHeaders({ ':status': '200', 'content-type': 'application/json' });
-      x.responseBody('{"usage":{"prompt_tokens":1024,"completion_tokens":1}}', true);
-      await x.waitFor((rs) => rs.some((r) => r.response_body?.response?.body_mutation?.streamed_response?.end_of_stream));
-      x.end();
+      targets.push(routingAnswer(rs).headers['x-gateway-destination-endpoint']?.split(',')[0] ?? '');
     }
     process.send!({ times, targets });
   });

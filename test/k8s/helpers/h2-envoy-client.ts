@@ -1,0 +1,62 @@
+// A lean ext_proc client on node:http2 for benchmarks: Envoy's gRPC client is native code, so
+// grpc-js's per-call machinery on the client side would overstate what the picker adds.
+// One request = one HTTP/2 stream with length-prefixed protobuf messages, as gRPC frames them.
+import http2 from 'node:http2';
+import { extProcService, type ProcessingRequest, type ProcessingResponse } from '../../../src/k8s/proto.js';
+
+export class H2ExtProcClient {
+  private readonly session: http2.ClientHttp2Session;
+  private readonly def = extProcService().Process;
+
+  constructor(port: number) {
+    this.session = http2.connect(`http://127.0.0.1:${port}`);
+    this.session.on('error', () => undefined);
+  }
+
+  /**
+   * Sends `msgs` on a new stream and resolves with the responses once `done` holds over them;
+   * then `after` messages are sent and the stream is half-closed.
+   */
+  exchange(msgs: ProcessingRequest[], done: (rs: ProcessingResponse[]) => boolean, after: ProcessingRequest[] = []): Promise<ProcessingResponse[]> {
+    return new Promise((resolve, reject) => {
+      const stream = this.session.request({ ':method': 'POST', ':path': this.def.path, 'content-type': 'application/grpc', te: 'trailers' });
+      const out: ProcessingResponse[] = [];
+      let pending: Buffer | null = null;
+      let finished = false;
+      stream.on('data', (chunk: Buffer) => {
+        let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
+        pending = null;
+        while (buf.length >= 5) {
+          const len = buf.readUInt32BE(1);
+          if (buf.length < 5 + len) break;
+          out.push(this.def.responseDeserialize(buf.subarray(5, 5 + len)) as ProcessingResponse);
+          buf = buf.subarray(5 + len);
+        }
+        if (buf.length) pending = Buffer.from(buf);
+        if (!finished && done(out)) {
+          finished = true;
+          for (const m of after) stream.write(this.frame(m));
+          stream.end();
+          resolve(out);
+        }
+      });
+      stream.on('error', (e) => !finished && reject(e));
+      stream.on('close', () => !finished && reject(new Error(`stream closed after ${out.length} responses`)));
+      stream.resume();
+      for (const m of msgs) stream.write(this.frame(m));
+    });
+  }
+
+  private frame(m: ProcessingRequest): Buffer {
+    const body = this.def.requestSerialize(m) as Buffer;
+    const f = Buffer.allocUnsafe(5 + body.length);
+    f[0] = 0;
+    f.writeUInt32BE(body.length, 1);
+    body.copy(f, 5);
+    return f;
+  }
+
+  close(): void {
+    this.session.close();
+  }
+}
