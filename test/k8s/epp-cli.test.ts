@@ -6,9 +6,12 @@ import * as grpc from '@grpc/grpc-js';
 import { healthClientCtor } from '../../src/k8s/proto.js';
 
 describe('kvrouter epp (CLI)', () => {
-  it('starts with static endpoints, answers health checks and exits 0 on SIGTERM', async () => {
+  it('starts with static endpoints, answers health checks and exits 0 on SIGTERM', async (t) => {
     const child = spawn(process.execPath, ['bin/kvrouter.js', 'epp', '--endpoints', '127.0.0.1:9', '--host', '127.0.0.1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--refresh-metrics-interval', '100ms', '--secure-serving=false', '--v=2'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    t.after(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const started = await new Promise<{ grpcHealthPort: number; metricsPort: number }>((resolve, reject) => {
