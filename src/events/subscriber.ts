@@ -152,7 +152,9 @@ export class KvEventSubscriber {
     this.replayEndpoints.delete(podId);
     const pods = new Set<string>();
     for (const [k, s] of this.streams) {
-      if (s.topicPod !== podId) continue;
+      // Match the endpoint, not the topic: data-parallel rank r is its own endpoint (ip:port+r)
+      // although it publishes under rank 0's topic.
+      if (s.pod !== podId) continue;
       this.streams.delete(k);
       pods.add(s.pod);
       s.chain = s.chain.then(() => this.index.clear(s.pod)).catch((err) => this.warnOnce(s.pod, 'clear', 'clearing a removed pod failed', err));
