@@ -17,6 +17,7 @@ export interface StageResult {
   errorRate: number;
   /** Model seconds. */
   ttft: Summary;
+  /** Per-request mean inter-token latency, model seconds. */
   itl: Summary;
   e2e: Summary;
   /** Output tokens of successful requests / (last completion - first send), model seconds. */
@@ -88,7 +89,11 @@ export function aggregateStage(
   const shed = results.filter((r) => !r.ok && r.shed).length;
   const errors = results.filter((r) => !r.ok && !r.shed).length;
   const ttft = summarize(ok.map((r) => toModelSec(r.ttftMs ?? NaN)));
-  const itl = summarize(ok.flatMap((r) => r.itlMs.map(toModelSec)));
+  // Per-request mean inter-token latency ((e2e - TTFT) / (tokens - 1), inference-perf's ITL/TPOT):
+  // robust to chunks that reach the client in bursts, which gap-by-gap timing is not.
+  const itl = summarize(
+    ok.map((r) => (r.outputTokens > 1 && r.e2eMs !== undefined && r.ttftMs !== undefined ? toModelSec((r.e2eMs - r.ttftMs) / (r.outputTokens - 1)) : NaN)),
+  );
   const e2e = summarize(ok.map((r) => toModelSec(r.e2eMs ?? NaN)));
   let first = Infinity;
   let last = -Infinity;

@@ -30,14 +30,14 @@ export function markdownReport(r: BenchResults): string {
   lines.push('');
   lines.push('Simulator: `' + JSON.stringify(m.sim) + '`');
   lines.push('');
-  lines.push(`Oracle (infinite cache, vLLM hit rule) hit rate: **${pct(r.oracle.hitRate)}**.`);
+  lines.push(`Oracle (infinite cache, vLLM hit rule) hit rate: **${pct(r.oracle.hitRate)}** over all requests (warm-up included; per-stage values in the tables).`);
   lines.push('');
   lines.push('## Summary (all measured stages)');
   lines.push('');
   lines.push(HEADER);
   for (const s of r.strategies) lines.push(s.error ? `| ${s.label} | failed: ${s.error.replace(/\|/g, '/')} |` : row(s.label, s.total, ''));
   lines.push('');
-  lines.push('Hit rate: vllm:prefix_cache_hits / vllm:prefix_cache_queries deltas across pods. Imbalance: max/mean over pods (1 = even). Throughput: output tokens of successful requests over the time from the stage\'s first send to its last completion.');
+  lines.push('Hit rate: vllm:prefix_cache_hits / vllm:prefix_cache_queries deltas across pods. ITL: per-request mean time between output tokens. Imbalance: max/mean over pods of routed requests and prompt tokens (1 = even). Throughput: output tokens of successful requests over the time from the stage\'s first send to its last completion.');
   lines.push('');
   lines.push('## Per stage');
   lines.push('');
