@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { KvEventSubscriber } from '../../src/events/subscriber.js';
-import { blockStored, encodeEventBatch } from '../../src/events/encode.js';
+import { blockStored, encodeEventBatch } from './msgspec-encoder.js';
 import type { DecodedBatch, KvEvent } from '../../src/events/types.js';
 import { InMemoryKvBlockIndex } from '../../src/index/memory-index.js';
 import { BlockKeyer } from '../../src/index/keys.js';

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeEventBatch, DecodeError, normalizeHash } from '../../src/events/decode.js';
-import { encodeEventBatch, blockStored, MsgWriter, type EventSchema } from '../../src/events/encode.js';
+import { encodeEventBatch, blockStored, MsgWriter, type EventSchema } from './msgspec-encoder.js';
 import type { KvEvent } from '../../src/events/types.js';
 import { FIXTURE_A, FIXTURE_B, FIXTURE_C, FIXTURE_D, FIXTURE_LEGACY_REMOVED } from './fixtures.js';
 

@@ -2,7 +2,7 @@
 // to a central subscriber) plus a real replay ROUTER serving its buffer in either reply
 // layout, with the seq counter starting at 0 like vLLM's.
 import { Publisher, Router } from 'zeromq';
-import { seqFrame } from '../../src/events/encode.js';
+import { seqFrame } from './msgspec-encoder.js';
 
 export type ReplayLayout = 'old' | 'new';
 

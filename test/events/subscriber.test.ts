@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { Publisher } from 'zeromq';
 import { KvEventSubscriber, type SubscriberOptions } from '../../src/events/subscriber.js';
-import { blockStored, encodeEventBatch, seqFrame } from '../../src/events/encode.js';
+import { blockStored, encodeEventBatch, seqFrame } from './msgspec-encoder.js';
 import { decodeEventBatch } from '../../src/events/decode.js';
 import type { KvEvent } from '../../src/events/types.js';
 import { InMemoryKvBlockIndex } from '../../src/index/memory-index.js';

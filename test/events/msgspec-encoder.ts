@@ -1,8 +1,10 @@
 // Writes KV-event batches byte-for-byte as vLLM's msgspec encoder does, for every schema
 // version (vllm-kv-events.md §5-6): floats always float64, ints in their shortest form
 // (uint64 >= 2^32 as cf), fixstr/str8/str16, bin8+, arrays up to fixarray then array16.
-// Used by tests and by the simulator's publisher.
-import type { KvEvent } from './types.js';
+// A test oracle written independently of the simulator's encoder (src/sim/msgpack.ts,
+// src/sim/events.ts): both are checked against the reference bytes, and this one feeds the
+// decoder and subscriber tests every schema version.
+import type { KvEvent } from '../../src/events/types.js';
 
 /** Marks a number that must be encoded as float64 even when integral (msgspec floats). */
 export class F64 {
@@ -234,7 +236,7 @@ export function seqFrame(seq: number | bigint): Uint8Array {
 }
 
 /** A BlockStored with the fields a given schema does not carry set to null. */
-export function blockStored(p: Partial<Omit<import('./types.js').BlockStored, 'type'>> & { blockHashes: bigint[]; tokenIds: number[]; blockSize: number }): import('./types.js').BlockStored {
+export function blockStored(p: Partial<Omit<import('../../src/events/types.js').BlockStored, 'type'>> & { blockHashes: bigint[]; tokenIds: number[]; blockSize: number }): import('../../src/events/types.js').BlockStored {
   return {
     type: 'BlockStored',
     parentBlockHash: null,
