@@ -5,15 +5,12 @@ import { fileURLToPath } from 'node:url';
 import type { Harness, PodsHandle, RouterHandle, RouterTiming, SimSpec } from './harness.js';
 import { startRouter } from '../gateway/router.js';
 import { simPodOptions } from './sim-options.js';
-import { registerPeerPlugins } from '../scheduler/plugins/peers/index.js';
-
 
 export async function startRouterInProcess(
   configYaml: string,
   endpoints: { address: string; labels: Record<string, string> }[],
   timing: RouterTiming = {},
 ): Promise<RouterHandle> {
-  registerPeerPlugins();
   const r = await startRouter({
     config: configYaml, endpoints, port: 0, host: '127.0.0.1', logLevel: 'warn', processMetrics: false,
     scrapeIntervalMs: timing.scrapeIntervalMs, unhealthyAfterMs: timing.unhealthyAfterMs,

@@ -1,4 +1,4 @@
-// Registers the peer strategies used by `kvrouter bench` (re-implementations of other routers'
+// Registers the peer strategies (re-implementations of other routers'
 // published algorithms, labelled as such; not part of llm-d's plugin set).
 import { registerPlugin } from '../../registry.js';
 import { DynamoKvScorer } from './dynamo-kv.js';
