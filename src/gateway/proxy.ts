@@ -62,7 +62,14 @@ export class Proxy {
   private readonly o: Required<Pick<ProxyOptions, 'headersTimeoutMs' | 'bodyTimeoutMs' | 'connectionsPerEndpoint' | 'maxAttempts'>> & ProxyOptions;
 
   constructor(opts: ProxyOptions) {
-    this.o = { headersTimeoutMs: 600_000, bodyTimeoutMs: 600_000, connectionsPerEndpoint: 1024, maxAttempts: 3, ...opts };
+    // Explicit `undefined` options (e.g. an unset flag passed through) must not erase the defaults.
+    this.o = {
+      ...opts,
+      headersTimeoutMs: opts.headersTimeoutMs ?? 600_000,
+      bodyTimeoutMs: opts.bodyTimeoutMs ?? 600_000,
+      connectionsPerEndpoint: opts.connectionsPerEndpoint ?? 1024,
+      maxAttempts: opts.maxAttempts ?? 3,
+    };
     opts.pool.on('removed', (e: PoolEndpoint) => {
       const c = this.clients.get(e.address);
       this.clients.delete(e.address);
