@@ -9,22 +9,13 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, loadavg } from 'node:os';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import { TokenizerRegistry } from '../src/tokenize/index.js';
+import { rng } from '../test/helpers/rng.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const QUICK = process.env.BENCH_QUICK === '1';
 const TIME_CAP_MS = QUICK ? 2_000 : 8_000;
 
 // ---------------------------------------------------------------- seeded text
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const SYL = ['ka', 'ro', 'ne', 'ti', 'mu', 'sa', 'le', 'po', 'di', 'an', 'er', 'in', 'on', 'us', 'ex', 'th', 'st', 'qu', 'br', 'cl'];
 const VOCAB: string[] = (() => {
   const r = rng(7);

@@ -8,21 +8,12 @@ import { RedisKvBlockIndex } from '../../src/index/redis-index.js';
 import { InMemoryKvBlockIndex } from '../../src/index/memory-index.js';
 import type { PodEntry, PrefixMatch } from '../../src/index/types.js';
 import { pino } from 'pino';
+import { rng } from '../helpers/rng.js';
 
 let redis: RedisServerHandle;
 before(async () => { redis = await startRedisServer(); });
 after(async () => { await redis?.stop(); });
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PODS = ['10.0.0.1:8000', '10.0.0.2:8000', '10.0.0.3:8000'];
 const TIERS = ['gpu', 'cpu', 'CPU_Pinned', ''];
