@@ -4,6 +4,9 @@
 //      p50/p99 through the router minus p50/p99 direct. Targets: p50 <= 1 ms, p99 <= 5 ms.
 //   2. Routed requests/s for small requests at fixed concurrency, against direct.
 //      Target: >= 3,000/s on 2 cores.
+// Breakdown: the router process's CPU time per request in each phase (over an IPC channel).
+// Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
+// Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile).
 // Three processes: a fast upstream (two minimal vLLM-shaped HTTP servers), the router, and
 // this load generator (undici). Every loop is bounded in count and time.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -67,12 +70,19 @@ async function runRouter(): Promise<void> {
   await r.pool.waitReady(2);
   await r.warmTokenizer(MODEL);
   process.stdout.write(JSON.stringify({ url: r.url }) + '\n');
+  // The load generator asks for this process's CPU time to report CPU per request.
+  process.on('message', (m) => {
+    if (m === 'cpu') {
+      const u = process.cpuUsage();
+      process.send?.({ cpuMs: (u.user + u.system) / 1000 });
+    }
+  });
   process.once('SIGTERM', () => void r.close().finally(() => process.exit(0)));
 }
 
 // ---------- main: load generator ----------
 function child(extra: string[], nodeArgs: string[] = []): { proc: ChildProcess; first: Promise<Record<string, unknown>> } {
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SELF, ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SELF, ...extra], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   const first = new Promise<Record<string, unknown>>((resolve, reject) => {
     let buf = '';
     proc.stdout!.on('data', (c: Buffer) => {
@@ -83,6 +93,56 @@ function child(extra: string[], nodeArgs: string[] = []): { proc: ChildProcess; 
     proc.once('exit', (code) => reject(new Error(`child ${extra.join(' ')} exited with ${code}`)));
   });
   return { proc, first };
+}
+
+/** Histogram sums and counts from the router's /metrics, by metric name + selected label. */
+async function histograms(url: string): Promise<Map<string, { sum: number; count: number }>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = new Map<string, { sum: number; count: number }>();
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)_(sum|count)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const plugin = /plugin_name="([^"]*)"/.exec(m[3] ?? '')?.[1];
+    const key = plugin ? `${m[1]}:${plugin}` : m[1];
+    const e = out.get(key) ?? { sum: 0, count: 0 };
+    if (m[2] === 'sum') e.sum += Number(m[4]);
+    else e.count += Number(m[4]);
+    out.set(key, e);
+  }
+  return out;
+}
+
+/** Mean (in us) of each histogram over the interval between two scrapes. */
+function breakdown(a: Map<string, { sum: number; count: number }>, b: Map<string, { sum: number; count: number }>): string {
+  const names: [string, string][] = [
+    ['inference_objective_request_duration_seconds', 'request in router'],
+    ['inference_extension_scheduler_e2e_duration_seconds', 'schedule'],
+    ['kvrouter_tokenize_duration_seconds', 'tokenize (render+encode)'],
+  ];
+  for (const k of b.keys()) if (k.startsWith('inference_extension_plugin_duration_seconds:')) names.push([k, k.split(':')[1]]);
+  const parts: string[] = [];
+  for (const [k, label] of names) {
+    const x = b.get(k);
+    if (!x) continue;
+    const y = a.get(k) ?? { sum: 0, count: 0 };
+    const n = x.count - y.count;
+    if (n > 0) parts.push(`${label} ${(((x.sum - y.sum) / n) * 1e6).toFixed(0)}`);
+  }
+  return parts.join(', ');
+}
+
+/** CPU milliseconds the child has used so far. */
+function cpuOf(proc: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: unknown) => {
+      if (m && typeof m === 'object' && 'cpuMs' in m) {
+        proc.off('message', on);
+        resolve((m as { cpuMs: number }).cpuMs);
+      }
+    };
+    proc.on('message', on);
+    proc.send('cpu');
+  });
 }
 
 function pct(sorted: number[], p: number): number {
@@ -163,9 +223,10 @@ async function throughput(pool: Pool, concurrency: number, maxRequests: number, 
 }
 
 async function main(): Promise<void> {
-  const n = Number(args.get('n') ?? 400);
+  const quick = process.env.BENCH_QUICK === '1';
+  const n = Number(args.get('n') ?? (quick ? 150 : 400));
   const concurrency = Number(args.get('concurrency') ?? 32);
-  const seconds = Number(args.get('seconds') ?? 5);
+  const seconds = Number(args.get('seconds') ?? (quick ? 2 : 5));
   const up = child(['--role=upstream']);
   const { ports } = (await up.first) as { ports: number[] };
   // --prof: CPU profile of the router process into .tmp/prof (open in Chrome DevTools).
@@ -176,15 +237,26 @@ async function main(): Promise<void> {
   try {
     // Warm both paths (JIT, connections, tokenizer caches of the template).
     await latency(router, direct, 40, 20_000);
+    let cpu0 = await cpuOf(rt.proc);
+    const h0 = await histograms(url as string);
     const lat = await latency(router, direct, n, 60_000);
+    let cpu1 = await cpuOf(rt.proc);
+    const h1 = await histograms(url as string);
+    const cpuLat = (cpu1 - cpu0) / lat.n;
     const latShared = await latency(router, direct, n, 60_000, shared);
+    cpu0 = await cpuOf(rt.proc);
+    const h2 = await histograms(url as string);
+    const cpuShared = (cpu0 - cpu1) / latShared.n;
     const p50r = pct(lat.router, 50);
     const p99r = pct(lat.router, 99);
     const p50d = pct(lat.direct, 50);
     const p99d = pct(lat.direct, 99);
     await throughput(router, concurrency, 2000, 2000); // warm-up
     const tpDirect = await throughput(direct, concurrency, 200_000, seconds * 1000);
+    cpu0 = await cpuOf(rt.proc);
     const tpRouter = await throughput(router, concurrency, 200_000, seconds * 1000);
+    cpu1 = await cpuOf(rt.proc);
+    const cpuSmall = (cpu1 - cpu0) / Math.max(1, tpRouter.done);
     await router.close();
     rt.proc.kill('SIGTERM');
     await new Promise((r) => rt.proc.once('exit', r));
@@ -192,7 +264,10 @@ async function main(): Promise<void> {
     const { url: url2 } = (await rt2.first) as { url: string };
     const router2 = new Pool(url2, { connections: concurrency, pipelining: 1 });
     await throughput(router2, concurrency, 2000, 2000);
+    cpu0 = await cpuOf(rt2.proc);
     const tpLoadOnly = await throughput(router2, concurrency, 200_000, seconds * 1000);
+    cpu1 = await cpuOf(rt2.proc);
+    const cpuLoadOnly = (cpu1 - cpu0) / Math.max(1, tpLoadOnly.done);
     await router2.close();
     rt2.proc.kill('SIGTERM');
     await new Promise((r) => rt2.proc.once('exit', r));
@@ -210,9 +285,16 @@ async function main(): Promise<void> {
     );
     console.log(`| small requests/s | ${tpDirect.rps.toFixed(0)} | ${tpRouter.rps.toFixed(0)} | ${(tpRouter.rps / tpDirect.rps).toFixed(2)}x of direct | >= 3000/s routed |`);
     console.log(`| small requests/s, load-only config (no tokenization) | ${tpDirect.rps.toFixed(0)} | ${tpLoadOnly.rps.toFixed(0)} | ${(tpLoadOnly.rps / tpDirect.rps).toFixed(2)}x of direct | |`);
+    const us = (ms: number) => `${(ms * 1000).toFixed(0)} us`;
+    console.log(
+      `| router CPU per request: 1k chat / shared-prefix chat / small / small load-only | | ${us(cpuLat)} / ${us(cpuShared)} / ${us(cpuSmall)} / ${us(cpuLoadOnly)} | | |`,
+    );
     console.log(`| errors | ${tpDirect.errors} | ${tpRouter.errors} / ${tpLoadOnly.errors} | | 0 |`);
+    console.log(`\nmean wall time in the router (us), 1k chat: ${breakdown(h0, h1)}`);
+    console.log(`mean wall time in the router (us), shared-prefix chat: ${breakdown(h1, h2)}\n`);
     const verdict = added50 <= 1 && added99 <= 5 && tpRouter.rps >= 3000 && tpRouter.errors === 0;
     const load = (await import('node:os')).loadavg()[0];
+    console.log(`load average (1 min): ${load.toFixed(2)}${quick ? '; quick mode (BENCH_QUICK=1)' : ''}`);
     if (load > 2.5) console.log(`note: 1-minute load average ${load.toFixed(1)} on ${(await import('node:os')).cpus().length} cores: other processes share the CPU, figures are pessimistic`);
     console.log(`\n${verdict ? 'PASS' : 'MISS'}: added p50 ${f(added50)} ms, p99 ${f(added99)} ms; ${tpRouter.rps.toFixed(0)} routed req/s\n`);
     mkdirSync('bench-results', { recursive: true });
@@ -228,6 +310,8 @@ async function main(): Promise<void> {
           },
           loadAverage: (await import('node:os')).loadavg(),
           throughput: { concurrency, direct: tpDirect, router: tpRouter, ratio: tpRouter.rps / tpDirect.rps, loadOnly: tpLoadOnly },
+          routerCpuMsPerRequest: { chat1k: cpuLat, sharedPrefixChat: cpuShared, small: cpuSmall, smallLoadOnly: cpuLoadOnly },
+          quick,
           pass: verdict,
         },
         null,
