@@ -70,7 +70,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private entryCls = new Uint8Array(16);
   private entryCount = 0;
   /** Distinct entry weights -> deficit (1 - weight) by class, so slots carry a 1-byte class. */
-  private readonly classOf = new Map<number, number>();
+  private readonly classOf = new Map<number, number>([[1, 0]]); // class 0: weight 1, no deficit
   private readonly classDeficit = new Float64Array(256);
 
   // request key records
@@ -89,8 +89,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   // slab of (entry, ref) runs
   private slabE = new Int32Array(4096);
-  private slabP = new Int32Array(4096); // pod of slabE's entry, saves an indirection when scoring
-  private slabC = new Uint8Array(4096); // weight class of slabE's entry
+  /** pod << 8 | weight class of slabE's entry: scoring reads one int per slot, no indirection. */
+  private slabPC = new Int32Array(4096);
   private slabR = new Uint16Array(4096);
   private slabTop = 0;
   private readonly slabFree = new Int32Array(32).fill(NONE);
@@ -139,6 +139,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (p !== undefined) return p;
     if (!create) return NONE;
     p = this.podNames.length;
+    if (p >= 1 << 23) throw new RangeError('more than 2^23 distinct pods'); // slots pack pod << 8 | class
     this.podIds.set(pod, p);
     this.podNames.push(pod);
     if (p >= this.podSeen.length) {
@@ -311,8 +312,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     const at = this.slabTop;
     if (at + size > this.slabE.length) {
       this.slabE = grown(this.slabE, at + size);
-      this.slabP = grown(this.slabP, at + size);
-      this.slabC = grown(this.slabC, at + size);
+      this.slabPC = grown(this.slabPC, at + size);
       this.slabR = grown(this.slabR, at + size);
     }
     this.slabTop += size;
@@ -336,7 +336,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         if (this.slabR[j] < MAX_REF) this.slabR[j]++;
         return;
       }
-      if (this.slabP[j] === p) samePod = true;
+      if (this.slabPC[j] >> 8 === p) samePod = true;
     }
     // bit 0: a pod appears twice (max-weight path); bit 1: a non-unit weight (deficit path)
     if (samePod) this.recMixed[r] |= 1;
@@ -345,8 +345,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       const cls = this.rec[r * RS + 6] + 1;
       const noff = this.slabAlloc(cls);
       this.slabE.copyWithin(noff, off, off + len);
-      this.slabP.copyWithin(noff, off, off + len);
-      this.slabC.copyWithin(noff, off, off + len);
+      this.slabPC.copyWithin(noff, off, off + len);
       this.slabR.copyWithin(noff, off, off + len);
       this.slabRelease(off, cls - 1);
       this.rec[r * RS + 2] = noff;
@@ -354,8 +353,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     }
     const at = this.rec[r * RS + 2] + len;
     this.slabE[at] = e;
-    this.slabP[at] = p;
-    this.slabC[at] = this.entryCls[e];
+    this.slabPC[at] = (p << 8) | this.entryCls[e];
     this.slabR[at] = 1;
     this.rec[r * RS + 3] = len + 1;
     this.entries++;
@@ -370,7 +368,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       if (--this.slabR[j] > 0) return 0;
       const last = off + len - 1;
       this.slabE[j] = this.slabE[last];
-      this.slabP[j] = this.slabP[last];
+      this.slabPC[j] = this.slabPC[last];
       this.slabR[j] = this.slabR[last];
       this.rec[r * RS + 3] = len - 1;
       this.entries--;
@@ -646,11 +644,10 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       const off = this.rec[r * RS + 2];
       let len = this.rec[r * RS + 3];
       for (let j = off; j < off + len; ) {
-        if (this.slabP[j] === p) {
+        if (this.slabPC[j] >> 8 === p) {
           const last = off + len - 1;
           this.slabE[j] = this.slabE[last];
-          this.slabP[j] = this.slabP[last];
-          this.slabC[j] = this.slabC[last];
+          this.slabPC[j] = this.slabPC[last];
           this.slabR[j] = this.slabR[last];
           len--;
           removed++;
@@ -728,7 +725,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.podSeen.fill(0);
       this.podFilter.fill(0);
     }
-    const { podSeen, podW, podSum, first, entryW, slabE, slabP, slabC, recMixed, classDeficit } = this;
+    const { podSeen, podW, podSum, first, entryW, slabE, slabPC, recMixed, classDeficit } = this;
     const rec = this.rec;
     let fstamp = 0;
     if (pods) {
@@ -748,7 +745,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     let off = rec[r * RS + 2];
     let end = off + rec[r * RS + 3];
     for (let j = off; j < end; j++) {
-      const p = slabP[j];
+      const p = slabPC[j] >> 8;
       if (fstamp !== 0 && this.podFilter[p] !== fstamp) continue;
       const w = entryW[slabE[j]];
       if (podSeen[p] !== base) {
@@ -762,22 +759,47 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       }
     }
     if (nFirst === 0) return 0;
-    this.rec[r * RS + 7] = 1;
+    rec[r * RS + 7] = 1;
     let blocks = 1;
+    // `cur` is the stamp of the last key processed slot by slot (at `pOff`, `pLen` slots).
+    // Keys whose slots equal that key's, in the same order, cannot change which pods are
+    // still running nor their weights (the alive set is a subset of that key's pods), so
+    // they are only counted (`rep`) and applied to the surviving pods in one pass later.
+    // Consecutive blocks of a cached prefix usually have identical holders.
     let cur = base;
+    let pOff = off;
+    let pLen = end - off;
+    let pMixed = recMixed[r];
+    let rep = 0;
     for (let i = 1; i < n; i++) {
       r = this.find(k[2 * i], k[2 * i + 1]);
       if (r === NONE) break;
+      off = rec[r * RS + 2];
+      const len = rec[r * RS + 3];
+      if (len === pLen) {
+        let j = 0;
+        while (j < len && slabPC[off + j] === slabPC[pOff + j]) j++;
+        if (j === len) {
+          rep++;
+          rec[r * RS + 7] = 1;
+          blocks = i + 1;
+          continue;
+        }
+      }
+      if (rep > 0) {
+        this.applyRepeats(cur, rep, pOff, pLen, pMixed);
+        cur += rep;
+        rep = 0;
+      }
       const prev = cur;
       cur = base + i;
-      off = rec[r * RS + 2];
-      end = off + rec[r * RS + 3];
+      end = off + len;
       let advanced = 0;
       const mixed = recMixed[r];
       if (mixed === 0) {
         // each pod appears once and every weight is 1: just advance the runs
         for (let j = off; j < end; j++) {
-          const p = slabP[j];
+          const p = slabPC[j] >> 8;
           if (podSeen[p] === prev) {
             podSeen[p] = cur;
             advanced++;
@@ -786,17 +808,18 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       } else if (mixed === 2) {
         // each pod appears once: advance the runs, adding each slot's weight deficit
         for (let j = off; j < end; j++) {
-          const p = slabP[j];
+          const v = slabPC[j];
+          const p = v >> 8;
           if (podSeen[p] === prev) {
             podSeen[p] = cur;
-            const d = classDeficit[slabC[j]];
-            if (d !== 0) podSum[p] += d;
+            // class 0 is weight 1: no deficit
+            if ((v & 0xff) !== 0) podSum[p] += classDeficit[v & 0xff];
             advanced++;
           }
         }
       } else {
         for (let j = off; j < end; j++) {
-          const p = slabP[j];
+          const p = slabPC[j] >> 8;
           const s = podSeen[p];
           if (s === prev) {
             const w = entryW[slabE[j]];
@@ -814,9 +837,13 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         }
       }
       if (advanced === 0) break;
-      this.rec[r * RS + 7] = 1;
+      rec[r * RS + 7] = 1;
       blocks = i + 1;
+      pOff = off;
+      pLen = len;
+      pMixed = mixed;
     }
+    if (rep > 0) this.applyRepeats(cur, rep, pOff, pLen, pMixed);
     this.stamp = base + n;
     for (let a = 0; a < nFirst; a++) {
       const p = first[a];
@@ -826,6 +853,24 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     return blocks;
   }
 
+  /**
+   * Advances the pods still running at stamp `cur` by `rep` more keys whose slots equal the
+   * record at `off` (`len` slots, mixed flags `mixed`), adding `rep` times each pod's deficit.
+   */
+  private applyRepeats(cur: number, rep: number, off: number, len: number, mixed: number): void {
+    const { podSeen, podSum, podW, slabPC, classDeficit } = this;
+    const to = cur + rep;
+    for (let j = off; j < off + len; j++) {
+      const v = slabPC[j];
+      const p = v >> 8;
+      if (podSeen[p] !== cur) continue;
+      podSeen[p] = to;
+      // a pod twice on the key (mixed bit 0): the walk left its best weight in podW
+      if ((mixed & 1) !== 0) podSum[p] += rep * (1 - podW[p]);
+      else if ((v & 0xff) !== 0) podSum[p] += rep * classDeficit[v & 0xff];
+    }
+  }
+
   stats(): IndexStats {
     return { keys: this.recCount, entries: this.entries, engineKeys: this.eCount, capacity: this.capacity };
   }
@@ -833,7 +878,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Bytes held by the typed arrays (for memory benchmarks). */
   memoryBytes(): number {
     const arrays = [
-      this.rec, this.recMixed, this.tab, this.slabE, this.slabP, this.slabC, this.slabR, this.et, this.oLo, this.oHi, this.oNext,
+      this.rec, this.recMixed, this.tab, this.slabE, this.slabPC, this.slabR, this.et, this.oLo, this.oHi, this.oNext,
     ];
     return arrays.reduce((s, a) => s + a.byteLength, 0);
   }

@@ -1,0 +1,141 @@
+// Differential tests of the in-memory index's scoring walk against a naive model, with
+// tiers, a pod holding one block in two tiers, speculative entries, pod filters, evictions
+// (which reorder a key's holders) and clears. Consecutive keys often share their holders,
+// which the walk handles in bulk, so both the bulk and the slot-by-slot paths are checked.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { InMemoryKvBlockIndex } from '../../src/index/memory-index.js';
+
+const K = (...xs: number[]): BigUint64Array => BigUint64Array.from(xs.map((x) => BigInt(x)));
+const WEIGHTS: Record<string, number> = { gpu: 1, cpu: 0.8, disk: 0.5, spec: 1 };
+
+/** key -> "tier|pod" -> references */
+type Naive = Map<number, Map<string, number>>;
+
+function naiveScore(naive: Naive, chain: number[], pods: string[]): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  for (const pod of pods) {
+    let blocks = 0;
+    let weighted = 0;
+    for (const key of chain) {
+      let best = -1;
+      for (const [name, refs] of naive.get(key) ?? []) {
+        const [tier, p] = name.split('|');
+        if (p === pod && refs > 0) best = Math.max(best, WEIGHTS[tier]);
+      }
+      if (best < 0) break;
+      blocks++;
+      weighted += best;
+    }
+    if (blocks > 0) out.set(pod, [blocks, weighted]);
+  }
+  return out;
+}
+
+function rnd(seed: number): (n: number) => number {
+  return (n) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+}
+
+describe('InMemoryKvBlockIndex scoring walk', () => {
+  for (const seed of [1, 2, 3, 4]) {
+    it(`matches a naive model under random stores, evictions and clears (seed ${seed})`, () => {
+      const x = new InMemoryKvBlockIndex({ tierWeights: { disk: 0.5 } });
+      const naive: Naive = new Map();
+      const r = rnd(seed);
+      const pods = ['a', 'b', 'c', 'd', 'e', 'f'];
+      const tiers = ['gpu', 'gpu', 'cpu', 'disk'];
+      const chainLen = 40;
+      const ref = (key: number, name: string, d: number) => {
+        const m = naive.get(key) ?? new Map<string, number>();
+        const n = (m.get(name) ?? 0) + d;
+        if (n > 0) m.set(name, n);
+        else m.delete(name);
+        naive.set(key, m);
+      };
+      let checks = 0;
+      for (let step = 0; step < 3000; step++) {
+        const pod = pods[r(pods.length)];
+        const op = r(20);
+        if (op < 8) {
+          // a whole prefix of the chain, as a pod caching a prompt would
+          const tier = tiers[r(tiers.length)];
+          const from = r(4) === 0 ? r(chainLen) : 0;
+          const to = Math.min(chainLen, from + 1 + r(chainLen));
+          const keys = Array.from({ length: to - from }, (_, i) => from + i + 1);
+          x.add(null, K(...keys), { pod, tier });
+          for (const k of keys) ref(k, `${tier}|${pod}`, 1);
+        } else if (op < 10) {
+          const keys = Array.from({ length: 1 + r(chainLen) }, (_, i) => i + 1);
+          x.addSpeculative(K(...keys), pod, 3_600_000);
+          for (const k of keys) ref(k, `spec|${pod}`, 1);
+        } else if (op < 18) {
+          const tier = tiers[r(tiers.length)];
+          const key = 1 + r(chainLen);
+          x.evict(BigInt(key), 'request', { pod, tier });
+          if ((naive.get(key)?.get(`${tier}|${pod}`) ?? 0) > 0) ref(key, `${tier}|${pod}`, -1);
+        } else if (r(10) === 0) {
+          x.clear(pod);
+          for (const m of naive.values()) for (const name of [...m.keys()]) if (name.endsWith(`|${pod}`)) m.delete(name);
+        }
+        if (step % 7 === 0) {
+          const n = 1 + r(chainLen + 5); // sometimes past the end of what is stored
+          const chain = Array.from({ length: n }, (_, i) => i + 1);
+          const filter = r(3) === 0 ? new Set(pods.filter(() => r(2) === 0)) : null;
+          const got = x.longestPrefix(K(...chain), filter);
+          const want = naiveScore(naive, chain, filter ? [...filter] : pods);
+          assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort(), `step ${step}: pods`);
+          for (const [p, [blocks, weighted]] of want) {
+            assert.equal(got.get(p)!.blocks, blocks, `step ${step} pod ${p}: blocks`);
+            assert.ok(Math.abs(got.get(p)!.weighted - weighted) < 1e-9, `step ${step} pod ${p}: weighted ${got.get(p)!.weighted} != ${weighted}`);
+          }
+          checks++;
+        }
+      }
+      x.close();
+      assert.ok(checks > 400);
+    });
+  }
+
+  it('keeps each holder\'s tier when an eviction moves another holder into its slot', () => {
+    const x = new InMemoryKvBlockIndex();
+    x.add(null, K(1, 2, 3), { pod: 'a', tier: 'gpu' });
+    x.add(null, K(1, 2, 3), { pod: 'b', tier: 'cpu' });
+    x.evict(2n, 'request', { pod: 'a', tier: 'gpu' }); // b's cpu slot moves on key 2
+    const got = x.longestPrefix(K(1, 2, 3));
+    assert.equal(got.get('a')?.blocks, 1);
+    assert.equal(got.get('b')?.blocks, 3);
+    assert.ok(Math.abs(got.get('b')!.weighted - 2.4) < 1e-9, `weighted ${got.get('b')!.weighted}`);
+  });
+
+  it('tells apart consecutive keys whose holders differ only in tier', () => {
+    const x = new InMemoryKvBlockIndex();
+    x.add(null, K(1, 2, 3, 4, 5), { pod: 'a', tier: 'gpu' });
+    x.add(null, K(6, 7, 8, 9, 10), { pod: 'a', tier: 'cpu' });
+    x.add(null, K(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), { pod: 'b', tier: 'gpu' });
+    x.add(null, K(11, 12), { pod: 'a', tier: 'gpu' });
+    x.add(null, K(11, 12), { pod: 'b', tier: 'gpu' });
+    const got = x.longestPrefix(K(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12));
+    assert.equal(got.get('a')?.blocks, 12);
+    assert.ok(Math.abs(got.get('a')!.weighted - 11) < 1e-9, `a weighted ${got.get('a')!.weighted}`);
+    assert.deepEqual(got.get('b'), { blocks: 12, weighted: 12 });
+  });
+
+  it('scores long runs shared by many pods, with a pod dropping out midway', () => {
+    const x = new InMemoryKvBlockIndex();
+    const n = 500;
+    const keys = Array.from({ length: n }, (_, i) => 1000 + i);
+    for (let p = 0; p < 20; p++) x.add(null, K(...keys), { pod: `p${p}`, tier: p % 4 === 0 ? 'cpu' : 'gpu' });
+    x.evict(BigInt(keys[300]), 'request', { pod: 'p7', tier: 'gpu' });
+    x.evict(BigInt(keys[100]), 'request', { pod: 'p9', tier: 'cpu' }); // p9 holds gpu only: no-op
+    const got = x.longestPrefix(K(...keys));
+    assert.equal(got.size, 20);
+    for (let p = 0; p < 20; p++) {
+      const blocks = p === 7 ? 300 : n;
+      assert.equal(got.get(`p${p}`)?.blocks, blocks, `p${p}`);
+      assert.ok(Math.abs(got.get(`p${p}`)!.weighted - blocks * (p % 4 === 0 ? 0.8 : 1)) < 1e-9, `p${p} weighted`);
+    }
+  });
+});
