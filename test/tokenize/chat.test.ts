@@ -1,7 +1,7 @@
 // Chat rendering as vLLM does it: message normalization, tools, kwargs, hand-checked renders.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileTemplate, detectContentFormat, normalizeTools, renderChat, toConversation } from '../../src/tokenize/chat.js';
+import { compileTemplate, detectContentFormat, hasDirectRenderer, normalizeTools, renderChat, toConversation } from '../../src/tokenize/chat.js';
 import { TokenizerRegistry } from '../../src/tokenize/index.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
@@ -78,4 +78,63 @@ test('Qwen3 renders, checked by hand', async () => {
     withTool,
     '<|im_start|>user\nnow?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n12:00\n</tool_response><|im_end|>\n<|im_start|>assistant\n',
   );
+});
+
+// Qwen3's direct renderer must give jinja's string for every conversation it takes, and hand
+// the rest to jinja. Random conversations over tricky contents, compared with a jinja-only render.
+test('Qwen3 direct renderer equals the jinja render (randomized), and is really taken', async () => {
+  const { Template } = await import('@huggingface/jinja');
+  const { rng } = await import('../helpers/rng.js');
+  const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' });
+  const mt = await reg.get(MODEL);
+  const source = mt.chatTemplate!;
+  const fastCtx = { template: compileTemplate(source), contentFormat: detectContentFormat(source), specialTokens: { eos_token: '<|im_end|>', pad_token: '<|endoftext|>' } };
+  assert.ok(hasDirectRenderer(fastCtx.template));
+  // The same template without a direct renderer, and one whose jinja render is disabled.
+  const jinjaCtx = { ...fastCtx, template: new Template(source) };
+  assert.equal(hasDirectRenderer(jinjaCtx.template), false);
+  const noJinja = { ...fastCtx, template: compileTemplate(source) };
+  noJinja.template.render = () => {
+    throw new Error('jinja used');
+  };
+  const rand = rng(7);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+  const contents = ['', ' ', '\n', 'hi', 'Hello there!', '<tool_response>x</tool_response>', '<tool_response>', '</tool_response>', '</think>', '<think>\nA\n</think>\n\n  B', '  spaced  ', '\n\nlead', 'trail\n\n', '{{ x }} {% if %}', 'héllo 世界 🙂', 'a\r\nb\tc'];
+  const roles = ['system', 'user', 'user', 'assistant', 'assistant', 'tool', 'developer'];
+  let direct = 0;
+  for (let c = 0; c < 1500; c++) {
+    const n = 1 + Math.floor(rand() * 6);
+    const messages: Record<string, unknown>[] = [];
+    for (let i = 0; i < n; i++) {
+      const m: Record<string, unknown> = { role: pick(roles), content: rand() < 0.1 ? [{ type: 'text', text: pick(contents) }, { type: 'text', text: pick(contents) }] : rand() < 0.05 ? null : pick(contents) };
+      if (m.role === 'assistant' && rand() < 0.1) m.reasoning_content = pick(contents);
+      if (m.role === 'assistant' && rand() < 0.1) m.tool_calls = [{ type: 'function', function: { name: 'f', arguments: '{"a": 1}' } }];
+      messages.push(m);
+    }
+    const opts: Record<string, unknown> = {};
+    if (rand() < 0.3) opts.add_generation_prompt = rand() < 0.5;
+    if (rand() < 0.3) opts.chat_template_kwargs = pick([{ enable_thinking: false }, { enable_thinking: true }, { enable_thinking: 'no' }, { foo: 1 }, { true: 1 }, {}]);
+    if (rand() < 0.05) opts.tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
+    if (rand() < 0.05) opts.continue_final_message = true;
+    const run = (ctx: typeof fastCtx) => {
+      try {
+        return renderChat(ctx, messages, opts);
+      } catch (e) {
+        return `error: ${(e as Error).message}`;
+      }
+    };
+    const want = run(jinjaCtx);
+    assert.equal(run(fastCtx), want, JSON.stringify({ messages, opts }));
+    const viaDirect = run(noJinja);
+    if (!viaDirect.includes('jinja used')) {
+      direct++;
+      assert.equal(viaDirect, want);
+    }
+  }
+  // Most plain conversations take the direct path.
+  assert.ok(direct > 500, `direct renders: ${direct}`);
+  // The bench's shape (system + long user turn) is one of them.
+  const long = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'word '.repeat(900) }];
+  assert.equal(renderChat(noJinja, long), renderChat(jinjaCtx, long));
+  await reg.close();
 });
