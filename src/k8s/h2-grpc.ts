@@ -23,15 +23,25 @@ export interface BidiMethod<Req, Res> {
   path: string;
   decode(buf: Buffer): Req;
   encode(msg: Res): Buffer;
+  /** Several messages, each with gRPC's 5-byte prefix, in one buffer (else built from encode). */
+  encodeFrames?(msgs: readonly Res[]): Buffer;
   handler(call: DuplexCall<Req, Res>): void;
 }
 
 const GRPC_OK = 0;
+const GRPC_RESOURCE_EXHAUSTED = 8;
 const GRPC_INTERNAL = 13;
 const GRPC_UNIMPLEMENTED = 12;
+/** Largest request message accepted (grpc-js's server takes 4 MiB by default; bodies come in chunks). */
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
-  private pending: Buffer | null = null;
+  /** An incomplete message: its pieces so far, and how many bytes it needs in all. */
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  private need = 5;
+  /** Messages written in this turn of the event loop, sent together as one DATA write. */
+  private outbox: Res[] = [];
   private ended = false;
 
   constructor(
@@ -49,37 +59,72 @@ class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
   }
 
   private onData(chunk: Buffer): void {
-    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = null;
-    while (buf.length >= 5) {
-      const len = buf.readUInt32BE(1);
-      if (buf.length < 5 + len) break;
-      if (buf[0] !== 0) {
+    if (this.ended) return;
+    if (this.partBytes > 0) {
+      // Join the pieces only once the message (or its prefix) is complete: linear in its size.
+      this.parts.push(chunk);
+      this.partBytes += chunk.length;
+      if (this.partBytes < this.need) return;
+      chunk = Buffer.concat(this.parts, this.partBytes);
+      this.parts = [];
+      this.partBytes = 0;
+    }
+    let off = 0;
+    while (chunk.length - off >= 5) {
+      const len = chunk.readUInt32BE(off + 1);
+      if (len > MAX_MESSAGE_BYTES) {
+        this.fail(GRPC_RESOURCE_EXHAUSTED, `request message of ${len} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}`);
+        return;
+      }
+      if (chunk.length - off < 5 + len) break;
+      if (chunk[off] !== 0) {
         this.fail(GRPC_INTERNAL, 'compressed messages are not supported');
         return;
       }
-      const msg = buf.subarray(5, 5 + len);
-      buf = buf.subarray(5 + len);
       let decoded: Req;
       try {
-        decoded = this.method.decode(msg);
+        decoded = this.method.decode(chunk.subarray(off + 5, off + 5 + len));
       } catch (err) {
         this.fail(GRPC_INTERNAL, `cannot decode the request message: ${(err as Error).message}`);
         return;
       }
+      off += 5 + len;
       this.emit('data', decoded);
+      if (this.ended) return;
     }
-    if (buf.length > 0) this.pending = Buffer.from(buf);
+    if (off < chunk.length) {
+      const rest = off === 0 ? chunk : chunk.subarray(off);
+      this.parts.push(rest);
+      this.partBytes = rest.length;
+      this.need = rest.length >= 5 ? 5 + rest.readUInt32BE(1) : 5;
+    }
   }
 
   write(msg: Res): boolean {
     if (this.ended || this.stream.destroyed) return false;
-    const body = this.method.encode(msg);
-    const frame = Buffer.allocUnsafe(5 + body.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    body.copy(frame, 5);
-    return this.stream.write(frame);
+    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    this.outbox.push(msg);
+    return true;
+  }
+
+  private frames(msgs: readonly Res[]): Buffer {
+    if (this.method.encodeFrames) return this.method.encodeFrames(msgs);
+    const parts: Buffer[] = [];
+    for (const m of msgs) {
+      const body = this.method.encode(m);
+      const head = Buffer.allocUnsafe(5);
+      head[0] = 0;
+      head.writeUInt32BE(body.length, 1);
+      parts.push(head, body);
+    }
+    return Buffer.concat(parts);
+  }
+
+  private flush(): void {
+    if (this.outbox.length === 0 || this.stream.destroyed) return;
+    const data = this.frames(this.outbox);
+    this.outbox = [];
+    this.stream.write(data);
   }
 
   end(): void {
@@ -87,6 +132,7 @@ class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
   }
 
   fail(code: number, message: string): void {
+    this.outbox = [];
     this.finish(code, message);
     this.emit('error', new Error(message));
   }
@@ -100,7 +146,12 @@ class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
       if (message) trailers['grpc-message'] = encodeURIComponent(message);
       this.stream.sendTrailers(trailers);
     });
-    this.stream.end();
+    // The last messages and the end of the stream in one write.
+    if (this.outbox.length > 0) {
+      const data = this.frames(this.outbox);
+      this.outbox = [];
+      this.stream.end(data);
+    } else this.stream.end();
   }
 }
 
