@@ -429,6 +429,16 @@ function enumNumber(s: Schema, f: Field, v: unknown): number {
   return Number(v) | 0;
 }
 
+let out: Buffer = EMPTY_BUF;
+let at = 0;
+/**
+ * Sizes of the sub-messages (and map entries) of the message being encoded, in the order the
+ * writer meets them: the sizing pass fills it, the writing pass reads it (`si`), so each size is
+ * computed once however deep the nesting.
+ */
+let sizes: number[] = [];
+let si = 0;
+
 /** Encoded size of one value of `f` (without its tag). */
 function valueSize(s: Schema, f: Field, v: unknown): number {
   switch (f.kind) {
@@ -454,7 +464,11 @@ function valueSize(s: Schema, f: Field, v: unknown): number {
       return varintSize(n) + n;
     }
     case 'message': {
+      // The sub-message's size is kept for the writer (pre-order, see `sizes`).
+      const slot = sizes.length;
+      sizes.push(0);
       const n = messageSize(f.type!, expectObject(s, f, v));
+      sizes[slot] = n;
       return varintSize(n) + n;
     }
     case 'map':
@@ -463,9 +477,14 @@ function valueSize(s: Schema, f: Field, v: unknown): number {
 }
 
 function mapEntrySize(f: Field, key: string, v: unknown): number {
+  const entrySlot = sizes.length;
+  sizes.push(0, 0);
   const kn = Buffer.byteLength(key, 'utf8');
   const vn = messageSize(f.type!, expectObject(f.type!, f, v));
-  return 1 + varintSize(kn) + kn + 1 + varintSize(vn) + vn;
+  const n = 1 + varintSize(kn) + kn + 1 + varintSize(vn) + vn;
+  sizes[entrySlot] = n;
+  sizes[entrySlot + 1] = vn;
+  return n;
 }
 
 function messageSize(s: Schema, m: Obj): number {
@@ -487,8 +506,6 @@ function messageSize(s: Schema, m: Obj): number {
   return size;
 }
 
-let out: Buffer = EMPTY_BUF;
-let at = 0;
 
 function writeVarint(n: number): void {
   while (n >= 0x80) {
@@ -548,7 +565,7 @@ function writeValue(s: Schema, f: Field, v: unknown): void {
     }
     case 'message': {
       const mo = v as Obj;
-      writeVarint(messageSize(f.type!, mo));
+      writeVarint(sizes[si++]);
       writeMessage(f.type!, mo);
       return;
     }
@@ -566,12 +583,12 @@ function writeMessage(s: Schema, m: Obj): void {
       for (const k of Object.keys(mo)) {
         const mv = mo[k] as Obj;
         writeVarint(f.tag);
-        writeVarint(mapEntrySize(f, k, mv));
+        writeVarint(sizes[si++]);
         out[at++] = 0x0a;
         writeVarint(Buffer.byteLength(k, 'utf8'));
         at += out.write(k, at, 'utf8');
         out[at++] = 0x12;
-        writeVarint(messageSize(f.type!, mv));
+        writeVarint(sizes[si++]);
         writeMessage(f.type!, mv);
       }
     } else if (f.repeated) {
@@ -585,22 +602,30 @@ function writeMessage(s: Schema, m: Obj): void {
  * (5 for gRPC's length-prefixed framing) that `header(buffer, offset, size)` fills in.
  */
 function encodeAll(s: Schema, msgs: readonly Obj[], prefix: number, header?: (b: Buffer, offset: number, size: number) => void): Buffer {
-  const sizes = msgs.map((m) => messageSize(s, m));
+  sizes = [];
+  si = 0;
+  const roots: number[] = [];
   let total = 0;
-  for (const n of sizes) total += prefix + n;
+  for (const m of msgs) {
+    const n = messageSize(s, m);
+    roots.push(n);
+    total += prefix + n;
+  }
   const b = Buffer.allocUnsafe(total);
   out = b;
   at = 0;
   try {
     for (let i = 0; i < msgs.length; i++) {
-      header?.(b, at, sizes[i]);
+      header?.(b, at, roots[i]);
       at += prefix;
       const start = at;
       writeMessage(s, msgs[i]);
-      if (at - start !== sizes[i]) throw new Error(`extproc codec: ${s.name} size mismatch (${at - start} != ${sizes[i]})`);
+      if (at - start !== roots[i]) throw new Error(`extproc codec: ${s.name} size mismatch (${at - start} != ${roots[i]})`);
     }
+    if (si !== sizes.length) throw new Error(`extproc codec: ${s.name} sub-message sizes out of step`);
   } finally {
     out = EMPTY_BUF;
+    sizes = [];
   }
   return b;
 }

@@ -145,7 +145,9 @@ class ExtProcStream {
   private firstByteAt = 0;
   private completed = true;
   private observe = false;
-  private queue: Promise<void> = Promise.resolve();
+  /** A step (message or end) is running asynchronously (a decision); later ones wait here. */
+  private busy = false;
+  private backlog: Array<() => void | Promise<void>> = [];
   private readonly log: Logger;
   private readonly chunkSize: number;
 
@@ -158,15 +160,46 @@ class ExtProcStream {
   }
 
   attach(): void {
-    this.call.on('data', (msg: ProcessingRequest) => {
-      // Strict order: a body chunk waits for the decision on the previous one.
-      this.queue = this.queue.then(() => this.handle(msg)).catch((err: unknown) => this.fail(err));
-    });
-    this.call.on('end', () => {
-      this.queue = this.queue.then(() => this.close(false));
-    });
+    this.call.on('data', (msg: ProcessingRequest) => this.enqueue(() => this.handle(msg)));
+    this.call.on('end', () => this.enqueue(() => this.close(false)));
     this.call.on('cancelled', () => this.close(true));
     this.call.on('error', () => this.close(true));
+  }
+
+  /**
+   * Strict order: a message waits for the decision on the previous one. Steps run synchronously
+   * while nothing is pending (no promise per message); only a decision makes later steps wait.
+   */
+  private enqueue(step: () => void | Promise<void>): void {
+    if (this.busy) {
+      this.backlog.push(step);
+      return;
+    }
+    for (let next: (() => void | Promise<void>) | undefined = step; next; next = this.backlog.shift()) {
+      let pending: void | Promise<void> = undefined;
+      try {
+        pending = next();
+      } catch (err) {
+        this.fail(err);
+      }
+      if (pending) {
+        this.busy = true;
+        pending.then(
+          () => this.resume(),
+          (err: unknown) => {
+            this.fail(err);
+            this.resume();
+          },
+        );
+        return;
+      }
+    }
+  }
+
+  private resume(): void {
+    this.busy = false;
+    const next = this.backlog.shift();
+    if (next) this.enqueue(next);
   }
 
   private write(msg: ProcessingResponse): void {
@@ -174,7 +207,7 @@ class ExtProcStream {
     this.call.write(msg);
   }
 
-  private async handle(msg: ProcessingRequest): Promise<void> {
+  private handle(msg: ProcessingRequest): void | Promise<void> {
     if (this.phase === 'closed') return;
     this.observe = msg.observability_mode === true;
     switch (msg.request) {
@@ -188,12 +221,12 @@ class ExtProcStream {
           this.chunks.push(Buffer.from(b.body.buffer, b.body.byteOffset, b.body.byteLength));
           this.bodyBytes += b.body.length;
         }
-        if (b.end_of_stream) await this.decide();
+        if (b.end_of_stream) return this.decide();
         return;
       }
       case 'request_trailers':
         // Trailers end the body in FULL_DUPLEX_STREAMED mode when the last chunk had no EoS.
-        if (this.phase === 'body') await this.decide();
+        if (this.phase === 'body') return this.decide().then(() => this.write({ request_trailers: {} }));
         this.write({ request_trailers: {} });
         return;
       case 'response_headers':
@@ -238,7 +271,7 @@ class ExtProcStream {
         ? { error: { status: 503, code: 'empty_subset', message: 'the endpoint subset hint is empty' } }
         : this.opts.picker.pickAny({ requestId: this.requestId, path: this.path(), headers: this.headers, subset: this.subset });
       if (isPickError(outcome)) return this.reject(outcome.error);
-      this.opts.metrics?.streams.inc({ kind: 'header_only' });
+      this.opts.metrics?.streamsBy.header_only.inc();
       this.route(outcome, null);
       return;
     }
@@ -260,12 +293,12 @@ class ExtProcStream {
     }
     const outcome = await this.opts.picker.pick({ requestId: this.requestId, path: this.path(), headers: this.headers, body, subset: this.subset });
     if (isPickError(outcome)) {
-      this.opts.metrics?.pickDuration.observe({ result: 'error' }, (performance.now() - t0) / 1000);
+      this.opts.metrics?.pickError.observe((performance.now() - t0) / 1000);
       return this.reject(outcome.error);
     }
     this.route(outcome, body);
-    this.opts.metrics?.pickDuration.observe({ result: 'ok' }, (performance.now() - t0) / 1000);
-    this.opts.metrics?.streams.inc({ kind: 'picked' });
+    this.opts.metrics?.pickOk.observe((performance.now() - t0) / 1000);
+    this.opts.metrics?.streamsBy.picked.inc();
   }
 
   /** The routing answer: headers (+ metadata), then the body in chunks. */
@@ -303,7 +336,7 @@ class ExtProcStream {
     for (const [k, v] of Object.entries(err.headers ?? {})) set.push(setHeader(k, v));
     this.log.info({ 'x-request-id': this.requestId, status: err.status, code: err.code, message: err.message }, 'EPP rejected request');
     this.opts.metrics?.errors.inc({ model_name: err.model ?? '', target_model_name: err.model ?? '', error_code: String(err.status) });
-    this.opts.metrics?.streams.inc({ kind: 'rejected' });
+    this.opts.metrics?.streamsBy.rejected.inc();
     this.write({
       immediate_response: { status: { code: err.status }, headers: { set_headers: set }, body: errorBody(err), details: err.code },
     });
@@ -342,7 +375,7 @@ class ExtProcStream {
       if (usage?.promptTokens !== undefined) mm.inputTokens.observe(usage.promptTokens);
       if (usage?.completionTokens !== undefined) mm.outputTokens.observe(usage.completionTokens);
       if (usage?.cachedTokens !== undefined) mm.cachedTokens.observe(usage.cachedTokens);
-      if (aborted) m.streams.inc({ kind: 'aborted' });
+      if (aborted) m.streamsBy.aborted.inc();
       else if (this.status !== 0 && (this.status < 200 || this.status >= 300)) m.errors.inc({ ...labels, error_code: String(this.status) });
     }
     try {

@@ -4,7 +4,6 @@
 // trailers (grpc-status, grpc-message). ext_proc opens one stream per HTTP request, so per-call
 // cost matters; this skips grpc-js's per-call machinery (interceptors, filters, deadline timers).
 // Compressed messages are refused (Envoy does not compress ext_proc messages).
-import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -35,7 +34,11 @@ const GRPC_UNIMPLEMENTED = 12;
 /** Largest request message accepted (grpc-js's server takes 4 MiB by default; bodies come in chunks). */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
-class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
+type Listeners<Req> = { data: Array<(msg: Req) => void>; end: Array<() => void>; cancelled: Array<() => void>; error: Array<(err: Error) => void> };
+
+/** One call. Listeners are plain arrays (an EventEmitter per call costs more than it gives). */
+class H2Call<Req, Res> implements DuplexCall<Req, Res> {
+  private readonly listeners: Listeners<Req> = { data: [], end: [], cancelled: [], error: [] };
   /** An incomplete message: its pieces so far, and how many bytes it needs in all. */
   private parts: Buffer[] = [];
   private partBytes = 0;
@@ -43,19 +46,35 @@ class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
   /** Messages written in this turn of the event loop, sent together as one DATA write. */
   private outbox: Res[] = [];
   private ended = false;
+  private readonly flushNow = () => this.flush();
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
     private readonly method: BidiMethod<Req, Res>,
   ) {
-    super();
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('end', () => this.emit('end'));
-    stream.on('aborted', () => this.emit('cancelled'));
-    stream.on('error', (err) => this.emit('error', err));
+    stream.on('end', () => this.emitEnd('end'));
+    stream.on('aborted', () => this.emitEnd('cancelled'));
+    stream.on('error', (err) => this.emitError(err));
     stream.on('close', () => {
-      if (!this.ended) this.emit('cancelled');
+      if (!this.ended) this.emitEnd('cancelled');
     });
+  }
+
+  on(event: 'data', listener: (msg: Req) => void): this;
+  on(event: 'end' | 'cancelled', listener: () => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: keyof Listeners<Req>, listener: (arg: never) => void): this {
+    (this.listeners[event] as Array<(arg: never) => void>).push(listener);
+    return this;
+  }
+
+  private emitEnd(event: 'end' | 'cancelled'): void {
+    for (const f of this.listeners[event]) f();
+  }
+
+  private emitError(err: Error): void {
+    for (const f of this.listeners.error) f(err);
   }
 
   private onData(chunk: Buffer): void {
@@ -89,7 +108,7 @@ class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
         return;
       }
       off += 5 + len;
-      this.emit('data', decoded);
+      for (const f of this.listeners.data) f(decoded);
       if (this.ended) return;
     }
     if (off < chunk.length) {
@@ -102,7 +121,8 @@ class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
 
   write(msg: Res): boolean {
     if (this.ended || this.stream.destroyed) return false;
-    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    // Flushed once the current turn's synchronous work (and its microtasks) is done.
+    if (this.outbox.length === 0) process.nextTick(this.flushNow);
     this.outbox.push(msg);
     return true;
   }
@@ -134,7 +154,7 @@ class H2Call<Req, Res> extends EventEmitter implements DuplexCall<Req, Res> {
   fail(code: number, message: string): void {
     this.outbox = [];
     this.finish(code, message);
-    this.emit('error', new Error(message));
+    this.emitError(new Error(message));
   }
 
   private finish(code: number, message: string): void {

@@ -38,6 +38,10 @@ export class EppMetrics {
   readonly running: Gauge<Labels<'model_name'>>;
   readonly pickDuration: Histogram<Labels<'result'>>;
   readonly streams: Counter<Labels<'kind'>>;
+  /** Bound children of pickDuration and streams (no label hashing per request). */
+  readonly pickOk: { observe(v: number): void };
+  readonly pickError: { observe(v: number): void };
+  readonly streamsBy: Record<'picked' | 'header_only' | 'rejected' | 'aborted', { inc(): void }>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -52,6 +56,14 @@ export class EppMetrics {
     this.running = reuse(registry, 'inference_objective_running_requests', () => new Gauge({ name: 'inference_objective_running_requests', help: 'Requests picked and not yet completed.', labelNames: ['model_name'], registers }));
     this.pickDuration = reuse(registry, 'kvrouter_extproc_pick_duration_seconds', () => new Histogram({ name: 'kvrouter_extproc_pick_duration_seconds', help: 'End of request body to the routing answer on the ext-proc stream, seconds.', labelNames: ['result'], buckets: PICK_BUCKETS, registers }));
     this.streams = reuse(registry, 'kvrouter_extproc_streams_total', () => new Counter({ name: 'kvrouter_extproc_streams_total', help: 'ext-proc streams by how they ended: picked, header_only, rejected, aborted.', labelNames: ['kind'], registers }));
+    this.pickOk = this.pickDuration.labels({ result: 'ok' });
+    this.pickError = this.pickDuration.labels({ result: 'error' });
+    this.streamsBy = {
+      picked: this.streams.labels({ kind: 'picked' }),
+      header_only: this.streams.labels({ kind: 'header_only' }),
+      rejected: this.streams.labels({ kind: 'rejected' }),
+      aborted: this.streams.labels({ kind: 'aborted' }),
+    };
   }
 
   /** Children for one (model, target model) pair, created on first use. */

@@ -1,7 +1,9 @@
 // A lean ext_proc client on node:http2 for benchmarks: Envoy's gRPC client is native code, so
-// grpc-js's per-call machinery on the client side would overstate what the picker adds.
+// grpc-js's per-call machinery (and protobufjs) on the client side would overstate what the
+// picker adds; it uses the hand-written codec (tested against protobufjs in extproc-codec.test.ts).
 // One request = one HTTP/2 stream with length-prefixed protobuf messages, as gRPC frames them.
 import http2 from 'node:http2';
+import { decodeProcessingResponse, encodeProcessingRequestFrames } from '../../../src/k8s/extproc-codec.js';
 import { extProcService, type ProcessingRequest, type ProcessingResponse } from '../../../src/k8s/proto.js';
 
 export class H2ExtProcClient {
@@ -29,7 +31,7 @@ export class H2ExtProcClient {
         while (buf.length >= 5) {
           const len = buf.readUInt32BE(1);
           if (buf.length < 5 + len) break;
-          out.push(this.def.responseDeserialize(buf.subarray(5, 5 + len)) as ProcessingResponse);
+          out.push(decodeProcessingResponse(buf.subarray(5, 5 + len)));
           buf = buf.subarray(5 + len);
         }
         if (buf.length) pending = Buffer.from(buf);
@@ -48,12 +50,7 @@ export class H2ExtProcClient {
   }
 
   private frame(m: ProcessingRequest): Buffer {
-    const body = this.def.requestSerialize(m) as Buffer;
-    const f = Buffer.allocUnsafe(5 + body.length);
-    f[0] = 0;
-    f.writeUInt32BE(body.length, 1);
-    body.copy(f, 5);
-    return f;
+    return encodeProcessingRequestFrames([m]);
   }
 
   close(): void {
