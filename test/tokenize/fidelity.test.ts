@@ -25,26 +25,38 @@ test('fixture corpus covers what the issue asks for', () => {
   assert.ok(fx.prompts.length >= 80);
 });
 
-for (const cache of [false, true]) {
-  test(`completion ids equal the reference on every fixture prompt (prefix cache ${cache ? 'on, tiny chunks' : 'off'})`, async () => {
-    const reg = await TokenizerRegistry.create({ hfCacheDir: NOWHERE, prefixCache: cache ? { chunkChars: 64, minChars: 64 } : { enabled: false } });
-    for (const p of fx.prompts) {
-      assert.deepEqual(await reg.encodeCompletion(fx.model, p.prompt, true), p.ids, `prompt ${p.name}`);
-      assert.deepEqual(await reg.encodeCompletion(fx.model, p.prompt, false), p.ids, `prompt ${p.name} (no special tokens)`);
-    }
+for (const engine of ['auto', 'native'] as const) {
+  test(`engine '${engine}' loads the bundled Qwen3 tokenizer with the expected encoder`, async () => {
+    const reg = await TokenizerRegistry.create({ hfCacheDir: NOWHERE, engine });
+    const mt = await reg.get(fx.model);
+    assert.equal(mt.engineName, engine === 'auto' ? 'fast-bpe' : 'native', mt.fastUnsupported);
     await reg.close();
   });
 
-  test(`chat renders and ids equal the reference on every fixture chat (prefix cache ${cache ? 'on' : 'off'})`, async () => {
-    const reg = await TokenizerRegistry.create({ hfCacheDir: NOWHERE, prefixCache: cache ? { chunkChars: 64, minChars: 64 } : { enabled: false } });
-    for (const c of fx.chats) {
-      const { messages, ...opts } = c.request;
-      assert.equal(await reg.renderChat(fx.model, messages, opts), c.rendered, `render ${c.name}`);
-      assert.deepEqual(await reg.encodeChat(fx.model, messages, opts), c.ids, `ids ${c.name}`);
-      const res = await reg.tokenize({ model: fx.model, messages, ...opts });
-      assert.deepEqual(res.tokens, c.ids, `/tokenize ${c.name}`);
-      assert.equal(res.count, c.ids.length);
-    }
-    await reg.close();
-  });
+  for (const cache of [false, true]) {
+    const label = `${engine} engine, prefix cache ${cache ? 'on, tiny chunks' : 'off'}`;
+    const opts = { hfCacheDir: NOWHERE, engine, prefixCache: cache ? { chunkChars: 64, minChars: 64 } : { enabled: false } };
+
+    test(`completion ids equal the reference on every fixture prompt (${label})`, async () => {
+      const reg = await TokenizerRegistry.create(opts);
+      for (const p of fx.prompts) {
+        assert.deepEqual(await reg.encodeCompletion(fx.model, p.prompt, true), p.ids, `prompt ${p.name}`);
+        assert.deepEqual(await reg.encodeCompletion(fx.model, p.prompt, false), p.ids, `prompt ${p.name} (no special tokens)`);
+      }
+      await reg.close();
+    });
+
+    test(`chat renders and ids equal the reference on every fixture chat (${label})`, async () => {
+      const reg = await TokenizerRegistry.create(opts);
+      for (const c of fx.chats) {
+        const { messages, ...rest } = c.request;
+        assert.equal(await reg.renderChat(fx.model, messages, rest), c.rendered, `render ${c.name}`);
+        assert.deepEqual(await reg.encodeChat(fx.model, messages, rest), c.ids, `ids ${c.name}`);
+        const res = await reg.tokenize({ model: fx.model, messages, ...rest });
+        assert.deepEqual(res.tokens, c.ids, `/tokenize ${c.name}`);
+        assert.equal(res.count, c.ids.length);
+      }
+      await reg.close();
+    });
+  }
 }

@@ -83,7 +83,8 @@ test('cutSafety accepts Qwen3 and refuses pipelines the exactness argument does 
 });
 
 test('cached ids equal a full tokenization on many prompts sharing prefixes, cut anywhere', async () => {
-  const full = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { enabled: false, split: false } });
+  // The reference is the native engine on the whole text; the cache runs the in-process encoder.
+  const full = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', engine: 'native', prefixCache: { enabled: false, split: false } });
   const cached = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { chunkChars: 64, minChars: 64, maxTokens: 20_000 } });
   const r = rng(3);
   const bases = Array.from({ length: 12 }, () => randomText(r, 200 + Math.floor(r() * 300)));
@@ -117,7 +118,7 @@ test('a request sharing a long prefix is served mostly from the cache', async ()
 });
 
 test('a burst of requests sharing a prefix tokenizes the prefix once', async () => {
-  const full = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { enabled: false, split: false } });
+  const full = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', engine: 'native', prefixCache: { enabled: false, split: false } });
   const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' });
   const system = 'Policy: answer precisely and cite the block keys you used. '.repeat(400);
   const prompts = Array.from({ length: 5 }, (_, i) => `${system}Question ${i}: which pod holds block ${i * 7}?`);
