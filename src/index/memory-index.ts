@@ -26,11 +26,18 @@ export const DEFAULT_CAPACITY = 100_000_000;
 const MAX_REF = 0xffff;
 const NONE = -1;
 const RS = 8; // int32 per key record
-const ES = 6; // int32 per engine slot
+const EN = 7; // int32 per engine node
+const ECHUNK_BITS = 16; // engine nodes per chunk: 2^16
+const ECHUNK_MASK = (1 << ECHUNK_BITS) - 1;
 
+/**
+ * A copy of `a` with room for at least `min` elements. Doubling: pages past the copied part
+ * stay untouched until used, and on this kind of VM a first touch costs far more than the copy,
+ * so fewer, larger steps touch less fresh memory than 1.5x steps.
+ */
 function grown<T extends Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array>(a: T, min: number, fill?: number): T {
   let cap = Math.max(16, a.length);
-  while (cap < min) cap = Math.ceil(cap * 1.5);
+  while (cap < min) cap *= 2;
   const C = a.constructor as new (n: number) => T;
   const b = new C(cap);
   b.set(a);
@@ -97,8 +104,12 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private entries = 0;
 
   // engine map: (pod, engine key) -> request keys
-  // slots, 6 int32 each: engine lo, hi, pod + 1 (0 = empty), last request lo, hi, overflow list
-  private et = new Int32Array(1024 * ES);
+  // nodes, 7 int32 each, in chunks of 2^16: engine lo, hi, pod + 1 (0 = free), last request
+  // lo, hi, overflow list of earlier request keys, next node in the bucket (or free list)
+  private eChunks: Int32Array[] = [];
+  private eTop = 0;
+  private eFree = NONE;
+  private eHeads = new Int32Array(1024).fill(NONE);
   private eBits = 10;
   private eCount = 0;
   private engineSweepAt: number;
@@ -421,41 +432,53 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   }
 
   // ---------------- engine map ----------------
+  // Separate chaining over node chunks: nodes never move, so growing only rebuilds the
+  // bucket heads (4 bytes per bucket) instead of copying every mapping into a fresh table.
 
   private eHome(p: number, lo: number, hi: number): number {
     return mix(lo ^ Math.imul(p + 1, 0x27d4eb2f), hi) >>> (32 - this.eBits);
   }
 
   private eFind(p: number, lo: number, hi: number): number {
-    const mask = (this.et.length / ES) - 1;
-    let i = this.eHome(p, lo, hi);
-    for (;;) {
-      const q = this.et[i * ES + 2];
-      if (q === 0) return NONE;
-      if (q === p + 1 && this.et[i * ES] === lo && this.et[i * ES + 1] === hi) return i;
-      i = (i + 1) & mask;
+    const chunks = this.eChunks;
+    for (let n = this.eHeads[this.eHome(p, lo, hi)]; n !== NONE; ) {
+      const c = chunks[n >>> ECHUNK_BITS];
+      const b = (n & ECHUNK_MASK) * EN;
+      if (c[b] === lo && c[b + 1] === hi && c[b + 2] === p + 1) return n;
+      n = c[b + 6];
     }
+    return NONE;
   }
 
   private eMap(p: number, lo: number, hi: number, rlo: number, rhi: number): void {
-    let s = this.eFind(p, lo, hi);
-    if (s === NONE) {
-      if ((this.eCount + 1) * 10 > (this.et.length / ES) * 7) this.rehashEngine(this.eBits + 1, NONE);
-      const mask = (this.et.length / ES) - 1;
-      s = this.eHome(p, lo, hi);
-      while (this.et[s * ES + 2] !== 0) s = (s + 1) & mask;
-      this.et[s * ES + 2] = p + 1;
-      this.et[s * ES] = lo;
-      this.et[s * ES + 1] = hi;
-      this.et[s * ES + 3] = rlo;
-      this.et[s * ES + 4] = rhi;
-      this.et[s * ES + 5] = NONE;
+    const n = this.eFind(p, lo, hi);
+    if (n === NONE) {
+      let m = this.eFree;
+      if (m !== NONE) this.eFree = this.eChunks[m >>> ECHUNK_BITS][(m & ECHUNK_MASK) * EN + 6];
+      else {
+        m = this.eTop++;
+        if (m >>> ECHUNK_BITS >= this.eChunks.length) this.eChunks.push(new Int32Array(EN << ECHUNK_BITS));
+      }
+      const c = this.eChunks[m >>> ECHUNK_BITS];
+      const b = (m & ECHUNK_MASK) * EN;
+      const h = this.eHome(p, lo, hi);
+      c[b] = lo;
+      c[b + 1] = hi;
+      c[b + 2] = p + 1;
+      c[b + 3] = rlo;
+      c[b + 4] = rhi;
+      c[b + 5] = NONE;
+      c[b + 6] = this.eHeads[h];
+      this.eHeads[h] = m;
       this.eCount++;
+      if (this.eCount > this.eHeads.length) this.rehashEngine(this.eBits + 1, NONE);
       if (this.eCount > this.engineSweepAt) this.sweepEngine();
       return;
     }
-    if (this.et[s * ES + 3] === rlo && this.et[s * ES + 4] === rhi) return;
-    for (let o = this.et[s * ES + 5]; o !== NONE; o = this.oNext[o]) if (this.oLo[o] === rlo && this.oHi[o] === rhi) return;
+    const c = this.eChunks[n >>> ECHUNK_BITS];
+    const b = (n & ECHUNK_MASK) * EN;
+    if (c[b + 3] === rlo && c[b + 4] === rhi) return;
+    for (let o = c[b + 5]; o !== NONE; o = this.oNext[o]) if (this.oLo[o] === rlo && this.oHi[o] === rhi) return;
     // the newest mapping stays inline (it is the parent for the next block)
     let o = this.oFree;
     if (o !== NONE) this.oFree = this.oNext[o];
@@ -467,89 +490,85 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         this.oNext = grown(this.oNext, o + 1);
       }
     }
-    this.oLo[o] = this.et[s * ES + 3];
-    this.oHi[o] = this.et[s * ES + 4];
-    this.oNext[o] = this.et[s * ES + 5];
-    this.et[s * ES + 5] = o;
-    this.et[s * ES + 3] = rlo;
-    this.et[s * ES + 4] = rhi;
+    this.oLo[o] = c[b + 3];
+    this.oHi[o] = c[b + 4];
+    this.oNext[o] = c[b + 5];
+    c[b + 5] = o;
+    c[b + 3] = rlo;
+    c[b + 4] = rhi;
   }
 
-  private eRequestKeys(s: number): number[] {
-    const out = [this.et[s * ES + 3], this.et[s * ES + 4]];
-    for (let o = this.et[s * ES + 5]; o !== NONE; o = this.oNext[o]) out.push(this.oLo[o], this.oHi[o]);
+  /** Field `f` of engine node `n`. */
+  private eField(n: number, f: number): number {
+    return this.eChunks[n >>> ECHUNK_BITS][(n & ECHUNK_MASK) * EN + f];
+  }
+
+  private eRequestKeys(n: number): number[] {
+    const out = [this.eField(n, 3), this.eField(n, 4)];
+    for (let o = this.eField(n, 5); o !== NONE; o = this.oNext[o]) out.push(this.oLo[o], this.oHi[o]);
     return out;
   }
 
-  private eDelete(s: number): void {
-    for (let o = this.et[s * ES + 5]; o !== NONE; ) {
+  /** Returns node `n` and its overflow list to the free lists (the caller unlinks it). */
+  private eRelease(n: number): void {
+    const c = this.eChunks[n >>> ECHUNK_BITS];
+    const b = (n & ECHUNK_MASK) * EN;
+    for (let o = c[b + 5]; o !== NONE; ) {
       const next = this.oNext[o];
       this.oNext[o] = this.oFree;
       this.oFree = o;
       o = next;
     }
-    const mask = (this.et.length / ES) - 1;
-    let i = s;
-    let j = i;
-    for (;;) {
-      j = (j + 1) & mask;
-      const q = this.et[j * ES + 2];
-      if (q === 0) break;
-      const k = this.eHome(q - 1, this.et[j * ES], this.et[j * ES + 1]);
-      const inRange = i <= j ? k > i && k <= j : k > i || k <= j;
-      if (!inRange) {
-        this.et[i * ES + 2] = q;
-        this.et[i * ES] = this.et[j * ES];
-        this.et[i * ES + 1] = this.et[j * ES + 1];
-        this.et[i * ES + 3] = this.et[j * ES + 3];
-        this.et[i * ES + 4] = this.et[j * ES + 4];
-        this.et[i * ES + 5] = this.et[j * ES + 5];
-        i = j;
-      }
-    }
-    this.et[i * ES + 2] = 0;
-    this.et[i * ES + 5] = NONE;
+    c[b + 2] = 0;
+    c[b + 5] = NONE;
+    c[b + 6] = this.eFree;
+    this.eFree = n;
     this.eCount--;
   }
 
-  /** Rebuilds the engine table with `bits` bits, dropping pod `dropPod`'s mappings (or none). */
-  private rehashEngine(bits: number, dropPod: number, keep?: (old: Int32Array, s: number) => boolean): void {
-    const n = 1 << bits;
-    const old = this.et;
-    this.et = new Int32Array(n * ES);
+  private eDelete(n: number): void {
+    const h = this.eHome(this.eField(n, 2) - 1, this.eField(n, 0), this.eField(n, 1));
+    if (this.eHeads[h] === n) this.eHeads[h] = this.eField(n, 6);
+    else {
+      let m = this.eHeads[h];
+      while (this.eField(m, 6) !== n) m = this.eField(m, 6);
+      this.eChunks[m >>> ECHUNK_BITS][(m & ECHUNK_MASK) * EN + 6] = this.eField(n, 6);
+    }
+    this.eRelease(n);
+  }
+
+  /**
+   * Rebuilds the bucket heads with `bits` bits, dropping pod `dropPod`'s mappings (or none)
+   * and those `keep` rejects.
+   */
+  private rehashEngine(bits: number, dropPod: number, keep?: (n: number) => boolean): void {
+    const heads = bits === this.eBits ? this.eHeads.fill(NONE) : new Int32Array(1 << bits).fill(NONE);
+    this.eHeads = heads;
     this.eBits = bits;
-    this.eCount = 0;
-    const mask = n - 1;
-    const et = this.et;
-    for (let s = 0; s < old.length / ES; s++) {
-      const q = old[s * ES + 2];
+    const shift = 32 - bits;
+    for (let n = 0; n < this.eTop; n++) {
+      const c = this.eChunks[n >>> ECHUNK_BITS];
+      const b = (n & ECHUNK_MASK) * EN;
+      const q = c[b + 2];
       if (q === 0) continue;
-      let drop = q - 1 === dropPod;
-      if (!drop && keep) drop = !keep(old, s);
-      if (drop) {
-        for (let o = old[s * ES + 5]; o !== NONE; ) {
-          const next = this.oNext[o];
-          this.oNext[o] = this.oFree;
-          this.oFree = o;
-          o = next;
-        }
+      if (q - 1 === dropPod || (keep && !keep(n))) {
+        this.eRelease(n);
         continue;
       }
-      let i = this.eHome(q - 1, old[s * ES], old[s * ES + 1]);
-      while (et[i * ES + 2] !== 0) i = (i + 1) & mask;
-      for (let f = 0; f < ES; f++) et[i * ES + f] = old[s * ES + f];
-      this.eCount++;
+      const h = mix(c[b] ^ Math.imul(q, 0x27d4eb2f), c[b + 1]) >>> shift;
+      c[b + 6] = heads[h];
+      heads[h] = n;
     }
   }
 
   /** Drops engine mappings none of whose request keys the pod still holds (capacity evictions leave them behind). */
   private sweepEngine(): void {
     const before = this.eCount;
-    this.rehashEngine(this.eBits, NONE, (old, s) => {
-      const p = old[s * ES + 2] - 1;
-      let r = this.find(old[s * ES + 3], old[s * ES + 4]);
+    this.rehashEngine(this.eBits, NONE, (n) => {
+      const p = this.eField(n, 2) - 1;
+      let r = this.find(this.eField(n, 3), this.eField(n, 4));
       if (r !== NONE && this.podHolds(r, p)) return true;
-      for (let o = old[s * ES + 5]; o !== NONE; o = this.oNext[o]) {
+      for (let o = this.eField(n, 5); o !== NONE; o = this.oNext[o]) {
         r = this.find(this.oLo[o], this.oHi[o]);
         if (r !== NONE && this.podHolds(r, p)) return true;
       }
@@ -625,11 +644,11 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       const p = this.podIndex(pod, false);
       if (p === NONE) return undefined;
       const s = this.eFind(p, lo, hi);
-      return s === NONE ? undefined : (BigInt(this.et[s * ES + 4] >>> 0) << 32n) | BigInt(this.et[s * ES + 3] >>> 0);
+      return s === NONE ? undefined : (BigInt(this.eField(s, 4) >>> 0) << 32n) | BigInt(this.eField(s, 3) >>> 0);
     }
     for (let p = 0; p < this.podNames.length; p++) {
       const s = this.eFind(p, lo, hi);
-      if (s !== NONE) return (BigInt(this.et[s * ES + 4] >>> 0) << 32n) | BigInt(this.et[s * ES + 3] >>> 0);
+      if (s !== NONE) return (BigInt(this.eField(s, 4) >>> 0) << 32n) | BigInt(this.eField(s, 3) >>> 0);
     }
     return undefined;
   }
@@ -878,7 +897,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Bytes held by the typed arrays (for memory benchmarks). */
   memoryBytes(): number {
     const arrays = [
-      this.rec, this.recMixed, this.tab, this.slabE, this.slabPC, this.slabR, this.et, this.oLo, this.oHi, this.oNext,
+      this.rec, this.recMixed, this.tab, this.slabE, this.slabPC, this.slabR, this.eHeads, ...this.eChunks, this.oLo, this.oHi, this.oNext,
     ];
     return arrays.reduce((s, a) => s + a.byteLength, 0);
   }
