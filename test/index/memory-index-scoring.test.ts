@@ -139,3 +139,66 @@ describe('InMemoryKvBlockIndex scoring walk', () => {
     }
   });
 });
+
+describe('InMemoryKvBlockIndex engine map', () => {
+  it('matches a naive model under random stores, engine-key evictions and clears, across growth', () => {
+    const x = new InMemoryKvBlockIndex();
+    // naive: "pod|engine" -> request keys (newest last); "pod|request" -> references
+    const eng = new Map<string, number[]>();
+    const refs = new Map<string, number>();
+    const r = rnd(99);
+    const pods = ['a', 'b', 'c'];
+    let nextEngine = 1;
+    let maxMapped = 0;
+    const stored: [string, number][] = []; // (pod, engine key) pairs ever stored
+    for (let step = 0; step < 6000; step++) {
+      const pod = pods[r(pods.length)];
+      const op = r(10);
+      if (op < 6) {
+        // a chain of 1-4 blocks; engine keys either fresh or shared by pods (same hash seed)
+        const n = 1 + r(4);
+        const ek = Array.from({ length: n }, () => (r(3) === 0 && stored.length > 0 ? stored[r(stored.length)][1] : nextEngine++ * 7919));
+        const rk = Array.from({ length: n }, () => 1 + r(3000));
+        x.add(K(...ek), K(...rk), { pod, tier: 'gpu' });
+        for (let i = 0; i < n; i++) {
+          const list = eng.get(`${pod}|${ek[i]}`) ?? [];
+          const at = list.indexOf(rk[i]);
+          if (at < 0) list.push(rk[i]);
+          else if (at !== list.length - 1) {
+            // already mapped: the inline (newest) mapping is unchanged
+          }
+          eng.set(`${pod}|${ek[i]}`, list);
+          refs.set(`${pod}|${rk[i]}`, (refs.get(`${pod}|${rk[i]}`) ?? 0) + 1);
+          stored.push([pod, ek[i]]);
+        }
+      } else if (op < 9 && stored.length > 0) {
+        const [p, ek] = stored[r(stored.length)];
+        x.evict(BigInt(ek), 'engine', { pod: p, tier: 'gpu' });
+        const list = eng.get(`${p}|${ek}`);
+        if (list) {
+          for (const rk of list) {
+            const n = refs.get(`${p}|${rk}`) ?? 0;
+            if (n > 1) refs.set(`${p}|${rk}`, n - 1);
+            else refs.delete(`${p}|${rk}`);
+          }
+          if (!list.some((rk) => refs.has(`${p}|${rk}`))) eng.delete(`${p}|${ek}`);
+        }
+      } else if (r(60) === 0) {
+        x.clear(pod);
+        for (const k of [...eng.keys()]) if (k.startsWith(`${pod}|`)) eng.delete(k);
+        for (const k of [...refs.keys()]) if (k.startsWith(`${pod}|`)) refs.delete(k);
+      }
+      maxMapped = Math.max(maxMapped, eng.size);
+      if (step % 50 === 0) {
+        assert.equal(x.stats().engineKeys, eng.size, `step ${step}: engine keys`);
+        assert.equal(x.stats().entries, refs.size, `step ${step}: entries`);
+        for (const [name, list] of eng) {
+          const [p, ek] = name.split('|');
+          assert.equal(x.getRequestKey(BigInt(ek), p), BigInt(list[list.length - 1]), `step ${step}: ${name}`);
+        }
+      }
+    }
+    for (const [p, ek] of stored) if (!eng.has(`${p}|${ek}`)) assert.equal(x.getRequestKey(BigInt(ek), p), undefined);
+    assert.ok(maxMapped > 2048, `at most ${maxMapped} mappings: growth not exercised`);
+  });
+});
