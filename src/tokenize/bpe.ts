@@ -19,6 +19,8 @@ const CACHE_MAX_UNITS = 64;
 /** Below this many symbols the quadratic merge loop beats the heap. */
 const SMALL_WORD = 48;
 const NO_RANK = 0x7fffffff;
+/** Work units per byte merged through the heap (measured ~4x the cost of a short piece's byte). */
+const LARGE_WORD_COST = 4;
 
 export class BpeModel {
   private readonly byteIds = new Int32Array(256);
@@ -29,11 +31,18 @@ export class BpeModel {
   private readonly cacheLimit: number;
   private readonly wholeWord: Map<string, number> | undefined;
   private readonly byteChars: string[];
-  // Scratch buffers, grown on demand.
+  /**
+   * Merge work done since the caller last reset it, in bytes of uncached pieces (heap-merged
+   * bytes count LARGE_WORD_COST each): lets the caller bound main-thread time.
+   */
+  work = 0;
+  /** encodePiece refuses a piece whose merge would take `work` past this. */
+  limit = Infinity;
+  // Scratch: the piece's bytes (grown on demand), and the short-piece merge state.
   private bytes = new Uint8Array(256);
-  private syms = new Int32Array(256);
-  private ranks = new Int32Array(256);
-  private merged = new Int32Array(256);
+  private readonly syms = new Int32Array(SMALL_WORD);
+  private readonly ranks = new Int32Array(SMALL_WORD);
+  private readonly merged = new Int32Array(SMALL_WORD);
 
   /**
    * `vocab` maps byte-level strings to ids; `merges` are [left, right] in rank order.
@@ -93,8 +102,8 @@ export class BpeModel {
     return this.byteIds[b];
   }
 
-  /** Appends the ids of piece s[start, end) to out. */
-  encodePiece(s: string, start: number, end: number, out: number[]): void {
+  /** Appends the ids of piece s[start, end) to out; false (nothing appended) when over `limit`. */
+  encodePiece(s: string, start: number, end: number, out: number[]): boolean {
     const cacheable = end - start <= CACHE_MAX_UNITS;
     const key = cacheable ? s.slice(start, end) : '';
     if (cacheable) {
@@ -102,10 +111,13 @@ export class BpeModel {
       if (hit !== undefined) {
         if (typeof hit === 'number') out.push(hit);
         else for (let i = 0; i < hit.length; i++) out.push(hit[i]);
-        return;
+        return true;
       }
     }
     const n = this.utf8(s, start, end);
+    const cost = n <= SMALL_WORD ? n : n * LARGE_WORD_COST;
+    if (this.work + cost > this.limit) return false;
+    this.work += cost;
     const from = out.length;
     if (this.wholeWord !== undefined && this.encodeWhole(n, out)) {
       // done: the piece is one vocabulary token
@@ -115,6 +127,7 @@ export class BpeModel {
       if (this.cache.size >= this.cacheLimit) this.cache.clear();
       this.cache.set(key, out.length - from === 1 ? out[from] : Int32Array.from(out.slice(from)));
     }
+    return true;
   }
 
   private encodeWhole(n: number, out: number[]): boolean {
@@ -154,9 +167,6 @@ export class BpeModel {
 
   private grow(n: number): void {
     this.bytes = new Uint8Array(n);
-    this.syms = new Int32Array(n);
-    this.ranks = new Int32Array(n);
-    this.merged = new Int32Array(n);
   }
 
   /** Rank and merged id of (a, b) into ranks[i] / merged[i]. */

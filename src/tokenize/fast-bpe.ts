@@ -12,6 +12,14 @@ import { NFC_RISK_UNICODE } from './unicode-tables.js';
 const QWEN2_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const LLAMA3_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+/**
+ * Default bound on BPE work per encode call (BpeModel.work units, ~50-70 ns each on this
+ * machine): ~3 ms. Ordinary text costs nothing here once its words are cached; a text of
+ * huge unbroken pieces (a 30 KB word, a long CJK run, base64) is left to the native engine
+ * off the event loop instead.
+ */
+export const DEFAULT_WORK_BUDGET = 48_000;
+
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined);
 const empty = (v: unknown) => v === null || v === undefined || v === '';
@@ -98,9 +106,10 @@ export class FastBpeTokenizer {
 
   /**
    * Ids of `text` without post-processor tokens (add_special_tokens=false), or null when the
-   * text holds a character whose normalization only the native engine knows.
+   * text holds a character whose normalization only the native engine knows, or when its
+   * uncached BPE work would exceed `budget` (see DEFAULT_WORK_BUDGET).
    */
-  encode(text: string): number[] | null {
+  encode(text: string, budget = DEFAULT_WORK_BUDGET): number[] | null {
     let high = false;
     let surrogate = false;
     for (let i = 0; i < text.length; i++) {
@@ -115,13 +124,15 @@ export class FastBpeTokenizer {
     if (high && this.nfc && this.hasNfcRisk(text)) return null;
     const out: number[] = [];
     const m = this.match;
+    this.model.work = 0;
+    this.model.limit = budget;
     let pos = 0;
     while (this.rawAdded.next(text, pos, text.length, m)) {
-      if (m.start > pos) this.encodeSegment(text, pos, m.start, high, out);
+      if (m.start > pos && !this.encodeSegment(text, pos, m.start, high, out)) return null;
       out.push(m.id);
       pos = m.end;
     }
-    if (pos < text.length) this.encodeSegment(text, pos, text.length, high, out);
+    if (pos < text.length && !this.encodeSegment(text, pos, text.length, high, out)) return null;
     return out;
   }
 
@@ -141,30 +152,27 @@ export class FastBpeTokenizer {
     return false;
   }
 
-  /** Normalize a segment between raw added tokens, then split out normalized added tokens. */
-  private encodeSegment(text: string, start: number, end: number, high: boolean, out: number[]): void {
+  /** Normalize a segment between raw added tokens, then split out normalized added tokens. False: over budget. */
+  private encodeSegment(text: string, start: number, end: number, high: boolean, out: number[]): boolean {
     let s = text;
     if (high && this.nfc) {
       s = text.slice(start, end).normalize('NFC');
       start = 0;
       end = s.length;
     }
-    if (this.normalizedAdded.size === 0) {
-      this.encodeNormalized(s, start, end, out);
-      return;
-    }
+    if (this.normalizedAdded.size === 0) return this.encodeNormalized(s, start, end, out);
     const m: AddedTokenMatch = { start: 0, end: 0, id: 0 };
     let pos = start;
     while (this.normalizedAdded.next(s, pos, end, m)) {
-      if (m.start > pos) this.encodeNormalized(s, pos, m.start, out);
+      if (m.start > pos && !this.encodeNormalized(s, pos, m.start, out)) return false;
       out.push(m.id);
       pos = m.end;
     }
-    if (pos < end) this.encodeNormalized(s, pos, end, out);
+    return pos >= end || this.encodeNormalized(s, pos, end, out);
   }
 
-  /** Pre-tokenize s[start, end) and BPE each piece. */
-  private encodeNormalized(s: string, start: number, end: number, out: number[]): void {
+  /** Pre-tokenize s[start, end) and BPE each piece. False: over budget. */
+  private encodeNormalized(s: string, start: number, end: number, out: number[]): boolean {
     const len = end - start;
     if (this.kinds.length < len) {
       this.kinds = new Uint8Array(len * 2);
@@ -189,9 +197,10 @@ export class FastBpeTokenizer {
       const b = ends[p];
       const c = s.charCodeAt(a);
       if (b - a === 1 && c < 0x80) out.push(model.byteId(c));
-      else model.encodePiece(s, a, b, out);
+      else if (!model.encodePiece(s, a, b, out)) return false;
       a = b;
     }
+    return true;
   }
 }
 
