@@ -456,7 +456,7 @@ function valueSize(s: Schema, f: Field, v: unknown): number {
     case 'double':
       return 8;
     case 'string': {
-      const n = Buffer.byteLength(String(v), 'utf8');
+      const n = utf8Length(String(v));
       return varintSize(n) + n;
     }
     case 'bytes': {
@@ -479,7 +479,7 @@ function valueSize(s: Schema, f: Field, v: unknown): number {
 function mapEntrySize(f: Field, key: string, v: unknown): number {
   const entrySlot = sizes.length;
   sizes.push(0, 0);
-  const kn = Buffer.byteLength(key, 'utf8');
+  const kn = utf8Length(key);
   const vn = messageSize(f.type!, expectObject(f.type!, f, v));
   const n = 1 + varintSize(kn) + kn + 1 + varintSize(vn) + vn;
   sizes[entrySlot] = n;
@@ -523,6 +523,20 @@ function writeBigVarint(b: bigint): void {
   out[at++] = Number(b);
 }
 
+/** UTF-8 length; short ASCII strings (header names, addresses) without a call into C++. */
+function utf8Length(str: string): number {
+  if (str.length > 64) return Buffer.byteLength(str, 'utf8');
+  for (let i = 0; i < str.length; i++) if (str.charCodeAt(i) >= 0x80) return Buffer.byteLength(str, 'utf8');
+  return str.length;
+}
+
+function writeString(str: string): void {
+  const n = utf8Length(str);
+  writeVarint(n);
+  if (n === str.length && n <= 64) for (let i = 0; i < n; i++) out[at++] = str.charCodeAt(i);
+  else at += out.write(str, at, 'utf8');
+}
+
 function writeInt32(n: number): void {
   if (n >= 0) writeVarint(n);
   else writeBigVarint(BigInt.asUintN(64, BigInt(n)));
@@ -550,12 +564,9 @@ function writeValue(s: Schema, f: Field, v: unknown): void {
       out.writeDoubleLE(Number(v), at);
       at += 8;
       return;
-    case 'string': {
-      const str = String(v);
-      writeVarint(Buffer.byteLength(str, 'utf8'));
-      at += out.write(str, at, 'utf8');
+    case 'string':
+      writeString(String(v));
       return;
-    }
     case 'bytes': {
       const b = bytesOf(s, f, v);
       writeVarint(b.length);
@@ -574,6 +585,51 @@ function writeValue(s: Schema, f: Field, v: unknown): void {
   }
 }
 
+/**
+ * A StreamedBodyResponse (the body re-sent after a decision, every response chunk passed back)
+ * is the picker's most frequent message: `streamedBodyResponse` builds it tagged with its shape,
+ * and the encoder writes its fixed nesting directly. The object is a plain ProcessingResponse
+ * for any other encoder (grpc-js ignores the symbol).
+ */
+const STREAMED_BODY = Symbol('extproc.streamedBody');
+type Tagged = Obj & { [STREAMED_BODY]?: number };
+
+export function streamedBodyResponse(kind: 'request_body' | 'response_body', body: Buffer, endOfStream: boolean): ProcessingResponse {
+  const m: Tagged = { [kind]: { response: { body_mutation: { streamed_response: { body, end_of_stream: endOfStream } } } } };
+  m[STREAMED_BODY] = kind === 'request_body' ? 3 : 4;
+  return m as ProcessingResponse;
+}
+
+/** Nesting sizes of a tagged streamed body: [StreamedBodyResponse, BodyMutation, CommonResponse, BodyResponse, root]. */
+function streamedBodySizes(m: Tagged): [Buffer, boolean, number, number, number, number, number] {
+  const sb = ((((m[m[STREAMED_BODY] === 3 ? 'request_body' : 'response_body'] as Obj).response as Obj).body_mutation as Obj).streamed_response as Obj);
+  const body = sb.body as Buffer;
+  const eos = sb.end_of_stream === true;
+  const s0 = 1 + varintSize(body.length) + body.length + 2;
+  const s1 = 1 + varintSize(s0) + s0;
+  const s2 = 1 + varintSize(s1) + s1;
+  const s3 = 1 + varintSize(s2) + s2;
+  return [body, eos, s0, s1, s2, s3, 1 + varintSize(s3) + s3];
+}
+
+function writeStreamedBody(m: Tagged): void {
+  const [body, eos, s0, s1, s2, s3] = streamedBodySizes(m);
+  out[at++] = m[STREAMED_BODY] === 3 ? 0x1a : 0x22; // ProcessingResponse.request_body / response_body
+  writeVarint(s3);
+  out[at++] = 0x0a; // BodyResponse.response
+  writeVarint(s2);
+  out[at++] = 0x1a; // CommonResponse.body_mutation
+  writeVarint(s1);
+  out[at++] = 0x1a; // BodyMutation.streamed_response
+  writeVarint(s0);
+  out[at++] = 0x0a; // StreamedBodyResponse.body
+  writeVarint(body.length);
+  out.set(body, at);
+  at += body.length;
+  out[at++] = 0x10; // StreamedBodyResponse.end_of_stream
+  out[at++] = eos ? 1 : 0;
+}
+
 function writeMessage(s: Schema, m: Obj): void {
   for (const f of s.fields) {
     const v = m[f.name];
@@ -585,8 +641,7 @@ function writeMessage(s: Schema, m: Obj): void {
         writeVarint(f.tag);
         writeVarint(sizes[si++]);
         out[at++] = 0x0a;
-        writeVarint(Buffer.byteLength(k, 'utf8'));
-        at += out.write(k, at, 'utf8');
+        writeString(k);
         out[at++] = 0x12;
         writeVarint(sizes[si++]);
         writeMessage(f.type!, mv);
@@ -607,7 +662,7 @@ function encodeAll(s: Schema, msgs: readonly Obj[], prefix: number, header?: (b:
   const roots: number[] = [];
   let total = 0;
   for (const m of msgs) {
-    const n = messageSize(s, m);
+    const n = (m as Tagged)[STREAMED_BODY] !== undefined ? streamedBodySizes(m)[6] : messageSize(s, m);
     roots.push(n);
     total += prefix + n;
   }
@@ -619,7 +674,8 @@ function encodeAll(s: Schema, msgs: readonly Obj[], prefix: number, header?: (b:
       header?.(b, at, roots[i]);
       at += prefix;
       const start = at;
-      writeMessage(s, msgs[i]);
+      if ((msgs[i] as Tagged)[STREAMED_BODY] !== undefined) writeStreamedBody(msgs[i]);
+      else writeMessage(s, msgs[i]);
       if (at - start !== roots[i]) throw new Error(`extproc codec: ${s.name} size mismatch (${at - start} != ${roots[i]})`);
     }
     if (si !== sizes.length) throw new Error(`extproc codec: ${s.name} sub-message sizes out of step`);

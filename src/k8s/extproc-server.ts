@@ -24,6 +24,7 @@ import {
   type ProcessingRequest,
   type ProcessingResponse,
 } from './proto.js';
+import { streamedBodyResponse } from './extproc-codec.js';
 import { UsageReader } from './usage.js';
 
 export const DESTINATION_HEADER = 'x-gateway-destination-endpoint';
@@ -236,7 +237,7 @@ class ExtProcStream {
         const body = b.body ?? Buffer.alloc(0);
         if (body.length > 0 && this.firstByteAt === 0) this.firstByteAt = performance.now();
         this.usage?.push(body);
-        this.write({ response_body: { response: { body_mutation: { streamed_response: { body, end_of_stream: b.end_of_stream === true } } } } });
+        this.write(streamedBodyResponse('response_body', body as Buffer, b.end_of_stream === true));
         if (b.end_of_stream) this.complete(undefined);
         return;
       }
@@ -318,7 +319,7 @@ class ExtProcStream {
     if (body !== null) {
       const pieces = chunkBody(body, this.chunkSize);
       for (let i = 0; i < pieces.length; i++) {
-        this.write({ request_body: { response: { body_mutation: { streamed_response: { body: pieces[i], end_of_stream: i === pieces.length - 1 } } } } });
+        this.write(streamedBodyResponse('request_body', pieces[i], i === pieces.length - 1));
       }
       if (this.log.isLevelEnabled('debug')) this.log.debug({ 'x-request-id': this.requestId, endpoint: dest, chunks: pieces.length }, 'EPP sent request body response(s) to proxy');
     }

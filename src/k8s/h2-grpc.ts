@@ -5,7 +5,7 @@
 // cost matters; this skips grpc-js's per-call machinery (interceptors, filters, deadline timers).
 // Compressed messages are refused (Envoy does not compress ext_proc messages).
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 
 /** The server side of one call: events 'data' (decoded), 'end', 'cancelled', 'error'. */
@@ -31,6 +31,8 @@ const GRPC_OK = 0;
 const GRPC_RESOURCE_EXHAUSTED = 8;
 const GRPC_INTERNAL = 13;
 const GRPC_UNIMPLEMENTED = 12;
+const STREAM_WINDOW = 1 << 20;
+const CONNECTION_WINDOW = 16 << 20;
 /** Largest request message accepted (grpc-js's server takes 4 MiB by default; bodies come in chunks). */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
@@ -54,8 +56,8 @@ class H2Call<Req, Res> implements DuplexCall<Req, Res> {
   ) {
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('end', () => this.emitEnd('end'));
-    stream.on('aborted', () => this.emitEnd('cancelled'));
     stream.on('error', (err) => this.emitError(err));
+    // 'close' also covers a reset by the peer ('aborted').
     stream.on('close', () => {
       if (!this.ended) this.emitEnd('cancelled');
     });
@@ -181,11 +183,16 @@ export interface H2GrpcServer {
 }
 
 export async function startH2GrpcServer<Req, Res>(host: string, port: number, method: BidiMethod<Req, Res>, logger: Logger): Promise<H2GrpcServer> {
-  const server = http2.createServer({ settings: { maxConcurrentStreams: 10_000 } });
+  // Windows: a long prompt (hundreds of KiB) arrives without waiting for WINDOW_UPDATEs; data is
+  // consumed as it arrives (flowing mode), so the window does not bound memory here anyway.
+  const server = http2.createServer({ settings: { maxConcurrentStreams: 10_000, initialWindowSize: STREAM_WINDOW } });
   const sessions = new Set<http2.ServerHttp2Session>();
+  // Small frames both ways, each answering the peer's: no Nagle delay (Envoy sets TCP_NODELAY too).
+  server.on('connection', (socket: Socket) => socket.setNoDelay(true));
   server.on('session', (s) => {
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
+    s.setLocalWindowSize(CONNECTION_WINDOW);
   });
   server.on('stream', (stream, headers) => {
     const ct = String(headers['content-type'] ?? '');

@@ -181,7 +181,8 @@ export interface ProcessingResponse {
 
 /** A header's value: Envoy sends raw_value bytes; other clients may use value. */
 export function headerText(h: HeaderValue): string {
-  if (h.raw_value && h.raw_value.length > 0) return Buffer.from(h.raw_value).toString('utf8');
+  const raw = h.raw_value;
+  if (raw && raw.length > 0) return Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
   return h.value ?? '';
 }
 
@@ -189,7 +190,7 @@ export function headerText(h: HeaderValue): string {
 export function headerRecord(map: HeaderMap | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const h of map?.headers ?? []) {
-    const k = h.key.toLowerCase();
+    const k = (h.key ?? '').toLowerCase();
     if (!(k in out)) out[k] = headerText(h);
   }
   return out;

@@ -10,6 +10,7 @@ import {
   encodeProcessingRequestFrames,
   encodeProcessingResponse,
   encodeProcessingResponseFrames,
+  streamedBodyResponse,
 } from '../../src/k8s/extproc-codec.js';
 import { extProcService, setHeader, toPbStruct, type ProcessingRequest, type ProcessingResponse } from '../../src/k8s/proto.js';
 import { rng } from '../helpers/rng.js';
@@ -112,6 +113,25 @@ describe('ext-proc codec vs protobufjs', () => {
       assert.deepStrictEqual(decodeProcessingResponse(oracle), pbDecodeRes(oracle));
     });
   }
+
+  it('writes pre-shaped streamed body responses exactly as protobufjs does', () => {
+    const cases: Array<[Parameters<typeof streamedBodyResponse>[0], number, boolean]> = [
+      ['request_body', 0, false],
+      ['request_body', 100, true],
+      ['response_body', 200, false],
+      ['response_body', 16_384, true],
+      ['request_body', 62_000, true],
+      ['request_body', 3_000_000, false],
+    ];
+    for (const [kind, n, eos] of cases) {
+      const m = streamedBodyResponse(kind, big(n), eos);
+      assert.ok(encodeProcessingResponse(m).equals(pbEncodeRes(m)), `${kind} ${n} ${eos}`);
+    }
+    // Mixed with other messages in one framed buffer.
+    const msgs = [RESPONSES['routing headers + metadata'], streamedBodyResponse('request_body', big(300), true), RESPONSES['empty messages']];
+    const framed = encodeProcessingResponseFrames(msgs);
+    assert.ok(framed.equals(Buffer.concat(msgs.map((m) => { const b = pbEncodeRes(m); const h = Buffer.alloc(5); h.writeUInt32BE(b.length, 1); return Buffer.concat([h, b]); }))));
+  });
 
   it('decodes bytes fields as views of the input (no copy)', () => {
     const wire = pbEncodeReq(REQUESTS['large body (1 MiB)']);

@@ -3,6 +3,7 @@
 // picker adds; it uses the hand-written codec (tested against protobufjs in extproc-codec.test.ts).
 // One request = one HTTP/2 stream with length-prefixed protobuf messages, as gRPC frames them.
 import http2 from 'node:http2';
+import net from 'node:net';
 import { decodeProcessingResponse, encodeProcessingRequestFrames } from '../../../src/k8s/extproc-codec.js';
 import { extProcService, type ProcessingRequest, type ProcessingResponse } from '../../../src/k8s/proto.js';
 
@@ -11,8 +12,13 @@ export class H2ExtProcClient {
   private readonly def = extProcService().Process;
 
   constructor(port: number) {
-    this.session = http2.connect(`http://127.0.0.1:${port}`);
+    // As Envoy: TCP_NODELAY and large receive windows (its HTTP/2 default is 256 MiB).
+    this.session = http2.connect(`http://127.0.0.1:${port}`, {
+      settings: { initialWindowSize: 256 << 20 },
+      createConnection: () => net.connect({ host: '127.0.0.1', port, noDelay: true }),
+    });
     this.session.on('error', () => undefined);
+    this.session.once('connect', () => this.session.setLocalWindowSize(256 << 20));
   }
 
   /**
