@@ -28,6 +28,9 @@ export interface SaturationConfig {
   kvCacheUtilThreshold: number;
 }
 
+const SUCCESS = () => ({ status: 'success' });
+const FAILURE = () => ({ status: 'failure' });
+
 export const DEFAULT_SATURATION: SaturationConfig = { enabled: false, queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8 };
 
 export interface DirectorOptions {
@@ -55,7 +58,12 @@ export class Director {
   private cycle: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: DirectorOptions) {
-    this.scheduler = new Scheduler(o.config.profiles, o.config.profileHandler, { pluginDuration: o.metrics?.pluginDuration });
+    const pd = o.metrics?.pluginDuration;
+    this.scheduler = new Scheduler(o.config.profiles, o.config.profileHandler, {
+      pluginDuration: pd
+        ? (point, type, name) => pd.labelled(`${point}\u0000${type}\u0000${name}`, () => ({ extension_point: point, plugin_type: type, plugin_name: name }))
+        : undefined,
+    });
     const seen = new Set<DataProducer>();
     for (const p of o.config.profiles.values()) for (const d of p.producers) seen.add(d);
     this.producers = [...seen];
@@ -111,11 +119,11 @@ export class Director {
       const run = this.cycle.then(() => this.decide(req, candidates, state));
       this.cycle = run.catch(() => {});
       const result = await run;
-      this.o.metrics?.schedulerAttempts.inc({ status: 'success' });
+      this.o.metrics?.schedulerAttempts.add('success', SUCCESS);
       if (this.log.isLevelEnabled('debug')) this.logDecision(req, result);
       return result;
     } catch (err) {
-      this.o.metrics?.schedulerAttempts.inc({ status: 'failure' });
+      this.o.metrics?.schedulerAttempts.add('failure', FAILURE);
       if (err instanceof GatewayError) throw err;
       this.log.error({ err, 'x-request-id': req.requestId }, 'scheduling failed');
       throw new GatewayError(500, `scheduling failed: ${(err as Error).message}`, 'internal_error', 'scheduling_error');

@@ -1,6 +1,6 @@
 // Router Prometheus metrics, named as llm-d's EPP names them where one exists
 // (shared/reference/scheduler-and-gateway.md §9), plus per-endpoint gauges.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
 import type { EndpointPool } from '../endpoints/pool.js';
 
 const LATENCY_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600];
@@ -41,17 +41,108 @@ export class Tally<L extends string> {
   }
 }
 
+/** One labelled series of a FastHistogram: observe() is a bucket scan and three additions. */
+export class HistogramSeries {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length);
+  }
+  observe(value: number): void {
+    if (!Number.isFinite(value)) return;
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && value > b[i]) i++;
+    if (i < b.length) this.counts[i]++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/**
+ * A Prometheus histogram for the request path. prom-client validates and hashes the label
+ * object on every observation (several us each, ~10 per request); here the caller keeps the
+ * series (per model, per plugin) and observing is arithmetic. It registers itself on the
+ * Registry and exports exactly what a prom-client Histogram would.
+ */
+export class FastHistogram<L extends string = never> {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, HistogramSeries>();
+  private readonly bounds: number[];
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    buckets: readonly number[],
+    registry: Registry,
+  ) {
+    this.bounds = [...buckets].sort((a, b) => a - b);
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** The series for a caller-built key (labels computed on first use only). */
+  labelled(key: string, labels: () => Partial<Record<L, string>>): HistogramSeries {
+    let s = this.series.get(key);
+    if (!s) this.series.set(key, (s = new HistogramSeries(labels() as Record<string, string>, this.bounds)));
+    return s;
+  }
+
+  /** The series without labels. */
+  unlabelled(): HistogramSeries {
+    return this.labelled('', () => ({}));
+  }
+
+  /** prom-client's Metric contract: the values a prom-client Histogram would export. */
+  get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; sharedLabels: Record<string, string>; value: number; metricName: string }[] } {
+    const values = [];
+    const bucket = `${this.name}_bucket`;
+    for (const s of this.series.values()) {
+      let acc = 0;
+      for (let i = 0; i < this.bounds.length; i++) {
+        acc += s.counts[i];
+        values.push({ labels: { le: this.bounds[i] }, sharedLabels: s.labels, value: acc, metricName: bucket });
+      }
+      values.push({ labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count, metricName: bucket });
+      values.push({ labels: {}, sharedLabels: s.labels, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: {}, sharedLabels: s.labels, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    for (const s of this.series.values()) {
+      s.counts.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
+  }
+}
+
+/** The per-(model, target model) series the gateway observes once per request. */
+export interface ModelSeries {
+  duration: HistogramSeries;
+  ttft: HistogramSeries;
+  inputTokens: HistogramSeries;
+  outputTokens: HistogramSeries;
+}
+
 export class RouterMetrics {
   readonly requests: Tally<'model_name' | 'target_model_name'>;
   readonly errors: Tally<'model_name' | 'target_model_name' | 'error_code'>;
-  readonly duration: Histogram<'model_name' | 'target_model_name'>;
-  readonly ttft: Histogram<'model_name' | 'target_model_name'>;
+  readonly duration: FastHistogram<'model_name' | 'target_model_name'>;
+  readonly ttft: FastHistogram<'model_name' | 'target_model_name'>;
   readonly running: Tally<'model_name'>;
-  readonly inputTokens: Histogram<'model_name' | 'target_model_name'>;
-  readonly outputTokens: Histogram<'model_name' | 'target_model_name'>;
-  readonly schedulerE2e: Histogram;
-  readonly schedulerAttempts: Counter<'status'>;
-  readonly pluginDuration: Histogram<'extension_point' | 'plugin_type' | 'plugin_name'>;
+  readonly inputTokens: FastHistogram<'model_name' | 'target_model_name'>;
+  readonly outputTokens: FastHistogram<'model_name' | 'target_model_name'>;
+  readonly schedulerE2e: HistogramSeries;
+  readonly schedulerAttempts: Tally<'status'>;
+  readonly pluginDuration: FastHistogram<'extension_point' | 'plugin_type' | 'plugin_name'>;
+  private readonly byModel = new Map<string, ModelSeries>();
   readonly routed: Tally<'endpoint'>;
   readonly retries: Counter<'endpoint' | 'reason'>;
 
@@ -59,33 +150,15 @@ export class RouterMetrics {
     const r = [registry];
     this.requests = new Tally('inference_objective_request_total', 'Requests received', ['model_name', 'target_model_name'], registry);
     this.errors = new Tally('inference_objective_request_error_total', 'Requests that ended in an error, by status code', ['model_name', 'target_model_name', 'error_code'], registry);
-    this.duration = new Histogram({
-      name: 'inference_objective_request_duration_seconds',
-      help: 'End-to-end request latency through the router',
-      labelNames: ['model_name', 'target_model_name'],
-      buckets: LATENCY_BUCKETS,
-      registers: r,
-    });
-    this.ttft = new Histogram({
-      name: 'inference_objective_request_ttft_seconds',
-      help: 'Time from request arrival to the first response body byte',
-      labelNames: ['model_name', 'target_model_name'],
-      buckets: TTFT_BUCKETS,
-      registers: r,
-    });
+    this.duration = new FastHistogram('inference_objective_request_duration_seconds', 'End-to-end request latency through the router', LATENCY_BUCKETS, registry);
+    this.ttft = new FastHistogram('inference_objective_request_ttft_seconds', 'Time from request arrival to the first response body byte', TTFT_BUCKETS, registry);
     this.running = new Tally('inference_objective_running_requests', 'Requests in flight through the router', ['model_name'], registry, 'gauge');
     const tokenBuckets = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072];
-    this.inputTokens = new Histogram({ name: 'inference_objective_input_tokens', help: 'Prompt tokens (from upstream usage)', labelNames: ['model_name', 'target_model_name'], buckets: tokenBuckets, registers: r });
-    this.outputTokens = new Histogram({ name: 'inference_objective_output_tokens', help: 'Completion tokens (from upstream usage)', labelNames: ['model_name', 'target_model_name'], buckets: tokenBuckets, registers: r });
-    this.schedulerE2e = new Histogram({ name: 'inference_extension_scheduler_e2e_duration_seconds', help: 'Scheduling latency (candidates, tokens, scorers, picker, pre-request)', buckets: SCHED_BUCKETS, registers: r });
-    this.schedulerAttempts = new Counter({ name: 'inference_extension_scheduler_attempts_total', help: 'Scheduling attempts by outcome', labelNames: ['status'], registers: r });
-    this.pluginDuration = new Histogram({
-      name: 'inference_extension_plugin_duration_seconds',
-      help: 'Time spent in each scheduler plugin',
-      labelNames: ['extension_point', 'plugin_type', 'plugin_name'],
-      buckets: PLUGIN_BUCKETS,
-      registers: r,
-    });
+    this.inputTokens = new FastHistogram('inference_objective_input_tokens', 'Prompt tokens (from upstream usage)', tokenBuckets, registry);
+    this.outputTokens = new FastHistogram('inference_objective_output_tokens', 'Completion tokens (from upstream usage)', tokenBuckets, registry);
+    this.schedulerE2e = new FastHistogram('inference_extension_scheduler_e2e_duration_seconds', 'Scheduling latency (candidates, tokens, scorers, picker, pre-request)', SCHED_BUCKETS, registry).unlabelled();
+    this.schedulerAttempts = new Tally('inference_extension_scheduler_attempts_total', 'Scheduling attempts by outcome', ['status'], registry);
+    this.pluginDuration = new FastHistogram('inference_extension_plugin_duration_seconds', 'Time spent in each scheduler plugin', PLUGIN_BUCKETS, registry);
     this.routed = new Tally('kvrouter_endpoint_requests_total', 'Requests sent to each endpoint', ['endpoint'], registry);
     this.retries = new Counter({ name: 'kvrouter_upstream_retries_total', help: 'Requests retried on the next-best endpoint after a connect failure', labelNames: ['endpoint', 'reason'], registers: r });
 
@@ -137,5 +210,22 @@ export class RouterMetrics {
     avg('inference_pool_average_kv_cache_utilization', 'Mean KV cache usage of ready endpoints', (e) => e.metrics.kvUsage);
     avg('inference_pool_average_queue_size', 'Mean waiting queue of ready endpoints', (e) => e.metrics.waiting);
     avg('inference_pool_average_running_requests', 'Mean running requests of ready endpoints', (e) => e.metrics.running);
+  }
+
+  /** The request-path series of one (model, target model) pair, created on first use. */
+  forModel(model: string, target: string): ModelSeries {
+    const key = model + '\u0000' + target;
+    let m = this.byModel.get(key);
+    if (!m) {
+      const labels = () => ({ model_name: model, target_model_name: target });
+      m = {
+        duration: this.duration.labelled(key, labels),
+        ttft: this.ttft.labelled(key, labels),
+        inputTokens: this.inputTokens.labelled(key, labels),
+        outputTokens: this.outputTokens.labelled(key, labels),
+      };
+      this.byModel.set(key, m);
+    }
+    return m;
   }
 }

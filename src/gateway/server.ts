@@ -214,10 +214,11 @@ export class GatewayServer {
       const info = await this.o.proxy.forward(ireq, req, res, body, result, candidates, started);
       if (info.status >= 400) m.errors.add(`${key}\u0000${info.status}`, () => ({ ...labels, error_code: String(info.status) }));
       else {
-        m.duration.observe(labels, (performance.now() - started) / 1000);
-        if (info.ttftMs !== undefined) m.ttft.observe(labels, info.ttftMs / 1000);
-        if (info.promptTokens !== undefined) m.inputTokens.observe(labels, info.promptTokens);
-        if (info.completionTokens !== undefined) m.outputTokens.observe(labels, info.completionTokens);
+        const ms = m.forModel(ireq.model, ireq.targetModel);
+        ms.duration.observe((performance.now() - started) / 1000);
+        if (info.ttftMs !== undefined) ms.ttft.observe(info.ttftMs / 1000);
+        if (info.promptTokens !== undefined) ms.inputTokens.observe(info.promptTokens);
+        if (info.completionTokens !== undefined) ms.outputTokens.observe(info.completionTokens);
       }
     } catch (err) {
       const ge = err instanceof GatewayError ? err : new GatewayError(500, (err as Error).message, 'internal_error', 'internal');

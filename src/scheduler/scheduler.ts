@@ -2,7 +2,6 @@
 // the profile handler picks profiles; each profile runs its filters in order (an emptied set
 // fails the profile), clamps every scorer's output to [0,1], sums weight * score per endpoint
 // (not divided by the weight total) and hands the result to its one picker.
-import type { Histogram } from 'prom-client';
 import {
   CycleState,
   SchedulingError,
@@ -15,8 +14,8 @@ import {
 } from './types.js';
 
 export interface SchedulerObserver {
-  /** Seconds spent in one plugin call (extension point: filter, scorer, picker). */
-  pluginDuration?: Histogram<'extension_point' | 'plugin_type' | 'plugin_name'>;
+  /** Where the seconds spent in one plugin call go, by extension point (filter, scorer, picker), plugin type and name. */
+  pluginDuration?(point: string, type: string, name: string): { observe(seconds: number): void };
 }
 
 function clamp01(x: number): number {
@@ -51,7 +50,7 @@ export class Scheduler {
   }
 
   private time(point: string, type: string, name: string, start: number): void {
-    this.observer.pluginDuration?.observe({ extension_point: point, plugin_type: type, plugin_name: name }, (performance.now() - start) / 1000);
+    this.observer.pluginDuration?.(point, type, name).observe((performance.now() - start) / 1000);
   }
 
   async runProfile(state: CycleState, req: InferenceRequest, profile: SchedulerProfile, candidates: Endpoint[]): Promise<ProfileRunResult | null> {
