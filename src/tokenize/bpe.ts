@@ -19,8 +19,6 @@ const CACHE_MAX_UNITS = 64;
 /** Below this many symbols the quadratic merge loop beats the heap. */
 const SMALL_WORD = 48;
 const NO_RANK = 0x7fffffff;
-/** Work units per byte merged through the heap (measured ~4x the cost of a short piece's byte). */
-const LARGE_WORD_COST = 4;
 
 export class BpeModel {
   private readonly byteIds = new Int32Array(256);
@@ -32,8 +30,8 @@ export class BpeModel {
   private readonly wholeWord: Map<string, number> | undefined;
   private readonly byteChars: string[];
   /**
-   * Merge work done since the caller last reset it, in bytes of uncached pieces (heap-merged
-   * bytes count LARGE_WORD_COST each): lets the caller bound main-thread time.
+   * Merge work done since the caller last reset it, in bytes of uncached pieces (both merge
+   * paths cost ~0.15-0.2 us per byte here): lets the caller bound main-thread time.
    */
   work = 0;
   /** encodePiece refuses a piece whose merge would take `work` past this. */
@@ -43,6 +41,7 @@ export class BpeModel {
   private readonly syms = new Int32Array(SMALL_WORD);
   private readonly ranks = new Int32Array(SMALL_WORD);
   private readonly merged = new Int32Array(SMALL_WORD);
+  private large = new LargeScratch(1024);
 
   /**
    * `vocab` maps byte-level strings to ids; `merges` are [left, right] in rank order.
@@ -115,9 +114,8 @@ export class BpeModel {
       }
     }
     const n = this.utf8(s, start, end);
-    const cost = n <= SMALL_WORD ? n : n * LARGE_WORD_COST;
-    if (this.work + cost > this.limit) return false;
-    this.work += cost;
+    if (this.work + n > this.limit) return false;
+    this.work += n;
     const from = out.length;
     if (this.wholeWord !== undefined && this.encodeWhole(n, out)) {
       // done: the piece is one vocabulary token
@@ -125,7 +123,13 @@ export class BpeModel {
     else this.mergeLarge(n, out);
     if (cacheable) {
       if (this.cache.size >= this.cacheLimit) this.cache.clear();
-      this.cache.set(key, out.length - from === 1 ? out[from] : Int32Array.from(out.slice(from)));
+      const count = out.length - from;
+      let value: number | Int32Array = out[from];
+      if (count !== 1) {
+        value = new Int32Array(count);
+        for (let i = 0; i < count; i++) value[i] = out[from + i];
+      }
+      this.cache.set(key, value);
     }
     return true;
   }
@@ -212,16 +216,14 @@ export class BpeModel {
 
   /** Long pieces: HF's algorithm (linked symbols, min-heap on (rank, position)). */
   private mergeLarge(n: number, out: number[]): void {
-    const sym = new Int32Array(n);
-    const prev = new Int32Array(n);
-    const next = new Int32Array(n);
-    const alive = new Uint8Array(n).fill(1);
+    if (this.large.capacity < n) this.large = new LargeScratch(n * 2);
+    const { sym, prev, next, heap } = this.large;
     for (let i = 0; i < n; i++) {
       sym[i] = this.byteIds[this.bytes[i]];
       prev[i] = i - 1;
       next[i] = i + 1 < n ? i + 1 : -1;
     }
-    const heap = new MergeHeap(n * 3);
+    heap.size = 0;
     for (let i = 0; i + 1 < n; i++) {
       const h = this.find(sym[i], sym[i + 1]);
       if (h >= 0) heap.push(this.table[h * 4 + 2], i, this.table[h * 4 + 3]);
@@ -230,13 +232,14 @@ export class BpeModel {
       const pos = heap.topPos();
       const newId = heap.topId();
       heap.pop();
-      if (!alive[pos] || next[pos] === -1) continue;
+      // Merged away (sym -1) or last symbol: nothing to do.
+      if (sym[pos] === -1 || next[pos] === -1) continue;
       const right = next[pos];
       // A stale entry: the pair at pos no longer merges into newId.
       const h = this.find(sym[pos], sym[right]);
       if (h < 0 || this.table[h * 4 + 3] !== newId) continue;
       sym[pos] = newId;
-      alive[right] = 0;
+      sym[right] = -1;
       next[pos] = next[right];
       if (next[right] !== -1) prev[next[right]] = pos;
       if (prev[pos] >= 0) {
@@ -254,6 +257,21 @@ export class BpeModel {
 
   clearCache(): void {
     this.cache.clear();
+  }
+}
+
+/** Reused state of mergeLarge (typed-array allocation per piece costs more than the merge). */
+class LargeScratch {
+  readonly sym: Int32Array;
+  readonly prev: Int32Array;
+  readonly next: Int32Array;
+  readonly heap: MergeHeap;
+  constructor(readonly capacity: number) {
+    this.sym = new Int32Array(capacity);
+    this.prev = new Int32Array(capacity);
+    this.next = new Int32Array(capacity);
+    // n - 1 initial pairs plus at most two per merge.
+    this.heap = new MergeHeap(capacity * 3);
   }
 }
 

@@ -13,12 +13,12 @@ const QWEN2_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|
 const LLAMA3_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /**
- * Default bound on BPE work per encode call (BpeModel.work units, ~50-70 ns each on this
- * machine): ~3 ms. Ordinary text costs nothing here once its words are cached; a text of
- * huge unbroken pieces (a 30 KB word, a long CJK run, base64) is left to the native engine
- * off the event loop instead.
+ * Default bound on BPE work per encode call, in bytes of uncached pieces (~0.15-0.2 us each
+ * on this machine): ~3 ms. Ordinary text costs little here once its words are cached; a text
+ * of huge unbroken pieces (a 30 KB word, a long whitespace run) or of thousands of novel
+ * words is left to the native engine off the event loop instead.
  */
-export const DEFAULT_WORK_BUDGET = 48_000;
+export const DEFAULT_WORK_BUDGET = 16_000;
 
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined);
