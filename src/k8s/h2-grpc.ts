@@ -142,10 +142,20 @@ class H2Call<Req, Res> implements DuplexCall<Req, Res> {
     return Buffer.concat(parts);
   }
 
+  /**
+   * Response headers go out with the first message (or the trailers), not when the stream opens:
+   * one socket write and one wake-up of the proxy instead of two.
+   */
+  private respond(): void {
+    if (this.stream.headersSent) return;
+    this.stream.respond({ ':status': 200, 'content-type': 'application/grpc+proto' }, { waitForTrailers: true });
+  }
+
   private flush(): void {
     if (this.outbox.length === 0 || this.stream.destroyed) return;
     const data = this.frames(this.outbox);
     this.outbox = [];
+    this.respond();
     this.stream.write(data);
   }
 
@@ -168,6 +178,7 @@ class H2Call<Req, Res> implements DuplexCall<Req, Res> {
       if (message) trailers['grpc-message'] = encodeURIComponent(message);
       this.stream.sendTrailers(trailers);
     });
+    this.respond();
     // The last messages and the end of the stream in one write.
     if (this.outbox.length > 0) {
       const data = this.frames(this.outbox);
@@ -200,7 +211,6 @@ export async function startH2GrpcServer<Req, Res>(host: string, port: number, me
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(GRPC_UNIMPLEMENTED), 'grpc-message': encodeURIComponent(`unknown method ${String(headers[':path'])}`) }, { endStream: true });
       return;
     }
-    stream.respond({ ':status': 200, 'content-type': 'application/grpc+proto' }, { waitForTrailers: true });
     try {
       method.handler(new H2Call(stream, method));
     } catch (err) {
