@@ -47,6 +47,13 @@ function randomText(r: () => number): string {
   return s;
 }
 
+// Loading a tokenizer.json costs ~0.5 s per engine: the Qwen3 ones are loaded once for all tests.
+let qwenEngines: { fast: FastBpeTokenizer; native: Tokenizer } | undefined;
+function qwenPair(): { fast: FastBpeTokenizer; native: Tokenizer } {
+  qwenEngines ??= { fast: load(qwen), native: Tokenizer.fromString(jsonText) };
+  return qwenEngines;
+}
+
 function load(json: Record<string, unknown>): FastBpeTokenizer {
   const f = FastBpeTokenizer.fromJson(json);
   if (!(f instanceof FastBpeTokenizer)) throw new Error(f.unsupported);
@@ -55,8 +62,7 @@ function load(json: Record<string, unknown>): FastBpeTokenizer {
 
 /** Differential run: every text either matches the native ids or is refused for an NFC-risk character. */
 async function differential(json: Record<string, unknown>, seed: number, count: number): Promise<{ compared: number; refused: number }> {
-  const fast = load(json);
-  const native = Tokenizer.fromString(JSON.stringify(json));
+  const { fast, native } = json === qwen ? qwenPair() : { fast: load(json), native: Tokenizer.fromString(JSON.stringify(json)) };
   const r = rng(seed);
   const texts: string[] = [];
   for (let i = 0; i < count; i++) texts.push(randomText(r));
@@ -75,18 +81,18 @@ async function differential(json: Record<string, unknown>, seed: number, count: 
   return { compared: texts.length - refused, refused };
 }
 
-test('Qwen3: identical ids to the native engine on 4,000 seeded hostile texts', async () => {
-  const { compared, refused } = await differential(qwen, 1, 4000);
-  assert.ok(compared > 3800, `compared ${compared}, refused ${refused}`);
+test('Qwen3: identical ids to the native engine on 3,000 seeded hostile texts', async () => {
+  const { compared, refused } = await differential(qwen, 1, 3000);
+  assert.ok(compared > 2850, `compared ${compared}, refused ${refused}`);
 });
 
-test('pre-tokenizer pieces equal the native Split regex (Oniguruma) on 3,000 seeded texts', () => {
-  const native = Tokenizer.fromString(jsonText).getPreTokenizer()!;
+test('pre-tokenizer pieces equal the native Split regex (Oniguruma) on 2,000 seeded texts', () => {
+  const native = qwenPair().native.getPreTokenizer()!;
   const byteChars = byteToUnicode();
   const toByteLevel = (piece: string) => [...Buffer.from(piece, 'utf8')].map((b) => byteChars[b]).join('');
   const table = charClasses();
   const r = rng(4);
-  for (let i = 0; i < 3000; i++) {
+  for (let i = 0; i < 2000; i++) {
     // Well-formed text: N-API turns lone surrogates into U+FFFD before Rust sees them.
     const text = randomText(r).replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
     const want = native.preTokenizeString(text).map(([p]) => p);
@@ -106,7 +112,7 @@ test('Llama-3 style (\\p{N}{1,3}, ignore_merges, no normalizer, a normalized add
     pre_tokenizer: { ...pre, pretokenizers: [{ ...pre.pretokenizers[0], pattern: { Regex: llama3Regex } }, pre.pretokenizers[1]] },
     model: { ...model, ignore_merges: true },
   };
-  await differential(variant, 2, 1500);
+  await differential(variant, 2, 1000);
   // NFC with a normalized added token whose content is not NFC (U+2126 OHM becomes U+03A9).
   const added = [...(qwen.added_tokens as object[]), { id: 151669, content: '\u2126mega', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false }];
   const withNormalized = { ...qwen, added_tokens: added };
@@ -120,8 +126,7 @@ test('Llama-3 style (\\p{N}{1,3}, ignore_merges, no normalizer, a normalized add
 });
 
 test('Qwen3: long inputs (multi-KB whitespace, one 20 KB word, dense digits) match the native engine', async () => {
-  const fast = load(qwen);
-  const native = Tokenizer.fromString(jsonText);
+  const { fast, native } = qwenPair();
   const r = rng(3);
   let word = '';
   for (let i = 0; i < 20000; i++) word += String.fromCharCode(97 + Math.floor(r() * 26));
@@ -154,7 +159,7 @@ test('unsupported pipelines are refused with a reason (the native engine handles
 
 test('generated character classes agree with the native regex on every BMP code point', () => {
   // Guards unicode-tables.ts against a native engine upgrade (regenerate with gen-unicode-tables.ts).
-  const native = Tokenizer.fromString(jsonText).getPreTokenizer()!;
+  const native = qwenPair().native.getPreTokenizer()!;
   const pieces = (s: string) => native.preTokenizeString(s).length;
   const table = charClasses();
   const bad: string[] = [];
@@ -175,7 +180,7 @@ test('through the registry: chunked + cached in-process ids equal the native eng
   assert.equal((await fast.get(MODEL)).engineName, 'fast-bpe');
   const r = rng(6);
   const texts: string[] = [];
-  for (let i = 0; i < 300; i++) texts.push(randomText(r) + randomText(r) + randomText(r));
+  for (let i = 0; i < 200; i++) texts.push(randomText(r) + randomText(r) + randomText(r));
   // Fallbacks: a character only the native normalizer handles (U+1ABF, an NFC-risk mark), and a
   // 40 KB unbroken word (beyond the synchronous limit: the native engine encodes it off-thread).
   texts.push('e\u1abf\u0301 then some words ' + 'x '.repeat(100), 'q'.repeat(40_000), 'lead ' + 'k'.repeat(40_000) + ' tail');
