@@ -70,11 +70,21 @@ async function runRouter(): Promise<void> {
   await r.pool.waitReady(2);
   await r.warmTokenizer(MODEL);
   process.stdout.write(JSON.stringify({ url: r.url }) + '\n');
-  // The load generator asks for this process's CPU time to report CPU per request.
+  // The load generator asks for this process's CPU time and GC pauses, to report them per phase.
+  const gc = { count: 0, totalMs: 0, maxMs: 0 };
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gc.count++;
+      gc.totalMs += e.duration;
+      gc.maxMs = Math.max(gc.maxMs, e.duration);
+    }
+  }).observe({ entryTypes: ['gc'] });
   process.on('message', (m) => {
     if (m === 'cpu') {
       const u = process.cpuUsage();
-      process.send?.({ cpuMs: (u.user + u.system) / 1000 });
+      process.send?.({ cpuMs: (u.user + u.system) / 1000, gc: { ...gc } });
+      gc.maxMs = 0;
     }
   });
   process.once('SIGTERM', () => void r.close().finally(() => process.exit(0)));
@@ -131,12 +141,25 @@ function breakdown(a: Map<string, { sum: number; count: number }>, b: Map<string
   return parts.join(', ');
 }
 
-/** CPU milliseconds the child has used so far. */
-function cpuOf(proc: ChildProcess): Promise<number> {
+interface GcStats {
+  count: number;
+  totalMs: number;
+  /** Longest pause since the previous sample. */
+  maxMs: number;
+}
+const lastGc = new WeakMap<ChildProcess, GcStats>();
+const gcOfPhase = new Map<string, GcStats>();
+
+/** CPU milliseconds the child has used so far; its GC pauses since the last call go under `phase`. */
+function cpuOf(proc: ChildProcess, phase?: string): Promise<number> {
   return new Promise((resolve) => {
     const on = (m: unknown) => {
       if (m && typeof m === 'object' && 'cpuMs' in m) {
         proc.off('message', on);
+        const gc = (m as unknown as { gc: GcStats }).gc;
+        const prev = lastGc.get(proc) ?? { count: 0, totalMs: 0, maxMs: 0 };
+        if (phase) gcOfPhase.set(phase, { count: gc.count - prev.count, totalMs: gc.totalMs - prev.totalMs, maxMs: gc.maxMs });
+        lastGc.set(proc, gc);
         resolve((m as { cpuMs: number }).cpuMs);
       }
     };
@@ -240,11 +263,11 @@ async function main(): Promise<void> {
     let cpu0 = await cpuOf(rt.proc);
     const h0 = await histograms(url as string);
     const lat = await latency(router, direct, n, 60_000);
-    let cpu1 = await cpuOf(rt.proc);
+    let cpu1 = await cpuOf(rt.proc, '1k chat');
     const h1 = await histograms(url as string);
     const cpuLat = (cpu1 - cpu0) / lat.n;
     const latShared = await latency(router, direct, n, 60_000, shared);
-    cpu0 = await cpuOf(rt.proc);
+    cpu0 = await cpuOf(rt.proc, 'shared-prefix chat');
     const h2 = await histograms(url as string);
     const cpuShared = (cpu0 - cpu1) / latShared.n;
     const p50r = pct(lat.router, 50);
@@ -255,7 +278,7 @@ async function main(): Promise<void> {
     const tpDirect = await throughput(direct, concurrency, 200_000, seconds * 1000);
     cpu0 = await cpuOf(rt.proc);
     const tpRouter = await throughput(router, concurrency, 200_000, seconds * 1000);
-    cpu1 = await cpuOf(rt.proc);
+    cpu1 = await cpuOf(rt.proc, 'small');
     const cpuSmall = (cpu1 - cpu0) / Math.max(1, tpRouter.done);
     await router.close();
     rt.proc.kill('SIGTERM');
@@ -291,7 +314,10 @@ async function main(): Promise<void> {
     );
     console.log(`| errors | ${tpDirect.errors} | ${tpRouter.errors} / ${tpLoadOnly.errors} | | 0 |`);
     console.log(`\nmean wall time in the router (us), 1k chat: ${breakdown(h0, h1)}`);
-    console.log(`mean wall time in the router (us), shared-prefix chat: ${breakdown(h1, h2)}\n`);
+    console.log(`mean wall time in the router (us), shared-prefix chat: ${breakdown(h1, h2)}`);
+    console.log(
+      `router GC pauses: ${[...gcOfPhase].map(([k, g]) => `${k} ${g.count} (${g.totalMs.toFixed(1)} ms, longest ${g.maxMs.toFixed(2)} ms)`).join('; ')}\n`,
+    );
     const verdict = added50 <= 1 && added99 <= 5 && tpRouter.rps >= 3000 && tpRouter.errors === 0;
     const load = (await import('node:os')).loadavg()[0];
     console.log(`load average (1 min): ${load.toFixed(2)}${quick ? '; quick mode (BENCH_QUICK=1)' : ''}`);
