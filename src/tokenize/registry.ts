@@ -21,7 +21,7 @@ export interface TokenizerRegistryOptions {
   /**
    * 'auto' (default): the in-process BPE encoder for tokenizers it reproduces exactly
    * (byte-level BPE with the Qwen2 or Llama-3 split), the native HF engine otherwise;
-   * 'native': always the native engine.
+   * 'native': always the native engine. Default: $KVROUTER_TOKENIZER_ENGINE if set, else 'auto'.
    */
   engine?: EngineChoice;
   /** Override max_model_len per model (default: from config.json). */
@@ -66,8 +66,19 @@ export class TokenizerRegistry {
     this.metrics = new Metrics(opts.registry);
   }
 
+  /** The engine choice in force (option, else $KVROUTER_TOKENIZER_ENGINE, else 'auto'). */
+  get engine(): EngineChoice {
+    const env = process.env.KVROUTER_TOKENIZER_ENGINE;
+    if (this.opts.engine) return this.opts.engine;
+    if (env === undefined || env === '') return 'auto';
+    if (env !== 'auto' && env !== 'native') throw new TokenizeError(`KVROUTER_TOKENIZER_ENGINE must be 'auto' or 'native', not ${JSON.stringify(env)}`, 500);
+    return env;
+  }
+
   static async create(opts: TokenizerRegistryOptions = {}): Promise<TokenizerRegistry> {
-    return new TokenizerRegistry(opts);
+    const reg = new TokenizerRegistry(opts);
+    void reg.engine; // a bad KVROUTER_TOKENIZER_ENGINE fails here, at startup
+    return reg;
   }
 
   get defaultModel(): string | undefined {
@@ -104,7 +115,7 @@ export class TokenizerRegistry {
     } else {
       throw new UnknownModelError(model, [...found.looked, 'hub download (off: allowDownload is false)']);
     }
-    return ModelTokenizer.load(model, dir, { maxModelLen: this.opts.maxModelLen?.[model] ?? known, prefixCache: this.opts.prefixCache, engine: this.opts.engine });
+    return ModelTokenizer.load(model, dir, { maxModelLen: this.opts.maxModelLen?.[model] ?? known, prefixCache: this.opts.prefixCache, engine: this.engine });
   }
 
   /** Whether a tokenizer for the model is loaded or can be found locally. */

@@ -191,3 +191,21 @@ test('metrics count requests and cache hit/miss tokens on the given registry', a
   await again.encodeChat(MODEL, [{ role: 'user', content: 'hi' }]);
   assert.match(await prom.metrics(), /kvrouter_tokenize_requests_total\{kind="chat",outcome="ok"\} 2/);
 });
+
+test('engine choice: option, KVROUTER_TOKENIZER_ENGINE, and a clear startup error for a bad value', async () => {
+  const saved = process.env.KVROUTER_TOKENIZER_ENGINE;
+  try {
+    delete process.env.KVROUTER_TOKENIZER_ENGINE;
+    assert.equal((await (await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' })).get('Qwen/Qwen3-0.6B')).engineName, 'fast-bpe');
+    process.env.KVROUTER_TOKENIZER_ENGINE = 'native';
+    const nat = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' });
+    assert.equal((await nat.get('Qwen/Qwen3-0.6B')).engineName, 'native');
+    assert.deepEqual(await nat.encodeCompletion('Qwen/Qwen3-0.6B', 'Hello world!', false), HELLO);
+    assert.equal((await (await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', engine: 'auto' })).get('Qwen/Qwen3-0.6B')).engineName, 'fast-bpe', 'the option wins');
+    process.env.KVROUTER_TOKENIZER_ENGINE = 'rust';
+    await assert.rejects(TokenizerRegistry.create({ hfCacheDir: '/nonexistent' }), /KVROUTER_TOKENIZER_ENGINE must be 'auto' or 'native'/);
+  } finally {
+    if (saved === undefined) delete process.env.KVROUTER_TOKENIZER_ENGINE;
+    else process.env.KVROUTER_TOKENIZER_ENGINE = saved;
+  }
+});
