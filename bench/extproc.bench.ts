@@ -12,7 +12,7 @@
 // process only). Target: added p50 <= 1 ms. Every loop is bounded in count and time.
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { parseOpenAIRequest } from '../src/gateway/parse.js';
@@ -207,6 +207,13 @@ schedulingProfiles:
 
     await runDirect(0, WARMUP);
     await viaChild(0, WARMUP);
+    // Garbage-collection pauses in the picker, per path (a pause delays whatever is in flight).
+    const gc = { d: [] as number[], e: [] as number[] };
+    let gcInto: number[] | null = null;
+    const gcObs = new PerformanceObserver((list) => {
+      for (const en of list.getEntries()) gcInto?.push(en.duration);
+    });
+    gcObs.observe({ entryTypes: ['gc'] });
     const direct: number[] = [];
     const ext: number[] = [];
     let cpuDirectUs = 0;
@@ -221,8 +228,10 @@ schedulingProfiles:
       for (const which of order) {
         const c0 = process.cpuUsage();
         const t0 = performance.now();
+        gcInto = which === 'd' ? gc.d : gc.e;
         if (which === 'd') d = await runDirect(from, BLOCK_SIZE_REQS);
         else e = await viaChild(from, BLOCK_SIZE_REQS);
+        gcInto = null;
         const c = process.cpuUsage(c0);
         const net = Math.max(0, c.user + c.system - bgUsPerMs * (performance.now() - t0));
         if (which === 'd') cpuDirectUs += net;
@@ -232,6 +241,7 @@ schedulingProfiles:
       ext.push(...e.times);
       for (let i = 0; i < d.targets.length; i++) if (d.targets[i] === e.targets[i]) same++;
     }
+    gcObs.disconnect();
     const n = direct.length;
     const bodyBytes = body(0).length;
     console.log(`ext-proc scheduling overhead: ${n} requests per path, ${PROMPT_TOKENS}-token prompts (${bodyBytes} B bodies, ${Math.ceil(bodyBytes / BODY_CHUNK)} message(s)), ${PODS} simulated pods, precise config, ${PREFIXES} cached prefixes`);
@@ -241,6 +251,9 @@ schedulingProfiles:
     const added50 = pct(ext, 50) - pct(direct, 50);
     console.log(`added by ext-proc: p50 ${fmt(added50)}, p99 ${fmt(pct(ext, 99) - pct(direct, 99))}; ratio B/A p50 ${(pct(ext, 50) / pct(direct, 50)).toFixed(2)}x, picker CPU ${(cpuExtUs / cpuDirectUs).toFixed(2)}x`);
     console.log('picker CPU: per request, net of background; B covers the whole exchange (decision, body re-sent, response headers and body passed through), A the decision only');
+    console.log(`breakdown: ext-proc layer (transport, codec, protocol, response passthrough) = B - A = ${fmt((cpuExtUs - cpuDirectUs) / 1000 / n)} of picker CPU per exchange`);
+    const gcLine = (xs: number[]) => `${xs.length} (${xs.reduce((a, b) => a + b, 0).toFixed(1)} ms in all, longest ${Math.max(0, ...xs).toFixed(2)} ms)`;
+    console.log(`breakdown: picker GC pauses during A ${gcLine(gc.d)}, during B ${gcLine(gc.e)}`);
     console.log(`same endpoint chosen for the same request on both paths: ${((same / n) * 100).toFixed(1)}%`);
     console.log(`machine load average during the run: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} cores (wall-clock figures include waiting for a core)`);
     const pass = added50 <= 1;

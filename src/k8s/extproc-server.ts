@@ -336,7 +336,7 @@ class ExtProcStream {
     const set: HeaderValueOption[] = [setHeader('content-type', 'application/json')];
     for (const [k, v] of Object.entries(err.headers ?? {})) set.push(setHeader(k, v));
     this.log.info({ 'x-request-id': this.requestId, status: err.status, code: err.code, message: err.message }, 'EPP rejected request');
-    this.opts.metrics?.errors.inc({ model_name: err.model ?? '', target_model_name: err.model ?? '', error_code: String(err.status) });
+    this.opts.metrics?.error(err.model ?? '', err.model ?? '', err.status);
     this.opts.metrics?.streamsBy.rejected.inc();
     this.write({
       immediate_response: { status: { code: err.status }, headers: { set_headers: set }, body: errorBody(err), details: err.code },
@@ -377,7 +377,7 @@ class ExtProcStream {
       if (usage?.completionTokens !== undefined) mm.outputTokens.observe(usage.completionTokens);
       if (usage?.cachedTokens !== undefined) mm.cachedTokens.observe(usage.cachedTokens);
       if (aborted) m.streamsBy.aborted.inc();
-      else if (this.status !== 0 && (this.status < 200 || this.status >= 300)) m.errors.inc({ ...labels, error_code: String(this.status) });
+      else if (this.status !== 0 && (this.status < 200 || this.status >= 300)) m.error(labels.model_name, labels.target_model_name, this.status);
     }
     try {
       this.observer?.completed({

@@ -1,20 +1,14 @@
 // Endpoint-picker metrics under llm-d EPP's names (shared/reference/scheduler-and-gateway.md §9),
 // registered on the caller's Registry (startEpp keeps them apart from the router's registry and
-// serves both; see epp.ts). A metric already on the registry is reused, not registered twice.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-
-type Labels<T extends string> = T;
-
-function reuse<M>(registry: Registry, name: string, make: () => M): M {
-  const existing = registry.getSingleMetric(name);
-  return (existing as M | undefined) ?? make();
-}
+// serves both; see epp.ts). A second EppMetrics on the same registry is the first one.
+import type { Registry } from 'prom-client';
+import { FastHistogram, Tally, type HistogramSeries } from '../gateway/metrics.js';
 
 const DURATION_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600];
 const TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144, 524288, 1048576];
 const PICK_BUCKETS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
 
-/** Per-model metric children, bound once (prom-client hashes labels on every labelled call). */
+/** Per-model series, bound once: observing is arithmetic, counting a Map lookup. */
 export interface ModelMetrics {
   requests: { inc(): void };
   duration: { observe(v: number): void };
@@ -25,63 +19,78 @@ export interface ModelMetrics {
   running: { inc(): void; dec(): void };
 }
 
+type ModelLabels = 'model_name' | 'target_model_name';
+type StreamKind = 'picked' | 'header_only' | 'rejected' | 'aborted';
+
+/** Several EppMetrics on one registry share one set of metrics (a family registers once). */
+const perRegistry = new WeakMap<Registry, EppMetrics>();
+
+/**
+ * The picker's request accounting. prom-client validates and hashes label objects on every
+ * call (several us each, ~8 per exchange), so the request path uses the gateway's Tally and
+ * FastHistogram, which export the same text at scrape time.
+ */
 export class EppMetrics {
   private readonly byModel = new Map<string, ModelMetrics>();
 
-  readonly requests: Counter<Labels<'model_name' | 'target_model_name'>>;
-  readonly errors: Counter<Labels<'model_name' | 'target_model_name' | 'error_code'>>;
-  readonly duration: Histogram<Labels<'model_name' | 'target_model_name'>>;
-  readonly ttft: Histogram<Labels<'model_name' | 'target_model_name'>>;
-  readonly inputTokens: Histogram<Labels<'model_name' | 'target_model_name'>>;
-  readonly outputTokens: Histogram<Labels<'model_name' | 'target_model_name'>>;
-  readonly cachedTokens: Histogram<Labels<'model_name' | 'target_model_name'>>;
-  readonly running: Gauge<Labels<'model_name'>>;
-  readonly pickDuration: Histogram<Labels<'result'>>;
-  readonly streams: Counter<Labels<'kind'>>;
-  /** Bound children of pickDuration and streams (no label hashing per request). */
-  readonly pickOk: { observe(v: number): void };
-  readonly pickError: { observe(v: number): void };
-  readonly streamsBy: Record<'picked' | 'header_only' | 'rejected' | 'aborted', { inc(): void }>;
+  // Assigned in the constructor unless it returns the registry's existing instance.
+  readonly requests!: Tally<ModelLabels>;
+  readonly errors!: Tally<ModelLabels | 'error_code'>;
+  readonly duration!: FastHistogram<ModelLabels>;
+  readonly ttft!: FastHistogram<ModelLabels>;
+  readonly inputTokens!: FastHistogram<ModelLabels>;
+  readonly outputTokens!: FastHistogram<ModelLabels>;
+  readonly cachedTokens!: FastHistogram<ModelLabels>;
+  readonly running!: Tally<'model_name'>;
+  readonly pickDuration!: FastHistogram<'result'>;
+  readonly streams!: Tally<'kind'>;
+  readonly pickOk!: HistogramSeries;
+  readonly pickError!: HistogramSeries;
+  readonly streamsBy!: Record<StreamKind, { inc(): void }>;
 
   constructor(registry: Registry) {
-    const registers = [registry];
-    const mt = ['model_name', 'target_model_name'] as const;
-    this.requests = reuse(registry, 'inference_objective_request_total', () => new Counter({ name: 'inference_objective_request_total', help: 'Requests scheduled by the endpoint picker.', labelNames: mt, registers }));
-    this.errors = reuse(registry, 'inference_objective_request_error_total', () => new Counter({ name: 'inference_objective_request_error_total', help: 'Requests answered with an error (picker ImmediateResponse or upstream status != 2xx).', labelNames: [...mt, 'error_code'], registers }));
-    this.duration = reuse(registry, 'inference_objective_request_duration_seconds', () => new Histogram({ name: 'inference_objective_request_duration_seconds', help: 'Request headers to response end, seconds.', labelNames: mt, buckets: DURATION_BUCKETS, registers }));
-    this.ttft = reuse(registry, 'inference_objective_request_ttft_seconds', () => new Histogram({ name: 'inference_objective_request_ttft_seconds', help: 'Request headers to the first response body byte, seconds.', labelNames: mt, buckets: DURATION_BUCKETS, registers }));
-    this.inputTokens = reuse(registry, 'inference_objective_input_tokens', () => new Histogram({ name: 'inference_objective_input_tokens', help: 'Prompt tokens reported in the response usage.', labelNames: mt, buckets: TOKEN_BUCKETS, registers }));
-    this.outputTokens = reuse(registry, 'inference_objective_output_tokens', () => new Histogram({ name: 'inference_objective_output_tokens', help: 'Completion tokens reported in the response usage.', labelNames: mt, buckets: TOKEN_BUCKETS, registers }));
-    this.cachedTokens = reuse(registry, 'inference_objective_prompt_cached_tokens', () => new Histogram({ name: 'inference_objective_prompt_cached_tokens', help: 'Prompt tokens served from the prefix cache (usage.prompt_tokens_details.cached_tokens).', labelNames: mt, buckets: TOKEN_BUCKETS, registers }));
-    this.running = reuse(registry, 'inference_objective_running_requests', () => new Gauge({ name: 'inference_objective_running_requests', help: 'Requests picked and not yet completed.', labelNames: ['model_name'], registers }));
-    this.pickDuration = reuse(registry, 'kvrouter_extproc_pick_duration_seconds', () => new Histogram({ name: 'kvrouter_extproc_pick_duration_seconds', help: 'End of request body to the routing answer on the ext-proc stream, seconds.', labelNames: ['result'], buckets: PICK_BUCKETS, registers }));
-    this.streams = reuse(registry, 'kvrouter_extproc_streams_total', () => new Counter({ name: 'kvrouter_extproc_streams_total', help: 'ext-proc streams by how they ended: picked, header_only, rejected, aborted.', labelNames: ['kind'], registers }));
-    this.pickOk = this.pickDuration.labels({ result: 'ok' });
-    this.pickError = this.pickDuration.labels({ result: 'error' });
-    this.streamsBy = {
-      picked: this.streams.labels({ kind: 'picked' }),
-      header_only: this.streams.labels({ kind: 'header_only' }),
-      rejected: this.streams.labels({ kind: 'rejected' }),
-      aborted: this.streams.labels({ kind: 'aborted' }),
-    };
+    const existing = perRegistry.get(registry);
+    if (existing) return existing;
+    const mt: ModelLabels[] = ['model_name', 'target_model_name'];
+    this.requests = new Tally('inference_objective_request_total', 'Requests scheduled by the endpoint picker.', mt, registry);
+    this.errors = new Tally('inference_objective_request_error_total', 'Requests answered with an error (picker ImmediateResponse or upstream status != 2xx).', [...mt, 'error_code'], registry);
+    this.duration = new FastHistogram('inference_objective_request_duration_seconds', 'Request headers to response end, seconds.', DURATION_BUCKETS, registry);
+    this.ttft = new FastHistogram('inference_objective_request_ttft_seconds', 'Request headers to the first response body byte, seconds.', DURATION_BUCKETS, registry);
+    this.inputTokens = new FastHistogram('inference_objective_input_tokens', 'Prompt tokens reported in the response usage.', TOKEN_BUCKETS, registry);
+    this.outputTokens = new FastHistogram('inference_objective_output_tokens', 'Completion tokens reported in the response usage.', TOKEN_BUCKETS, registry);
+    this.cachedTokens = new FastHistogram('inference_objective_prompt_cached_tokens', 'Prompt tokens served from the prefix cache (usage.prompt_tokens_details.cached_tokens).', TOKEN_BUCKETS, registry);
+    this.running = new Tally('inference_objective_running_requests', 'Requests picked and not yet completed.', ['model_name'], registry, 'gauge');
+    this.pickDuration = new FastHistogram('kvrouter_extproc_pick_duration_seconds', 'End of request body to the routing answer on the ext-proc stream, seconds.', PICK_BUCKETS, registry);
+    this.streams = new Tally('kvrouter_extproc_streams_total', 'ext-proc streams by how they ended: picked, header_only, rejected, aborted.', ['kind'], registry);
+    this.pickOk = this.pickDuration.labelled('ok', () => ({ result: 'ok' }));
+    this.pickError = this.pickDuration.labelled('error', () => ({ result: 'error' }));
+    const kind = (k: StreamKind) => ({ inc: () => this.streams.add(k, () => ({ kind: k })) });
+    this.streamsBy = { picked: kind('picked'), header_only: kind('header_only'), rejected: kind('rejected'), aborted: kind('aborted') };
+    perRegistry.set(registry, this);
   }
 
-  /** Children for one (model, target model) pair, created on first use. */
+  /** Counts an error answer (status as the error_code label). */
+  error(model: string, target: string, status: number): void {
+    this.errors.add(`${model}\u0000${target}\u0000${status}`, () => ({ model_name: model, target_model_name: target, error_code: String(status) }));
+  }
+
+  /** Series for one (model, target model) pair, created on first use. */
   forModel(model: string, target: string): ModelMetrics {
     const key = `${model}\u0000${target}`;
     let m = this.byModel.get(key);
     if (!m) {
-      const l = { model_name: model, target_model_name: target };
+      const l = () => ({ model_name: model, target_model_name: target });
+      const runningLabels = () => ({ model_name: model });
       m = {
-        requests: this.requests.labels(l),
-        duration: this.duration.labels(l),
-        ttft: this.ttft.labels(l),
-        inputTokens: this.inputTokens.labels(l),
-        outputTokens: this.outputTokens.labels(l),
-        cachedTokens: this.cachedTokens.labels(l),
-        running: this.running.labels({ model_name: model }),
+        requests: { inc: () => this.requests.add(key, l) },
+        duration: this.duration.labelled(key, l),
+        ttft: this.ttft.labelled(key, l),
+        inputTokens: this.inputTokens.labelled(key, l),
+        outputTokens: this.outputTokens.labelled(key, l),
+        cachedTokens: this.cachedTokens.labelled(key, l),
+        running: { inc: () => this.running.add(model, runningLabels, 1), dec: () => this.running.add(model, runningLabels, -1) },
       };
-      // Bounded: model names come from clients.
+      // Bounded: model names come from clients (the series themselves stay, as prom-client's would).
       if (this.byModel.size < 1024) this.byModel.set(key, m);
     }
     return m;
