@@ -144,7 +144,8 @@ async function main() {
   console.log('native split = exact chunks encoded in parallel; fast = the default pipeline without a cache (whole text <= 32 KiB, else exact chunks with event-loop yields);');
   console.log('fast cold = in-process encoder on the whole text, word cache emptied before each call, no work budget;');
   console.log('loop = max event-loop delay ms while tokenizing back to back (gc = longest GC pause in that window)');
-  console.log('tokens | native p50 ms | p99 | tokens/s | loop | native split p50 | loop | fast p50 ms | p99 | tokens/s | loop | fast/native | fast cold p50 | pure-JS p50 | js/native');
+  console.log('cpu = process CPU ms per call (all threads), robust to other load on the machine');
+  console.log('tokens | native p50 ms | p99 | tokens/s | cpu | loop | native split p50 | cpu | loop | fast p50 ms | p99 | tokens/s | cpu | loop | fast/native p50 | fast/native cpu | fast cold p50 | pure-JS p50 | js/native');
   for (const size of [1000, 8000, 32000]) {
     const texts: string[] = [];
     for (let s = 0; s < 4; s++) texts.push(await textOfTokens(1000 + size + s, size));
@@ -157,11 +158,14 @@ async function main() {
       obs.observe({ entryTypes: ['gc'] });
       const h = monitorEventLoopDelay({ resolution: 1 });
       h.enable();
+      const cpu0 = process.cpuUsage();
       const ts = await timeLoop(iters, (i) => enc(reg, texts[i % texts.length]));
+      const cpu = process.cpuUsage(cpu0);
       h.disable();
       await new Promise((r) => setImmediate(r));
       obs.disconnect();
-      return { ts, block: `${f(h.max / 1e6)} (gc ${f(gcMax)})` };
+      // CPU time of the whole process (main thread + libuv pool) per call: robust to a busy machine.
+      return { ts, block: `${f(h.max / 1e6)} (gc ${f(gcMax)})`, cpu: (cpu.user + cpu.system) / 1000 / ts.length };
     };
     const nw = await run(nWhole);
     const ns = await run(nSplit);
@@ -175,7 +179,7 @@ async function main() {
     const n50 = pct(nw.ts, 50);
     const f50 = pct(fw.ts, 50);
     console.log(
-      [size, f(n50, 3), f(pct(nw.ts, 99), 3), Math.round(size / (n50 / 1000)), nw.block, f(pct(ns.ts, 50), 3), ns.block, f(f50, 3), f(pct(fw.ts, 99), 3), Math.round(size / (f50 / 1000)), fw.block, f(f50 / n50, 3), f(pct(cold, 50), 3), f(pct(js, 50), 3), f(pct(js, 50) / n50)].join(' | '),
+      [size, f(n50, 3), f(pct(nw.ts, 99), 3), Math.round(size / (n50 / 1000)), f(nw.cpu, 3), nw.block, f(pct(ns.ts, 50), 3), f(ns.cpu, 3), ns.block, f(f50, 3), f(pct(fw.ts, 99), 3), Math.round(size / (f50 / 1000)), f(fw.cpu, 3), fw.block, f(f50 / n50, 3), f(fw.cpu / nw.cpu, 3), f(pct(cold, 50), 3), f(pct(js, 50), 3), f(pct(js, 50) / n50)].join(' | '),
     );
   }
 
