@@ -48,7 +48,7 @@ export class UsageReader {
       this.json.push(Buffer.from(chunk));
       return;
     }
-    const text = this.carry + Buffer.from(chunk).toString('utf8');
+    const text = this.carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
     let start = 0;
     for (;;) {
       const nl = text.indexOf('\n', start);
