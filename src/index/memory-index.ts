@@ -217,20 +217,33 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   // ---------------- key table ----------------
 
+  /** The empty table slot where the last unsuccessful find stopped (insertRec's slot). */
+  private missAt = 0;
+
   private find(lo: number, hi: number): number {
     const tab = this.tab;
     const mask = tab.length - 1;
     let i = mix(lo, hi) >>> (32 - this.tabBits);
     for (;;) {
       const r = tab[i] - 1;
-      if (r < 0) return NONE;
+      if (r < 0) {
+        this.missAt = i;
+        return NONE;
+      }
       if (this.rec[r * RS] === lo && this.rec[r * RS + 1] === hi) return r;
       i = (i + 1) & mask;
     }
   }
 
+  /** Adds a record for a key that `find` just missed (its probe slot is reused). */
   private insertRec(lo: number, hi: number): number {
-    if ((this.recCount + 1) * 10 > this.tab.length * 7) this.rehashKeys(this.tabBits + 1);
+    let at = this.missAt;
+    if ((this.recCount + 1) * 10 > this.tab.length * 7) {
+      this.rehashKeys(this.tabBits + 1);
+      const mask = this.tab.length - 1;
+      at = mix(lo, hi) >>> (32 - this.tabBits);
+      while (this.tab[at] !== 0) at = (at + 1) & mask;
+    }
     let r = this.recFree;
     if (r !== NONE) this.recFree = this.rec[r * RS + 5];
     else {
@@ -250,11 +263,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (this.lruHead !== NONE) this.rec[(this.lruHead) * RS + 4] = r;
     this.lruHead = r;
     if (this.lruTail === NONE) this.lruTail = r;
-    const tab = this.tab;
-    const mask = tab.length - 1;
-    let i = mix(lo, hi) >>> (32 - this.tabBits);
-    while (tab[i] !== 0) i = (i + 1) & mask;
-    tab[i] = r + 1;
+    this.tab[at] = r + 1;
     this.recCount++;
     return r;
   }
@@ -267,7 +276,9 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private rehashKeys(bits: number): void {
     const tab = new Int32Array(1 << bits);
     const mask = tab.length - 1;
-    for (let r = this.lruHead; r !== NONE; r = this.rec[r * RS + 5]) {
+    // in record order (sequential reads); free records have length -1
+    for (let r = 0; r < this.recTop; r++) {
+      if (this.rec[r * RS + 3] < 0) continue;
       let i = mix(this.rec[r * RS], this.rec[r * RS + 1]) >>> (32 - bits);
       while (tab[i] !== 0) i = (i + 1) & mask;
       tab[i] = r + 1;
@@ -306,6 +317,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     else this.lruTail = prev;
     this.entries -= this.rec[r * RS + 3];
     this.slabRelease(this.rec[r * RS + 2], this.rec[r * RS + 6]);
+    this.rec[r * RS + 3] = -1;
     this.rec[r * RS + 5] = this.recFree;
     this.recFree = r;
     this.recCount--;
@@ -451,7 +463,15 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   }
 
   private eMap(p: number, lo: number, hi: number, rlo: number, rhi: number): void {
-    const n = this.eFind(p, lo, hi);
+    const h = this.eHome(p, lo, hi);
+    const chunks = this.eChunks;
+    let n = this.eHeads[h];
+    while (n !== NONE) {
+      const c = chunks[n >>> ECHUNK_BITS];
+      const b = (n & ECHUNK_MASK) * EN;
+      if (c[b] === lo && c[b + 1] === hi && c[b + 2] === p + 1) break;
+      n = c[b + 6];
+    }
     if (n === NONE) {
       let m = this.eFree;
       if (m !== NONE) this.eFree = this.eChunks[m >>> ECHUNK_BITS][(m & ECHUNK_MASK) * EN + 6];
@@ -461,7 +481,6 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       }
       const c = this.eChunks[m >>> ECHUNK_BITS];
       const b = (m & ECHUNK_MASK) * EN;
-      const h = this.eHome(p, lo, hi);
       c[b] = lo;
       c[b + 1] = hi;
       c[b + 2] = p + 1;
@@ -599,7 +618,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       const ek = u32view(engineKeys);
       const nE = engineKeys.length;
       const n = Math.max(nE, nR);
-      for (let i = 0; i < n; i++) {
+      if (nE === nR) for (let i = 0; i < 2 * n; i += 2) this.eMap(p, ek[i], ek[i + 1], rk[i], rk[i + 1]);
+      else for (let i = 0; i < n; i++) {
         const ei = Math.floor((i * nE) / n) * 2;
         const ri = Math.floor((i * nR) / n) * 2;
         this.eMap(p, ek[ei], ek[ei + 1], rk[ri], rk[ri + 1]);
