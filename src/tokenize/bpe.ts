@@ -129,7 +129,8 @@ export class BpeModel {
         value = new Int32Array(count);
         for (let i = 0; i < count; i++) value[i] = out[from + i];
       }
-      this.cache.set(key, value);
+      // A slice of 13+ chars would keep the whole request text alive: cache a flat copy.
+      this.cache.set(key.length >= 13 ? flatCopy(key) : key, value);
     }
     return true;
   }
@@ -258,6 +259,14 @@ export class BpeModel {
   clearCache(): void {
     this.cache.clear();
   }
+}
+
+const copyCodes = new Uint16Array(CACHE_MAX_UNITS);
+
+/** A string with its own storage (not a V8 slice of a larger string). */
+function flatCopy(key: string): string {
+  for (let i = 0; i < key.length; i++) copyCodes[i] = key.charCodeAt(i);
+  return String.fromCharCode.apply(null, copyCodes.subarray(0, key.length) as unknown as number[]);
 }
 
 /** Reused state of mergeLarge (typed-array allocation per piece costs more than the merge). */
