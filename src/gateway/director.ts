@@ -56,6 +56,10 @@ export class Director {
   private readonly needsTokens: boolean;
   /** Tail of the scheduling critical section (see schedule). */
   private cycle: Promise<unknown> = Promise.resolve();
+  /** The last decision's PreRequest hooks, not yet started (see decide). */
+  private pendingPreRequest: (() => Promise<void>) | null = null;
+  /** The PreRequest hooks running or last run (never rejects). */
+  private preRequestDone: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: DirectorOptions) {
     const pd = o.metrics?.pluginDuration;
@@ -114,8 +118,9 @@ export class Director {
       // Slow, independent work first and concurrently: tokens and data producers.
       if (this.needsTokens) await req.getTokens();
       for (const p of this.producers) await p.produce(state, req, candidates);
-      // Then score -> pick -> pre-request as one critical section, one request at a time, so a
-      // burst sharing a new prefix sees the speculative entries of the decisions before it.
+      // Then score -> pick as one critical section, one request at a time, after the previous
+      // decision's pre-request hooks, so a burst sharing a new prefix sees the speculative
+      // entries of the decisions before it.
       const run = this.cycle.then(() => this.decide(req, candidates, state));
       this.cycle = run.catch(() => {});
       const result = await run;
@@ -133,6 +138,7 @@ export class Director {
   }
 
   private async decide(req: InferenceRequest, candidates: PoolEndpoint[], state: CycleState): Promise<SchedulingResult> {
+    await this.flushPreRequest();
     let result: SchedulingResult;
     try {
       result = await this.scheduler.schedule(req, candidates, state);
@@ -143,6 +149,28 @@ export class Director {
       }
       throw err;
     }
+    if (this.o.config.preRequest.length > 0) {
+      // The hooks (speculative indexing, LRU learning) only matter to later decisions, so this
+      // request does not wait for them: they run two event-loop turns from now, once the proxy
+      // has written the request upstream, or at the start of the next decision if it comes first.
+      const decided = result;
+      this.pendingPreRequest = () => this.preRequest(req, decided);
+      setImmediate(() => setImmediate(() => void this.flushPreRequest()));
+    }
+    return result;
+  }
+
+  /** Starts the pending PreRequest hooks, if any; resolves when the hooks last started are done. */
+  flushPreRequest(): Promise<void> {
+    const run = this.pendingPreRequest;
+    if (run) {
+      this.pendingPreRequest = null;
+      this.preRequestDone = run();
+    }
+    return this.preRequestDone;
+  }
+
+  private async preRequest(req: InferenceRequest, result: SchedulingResult): Promise<void> {
     for (const hook of this.o.config.preRequest) {
       try {
         await hook.preRequest(req, result);
@@ -150,7 +178,6 @@ export class Director {
         this.log.warn({ err, plugin: hook.name, 'x-request-id': req.requestId }, 'pre-request hook failed');
       }
     }
-    return result;
   }
 
   private logDecision(req: InferenceRequest, result: SchedulingResult): void {

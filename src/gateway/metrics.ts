@@ -156,7 +156,7 @@ export class RouterMetrics {
     const tokenBuckets = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072];
     this.inputTokens = new FastHistogram('inference_objective_input_tokens', 'Prompt tokens (from upstream usage)', tokenBuckets, registry);
     this.outputTokens = new FastHistogram('inference_objective_output_tokens', 'Completion tokens (from upstream usage)', tokenBuckets, registry);
-    this.schedulerE2e = new FastHistogram('inference_extension_scheduler_e2e_duration_seconds', 'Scheduling latency (candidates, tokens, scorers, picker, pre-request)', SCHED_BUCKETS, registry).unlabelled();
+    this.schedulerE2e = new FastHistogram('inference_extension_scheduler_e2e_duration_seconds', 'Scheduling latency the request waits for (candidates, tokens, filters, scorers, picker; pre-request hooks run off its path)', SCHED_BUCKETS, registry).unlabelled();
     this.schedulerAttempts = new Tally('inference_extension_scheduler_attempts_total', 'Scheduling attempts by outcome', ['status'], registry);
     this.pluginDuration = new FastHistogram('inference_extension_plugin_duration_seconds', 'Time spent in each scheduler plugin', PLUGIN_BUCKETS, registry);
     this.routed = new Tally('kvrouter_endpoint_requests_total', 'Requests sent to each endpoint', ['endpoint'], registry);

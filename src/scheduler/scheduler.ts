@@ -13,6 +13,8 @@ import {
   type SchedulingResult,
 } from './types.js';
 
+type Sink = { observe(seconds: number): void };
+
 export interface SchedulerObserver {
   /** Where the seconds spent in one plugin call go, by extension point (filter, scorer, picker), plugin type and name. */
   pluginDuration?(point: string, type: string, name: string): { observe(seconds: number): void };
@@ -49,8 +51,15 @@ export class Scheduler {
     return result;
   }
 
-  private time(point: string, type: string, name: string, start: number): void {
-    this.observer.pluginDuration?.(point, type, name).observe((performance.now() - start) / 1000);
+  /** Duration sinks per extension point and plugin instance, looked up once. */
+  private readonly sinks = { filter: new WeakMap<object, Sink>(), scorer: new WeakMap<object, Sink>(), picker: new WeakMap<object, Sink>() };
+
+  private time(point: 'filter' | 'scorer' | 'picker', plugin: { type: string; name: string }, start: number): void {
+    const make = this.observer.pluginDuration;
+    if (!make) return;
+    let sink = this.sinks[point].get(plugin);
+    if (!sink) this.sinks[point].set(plugin, (sink = make.call(this.observer, point, plugin.type, plugin.name)));
+    sink.observe((performance.now() - start) / 1000);
   }
 
   async runProfile(state: CycleState, req: InferenceRequest, profile: SchedulerProfile, candidates: Endpoint[]): Promise<ProfileRunResult | null> {
@@ -58,7 +67,7 @@ export class Scheduler {
     for (const f of profile.filters) {
       const t = performance.now();
       endpoints = await f.filter(state, req, endpoints);
-      this.time('filter', f.type, f.name, t);
+      this.time('filter', f, t);
       if (endpoints.length === 0) return null;
     }
     const n = endpoints.length;
@@ -67,7 +76,7 @@ export class Scheduler {
     for (const { scorer, weight } of profile.scorers) {
       const t = performance.now();
       const raw = await scorer.score(state, req, endpoints);
-      this.time('scorer', scorer.type, scorer.name, t);
+      this.time('scorer', scorer, t);
       const byAddr = new Map<string, number>();
       for (let i = 0; i < n; i++) {
         const s = clamp01(raw[i] ?? 0);
@@ -79,7 +88,7 @@ export class Scheduler {
     const scored = endpoints.map((endpoint, i) => ({ endpoint, score: totals[i] }));
     const t = performance.now();
     const targets = profile.picker.pick(state, req, scored);
-    this.time('picker', profile.picker.type, profile.picker.name, t);
+    this.time('picker', profile.picker, t);
     const totalsMap = new Map<string, number>();
     for (const s of scored) totalsMap.set(s.endpoint.address, s.score);
     return { targets, totals: totalsMap, perScorer };
