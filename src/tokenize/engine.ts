@@ -1,4 +1,4 @@
-// The tokenizer engine: Hugging Face `tokenizers` (Rust) through @anush008/tokenizers.
+// The native tokenizer engine (reference and fallback of fast-bpe.ts): Hugging Face `tokenizers` (Rust) through @anush008/tokenizers.
 // Its encode runs as a napi AsyncTask on the libuv thread pool, so long prompts never
 // block the event loop; encodeBatch splits a batch across cores with rayon.
 import { Tokenizer, templateProcessing } from '@anush008/tokenizers';
