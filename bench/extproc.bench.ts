@@ -208,10 +208,11 @@ schedulingProfiles:
     await runDirect(0, WARMUP);
     await viaChild(0, WARMUP);
     // Garbage-collection pauses in the picker, per path (a pause delays whatever is in flight).
-    const gc = { d: [] as number[], e: [] as number[] };
-    let gcInto: number[] | null = null;
+    // Entries arrive asynchronously: they are sorted by their start time into the blocks' windows.
+    const gcEntries: { start: number; ms: number }[] = [];
+    const windows: { from: number; to: number; path: 'd' | 'e' }[] = [];
     const gcObs = new PerformanceObserver((list) => {
-      for (const en of list.getEntries()) gcInto?.push(en.duration);
+      for (const en of list.getEntries()) gcEntries.push({ start: en.startTime, ms: en.duration });
     });
     gcObs.observe({ entryTypes: ['gc'] });
     const direct: number[] = [];
@@ -228,10 +229,9 @@ schedulingProfiles:
       for (const which of order) {
         const c0 = process.cpuUsage();
         const t0 = performance.now();
-        gcInto = which === 'd' ? gc.d : gc.e;
         if (which === 'd') d = await runDirect(from, BLOCK_SIZE_REQS);
         else e = await viaChild(from, BLOCK_SIZE_REQS);
-        gcInto = null;
+        windows.push({ from: t0, to: performance.now(), path: which as 'd' | 'e' });
         const c = process.cpuUsage(c0);
         const net = Math.max(0, c.user + c.system - bgUsPerMs * (performance.now() - t0));
         if (which === 'd') cpuDirectUs += net;
@@ -241,7 +241,13 @@ schedulingProfiles:
       ext.push(...e.times);
       for (let i = 0; i < d.targets.length; i++) if (d.targets[i] === e.targets[i]) same++;
     }
+    await new Promise((r) => setTimeout(r, 50));
     gcObs.disconnect();
+    const gc = { d: [] as number[], e: [] as number[] };
+    for (const g of gcEntries) {
+      const w = windows.find((x) => g.start >= x.from && g.start < x.to);
+      if (w) gc[w.path].push(g.ms);
+    }
     const n = direct.length;
     const bodyBytes = body(0).length;
     console.log(`ext-proc scheduling overhead: ${n} requests per path, ${PROMPT_TOKENS}-token prompts (${bodyBytes} B bodies, ${Math.ceil(bodyBytes / BODY_CHUNK)} message(s)), ${PODS} simulated pods, precise config, ${PREFIXES} cached prefixes`);
