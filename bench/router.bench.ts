@@ -71,11 +71,13 @@ async function runRouter(): Promise<void> {
   await r.warmTokenizer(MODEL);
   process.stdout.write(JSON.stringify({ url: r.url }) + '\n');
   // The load generator asks for this process's CPU time and GC pauses, to report them per phase.
-  const gc = { count: 0, totalMs: 0, maxMs: 0 };
+  const gc = { count: 0, major: 0, totalMs: 0, maxMs: 0 };
   const { PerformanceObserver } = await import('node:perf_hooks');
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       gc.count++;
+      // perf_hooks.constants.NODE_PERFORMANCE_GC_MAJOR: mark-sweep-compact.
+      if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === 4) gc.major++;
       gc.totalMs += e.duration;
       gc.maxMs = Math.max(gc.maxMs, e.duration);
     }
@@ -143,6 +145,7 @@ function breakdown(a: Map<string, { sum: number; count: number }>, b: Map<string
 
 interface GcStats {
   count: number;
+  major: number;
   totalMs: number;
   /** Longest pause since the previous sample. */
   maxMs: number;
@@ -157,8 +160,8 @@ function cpuOf(proc: ChildProcess, phase?: string): Promise<number> {
       if (m && typeof m === 'object' && 'cpuMs' in m) {
         proc.off('message', on);
         const gc = (m as unknown as { gc: GcStats }).gc;
-        const prev = lastGc.get(proc) ?? { count: 0, totalMs: 0, maxMs: 0 };
-        if (phase) gcOfPhase.set(phase, { count: gc.count - prev.count, totalMs: gc.totalMs - prev.totalMs, maxMs: gc.maxMs });
+        const prev = lastGc.get(proc) ?? { count: 0, major: 0, totalMs: 0, maxMs: 0 };
+        if (phase) gcOfPhase.set(phase, { count: gc.count - prev.count, major: gc.major - prev.major, totalMs: gc.totalMs - prev.totalMs, maxMs: gc.maxMs });
         lastGc.set(proc, gc);
         resolve((m as { cpuMs: number }).cpuMs);
       }
@@ -316,7 +319,7 @@ async function main(): Promise<void> {
     console.log(`\nmean wall time in the router (us), 1k chat: ${breakdown(h0, h1)}`);
     console.log(`mean wall time in the router (us), shared-prefix chat: ${breakdown(h1, h2)}`);
     console.log(
-      `router GC pauses: ${[...gcOfPhase].map(([k, g]) => `${k} ${g.count} (${g.totalMs.toFixed(1)} ms, longest ${g.maxMs.toFixed(2)} ms)`).join('; ')}\n`,
+      `router GC pauses: ${[...gcOfPhase].map(([k, g]) => `${k} ${g.count}, ${g.major} major (${g.totalMs.toFixed(1)} ms, longest ${g.maxMs.toFixed(2)} ms)`).join('; ')}\n`,
     );
     const verdict = added50 <= 1 && added99 <= 5 && tpRouter.rps >= 3000 && tpRouter.errors === 0;
     const load = (await import('node:os')).loadavg()[0];
