@@ -191,3 +191,20 @@ test('through the registry: chunked + cached in-process ids equal the native eng
   }
   await Promise.all([native.close(), fast.close(), whole.close()]);
 });
+
+test('pre-tokenizer: worked examples of the regex backtracking rules (as the native engine splits them)', () => {
+  const t = charClasses();
+  const cases: [string, string[], number?][] = [
+    ["Hello  world's", ['Hello', ' ', ' world', "'s"]],
+    ["'sa 'Re 'x", ["'s", 'a', " '", 'Re', " '", 'x']],
+    ['x  \n  y', ['x', '  \n', ' ', ' y']],
+    ['a \t!b', ['a', ' ', '\t', '!b']],
+    ['a\t\t', ['a', '\t\t']],
+    ['(hello) !!x', ['(hello', ')', ' !!', 'x']],
+    ['1234 x', ['1', '2', '3', '4', ' x']],
+    ['1234 x', ['123', '4', ' x'], 3],
+    ['end.\r\n\r\nNext', ['end', '.\r\n\r\n', 'Next']],
+    ['😀a b😀', ['😀a', ' b', '😀']],
+  ];
+  for (const [text, want, digits] of cases) assert.deepEqual(preTokenize(text, t, digits ?? 1), want, JSON.stringify(text));
+});
