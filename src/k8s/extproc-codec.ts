@@ -189,6 +189,11 @@ for (const [name, specs] of Object.entries(SPECS)) {
   }
 }
 const REQUEST = SCHEMAS.get('ProcessingRequest')!;
+
+/** The codec's view of one message type (tests compare it with the .proto files). */
+export function codecFields(message: string): { no: number; name: string; kind: Kind; repeated: boolean; type?: string }[] | undefined {
+  return SCHEMAS.get(message)?.fields.map((f) => ({ no: f.no, name: f.name, kind: f.kind, repeated: f.repeated, type: f.type?.name }));
+}
 const RESPONSE = SCHEMAS.get('ProcessingResponse')!;
 
 type Obj = Record<string, unknown>;

@@ -3,7 +3,9 @@
 // fields skipped, large and multi-message bodies, truncated input refused.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as protoLoader from '@grpc/proto-loader';
 import {
+  codecFields,
   decodeProcessingRequest,
   decodeProcessingResponse,
   encodeProcessingRequest,
@@ -12,7 +14,7 @@ import {
   encodeProcessingResponseFrames,
   streamedBodyResponse,
 } from '../../src/k8s/extproc-codec.js';
-import { extProcService, setHeader, toPbStruct, type ProcessingRequest, type ProcessingResponse } from '../../src/k8s/proto.js';
+import { LOADER_OPTIONS, extProcService, setHeader, toPbStruct, type ProcessingRequest, type ProcessingResponse } from '../../src/k8s/proto.js';
 import { rng } from '../helpers/rng.js';
 
 const def = extProcService().Process;
@@ -95,6 +97,66 @@ const RESPONSES: Record<string, ProcessingResponse> = {
   'negative duration': { request_trailers: {}, override_message_timeout: { seconds: '-5', nanos: -3 } },
   empty: {},
 };
+
+const KINDS: Record<string, string> = {
+  TYPE_BOOL: 'bool',
+  TYPE_ENUM: 'enum',
+  TYPE_INT32: 'int32',
+  TYPE_UINT32: 'uint32',
+  TYPE_INT64: 'int64',
+  TYPE_DOUBLE: 'double',
+  TYPE_STRING: 'string',
+  TYPE_BYTES: 'bytes',
+  TYPE_MESSAGE: 'message',
+};
+interface FieldDesc {
+  name: string;
+  number: number;
+  label: string;
+  type: string;
+  typeName: string;
+}
+interface MessageDesc {
+  field: FieldDesc[];
+  nestedType?: (MessageDesc & { name: string; options?: { mapEntry?: boolean } | null })[];
+}
+
+describe('ext-proc codec schema', () => {
+  it('has every field of every message reachable from ProcessingRequest and ProcessingResponse in proto/', () => {
+    const def = protoLoader.loadSync(['envoy/service/ext_proc/v3/external_processor.proto'], LOADER_OPTIONS);
+    const byShortName = new Map<string, MessageDesc>();
+    for (const [full, d] of Object.entries(def)) {
+      const t = (d as { type?: unknown }).type as MessageDesc | undefined;
+      if (t && Array.isArray(t.field)) byShortName.set(full.split('.').pop()!, t);
+    }
+    const short = (typeName: string) => typeName.split('.').pop()!;
+    const todo = ['ProcessingRequest', 'ProcessingResponse'];
+    const done = new Set<string>();
+    while (todo.length > 0) {
+      const name = todo.pop()!;
+      if (done.has(name)) continue;
+      done.add(name);
+      const desc = byShortName.get(name);
+      assert.ok(desc, `message ${name} in proto/`);
+      const expected = desc.field.map((f) => {
+        const entry = desc.nestedType?.find((n) => n.name === f.typeName && n.options?.mapEntry);
+        if (entry) {
+          const value = short(entry.field.find((x) => x.number === 2)!.typeName);
+          todo.push(value);
+          return { no: f.number, name: f.name, kind: 'map', repeated: false, type: value };
+        }
+        const kind = KINDS[f.type];
+        assert.ok(kind, `${name}.${f.name}: field type ${f.type} is not handled by the codec`);
+        const type = kind === 'message' ? short(f.typeName) : undefined;
+        if (type) todo.push(type);
+        return { no: f.number, name: f.name, kind, repeated: f.label === 'LABEL_REPEATED', type };
+      });
+      const norm = (xs: { no: number; name: string; kind: string; repeated: boolean; type?: string }[]) => [...xs].sort((a, b) => a.no - b.no);
+      assert.deepStrictEqual(norm(codecFields(name) ?? []), norm(expected), `codec schema of ${name}`);
+    }
+    assert.ok(done.size >= 20, `walked ${done.size} message types`);
+  });
+});
 
 describe('ext-proc codec vs protobufjs', () => {
   for (const [name, msg] of Object.entries(REQUESTS)) {
