@@ -884,8 +884,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
           const p = v >> 8;
           if (podSeen[p] === prev) {
             podSeen[p] = cur;
-            // class 0 is weight 1: no deficit
-            if ((v & 0xff) !== 0) podSum[p] += classDeficit[v & 0xff];
+            // branch-free (class 0 is weight 1, deficit 0): holders' tiers rarely follow a pattern
+            podSum[p] += classDeficit[v & 0xff];
             advanced++;
           }
         }
