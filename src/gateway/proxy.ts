@@ -1,6 +1,7 @@
 // Proxies one scheduled request to its endpoint through pooled undici clients and streams the
 // answer back chunk by chunk (never buffered). A connect failure (nothing sent) moves on to
 // the next-best endpoint; anything later is reported, never retried (POST is not idempotent).
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
@@ -41,6 +42,31 @@ export interface ProxyOptions {
   connectionsPerEndpoint?: number;
   /** Attempts on connect failures (first try included). */
   maxAttempts?: number;
+}
+
+/**
+ * Per-request cancellation. undici takes an EventEmitter with `aborted` as a request signal;
+ * an AbortController costs several times more (EventTarget, AbortSignal) on every request.
+ */
+class Cancel extends EventEmitter {
+  aborted = false;
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
+  }
+}
+
+/** Usage is read from the last bytes of the body (the JSON body or the final SSE chunks). */
+const TAIL_BYTES = 8192;
+
+/** The last TAIL_BYTES of a body kept as chunk references, decoded once at the end. */
+function tailText(chunks: Buffer[]): string {
+  let n = 0;
+  let i = chunks.length;
+  while (i > 0 && n < TAIL_BYTES) n += chunks[--i].length;
+  const tail = i === chunks.length - 1 ? chunks[i] : Buffer.concat(chunks.slice(i));
+  return tail.toString('latin1', Math.max(0, tail.length - TAIL_BYTES));
 }
 
 /** Upstream usage when it could be read from the response (non-stream JSON or the SSE usage chunk). */
@@ -122,7 +148,7 @@ export class Proxy {
     headers['content-length'] = String(body.length);
     if (result.headers) Object.assign(headers, result.headers);
 
-    const abort = new AbortController();
+    const abort = new Cancel();
     const onClose = () => {
       if (!res.writableFinished) abort.abort();
     };
@@ -133,7 +159,7 @@ export class Proxy {
     try {
       for (let i = 0; i < order.length; i++) {
         const target = order[i];
-        if (abort.signal.aborted) return { status: 499, error: 'client closed request', endpoint: target.address };
+        if (abort.aborted) return { status: 499, error: 'client closed request', endpoint: target.address };
         this.o.director.requestSent(ireq, target);
         let upstream: Dispatcher.ResponseData;
         try {
@@ -142,7 +168,7 @@ export class Proxy {
             method: 'POST',
             headers,
             body,
-            signal: abort.signal,
+            signal: abort,
           });
         } catch (err) {
           const connect = isConnectError(err);
@@ -155,13 +181,13 @@ export class Proxy {
             lastErr = err;
             continue;
           }
-          if (abort.signal.aborted) return { status: 499, error: 'client closed request', endpoint: target.address };
+          if (abort.aborted) return { status: 499, error: 'client closed request', endpoint: target.address };
           if (err instanceof undiciErrors.HeadersTimeoutError) {
             throw new GatewayError(504, `endpoint ${target.address} did not answer within ${this.o.headersTimeoutMs} ms`, 'gateway_timeout_error', 'upstream_timeout');
           }
           throw new GatewayError(502, `endpoint ${target.address} failed: ${(err as Error).message}`, 'bad_gateway_error', 'upstream_error');
         }
-        return await this.relay(ireq, res, upstream, target, startedAt, abort.signal);
+        return await this.relay(ireq, res, upstream, target, startedAt, abort);
       }
       throw new GatewayError(
         502,
@@ -180,7 +206,7 @@ export class Proxy {
     up: Dispatcher.ResponseData,
     target: PoolEndpoint,
     startedAt: number,
-    signal: AbortSignal,
+    signal: { readonly aborted: boolean },
   ): Promise<ResponseInfo & { endpoint: string }> {
     const director = this.o.director;
     director.responseStarted(ireq, target);
@@ -198,8 +224,9 @@ export class Proxy {
     if (ireq.stream) res.flushHeaders();
 
     const info: ResponseInfo & { endpoint: string } = { status: up.statusCode, endpoint: target.address };
-    // Keep the tail of the body to read `usage` from (last SSE chunk or the JSON body).
-    let tail = '';
+    // The last chunks of the body (at least TAIL_BYTES) to read `usage` from at the end.
+    let recent: Buffer[] = [];
+    let recentBytes = 0;
     const body = up.body;
     const sse = String(up.headers['content-type'] ?? '').includes('event-stream');
     let held: Buffer[] | null = ireq.stream || sse ? null : [];
@@ -238,13 +265,19 @@ export class Proxy {
             held = null;
           }
         } else if (!res.write(chunk)) body.pause();
-        const s = chunk.length > 8192 ? chunk.toString('latin1', chunk.length - 8192) : chunk.toString('latin1');
-        tail = tail.length + s.length > 8192 ? (tail + s).slice(-8192) : tail + s;
+        recent.push(chunk);
+        recentBytes += chunk.length;
+        if (recentBytes - recent[0].length >= TAIL_BYTES && recent.length > 8) {
+          // Drop chunks no longer needed for the tail (in batches: no shift per chunk).
+          let drop = 0;
+          while (recentBytes - recent[drop].length >= TAIL_BYTES) recentBytes -= recent[drop++].length;
+          recent = recent.slice(drop);
+        }
       });
       body.once('end', () => finish());
       body.once('error', (err: Error) => finish(err));
     });
-    const usage = extractUsage(tail);
+    const usage = recent.length ? extractUsage(tailText(recent)) : undefined;
     if (usage) {
       info.promptTokens = usage.prompt;
       info.completionTokens = usage.completion;

@@ -126,6 +126,10 @@ test('/v1/models, /health, /ready, /metrics and "metrics beat" are served', asyn
   }
   const admissions = Number(/^kvcache_index_admissions_total (\d+)/m.exec(metrics)?.[1]);
   assert.ok(admissions > 0);
+  // Token counts come from the upstream's usage (JSON bodies and the streams' usage chunk).
+  const prompted = Number(/^inference_objective_input_tokens_count\{[^}]*\} (\d+)/m.exec(metrics)?.[1]);
+  const completed = Number(/^inference_objective_output_tokens_sum\{[^}]*\} (\d+)/m.exec(metrics)?.[1]);
+  assert.ok(prompted > 0 && completed > 0, `input tokens observed ${prompted}, output tokens ${completed}`);
   await until(() => s.logs.some((l) => l.msg === 'metrics beat' && (l.admissions as number) > 0 && (l.hits as number) > 0), 2000, 'a metrics beat with admissions and hits');
   const tok = await post(`${s.router.url}/tokenize`, { model: MODEL, prompt: 'Hello world' });
   assert.equal(tok.status, 200);

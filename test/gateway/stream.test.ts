@@ -19,6 +19,13 @@ before(async () => {
     if (req.url === '/metrics') return void res.end('vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\n');
     if (req.url === '/v1/models') return void res.end(JSON.stringify({ object: 'list', data: [{ id: 'm' }] }));
     req.resume();
+    if (req.headers['x-test-silent'] === '1') {
+      // Never answers: the router is still waiting for the response headers.
+      res.on('close', () => {
+        if (!res.writableFinished) upstreamClosed++;
+      });
+      return;
+    }
     const forever = req.headers['x-test-forever'] === '1';
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     let i = 0;
@@ -84,6 +91,17 @@ test('a client disconnect cancels the upstream stream and releases the in-flight
     req.once('error', reject);
     req.end(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true }));
   });
+  await until(() => upstreamClosed > before, 2000, 'the upstream request to be cancelled');
+  await until(() => router.pool.get(address)!.inflightRequests === 0, 2000, 'in-flight count back to 0');
+});
+
+test('a client disconnect before the upstream answered cancels the upstream request too', async () => {
+  const before = upstreamClosed;
+  const req = request(`${router.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-test-silent': '1' } });
+  req.on('error', () => {});
+  req.end(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }));
+  await until(() => router.pool.get(address)!.inflightRequests === 1, 2000, 'the request to be in flight');
+  req.destroy();
   await until(() => upstreamClosed > before, 2000, 'the upstream request to be cancelled');
   await until(() => router.pool.get(address)!.inflightRequests === 0, 2000, 'in-flight count back to 0');
 });
