@@ -86,6 +86,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private rec = new Int32Array(1024 * RS);
   /** 1 when a key may hold two entries of one pod (sticky): scoring takes the max-weight path. */
   private recMixed = new Uint8Array(1024);
+  /** Slots of weight class 0 (weight 1), kept first in the run so scoring skips their deficit. */
+  private recUnit = new Int32Array(1024);
   private recTop = 0;
   private recFree = NONE;
   private recCount = 0;
@@ -257,6 +259,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     this.rec[r * RS + 2] = this.slabAlloc(0);
     this.rec[r * RS + 7] = 0;
     this.recMixed[r] = 0;
+    this.recUnit[r] = 0;
     // LRU: new keys at the head
     this.rec[r * RS + 4] = NONE;
     this.rec[r * RS + 5] = this.lruHead;
@@ -271,6 +274,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private growRecs(n: number): void {
     this.rec = grown(this.rec, n * RS);
     this.recMixed = grown(this.recMixed, n);
+    this.recUnit = grown(this.recUnit, n);
   }
 
   private rehashKeys(bits: number): void {
@@ -374,12 +378,37 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.rec[r * RS + 2] = noff;
       this.rec[r * RS + 6] = cls;
     }
-    const at = this.rec[r * RS + 2] + len;
+    const run = this.rec[r * RS + 2];
+    let at = run + len;
+    if (this.entryCls[e] === 0) {
+      // unit weight: joins the unit part, whose first other slot moves to the end
+      const u = this.recUnit[r]++;
+      if (u < len) this.slabMove(run + u, at);
+      at = run + u;
+    }
     this.slabE[at] = e;
     this.slabPC[at] = (p << 8) | this.entryCls[e];
     this.slabR[at] = 1;
     this.rec[r * RS + 3] = len + 1;
     this.entries++;
+  }
+
+  private slabMove(from: number, to: number): void {
+    this.slabE[to] = this.slabE[from];
+    this.slabPC[to] = this.slabPC[from];
+    this.slabR[to] = this.slabR[from];
+  }
+
+  /** Removes slot `j` of record `r`'s run (`off`, `len` slots), keeping unit slots first. */
+  private slabRemove(r: number, off: number, len: number, j: number): void {
+    const last = off + len - 1;
+    const u = this.recUnit[r];
+    if (j < off + u) {
+      // a unit slot: the last unit slot fills the hole, the last slot fills that one
+      this.slabMove(off + u - 1, j);
+      this.slabMove(last, off + u - 1);
+      this.recUnit[r] = u - 1;
+    } else this.slabMove(last, j);
   }
 
   /** Drops one reference of entry `e` at record `r`; returns 1 if the entry disappeared. */
@@ -389,10 +418,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     for (let j = off; j < off + len; j++) {
       if (this.slabE[j] !== e) continue;
       if (--this.slabR[j] > 0) return 0;
-      const last = off + len - 1;
-      this.slabE[j] = this.slabE[last];
-      this.slabPC[j] = this.slabPC[last];
-      this.slabR[j] = this.slabR[last];
+      this.slabRemove(r, off, len, j);
       this.rec[r * RS + 3] = len - 1;
       this.entries--;
       if (len === 1) this.deleteRec(r); // no entry left: forget the key
@@ -717,10 +743,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       let len = this.rec[r * RS + 3];
       for (let j = off; j < off + len; ) {
         if (this.slabPC[j] >> 8 === p) {
-          const last = off + len - 1;
-          this.slabE[j] = this.slabE[last];
-          this.slabPC[j] = this.slabPC[last];
-          this.slabR[j] = this.slabR[last];
+          // every slot not yet checked stays at j or after it
+          this.slabRemove(r, off, len, j);
           len--;
           removed++;
           this.entries--;
@@ -797,7 +821,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.podSeen.fill(0);
       this.podFilter.fill(0);
     }
-    const { podSeen, podW, podSum, first, entryW, slabE, slabPC, recMixed, classDeficit } = this;
+    const { podSeen, podW, podSum, first, entryW, slabE, slabPC, recMixed, recUnit, classDeficit } = this;
     const rec = this.rec;
     let fstamp = 0;
     if (pods) {
@@ -878,8 +902,16 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
           }
         }
       } else if (mixed === 2) {
-        // each pod appears once: advance the runs, adding each slot's weight deficit
-        for (let j = off; j < end; j++) {
+        // each pod appears once: advance the runs; slots past the unit ones add their deficit
+        const mid = off + recUnit[r];
+        for (let j = off; j < mid; j++) {
+          const p = slabPC[j] >> 8;
+          if (podSeen[p] === prev) {
+            podSeen[p] = cur;
+            advanced++;
+          }
+        }
+        for (let j = mid; j < end; j++) {
           const v = slabPC[j];
           const p = v >> 8;
           if (podSeen[p] === prev) {
@@ -950,7 +982,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Bytes held by the typed arrays (for memory benchmarks). */
   memoryBytes(): number {
     const arrays = [
-      this.rec, this.recMixed, this.tab, this.slabE, this.slabPC, this.slabR, this.eHeads, ...this.eChunks, this.oLo, this.oHi, this.oNext,
+      this.rec, this.recMixed, this.recUnit, this.tab, this.slabE, this.slabPC, this.slabR, this.eHeads, ...this.eChunks, this.oLo, this.oHi, this.oNext,
     ];
     return arrays.reduce((s, a) => s + a.byteLength, 0);
   }
