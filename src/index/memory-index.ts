@@ -26,6 +26,9 @@ export const DEFAULT_CAPACITY = 100_000_000;
 const MAX_REF = 0xffff;
 const NONE = -1;
 const RS = 8; // int32 per key record
+// record field 6: slab size class (low bits) | number of unit-weight slots, which the run keeps first
+const UNIT_SHIFT = 5;
+const CLS_MASK = (1 << UNIT_SHIFT) - 1;
 const EN = 7; // int32 per engine node
 const ECHUNK_BITS = 16; // engine nodes per chunk: 2^16
 const ECHUNK_MASK = (1 << ECHUNK_BITS) - 1;
@@ -82,12 +85,10 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   // request key records
   // records, 8 int32 each (one cache line holds two): lo, hi, slab offset, run length,
-  // LRU prev, LRU next, size class, reference bit
+  // LRU prev, LRU next, size class | unit slots << UNIT_SHIFT, reference bit
   private rec = new Int32Array(1024 * RS);
   /** 1 when a key may hold two entries of one pod (sticky): scoring takes the max-weight path. */
   private recMixed = new Uint8Array(1024);
-  /** Slots of weight class 0 (weight 1), kept first in the run so scoring skips their deficit. */
-  private recUnit = new Int32Array(1024);
   private recTop = 0;
   private recFree = NONE;
   private recCount = 0;
@@ -259,7 +260,6 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     this.rec[r * RS + 2] = this.slabAlloc(0);
     this.rec[r * RS + 7] = 0;
     this.recMixed[r] = 0;
-    this.recUnit[r] = 0;
     // LRU: new keys at the head
     this.rec[r * RS + 4] = NONE;
     this.rec[r * RS + 5] = this.lruHead;
@@ -274,7 +274,6 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private growRecs(n: number): void {
     this.rec = grown(this.rec, n * RS);
     this.recMixed = grown(this.recMixed, n);
-    this.recUnit = grown(this.recUnit, n);
   }
 
   private rehashKeys(bits: number): void {
@@ -320,7 +319,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (next !== NONE) this.rec[next * RS + 4] = prev;
     else this.lruTail = prev;
     this.entries -= this.rec[r * RS + 3];
-    this.slabRelease(this.rec[r * RS + 2], this.rec[r * RS + 6]);
+    this.slabRelease(this.rec[r * RS + 2], this.rec[r * RS + 6] & CLS_MASK);
     this.rec[r * RS + 3] = -1;
     this.rec[r * RS + 5] = this.recFree;
     this.recFree = r;
@@ -368,21 +367,22 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     // bit 0: a pod appears twice (max-weight path); bit 1: a non-unit weight (deficit path)
     if (samePod) this.recMixed[r] |= 1;
     if (this.entryW[e] !== 1) this.recMixed[r] |= 2;
-    if (len === 1 << this.rec[r * RS + 6]) {
-      const cls = this.rec[r * RS + 6] + 1;
+    if (len === 1 << (this.rec[r * RS + 6] & CLS_MASK)) {
+      const cls = (this.rec[r * RS + 6] & CLS_MASK) + 1;
       const noff = this.slabAlloc(cls);
       this.slabE.copyWithin(noff, off, off + len);
       this.slabPC.copyWithin(noff, off, off + len);
       this.slabR.copyWithin(noff, off, off + len);
       this.slabRelease(off, cls - 1);
       this.rec[r * RS + 2] = noff;
-      this.rec[r * RS + 6] = cls;
+      this.rec[r * RS + 6] += 1; // size class + 1, unit count kept
     }
     const run = this.rec[r * RS + 2];
     let at = run + len;
     if (this.entryCls[e] === 0) {
       // unit weight: joins the unit part, whose first other slot moves to the end
-      const u = this.recUnit[r]++;
+      const u = this.rec[r * RS + 6] >> UNIT_SHIFT;
+      this.rec[r * RS + 6] += 1 << UNIT_SHIFT;
       if (u < len) this.slabMove(run + u, at);
       at = run + u;
     }
@@ -402,12 +402,12 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Removes slot `j` of record `r`'s run (`off`, `len` slots), keeping unit slots first. */
   private slabRemove(r: number, off: number, len: number, j: number): void {
     const last = off + len - 1;
-    const u = this.recUnit[r];
+    const u = this.rec[r * RS + 6] >> UNIT_SHIFT;
     if (j < off + u) {
       // a unit slot: the last unit slot fills the hole, the last slot fills that one
       this.slabMove(off + u - 1, j);
       this.slabMove(last, off + u - 1);
-      this.recUnit[r] = u - 1;
+      this.rec[r * RS + 6] -= 1 << UNIT_SHIFT;
     } else this.slabMove(last, j);
   }
 
@@ -821,7 +821,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       this.podSeen.fill(0);
       this.podFilter.fill(0);
     }
-    const { podSeen, podW, podSum, first, entryW, slabE, slabPC, recMixed, recUnit, classDeficit } = this;
+    const { podSeen, podW, podSum, first, entryW, slabE, slabPC, recMixed, classDeficit } = this;
     const rec = this.rec;
     let fstamp = 0;
     if (pods) {
@@ -903,7 +903,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         }
       } else if (mixed === 2) {
         // each pod appears once: advance the runs; slots past the unit ones add their deficit
-        const mid = off + recUnit[r];
+        const mid = off + (rec[r * RS + 6] >> UNIT_SHIFT);
         for (let j = off; j < mid; j++) {
           const p = slabPC[j] >> 8;
           if (podSeen[p] === prev) {
@@ -982,7 +982,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Bytes held by the typed arrays (for memory benchmarks). */
   memoryBytes(): number {
     const arrays = [
-      this.rec, this.recMixed, this.recUnit, this.tab, this.slabE, this.slabPC, this.slabR, this.eHeads, ...this.eChunks, this.oLo, this.oHi, this.oNext,
+      this.rec, this.recMixed, this.tab, this.slabE, this.slabPC, this.slabR, this.eHeads, ...this.eChunks, this.oLo, this.oHi, this.oNext,
     ];
     return arrays.reduce((s, a) => s + a.byteLength, 0);
   }
