@@ -1,15 +1,18 @@
 // In-memory KvBlockIndex on typed arrays (no per-entry objects):
 //
 //  - key table: open addressing (linear probing, backward-shift deletion) from a 64-bit
-//    request key to a record; each record owns a contiguous run of (entry id, ref count)
-//    slots in a slab with power-of-two size classes, so scoring reads each key's pods
-//    from one or two cache lines.
+//    request key to a record; each record owns a contiguous run of (entry id, pod | weight
+//    class, ref count) slots in a slab with power-of-two size classes, unit-weight slots
+//    first, so scoring reads one int per holder and adds tier deficits only where needed.
 //  - entries: (pod, tier, speculative) interned to small ints with a precomputed weight.
-//  - engine map: open addressing from (pod, engine key) to its request keys (the last one
-//    inline, earlier ones in an overflow list). Per pod, because engine hashes are only
-//    meaningful within one engine (random NONE_HASH without PYTHONHASHSEED).
+//  - engine map: separate chaining from (pod, engine key) to its request keys (the last one
+//    inline, earlier ones in an overflow list), nodes in fixed chunks that never move. Per
+//    pod, because engine hashes are only meaningful within one engine (random NONE_HASH
+//    without PYTHONHASHSEED).
 //  - capacity in entries, enforced with second-chance (CLOCK) LRU over keys: adds and
 //    lookups set a reference bit, eviction gives referenced keys one more round.
+//  - scoring walks the keys once with per-pod stamps; runs of keys whose holder lists are
+//    identical (the usual shape of a cached prefix) are counted and applied in one pass.
 import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import type { IndexMetrics } from './metrics.js';
