@@ -682,7 +682,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
       const eshift = 32 - this.eBits;
       const salt = Math.imul(p + 1, 0x27d4eb2f);
       for (let i = 0; i < ek.length; i += 2) {
-        const h = heads[mix(ek[i] ^ salt, ek[i + 1]) >>> eshift];
+        const h = heads[mix(ek[i] ^ salt, ek[i + 1]) >>> eshift]; // eHome
         const n = h & ~(h >> 31);
         sink ^= chunks[n >>> ECHUNK_BITS][(n & ECHUNK_MASK) * EN];
       }
