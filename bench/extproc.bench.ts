@@ -62,6 +62,7 @@ async function envoyChild(port: number): Promise<void> {
     }
     const times: number[] = [];
     const targets: string[] = [];
+    const cpu0 = process.cpuUsage();
     for (let i = m.from; i < m.from + m.n; i++) {
       const b = body(i);
       const parts = Math.max(1, Math.ceil(b.length / BODY_CHUNK));
@@ -83,7 +84,8 @@ async function envoyChild(port: number): Promise<void> {
       times.push(performance.now() - t0);
       targets.push(routingAnswer(rs).headers['x-gateway-destination-endpoint']?.split(',')[0] ?? '');
     }
-    process.send!({ times, targets });
+    const cpu = process.cpuUsage(cpu0);
+    process.send!({ times, targets, cpuUs: cpu.user + cpu.system });
   });
   process.send!('ready');
 }
@@ -182,8 +184,8 @@ schedulingProfiles:
     const idleC = process.cpuUsage(idle0);
     const bgUsPerMs = (idleC.user + idleC.system) / (performance.now() - idleT0);
     const viaChild = (from: number, n: number) =>
-      new Promise<{ times: number[]; targets: string[] }>((resolve) => {
-        child!.once('message', (m) => resolve(m as { times: number[]; targets: string[] }));
+      new Promise<{ times: number[]; targets: string[]; cpuUs: number }>((resolve) => {
+        child!.once('message', (m) => resolve(m as { times: number[]; targets: string[]; cpuUs: number }));
         child!.send({ from, n } satisfies RunMsg);
       });
 
@@ -219,13 +221,14 @@ schedulingProfiles:
     const ext: number[] = [];
     let cpuDirectUs = 0;
     let cpuExtUs = 0;
+    let envoyCpuUs = 0;
     let same = 0;
     const start = performance.now();
     for (let blk = 0; blk < MAX_BLOCKS && performance.now() - start < MAX_MS; blk++) {
       const from = WARMUP + blk * BLOCK_SIZE_REQS;
       const order = blk % 2 === 0 ? ['d', 'e'] : ['e', 'd'];
       let d!: { times: number[]; targets: string[] };
-      let e!: { times: number[]; targets: string[] };
+      let e!: { times: number[]; targets: string[]; cpuUs: number };
       for (const which of order) {
         const c0 = process.cpuUsage();
         const t0 = performance.now();
@@ -237,6 +240,7 @@ schedulingProfiles:
         if (which === 'd') cpuDirectUs += net;
         else cpuExtUs += net;
       }
+      envoyCpuUs += e.cpuUs;
       direct.push(...d.times);
       ext.push(...e.times);
       for (let i = 0; i < d.targets.length; i++) if (d.targets[i] === e.targets[i]) same++;
@@ -258,6 +262,7 @@ schedulingProfiles:
     console.log(`added by ext-proc: p50 ${fmt(added50)}, p99 ${fmt(pct(ext, 99) - pct(direct, 99))}; ratio B/A p50 ${(pct(ext, 50) / pct(direct, 50)).toFixed(2)}x, picker CPU ${(cpuExtUs / cpuDirectUs).toFixed(2)}x`);
     console.log('picker CPU: per request, net of background; B covers the whole exchange (decision, body re-sent, response headers and body passed through), A the decision only');
     console.log(`breakdown: ext-proc layer (transport, codec, protocol, response passthrough) = B - A = ${fmt((cpuExtUs - cpuDirectUs) / 1000 / n)} of picker CPU per exchange`);
+    console.log(`breakdown: the Envoy stand-in (node:http2 client in its own process, on the same 2 cores) spent ${fmt(envoyCpuUs / 1000 / n)} of CPU per exchange (in production this is Envoy, native code)`);
     const gcLine = (xs: number[]) => `${xs.length} (${xs.reduce((a, b) => a + b, 0).toFixed(1)} ms in all, longest ${Math.max(0, ...xs).toFixed(2)} ms)`;
     console.log(`breakdown: picker GC pauses during A ${gcLine(gc.d)}, during B ${gcLine(gc.e)}`);
     console.log(`same endpoint chosen for the same request on both paths: ${((same / n) * 100).toFixed(1)}%`);
