@@ -4,7 +4,9 @@
 //      p50/p99 through the router minus p50/p99 direct. Targets: p50 <= 1 ms, p99 <= 5 ms.
 //   2. Routed requests/s for small requests at fixed concurrency, against direct.
 //      Target: >= 3,000/s on 2 cores.
-// Breakdown: the router process's CPU time per request in each phase (over an IPC channel).
+// Breakdown: the router process's CPU time per request in each phase (over an IPC channel),
+// mean wall time per stage (from its /metrics), its GC pauses, and the floor: a minimal Node
+// proxy hop (forwards bytes, no parsing or scheduling) measured on the same requests.
 // Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
 // Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile).
 // Three processes: a fast upstream (two minimal vLLM-shaped HTTP servers), the router, and
@@ -92,9 +94,40 @@ async function runRouter(): Promise<void> {
   process.once('SIGTERM', () => void r.close().finally(() => process.exit(0)));
 }
 
+// ---------- floor: the least a Node proxy hop costs here ----------
+// An HTTP server that forwards each body's bytes to the first upstream through an undici Pool
+// and returns the answer: no parsing, no scheduling. Router minus floor = the router's own cost.
+async function runFloor(): Promise<void> {
+  const port = (args.get('ports') ?? '').split(',')[0];
+  const upstream = new Pool(`http://127.0.0.1:${port}`, { connections: 64, pipelining: 1 });
+  const server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      upstream
+        .request({ path: req.url ?? '/', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(body.length) }, body })
+        .then(async (up) => {
+          const parts: Buffer[] = [];
+          for await (const c of up.body) parts.push(c as Buffer);
+          const out = Buffer.concat(parts);
+          res.writeHead(up.statusCode, { 'content-type': 'application/json', 'content-length': out.length }).end(out);
+        })
+        .catch(() => res.writeHead(502).end());
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }) + '\n');
+}
+
 // ---------- main: load generator ----------
+/** Every child process, so a failed run still stops them all. */
+const spawned: ChildProcess[] = [];
+
 function child(extra: string[], nodeArgs: string[] = []): { proc: ChildProcess; first: Promise<Record<string, unknown>> } {
   const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SELF, ...extra], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  spawned.push(proc);
   const first = new Promise<Record<string, unknown>>((resolve, reject) => {
     let buf = '';
     proc.stdout!.on('data', (c: Buffer) => {
@@ -286,6 +319,13 @@ async function main(): Promise<void> {
     await router.close();
     rt.proc.kill('SIGTERM');
     await new Promise((r) => rt.proc.once('exit', r));
+    // The floor: a minimal proxy hop on the same 1k-token chat requests, against direct.
+    const fl = child(['--role=floor', `--ports=${ports.join(',')}`]);
+    const floorPool = new Pool(((await fl.first) as { url: string }).url, { connections: concurrency, pipelining: 1 });
+    await latency(floorPool, direct, 40, 20_000);
+    const latFloor = await latency(floorPool, direct, n, 60_000);
+    await floorPool.close();
+    fl.proc.kill('SIGTERM');
     const rt2 = child(['--role=router', '--config=load-only', `--ports=${ports.join(',')}`]);
     const { url: url2 } = (await rt2.first) as { url: string };
     const router2 = new Pool(url2, { connections: concurrency, pipelining: 1 });
@@ -308,6 +348,9 @@ async function main(): Promise<void> {
     console.log(`| 1k-token chat latency p99 (ms) | ${f(p99d)} | ${f(p99r)} | +${f(added99)} ms | <= 5 ms added |`);
     console.log(
       `| shared-prefix 1k-token chat p50 / p99 (ms) | ${f(pct(latShared.direct, 50))} / ${f(pct(latShared.direct, 99))} | ${f(pct(latShared.router, 50))} / ${f(pct(latShared.router, 99))} | +${f(pct(latShared.router, 50) - pct(latShared.direct, 50))} / +${f(pct(latShared.router, 99) - pct(latShared.direct, 99))} ms | (llm-d shape) |`,
+    );
+    console.log(
+      `| floor: minimal Node proxy hop, 1k-token chat p50 / p99 (ms) | ${f(pct(latFloor.direct, 50))} / ${f(pct(latFloor.direct, 99))} | ${f(pct(latFloor.router, 50))} / ${f(pct(latFloor.router, 99))} | +${f(pct(latFloor.router, 50) - pct(latFloor.direct, 50))} / +${f(pct(latFloor.router, 99) - pct(latFloor.direct, 99))} ms | (no parsing or scheduling) |`,
     );
     console.log(`| small requests/s | ${tpDirect.rps.toFixed(0)} | ${tpRouter.rps.toFixed(0)} | ${(tpRouter.rps / tpDirect.rps).toFixed(2)}x of direct | >= 3000/s routed |`);
     console.log(`| small requests/s, load-only config (no tokenization) | ${tpDirect.rps.toFixed(0)} | ${tpLoadOnly.rps.toFixed(0)} | ${(tpLoadOnly.rps / tpDirect.rps).toFixed(2)}x of direct | |`);
@@ -333,6 +376,10 @@ async function main(): Promise<void> {
         {
           at: new Date().toISOString(),
           latency: { n: lat.n, direct: { p50: p50d, p99: p99d }, router: { p50: p50r, p99: p99r }, added: { p50: added50, p99: added99 } },
+          floorLatency: {
+            direct: { p50: pct(latFloor.direct, 50), p99: pct(latFloor.direct, 99) },
+            floor: { p50: pct(latFloor.router, 50), p99: pct(latFloor.router, 99) },
+          },
           sharedPrefixLatency: {
             direct: { p50: pct(latShared.direct, 50), p99: pct(latShared.direct, 99) },
             router: { p50: pct(latShared.router, 50), p99: pct(latShared.router, 99) },
@@ -350,11 +397,12 @@ async function main(): Promise<void> {
   } finally {
     await router.close().catch(() => {});
     await direct.close();
-    if (rt.proc.exitCode === null) rt.proc.kill('SIGTERM');
+    for (const p of spawned) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
     up.proc.kill('SIGTERM');
   }
 }
 
 if (role === 'upstream') await runUpstream();
 else if (role === 'router') await runRouter();
+else if (role === 'floor') await runFloor();
 else await main();
