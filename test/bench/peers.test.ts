@@ -86,15 +86,31 @@ test('dynamo cost: overlap credit against prefill + decode load, argmin', () => 
   assert.deepEqual(costs, [12, 20]);
   assert.equal(chooseByCost(costs, 0), 0);
   // Load on a: 30 blocks decoding, 5 of them still prefilling.
-  active.add('a:1', 'r1', { prefillBlocks: 5, blocks: 30, prefillDone: false });
+  const keys = (from: number, n: number) => Array.from({ length: n }, (_, i) => BigInt(from + i));
+  active.add('a:1', 'r1', { prefillBlocks: 5, keys: keys(1000, 29), partial: 1, prefillDone: false });
   costs = dynamoCosts(p, 10, (x) => (x === 'a:1' ? 8 : 0), active, [a, b]);
   assert.deepEqual(costs, [7 + 40, 20]);
   assert.equal(chooseByCost(costs, 0), 1);
   active.prefillCompleted('a:1', 'r1');
   assert.equal(active.prefill('a:1'), 0);
   assert.equal(active.decode('a:1'), 30);
+  // As in Dynamo's ActiveSequences, blocks shared by active requests count once per endpoint,
+  // and an incoming request adds only the blocks that endpoint is not already holding.
+  const shared = keys(0, 8);
+  active.add('a:1', 'r2', { prefillBlocks: 0, keys: [...shared, 50n, 51n], partial: 0, prefillDone: true });
+  assert.equal(active.decode('a:1'), 30 + 10);
+  active.add('a:1', 'r3', { prefillBlocks: 0, keys: [...shared, 60n, 61n], partial: 0, prefillDone: true });
+  assert.equal(active.decode('a:1'), 30 + 10 + 2);
+  assert.equal(active.newBlocks('a:1', [...shared, 70n], 1), 2);
+  assert.equal(active.newBlocks('b:1', [...shared, 70n], 1), 10);
+  costs = dynamoCosts(p, 10, (x) => (x === 'a:1' ? 8 : 0), active, [a, b], { keys: [...shared, 70n, 71n], partial: 0 });
+  assert.deepEqual(costs, [2 + 42 + 2, 10 + 0 + 10]);
+  active.free('a:1', 'r2');
+  assert.equal(active.decode('a:1'), 30 + 10, 'shared blocks stay while r3 holds them');
+  active.free('a:1', 'r3');
   active.free('a:1', 'r1');
   assert.equal(active.decode('a:1'), 0);
+  assert.equal(active.newBlocks('a:1', shared, 0), 8);
   // Ties are broken at random; temperature > 0 samples, favouring low cost.
   const picks = new Set<number>();
   for (let i = 0; i < 200; i++) picks.add(chooseByCost([5, 5, 9], 0));
