@@ -4,8 +4,8 @@
 // connection at once; it returns on its next good scrape), the models each serves (from
 // /v1/models), and the router's own in-flight counters.
 import { EventEmitter } from 'node:events';
-import { Agent, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
+import { Http1Pool } from '../http1/client.js';
 import type { Endpoint, EndpointMetrics } from '../scheduler/types.js';
 import { applyMetricsPage, emptyMetrics } from './vllm-metrics.js';
 
@@ -35,7 +35,7 @@ export interface ServedModel {
   parent?: string;
 }
 
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'KVR_CONNECT_TIMEOUT']);
 
 export function isConnectError(err: unknown): boolean {
   let e = err as { code?: string; cause?: unknown } | undefined;
@@ -79,7 +79,8 @@ export class EndpointPool extends EventEmitter {
   private readonly byAddress = new Map<string, PoolEndpoint>();
   private readyList: PoolEndpoint[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private readonly agent: Dispatcher;
+  /** Keep-alive connections per endpoint for scrapes and model lists (cheaper than undici here). */
+  private readonly clients = new Map<string, Http1Pool>();
   private readonly o: Required<Omit<EndpointPoolOptions, 'logger'>>;
   private readonly log: Logger;
   private closed = false;
@@ -94,7 +95,6 @@ export class EndpointPool extends EventEmitter {
       modelsIntervalMs: opts.modelsIntervalMs ?? 10_000,
       metricsPath: opts.metricsPath ?? '/metrics',
     };
-    this.agent = new Agent({ connections: 2, keepAliveTimeout: 10_000, connectTimeout: this.o.scrapeTimeoutMs });
     for (const s of specs) this.add(s);
   }
 
@@ -117,6 +117,8 @@ export class EndpointPool extends EventEmitter {
     const e = this.byAddress.get(address);
     if (!e) return;
     this.byAddress.delete(address);
+    this.clients.get(address)?.destroy();
+    this.clients.delete(address);
     e.ready = false;
     this.rebuildReady();
     this.emit('removed', e);
@@ -184,20 +186,23 @@ export class EndpointPool extends EventEmitter {
     }
   }
 
+  private client(e: PoolEndpoint): Http1Pool {
+    let c = this.clients.get(e.address);
+    if (!c) {
+      const t = this.o.scrapeTimeoutMs;
+      c = new Http1Pool(e.origin, { connections: 2, connectTimeoutMs: t });
+      this.clients.set(e.address, c);
+    }
+    return c;
+  }
+
   private async scrape(e: PoolEndpoint): Promise<void> {
     if (this.closed) return;
     e.scraping = true;
     try {
-      const res = await this.agent.request({
-        origin: e.origin,
-        path: this.o.metricsPath,
-        method: 'GET',
-        headersTimeout: this.o.scrapeTimeoutMs,
-        bodyTimeout: this.o.scrapeTimeoutMs,
-      });
-      const text = await res.body.text();
+      const res = await this.client(e).text({ method: 'GET', path: this.o.metricsPath, headers: {} }, this.o.scrapeTimeoutMs);
       // Any HTTP answer proves the server is up; a vLLM page also refreshes the load.
-      if (res.statusCode < 400) applyMetricsPage(text, e.metrics);
+      if (res.status < 400) applyMetricsPage(res.text, e.metrics);
       e.lastOk = Date.now();
       e.lastError = '';
       if (!e.ready) {
@@ -217,12 +222,9 @@ export class EndpointPool extends EventEmitter {
     e.fetchingModels = true;
     e.modelsFetchedAt = Date.now();
     try {
-      const res = await this.agent.request({ origin: e.origin, path: '/v1/models', method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 });
-      if (res.statusCode !== 200) {
-        await res.body.dump();
-        return;
-      }
-      const body = (await res.body.json()) as { data?: { id?: unknown; parent?: unknown; root?: unknown }[] };
+      const res = await this.client(e).text({ method: 'GET', path: '/v1/models', headers: {} }, 2_000);
+      if (res.status !== 200) return;
+      const body = JSON.parse(res.text) as { data?: { id?: unknown; parent?: unknown; root?: unknown }[] };
       if (!Array.isArray(body.data)) return;
       e.models = body.data
         .filter((m) => typeof m.id === 'string')
@@ -269,6 +271,7 @@ export class EndpointPool extends EventEmitter {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.agent.close().catch(() => {});
+    for (const c of this.clients.values()) c.destroy();
+    this.clients.clear();
   }
 }

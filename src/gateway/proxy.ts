@@ -1,14 +1,14 @@
-// Proxies one scheduled request to its endpoint through pooled undici clients and streams the
-// answer back chunk by chunk (never buffered). A connect failure (nothing sent) moves on to
-// the next-best endpoint; anything later is reported, never retried (POST is not idempotent).
-import { EventEmitter } from 'node:events';
+// Proxies one scheduled request to its endpoint over pooled keep-alive HTTP/1.1 connections
+// (./http1) and streams the answer back chunk by chunk (never buffered). A connect failure
+// (nothing sent) moves on to the next-best endpoint; anything later is reported, never retried
+// (POST is not idempotent).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { isConnectError, type EndpointPool, type PoolEndpoint } from '../endpoints/pool.js';
 import type { Endpoint, InferenceRequest, ResponseInfo, SchedulingResult } from '../scheduler/types.js';
 import type { Director } from './director.js';
 import { GatewayError } from './errors.js';
+import { Http1Pool, type ResponseHandler, type ResponseHead, type UpstreamCall, type UpstreamError } from '../http1/client.js';
 import type { RouterMetrics } from './metrics.js';
 import { REQUEST_ID_HEADER } from './parse.js';
 
@@ -44,19 +44,6 @@ export interface ProxyOptions {
   maxAttempts?: number;
 }
 
-/**
- * Per-request cancellation. undici takes an EventEmitter with `aborted` as a request signal;
- * an AbortController costs several times more (EventTarget, AbortSignal) on every request.
- */
-class Cancel extends EventEmitter {
-  aborted = false;
-  abort(): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.emit('abort');
-  }
-}
-
 /** Usage is read from the last bytes of the body (the JSON body or the final SSE chunks). */
 const TAIL_BYTES = 8192;
 
@@ -83,9 +70,132 @@ function extractUsage(text: string): { prompt?: number; completion?: number; cac
   }
 }
 
+type Outcome = { ok: true; info: ResponseInfo & { endpoint: string } } | { ok: false; err: UpstreamError };
+
+/**
+ * One attempt at one endpoint: the upstream's callbacks write straight into the client's
+ * response, in the same tick the bytes arrive.
+ */
+class Exchange implements ResponseHandler {
+  call!: UpstreamCall;
+  readonly done: Promise<Outcome>;
+  private settle!: (o: Outcome) => void;
+  private settled = false;
+  private started = false;
+  readonly info: ResponseInfo & { endpoint: string };
+  /** Non-streamed answers are small: held to leave with the headers in one write. */
+  private held: Buffer[] | null = null;
+  private heldBytes = 0;
+  /** The last chunks of the body (at least TAIL_BYTES) to read `usage` from at the end. */
+  private recent: Buffer[] = [];
+  private recentBytes = 0;
+  private readonly onDrain = () => this.call.resume();
+
+  constructor(
+    private readonly proxy: Proxy,
+    private readonly ireq: InferenceRequest,
+    private readonly res: ServerResponse,
+    private readonly target: PoolEndpoint,
+    private readonly startedAt: number,
+  ) {
+    this.info = { status: 502, endpoint: target.address };
+    this.done = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  onResponseStart(head: ResponseHead): void {
+    this.started = true;
+    const { ireq, target, res } = this;
+    const director = this.proxy.director;
+    director.responseStarted(ireq, target);
+    const out: Record<string, string | string[]> = {};
+    const h = head.headers;
+    for (const k in h) if (!HOP_BY_HOP.has(k)) out[k] = h[k];
+    const len = h['content-length'];
+    if (typeof len === 'string') out['content-length'] = len;
+    out[REQUEST_ID_HEADER] = ireq.requestId;
+    out[ENDPOINT_HEADER] = target.address;
+    Object.assign(out, director.responseHeaders(ireq, target));
+    this.info.status = head.status;
+    res.writeHead(head.status, out);
+    const sse = String(h['content-type'] ?? '').includes('event-stream');
+    if (ireq.stream || sse) res.flushHeaders();
+    else this.held = [];
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.info.ttftMs === undefined) this.info.ttftMs = performance.now() - this.startedAt;
+    const recent = this.recent;
+    recent.push(chunk);
+    this.recentBytes += chunk.length;
+    if (recent.length > 8 && this.recentBytes - recent[0].length >= TAIL_BYTES) {
+      // Drop chunks no longer needed for the tail (in batches: no shift per chunk).
+      let drop = 0;
+      while (this.recentBytes - recent[drop].length >= TAIL_BYTES) this.recentBytes -= recent[drop++].length;
+      this.recent = recent.slice(drop);
+    }
+    if (this.held) {
+      this.held.push(chunk);
+      this.heldBytes += chunk.length;
+      if (this.heldBytes <= HOLD_LIMIT) return true;
+      for (const c of this.held) this.res.write(c);
+      this.held = null;
+      return true;
+    }
+    if (this.res.write(chunk)) return true;
+    // Backpressure: stop reading the upstream until the client has taken what it has.
+    this.res.once('drain', this.onDrain);
+    return false;
+  }
+
+  onComplete(): void {
+    const held = this.held;
+    if (held) this.res.end(held.length === 1 ? held[0] : Buffer.concat(held, this.heldBytes));
+    else this.res.end();
+    this.res.off('drain', this.onDrain);
+    const usage = this.recent.length ? extractUsage(tailText(this.recent)) : undefined;
+    if (usage) {
+      this.info.promptTokens = usage.prompt;
+      this.info.completionTokens = usage.completion;
+      this.info.cachedTokens = usage.cached;
+    }
+    this.finish({ ok: true, info: this.info });
+  }
+
+  onError(err: UpstreamError): void {
+    if (!this.started) {
+      this.finish({ ok: false, err });
+      return;
+    }
+    // Mid-response: the status line is out, so the client learns of it by the connection closing.
+    this.info.error = `upstream body failed: ${err.message}`;
+    this.proxy.logger.warn({ 'x-request-id': this.ireq.requestId, endpoint: this.target.address, err: err.message }, 'upstream stream failed mid-response');
+    this.res.off('drain', this.onDrain);
+    this.res.destroy();
+    this.finish({ ok: true, info: this.info });
+  }
+
+  /** The client went away: stop the upstream call. */
+  cancel(): void {
+    if (this.settled) return;
+    this.call.abort();
+    this.res.off('drain', this.onDrain);
+    if (!this.started) this.info.status = 499;
+    this.info.error = 'client closed request';
+    this.finish({ ok: true, info: this.info });
+  }
+
+  private finish(o: Outcome): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.settle(o);
+  }
+}
+
 export class Proxy {
-  private readonly clients = new Map<string, Pool>();
+  private readonly clients = new Map<string, Http1Pool>();
   private readonly o: Required<Pick<ProxyOptions, 'headersTimeoutMs' | 'bodyTimeoutMs' | 'connectionsPerEndpoint' | 'maxAttempts'>> & ProxyOptions;
+  readonly logger: Logger;
+  readonly director: Director;
 
   constructor(opts: ProxyOptions) {
     // Explicit `undefined` options (e.g. an unset flag passed through) must not erase the defaults.
@@ -96,23 +206,24 @@ export class Proxy {
       connectionsPerEndpoint: opts.connectionsPerEndpoint ?? 1024,
       maxAttempts: opts.maxAttempts ?? 3,
     };
+    this.logger = opts.logger;
+    this.director = opts.director;
     opts.pool.on('removed', (e: PoolEndpoint) => {
       const c = this.clients.get(e.address);
       this.clients.delete(e.address);
-      void c?.close().catch(() => {});
+      // Requests in flight finish; idle connections close now.
+      c?.close();
     });
   }
 
-  private client(e: PoolEndpoint): Pool {
+  private client(e: PoolEndpoint): Http1Pool {
     let c = this.clients.get(e.address);
     if (!c) {
-      c = new Pool(e.origin, {
+      c = new Http1Pool(e.origin, {
         connections: this.o.connectionsPerEndpoint,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        headersTimeout: this.o.headersTimeoutMs,
-        bodyTimeout: this.o.bodyTimeoutMs,
-        connectTimeout: 2_000,
+        headersTimeoutMs: this.o.headersTimeoutMs,
+        bodyTimeoutMs: this.o.bodyTimeoutMs,
+        connectTimeoutMs: 2_000,
       });
       this.clients.set(e.address, c);
     }
@@ -148,50 +259,49 @@ export class Proxy {
     headers['content-length'] = String(body.length);
     if (result.headers) Object.assign(headers, result.headers);
 
-    const abort = new Cancel();
+    let current: Exchange | null = null;
+    let clientGone = false;
     const onClose = () => {
-      if (!res.writableFinished) abort.abort();
+      if (res.writableFinished) return;
+      clientGone = true;
+      current?.cancel();
     };
     res.on('close', onClose);
 
     const order = this.attemptOrder(result, candidates);
-    let lastErr: unknown;
+    const path = clientReq.url ?? ireq.path;
+    let lastErr: UpstreamError | undefined;
     try {
       for (let i = 0; i < order.length; i++) {
         const target = order[i];
-        if (abort.aborted) return { status: 499, error: 'client closed request', endpoint: target.address };
-        this.o.director.requestSent(ireq, target);
-        let upstream: Dispatcher.ResponseData;
-        try {
-          upstream = await this.client(target).request({
-            path: clientReq.url ?? ireq.path,
-            method: 'POST',
-            headers,
-            body,
-            signal: abort,
-          });
-        } catch (err) {
-          const connect = isConnectError(err);
-          const info: ResponseInfo = { status: 502, error: (err as Error).message };
-          this.o.director.requestFinished(ireq, target, info);
-          if (connect) {
-            this.o.pool.reportConnectFailure(target.address, err);
-            this.o.metrics?.retries.inc({ endpoint: target.address, reason: 'connect' });
-            this.o.logger.warn({ 'x-request-id': ireq.requestId, endpoint: target.address, err: (err as Error).message }, 'upstream refused the connection; trying the next endpoint');
-            lastErr = err;
-            continue;
-          }
-          if (abort.aborted) return { status: 499, error: 'client closed request', endpoint: target.address };
-          if (err instanceof undiciErrors.HeadersTimeoutError) {
-            throw new GatewayError(504, `endpoint ${target.address} did not answer within ${this.o.headersTimeoutMs} ms`, 'gateway_timeout_error', 'upstream_timeout');
-          }
-          throw new GatewayError(502, `endpoint ${target.address} failed: ${(err as Error).message}`, 'bad_gateway_error', 'upstream_error');
+        if (clientGone) return { status: 499, error: 'client closed request', endpoint: target.address };
+        this.director.requestSent(ireq, target);
+        const ex = new Exchange(this, ireq, res, target, startedAt);
+        current = ex;
+        ex.call = this.client(target).request({ method: 'POST', path, headers, body }, ex);
+        const out = await ex.done;
+        current = null;
+        if (out.ok) {
+          this.director.requestFinished(ireq, target, out.info);
+          return out.info;
         }
-        return await this.relay(ireq, res, upstream, target, startedAt, abort);
+        const err = out.err;
+        this.director.requestFinished(ireq, target, { status: 502, error: err.message });
+        if (err.phase === 'connect' && isConnectError(err)) {
+          this.o.pool.reportConnectFailure(target.address, err);
+          this.o.metrics?.retries.inc({ endpoint: target.address, reason: 'connect' });
+          this.logger.warn({ 'x-request-id': ireq.requestId, endpoint: target.address, err: err.message }, 'upstream refused the connection; trying the next endpoint');
+          lastErr = err;
+          continue;
+        }
+        if (err.code === 'KVR_HEADERS_TIMEOUT') {
+          throw new GatewayError(504, `endpoint ${target.address} did not answer within ${this.o.headersTimeoutMs} ms`, 'gateway_timeout_error', 'upstream_timeout');
+        }
+        throw new GatewayError(502, `endpoint ${target.address} failed: ${err.message}`, 'bad_gateway_error', 'upstream_error');
       }
       throw new GatewayError(
         502,
-        `no endpoint accepted the connection (${order.map((e) => e.address).join(', ')}): ${(lastErr as Error)?.message ?? 'unknown error'}`,
+        `no endpoint accepted the connection (${order.map((e) => e.address).join(', ')}): ${lastErr?.message ?? 'unknown error'}`,
         'bad_gateway_error',
         'upstream_connect_failed',
       );
@@ -200,95 +310,8 @@ export class Proxy {
     }
   }
 
-  private async relay(
-    ireq: InferenceRequest,
-    res: ServerResponse,
-    up: Dispatcher.ResponseData,
-    target: PoolEndpoint,
-    startedAt: number,
-    signal: { readonly aborted: boolean },
-  ): Promise<ResponseInfo & { endpoint: string }> {
-    const director = this.o.director;
-    director.responseStarted(ireq, target);
-    const out: Record<string, string | string[]> = {};
-    for (const k in up.headers) {
-      const v = up.headers[k];
-      if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-    }
-    const len = up.headers['content-length'];
-    if (typeof len === 'string') out['content-length'] = len;
-    out[REQUEST_ID_HEADER] = ireq.requestId;
-    out[ENDPOINT_HEADER] = target.address;
-    Object.assign(out, director.responseHeaders(ireq, target));
-    res.writeHead(up.statusCode, out);
-    if (ireq.stream) res.flushHeaders();
-
-    const info: ResponseInfo & { endpoint: string } = { status: up.statusCode, endpoint: target.address };
-    // The last chunks of the body (at least TAIL_BYTES) to read `usage` from at the end.
-    let recent: Buffer[] = [];
-    let recentBytes = 0;
-    const body = up.body;
-    const sse = String(up.headers['content-type'] ?? '').includes('event-stream');
-    let held: Buffer[] | null = ireq.stream || sse ? null : [];
-    let heldBytes = 0;
-    await new Promise<void>((resolve) => {
-      let settled = false;
-      const finish = (err?: Error) => {
-        if (settled) return;
-        settled = true;
-        res.off('drain', onDrain);
-        res.off('close', onClientClose);
-        if (err) {
-          info.error = signal.aborted ? 'client closed request' : `upstream body failed: ${err.message}`;
-          if (!signal.aborted) this.o.logger.warn({ 'x-request-id': ireq.requestId, endpoint: target.address, err: err.message }, 'upstream stream failed mid-response');
-          res.destroy();
-          body.destroy();
-        } else if (held) res.end(held.length === 1 ? held[0] : Buffer.concat(held));
-        else res.end();
-        resolve();
-      };
-      const onDrain = () => body.resume();
-      const onClientClose = () => {
-        if (!res.writableFinished) finish(new Error('client closed request'));
-      };
-      res.on('drain', onDrain);
-      res.on('close', onClientClose);
-      // Chunks go out as they come: no buffering, backpressure through pause/resume.
-      body.on('data', (chunk: Buffer) => {
-        if (info.ttftMs === undefined) info.ttftMs = performance.now() - startedAt;
-        if (held) {
-          // Non-streamed answers are small: hold them to send headers and body in one write.
-          held.push(chunk);
-          heldBytes += chunk.length;
-          if (heldBytes > HOLD_LIMIT) {
-            for (const c of held) res.write(c);
-            held = null;
-          }
-        } else if (!res.write(chunk)) body.pause();
-        recent.push(chunk);
-        recentBytes += chunk.length;
-        if (recentBytes - recent[0].length >= TAIL_BYTES && recent.length > 8) {
-          // Drop chunks no longer needed for the tail (in batches: no shift per chunk).
-          let drop = 0;
-          while (recentBytes - recent[drop].length >= TAIL_BYTES) recentBytes -= recent[drop++].length;
-          recent = recent.slice(drop);
-        }
-      });
-      body.once('end', () => finish());
-      body.once('error', (err: Error) => finish(err));
-    });
-    const usage = recent.length ? extractUsage(tailText(recent)) : undefined;
-    if (usage) {
-      info.promptTokens = usage.prompt;
-      info.completionTokens = usage.completion;
-      info.cachedTokens = usage.cached;
-    }
-    director.requestFinished(ireq, target, info);
-    return info;
-  }
-
   async close(): Promise<void> {
-    await Promise.all([...this.clients.values()].map((c) => c.destroy().catch(() => {})));
+    for (const c of this.clients.values()) c.destroy();
     this.clients.clear();
   }
 }
