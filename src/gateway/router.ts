@@ -227,8 +227,9 @@ type TokenizerRegistryT = Awaited<ReturnType<TokenizeModule['TokenizerRegistry']
 export async function routerTokenizersFrom(reg: TokenizerRegistryT, ownsRegistry = true): Promise<RouterTokenizers> {
   const mod = await import('../tokenize/index.js');
   return {
-    encodeCompletion: (m, p, a) => reg.encodeCompletion(m, p, a),
-    encodeChat: (m, msgs, o) => reg.encodeChat(m, msgs as Parameters<typeof reg.encodeChat>[1], o),
+    // Uint32Array ids: what the block keys are computed from, without a JS array in between.
+    encodeCompletion: (m, p, a) => (typeof p === 'string' ? reg.encodeCompletionIds(m, p, a) : reg.encodeCompletion(m, p, a)),
+    encodeChat: (m, msgs, o) => reg.encodeChatIds(m, msgs as Parameters<typeof reg.encodeChat>[1], o),
     handleTokenize: (body) => mod.handleTokenize(reg, body),
     close: ownsRegistry ? () => reg.close() : undefined,
   };

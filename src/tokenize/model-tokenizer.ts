@@ -137,10 +137,16 @@ export class ModelTokenizer {
 
   /** Tokenize text as `tokenizer(text, add_special_tokens=...)` does. */
   async encodeText(text: string, addSpecialTokens: boolean, stats?: EncodeStats): Promise<number[]> {
+    const ids = await this.encodeIds(text, addSpecialTokens, stats);
+    return Array.from(ids);
+  }
+
+  /** encodeText's ids as a Uint32Array (the router's form: no JS array of numbers on the request path). */
+  async encodeIds(text: string, addSpecialTokens: boolean, stats?: EncodeStats): Promise<Uint32Array> {
     const affixable = !addSpecialTokens || this.specialsAreAffixes;
     if (!this.cache || text.length < this.cache.minChars || !affixable) {
       const fastIds = this.fast && affixable && text.length <= SYNC_MAX_CHARS ? this.fast.encode(text) : null;
-      const ids = fastIds ? this.withAffixes(fastIds, addSpecialTokens) : await this.engine.encode(text, addSpecialTokens);
+      const ids = fastIds ? this.withAffixes(fastIds, addSpecialTokens) : Uint32Array.from(await this.engine.encode(text, addSpecialTokens));
       if (stats) stats.missTokens += ids.length;
       return ids;
     }
@@ -152,9 +158,15 @@ export class ModelTokenizer {
     return this.withAffixes(r.ids, addSpecialTokens);
   }
 
-  private withAffixes(ids: number[], addSpecialTokens: boolean): number[] {
-    if (!addSpecialTokens || (this.specialPrefix.length === 0 && this.specialSuffix.length === 0)) return ids;
-    return [...this.specialPrefix, ...ids, ...this.specialSuffix];
+  private withAffixes(ids: ArrayLike<number>, addSpecialTokens: boolean): Uint32Array {
+    const pre = addSpecialTokens ? this.specialPrefix : [];
+    const post = addSpecialTokens ? this.specialSuffix : [];
+    if (pre.length === 0 && post.length === 0) return ids instanceof Uint32Array ? ids : Uint32Array.from(ids);
+    const out = new Uint32Array(pre.length + ids.length + post.length);
+    out.set(pre);
+    out.set(ids, pre.length);
+    out.set(post, pre.length + ids.length);
+    return out;
   }
 
   /**

@@ -27,13 +27,19 @@ export interface PrefixCacheStats {
   cachedTokens: number;
 }
 
-type EncodeMany = (texts: string[]) => Promise<number[][]>;
+type EncodeMany = (texts: string[]) => Promise<ArrayLike<number>[]>;
+
+/** A cached chunk: its ids, and the chunk text the map holds it under (a copy of its own). */
+interface Entry {
+  key: string;
+  ids: Uint32Array;
+}
 
 export class ChunkTokenCache {
   readonly chunkChars: number;
   readonly minChars: number;
   readonly maxTokens: number;
-  private readonly store = new Map<string, Uint32Array>();
+  private readonly store = new Map<string, Entry>();
   private readonly inflight = new Map<string, Promise<ArrayLike<number>>>();
   private cachedTokens = 0;
   private hitTokens = 0;
@@ -56,19 +62,39 @@ export class ChunkTokenCache {
    * Ids of `text` (no special tokens). Chunks found in the cache are reused; the others
    * are tokenized together with one `encodeMany` call and then cached.
    */
-  async encode(text: string, encodeMany: EncodeMany): Promise<{ ids: number[]; hitTokens: number; missTokens: number }> {
+  async encode(text: string, encodeMany: EncodeMany): Promise<{ ids: Uint32Array; hitTokens: number; missTokens: number }> {
     const chunks = chunkText(text, this.chunkChars, this.newlineRule);
     const parts: (ArrayLike<number> | undefined)[] = new Array(chunks.length);
-    const missIdx: number[] = [];
+    let missIdx: number[] | undefined;
     for (let i = 0; i < chunks.length; i++) {
       const hit = this.caching ? this.store.get(chunks[i]) : undefined;
       if (hit) {
-        // Refresh LRU position.
-        this.store.delete(chunks[i]);
-        this.store.set(chunks[i], hit);
-        parts[i] = hit;
-      } else missIdx.push(i);
+        // Refresh LRU position, under the entry's own key (the chunk is a slice of this request's text).
+        this.store.delete(hit.key);
+        this.store.set(hit.key, hit);
+        parts[i] = hit.ids;
+      } else (missIdx ??= []).push(i);
     }
+    let missTokens = 0;
+    if (missIdx) missTokens = await this.encodeMisses(chunks, missIdx, parts, encodeMany);
+    let total = 0;
+    for (let i = 0; i < parts.length; i++) total += parts[i]!.length;
+    const ids = new Uint32Array(total);
+    let o = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
+      if (p instanceof Uint32Array) ids.set(p, o);
+      else for (let j = 0; j < p.length; j++) ids[o + j] = p[j];
+      o += p.length;
+    }
+    const hitTokens = total - missTokens;
+    this.hitTokens += hitTokens;
+    this.missTokens += missTokens;
+    return { ids, hitTokens, missTokens };
+  }
+
+  /** Fills parts[i] for every i in missIdx (tokenizing, or waiting for a request already doing it); returns the tokens encoded here. */
+  private async encodeMisses(chunks: string[], missIdx: number[], parts: (ArrayLike<number> | undefined)[], encodeMany: EncodeMany): Promise<number> {
     let missTokens = 0;
     const waits: Promise<void>[] = [];
     const toEncode: number[] = [];
@@ -91,40 +117,35 @@ export class ChunkTokenCache {
         const encoded = await batch;
         for (let k = 0; k < toEncode.length; k++) {
           const ids = encoded[k];
-          parts[toEncode[k]] = ids;
           missTokens += ids.length;
-          // Cached as 4-byte ids (half a JS array's size).
-          if (this.caching) this.put(ownCopy(chunks[toEncode[k]]), Uint32Array.from(ids));
+          if (this.caching) {
+            // Cached as 4-byte ids (half a JS array's size).
+            const typed = Uint32Array.from(ids);
+            parts[toEncode[k]] = typed;
+            this.put(ownCopy(chunks[toEncode[k]]), typed);
+          } else parts[toEncode[k]] = ids;
         }
       } finally {
         if (this.caching) for (const i of toEncode) this.inflight.delete(chunks[i]);
       }
     }
     if (waits.length) await Promise.all(waits);
-    let total = 0;
-    for (const p of parts) total += p!.length;
-    const ids = new Array<number>(total);
-    let o = 0;
-    for (const p of parts) for (let j = 0; j < p!.length; j++) ids[o++] = p![j];
-    const hitTokens = total - missTokens;
-    this.hitTokens += hitTokens;
-    this.missTokens += missTokens;
-    return { ids, hitTokens, missTokens };
+    return missTokens;
   }
 
   private put(key: string, ids: Uint32Array): void {
     if (!this.caching || ids.length > this.maxTokens) return;
     const old = this.store.get(key);
     if (old) {
-      this.store.delete(key);
-      this.cachedTokens -= old.length;
+      this.store.delete(old.key);
+      this.cachedTokens -= old.ids.length;
     }
-    this.store.set(key, ids);
+    this.store.set(key, { key, ids });
     this.cachedTokens += ids.length;
     while (this.cachedTokens > this.maxTokens) {
-      const [k, v] = this.store.entries().next().value as [string, Uint32Array];
-      this.store.delete(k);
-      this.cachedTokens -= v.length;
+      const e = this.store.values().next().value as Entry;
+      this.store.delete(e.key);
+      this.cachedTokens -= e.ids.length;
     }
   }
 
@@ -143,5 +164,7 @@ export class ChunkTokenCache {
  * parent string alive, and a cached slice of a 100 KB prompt must not pin all of it.
  */
 function ownCopy(s: string): string {
-  return Buffer.from(s, 'utf16le').toString('utf16le');
+  // Latin-1 text keeps V8's one-byte representation (lookups by one-byte slices compare fastest).
+  const oneByte = Buffer.from(s, 'latin1').toString('latin1');
+  return oneByte === s ? oneByte : Buffer.from(s, 'utf16le').toString('utf16le');
 }

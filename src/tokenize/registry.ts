@@ -152,27 +152,39 @@ export class TokenizerRegistry {
 
   /** Prompt ids as vLLM's completions path computes them; token-id prompts pass through. */
   async encodeCompletion(model: string, prompt: string | number[], addSpecialTokens = true): Promise<number[]> {
+    if (Array.isArray(prompt)) {
+      return this.timed('completion', async () => validateIds(prompt, (await this.get(model)).engine.vocabSize()));
+    }
+    return Array.from(await this.encodeCompletionIds(model, prompt, addSpecialTokens));
+  }
+
+  /** encodeCompletion of a text prompt, as a Uint32Array (the router's form). */
+  async encodeCompletionIds(model: string, prompt: string, addSpecialTokens = true): Promise<Uint32Array> {
     return this.timed('completion', async () => {
       const mt = await this.get(model);
-      if (Array.isArray(prompt)) return validateIds(prompt, mt.engine.vocabSize());
       if (typeof prompt !== 'string') throw new TokenizeError('prompt must be a string or an array of token ids', 400, 'BadRequestError', 'prompt');
       const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
-      const ids = await mt.encodeText(prompt, addSpecialTokens, stats);
+      const ids = await mt.encodeIds(prompt, addSpecialTokens, stats);
       this.count(stats);
       return ids;
     });
   }
 
   async encodeChat(model: string, messages: ChatMessage[], opts: ChatOptions = {}): Promise<number[]> {
+    return Array.from(await this.encodeChatWith(model, messages, opts, false));
+  }
+
+  /** encodeChat as a Uint32Array (the router's form). */
+  async encodeChatIds(model: string, messages: ChatMessage[], opts: ChatOptions = {}): Promise<Uint32Array> {
     return this.encodeChatWith(model, messages, opts, false);
   }
 
   /** Render then encode; vLLM's chat path uses add_special_tokens=false unless asked. */
-  private async encodeChatWith(model: string, messages: ChatMessage[], opts: ChatOptions, addSpecialTokens: boolean): Promise<number[]> {
+  private async encodeChatWith(model: string, messages: ChatMessage[], opts: ChatOptions, addSpecialTokens: boolean): Promise<Uint32Array> {
     return this.timed('chat', async () => {
       const mt = await this.get(model);
       const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
-      const ids = await mt.encodeText(mt.renderChat(messages, opts), addSpecialTokens, stats);
+      const ids = await mt.encodeIds(mt.renderChat(messages, opts), addSpecialTokens, stats);
       this.count(stats);
       return ids;
     });
@@ -189,7 +201,7 @@ export class TokenizerRegistry {
     if (req.messages !== undefined) {
       if (req.prompt !== undefined) throw new TokenizeError('give either prompt or messages, not both', 400, 'BadRequestError', 'prompt');
       // Chat requests default to no extra special tokens (the template has them).
-      tokens = await this.encodeChatWith(req.model, req.messages, req, req.add_special_tokens ?? false);
+      tokens = Array.from(await this.encodeChatWith(req.model, req.messages, req, req.add_special_tokens ?? false));
     } else if (req.prompt !== undefined) {
       tokens = await this.encodeCompletion(req.model, req.prompt, req.add_special_tokens ?? true);
     } else {
