@@ -4,7 +4,7 @@
 // (shared/reference/block-keys-and-index.md §2.1):
 //   init    = FNV64a(utf8(seed));  root(name) = FNV64a(CBOR([init, null, name]))
 //   key[i]  = FNV64a(CBOR([parent, tokens of block i, extra_i]))
-// FNV-64a runs on two 32-bit halves (no BigInt) and keys are written straight into the
+// FNV-64a runs on 16-bit limbs (no BigInt, no floats) and keys are written straight into the
 // result's buffer, so the hot loop allocates nothing.
 //
 // 'fast64' hashes 32-bit token words with two murmur3-style lanes: not llm-d compatible,
@@ -36,23 +36,31 @@ export interface KeyOptions {
 export const DEFAULT_KEY_CONFIG: KeyConfig = Object.freeze({ blockSize: 16, hashSeed: '', algorithm: 'cbor-fnv' as const });
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-const TWO32 = 4294967296;
 const utf8 = new TextEncoder();
 
-// ---------- FNV-64a on 32-bit halves ----------
-// state: [lo, hi]; prime = 2^40 + 0x1b3, so h*prime = h*0x1b3 + (h << 40).
+// ---------- FNV-64a on 16-bit limbs ----------
+// state: four 16-bit limbs h0 (low) .. h3; prime = 2^40 + 0x1b3, so h*prime = h*0x1b3 + (h << 40):
+// every product and carry stays a small integer (no float multiply or divide on the byte chain).
 const FNV_LO = 0x84222325;
 const FNV_HI = 0xcbf29ce4;
 
 function fnvBytes(bytes: Uint8Array, n: number, lo: number, hi: number, out: Uint32Array, outAt: number): void {
+  let h0 = lo & 0xffff;
+  let h1 = lo >>> 16;
+  let h2 = hi & 0xffff;
+  let h3 = hi >>> 16;
   for (let j = 0; j < n; j++) {
-    lo = (lo ^ bytes[j]) >>> 0;
-    const t = lo * 435;
-    hi = (Math.imul(hi, 435) + ((t / TWO32) | 0) + (lo << 8)) >>> 0;
-    lo = t >>> 0;
+    h0 ^= bytes[j];
+    const t0 = h0 * 0x1b3;
+    const t1 = h1 * 0x1b3 + (t0 >>> 16);
+    const t2 = h2 * 0x1b3 + (t1 >>> 16) + (h0 << 8);
+    h3 = (h3 * 0x1b3 + (t2 >>> 16) + (h1 << 8)) & 0xffff;
+    h0 = t0 & 0xffff;
+    h1 = t1 & 0xffff;
+    h2 = t2 & 0xffff;
   }
-  out[outAt] = lo;
-  out[outAt + 1] = hi;
+  out[outAt] = (h1 << 16) | h0;
+  out[outAt + 1] = (h3 << 16) | h2;
 }
 
 /** FNV-64a of bytes, as a bigint (used for roots and tests). */

@@ -63,6 +63,22 @@ describe('block keys (cbor-fnv, llm-d compatible)', () => {
     assert.deepEqual([...k32.keys(t32, { model: 'm' })], [e32]);
   });
 
+  it('a long chain of 16-token blocks over every id width equals the BigInt reference chain', () => {
+    const k = new BlockKeyer({ blockSize: 16, hashSeed: '42', algorithm: 'cbor-fnv' });
+    let x = 12345;
+    const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+    // ids of every CBOR width (1, 2, 3 and 5 bytes), Qwen-sized and up to 2^32 - 1
+    const widths = [23, 255, 65535, 151_935, 0xffffffff];
+    const toks = Array.from({ length: 16 * 150 + 5 }, () => Math.floor((next() / 2 ** 32) * (widths[next() % widths.length] + 1)));
+    const want: bigint[] = [];
+    let parent = k.root('Qwen/Qwen3-0.6B');
+    for (let b = 0; b + 16 <= toks.length; b += 16) {
+      parent = fnvRef([0x83, ...uintHead(parent), 0x90, ...toks.slice(b, b + 16).flatMap((t) => uintHead(BigInt(t))), 0xf6]);
+      want.push(parent);
+    }
+    assert.deepEqual([...k.keys(Uint32Array.from(toks), { model: 'Qwen/Qwen3-0.6B' })], want);
+  });
+
   it('extra features become [{"Hash": id}, ...] and cache_salt goes into block 0 only', () => {
     const k = new BlockKeyer({ blockSize: 2, hashSeed: '', algorithm: 'cbor-fnv' });
     const root = k.root('m');
