@@ -2,12 +2,12 @@
 // (./http1) and streams the answer back chunk by chunk (never buffered). A connect failure
 // (nothing sent) moves on to the next-best endpoint; anything later is reported, never retried
 // (POST is not idempotent).
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { isConnectError, type EndpointPool, type PoolEndpoint } from '../endpoints/pool.js';
 import type { Endpoint, InferenceRequest, ResponseInfo, SchedulingResult } from '../scheduler/types.js';
 import type { Director } from './director.js';
 import { GatewayError } from './errors.js';
+import type { ServerReply, ServerRequest } from '../http1/server.js';
 import { Http1Pool, type ResponseHandler, type ResponseHead, type UpstreamCall, type UpstreamError } from '../http1/client.js';
 import type { RouterMetrics } from './metrics.js';
 import { REQUEST_ID_HEADER } from './parse.js';
@@ -94,7 +94,7 @@ class Exchange implements ResponseHandler {
   constructor(
     private readonly proxy: Proxy,
     private readonly ireq: InferenceRequest,
-    private readonly res: ServerResponse,
+    private readonly res: ServerReply,
     private readonly target: PoolEndpoint,
     private readonly startedAt: number,
   ) {
@@ -246,8 +246,8 @@ export class Proxy {
    */
   async forward(
     ireq: InferenceRequest,
-    clientReq: IncomingMessage,
-    res: ServerResponse,
+    clientReq: ServerRequest,
+    res: ServerReply,
     body: Buffer,
     result: SchedulingResult,
     candidates: readonly Endpoint[],
@@ -269,7 +269,7 @@ export class Proxy {
     res.on('close', onClose);
 
     const order = this.attemptOrder(result, candidates);
-    const path = clientReq.url ?? ireq.path;
+    const path = clientReq.url;
     let lastErr: UpstreamError | undefined;
     try {
       for (let i = 0; i < order.length; i++) {
