@@ -149,6 +149,34 @@ test('LRU keeps the cache within its token bound and evicts the oldest chunks', 
   assert.ok(calls > c0, 'the oldest text was evicted');
 });
 
+test('chunks that differ only between sampled characters are cached apart, exactly, in LRU order', async () => {
+  let calls = 0;
+  // ids = the chunk's character codes, so a wrong hit shows up as wrong ids
+  const encodeMany = async (texts: string[]) => {
+    calls += texts.length;
+    return texts.map((t) => Array.from(t, (c) => c.charCodeAt(0)));
+  };
+  const cache = new ChunkTokenCache({ chunkChars: 64, minChars: 64, maxTokens: 100 * 40 });
+  // one 100-char chunk each (no cut points), differing only at index 17 (between sampled units)
+  const base = 'x'.repeat(100);
+  const texts = Array.from({ length: 30 }, (_, i) => base.slice(0, 17) + String.fromCharCode(65 + i) + base.slice(18));
+  for (const t of texts) assert.deepEqual([...(await cache.encode(t, encodeMany)).ids], Array.from(t, (c) => c.charCodeAt(0)));
+  assert.equal(calls, 30);
+  assert.equal(cache.stats().chunks, 30);
+  for (const t of texts) assert.deepEqual([...(await cache.encode(t, encodeMany)).ids], Array.from(t, (c) => c.charCodeAt(0)));
+  assert.equal(calls, 30, 'every variant was a hit');
+  // 15 more variants: the bound (40 chunks) evicts the 5 least recently used (texts 0-4)
+  await cache.encode(texts[5], encodeMany);
+  for (let i = 0; i < 15; i++) await cache.encode(base.slice(0, 17) + String.fromCharCode(97 + i) + base.slice(18), encodeMany);
+  assert.equal(cache.stats().chunks, 40);
+  const c0 = calls;
+  await cache.encode(texts[5], encodeMany);
+  await cache.encode(texts[29], encodeMany);
+  assert.equal(calls, c0, 'recently used variants stayed');
+  await cache.encode(texts[0], encodeMany);
+  assert.equal(calls, c0 + 1, 'the least recently used variant was evicted');
+});
+
 test('long prompts leave the event loop free while they are tokenized', async () => {
   const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' });
   await reg.encodeCompletion(MODEL, 'warm', false);
