@@ -109,7 +109,7 @@ export class GatewayServer {
     const path = q < 0 ? url : url.slice(0, q);
     const method = req.method ?? 'GET';
     if (method === 'POST' && (path === '/v1/completions' || path === '/v1/chat/completions')) return this.inference(req, res, path);
-    if (method === 'GET') {
+    if (method === 'GET' || method === 'HEAD') {
       switch (path) {
         case '/health':
           res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
