@@ -1,7 +1,8 @@
 // Index metrics (llm-d names, shared/reference/block-keys-and-index.md §6) and the
 // "metrics beat" log line. Hot paths bump plain numbers; prom-client reads them at scrape
 // time, so ingest and lookup never pay for label hashing.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { FastHistogram, type HistogramSeries } from '../util/fast-metrics.js';
 import type { Logger } from 'pino';
 import type { IndexStats } from './types.js';
 
@@ -14,7 +15,7 @@ export class IndexMetrics {
   latencySum = 0;
   /** Entries dropped because the index was at capacity (a subset of evictions). */
   capacityEvictions = 0;
-  private readonly latency: Histogram;
+  private readonly latency: HistogramSeries;
   private statsSource: (() => IndexStats | Promise<IndexStats>) | null = null;
 
   constructor(registry: Registry) {
@@ -34,12 +35,13 @@ export class IndexMetrics {
     counter('kvcache_index_capacity_evictions_total', 'Entries removed because the index reached its capacity (LRU)', () => this.capacityEvictions);
     counter('kvcache_index_lookup_requests_total', 'Longest-prefix lookups', () => this.lookups);
     counter('kvcache_index_lookup_hits_total', 'Leading blocks found by lookups (held by at least one pod)', () => this.hits);
-    this.latency = new Histogram({
-      name: 'kvcache_index_lookup_latency_seconds',
-      help: 'Latency of a longest-prefix lookup',
-      registers: [registry],
-      buckets: [0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1],
-    });
+    // observed on every lookup: arithmetic, not prom-client's per-call label hashing
+    this.latency = new FastHistogram(
+      'kvcache_index_lookup_latency_seconds',
+      'Latency of a longest-prefix lookup',
+      [0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1],
+      registry,
+    ).unlabelled();
     const gauge = (name: string, help: string, field: keyof IndexStats) =>
       new Gauge({
         name,

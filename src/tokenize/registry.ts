@@ -1,5 +1,6 @@
 // Per-model tokenizers, loaded on first use and shared by every caller.
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Registry } from 'prom-client';
+import { FastHistogram, Tally, type HistogramSeries } from '../util/fast-metrics.js';
 import { downloadTokenizer } from './download.js';
 import { defaultHfCacheDir, locateTokenizer, type Located } from './locate.js';
 import { ModelTokenizer, type EncodeStats, type EngineChoice } from './model-tokenizer.js';
@@ -31,30 +32,29 @@ export interface TokenizerRegistryOptions {
   registry?: Registry;
 }
 
+const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+type Kind = 'completion' | 'chat';
+
+/** Tokenizer metrics; observing one tokenization is a few additions (no label hashing). */
 class Metrics {
-  readonly requests: Counter<'kind' | 'outcome'>;
-  readonly tokens: Counter<'cache'>;
-  readonly duration: Histogram<'kind'>;
-  constructor(registry?: Registry) {
-    const registers = registry ? [registry] : [];
-    // Several TokenizerRegistry instances may share one prom Registry: reuse its metrics.
-    const existing = <T>(name: string): T | undefined => registry?.getSingleMetric(name) as T | undefined;
-    this.requests =
-      existing('kvrouter_tokenize_requests_total') ??
-      new Counter({ name: 'kvrouter_tokenize_requests_total', help: 'Tokenizations by kind (completion, chat) and outcome', labelNames: ['kind', 'outcome'], registers });
-    this.tokens =
-      existing('kvrouter_tokenize_tokens_total') ??
-      new Counter({ name: 'kvrouter_tokenize_tokens_total', help: 'Tokens produced, by whether the prefix token cache supplied them (hit) or the tokenizer did (miss)', labelNames: ['cache'], registers });
-    this.duration =
-      existing('kvrouter_tokenize_duration_seconds') ??
-      new Histogram({
-        name: 'kvrouter_tokenize_duration_seconds',
-        help: 'Time to tokenize one prompt or chat (template rendering included)',
-        labelNames: ['kind'],
-        buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-        registers,
-      });
+  readonly requests: Tally<'kind' | 'outcome'>;
+  readonly tokens: Tally<'cache'>;
+  readonly duration: Record<Kind, HistogramSeries>;
+  constructor(registry: Registry) {
+    this.requests = new Tally('kvrouter_tokenize_requests_total', 'Tokenizations by kind (completion, chat) and outcome', ['kind', 'outcome'], registry);
+    this.tokens = new Tally('kvrouter_tokenize_tokens_total', 'Tokens produced, by whether the prefix token cache supplied them (hit) or the tokenizer did (miss)', ['cache'], registry);
+    const h = new FastHistogram<'kind'>('kvrouter_tokenize_duration_seconds', 'Time to tokenize one prompt or chat (template rendering included)', DURATION_BUCKETS, registry);
+    this.duration = { completion: h.labelled('completion', () => ({ kind: 'completion' })), chat: h.labelled('chat', () => ({ kind: 'chat' })) };
   }
+}
+
+/** Several TokenizerRegistry instances may share one prom Registry: they share its metrics. */
+const metricsByRegistry = new WeakMap<Registry, Metrics>();
+function metricsFor(registry: Registry | undefined): Metrics {
+  if (!registry) return new Metrics(new Registry());
+  let m = metricsByRegistry.get(registry);
+  if (!m) metricsByRegistry.set(registry, (m = new Metrics(registry)));
+  return m;
 }
 
 export class TokenizerRegistry {
@@ -63,7 +63,7 @@ export class TokenizerRegistry {
   private closed = false;
 
   private constructor(private readonly opts: TokenizerRegistryOptions) {
-    this.metrics = new Metrics(opts.registry);
+    this.metrics = metricsFor(opts.registry);
   }
 
   /** The engine choice in force (option, else $KVROUTER_TOKENIZER_ENGINE, else 'auto'). */
@@ -132,21 +132,21 @@ export class TokenizerRegistry {
   }
 
   private count(stats: EncodeStats): void {
-    if (stats.hitTokens) this.metrics.tokens.inc({ cache: 'hit' }, stats.hitTokens);
-    if (stats.missTokens) this.metrics.tokens.inc({ cache: 'miss' }, stats.missTokens);
+    if (stats.hitTokens) this.metrics.tokens.add('hit', () => ({ cache: 'hit' }), stats.hitTokens);
+    if (stats.missTokens) this.metrics.tokens.add('miss', () => ({ cache: 'miss' }), stats.missTokens);
   }
 
-  private async timed<T>(kind: string, fn: () => Promise<T>): Promise<T> {
-    const end = this.metrics.duration.startTimer({ kind });
+  private async timed<T>(kind: Kind, fn: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
     try {
       const r = await fn();
-      this.metrics.requests.inc({ kind, outcome: 'ok' });
+      this.metrics.requests.add(kind === 'chat' ? 'chat\u0000ok' : 'completion\u0000ok', () => ({ kind, outcome: 'ok' }));
       return r;
     } catch (e) {
-      this.metrics.requests.inc({ kind, outcome: 'error' });
+      this.metrics.requests.add(kind === 'chat' ? 'chat\u0000error' : 'completion\u0000error', () => ({ kind, outcome: 'error' }));
       throw e;
     } finally {
-      end();
+      this.metrics.duration[kind].observe((performance.now() - t0) / 1000);
     }
   }
 
