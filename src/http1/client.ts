@@ -246,6 +246,12 @@ class Connection implements ResponseSink {
     // The response is whole: free the connection first (a waiting call may take it), then report.
     this.call = null;
     call.conn = null;
+    if (call.paused) {
+      // Paused on the answer's last bytes: the call can no longer resume this socket, and the
+      // next request on it must be read.
+      call.paused = false;
+      this.socket.resume();
+    }
     if (used < buf.length || !this.keepAlive || this.idleMs <= 0 || this.destroyed) {
       // Bytes past the response would desynchronise the next one: never reuse such a socket.
       this.destroy();
@@ -294,7 +300,7 @@ class Connection implements ResponseSink {
       new UpstreamError(
         `${origin} ${started ? 'ended the response early' : 'closed the connection before answering'}: ${why}`,
         err?.code ?? 'KVR_UPSTREAM_CLOSED',
-        started ? 'body' : 'headers',
+        this.headSeen ? 'body' : 'headers',
         { cause: err },
       ),
     );
@@ -412,6 +418,10 @@ export class Http1Pool {
   }
 
   connectionFree(conn: Connection): void {
+    if (this.closed) {
+      conn.destroy();
+      return;
+    }
     const next = this.queue.shift();
     if (next) conn.send(next);
     else this.idle.push(conn);
