@@ -258,7 +258,8 @@ export function parseHead(text: string): ResponseHead {
   if (statusLine.length < 12 || !statusLine.startsWith('HTTP/1.') || statusLine.charCodeAt(8) !== 32) {
     throw new ResponseParseError(`invalid status line: ${JSON.stringify(statusLine.slice(0, 40))}`);
   }
-  const status = Number(statusLine.slice(9, 12));
+  const digits = statusLine.slice(9, 12);
+  const status = /^\d{3}$/.test(digits) ? Number(digits) : NaN; // Number() alone takes "2e2"
   if (!Number.isInteger(status) || status < 100 || status > 999 || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) {
     throw new ResponseParseError(`invalid status line: ${JSON.stringify(statusLine.slice(0, 40))}`);
   }
