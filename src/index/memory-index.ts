@@ -97,7 +97,12 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private recCount = 0;
   private lruHead = NONE;
   private lruTail = NONE;
-  private tab = new Int32Array(2048); // rec + 1, 0 = empty
+  /**
+   * Slot i is tab[2i] = rec + 1 (0 = empty) and tab[2i + 1] = the key's mix hash: probes and
+   * deletion's backward shift compare hashes in the slot's own cache line instead of reading
+   * every displaced key's record (a cache miss each).
+   */
+  private tab = new Int32Array(2 * 2048);
   private tabBits = 11;
 
   // slab of (entry, ref) runs
@@ -228,15 +233,16 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   private find(lo: number, hi: number): number {
     const tab = this.tab;
-    const mask = tab.length - 1;
-    let i = mix(lo, hi) >>> (32 - this.tabBits);
+    const mask = (1 << this.tabBits) - 1;
+    const h = mix(lo, hi);
+    let i = h >>> (32 - this.tabBits);
     for (;;) {
-      const r = tab[i] - 1;
+      const r = tab[2 * i] - 1;
       if (r < 0) {
         this.missAt = i;
         return NONE;
       }
-      if (this.rec[r * RS] === lo && this.rec[r * RS + 1] === hi) return r;
+      if (tab[2 * i + 1] === h && this.rec[r * RS] === lo && this.rec[r * RS + 1] === hi) return r;
       i = (i + 1) & mask;
     }
   }
@@ -244,11 +250,11 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Adds a record for a key that `find` just missed (its probe slot is reused). */
   private insertRec(lo: number, hi: number): number {
     let at = this.missAt;
-    if ((this.recCount + 1) * 10 > this.tab.length * 7) {
+    if ((this.recCount + 1) * 10 > (1 << this.tabBits) * 7) {
       this.rehashKeys(this.tabBits + 1);
-      const mask = this.tab.length - 1;
+      const mask = (1 << this.tabBits) - 1;
       at = mix(lo, hi) >>> (32 - this.tabBits);
-      while (this.tab[at] !== 0) at = (at + 1) & mask;
+      while (this.tab[2 * at] !== 0) at = (at + 1) & mask;
     }
     let r = this.recFree;
     if (r !== NONE) this.recFree = this.rec[r * RS + 5];
@@ -269,7 +275,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (this.lruHead !== NONE) this.rec[(this.lruHead) * RS + 4] = r;
     this.lruHead = r;
     if (this.lruTail === NONE) this.lruTail = r;
-    this.tab[at] = r + 1;
+    this.tab[2 * at] = r + 1;
+    this.tab[2 * at + 1] = mix(lo, hi);
     this.recCount++;
     return r;
   }
@@ -280,14 +287,16 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   }
 
   private rehashKeys(bits: number): void {
-    const tab = new Int32Array(1 << bits);
-    const mask = tab.length - 1;
+    const tab = new Int32Array(2 << bits);
+    const mask = (1 << bits) - 1;
     // in record order (sequential reads); free records have length -1
     for (let r = 0; r < this.recTop; r++) {
       if (this.rec[r * RS + 3] < 0) continue;
-      let i = mix(this.rec[r * RS], this.rec[r * RS + 1]) >>> (32 - bits);
-      while (tab[i] !== 0) i = (i + 1) & mask;
-      tab[i] = r + 1;
+      const h = mix(this.rec[r * RS], this.rec[r * RS + 1]);
+      let i = h >>> (32 - bits);
+      while (tab[2 * i] !== 0) i = (i + 1) & mask;
+      tab[2 * i] = r + 1;
+      tab[2 * i + 1] = h;
     }
     this.tab = tab;
     this.tabBits = bits;
@@ -296,25 +305,25 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   /** Removes a record entirely (table, LRU list, slab run). */
   private deleteRec(r: number): void {
     const tab = this.tab;
-    const mask = tab.length - 1;
     const bits = this.tabBits;
+    const mask = (1 << bits) - 1;
     let i = mix(this.rec[r * RS], this.rec[r * RS + 1]) >>> (32 - bits);
-    while (tab[i] !== r + 1) i = (i + 1) & mask;
+    while (tab[2 * i] !== r + 1) i = (i + 1) & mask;
     // backward-shift deletion
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      const o = tab[j] - 1;
-      if (o < 0) break;
-      const k = mix(this.rec[o * RS], this.rec[o * RS + 1]) >>> (32 - bits);
-      // move o into the hole at i unless its home lies cyclically in (i, j]
+      if (tab[2 * j] === 0) break;
+      const k = tab[2 * j + 1] >>> (32 - bits);
+      // move j's key into the hole at i unless its home lies cyclically in (i, j]
       const inRange = i <= j ? k > i && k <= j : k > i || k <= j;
       if (!inRange) {
-        tab[i] = tab[j];
+        tab[2 * i] = tab[2 * j];
+        tab[2 * i + 1] = tab[2 * j + 1];
         i = j;
       }
     }
-    tab[i] = 0;
+    tab[2 * i] = 0;
     const prev = this.rec[r * RS + 4];
     const next = this.rec[r * RS + 5];
     if (prev !== NONE) this.rec[prev * RS + 5] = next;
@@ -672,7 +681,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     const shift = 32 - this.tabBits;
     let sink = 0;
     for (let i = 0; i < rk.length; i += 2) {
-      const t = tab[mix(rk[i], rk[i + 1]) >>> shift] - 1;
+      const t = tab[2 * (mix(rk[i], rk[i + 1]) >>> shift)] - 1;
       const r = t & ~(t >> 31); // empty slot: record 0
       sink ^= slabE[rec[r * RS + 2]] ^ rec[r * RS];
     }
@@ -799,6 +808,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     for (const it of done) {
       if (this.podGen[this.entryPod[it.entry]] !== it.gen) continue; // pod cleared since
       const k = u32view(it.keys);
+      this.touch(k, null, 0); // overlap the keys' cache misses, as add does
       for (let i = 0; i < k.length; i += 2) {
         const r = this.find(k[i], k[i + 1]);
         if (r !== NONE) removed += this.unrefEntry(r, it.entry);
