@@ -405,7 +405,9 @@ export class Http1Pool {
   /** Retries a call on a new connection (its reused one turned out to be closed). */
   dispatchFresh(call: UpstreamCall): void {
     if (this.closed) call.fail(new UpstreamError('upstream pool is closed', 'KVR_POOL_CLOSED', 'connect'));
-    else this.open(call);
+    else if (this.all.size < this.options.connections) this.open(call);
+    // The dead connection's slot already went to a waiting call: go first in line.
+    else this.queue.unshift(call);
   }
 
   dequeue(call: UpstreamCall): void {
