@@ -664,6 +664,33 @@ for (const how of ['FIN', 'RST'] as const) {
   });
 }
 
+test('a retry never opens more than `connections` sockets; it waits its turn when the pool is full', T, async () => {
+  const srv = await rawServer((r) => {
+    if (r.conn === 0 && r.nth === 1) return void r.socket.end(); // the stale close
+    r.socket.write(ok(`${r.path} on ${r.conn}`));
+  });
+  const pool = new Http1Pool(srv.origin, { connections: 1 });
+  try {
+    await get(pool, '/first');
+    let maxSize = 0;
+    const timer = setInterval(() => (maxSize = Math.max(maxSize, pool.size)), 1);
+    const second = send(pool, { path: '/second' }); // on the kept-alive socket, dropped unanswered
+    const third = send(pool, { path: '/third' }); // queued behind it
+    const [a, b] = await Promise.all([second.done, third.done]);
+    clearInterval(timer);
+    assert.equal(a.error, undefined, a.error?.message);
+    assert.equal(b.error, undefined, b.error?.message);
+    // The freed slot went to the queued call; the retry took the connection after it.
+    assert.equal(b.body, '/third on 1');
+    assert.equal(a.body, '/second on 1');
+    assert.equal(srv.sockets.length, 2, 'no extra connection for the retry');
+    assert.ok(maxSize <= 1, `pool.size reached ${maxSize}`);
+  } finally {
+    pool.destroy();
+    await srv.close();
+  }
+});
+
 test('the retry happens once only: a second failure is reported', T, async () => {
   const srv = await rawServer((r) => {
     if (r.conn === 0 && r.nth === 0) r.socket.write(ok('first'));
