@@ -43,6 +43,8 @@ const MAX_LINE = 8192;
 export class ResponseParser {
   private state = State.Done;
   private pendingHead: Buffer | null = null;
+  /** An interim (1xx) response was read: the server has the request. */
+  private interimSeen = false;
   private remaining = 0;
   private line = '';
   private noBody = false;
@@ -58,6 +60,7 @@ export class ResponseParser {
   expect(noBody = false): void {
     this.state = State.Head;
     this.pendingHead = null;
+    this.interimSeen = false;
     this.noBody = noBody;
     this.head = null;
     this.line = '';
@@ -69,7 +72,7 @@ export class ResponseParser {
 
   /** True once any byte of the response has been seen. */
   get started(): boolean {
-    return this.state !== State.Head || this.pendingHead !== null;
+    return this.state !== State.Head || this.pendingHead !== null || this.interimSeen;
   }
 
   /** The body runs until the connection ends (no length, not chunked). */
@@ -183,6 +186,7 @@ export class ResponseParser {
     const head = parseHead(data.toString('latin1', from, at));
     if (head.status >= 100 && head.status < 200 && head.status !== 101) {
       // Interim response (100 Continue, 103 Early Hints): skip, the real one follows.
+      this.interimSeen = true;
       return consumedOfBuf;
     }
     this.head = head;
