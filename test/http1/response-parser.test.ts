@@ -428,6 +428,12 @@ test('started and done track the response; expect() resets them', () => {
   p.expect();
   assert.equal(p.started, false);
   assert.equal(p.done, false);
+  // An interim response is part of the answer too: the server has read the request.
+  p.execute(b('HTTP/1.1 100 Continue\r\n\r\n'));
+  assert.equal(p.started, true, 'started after an interim response');
+  assert.equal(p.done, false);
+  p.expect();
+  assert.equal(p.started, false);
 });
 
 test('body pieces handed on are views of the input (no copy for a whole-buffer body read)', () => {
