@@ -56,8 +56,15 @@ export class Director {
   private readonly needsTokens: boolean;
   /** Tail of the scheduling critical section (see schedule). */
   private cycle: Promise<unknown> = Promise.resolve();
-  /** The last decision's PreRequest hooks, not yet started (see decide). */
-  private pendingPreRequest: (() => Promise<void>) | null = null;
+  /** The last decision whose PreRequest hooks have not started yet (see decide). */
+  private pendingReq: InferenceRequest | null = null;
+  private pendingResult: SchedulingResult | null = null;
+  /**
+   * Starts the pending hooks two event-loop turns after a decision. Made once: a closure made
+   * in decide would keep decide's whole context (the request, its body) alive until it runs.
+   */
+  private readonly flushLater = () => setImmediate(this.flushNow);
+  private readonly flushNow = () => void this.flushPreRequest();
   /** The PreRequest hooks running or last run (never rejects). */
   private preRequestDone: Promise<void> = Promise.resolve();
 
@@ -153,19 +160,20 @@ export class Director {
       // The hooks (speculative indexing, LRU learning) only matter to later decisions, so this
       // request does not wait for them: they run two event-loop turns from now, once the proxy
       // has written the request upstream, or at the start of the next decision if it comes first.
-      const decided = result;
-      this.pendingPreRequest = () => this.preRequest(req, decided);
-      setImmediate(() => setImmediate(() => void this.flushPreRequest()));
+      this.pendingReq = req;
+      this.pendingResult = result;
+      setImmediate(this.flushLater);
     }
     return result;
   }
 
   /** Starts the pending PreRequest hooks, if any; resolves when the hooks last started are done. */
   flushPreRequest(): Promise<void> {
-    const run = this.pendingPreRequest;
-    if (run) {
-      this.pendingPreRequest = null;
-      this.preRequestDone = run();
+    const req = this.pendingReq;
+    const result = this.pendingResult;
+    if (req && result) {
+      this.pendingReq = this.pendingResult = null;
+      this.preRequestDone = this.preRequest(req, result);
     }
     return this.preRequestDone;
   }
