@@ -87,9 +87,12 @@ export class ServerReply extends EventEmitter {
 
   constructor(
     private readonly conn: Connection,
-    private readonly noBody: boolean,
+    /** HEAD, or (once the head is sent) a status that has no body: body bytes are not sent. */
+    private noBody: boolean,
     /** Whether the connection stays open after this answer (sent as the connection header). */
-    readonly keepAlive: boolean,
+    public keepAlive: boolean,
+    /** An HTTP/1.0 request: no chunked coding, a streamed body ends with the connection. */
+    private readonly http10 = false,
   ) {
     super();
   }
@@ -212,8 +215,13 @@ export class ServerReply extends EventEmitter {
     }
     if (!hasDate) text += `date: ${httpDate()}\r\n`;
     const bodyless = this.noBody || status === 204 || status === 304 || (status >= 100 && status < 200);
+    // Body bytes given for a 204/304 would be read as the start of the next answer.
+    if (bodyless) this.noBody = true;
+    // A server closing, or a stream to an HTTP/1.0 client (which has no chunked coding), ends the connection.
+    if (this.conn.server.closing) this.keepAlive = false;
     if (!hasLength && !bodyless) {
       if (bodyLength >= 0) text += `content-length: ${bodyLength}\r\n`;
+      else if (this.http10) this.keepAlive = false;
       else this.chunked = true;
     }
     if (this.chunked) text += 'transfer-encoding: chunked\r\n';
@@ -463,7 +471,7 @@ class Connection {
   private handOver(body: Buffer, refused: boolean): void {
     const h = this.head!;
     const req = new ServerRequest(h.method, h.url, h.version, h.headers, body, refused);
-    const reply = new ServerReply(this, h.method === 'HEAD', h.keepAlive && !this.server.closing);
+    const reply = new ServerReply(this, h.method === 'HEAD', h.keepAlive && !this.server.closing, h.version === '1.0');
     this.reply = reply;
     try {
       this.server.listener(req, reply);
@@ -478,6 +486,8 @@ class Connection {
   replyEnded(reply: ServerReply): void {
     if (reply !== this.reply) return;
     this.reply = null;
+    // The answer said connection: close (closing server, HTTP/1.0 stream): keep to it.
+    if (!reply.keepAlive && this.head) this.head.keepAlive = false;
     reply.markClosed();
     if (this.phase === Phase.Length || this.phase === Phase.Chunked) {
       // A refused body is still arriving: carry on dropping it.
