@@ -67,6 +67,9 @@ interface SpecItem {
   gen: number;
 }
 
+/** What an expired queue slot holds until the queue is compacted. */
+const EXPIRED: SpecItem = { due: -Infinity, keys: new BigUint64Array(0), entry: NONE, gen: NONE };
+
 export class InMemoryKvBlockIndex implements KvBlockIndex {
   readonly capacity: number;
   private readonly weights: Record<string, number>;
@@ -139,7 +142,13 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private stamp = 0;
 
   // speculative entries
+  /**
+   * Pending items, sorted by due time, from specHead on. Expiry advances specHead (compacting
+   * now and then) instead of splicing the front off: with thousands of items within the TTL,
+   * every splice moved them all (~30 us per request at 10k items).
+   */
   private spec: SpecItem[] = [];
+  private specHead = 0;
   private specTimer: NodeJS.Timeout | null = null;
   private specTimerDue = Infinity;
   private closed = false;
@@ -778,14 +787,15 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     const item: SpecItem = { due: performance.now() + Math.max(0, ttlMs), keys: requestKeys.slice(), entry: e, gen: this.podGen[this.entryPod[e]] };
     // keep the queue sorted by due time (usually a plain append: one TTL for everything)
     let i = this.spec.length;
-    while (i > 0 && this.spec[i - 1].due > item.due) i--;
-    this.spec.splice(i, 0, item);
+    while (i > this.specHead && this.spec[i - 1].due > item.due) i--;
+    if (i === this.spec.length) this.spec.push(item);
+    else this.spec.splice(i, 0, item);
     this.armSpecTimer();
   }
 
   private armSpecTimer(): void {
-    if (this.spec.length === 0 || this.closed) return;
-    const due = this.spec[0].due;
+    if (this.specHead === this.spec.length || this.closed) return;
+    const due = this.spec[this.specHead].due;
     if (this.specTimer && this.specTimerDue <= due) return;
     if (this.specTimer) clearTimeout(this.specTimer);
     this.specTimerDue = due;
@@ -800,12 +810,15 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   private expireSpeculative(): void {
     const now = performance.now();
-    let n = 0;
-    while (n < this.spec.length && this.spec[n].due <= now) n++;
-    if (n === 0) return;
-    const done = this.spec.splice(0, n);
+    const spec = this.spec;
+    const from = this.specHead;
+    let n = from;
+    while (n < spec.length && spec[n].due <= now) n++;
+    if (n === from) return;
     let removed = 0;
-    for (const it of done) {
+    for (let j = from; j < n; j++) {
+      const it = spec[j];
+      spec[j] = EXPIRED; // the queue lets go of the keys now
       if (this.podGen[this.entryPod[it.entry]] !== it.gen) continue; // pod cleared since
       const k = u32view(it.keys);
       this.touch(k, null, 0); // overlap the keys' cache misses, as add does
@@ -814,12 +827,19 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
         if (r !== NONE) removed += this.unrefEntry(r, it.entry);
       }
     }
+    if (n === spec.length) {
+      this.spec = [];
+      this.specHead = 0;
+    } else if (n > 1024 && n * 2 > spec.length) {
+      this.spec = spec.slice(n);
+      this.specHead = 0;
+    } else this.specHead = n;
     if (this.metrics) this.metrics.evictions += removed;
   }
 
   longestPrefix(requestKeys: BlockKeys, pods?: ReadonlySet<PodId> | null): Map<PodId, PrefixMatch> {
     const t0 = this.metrics ? performance.now() : 0;
-    if (this.spec.length > 0 && this.spec[0].due <= performance.now()) this.expireSpeculative();
+    if (this.specHead < this.spec.length && this.spec[this.specHead].due <= performance.now()) this.expireSpeculative();
     const result = new Map<PodId, PrefixMatch>();
     const n = requestKeys.length;
     let hits = 0;
@@ -1005,5 +1025,6 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (this.specTimer) clearTimeout(this.specTimer);
     this.specTimer = null;
     this.spec = [];
+    this.specHead = 0;
   }
 }

@@ -84,6 +84,26 @@ describe('InMemoryKvBlockIndex specifics', () => {
     assert.equal(x.stats().entries, entries);
   });
 
+  it('speculative entries expire in due order across mixed TTLs, large and small expiry batches', () => {
+    const x = new InMemoryKvBlockIndex();
+    const held = (k: number) => x.longestPrefix(K(k), null).get('p')?.blocks === 1;
+    // 1500 long-lived items interleaved with 1500 already-due ones (inserted before them in the queue)
+    for (let i = 0; i < 3000; i++) x.addSpeculative(K(i + 1), 'p', i % 2 ? 0 : 3_600_000);
+    for (let i = 0; i < 3000; i++) assert.equal(held(i + 1), i % 2 === 0, `key ${i + 1} after a 1500-item expiry`);
+    // a small batch (the queue's head moves) then a large one (the queue is compacted)
+    for (let i = 0; i < 100; i++) x.addSpeculative(K(10_000 + i), 'p', 0);
+    assert.equal(held(10_000), false);
+    for (let i = 0; i < 1200; i++) x.addSpeculative(K(20_000 + i), 'p', 0);
+    assert.equal(held(20_000), false);
+    x.addSpeculative(K(30_000), 'p', 3_600_000);
+    x.addSpeculative(K(30_001), 'p', 0);
+    assert.equal(held(30_001), false);
+    for (let i = 0; i < 3000; i += 2) assert.ok(held(i + 1), `long-lived key ${i + 1} still held`);
+    assert.ok(held(30_000));
+    assert.equal(x.stats().keys, 1501);
+    x.close();
+  });
+
   it('exports Prometheus metrics and logs the metrics beat', async () => {
     const reg = new Registry();
     const metrics = new IndexMetrics(reg);
