@@ -296,8 +296,10 @@ async function main(): Promise<void> {
   const router = new Pool(url, { connections: concurrency, pipelining: 1 });
   const direct = new Pool(`http://127.0.0.1:${ports[0]}`, { connections: concurrency, pipelining: 1 });
   try {
-    // Warm both paths (JIT, connections, tokenizer caches of the template).
-    await latency(router, direct, 40, 20_000);
+    // Warm both paths (JIT tiers, connections, tokenizer caches of the template): a router in
+    // service is warm; 40 requests left the first measured ones in V8's baseline tiers.
+    const warm = quick ? 100 : 300;
+    await latency(router, direct, warm, 20_000, (i) => distinct(i + 100_000));
     let cpu0 = await cpuOf(rt.proc);
     const h0 = await histograms(url as string);
     const lat = await latency(router, direct, n, 60_000);
@@ -324,7 +326,7 @@ async function main(): Promise<void> {
     // The floor: a minimal proxy hop on the same 1k-token chat requests, against direct.
     const fl = child(['--role=floor', `--ports=${ports.join(',')}`]);
     const floorPool = new Pool(((await fl.first) as { url: string }).url, { connections: concurrency, pipelining: 1 });
-    await latency(floorPool, direct, 40, 20_000);
+    await latency(floorPool, direct, warm, 20_000, (i) => distinct(i + 100_000));
     const latFloor = await latency(floorPool, direct, n, 60_000);
     await floorPool.close();
     fl.proc.kill('SIGTERM');
