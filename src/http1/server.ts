@@ -381,11 +381,14 @@ class Connection {
   private readHead(data: Buffer, pos: number): number {
     // Empty lines before a request line are ignored (RFC 9112 section 2.2).
     while (pos + 1 < data.length && data[pos] === 13 && data[pos + 1] === 10) pos += 2;
+    if (pos === data.length) return -1; // only empty lines: the connection is still idle
     const max = this.server.options.maxHeaderBytes;
     const at = data.indexOf(CRLF2, pos);
     if (at < 0) {
       if (data.length - pos > max) throw new ProtocolError(431, `request head exceeds ${max} bytes`);
       this.pending = pos === 0 ? data : data.subarray(pos);
+      // A partial head behind a request answered at once: the head timer, not the idle one.
+      if (this.timerKind !== 'head') this.arm('head');
       return -1;
     }
     if (at - pos > max) throw new ProtocolError(431, `request head exceeds ${max} bytes`);
