@@ -349,6 +349,36 @@ test('curl: 100 Continue then the answer for a 4 KiB upload; keep-alive across t
   assert.equal(second.url, '/second');
 });
 
+test('curl: a 200 KB upload over maxBodyBytes gets its 413, and the next URL is answered', { skip: hasCurl ? false : 'curl not installed' }, async (t) => {
+  const seen: string[] = [];
+  const { port } = await start(
+    t,
+    (req, res) => {
+      seen.push(`${req.url} ${req.bodyRefused}`);
+      if (req.bodyRefused) res.writeHead(413, { 'content-type': 'application/json' }).end('{"error":{"message":"too large"}}');
+      else echo(req, res);
+    },
+    { maxBodyBytes: 100 },
+  );
+  const child = spawn('curl', ['-sv', '--http1.1', '-H', 'Expect:', '--data-binary', '@-', `http://127.0.0.1:${port}/up`, '--next', `http://127.0.0.1:${port}/second`], { timeout: 10_000 });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => err.push(d));
+  child.stdin.end(Buffer.alloc(200_000, 'u'));
+  const [code] = (await once(child, 'close')) as [number];
+  const stderr = Buffer.concat(err).toString();
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /< HTTP\/1\.1 413 Payload Too Large/);
+  // curl reuses the connection when it had sent the whole body before reading the 413;
+  // seeing the 413 mid-upload, it stops sending and closes the connection itself.
+  assert.match(stderr, /Re-using existing connection|HTTP error before end of send, stop sending/);
+  const text = Buffer.concat(out).toString();
+  assert.ok(text.startsWith('{"error":{"message":"too large"}}'), text.slice(0, 80));
+  assert.equal((JSON.parse(text.slice('{"error":{"message":"too large"}}'.length)) as Echoed).url, '/second');
+  assert.deepEqual(seen, ['/up true', '/second false']);
+});
+
 test('raw Expect: 100-continue: the interim answer comes before the body is sent', async (t) => {
   const { port } = await start(t, echo);
   const c = await Raw.open(port);
@@ -721,6 +751,14 @@ test('headersTimeoutMs: an unfinished head gets 408; bodyTimeoutMs: an unfinishe
   ok.write('host: a\r\n\r\n');
   assert.equal((await ok.response()).status, 200);
   ok.destroy();
+});
+
+test('headersTimeoutMs also bounds a partial head that came behind a request answered at once', async (t) => {
+  const { port } = await start(t, (_req, res) => void res.end('ok'), { headersTimeoutMs: 200, keepAliveTimeoutMs: 10_000 });
+  const c = await Raw.open(port);
+  c.write('GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nhost:');
+  assert.equal((await c.response()).body.toString(), 'ok');
+  await assertRefused(c, 408, 'the partial second head');
 });
 
 // ---------------------------------------------------------------- body limit
@@ -1174,6 +1212,9 @@ test('closeIdleConnections closes only idle ones; closeAllConnections closes the
   busy.write('GET /hold HTTP/1.1\r\n\r\n');
   await sleep(10);
   assert.equal(server.connections, 2);
+  // A stray CRLF after an answer (allowed before a request line) leaves it idle.
+  idle.write('\r\n');
+  await sleep(10);
   server.closeIdleConnections();
   await idle.closed();
   await sleep(10);
