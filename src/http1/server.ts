@@ -232,6 +232,8 @@ export class ServerReply extends EventEmitter {
 }
 
 function field(name: string, value: string): string {
+  // A name is a token: one holding CR/LF would let a header (say, copied from upstream) split the head.
+  if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name.slice(0, 40))}`);
   if (BAD_VALUE.test(value)) throw new TypeError(`invalid character in header ${name}`);
   return `${name}: ${value}\r\n`;
 }
