@@ -1016,7 +1016,7 @@ test('HTTP/1.0: a streamed answer is not chunked; it ends with the connection', 
   assert.equal(r.body.toString(), 'abcd');
 });
 
-test('invalid header values from the handler throw TypeError before anything is sent', async (t) => {
+test('invalid header values and names from the handler throw TypeError before anything is sent', async (t) => {
   const errors: unknown[] = [];
   const { port } = await start(t, (req, res) => {
     const bad: [string, string | string[]][] = [
@@ -1024,6 +1024,10 @@ test('invalid header values from the handler throw TypeError before anything is 
       ['x-lf', 'a\nb'],
       ['x-nul', 'a\0b'],
       ['x-list', ['fine', 'bad\r']],
+      ['x-name\r\nx-injected', '1'],
+      ['x-name\nx-injected', '1'],
+      ['bad name', '1'],
+      ['', '1'],
     ];
     for (const [name, value] of bad) {
       res.writeHead(200, { 'x-good': 'g', [name]: value });
@@ -1049,7 +1053,7 @@ test('invalid header values from the handler throw TypeError before anything is 
     assert.equal(c.dataEvents, 1, `${path}: one answer, nothing before it`);
     c.dataEvents = 0;
   }
-  assert.equal(errors.length, 12);
+  assert.equal(errors.length, 24);
   for (const e of errors) assert.ok(e instanceof TypeError);
   c.destroy();
 });
