@@ -1183,6 +1183,25 @@ test('a handler that throws synchronously yields a 500 and the connection goes o
   assert.equal((handlerErrors[0] as Error).message, 'boom');
 });
 
+test('a client FIN is taken as the client gone: the answer in progress gets close, like node:http by default', async (t) => {
+  const closed = gate();
+  let wrote: boolean | null = null;
+  const { server, port } = await start(t, (req, res) => {
+    res.on('close', () => {
+      wrote = res.write('x');
+      closed.open();
+    });
+  });
+  const c = await Raw.open(port);
+  c.socket.end('GET /a HTTP/1.1\r\nhost: a\r\n\r\n');
+  await within(closed.promise, 3000, "'close' on the reply");
+  assert.equal(wrote, false);
+  await c.closed();
+  assert.equal(c.buf.length, 0);
+  await sleep(5);
+  assert.equal(server.connections, 0);
+});
+
 // ---------------------------------------------------------------- connection management
 
 test('keepAliveTimeoutMs closes an idle connection; activity keeps it open', async (t) => {
