@@ -55,6 +55,8 @@ const DEFAULTS: Required<Http1ServerOptions> = {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Field values may not hold CR, LF or NUL (response splitting). */
 const BAD_VALUE = /[\r\n\0]/;
+/** An answer's field values: visible latin1 and tabs only (node:http's rule); no CR/LF splitting. */
+const BAD_REPLY_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const CRLF2 = Buffer.from('\r\n\r\n', 'latin1');
 /** Control characters and spaces are not allowed in a request target. */
 // eslint-disable-next-line no-control-regex
@@ -234,7 +236,7 @@ export class ServerReply extends EventEmitter {
 function field(name: string, value: string): string {
   // A name is a token: one holding CR/LF would let a header (say, copied from upstream) split the head.
   if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name.slice(0, 40))}`);
-  if (BAD_VALUE.test(value)) throw new TypeError(`invalid character in header ${name}`);
+  if (BAD_REPLY_VALUE.test(value)) throw new TypeError(`invalid character in header ${name}`);
   return `${name}: ${value}\r\n`;
 }
 
@@ -421,7 +423,13 @@ class Connection {
       if (n === 0) this.dispatch();
       else {
         this.phase = Phase.Length;
-        if (n > o.maxBodyBytes) {
+        if (n > o.maxBodyBytes && headers.expect !== undefined && head.version === '1.1') {
+          // The client waits for 100 Continue before sending the body: it gets the 413 instead,
+          // and the connection closes after it (the body it might still send is never read).
+          head.keepAlive = false;
+          this.phase = Phase.Busy;
+          this.dispatchRefused();
+        } else if (n > o.maxBodyBytes) {
           // Answered at once (413); the body is read and dropped so the answer is not lost to a reset.
           this.dispatchRefused();
           this.arm('body');

@@ -805,10 +805,10 @@ test('over the limit with Expect: 100-continue: 413 without an interim answer', 
   c.write('POST / HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 5000\r\n\r\n');
   const r = await c.response();
   assert.equal(r.status, 413, 'the final answer, not 100 Continue');
-  // A client that sends the body anyway can go on using the connection.
-  c.write(Buffer.alloc(5000, 'b'));
-  c.write('GET /then HTTP/1.1\r\n\r\n');
-  assert.equal(json(await c.response()).url, '/then');
+  // The body may never come (the client waited for 100 Continue): the connection closes
+  // after the answer instead of waiting for it.
+  assert.equal(r.headers.connection, 'close');
+  await c.closed();
   c.destroy();
 });
 
