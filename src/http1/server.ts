@@ -216,7 +216,10 @@ export class ServerReply extends EventEmitter {
       }
     }
     if (!hasDate) text += `date: ${httpDate()}\r\n`;
-    const bodyless = this.noBody || status === 204 || status === 304 || (status >= 100 && status < 200);
+    const noContent = status === 204 || status === 304 || (status >= 100 && status < 200);
+    const bodyless = this.noBody || noContent;
+    // A HEAD answer states the length a GET would have (and keeps the connection reusable).
+    if (this.noBody && !noContent && !hasLength && bodyLength >= 0) text += `content-length: ${bodyLength}\r\n`;
     // Body bytes given for a 204/304 would be read as the start of the next answer.
     if (bodyless) this.noBody = true;
     // A server closing, or a stream to an HTTP/1.0 client (which has no chunked coding), ends the connection.
