@@ -71,8 +71,9 @@ async function timeLoop(maxIter: number, fn: (i: number) => Promise<unknown>, ca
   return ts;
 }
 
-const enc = (reg: TokenizerRegistry, text: string) => reg.encodeCompletion(MODEL, text, false);
-const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+// The Uint32Array forms are what the router calls (the number[] forms copy into an Array).
+const enc = (reg: TokenizerRegistry, text: string) => reg.encodeCompletionIds(MODEL, text, false);
+const same = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.prototype.every.call(a, (x: number, i: number) => x === b[i]);
 
 async function registry(engine: EngineChoice, prefixCache: PrefixCacheOptions): Promise<TokenizerRegistry> {
   const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', engine, prefixCache });
@@ -257,12 +258,12 @@ async function main() {
   // Same 6k-token system prompt (cached by earlier requests), a fresh 2k-token question each time.
   const chat8k = (i: number) => [{ role: 'system', content: prefix6k }, { role: 'user', content: suffixes[i % suffixes.length] }];
   const rt = await timeLoop(50, async (i) => fCached.renderChat(MODEL, chat8k(i), {}));
-  const c1n = await timeLoop(200, () => nWhole.encodeChat(MODEL, chat1k, {}));
-  const c1f = await timeLoop(200, () => fWhole.encodeChat(MODEL, chat1k, {}));
-  await nCached.encodeChat(MODEL, chat8k(119), {}); // fills the caches with the rendered system turn
-  await fCached.encodeChat(MODEL, chat8k(119), {});
-  const c8n = await timeLoop(100, (i) => nCached.encodeChat(MODEL, chat8k(i), {}));
-  const c8f = await timeLoop(100, (i) => fCached.encodeChat(MODEL, chat8k(i), {}));
+  const c1n = await timeLoop(200, () => nWhole.encodeChatIds(MODEL, chat1k, {}));
+  const c1f = await timeLoop(200, () => fWhole.encodeChatIds(MODEL, chat1k, {}));
+  await nCached.encodeChatIds(MODEL, chat8k(119), {}); // fills the caches with the rendered system turn
+  await fCached.encodeChatIds(MODEL, chat8k(119), {});
+  const c8n = await timeLoop(100, (i) => nCached.encodeChatIds(MODEL, chat8k(i), {}));
+  const c8f = await timeLoop(100, (i) => fCached.encodeChatIds(MODEL, chat8k(i), {}));
   console.log(`\n## chat render + encode (the router's per-request tokenization)`);
   console.log(`1k-token chat, uncached: native p50 ${f(pct(c1n, 50), 3)} ms p99 ${f(pct(c1n, 99), 3)} | fast p50 ${f(pct(c1f, 50), 3)} ms p99 ${f(pct(c1f, 99), 3)} | fast/native ${f(pct(c1f, 50) / pct(c1n, 50), 3)}`);
   console.log(`8k-token chat (6k-token system prompt cached, fresh 2k-token question): render alone p50 ${f(pct(rt, 50), 3)} ms; native p50 ${f(pct(c8n, 50), 3)} ms | fast p50 ${f(pct(c8f, 50), 3)} ms | fast/native ${f(pct(c8f, 50) / pct(c8n, 50), 3)}`);
