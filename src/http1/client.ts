@@ -5,7 +5,7 @@
 // about a third of a millisecond per request on this machine.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { ResponseParser, type ResponseHead, type ResponseSink } from './response-parser.js';
+import { ResponseParseError, ResponseParser, type ResponseHead, type ResponseSink } from './response-parser.js';
 
 export type { ResponseHead } from './response-parser.js';
 
@@ -97,6 +97,20 @@ export class UpstreamCall {
     this.done = true;
     this.conn = null;
     this.handler.onError(err);
+  }
+}
+
+/** Reports a whole answer; an exception from the handler becomes its onError, never a crash. */
+function complete(call: UpstreamCall): void {
+  call.done = true;
+  try {
+    call.handler.onComplete();
+  } catch (err) {
+    try {
+      call.handler.onError(new UpstreamError(`response handler failed: ${(err as Error).message}`, 'KVR_HANDLER', 'body', { cause: err }));
+    } catch {
+      // The handler is broken twice over; the connection is already settled.
+    }
   }
 }
 
@@ -239,7 +253,9 @@ class Connection implements ResponseSink {
       this.call = null;
       this.destroy();
       const phase = this.headSeen ? 'body' : 'headers';
-      call.fail(new UpstreamError(`malformed response from ${this.pool.hostHeader}: ${(err as Error).message}`, 'KVR_UPSTREAM_PARSE', phase, { cause: err }));
+      // The parser calls the handler: its exception lands here too, and must not escape the socket.
+      if (err instanceof ResponseParseError) call.fail(new UpstreamError(`malformed response from ${this.pool.hostHeader}: ${err.message}`, 'KVR_UPSTREAM_PARSE', phase, { cause: err }));
+      else call.fail(new UpstreamError(`response handler failed: ${(err as Error).message}`, 'KVR_HANDLER', phase, { cause: err }));
       return;
     }
     if (!this.completed) return;
@@ -259,10 +275,7 @@ class Connection implements ResponseSink {
       this.arm(this.idleMs, 'idle');
       this.pool.connectionFree(this);
     }
-    if (!call.done) {
-      call.done = true;
-      call.handler.onComplete();
-    }
+    if (!call.done) complete(call);
   }
 
   private onClose(err?: NodeJS.ErrnoException): void {
@@ -277,9 +290,8 @@ class Connection implements ResponseSink {
     if (!call || call.done) return;
     // An until-close body ends with the connection.
     if (!err && this.parser.finishOnClose()) {
-      call.done = true;
       call.conn = null;
-      call.handler.onComplete();
+      complete(call);
       return;
     }
     const origin = this.pool.hostHeader;

@@ -254,6 +254,11 @@ export class ResponseParser {
   }
 }
 
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+/** Control characters other than tab (obs-text above 0x7f is allowed). */
+// eslint-disable-next-line no-control-regex
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+
 /** Status line and header fields of a response head (without the final CRLFCRLF). */
 export function parseHead(text: string): ResponseHead {
   const eol = text.indexOf('\r\n');
@@ -280,7 +285,10 @@ export function parseHead(text: string): ResponseHead {
     if (colon < 0 || colon > next || colon === at) throw new ResponseParseError(`invalid header line: ${JSON.stringify(text.slice(at, Math.min(next, at + 40)))}`);
     const name = text.slice(at, colon).toLowerCase();
     if (name.charCodeAt(name.length - 1) === 32 || name.charCodeAt(name.length - 1) === 9) throw new ResponseParseError(`whitespace before colon in header ${JSON.stringify(name)}`);
+    // Names and values are relayed to our client: nothing that could split or corrupt its head.
+    if (!TOKEN.test(name)) throw new ResponseParseError(`invalid header name ${JSON.stringify(name.slice(0, 40))}`);
     const value = text.slice(colon + 1, next).trim();
+    if (BAD_VALUE.test(value)) throw new ResponseParseError(`invalid character in the value of header ${name}`);
     const prev = headers[name];
     if (prev === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
     else if (Array.isArray(prev)) prev.push(value);

@@ -8,7 +8,7 @@ import pino from 'pino';
 import { startRouter, type Router } from '../../src/gateway/router.js';
 import { post, until } from './helpers.js';
 
-type Mode = 'ok' | 'hang' | 'reset' | 'status500';
+type Mode = 'ok' | 'hang' | 'reset' | 'status500' | 'badheader';
 interface Upstream {
   server: Server;
   address: string;
@@ -36,6 +36,10 @@ async function upstream(model = 'm'): Promise<Upstream> {
           return;
         case 'reset':
           req.socket.destroy();
+          return;
+        case 'badheader':
+          // A head node:http would never write: a bare LF inside a value (response splitting).
+          req.socket.end('HTTP/1.1 200 OK\r\nx-evil: a\nset-cookie: owned=1\r\ncontent-length: 2\r\n\r\n{}');
           return;
         case 'status500':
           res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'engine dead', type: 'InternalServerError', code: 500 } }));
@@ -133,7 +137,13 @@ test('502: the upstream drops the connection; upstream 5xx bodies pass through u
   const r = await post(`${router.url}/v1/completions`, { model: 'm', prompt: 'x' });
   assert.equal(r.status, 500);
   assert.equal((r.json.error as { message: string }).message, 'engine dead');
+  // A malformed head from the upstream is a 502, never relayed, and the router carries on.
+  up.mode = 'badheader';
+  const bad = await post(`${router.url}/v1/completions`, { model: 'm', prompt: 'x' });
+  assertError(bad, 502, 'upstream_error');
+  assert.equal(bad.headers.get('set-cookie'), null);
   up.mode = 'ok';
+  assert.equal((await post(`${router.url}/v1/completions`, { model: 'm', prompt: 'x' })).status, 200);
 });
 
 test('504: the upstream does not answer in time', async () => {

@@ -1137,3 +1137,37 @@ test('an IPv6 origin [::1]: connects, sends host [::1]:port and reuses the conne
 test('an unsupported origin protocol is refused', T, () => {
   assert.throws(() => new Http1Pool('ftp://127.0.0.1:21'), /unsupported upstream protocol/);
 });
+
+test('a handler that throws in any callback gets onError (KVR_HANDLER); nothing escapes the socket', T, async () => {
+  const srv = await rawServer((r) => r.socket.write(ok(`answer ${r.nth}`)));
+  const pool = new Http1Pool(srv.origin);
+  try {
+    for (const where of ['start', 'data', 'complete'] as const) {
+      const err = await new Promise<UpstreamError>((resolve, reject) => {
+        pool.request(
+          { method: 'GET', path: '/', headers: {} },
+          {
+            onResponseStart() {
+              if (where === 'start') throw new Error('boom in start');
+            },
+            onData() {
+              if (where === 'data') throw new Error('boom in data');
+            },
+            onComplete() {
+              if (where === 'complete') throw new Error('boom in complete');
+              reject(new Error('completed without the handler throwing'));
+            },
+            onError: resolve,
+          },
+        );
+      });
+      assert.equal(err.code, 'KVR_HANDLER', where);
+      assert.match(err.message, new RegExp(`boom in ${where}`));
+    }
+    // The pool still serves.
+    assert.equal((await get(pool)).body.startsWith('answer'), true);
+  } finally {
+    pool.destroy();
+    await srv.close();
+  }
+});
