@@ -1,7 +1,8 @@
 // Incremental HTTP/1.1 response parser for the upstream hop: status line and headers, then the
 // body framed by content-length, chunked transfer-coding or the connection's end. Body bytes
 // are handed on as views of the socket's buffers (no copies). Written for the proxy's hot path:
-// undici's general-purpose client cost about 0.3 ms more per request than a plain socket here.
+// undici's general-purpose client cost about 0.1 ms more per upstream leg here.
+import { ChunkedDecoder, ChunkedError } from './chunked-decoder.js';
 
 export interface ResponseHead {
   status: number;
@@ -27,18 +28,10 @@ export class ResponseParseError extends Error {
 const enum State {
   Head,
   Length,
-  ChunkSize,
-  ChunkData,
-  ChunkDataEnd,
-  Trailers,
+  Chunked,
   UntilClose,
   Done,
 }
-
-const CR = 13;
-const LF = 10;
-/** Longest chunk-size or trailer line accepted. */
-const MAX_LINE = 8192;
 
 export class ResponseParser {
   private state = State.Done;
@@ -46,7 +39,8 @@ export class ResponseParser {
   /** An interim (1xx) response was read: the server has the request. */
   private interimSeen = false;
   private remaining = 0;
-  private line = '';
+  private chunked: ChunkedDecoder | null = null;
+  private readonly onPiece = (piece: Buffer) => this.sink.onBody(piece);
   private noBody = false;
   private head: ResponseHead | null = null;
 
@@ -63,7 +57,7 @@ export class ResponseParser {
     this.interimSeen = false;
     this.noBody = noBody;
     this.head = null;
-    this.line = '';
+    this.chunked = null;
   }
 
   get done(): boolean {
@@ -113,35 +107,21 @@ export class ResponseParser {
           pos = end;
           break;
         }
-        case State.ChunkSize: {
-          pos = this.readLine(buf, pos);
-          break;
-        }
-        case State.ChunkData: {
-          const n = Math.min(this.remaining, end - pos);
-          this.remaining -= n;
-          const piece = buf.subarray(pos, pos + n);
-          pos += n;
-          if (this.remaining === 0) this.state = State.ChunkDataEnd;
-          this.sink.onBody(piece);
-          break;
-        }
-        case State.ChunkDataEnd: {
-          // CRLF after the chunk's data (may arrive split across reads).
-          const c = buf[pos++];
-          if (this.remaining === 0) {
-            if (c !== CR) throw new ResponseParseError('chunked body: missing CRLF after chunk data');
-            this.remaining = 1;
-          } else {
-            if (c !== LF) throw new ResponseParseError('chunked body: missing CRLF after chunk data');
-            this.remaining = 0;
-            this.state = State.ChunkSize;
+        case State.Chunked: {
+          const dec = this.chunked!;
+          try {
+            pos = dec.feed(buf, pos, this.onPiece);
+          } catch (err) {
+            if (err instanceof ChunkedError) throw new ResponseParseError(err.message);
+            throw err;
           }
-          break;
-        }
-        case State.Trailers: {
-          pos = this.readLine(buf, pos);
-          if ((this.state as State) === State.Done) return pos;
+          if (dec.done) {
+            // Trailer fields are dropped (the client side re-frames).
+            this.state = State.Done;
+            this.chunked = null;
+            this.sink.onComplete();
+            return pos;
+          }
           break;
         }
         case State.Done:
@@ -202,8 +182,8 @@ export class ResponseParser {
         this.state = State.UntilClose;
         head.keepAlive = false;
       } else {
-        this.state = State.ChunkSize;
-        this.line = '';
+        this.state = State.Chunked;
+        this.chunked = new ChunkedDecoder();
       }
       // With transfer-encoding, content-length is ignored (and must not be forwarded).
       delete h['content-length'];
@@ -223,34 +203,6 @@ export class ResponseParser {
     this.sink.onHead(head);
     if (this.state === State.Done) this.sink.onComplete();
     return consumedOfBuf;
-  }
-
-  /** Reads one CRLF-terminated line of a chunked body (size line or trailer). */
-  private readLine(buf: Buffer, pos: number): number {
-    const lf = buf.indexOf(LF, pos);
-    const stop = lf < 0 ? buf.length : lf;
-    this.line += buf.toString('latin1', pos, stop);
-    if (this.line.length > MAX_LINE) throw new ResponseParseError('chunked body: line too long');
-    if (lf < 0) return buf.length;
-    let line = this.line;
-    this.line = '';
-    if (line.charCodeAt(line.length - 1) === CR) line = line.slice(0, -1);
-    if (this.state === State.ChunkSize) {
-      const semi = line.indexOf(';');
-      const hex = (semi < 0 ? line : line.slice(0, semi)).trim();
-      if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) throw new ResponseParseError(`chunked body: invalid chunk size ${JSON.stringify(hex.slice(0, 20))}`);
-      const size = parseInt(hex, 16);
-      if (size === 0) this.state = State.Trailers;
-      else {
-        this.remaining = size;
-        this.state = State.ChunkData;
-      }
-    } else if (line.length === 0) {
-      // Trailers end with an empty line; trailer fields are dropped (the client side re-frames).
-      this.state = State.Done;
-      this.sink.onComplete();
-    }
-    return lf + 1;
   }
 }
 
