@@ -12,6 +12,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import { createServer as netCreateServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { withDefaults } from '../util/options.js';
 import { ChunkedDecoder } from './chunked-decoder.js';
 
 export interface Http1ServerOptions {
@@ -118,69 +119,47 @@ export class ServerReply extends EventEmitter {
   /** Writes a piece of the body; false when the socket's buffer is full (wait for 'drain'). */
   write(chunk: Buffer | string): boolean {
     if (this.ended || this.closed) return false;
-    const s = this.conn.socket;
-    const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    if (!this.headersSent) {
-      const head = this.head(-1);
-      if (this.noBody) return s.write(head, 'latin1');
-      if (this.chunked) {
-        if (data.length === 0) return s.write(head, 'latin1');
-        s.cork();
-        s.write(head + data.length.toString(16) + '\r\n', 'latin1');
-        s.write(data);
-        const ok = s.write('\r\n', 'latin1');
-        s.uncork();
-        return ok;
-      }
-      s.cork();
-      s.write(head, 'latin1');
-      const ok = s.write(data);
-      s.uncork();
-      return ok;
-    }
-    if (this.noBody || data.length === 0) return true;
-    if (!this.chunked) return s.write(data);
-    s.cork();
-    s.write(data.length.toString(16) + '\r\n', 'latin1');
-    s.write(data);
-    const ok = s.write('\r\n', 'latin1');
-    s.uncork();
-    return ok;
+    return this.put(this.headersSent ? '' : this.head(-1), toBuffer(chunk), false);
   }
 
   /** Ends the answer; a body given here with the head unsent leaves in one write. */
   end(chunk?: Buffer | string): this {
     if (this.ended || this.closed) return this;
-    const s = this.conn.socket;
-    const data = chunk === undefined ? undefined : typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    if (!this.headersSent) {
-      const head = this.head(data ? data.length : 0);
-      if (this.noBody || !data || data.length === 0) s.write(head, 'latin1');
-      else if (data.length <= 16 * 1024) {
-        // Small answers: one buffer, one syscall.
-        s.write(Buffer.concat([Buffer.from(head, 'latin1'), data]));
-      } else {
-        s.cork();
-        s.write(head, 'latin1');
-        s.write(data);
-        s.uncork();
-      }
-    } else if (!this.noBody) {
-      if (this.chunked) {
-        if (data && data.length > 0) {
-          s.cork();
-          s.write(data.length.toString(16) + '\r\n', 'latin1');
-          s.write(data);
-          s.write('\r\n0\r\n\r\n', 'latin1');
-          s.uncork();
-        } else s.write('0\r\n\r\n', 'latin1');
-      } else if (data && data.length > 0) s.write(data);
-    }
+    const data = chunk === undefined ? undefined : toBuffer(chunk);
+    this.put(this.headersSent ? '' : this.head(data ? data.length : 0), data, true);
     this.ended = true;
     this.writableFinished = true;
     this.emit('finish');
     this.conn.replyEnded(this);
     return this;
+  }
+
+  /**
+   * Writes `head` (may be empty), then `data` framed for this answer (a chunk when chunked; nothing
+   * for HEAD and no-body statuses), then on the `last` write the chunked terminator: one cork.
+   */
+  private put(head: string, data: Buffer | undefined, last: boolean): boolean {
+    const s = this.conn.socket;
+    const body = !this.noBody && data && data.length > 0 ? data : undefined;
+    let pre = head;
+    let post = '';
+    if (this.chunked) {
+      if (body) {
+        pre += body.length.toString(16) + '\r\n';
+        post = '\r\n';
+      }
+      if (last) post += '0\r\n\r\n';
+    }
+    if (!body) return pre || post ? s.write(pre + post, 'latin1') : true;
+    // A small answer with its head: one buffer, one syscall.
+    if (pre && !post && body.length <= 16 * 1024) return s.write(Buffer.concat([Buffer.from(pre, 'latin1'), body]));
+    if (!pre && !post) return s.write(body);
+    s.cork();
+    if (pre) s.write(pre, 'latin1');
+    let ok = s.write(body);
+    if (post) ok = s.write(post, 'latin1');
+    s.uncork();
+    return ok;
   }
 
   /** Drops the connection (an answer that cannot be completed). */
@@ -234,6 +213,10 @@ export class ServerReply extends EventEmitter {
     this.headersSent = true;
     return text + '\r\n';
   }
+}
+
+function toBuffer(chunk: Buffer | string): Buffer {
+  return typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
 }
 
 function field(name: string, value: string): string {
@@ -620,9 +603,7 @@ export class Http1Server extends EventEmitter {
     options: Http1ServerOptions = {},
   ) {
     super();
-    const o: Required<Http1ServerOptions> = { ...DEFAULTS };
-    for (const [k, v] of Object.entries(options)) if (v !== undefined) (o as unknown as Record<string, unknown>)[k] = v;
-    this.options = o;
+    this.options = withDefaults(DEFAULTS, options);
     this.net = netCreateServer({ noDelay: true }, (socket) => this.conns.add(new Connection(this, socket)));
   }
 
