@@ -189,8 +189,7 @@ export class EndpointPool extends EventEmitter {
   private client(e: PoolEndpoint): Http1Pool {
     let c = this.clients.get(e.address);
     if (!c) {
-      const t = this.o.scrapeTimeoutMs;
-      c = new Http1Pool(e.origin, { connections: 2, connectTimeoutMs: t });
+      c = new Http1Pool(e.origin, { connections: 2, connectTimeoutMs: this.o.scrapeTimeoutMs });
       this.clients.set(e.address, c);
     }
     return c;
