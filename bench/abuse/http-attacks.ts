@@ -1,0 +1,4 @@
+// HTTP attacks for `npm run bench:abuse` (see types.ts).
+import type { Attack } from './types.js';
+
+export const httpAttacks: Attack[] = [];
