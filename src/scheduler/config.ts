@@ -10,7 +10,6 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { getPluginFactory, resolvePluginType } from './registry.js';
 import { registerBuiltinPlugins } from './plugins/builtin.js';
-import { registerPeerPlugins } from './plugins/peers/index.js';
 import {
   isDataProducer,
   isFilter,
@@ -166,8 +165,6 @@ function instantiate(spec: PluginSpec, ctx: PluginContext, plugins: Map<string, 
 /** Instantiate every plugin and resolve the profiles, applying llm-d's defaults. */
 export function buildSchedulerConfig(config: EndpointPickerConfig, ctx: PluginContext): LoadedSchedulerConfig {
   registerBuiltinPlugins();
-  // Peer strategies (SGLang cache_aware, Dynamo KV cost) load in serve and epp too, not only in bench.
-  registerPeerPlugins();
   if (config.plugins.length === 0 && config.schedulingProfiles.length === 0) config = defaultEndpointPickerConfig();
 
   const plugins = new Map<string, Plugin>();

@@ -137,18 +137,8 @@ test('old names resolve (kv-cache-scorer, by-label-selector) and registerPlugin 
   assert.equal(prof.filters[0].type, 'label-selector-filter');
 });
 
-test('peer strategy plugins (SGLang cache_aware) load from a config without the bench registering them', async () => {
-  const yaml = [
-    'apiVersion: llm-d.ai/v1alpha1',
-    'kind: EndpointPickerConfig',
-    'plugins:',
-    '  - type: sglang-cache-aware-scorer',
-    '  - type: max-score-picker',
-    'schedulingProfiles:',
-    '  - name: default',
-    '    plugins: [{pluginRef: sglang-cache-aware-scorer}, {pluginRef: max-score-picker}]',
-  ].join('\n');
-  const cfg = buildSchedulerConfig(parseEndpointPickerConfig(yaml), ctx());
-  assert.deepEqual(cfg.profiles.get('default')!.scorers.map((s) => s.scorer.type), ['sglang-cache-aware-scorer']);
-  await closeAll(cfg);
+test('production configs do not know the benchmark peer strategies (SGLang cache_aware, Dynamo KV)', () => {
+  for (const type of ['sglang-cache-aware-scorer', 'dynamo-kv-scorer']) {
+    assert.throws(() => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ type }] }), ctx()), new RegExp(`unknown plugin type "${type}"`));
+  }
 });
