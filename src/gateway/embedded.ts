@@ -38,7 +38,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const configPath = o.configPath ?? (o.config === undefined ? EMBEDDED_CONFIG : undefined);
   const router = await startRouter({ ...o, configPath, endpoints: [], zmqEndpoint: zmq, tokenizers: await routerTokenizersFrom(tokReg, false) });
   // With port 0 the subscriber picked a free port: the pods connect to that one.
-  zmq = router.precise?.eventsEndpoint?.replace('0.0.0.0', '127.0.0.1') ?? zmq;
+  zmq = router.kvIndex?.eventsEndpoint?.replace('0.0.0.0', '127.0.0.1') ?? zmq;
   const pods: SimPod[] = [];
   const closePods = async () => {
     await Promise.all(pods.map((p) => p.close().catch(() => {})));
@@ -56,7 +56,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
         pythonHashSeed: '42',
         llmdTopic: true,
         // Without a precise scorer nobody listens for KV events: the pods publish none.
-        kvEventsConfig: router.precise ? { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq } : undefined,
+        kvEventsConfig: router.kvIndex ? { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq } : undefined,
         tokenizers: tokReg,
         logger: router.logger.child({ component: `sim-pod-${i}` }),
       });

@@ -2,6 +2,7 @@
 // (indexerConfig.kvBlockIndexConfig + kvCacheBackendConfigs, block-keys-and-index.md §7).
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
+import type { Clock } from '../util/clock.js';
 import type { KvBlockIndex } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import { InMemoryKvBlockIndex, DEFAULT_CAPACITY } from './memory-index.js';
@@ -32,6 +33,8 @@ export interface IndexFactoryConfig {
 export interface IndexFactoryDeps {
   registry?: Registry;
   logger?: Logger;
+  /** Time for speculative entries' TTL; default realClock. */
+  clock?: Clock;
 }
 
 export const DEFAULT_REDIS_ADDRESS = 'redis://127.0.0.1:6379';

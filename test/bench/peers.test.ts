@@ -7,8 +7,7 @@ import type { Endpoint } from '../../src/scheduler/types.js';
 import { registerBenchPlugins } from '../../src/bench/peers/index.js';
 import { buildSchedulerConfig, parseEndpointPickerConfig } from '../../src/scheduler/config.js';
 import { STRATEGIES, strategyYaml } from '../../src/bench/strategies.js';
-import pino from 'pino';
-import { Registry } from 'prom-client';
+import { pluginContext } from '../helpers/plugin-context.js';
 
 const u32 = (xs: number[]) => Uint32Array.from(xs);
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
@@ -126,7 +125,7 @@ test('dynamo cost: overlap credit against prefill + decode load, argmin', () => 
 });
 
 test('the bench registers its peer strategies itself: unknown before registerBenchPlugins, loaded after', async () => {
-  const ctx = () => ({ logger: pino({ level: 'silent' }), registry: new Registry(), services: new Map(), options: { speculativeIndexingDefault: true } });
+  const ctx = () => pluginContext();
   const sglang = STRATEGIES.find((s) => s.name === 'sglang-cache-aware')!;
   const yaml = strategyYaml(sglang, { model: 'm', blockSize: 16, zmqEndpoint: 'tcp://127.0.0.1:0' });
   assert.throws(() => buildSchedulerConfig(parseEndpointPickerConfig(yaml), ctx()), /unknown plugin type "sglang-cache-aware-scorer"/);
