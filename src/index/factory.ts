@@ -8,6 +8,7 @@ import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import { InMemoryKvBlockIndex, DEFAULT_CAPACITY } from './memory-index.js';
 import { IndexMetrics, startMetricsBeat, DEFAULT_METRICS_BEAT_MS } from './metrics.js';
 import { RedisKvBlockIndex, type RedisIndexConfig } from './redis-index.js';
+import { InstrumentedKvBlockIndex } from './instrumented-index.js';
 
 export interface KvBlockIndexConfig {
   inMemoryConfig?: {
@@ -83,10 +84,13 @@ export function createKvBlockIndex(cfg: IndexFactoryConfig = {}, deps: IndexFact
   if (redisConfig) {
     // Connects in the background; writes wait for the first connection, lookups wait up to
     // their timeout, then it degrades (empty lookups, counted) until Redis answers.
-    index = new RedisKvBlockIndex({ ...redisConfig, address: redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics });
+    // It still counts its metrics itself (not behind InstrumentedKvBlockIndex), so that the
+    // router keeps seeing the RedisKvBlockIndex and its events.
+    index = new RedisKvBlockIndex({ ...redisConfig, address: redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics, clock: deps.clock });
   } else {
     const size = c.inMemoryConfig?.size ?? DEFAULT_CAPACITY;
-    index = new InMemoryKvBlockIndex({ capacity: size, tierWeights, metrics });
+    const memory = new InMemoryKvBlockIndex({ capacity: size, tierWeights, clock: deps.clock });
+    index = metrics ? new InstrumentedKvBlockIndex(memory, metrics, deps.clock) : memory;
   }
 
   if (metrics && deps.logger) {
