@@ -172,10 +172,11 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     } else logger.info({ endpoint: address }, 'endpoint back from ejection: slow start');
   });
   metrics.watchOutliers(outlier);
-  // A returning endpoint (ready again, or added while others serve) starts slow, not with all traffic.
+  // A returning endpoint (ready again after being unready: restarted, or back from a network
+  // fault) starts slow instead of drawing all traffic; an endpoint's first readiness does not.
   const everReady = new Set<string>();
   pool.on('ready', (e: PoolEndpoint) => {
-    if (everReady.has(e.address) || pool.ready().length > 1) outlier.returned(e.address);
+    if (everReady.has(e.address)) outlier.returned(e.address);
     everReady.add(e.address);
   });
   pool.on('removed', (e: PoolEndpoint) => {
