@@ -125,7 +125,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
       if (size > limit) {
         req.off('data', onData);
         req.off('end', onEnd);
-        refuseBody(req, res, limit, undefined);
+        refuseBody(req, res, limit, undefined, size);
         chunks.length = 0;
         reject(tooLarge(limit));
         return;
@@ -139,18 +139,18 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
   });
 }
 
-/** Drops the rest of a refused body, up to `limit` bytes; closes the connection past that. */
-function refuseBody(req: IncomingMessage, res: ServerResponse, limit: number, declared: number | undefined): void {
+/** Drops the rest of a refused body while the whole stays under twice `limit`; closes the connection past that. */
+function refuseBody(req: IncomingMessage, res: ServerResponse, limit: number, declared: number | undefined, seen = 0): void {
   if (declared !== undefined && declared > 2 * limit) {
     // Too much to drain: answer, then close (node ends the socket after a `connection: close` answer).
     res.setHeader('connection', 'close');
     req.resume();
     return;
   }
-  let dropped = 0;
+  let total = seen;
   req.on('data', (c: Buffer) => {
-    dropped += c.length;
-    if (dropped <= limit || req.socket.destroyed) return;
+    total += c.length;
+    if (total <= 2 * limit || req.socket.destroyed) return;
     if (!res.headersSent) res.setHeader('connection', 'close');
     else if (res.writableFinished) req.socket.destroy();
   });
