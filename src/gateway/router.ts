@@ -22,7 +22,10 @@ import { KvEventSubscriber } from '../events/subscriber.js';
 import { Director, type SaturationConfig } from './director.js';
 import { RouterMetrics } from './metrics.js';
 import type { ParseOptions } from './parse.js';
-import { Proxy } from './proxy.js';
+import { UpstreamProxy } from './proxy.js';
+import { edgeLimits, type HttpEdgeLimits } from './limits.js';
+import { OutlierDetector } from '../endpoints/outlier.js';
+import type { Clock } from '../util/clock.js';
 import { GatewayServer, type ScoreApi, type TokenizeApi } from './server.js';
 import { createRequestTokenizer, type RouterTokenizers } from './tokens.js';
 
@@ -50,8 +53,14 @@ export interface RouterOptions {
   metricsBeatMs?: number;
   /** 429 shedding when every endpoint is saturated. */
   shedding?: boolean | Partial<SaturationConfig>;
+  /** HTTP edge limits and timeouts, retries, outlier ejection (limits.ts: HTTP_EDGE_DEFAULTS). */
+  limits?: Partial<HttpEdgeLimits>;
+  /** Same as limits.maxBodyBytes. */
   maxBodyBytes?: number;
+  /** Same as limits.upstreamFirstByteTimeoutMs. */
   upstreamHeadersTimeoutMs?: number;
+  /** Clock of the outlier detector (ejection and slow-start times); default real time. */
+  clock?: Clock;
   /** A tokenizer registry to share (tests, benchmarks); default: one created for this router. */
   tokenizers?: RouterTokenizers;
   /** Node process metrics on /metrics. Default true. */
@@ -70,6 +79,8 @@ export interface Router {
   readonly kvIndex: KvIndexProvider | undefined;
   /** How requests are parsed (model resolution, tokenization): shared with the ext-proc picker. */
   readonly parseOptions: ParseOptions;
+  /** Ejection and slow start of failing or returning endpoints. */
+  readonly outlier: OutlierDetector;
   /** Loads a model's tokenizer now rather than on its first request. */
   warmTokenizer(model: string): Promise<void>;
   /** Shuts down; with `drainMs`, requests in flight get that long to finish first. */
@@ -145,8 +156,44 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     tokenize,
   };
   const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
-  const director = new Director({ config, pool, logger, metrics, saturation });
-  const proxy = new Proxy({ logger, pool, director, metrics, headersTimeoutMs: opts.upstreamHeadersTimeoutMs });
+  const limits = edgeLimits({ maxBodyBytes: opts.maxBodyBytes, upstreamFirstByteTimeoutMs: opts.upstreamHeadersTimeoutMs, ...opts.limits });
+  const outlier = new OutlierDetector({
+    consecutiveFailures: limits.outlierConsecutiveFailures,
+    baseEjectionMs: limits.outlierBaseEjectionMs,
+    maxEjectionMs: limits.outlierMaxEjectionMs,
+    slowStartMs: limits.slowStartMs,
+    clock: opts.clock,
+  });
+  outlier.on((address, event, d) => {
+    if (event === 'ejected') {
+      metrics.ejections.inc({ endpoint: address });
+      logger.warn({ endpoint: address, ejections: d.ejections, ejectedMs: d.ejectedMs }, 'endpoint ejected after consecutive failures');
+    } else logger.info({ endpoint: address }, 'endpoint back from ejection: slow start');
+  });
+  metrics.watchOutliers(outlier);
+  // A returning endpoint (ready again after being unready: restarted, or back from a network
+  // fault) starts slow instead of drawing all traffic; an endpoint's first readiness does not.
+  const everReady = new Set<string>();
+  pool.on('ready', (e: PoolEndpoint) => {
+    if (everReady.has(e.address)) outlier.returned(e.address);
+    everReady.add(e.address);
+  });
+  pool.on('removed', (e: PoolEndpoint) => {
+    outlier.forget(e.address);
+    everReady.delete(e.address);
+  });
+  const director = new Director({ config, pool, logger, metrics, saturation, outlier });
+  const proxy = new UpstreamProxy({
+    logger,
+    pool,
+    director,
+    metrics,
+    outlier,
+    connectTimeoutMs: limits.upstreamConnectTimeoutMs,
+    firstByteTimeoutMs: limits.upstreamFirstByteTimeoutMs,
+    idleTimeoutMs: limits.upstreamIdleTimeoutMs,
+    retries: limits.upstreamRetries,
+  });
 
   const kvIndex = services.get(KV_INDEX_PROVIDER);
   const scoreApi: ScoreApi | undefined = kvIndex
@@ -175,7 +222,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     parseOptions,
     scoreApi,
     tokenizeApi,
-    maxBodyBytes: opts.maxBodyBytes,
+    limits,
   });
   let addr;
   try {
@@ -205,6 +252,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     logger,
     kvIndex,
     parseOptions,
+    outlier,
     async warmTokenizer(model: string) {
       await tokenizers?.encodeCompletion(model, 'warm up', true).catch((err: unknown) => logger.warn({ model, err: (err as Error).message }, 'tokenizer warm-up failed'));
     },
