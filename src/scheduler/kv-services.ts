@@ -18,6 +18,8 @@ export interface KvEventSource {
   /** Central mode: the endpoint actually bound (port resolved). */
   readonly boundEndpoint?: string;
   addPod?(podId: string, endpoint: string, replayEndpoint?: string): void | Promise<void>;
+  /** Central mode: accept this pod's topic and use its replay endpoint, without dialing. */
+  knowPod?(podId: string, replayEndpoint?: string): void | Promise<void>;
   removePod?(podId: string): void | Promise<void>;
   close(): Promise<void> | void;
 }
@@ -30,6 +32,8 @@ export type KvEventSourceFactory = (opts: {
   concurrency: number;
   registry: Registry;
   logger: Logger;
+  /** llm-d's replaySocketPort: each pod's replay ROUTER at tcp://<pod host>:<port + rank>. */
+  replay?: { port?: number };
 }) => KvEventSource;
 
 export const KV_EVENT_SOURCE_FACTORY = new ServiceKey<KvEventSourceFactory>('kv-event-source-factory');

@@ -186,25 +186,35 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequest, EndpointLif
       concurrency: ke.concurrency,
       registry: this.ctx.registry,
       logger: this.ctx.logger,
+      replay: { port: ke.podDiscoveryConfig?.replaySocketPort },
     });
     await this.events.start();
     if (this.bindEndpoint) this.log.info({ zmqEndpoint: this.bindEndpoint, topicFilter: ke.topicFilter }, 'listening for KV events (pods connect here)');
   }
 
-  /** Discovery mode: dial a pod's PUB socket (from its label, or ip:socketPort). */
+  /**
+   * Discovery mode: dial a pod's PUB socket (from its label, or ip:socketPort). Central mode:
+   * the pod connects to us; accept its topic and note its replay endpoint (label, or
+   * ip:replaySocketPort) so gaps and late joins are replayed in this mode too.
+   */
   async endpointAdded(e: Endpoint): Promise<void> {
-    if (!this.events?.addPod || !this.discoverPods) return;
+    if (!this.events) return;
     const port = this.params.kvEventsConfig.podDiscoveryConfig?.socketPort ?? 5557;
     const replayPort = this.params.kvEventsConfig.podDiscoveryConfig?.replaySocketPort;
     const host = e.address.includes(':') ? e.address.slice(0, e.address.lastIndexOf(':')) : e.address;
-    const endpoint = e.labels[KV_EVENTS_ENDPOINT_LABEL] ?? `tcp://${host}:${port}`;
     const replay = e.labels[KV_EVENTS_REPLAY_LABEL] ?? (replayPort ? `tcp://${host}:${replayPort}` : undefined);
+    if (!this.discoverPods) {
+      await this.events.knowPod?.(e.address, replay);
+      return;
+    }
+    if (!this.events.addPod) return;
+    const endpoint = e.labels[KV_EVENTS_ENDPOINT_LABEL] ?? `tcp://${host}:${port}`;
     await this.events.addPod(e.address, endpoint, replay);
     this.log.info({ pod: e.address, endpoint }, 'Ensured KV-events subscriber');
   }
 
   async endpointRemoved(e: Endpoint): Promise<void> {
-    if (!this.events?.removePod || !this.discoverPods) return;
+    if (!this.events?.removePod) return;
     await this.events.removePod(e.address);
     this.log.info({ pod: e.address }, 'Removed KV-events subscriber');
   }
