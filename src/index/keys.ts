@@ -164,7 +164,7 @@ export class BlockKeyer {
       const w = new ByteWriter(64);
       writeHead(w, 4, 3);
       writeHead(w, 0, init);
-      w.byte(0xf6);
+      w.u8(0xf6);
       writeText(w, modelOrLora);
       fnvBytes(w.buf, w.len, FNV_LO, FNV_HI, this.pair, 0);
     } else {
