@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import type { EndpointSpec } from '../../endpoints/pool.js';
 import { startRouter, type Router } from '../../gateway/router.js';
-import { parseDurationMs } from '../../scheduler/plugins/params.js';
+import { parseDuration } from '../../util/duration.js';
 
 const HELP = `Usage: kvrouter serve [--config router.yaml] [--endpoint ip:port[;label=value...]]... [options]
        kvrouter serve --embedded        (router + two simulated vLLM pods; what \`npm start\` runs)
@@ -19,7 +19,7 @@ Options:
   --zmq-endpoint URL       KV-event SUB endpoint, overrides the config (e.g. tcp://*:5557)
   --log-level LEVEL        trace|debug|info|warn|error (default info; debug shows "Got pod scores")
   --scrape-interval MS     /metrics scrape period per endpoint (default 50)
-  --metrics-beat DURATION  "metrics beat" log interval (e.g. 10s; default: the config's, else 1m)
+  --metrics-beat DURATION  "metrics beat" log interval (Go duration, e.g. 10s; a bare number is ms; default: the config's, else 1m)
   --no-speculative         turn speculative indexing off (default on, TTL 2s)
   --shed                   429 when every endpoint is saturated (queue >= 5 or KV >= 0.8)
   --max-body-bytes N       largest request body (default 33554432)
@@ -88,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   const env = process.env;
   const port = int(values.port ?? env.KVROUTER_PORT, '--port') ?? 8000;
   const host = values.host ?? '127.0.0.1';
-  const metricsBeatMs = values['metrics-beat'] !== undefined ? parseDurationMs(/^\d+$/.test(values['metrics-beat']) ? Number(values['metrics-beat']) : values['metrics-beat']) : undefined;
+  const metricsBeatMs = values['metrics-beat'] !== undefined ? parseDuration(/^\d+$/.test(values['metrics-beat']) ? `${values['metrics-beat']}ms` : values['metrics-beat'], '--metrics-beat') : undefined;
   const common = {
     port,
     host,
