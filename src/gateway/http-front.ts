@@ -15,7 +15,7 @@ import type { HttpEdgeLimits } from './limits.js';
  */
 export const PIPELINE_WRITE_LIMIT = 1024 * 1024;
 
-export type EdgeLimits = Pick<HttpEdgeLimits, 'maxHeaderBytes' | 'maxBodyBytes' | 'maxConnections' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
+export type EdgeLimits = Pick<HttpEdgeLimits, 'maxHeaderBytes' | 'maxBodyBytes' | 'maxConnections' | 'maxRequestsPerConnection' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large' };
 
@@ -66,6 +66,7 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
   );
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;
+  if (limits.maxRequestsPerConnection > 0) server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
   // A client that sends its request then FIN (half-close) still gets its answer: node:http's
   // default (httpAllowHalfOpen false) aborts requests in progress and ends the socket at FIN.
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;

@@ -9,6 +9,11 @@ export interface HttpEdgeLimits {
   maxBodyBytes: number;
   /** Open client connections; connections over the cap are closed at accept. */
   maxConnections: number;
+  /**
+   * Requests served on one client connection before it is closed (node:http
+   * maxRequestsPerSocket; nginx keepalive_requests). Bounds the work one pipelining client gets.
+   */
+  maxRequestsPerConnection: number;
   /** Time a client has to send a request head (node:http headersTimeout); 408 beyond. */
   headersTimeoutMs: number;
   /** Time a client has to send a whole request, head and body (node:http requestTimeout); 408 beyond. */
@@ -37,7 +42,7 @@ export interface HttpEdgeLimits {
  * magnitude), a 30 s head / 120 s request time (nginx gives 60 s between body reads), 65 s
  * keep-alive (longer than the 60 s idle timeout of common load balancers in front), 8192
  * connections (each proxied request also holds an upstream socket: keep it under half the file
- * descriptor limit). Upstream: Envoy's 5 s connect timeout; 300 s to the response head (Envoy's
+ * descriptor limit), 1,000 requests per connection (nginx's keepalive_requests). Upstream: Envoy's 5 s connect timeout; 300 s to the response head (Envoy's
  * stream_idle_timeout; vLLM sends a non-streamed answer's head only when the completion is done,
  * so this also bounds a non-streamed generation); 60 s between chunks (nginx proxy_read_timeout;
  * a streamed vLLM answer sends a chunk per token); one retry (Envoy's num_retries); Envoy's
@@ -47,6 +52,7 @@ export const HTTP_EDGE_DEFAULTS: HttpEdgeLimits = {
   maxHeaderBytes: 16 * 1024,
   maxBodyBytes: 32 * 1024 * 1024,
   maxConnections: 8192,
+  maxRequestsPerConnection: 1000,
   headersTimeoutMs: 30_000,
   requestTimeoutMs: 120_000,
   keepAliveTimeoutMs: 65_000,

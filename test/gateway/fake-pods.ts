@@ -164,7 +164,7 @@ export class Raw {
   }
 }
 
-/** Status codes of the complete HTTP/1.1 answers in `text` (content-length framed), skipping 1xx. */
+/** Status codes of the complete HTTP/1.1 answers in `text` (content-length or chunked), skipping 1xx. */
 export function statuses(text: string): number[] {
   const out: number[] = [];
   let at = 0;
@@ -174,8 +174,15 @@ export function statuses(text: string): number[] {
     const m = /^HTTP\/1\.1 (\d{3})/.exec(text.slice(at));
     if (!m) return out;
     const status = Number(m[1]);
-    const len = /\r\ncontent-length: (\d+)/i.exec(text.slice(at, head));
-    const end = head + 4 + (len ? Number(len[1]) : 0);
+    const headText = text.slice(at, head);
+    const len = /\r\ncontent-length: (\d+)/i.exec(headText);
+    let end = head + 4 + (len ? Number(len[1]) : 0);
+    if (/\r\ntransfer-encoding: chunked/i.test(headText)) {
+      // Our answers' chunk data never holds this terminator.
+      const term = text.indexOf('\r\n0\r\n\r\n', head);
+      if (term < 0) return out;
+      end = term + 7;
+    }
     if (end > text.length) return out;
     if (status >= 200) out.push(status);
     at = end;

@@ -29,6 +29,7 @@ HTTP edge limits (durations: 30s, 500ms, 2m; a bare number is milliseconds):
   --max-header-bytes N          largest request head, 431 beyond (default ${D.maxHeaderBytes})
   --max-body-bytes N            largest request body, 413 beyond (default ${D.maxBodyBytes})
   --max-connections N           open client connections; more are closed at accept (default ${D.maxConnections})
+  --max-requests-per-connection N  requests on one client connection before it is closed (default ${D.maxRequestsPerConnection})
   --headers-timeout DURATION    time for a client to send its request head, 408 beyond (default ${s(D.headersTimeoutMs)})
   --request-timeout DURATION    time for a client to send its whole request (default ${s(D.requestTimeoutMs)})
   --keep-alive-timeout DURATION idle client connection lifetime (default ${s(D.keepAliveTimeoutMs)})
@@ -89,6 +90,7 @@ function edgeFlags(v: Record<string, string | boolean | string[] | undefined>): 
     maxHeaderBytes: int(str('max-header-bytes'), '--max-header-bytes'),
     maxBodyBytes: int(str('max-body-bytes'), '--max-body-bytes'),
     maxConnections: int(str('max-connections'), '--max-connections'),
+    maxRequestsPerConnection: int(str('max-requests-per-connection'), '--max-requests-per-connection'),
     headersTimeoutMs: duration(str('headers-timeout'), '--headers-timeout'),
     requestTimeoutMs: duration(str('request-timeout'), '--request-timeout'),
     keepAliveTimeoutMs: duration(str('keep-alive-timeout'), '--keep-alive-timeout'),
@@ -121,6 +123,7 @@ export async function run(argv: string[]): Promise<number> {
       'max-body-bytes': { type: 'string' },
       'max-header-bytes': { type: 'string' },
       'max-connections': { type: 'string' },
+      'max-requests-per-connection': { type: 'string' },
       'headers-timeout': { type: 'string' },
       'request-timeout': { type: 'string' },
       'keep-alive-timeout': { type: 'string' },
