@@ -127,13 +127,21 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
   const sampler = setInterval(() => rssSamples.push({ at: performance.now(), mb: rssMb(r.target.pid) }), 200);
   const t0 = performance.now();
   await sleep(PHASE.before);
-  const t1 = performance.now();
+  let t1 = performance.now();
   let note = '';
   if (attack && list) {
-    const child = spawn(process.execPath, ['--import', 'tsx', here('./abuse/attack-child.ts'), list, attack.name, String(PHASE.during), JSON.stringify(r.target)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', here('./abuse/attack-child.ts'), list, attack.name, String(PHASE.during), JSON.stringify(r.target)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-500)));
     const done = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+    // the "during" window opens when the attack starts (after the child's start-up)
+    const lines = createInterface({ input: child.stdout! });
+    const started = new Promise<void>((res) => lines.on('line', (l) => {
+      if (l === 'started') res();
+      else note = l;
+    }));
+    await Promise.race([started, done, sleep(30_000)]);
+    t1 = performance.now();
     const code = await Promise.race([done, sleep(PHASE.during + 5000).then(() => 'timeout' as const)]);
     if (code === 'timeout') {
       child.kill('SIGTERM');
@@ -141,6 +149,7 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
       if (child.exitCode === null) child.kill('SIGKILL');
       note = 'attack stopped at its deadline';
     } else if (code !== 0) note = `attack exited ${code}: ${err.trim().split('\n').pop() ?? ''}`;
+    lines.close();
   } else await sleep(PHASE.during);
   const t2 = performance.now();
   await sleep(PHASE.after);
@@ -155,7 +164,7 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
     during: traffic.window(t1, t2),
     after: traffic.window(t2, t3),
     rssBefore: last(rssIn(t0, t1)),
-    rssMaxDuring: Math.max(...rssIn(t1, t2), NaN),
+    rssMaxDuring: rssIn(t1, t2).reduce((a, b) => Math.max(a, b), NaN),
     rssAfter: last(rssIn(t2, t3)),
     up: alive(r),
     note,

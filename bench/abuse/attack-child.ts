@@ -1,5 +1,6 @@
 // Runs one attack of bench/abuse in its own process, so the attacker's CPU and event loop are
 // not the bench client's: node --import tsx bench/abuse/attack-child.ts <list> <name> <ms> <target JSON>
+// Prints "started" when the attack begins; any other stdout line is the attack's summary.
 // Ends on its own after <ms>, or on SIGTERM.
 import type { AbuseTarget, Attack } from './types.js';
 
@@ -15,6 +16,7 @@ const ac = new AbortController();
 process.once('SIGTERM', () => ac.abort());
 const target = JSON.parse(targetJson) as AbuseTarget;
 try {
+  process.stdout.write('started\n');
   await attack.run(target, ac.signal, Number(ms));
   process.exit(0);
 } catch (err) {

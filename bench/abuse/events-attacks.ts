@@ -15,6 +15,7 @@ async function paced(target: AbuseTarget, signal: AbortSignal, durationMs: numbe
     await sleep(200); // slow joiner: let the connection come up
     const t0 = performance.now();
     let i = 0;
+    let bytes = 0;
     while (!signal.aborted) {
       const elapsed = performance.now() - t0;
       if (elapsed > durationMs) break;
@@ -23,9 +24,16 @@ async function paced(target: AbuseTarget, signal: AbortSignal, durationMs: numbe
         await sleep(2);
         continue;
       }
-      while (i < due && !signal.aborted) await pub.send(next(i++));
+      while (i < due && !signal.aborted) {
+        const m = next(i++);
+        bytes += m.reduce((s, f) => s + f.length, 0);
+        await pub.send(m);
+      }
       await new Promise((r) => setImmediate(r));
     }
+    // the bench shows this line as the row's note (attack-child.ts)
+    const s = (performance.now() - t0) / 1000;
+    process.stdout.write(`sent ${i} msgs, ${(i / s).toFixed(0)}/s, ${(bytes / s / 2 ** 20).toFixed(1)} MB/s\n`);
   } finally {
     pub.close();
   }
