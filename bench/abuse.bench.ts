@@ -147,7 +147,7 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
       child.kill('SIGTERM');
       await Promise.race([done, sleep(2000)]);
       if (child.exitCode === null) child.kill('SIGKILL');
-      note = 'attack stopped at its deadline';
+      note = `stopped at its deadline; ${note}`;
     } else if (code !== 0) note = `attack exited ${code}: ${err.trim().split('\n').pop() ?? ''}`;
     lines.close();
   } else await sleep(PHASE.during);
@@ -164,7 +164,7 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
     during: traffic.window(t1, t2),
     after: traffic.window(t2, t3),
     rssBefore: last(rssIn(t0, t1)),
-    rssMaxDuring: rssIn(t1, t2).reduce((a, b) => Math.max(a, b), NaN),
+    rssMaxDuring: rssIn(t1, t2).reduce((a, b) => Math.max(a, b), -Infinity),
     rssAfter: last(rssIn(t2, t3)),
     up: alive(r),
     note,
@@ -172,7 +172,7 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
 }
 
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
-const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '-');
+const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '-'); // -Infinity: no sample
 
 function printRow(row: Row): void {
   const ph = (w: Row['before']) => `${f1(w.p50).padStart(6)} ${f1(w.p99).padStart(7)} ${String(w.errors).padStart(4)}`;

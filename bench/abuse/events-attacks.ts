@@ -19,7 +19,8 @@ async function paced(target: AbuseTarget, signal: AbortSignal, durationMs: numbe
     while (!signal.aborted) {
       const elapsed = performance.now() - t0;
       if (elapsed > durationMs) break;
-      const due = Math.min(Math.floor((elapsed / 1000) * perSecond) + 1, i + 1000);
+      // catch up at most 50 messages per turn, so an abort or the deadline is seen quickly
+      const due = Math.min(Math.floor((elapsed / 1000) * perSecond) + 1, i + 50);
       if (i >= due) {
         await sleep(2);
         continue;
