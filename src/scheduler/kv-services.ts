@@ -58,6 +58,8 @@ export interface KvIndexProvider {
   /** The providing plugin's name. */
   readonly name: string;
   readonly index: KvBlockIndex;
+  /** How request tokens become the index's block keys. */
+  readonly keyer: BlockKeyer;
   readonly blockSize: number;
   /** Central mode: where pods publish their KV events (the bound port once started). */
   readonly eventsEndpoint: string | undefined;
