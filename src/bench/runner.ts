@@ -218,7 +218,16 @@ async function runSchedule(
     rate: stages[curStage]?.rate ?? 0, sent: nSent, done: nDone, total: planned.length, errors: nErr, inflight: inflight.size,
   });
 
+  // inference-perf's concurrency cap: due requests wait in order for a free slot.
+  const maxInflight = opts.maxInflight ?? Infinity;
+  const capped: [number, number][] = [];
+  // Wall ms added to the schedule by drained stages (inference-perf: a stage starts once drained).
+  let shiftMs = 0;
   const fire = (i: number, scheduledMs: number) => {
+    if (inflight.size >= maxInflight) {
+      capped.push([i, scheduledMs]);
+      return;
+    }
     const p = planned[i];
     nSent++;
     const pr = client.send(p.req, p.stage, t0, scheduledMs, abort.signal).then((r) => {
@@ -226,21 +235,35 @@ async function runSchedule(
       nDone++;
       if (!r.ok) nErr++;
       done.add(p.req.id);
-      for (const j of waiting.get(p.req.id) ?? []) fire(j, planned[j].t * opts.timeScale * 1000);
+      for (const j of waiting.get(p.req.id) ?? []) fire(j, planned[j].t * opts.timeScale * 1000 + shiftMs);
       waiting.delete(p.req.id);
       progress.update(state());
     });
-    const tracked = pr.finally(() => inflight.delete(tracked));
+    const tracked = pr.finally(() => {
+      inflight.delete(tracked);
+      const next = capped.shift();
+      if (next) fire(next[0], next[1]);
+    });
     inflight.add(tracked);
   };
 
   for (let i = 0; i < planned.length; i++) {
     const p = planned[i];
-    const due = p.t * opts.timeScale * 1000;
-    while (curStage + 1 < stages.length && due >= stageStartWall[curStage + 1]) {
+    let due = p.t * opts.timeScale * 1000 + shiftMs;
+    while (curStage + 1 < stages.length && due >= stageStartWall[curStage + 1] + shiftMs) {
       // Wait for the stage boundary itself, then snapshot the pods' counters.
-      const wait = stageStartWall[curStage + 1] - (performance.now() - t0);
+      const wait = stageStartWall[curStage + 1] + shiftMs - (performance.now() - t0);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (opts.drainStages) {
+        // Bounded by the drain timeout: everything sent so far finishes before the next stage.
+        const until = performance.now() + (opts.drainTimeoutSec ?? 300) * opts.timeScale * 1000;
+        while ((inflight.size > 0 || waiting.size > 0 || capped.length > 0) && performance.now() < until) {
+          await Promise.race([Promise.all(inflight), new Promise((r) => setTimeout(r, 50))]);
+        }
+        const late = performance.now() - t0 - (stageStartWall[curStage + 1] + shiftMs);
+        if (late > 0) shiftMs += late;
+        due = p.t * opts.timeScale * 1000 + shiftMs;
+      }
       snapshots.push(await scrapeAll(podUrls));
       curStage++;
       progress.update(state(), true);
