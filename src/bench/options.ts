@@ -73,9 +73,6 @@ const GENERIC: Preset = {
 export interface ResolvedBench {
   options: BenchOptions;
   inProcessPods: boolean;
-  clock: 'real' | 'virtual';
-  /** The virtual clock's settings (unset: its defaults). */
-  virtual: { eventDelayMs?: number; scrapeIntervalMs?: number; routerOverheadMs?: number };
 }
 
 function nonNegative(name: string, v: number | undefined): number | undefined {
@@ -180,19 +177,20 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
     notes: [...base.notes],
     drainStages: f.drainStages,
     maxInflight: positiveInt('max-inflight', f.maxInflight),
-  };
-  const clock = f.clock ?? 'real';
-  if (clock !== 'real' && clock !== 'virtual') throw new Error(`--clock must be real or virtual (got "${clock}")`);
-  return {
-    options,
-    inProcessPods: f.inProcessPods ?? base.inProcessPods,
-    clock,
+    clock: clockOf(f.clock),
     virtual: {
       eventDelayMs: nonNegative('event-delay-ms', f.eventDelayMs),
       scrapeIntervalMs: f.scrapeIntervalMs === undefined ? undefined : positiveNumber('scrape-interval-ms', f.scrapeIntervalMs),
       routerOverheadMs: nonNegative('router-overhead-ms', f.routerOverheadMs),
     },
   };
+  return { options, inProcessPods: f.inProcessPods ?? base.inProcessPods };
+}
+
+function clockOf(v: string | undefined): 'real' | 'virtual' {
+  const clock = v ?? 'real';
+  if (clock !== 'real' && clock !== 'virtual') throw new Error(`--clock must be real or virtual (got "${clock}")`);
+  return clock;
 }
 
 function positiveNumber(name: string, v: number): number {

@@ -76,8 +76,10 @@ export interface BenchResults {
     requests: number;
     host: { cpus: number; node: string; platform: string };
     notes: string[];
-    /** `real` (scaled wall time, the default) or `virtual` (discrete-event model time) and its settings. */
-    clock?: { kind: 'real' | 'virtual'; eventDelayMs?: number; scrapeIntervalMs?: number; routerOverheadMs?: number };
+    /** real: scaled wall clock; virtual: discrete-event model time. */
+    clock?: 'real' | 'virtual';
+    /** The virtual clock's settings. */
+    virtualClock?: { eventDelayMs: number; scrapeIntervalMs: number; routerOverheadMs: number };
     /** inference-perf semantics used (order, stage draining, client concurrency cap). */
     client?: { order?: string; drainStages?: boolean; maxInflight?: number };
   };

@@ -13,6 +13,7 @@ import { diffCounters, scrapePod, type PodCounters } from './prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from './results.js';
 import { strategyByName, strategyYaml } from './strategies.js';
 import type { BenchRequest, Workload } from './workloads/types.js';
+import type { VirtualClockOptions } from './virtual/runner.js';
 
 export interface BenchOptions {
   workload: Workload;
@@ -20,6 +21,10 @@ export interface BenchOptions {
   strategies: string[];
   sim: Omit<SimSpec, 'kvEventsEndpoint' | 'timeScale' | 'seed'>;
   timeScale: number;
+  /** Which runner (`virtual`: the discrete-event runner in src/bench/virtual). Default real. */
+  clock?: 'real' | 'virtual';
+  /** The virtual runner's settings (event delay, scrape interval, router overhead). */
+  virtual?: VirtualClockOptions;
   seed: number;
   preset?: string;
   /** MODEL seconds to wait for in-flight requests after the last send before aborting them. */
@@ -88,6 +93,10 @@ async function scrapeAll(urls: string[]): Promise<PodCounters[]> {
 }
 
 export async function runBench(harness: Harness, opts: BenchOptions): Promise<BenchResults> {
+  if (opts.clock === 'virtual') {
+    const { runVirtualBench } = await import('./virtual/runner.js');
+    return await runVirtualBench(opts, opts.virtual);
+  }
   const started = new Date();
   const wall0 = performance.now();
   const progress = opts.progress ?? new Progress();

@@ -23,8 +23,8 @@ export function markdownReport(r: BenchResults): string {
     `${m.pods} simulated pods, ${m.requests} requests per strategy, load ${m.load.type} ${m.load.stages.map((s) => s.rate + (s.warmup ? '(warm-up)' : '')).join(' -> ')} QPS, seed ${m.seed}, model ${m.model}.`,
   );
   lines.push(
-    m.clock?.kind === 'virtual'
-      ? `All times are model time on the virtual clock (discrete events; KV events after ${m.clock.eventDelayMs} ms, scrapes every ${m.clock.scrapeIntervalMs} ms, ${m.clock.routerOverheadMs} ms router overhead). Started ${m.startedAt}, took ${Math.round(m.wallSeconds)} s wall on ${m.host.cpus} CPUs.`
+    m.clock === 'virtual' && m.virtualClock
+      ? `All times are model time on the virtual clock (discrete events; KV events after ${m.virtualClock.eventDelayMs} ms, scrapes every ${m.virtualClock.scrapeIntervalMs} ms, ${m.virtualClock.routerOverheadMs} ms router overhead). Started ${m.startedAt}, took ${Math.round(m.wallSeconds)} s wall on ${m.host.cpus} CPUs.`
       : `All times are model time (simulator time scale ${m.timeScale}: wall times divided by it). Started ${m.startedAt}, took ${Math.round(m.wallSeconds)} s wall on ${m.host.cpus} CPUs.`,
   );
   lines.push('');

@@ -137,11 +137,8 @@ export async function run(argv: string[]): Promise<number> {
   const { Progress } = await import('../../bench/progress.js');
   const out = v.out ?? join('bench-results', new Date().toISOString().replace(/[:.]/g, '-'));
   const progress = new Progress(process.stderr, !!v.quiet);
-  let results;
-  if (resolved.clock === 'virtual') {
-    const { runVirtualBench } = await import('../../bench/virtual/runner.js');
-    results = await runVirtualBench({ ...resolved.options, progress }, resolved.virtual);
-  } else results = await runBench(defaultHarness({ inProcessPods: resolved.inProcessPods }), { ...resolved.options, progress });
+  // With --clock virtual, runBench hands the options to the virtual runner (no pods, no harness).
+  const results = await runBench(defaultHarness({ inProcessPods: resolved.inProcessPods }), { ...resolved.options, progress });
   const files = writeReport(results, out);
   progress.log(`results: ${files.json}\nreport:  ${files.markdown}\nhtml:    ${files.html}\ncharts:  ${files.svgs.join(', ')}`);
   const failed = results.strategies.filter((s) => s.error);
