@@ -3,6 +3,7 @@
 // not as long as its model time, and the same seed gives the same decisions and results.
 // Same BenchOptions, workloads, strategies and results.json schema as the real-time runner.
 import { cpus } from 'node:os';
+import type { RequestResult } from '../client.js';
 import { Rng, hashSeed } from '../rng.js';
 import { PrefixOracle } from '../oracle.js';
 import { Progress } from '../progress.js';
@@ -26,6 +27,8 @@ export interface VirtualClockOptions {
   routerOverheadMs?: number;
   /** Time every callback category (a few % slower). */
   profile?: boolean;
+  /** Receives each strategy's per-request results (model ms), e.g. for tests. */
+  onRequests?(strategy: string, requests: readonly RequestResult[]): void;
 }
 
 export const VIRTUAL_DEFAULTS = { eventDelayMs: 5, scrapeIntervalMs: 50, routerOverheadMs: 1 };
@@ -205,6 +208,7 @@ async function runStrategy(
     snapshots[stages.length] = cluster.counters();
     const podDeltas = stages.map((_s, i) => snapshots[i + 1].map((after, k) => diffCounters(after, snapshots[i][k])));
     const result = assembleStrategy(stages, cl.results, podDeltas, perStageOracle, addresses, (ms) => ms / 1000);
+    c.onRequests?.(strategyName, cl.results);
     result.stages.forEach((s, i) => (s.meanWaiting = feed.meanWaiting(i)));
     result.total.meanWaiting = feed.meanWaitingOver(stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0));
     const wallSeconds = (performance.now() - wall0) / 1000;
