@@ -4,6 +4,7 @@ import type { PodCounters } from './prom.js';
 import { imbalance, summarize, type Summary } from './stats.js';
 import type { Stage } from './load.js';
 import type { VirtualRunStats } from './virtual/runner.js';
+import type { CrossValidation } from './virtual/cross-validate.js';
 
 export interface StageResult {
   index: number;
@@ -85,6 +86,8 @@ export interface BenchResults {
   };
   oracle: { hitRate: number; perStage: number[] };
   strategies: StrategyResult[];
+  /** The same options on the real clock vs the virtual clock (src/bench/virtual/cross-validate.ts). */
+  crossValidation?: CrossValidation;
 }
 
 export function aggregateStage(

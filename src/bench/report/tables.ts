@@ -1,6 +1,7 @@
 // Markdown report: headline per strategy, then every stage.
 import type { BenchResults, StageResult } from '../results.js';
 import { fmtNum } from './svg.js';
+import { crossValidationMarkdown } from '../virtual/cross-validate.js';
 
 const pct = (v: number) => (Number.isFinite(v) ? (v * 100).toFixed(1) + '%' : '-');
 const sec = (v: number) => (Number.isFinite(v) ? (v >= 10 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3)) + ' s' : '-');
@@ -42,6 +43,7 @@ export function markdownReport(r: BenchResults): string {
   lines.push('Hit rate: vllm:prefix_cache_hits / vllm:prefix_cache_queries deltas across pods. ITL: per-request mean time between output tokens. Imbalance: max/mean over pods of routed requests and prompt tokens (1 = even). Throughput: output tokens of successful requests over the time from the stage\'s first send to its last completion.');
   lines.push('');
   if (r.strategies.some((s) => s.virtual)) lines.push(...virtualSection(r), '');
+  if (r.crossValidation) lines.push(...crossValidationMarkdown(r.crossValidation), '');
   lines.push('## Per stage');
   lines.push('');
   const stages = r.strategies.find((s) => !s.error)?.stages ?? [];

@@ -27,6 +27,8 @@ export interface VirtualClockOptions {
   routerOverheadMs?: number;
   /** Time every callback category (a few % slower). */
   profile?: boolean;
+  /** With profiling: model seconds between heap samples (default 30). */
+  heapSampleSec?: number;
   /** Receives each strategy's per-request results (model ms), e.g. for tests. */
   onRequests?(strategy: string, requests: readonly RequestResult[]): void;
 }
@@ -47,6 +49,8 @@ export interface VirtualRunStats {
   eventBatches: number;
   eventBytes: number;
   heapUsedMb: number;
+  /** With profiling: heap used (MB) every `heapSampleSec` model seconds (after a full GC with --expose-gc). */
+  heapSamplesMb?: number[];
 }
 
 /**
@@ -201,6 +205,15 @@ async function runStrategy(
     });
     loop.every(0, c.scrapeIntervalMs, () => feed.scrape(loop.now(), stage), 'scrape');
     loop.every(1000, 1000, () => progress.update(state()), 'client');
+    const heapSamples: number[] = [];
+    if (c.profile) {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      const every = (c.heapSampleSec ?? 30) * 1000;
+      loop.every(every, every, () => {
+        gc?.();
+        heapSamples.push(process.memoryUsage().heapUsed / 2 ** 20);
+      }, 'bench');
+    }
     loop.at(0, () => cl.start(), 'client');
     await loop.run(Infinity, () => cl.complete || timedOut);
     if (!cl.complete) cl.abandon(`after the ${opts.drainTimeoutSec ?? 300} s drain timeout (model time)`);
@@ -231,6 +244,7 @@ async function runStrategy(
       };
       const accounted = (Object.keys(cpu) as Category[]).reduce((a, k) => a + cpu[k], 0);
       breakdown['loop and unaccounted'] = usPer(wallSeconds * 1000 - accounted);
+      if (cpu.bench > 0) breakdown['benchmark probes (heap samples)'] = usPer(cpu.bench);
     }
     return {
       result,
@@ -239,6 +253,7 @@ async function runStrategy(
         usPerRequest: usPer(wallSeconds * 1000), breakdownUsPerRequest: breakdown,
         eventBatches: enc?.batches ?? 0, eventBytes: enc?.bytes ?? 0,
         heapUsedMb: process.memoryUsage().heapUsed / 2 ** 20,
+        heapSamplesMb: c.profile ? heapSamples : undefined,
       },
     };
   } finally {
