@@ -10,6 +10,7 @@ import { Progress } from '../progress.js';
 import { diffCounters, type PodCounters } from '../prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from '../results.js';
 import { plan, type BenchOptions } from '../runner.js';
+import { registerBenchPlugins } from '../peers/index.js';
 import { strategyByName, strategyYaml } from '../strategies.js';
 import { VirtualClient } from './client.js';
 import { VirtualCluster } from './cluster.js';
@@ -73,6 +74,8 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
   const wall0 = performance.now();
   const progress = opts.progress ?? new Progress();
   const c = { ...VIRTUAL_DEFAULTS, ...stripUndefined(clockOpts) };
+  // The peer strategies' plugin types exist only for the benchmark.
+  registerBenchPlugins();
   const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
   if (planned.length === 0) throw new Error('the load shape produced no requests');
 
