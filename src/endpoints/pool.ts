@@ -90,6 +90,8 @@ export class EndpointPool extends EventEmitter {
   private readonly clients = new Map<string, Pool>();
   private readonly o: Required<Omit<EndpointPoolOptions, 'logger' | 'clock'>>;
   private readonly clock: Clock;
+  /** Timestamps (lastOk, modelsFetchedAt, metrics.updatedAt): Date.now() on the real clock, as before. */
+  private readonly now: () => number;
   private readonly log: Logger;
   private closed = false;
 
@@ -97,6 +99,8 @@ export class EndpointPool extends EventEmitter {
     super();
     this.log = opts.logger.child({ component: 'endpoints' });
     this.clock = opts.clock ?? realClock;
+    const clock = this.clock;
+    this.now = clock === realClock ? Date.now : () => clock.now();
     this.o = {
       scrapeIntervalMs: opts.scrapeIntervalMs ?? 50,
       scrapeTimeoutMs: opts.scrapeTimeoutMs ?? 500,
@@ -168,10 +172,10 @@ export class EndpointPool extends EventEmitter {
   start(): void {
     if (!this.scraping || this.timer) return;
     const clock = this.clock;
-    let lastTick = clock.now();
+    let lastTick = this.now();
     let graceUntil = -Infinity;
     const tick = () => {
-      const now = clock.now();
+      const now = this.now();
       // If our own event loop stalled (a long synchronous task), scrapes could not complete:
       // that says nothing about the endpoints, so give them a fresh window.
       if (now - lastTick > this.o.scrapeIntervalMs + 200) graceUntil = now + this.o.unhealthyAfterMs;
@@ -217,7 +221,7 @@ export class EndpointPool extends EventEmitter {
     try {
       const res = await this.fetchPage(e, this.o.metricsPath, this.o.scrapeTimeoutMs);
       // Any HTTP answer proves the server is up; a vLLM page also refreshes the load.
-      const now = this.clock.now();
+      const now = this.now();
       if (res.status < 400) applyMetricsPage(res.text, e.metrics, now);
       e.lastOk = now;
       e.lastError = '';
@@ -236,7 +240,7 @@ export class EndpointPool extends EventEmitter {
   private async fetchModels(e: PoolEndpoint): Promise<void> {
     if (this.closed || e.fetchingModels) return;
     e.fetchingModels = true;
-    e.modelsFetchedAt = this.clock.now();
+    e.modelsFetchedAt = this.now();
     try {
       const res = await this.fetchPage(e, '/v1/models', 2_000);
       if (res.status !== 200) return;
