@@ -28,16 +28,17 @@ test('cross-validation bounds: 2 points of hit rate, 15 % of TTFT, same ranking'
   assert.match(crossValidationMarkdown(off).join('\n'), /\| precise \| 80\.0% \| 83\.0% \| 3\.00 pts/);
 });
 
-// The real side runs ~20 model s x 3 strategies at time scale 3: minutes of wall time.
-test('cross-validation: a small preset agrees on the real and the virtual clock', { timeout: 900_000 }, async (t) => {
+// The real side runs ~13 model s x 2 strategies at time scale 2 (~60 s wall): it must fit the
+// test runner's 120 s per file.
+test('cross-validation: a small preset agrees on the real and the virtual clock', async (t) => {
   const { comparison } = await crossValidate(defaultHarness({ inProcessPods: false }), {
     // 12 groups x 4 prompts of 1,024 + 128 tokens on 4 pods of 512 blocks of 16: the resident set
     // is ~56 % of the cluster, so placement decides hits and TTFT.
     workload: sharedPrefixWorkload({ numGroups: 12, promptsPerGroup: 4, systemPromptLen: 1024, questionLen: 128, outputLen: 64, seed: 1, order: 'cyclic' }),
-    load: { type: 'poisson', stages: [{ rate: 6, duration: 5, warmup: true }, { rate: 10, duration: 8 }, { rate: 16, duration: 8 }] },
-    strategies: ['precise', 'approximate', 'random'],
+    load: { type: 'poisson', stages: [{ rate: 6, duration: 3, warmup: true }, { rate: 10, duration: 5 }, { rate: 16, duration: 5 }] },
+    strategies: ['precise', 'random'],
     sim: { pods: 4, model: 'Qwen/Qwen3-0.6B', blockSize: 16, numGpuBlocks: 512, profile: 'h100-tp2-qwen3-32b' },
-    timeScale: 3,
+    timeScale: 2,
     seed: 3,
     drainTimeoutSec: 60,
     progress: new Progress({ write: () => true, isTTY: false }, true),
