@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
+import { realClock, type Clock, type ClockTimer } from '../util/clock.js';
 import type { Endpoint, EndpointMetrics } from '../scheduler/types.js';
 import { applyMetricsPage, emptyMetrics } from './vllm-metrics.js';
 
@@ -27,6 +28,8 @@ export interface EndpointPoolOptions {
   /** Period of /v1/models refreshes. */
   modelsIntervalMs?: number;
   metricsPath?: string;
+  /** Time for scrape ages, health and model refreshes (default the real clock). */
+  clock?: Clock;
 }
 
 export interface ServedModel {
@@ -61,7 +64,8 @@ export class PoolEndpoint implements Endpoint {
   lastError = '';
   scraping = false;
   fetchingModels = false;
-  modelsFetchedAt = 0;
+  /** Clock ms of the last /v1/models fetch (-Infinity: never, whatever the clock's origin). */
+  modelsFetchedAt = -Infinity;
   routed = 0;
   constructor(
     readonly address: string,
@@ -81,16 +85,22 @@ export type PoolEvent = 'ready' | 'unready' | 'added' | 'removed';
 export class EndpointPool extends EventEmitter {
   private readonly byAddress = new Map<string, PoolEndpoint>();
   private readyList: PoolEndpoint[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
   /** Keep-alive connections per endpoint for scrapes and model lists. */
   private readonly clients = new Map<string, Pool>();
-  private readonly o: Required<Omit<EndpointPoolOptions, 'logger'>>;
+  private readonly o: Required<Omit<EndpointPoolOptions, 'logger' | 'clock'>>;
+  private readonly clock: Clock;
+  /** Timestamps (lastOk, modelsFetchedAt, metrics.updatedAt): Date.now() on the real clock, as before. */
+  private readonly now: () => number;
   private readonly log: Logger;
   private closed = false;
 
   constructor(specs: EndpointSpec[], opts: EndpointPoolOptions) {
     super();
     this.log = opts.logger.child({ component: 'endpoints' });
+    this.clock = opts.clock ?? realClock;
+    const clock = this.clock;
+    this.now = clock === realClock ? Date.now : () => clock.now();
     this.o = {
       scrapeIntervalMs: opts.scrapeIntervalMs ?? 50,
       scrapeTimeoutMs: opts.scrapeTimeoutMs ?? 500,
@@ -161,10 +171,11 @@ export class EndpointPool extends EventEmitter {
 
   start(): void {
     if (!this.scraping || this.timer) return;
-    let lastTick = Date.now();
-    let graceUntil = 0;
+    const clock = this.clock;
+    let lastTick = this.now();
+    let graceUntil = -Infinity;
     const tick = () => {
-      const now = Date.now();
+      const now = this.now();
       // If our own event loop stalled (a long synchronous task), scrapes could not complete:
       // that says nothing about the endpoints, so give them a fresh window.
       if (now - lastTick > this.o.scrapeIntervalMs + 200) graceUntil = now + this.o.unhealthyAfterMs;
@@ -175,7 +186,7 @@ export class EndpointPool extends EventEmitter {
         if (e.ready && !e.fetchingModels && now - e.modelsFetchedAt > this.o.modelsIntervalMs) void this.fetchModels(e);
       }
     };
-    this.timer = setInterval(tick, this.o.scrapeIntervalMs);
+    this.timer = clock.setInterval(tick, this.o.scrapeIntervalMs);
     this.timer.unref();
     tick();
   }
@@ -210,8 +221,9 @@ export class EndpointPool extends EventEmitter {
     try {
       const res = await this.fetchPage(e, this.o.metricsPath, this.o.scrapeTimeoutMs);
       // Any HTTP answer proves the server is up; a vLLM page also refreshes the load.
-      if (res.status < 400) applyMetricsPage(res.text, e.metrics);
-      e.lastOk = Date.now();
+      const now = this.now();
+      if (res.status < 400) applyMetricsPage(res.text, e.metrics, now);
+      e.lastOk = now;
       e.lastError = '';
       if (!e.ready) {
         this.setReady(e, true, '');
@@ -228,7 +240,7 @@ export class EndpointPool extends EventEmitter {
   private async fetchModels(e: PoolEndpoint): Promise<void> {
     if (this.closed || e.fetchingModels) return;
     e.fetchingModels = true;
-    e.modelsFetchedAt = Date.now();
+    e.modelsFetchedAt = this.now();
     try {
       const res = await this.fetchPage(e, '/v1/models', 2_000);
       if (res.status !== 200) return;
@@ -277,7 +289,7 @@ export class EndpointPool extends EventEmitter {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) this.clock.clearInterval(this.timer);
     this.timer = undefined;
     const all = [...this.clients.values()];
     this.clients.clear();

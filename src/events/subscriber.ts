@@ -28,7 +28,7 @@ import type { BlockStored, DecodedBatch } from './types.js';
 import { decodeEventBatch, DecodeError } from './decode.js';
 import type { GuardLimits } from './msgpack-guard.js';
 import { IngestBudget } from './ingest-budget.js';
-import type { Clock } from '../util/clock.js';
+import { realClock, type Clock } from '../util/clock.js';
 import { parseTopic, podForRank, splitHostPort, offsetEndpointPort } from './topic.js';
 import { fetchReplay, readSeq, type ReplayedBatch } from './replay.js';
 import { PodEventApplier } from './apply.js';
@@ -100,7 +100,7 @@ export interface SubscriberOptions {
   /** Model for topics without a model part. */
   defaultModel?: string;
   limits?: Partial<EventLimits>;
-  /** Measures ingest slices (default: real time). */
+  /** Measures ingest slices, replay cooldowns and replay-history age (default: real time). */
   clock?: Clock;
 }
 
@@ -142,6 +142,7 @@ export class KvEventSubscriber {
   private readonly log: Logger;
   private readonly topicFilter: string;
   private readonly replayCfg: ReplayConfig;
+  private readonly clock: Clock;
   private readonly streams = new Map<string, Stream>();
   private readonly podEndpoints = new Map<string, string>();
   private readonly replayEndpoints = new Map<string, string>();
@@ -169,6 +170,7 @@ export class KvEventSubscriber {
     this.log = (opts.logger ?? pino({ level: 'info' })).child({ component: 'kv-events' });
     this.topicFilter = opts.topicFilter ?? DEFAULT_TOPIC_FILTER;
     this.replayCfg = opts.replay ?? {};
+    this.clock = opts.clock ?? realClock;
     for (const [pod, ep] of Object.entries(this.replayCfg.endpoints ?? {})) this.replayEndpoints.set(pod, ep);
     this.metrics = new EventMetrics(opts.registry ?? new Registry());
     this.limits = { ...DEFAULT_EVENT_LIMITS, ...(opts.limits ?? {}) };
@@ -453,7 +455,7 @@ export class KvEventSubscriber {
       this.metrics.gaps.inc({ pod: label });
       this.metrics.totals.gaps++;
       const from = s.last + 1;
-      if (this.replayEndpointFor(s) && Date.now() >= s.cooldownUntil) await this.replayInto(s, from, seq);
+      if (this.replayEndpointFor(s) && this.clock.now() >= s.cooldownUntil) await this.replayInto(s, from, seq);
       else this.missed(s, seq - from, `seq gap ${from}..${seq - 1} and no replay endpoint`);
     } else if (seq === 0) {
       // vLLM's counter starts at 0 with the engine: the only way a real stream goes back
@@ -497,7 +499,7 @@ export class KvEventSubscriber {
 
   private async fetch(s: Stream, from: number): Promise<ReplayedBatch[] | null> {
     const ep = this.replayEndpointFor(s);
-    if (!ep || Date.now() < s.cooldownUntil) return null;
+    if (!ep || this.clock.now() < s.cooldownUntil) return null;
     const label = this.metrics.label(s.pod);
     this.metrics.totals.replays++;
     try {
@@ -506,7 +508,7 @@ export class KvEventSubscriber {
     } catch (err) {
       this.metrics.replays.inc({ pod: label, outcome: 'failed' });
       this.metrics.totals.replayFailures++;
-      s.cooldownUntil = Date.now() + (this.replayCfg.cooldownMs ?? 30_000);
+      s.cooldownUntil = this.clock.now() + (this.replayCfg.cooldownMs ?? 30_000);
       this.warnOnce(s.pod, 'replay', `replay from ${ep} failed`, err);
       return null;
     }
@@ -589,9 +591,9 @@ export class KvEventSubscriber {
     let recovered = false;
     if (this.replayEndpointFor(s)) {
       // one replay serves every orphan of the next second (bursts after a gap)
-      if (!s.history || (s.history.upTo < seq && Date.now() - s.history.at > 1000)) {
+      if (!s.history || (s.history.upTo < seq && this.clock.now() - s.history.at > 1000)) {
         const got = await this.fetch(s, 0);
-        s.history = got ? { upTo: seq, at: Date.now(), batches: got.filter((b) => b.seq <= seq) } : null;
+        s.history = got ? { upTo: seq, at: this.clock.now(), batches: got.filter((b) => b.seq <= seq) } : null;
       }
       if (s.history) recovered = await this.rebuildChain(s, ev);
     }

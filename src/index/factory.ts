@@ -79,7 +79,7 @@ export function createKvBlockIndex(cfg: IndexFactoryConfig = {}, deps: IndexFact
   }
 
   if (metrics && deps.logger) {
-    const stop = startMetricsBeat(deps.logger, parseIntervalMs(c.metricsLoggingInterval), metrics);
+    const stop = startMetricsBeat(deps.logger, parseIntervalMs(c.metricsLoggingInterval), metrics, deps.clock);
     const close = index.close.bind(index);
     index.close = () => {
       stop();

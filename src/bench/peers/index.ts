@@ -11,6 +11,6 @@ let done = false;
 export function registerBenchPlugins(): void {
   if (done) return;
   done = true;
-  registerPlugin('sglang-cache-aware-scorer', (p, c) => new SglangCacheAwareScorer(c.type, c.name, p));
+  registerPlugin('sglang-cache-aware-scorer', (p, c) => new SglangCacheAwareScorer(c.type, c.name, p, c.clock));
   registerPlugin('dynamo-kv-scorer', (p, c) => new DynamoKvScorer(c.type, c.name, p, (m) => c.logger.warn(m)));
 }
