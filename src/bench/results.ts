@@ -45,6 +45,8 @@ export interface StrategyResult {
   name: string;
   label: string;
   description: string;
+  /** What it reproduces: "repository, path (date)". */
+  source?: string;
   config: string;
   stages: StageResult[];
   /** All non-warm-up stages together. */

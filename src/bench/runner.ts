@@ -11,7 +11,7 @@ import { PrefixOracle } from './oracle.js';
 import { Progress } from './progress.js';
 import { diffCounters, scrapePod, type PodCounters } from './prom.js';
 import { aggregateStage, type BenchResults, type StrategyResult } from './results.js';
-import { strategyByName, strategyYaml } from './strategies.js';
+import { sourceLine, strategyByName, strategyYaml } from './strategies.js';
 import type { BenchRequest, Workload } from './workloads/types.js';
 
 export interface BenchOptions {
@@ -110,7 +110,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     const yaml = strategyYaml(def, ctx);
     progress.log(`[${si + 1}/${opts.strategies.length}] ${def.name}: starting ${opts.sim.pods} pods and the router`);
     const result: StrategyResult = {
-      name: def.name, label: def.label, description: def.description, config: yaml,
+      name: def.name, label: def.label, description: def.description, source: sourceLine(def.source), config: yaml,
       stages: [], total: undefined as unknown as StrategyResult['total'], wallSeconds: 0, sampleErrors: [],
     };
     let pods: Awaited<ReturnType<Harness['startPods']>> | undefined;

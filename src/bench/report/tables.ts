@@ -56,7 +56,8 @@ export function markdownReport(r: BenchResults): string {
   lines.push('');
   for (const s of r.strategies) {
     const lag = s.simLagMs !== undefined ? ` Simulator timer lag ${s.simLagMs.toFixed(2)} model-ms mean; ${Math.round(s.wallSeconds)} s wall.` : '';
-    lines.push(`- **${s.label}** (\`${s.name}\`): ${s.description}.${lag}`);
+    const src = s.source ? ` Source: ${s.source}.` : '';
+    lines.push(`- **${s.label}** (\`${s.name}\`): ${s.description}.${src}${lag}`);
   }
   if (m.notes.length) {
     lines.push('');
