@@ -8,6 +8,10 @@ import { STRATEGIES, strategyByName, strategyYaml } from '../../src/bench/strate
 import { buildSchedulerConfig, parseEndpointPickerConfig } from '../../src/scheduler/config.js';
 import { ApproxPrefixCacheScorer } from '../../src/scheduler/plugins/approx-prefix.js';
 import type { Endpoint, InferenceRequest, PluginContext } from '../../src/scheduler/types.js';
+import { Engine } from '../../src/sim/engine.js';
+import { VirtualClock } from '../../src/sim/clock.js';
+import { BlockHasher } from '../../src/sim/hashing.js';
+import { PROFILES, QWEN3_32B_TP2_H100, calibrationCheck, deriveTiming } from '../../src/sim/timing.js';
 
 const ctx = (): PluginContext => ({ logger: pino({ level: 'silent' }), registry: new Registry(), services: new Map(), options: { speculativeIndexingDefault: true } });
 const sctx = { model: 'm', blockSize: 64, zmqEndpoint: 'tcp://127.0.0.1:5557', timeScale: 1 };
@@ -33,4 +37,52 @@ test('strategies: every config loads; the named baselines carry their weights, p
   const req = (chars: number) => ({ api: 'completions', prompt: 'x'.repeat(chars), targetModel: 'm' }) as unknown as InferenceRequest;
   assert.equal(scorer.hashes(req(640), [ep]).length, 10);
   assert.equal(scorer.hashes(req(64 * 300), [ep]).length, 256);
+});
+
+test('time model: the h100-tp2-qwen3-32b constants follow from the roofline, and the engine runs them', () => {
+  const d = deriveTiming(QWEN3_32B_TP2_H100);
+  // 32.76e9 bf16 params over TP2: 32.76 GB per GPU per step; 64 x 4 x 128 x 2 x 2 B of KV per token per GPU.
+  assert.equal(d.weightBytesPerGpu, 32.76e9);
+  assert.equal(d.kvBytesPerTokenPerGpu, 131_072);
+  assert.ok(Math.abs(d.weightReadMs - 32.76e9 / (3.35e12 * 0.6) * 1e3) < 1e-9);
+  assert.ok(Math.abs(d.timing.prefillPerTokenMs - 0.06625) < 1e-4);
+  assert.deepEqual(PROFILES['h100-tp2-qwen3-32b'].timing, d.timing);
+  const check = calibrationCheck(d.timing);
+  assert.equal(check.within20, true, check.lines.join('\n'));
+  // A cheaper decode (the old 0.25 ms per sequence, no context term) misses llm-d's figures by > 20 %.
+  assert.equal(calibrationCheck({ stepOverheadMs: 12, prefillPerTokenMs: 0.065, decodePerSeqMs: 0.25 }).within20, false);
+
+  // The engine, closed loop at N running sequences of the llm-d-73 shape on one pod: its mean
+  // ITL matches the steady-state formula the check uses.
+  const N = 64;
+  const B = 64;
+  const clock = new VirtualClock();
+  const engine = new Engine({
+    blockSize: B, numGpuBlocks: 4802, maxNumSeqs: 1024, maxNumBatchedTokens: 8192, maxModelLen: 40_960,
+    timing: d.timing, hasher: new BlockHasher('sha256', '0'), eventsEnabled: false,
+    eventFields: { medium: 'GPU', extraKeys: false, groupIdx: null, kvCacheSpecKind: null }, clock, outputMode: 'random', seed: 1,
+  });
+  const system = Array.from({ length: 6000 }, (_, i) => 1000 + i);
+  let submitted = 0;
+  let itlSum = 0;
+  let itlN = 0;
+  const submit = () => {
+    const q = Array.from({ length: 1200 }, (_, i) => 50_000 + submitted * 1200 + i);
+    submitted++;
+    engine.submit({
+      promptTokens: system.concat(q), maxTokens: 1000,
+      onFinish: (r) => {
+        if (clock.now() > 60) { itlSum += (r.finished - r.firstToken) / (r.outputCount - 1); itlN++; }
+        if (clock.now() < 150) submit();
+      },
+    });
+  };
+  // Staggered starts so finishes (and the prefills that replace them) spread over time.
+  for (let i = 0; i < N; i++) clock.at(i * 1.1, submit);
+  clock.runUntil(150);
+  engine.stop();
+  const predicted = (d.timing.stepOverheadMs + N * check.perSeqMs) / 1000;
+  const measured = itlSum / itlN;
+  assert.ok(itlN > 20);
+  assert.ok(Math.abs(measured / predicted - 1) < 0.1, `engine ITL ${measured} s vs formula ${predicted} s`);
 });
