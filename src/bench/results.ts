@@ -3,6 +3,8 @@ import type { RequestResult } from './client.js';
 import type { PodCounters } from './prom.js';
 import { imbalance, summarize, type Summary } from './stats.js';
 import type { Stage } from './load.js';
+import type { AppliedEvent } from './scenarios.js';
+import type { TimeModelReport } from './time-model.js';
 
 export interface StageResult {
   index: number;
@@ -23,11 +25,14 @@ export interface StageResult {
   /** Output tokens of successful requests / (last completion - first send), model seconds. */
   outputTokPerSec: number;
   reqPerSec: number;
-  /** Prefix-cache hit rate from the pods' vllm:prefix_cache_{hits,queries} deltas. */
+  /**
+   * Prefix-cache hit rate from the pods' vllm:prefix_cache_{hits,queries} deltas. Pods count
+   * every scheduling from scratch, so recomputation after preemption is counted again.
+   */
   hitRate: number;
-  /** Same from the responses' usage.prompt_tokens_details.cached_tokens, by request stage. */
+  /** What clients saw: usage.prompt_tokens_details.cached_tokens over prompt tokens of served requests. */
   clientHitRate: number;
-  /** Infinite-cache upper bound for this stage's requests. */
+  /** Infinite-cache upper bound over this stage's served requests (in send order). */
   oracleHitRate: number;
   /**
    * max/mean across pods of requests and of prompt tokens, by the stage requests were sent in
@@ -54,6 +59,8 @@ export interface StrategyResult {
   /** Mean lateness of the simulator's timers, model ms (its clock falling behind wall time). */
   simLagMs?: number;
   wallSeconds: number;
+  /** Scenario events as they were applied. */
+  scenarioEvents?: AppliedEvent[];
   error?: string;
   sampleErrors: string[];
 }
@@ -67,6 +74,11 @@ export interface BenchResults {
     load: { type: string; stages: Stage[] };
     pods: number;
     sim: Record<string, unknown>;
+    /** real: scaled wall clock; virtual: discrete-event model time. */
+    clock?: 'real' | 'virtual';
+    /** The step-cost model, how it was derived and its check against llm-d's published run. */
+    timeModel?: TimeModelReport;
+    scenario?: { names: string[]; description: string[] };
     timeScale: number;
     seed: number;
     model: string;
@@ -74,6 +86,7 @@ export interface BenchResults {
     host: { cpus: number; node: string; platform: string };
     notes: string[];
   };
+  /** The oracle over every planned request (offered load); per strategy, see oracleHitRate (served). */
   oracle: { hitRate: number; perStage: number[] };
   strategies: StrategyResult[];
 }

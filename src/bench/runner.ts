@@ -7,10 +7,12 @@ import { request as httpRequest } from 'undici';
 import { BenchClient, type RequestResult } from './client.js';
 import type { Harness, SimSpec } from './harness.js';
 import { arrivals as makeArrivals, type LoadShape, type Stage } from './load.js';
-import { PrefixOracle } from './oracle.js';
+import { PrefixOracle, servedOracle } from './oracle.js';
 import { Progress } from './progress.js';
 import { diffCounters, scrapePod, type PodCounters } from './prom.js';
 import { aggregateStage, type BenchResults, type StrategyResult } from './results.js';
+import { scenarioSpec, startScenarioReal, type Scenario } from './scenarios.js';
+import { timeModelReport } from './time-model.js';
 import { sourceLine, strategyByName, strategyYaml } from './strategies.js';
 import type { BenchRequest, Workload } from './workloads/types.js';
 
@@ -20,6 +22,10 @@ export interface BenchOptions {
   strategies: string[];
   sim: Omit<SimSpec, 'kvEventsEndpoint' | 'timeScale' | 'seed'>;
   timeScale: number;
+  /** Which runner (`virtual`: the discrete-event runner in src/bench/virtual). Default real. */
+  clock?: 'real' | 'virtual';
+  /** Restarts, joins, leaves, resets, heterogeneous pods, eviction pressure (scenarios.ts). */
+  scenario?: Scenario;
   seed: number;
   preset?: string;
   /** MODEL seconds to wait for in-flight requests after the last send before aborting them. */
@@ -89,6 +95,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
   const progress = opts.progress ?? new Progress();
   const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
   if (planned.length === 0) throw new Error('the load shape produced no requests');
+  const idIndex = new Map(planned.map((p, i) => [p.req.id, i]));
   const toModelSec = (ms: number) => ms / 1000 / opts.timeScale;
 
   // The oracle sees the sequence in arrival order, cache carried across stages.
@@ -99,6 +106,8 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     perStageOracle[p.stage].prompt += p.req.prompt.length;
     perStageOracle[p.stage].cached += c;
   }
+  // Scenarios may size the pods' KV from the workload's resident set.
+  const sim = scenarioSpec(opts.sim, opts.scenario, oracle.distinctBlocks * opts.sim.blockSize);
 
   const strategies: StrategyResult[] = [];
   for (let si = 0; si < opts.strategies.length; si++) {
@@ -116,20 +125,29 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     let pods: Awaited<ReturnType<Harness['startPods']>> | undefined;
     let router: Awaited<ReturnType<Harness['startRouter']>> | undefined;
     try {
-      pods = await harness.startPods({ ...opts.sim, timeScale: opts.timeScale, kvEventsEndpoint: zmq, seed: opts.seed });
+      pods = await harness.startPods({ ...sim, timeScale: opts.timeScale, kvEventsEndpoint: zmq, seed: opts.seed });
+      const late = new Set(opts.scenario?.lateJoiners ?? []);
       router = await harness.startRouter(
         yaml,
-        pods.addresses.map((address) => ({ address, labels: {} })),
+        pods.addresses.filter((_a, i) => !late.has(i)).map((address) => ({ address, labels: {} })),
         { scrapeIntervalMs: 50 * opts.timeScale, unhealthyAfterMs: Math.max(750 * opts.timeScale, 3000) },
       );
       await waitReady(router.url, 30_000);
       await new Promise((r) => setTimeout(r, opts.settleMs ?? 500));
-      const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name);
+      const scenario = startScenarioReal(opts.scenario, stages, { pods, router }, opts.timeScale, (l) => progress.log(l));
+      const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name).finally(() => scenario.stop());
+      if (scenario.applied.length) result.scenarioEvents = scenario.applied;
       const all: RequestResult[] = runOut.results;
+      // The oracle over the requests this strategy actually served, in the order they were sent.
+      const served = servedOracle(
+        all.filter((r) => r.ok).map((r) => ({ prompt: planned[idIndex.get(r.id) as number].req.prompt, stage: r.stage, sentAt: r.sentMs, id: r.id })),
+        opts.sim.blockSize,
+        stages.length,
+      ).perStage;
       const addresses = pods.addresses;
       const byStage = stages.map((_s, i) => all.filter((r) => r.stage === i));
       result.stages = stages.map((st, i) =>
-        aggregateStage(i, st, byStage[i], toModelSec, runOut.podDeltas[i], perStageOracle[i], addresses),
+        aggregateStage(i, st, byStage[i], toModelSec, runOut.podDeltas[i], served[i], addresses),
       );
       const measuredIdx = stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0);
       const measured = all.filter((r) => !stages[r.stage].warmup);
@@ -137,7 +155,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
         measuredIdx.reduce((acc, i) => sumCounters(acc, runOut.podDeltas[i][k]), zeroCounters()),
       );
       const oracleTotal = measuredIdx.reduce(
-        (a, i) => ({ prompt: a.prompt + perStageOracle[i].prompt, cached: a.cached + perStageOracle[i].cached }), { prompt: 0, cached: 0 });
+        (a, i) => ({ prompt: a.prompt + served[i].prompt, cached: a.cached + served[i].cached }), { prompt: 0, cached: 0 });
       const dur = measuredIdx.reduce((a, i) => a + stages[i].duration, 0);
       result.total = aggregateStage(-1, { rate: dur ? measured.length / dur : 0, duration: dur }, measured, toModelSec, podTotal, oracleTotal, addresses);
       result.sampleErrors = [...new Set(all.filter((r) => !r.ok && r.error).map((r) => r.error as string))].slice(0, 5);
@@ -155,7 +173,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     if (!result.error) {
       const t = result.total;
       progress.log(
-        `  ${def.name}: TTFT p90 ${t.ttft.p90.toFixed(3)} s, ${t.outputTokPerSec.toFixed(0)} output tok/s, hit rate ${(t.hitRate * 100).toFixed(1)}% (oracle ${(t.oracleHitRate * 100).toFixed(1)}%), errors ${t.errors}, shed ${t.shed} [${result.wallSeconds.toFixed(0)} s wall]`,
+        `  ${def.name}: TTFT p90 ${t.ttft.p90.toFixed(3)} s, ${t.outputTokPerSec.toFixed(0)} output tok/s, hit rate ${(t.clientHitRate * 100).toFixed(1)}% client / ${(t.hitRate * 100).toFixed(1)}% pods (oracle ${(t.oracleHitRate * 100).toFixed(1)}%), errors ${t.errors}, shed ${t.shed} [${result.wallSeconds.toFixed(0)} s wall]`,
       );
     }
     strategies.push(result);
@@ -178,7 +196,10 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
       workload: { kind: opts.workload.kind, params: opts.workload.params },
       load: { type: opts.workload.kind === 'trace' ? 'trace' : opts.load.type, stages },
       pods: opts.sim.pods,
-      sim: { ...opts.sim },
+      sim: { ...sim },
+      clock: opts.clock ?? 'real',
+      timeModel: timeModelReport(sim),
+      scenario: opts.scenario ? { names: opts.scenario.names, description: opts.scenario.description } : undefined,
       timeScale: opts.timeScale,
       seed: opts.seed,
       model: opts.sim.model,

@@ -4,8 +4,9 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { resolveBench, PRESET_NAMES, type BenchFlags } from '../../bench/options.js';
 import { STRATEGIES } from '../../bench/strategies.js';
+import { SCENARIO_HELP } from '../../bench/scenarios.js';
 
-const HELP = `Usage: kvrouter bench [--preset smoke|llm-d-73] [options]
+const HELP = `Usage: kvrouter bench [--preset NAME] [options]
 
 Runs each routing strategy against fresh simulated vLLM pods (one router per strategy, the same
 seeded request sequence and schedule) and reports TTFT p50/p90/p99, ITL, output tok/s, req/s,
@@ -27,11 +28,24 @@ the workload's oracle hit rate (infinite cache). Times are model time (wall / --
   multi_round:   --users N --rounds N --system-len T --history-len T --question-len T --output-len T
   trace:         --trace FILE.jsonl [--trace-speed X] [--max-output-len T]   (Mooncake format)
   --max-requests N         cap the number of requests
-  simulator:     --block-size B --num-gpu-blocks N --max-num-seqs N --profile NAME --model M
+  simulator:     --block-size B --num-gpu-blocks N --max-num-seqs N --max-num-batched-tokens N
+                 --max-model-len N --profile NAME --model M
+  time model (ms; default: the profile's, derived in src/sim/timing.ts):
+                 --step-overhead-ms X --prefill-ms-per-token X --decode-ms-per-seq X
+                 --kv-read-ms-per-token X (per context token of each decoding sequence)
+                 --pod-timing-multipliers 1,1,2,2 (one per pod: heterogeneous pods)
+  --scenario a,b,...       scenarios, with any preset:
+${SCENARIO_HELP}
+  --clock real|virtual     runner (default: the preset's; real = scaled wall clock)
   --in-process-pods        host the pods in this process (default: a child process)
   --drain-timeout S        model seconds to wait for in-flight requests after the last send
   --quiet                  no progress output
 `;
+
+function clockFlag(v: string | undefined): 'real' | 'virtual' | undefined {
+  if (v === undefined || v === 'real' || v === 'virtual') return v;
+  throw new Error(`--clock must be real or virtual (got "${v}")`);
+}
 
 export async function run(argv: string[]): Promise<number> {
   let parsed;
@@ -71,6 +85,15 @@ export async function run(argv: string[]): Promise<number> {
         profile: { type: 'string' },
         model: { type: 'string' },
         'in-process-pods': { type: 'boolean' },
+        'max-num-batched-tokens': { type: 'string' },
+        'max-model-len': { type: 'string' },
+        'step-overhead-ms': { type: 'string' },
+        'prefill-ms-per-token': { type: 'string' },
+        'decode-ms-per-seq': { type: 'string' },
+        'kv-read-ms-per-token': { type: 'string' },
+        'pod-timing-multipliers': { type: 'string' },
+        scenario: { type: 'string' },
+        clock: { type: 'string' },
         'drain-timeout': { type: 'string' },
         quiet: { type: 'boolean' },
       },
@@ -103,6 +126,10 @@ export async function run(argv: string[]): Promise<number> {
       rounds: num('rounds', v.rounds), historyLen: num('history-len', v['history-len']), blockSize: num('block-size', v['block-size']),
       numGpuBlocks: num('num-gpu-blocks', v['num-gpu-blocks']), maxNumSeqs: num('max-num-seqs', v['max-num-seqs']),
       profile: v.profile, model: v.model, drainTimeout: num('drain-timeout', v['drain-timeout']), inProcessPods: v['in-process-pods'],
+      maxNumBatchedTokens: num('max-num-batched-tokens', v['max-num-batched-tokens']), maxModelLen: num('max-model-len', v['max-model-len']),
+      stepOverheadMs: num('step-overhead-ms', v['step-overhead-ms']), prefillMsPerToken: num('prefill-ms-per-token', v['prefill-ms-per-token']),
+      decodeMsPerSeq: num('decode-ms-per-seq', v['decode-ms-per-seq']), kvReadMsPerToken: num('kv-read-ms-per-token', v['kv-read-ms-per-token']),
+      podTimingMultipliers: v['pod-timing-multipliers'], scenario: v.scenario, clock: clockFlag(v.clock),
     };
     resolved = resolveBench(flags);
   } catch (err) {
