@@ -85,8 +85,12 @@ async function waitReady(url: string, timeoutMs: number): Promise<void> {
   throw new Error(`${url} not ready after ${timeoutMs} ms (${last})`);
 }
 
-async function scrapeAll(urls: string[]): Promise<PodCounters[]> {
-  return await Promise.all(urls.map((u) => scrapePod(u)));
+async function scrapeAll(urls: string[], prev?: PodCounters[]): Promise<PodCounters[]> {
+  // A pod that left (scenarios) keeps its last counters: no delta, rather than a failed run.
+  return await Promise.all(urls.map((u, i) => scrapePod(u).catch((err: unknown) => {
+    if (prev) return prev[i];
+    throw err;
+  })));
 }
 
 export async function runBench(harness: Harness, opts: BenchOptions): Promise<BenchResults> {
@@ -283,7 +287,7 @@ async function runSchedule(
       // Wait for the stage boundary itself, then snapshot the pods' counters.
       const wait = stageStartWall[curStage + 1] - (performance.now() - t0);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      snapshots.push(await scrapeAll(podUrls));
+      snapshots.push(await scrapeAll(podUrls, snapshots[snapshots.length - 1]));
       curStage++;
       progress.update(state(), true);
     }
@@ -298,7 +302,7 @@ async function runSchedule(
     progress.update(state());
   }
   while (curStage + 1 < stages.length) {
-    snapshots.push(await scrapeAll(podUrls));
+    snapshots.push(await scrapeAll(podUrls, snapshots[snapshots.length - 1]));
     curStage++;
   }
   // Drain: bounded wait for everything in flight (and anything still waiting on a predecessor).
@@ -324,7 +328,7 @@ async function runSchedule(
     }
   }
   progress.update(state(), true);
-  snapshots.push(await scrapeAll(podUrls));
+  snapshots.push(await scrapeAll(podUrls, snapshots[snapshots.length - 1]));
   await client.close();
   const podDeltas = stages.map((_s, i) => snapshots[i + 1].map((after, k) => diffCounters(after, snapshots[i][k])));
   return { results, podDeltas };

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { STRATEGIES, strategyByName, strategyYaml } from '../../src/bench/strategies.js';
+import { resolveBench } from '../../src/bench/options.js';
+import { servedOracle } from '../../src/bench/oracle.js';
 import { buildSchedulerConfig, parseEndpointPickerConfig } from '../../src/scheduler/config.js';
 import { ApproxPrefixCacheScorer } from '../../src/scheduler/plugins/approx-prefix.js';
 import type { Endpoint, InferenceRequest, PluginContext } from '../../src/scheduler/types.js';
@@ -85,4 +87,32 @@ test('time model: the h100-tp2-qwen3-32b constants follow from the roofline, and
   const measured = itlSum / itlN;
   assert.ok(itlN > 20);
   assert.ok(Math.abs(measured / predicted - 1) < 0.1, `engine ITL ${measured} s vs formula ${predicted} s`);
+});
+
+test('oracle over served requests: unserved ones neither count nor seed the cache; send order decides', () => {
+  const B = 4;
+  const base = Array.from({ length: 16 }, (_, i) => i + 1);
+  const longer = base.concat([90, 91, 92, 93, 94, 95, 96, 97]);
+  // Served: `longer` alone. `base` (refused) would have made 12 of its tokens hits.
+  let o = servedOracle([{ prompt: longer, stage: 0, sentAt: 1, id: 1 }], B, 1).perStage[0];
+  assert.deepEqual(o, { prompt: 24, cached: 0 });
+  // Both served, `base` sent first: `longer` hits base's 4 full blocks (16 tokens).
+  o = servedOracle([{ prompt: longer, stage: 0, sentAt: 2, id: 1 }, { prompt: base, stage: 0, sentAt: 1, id: 0 }], B, 1).perStage[0];
+  assert.deepEqual(o, { prompt: 40, cached: 16 });
+  // Sent the other way round: base hits floor((16-1)/4)*4 = 12 tokens of longer's blocks.
+  o = servedOracle([{ prompt: longer, stage: 0, sentAt: 1, id: 1 }, { prompt: base, stage: 1, sentAt: 2, id: 0 }], B, 2).perStage[1];
+  assert.deepEqual(o, { prompt: 16, cached: 12 });
+});
+
+test('Mooncake traces load whole from the repository copy (gzip)', () => {
+  const conv = resolveBench({ preset: 'mooncake-conversation', clock: 'real' }).options;
+  assert.equal(conv.workload.size, 12_031);
+  const syn = resolveBench({ preset: 'mooncake-synthetic', clock: 'real' }).options;
+  assert.equal(syn.workload.size, 3_993);
+  // The first 120 conversation requests include 7 above Qwen3-32B's native 40,960 tokens; the
+  // preset's context limit serves them all.
+  const first = conv.workload.take(120);
+  assert.equal(first.filter((r) => r.prompt.length + r.maxTokens > 40_960).length, 7);
+  assert.ok(first.every((r) => r.prompt.length + r.maxTokens <= (conv.sim.maxModelLen as number)));
+  assert.equal(resolveBench({ preset: 'mooncake-conversation', clock: 'real', maxModelLen: 40_960 }).options.sim.maxModelLen, 40_960);
 });
