@@ -34,6 +34,8 @@ export interface PodsHandle {
   kill?(i: number): Promise<void>;
   /** Scenarios: restart pod i on the same port with an empty cache. */
   restart?(i: number): Promise<void>;
+  /** Scenarios: reset pod i's prefix cache (default: POST /reset_prefix_cache over HTTP). */
+  reset?(i: number): Promise<void>;
   close(): Promise<void>;
 }
 

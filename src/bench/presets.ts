@@ -79,6 +79,7 @@ const llmd73 = (k: number): Preset => ({
   drainTimeoutSec: 600,
   notes: [
     "llm-d-73 source: llm-d/llm-d-kv-cache benchmarking/73-capacity/README.md (September 2025): same workload, ladder and stage durations, pod count, KV capacity per pod (4,802 x 64-token blocks) and H100 TP2 Qwen3-32B; the simulator's step costs are derived in src/sim/timing.ts (see Time model).",
+    "llm-d's client (inference-perf) capped each worker's in-flight requests, which is why its precise TTFT stayed ~0.5 s at every rate; an uncapped open-loop Poisson client saturates 8 simulated pods at ~11k output tok/s (KV-bound, npm run bench:time-model), so compare TTFT above ~20 QPS with that cap in mind.",
     ...(k === 1 ? [] : [`Scale: ${k}x llm-d-73 (pods, groups and every stage's QPS multiplied by ${k}), so load per pod and the resident-set fraction are llm-d's.`]),
   ],
 });

@@ -160,7 +160,8 @@ async function resetPod(url: string): Promise<void> {
   if (r.statusCode !== 200) throw new Error(`reset_prefix_cache: HTTP ${r.statusCode} ${body.slice(0, 120)}`);
 }
 
-async function applyEvent(ev: ScenarioEvent, t: ScenarioTargets): Promise<void> {
+/** Applies one event to pods and router (either clock: a harness supplies the operations). */
+export async function applyScenarioEvent(ev: ScenarioEvent, t: ScenarioTargets): Promise<void> {
   const { pods, router } = t;
   const one = (i: number | 'all'): number => {
     if (i === 'all') throw new Error(`${ev.kind} needs one pod`);
@@ -180,9 +181,11 @@ async function applyEvent(ev: ScenarioEvent, t: ScenarioTargets): Promise<void> 
       if (!router.addEndpoint) throw new Error('this harness cannot add pods');
       router.addEndpoint(pods.addresses[one(ev.pod)]);
       return;
-    case 'reset':
-      await Promise.all((ev.pod === 'all' ? pods.urls : [pods.urls[ev.pod]]).map((u) => resetPod(u)));
+    case 'reset': {
+      const which = ev.pod === 'all' ? pods.urls.map((_u, i) => i) : [ev.pod];
+      await Promise.all(which.map((i) => (pods.reset ? pods.reset(i) : resetPod(pods.urls[i]))));
       return;
+    }
   }
 }
 
@@ -207,7 +210,7 @@ export function startScenarioReal(
     applied.push(rec);
     return setTimeout(() => {
       running.push(
-        applyEvent(ev, targets).then(
+        applyScenarioEvent(ev, targets).then(
           () => {
             rec.doneAt = (performance.now() - t0) / 1000 / timeScale;
             log(`  scenario: ${ev.kind} pod ${ev.pod} at ${rec.doneAt.toFixed(1)} s (model)`);
