@@ -14,6 +14,7 @@ import { aggregateStage, type BenchResults, type StrategyResult } from './result
 import { scenarioSpec, startScenarioReal, type Scenario } from './scenarios.js';
 import { timeModelReport } from './time-model.js';
 import { sourceLine, strategyByName, strategyYaml } from './strategies.js';
+import { registerBenchPlugins } from './peers/index.js';
 import type { BenchRequest, Workload } from './workloads/types.js';
 
 export interface BenchOptions {
@@ -97,6 +98,8 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
   const started = new Date();
   const wall0 = performance.now();
   const progress = opts.progress ?? new Progress();
+  // The peer strategies' plugin types exist only for the benchmark.
+  registerBenchPlugins();
   const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
   if (planned.length === 0) throw new Error('the load shape produced no requests');
   const idIndex = new Map(planned.map((p, i) => [p.req.id, i]));

@@ -2,8 +2,8 @@
 // presets (Mooncake traces from the repository copy), the oracle over served requests.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
-import { Registry } from 'prom-client';
+import { pluginContext } from '../helpers/plugin-context.js';
+import { registerBenchPlugins } from '../../src/bench/peers/index.js';
 import { STRATEGIES, strategyByName, strategyYaml } from '../../src/bench/strategies.js';
 import { resolveBench } from '../../src/bench/options.js';
 import { servedOracle } from '../../src/bench/oracle.js';
@@ -15,7 +15,10 @@ import { VirtualClock } from '../../src/sim/clock.js';
 import { BlockHasher } from '../../src/sim/hashing.js';
 import { PROFILES, QWEN3_32B_TP2_H100, calibrationCheck, deriveTiming } from '../../src/sim/timing.js';
 
-const ctx = (): PluginContext => ({ logger: pino({ level: 'silent' }), registry: new Registry(), services: new Map(), options: { speculativeIndexingDefault: true } });
+const ctx = (): PluginContext => {
+  registerBenchPlugins();
+  return pluginContext({ kvEvents: true });
+};
 const sctx = { model: 'm', blockSize: 64, zmqEndpoint: 'tcp://127.0.0.1:5557', timeScale: 1 };
 
 test('strategies: every config loads; the named baselines carry their weights, parameters and source', async () => {
