@@ -48,6 +48,7 @@ export interface BenchFlags {
   prefillMsPerToken?: number;
   decodeMsPerSeq?: number;
   kvReadMsPerToken?: number;
+  prefillAttnMsPerPair?: number;
   /** Per-pod step-cost multipliers, e.g. "1,1,2,2". */
   podTimingMultipliers?: string;
   /** Named scenarios, e.g. "restart@120:pod=1,hetero" (scenarios.ts). */
@@ -198,6 +199,7 @@ function timingOverrides(f: BenchFlags): BenchOptions['sim']['timing'] {
     prefillPerTokenMs: nonNegative('prefill-ms-per-token', f.prefillMsPerToken),
     decodePerSeqMs: nonNegative('decode-ms-per-seq', f.decodeMsPerSeq),
     kvReadPerTokenMs: nonNegative('kv-read-ms-per-token', f.kvReadMsPerToken),
+    prefillAttnPerPairMs: nonNegative('prefill-attn-ms-per-pair', f.prefillAttnMsPerPair),
   };
   const set = Object.fromEntries(Object.entries(t).filter(([, v]) => v !== undefined));
   return Object.keys(set).length ? set : undefined;

@@ -7,6 +7,7 @@ import { registerBenchPlugins } from '../../src/bench/peers/index.js';
 import { STRATEGIES, strategyByName, strategyYaml } from '../../src/bench/strategies.js';
 import { resolveBench } from '../../src/bench/options.js';
 import { servedOracle } from '../../src/bench/oracle.js';
+import { simPodOptions } from '../../src/bench/sim-options.js';
 import { buildSchedulerConfig, parseEndpointPickerConfig } from '../../src/scheduler/config.js';
 import { ApproxPrefixCacheScorer } from '../../src/scheduler/plugins/approx-prefix.js';
 import type { Endpoint, InferenceRequest, PluginContext } from '../../src/scheduler/types.js';
@@ -118,4 +119,17 @@ test('Mooncake traces load whole from the repository copy (gzip)', () => {
   assert.equal(first.filter((r) => r.prompt.length + r.maxTokens > 40_960).length, 7);
   assert.ok(first.every((r) => r.prompt.length + r.maxTokens <= (conv.sim.maxModelLen as number)));
   assert.equal(resolveBench({ preset: 'mooncake-conversation', clock: 'real', maxModelLen: 40_960 }).options.sim.maxModelLen, 40_960);
+});
+
+test('every time-model and engine constant is settable from the bench flags and reaches each pod', () => {
+  const { options } = resolveBench({
+    preset: 'smoke', stepOverheadMs: 5, prefillMsPerToken: 0.1, decodeMsPerSeq: 0.3, kvReadMsPerToken: 0.0001, prefillAttnMsPerPair: 0,
+    numGpuBlocks: 300, maxNumSeqs: 7, maxNumBatchedTokens: 512, maxModelLen: 2048, pods: 2, podTimingMultipliers: '1,3',
+  });
+  const pods = simPodOptions({ ...options.sim, timeScale: 1, kvEventsEndpoint: 'tcp://127.0.0.1:1', seed: 1 });
+  assert.deepEqual(pods[0].timing, { stepOverheadMs: 5, prefillPerTokenMs: 0.1, decodePerSeqMs: 0.3, kvReadPerTokenMs: 0.0001, prefillAttnPerPairMs: 0 });
+  assert.equal(pods[1].timing?.stepOverheadMs, 15);
+  assert.deepEqual([pods[0].numGpuBlocks, pods[0].maxNumSeqs, pods[0].maxNumBatchedTokens, pods[0].maxModelLen], [300, 7, 512, 2048]);
+  assert.throws(() => resolveBench({ preset: 'smoke', stepOverheadMs: -1 }), /--step-overhead-ms must be a number >= 0/);
+  assert.throws(() => resolveBench({ preset: 'smoke', podTimingMultipliers: '1' }), /one per pod/);
 });

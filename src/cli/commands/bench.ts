@@ -33,6 +33,7 @@ the workload's oracle hit rate (infinite cache). Times are model time (wall / --
   time model (ms; default: the profile's, derived in src/sim/timing.ts):
                  --step-overhead-ms X --prefill-ms-per-token X --decode-ms-per-seq X
                  --kv-read-ms-per-token X (per context token of each decoding sequence)
+                 --prefill-attn-ms-per-pair X (per prefill token x earlier token attended to)
                  --pod-timing-multipliers 1,1,2,2 (one per pod: heterogeneous pods)
   --scenario a,b,...       scenarios, with any preset:
 ${SCENARIO_HELP}
@@ -91,6 +92,7 @@ export async function run(argv: string[]): Promise<number> {
         'prefill-ms-per-token': { type: 'string' },
         'decode-ms-per-seq': { type: 'string' },
         'kv-read-ms-per-token': { type: 'string' },
+        'prefill-attn-ms-per-pair': { type: 'string' },
         'pod-timing-multipliers': { type: 'string' },
         scenario: { type: 'string' },
         clock: { type: 'string' },
@@ -129,6 +131,7 @@ export async function run(argv: string[]): Promise<number> {
       maxNumBatchedTokens: num('max-num-batched-tokens', v['max-num-batched-tokens']), maxModelLen: num('max-model-len', v['max-model-len']),
       stepOverheadMs: num('step-overhead-ms', v['step-overhead-ms']), prefillMsPerToken: num('prefill-ms-per-token', v['prefill-ms-per-token']),
       decodeMsPerSeq: num('decode-ms-per-seq', v['decode-ms-per-seq']), kvReadMsPerToken: num('kv-read-ms-per-token', v['kv-read-ms-per-token']),
+      prefillAttnMsPerPair: num('prefill-attn-ms-per-pair', v['prefill-attn-ms-per-pair']),
       podTimingMultipliers: v['pod-timing-multipliers'], scenario: v.scenario, clock: clockFlag(v.clock),
     };
     resolved = resolveBench(flags);
