@@ -142,7 +142,9 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
       await waitReady(router.url, 30_000);
       await new Promise((r) => setTimeout(r, opts.settleMs ?? 500));
       const scenario = startScenarioReal(opts.scenario, stages, { pods, router }, opts.timeScale, (l) => progress.log(l));
-      const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name).finally(() => scenario.stop());
+      const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name, () => scenario.start()).finally(
+        () => scenario.stop(),
+      );
       if (scenario.applied.length) result.scenarioEvents = scenario.applied;
       const all: RequestResult[] = runOut.results;
       // The oracle over the requests this strategy actually served, in the order they were sent.
@@ -239,6 +241,8 @@ async function runSchedule(
   progress: Progress,
   strategyIndex: number,
   strategyName: string,
+  /** Called at the schedule's time zero (scenario events are timed from it). */
+  onStart?: () => void,
 ): Promise<{ results: RequestResult[]; podDeltas: PodCounters[][] }> {
   const client = new BenchClient(routerUrl, opts.sim.model);
   const abort = new AbortController();
@@ -262,6 +266,7 @@ async function runSchedule(
   let nSent = 0;
   let curStage = 0;
   const t0 = performance.now();
+  onStart?.();
   const state = () => ({
     strategy: strategyName, strategyIndex, strategies: opts.strategies.length, stage: curStage, stages: stages.length,
     rate: stages[curStage]?.rate ?? 0, sent: nSent, done: nDone, total: planned.length, errors: nErr, inflight: inflight.size,

@@ -190,8 +190,9 @@ export async function applyScenarioEvent(ev: ScenarioEvent, t: ScenarioTargets):
 }
 
 /**
- * Real clock: fires each event at its model time (wall = model x timeScale from `t0`, the
- * schedule's start). `stop()` cancels what has not fired and waits for what is running.
+ * Real clock: `start()` (called at the schedule's start) fires each event at its model time
+ * (wall = model x timeScale from then). `stop()` cancels what has not fired and waits for what is
+ * running.
  */
 export function startScenarioReal(
   sc: Scenario | undefined,
@@ -199,12 +200,13 @@ export function startScenarioReal(
   targets: ScenarioTargets,
   timeScale: number,
   log: (line: string) => void,
-): { applied: AppliedEvent[]; stop(): Promise<void> } {
+): { applied: AppliedEvent[]; start(): void; stop(): Promise<void> } {
   const applied: AppliedEvent[] = [];
-  if (!sc || sc.events.length === 0) return { applied, stop: async () => {} };
-  const t0 = performance.now();
+  if (!sc || sc.events.length === 0) return { applied, start: () => {}, stop: async () => {} };
+  let t0 = 0;
   const running: Promise<void>[] = [];
-  const timers = sc.events.map((ev) => {
+  let timers: NodeJS.Timeout[] = [];
+  const schedule = () => sc.events.map((ev) => {
     const at = eventTime(ev, stages);
     const rec: AppliedEvent = { kind: ev.kind, pod: ev.pod, at };
     applied.push(rec);
@@ -225,6 +227,10 @@ export function startScenarioReal(
   });
   return {
     applied,
+    start: () => {
+      t0 = performance.now();
+      timers = schedule();
+    },
     stop: async () => {
       for (const t of timers) clearTimeout(t);
       await Promise.allSettled(running);
