@@ -6,6 +6,7 @@ import type { EndpointSpec } from '../../endpoints/pool.js';
 import { parseLabelSelector, POOL_GROUP } from '../../k8s/discovery.js';
 import { startEpp, type Epp, type EppOptions } from '../../k8s/epp.js';
 import { parseDurationMs } from '../../scheduler/plugins/params.js';
+import { createLogger } from '../../util/logger.js';
 
 const HELP = `Usage: kvrouter epp --pool-name NAME [--pool-namespace NS] --config-file PATH [options]
        kvrouter epp --endpoint-selector k=v[,k=v] --endpoint-target-ports 8000[,8001] ...
@@ -128,7 +129,7 @@ export async function run(argv: string[]): Promise<number> {
     speculativeIndexing: values['no-speculative'] ? false : undefined,
     shedding: values.shed ? true : undefined,
     maxBodyBytes: values['max-body-bytes'] !== undefined ? Number(values['max-body-bytes']) : undefined,
-    logLevel: values['log-level'] ?? levelFor(Number(values.v ?? 2)),
+    logger: createLogger({ level: values['log-level'] ?? levelFor(Number(values.v ?? 2)), name: 'kvrouter-epp' }),
     conformanceHooks: values['conformance-test-hooks'] === true,
     extProcTransport: transport(values['grpc-transport']),
   };

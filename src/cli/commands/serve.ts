@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import type { EndpointSpec } from '../../endpoints/pool.js';
 import { startRouter, type Router } from '../../gateway/router.js';
 import { parseDurationMs } from '../../scheduler/plugins/params.js';
+import { createLogger } from '../../util/logger.js';
 
 const HELP = `Usage: kvrouter serve [--config router.yaml] [--endpoint ip:port[;label=value...]]... [options]
        kvrouter serve --embedded        (router + two simulated vLLM pods; what \`npm start\` runs)
@@ -92,7 +93,7 @@ export async function run(argv: string[]): Promise<number> {
   const common = {
     port,
     host,
-    logLevel: values['log-level'] ?? (values.embedded ? 'debug' : 'info'),
+    logger: createLogger({ level: values['log-level'] ?? (values.embedded ? 'debug' : 'info'), name: 'kvrouter' }),
     scrapeIntervalMs: int(values['scrape-interval'], '--scrape-interval'),
     speculativeIndexing: values['no-speculative'] ? false : true,
     shedding: values.shed === true,
