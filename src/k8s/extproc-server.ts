@@ -56,7 +56,7 @@ export const CONFORMANCE_SELECTION_HEADER = 'test-epp-endpoint-selection';
 export const CONFORMANCE_SERVED_HEADER = 'x-conformance-test-served-endpoint';
 
 /**
- * What a stream needs from its transport (grpc-js ServerDuplexStream or h2-grpc's call):
+ * What a stream needs from its transport (grpc-js's ServerDuplexStream):
  * events 'data' (a decoded ProcessingRequest), 'end', 'cancelled', 'error'.
  */
 export interface ExtProcCall {
@@ -75,11 +75,6 @@ export function extProcImplementation(opts: ExtProcOptions): grpc.UntypedService
       new ExtProcStream(call, opts).attach();
     },
   };
-}
-
-/** One ext_proc stream on any transport that delivers decoded messages (see h2-grpc.ts). */
-export function handleExtProcStream(call: Call, opts: ExtProcOptions): void {
-  new ExtProcStream(call, opts).attach();
 }
 
 /** Splits a body into Envoy-sized pieces (an empty body is one empty piece). */
