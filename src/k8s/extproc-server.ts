@@ -1,5 +1,5 @@
 // Envoy ext_proc server for the Gateway API Inference Extension endpoint-picker protocol
-// (shared/reference/scheduler-and-gateway.md §8, GIE proposal 004). One `Process` stream per
+// (llm-d/llm-d-router pkg/epp/handlers/server.go and request.go, 2026; kubernetes-sigs/gateway-api-inference-extension docs/proposals/004-endpoint-picker-protocol). One `Process` stream per
 // HTTP request, bodies in FULL_DUPLEX_STREAMED mode:
 //   request headers  -> kept (x-request-id added when absent); EoS here = body-less request
 //   request body     -> buffered to end_of_stream (or trailers), then one decision:
