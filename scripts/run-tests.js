@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs every test/**/*.test.ts with node's test runner (TypeScript through tsx).
-// Node 20's --test takes no globs, so the files are listed here.
+// Node 20's --test takes no globs, so the files are listed here. The timeout (per test and per
+// file) only catches hangs: a loaded 2-core machine can take minutes for the slowest files.
 // A full run (no filter) also measures coverage of the sources (node's built-in V8 coverage,
 // mapped back to the .ts files through tsx's source maps) and fails under COVERAGE_FLOOR.
 // KVROUTER_COVERAGE=0 skips it; a filtered run (`node scripts/run-tests.js test/events`) never measures.
@@ -8,8 +9,11 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 
-/** Percent of lines, branches and functions of the loaded sources (set from the 2026-12-07 figure, minus a margin). */
-const COVERAGE_FLOOR = { lines: 0, branches: 0, functions: 0 };
+/**
+ * Percent of lines, branches and functions of the sources the tests load. Set from the full run
+ * of 2026-12-07 (94.67 / 89.25 / 94.50) minus a margin for runs that differ in what they load.
+ */
+const COVERAGE_FLOOR = { lines: 92, branches: 87, functions: 92 };
 
 function collect(dir, out) {
   for (const name of readdirSync(dir).sort()) {
@@ -32,7 +36,7 @@ const coverage = filter.length === 0 && process.env.KVROUTER_COVERAGE !== '0';
 const reporter = process.stdout.isTTY ? 'spec' : 'tap';
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', `--test-reporter=${reporter}`, '--test-reporter-destination=stdout', ...(coverage ? ['--experimental-test-coverage'] : []), ...files],
+  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', `--test-reporter=${reporter}`, '--test-reporter-destination=stdout', ...(coverage ? ['--experimental-test-coverage'] : []), ...files],
   { stdio: ['inherit', 'pipe', 'inherit'] },
 );
 let tail = '';
