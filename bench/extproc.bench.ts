@@ -168,7 +168,7 @@ schedulingProfiles:
     logger,
   });
   const servers: { name: string; port: number }[] = [{ name: 'grpc-js + extproc-codec', port: epp.grpcPort }];
-  const zmq = epp.router.precise!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1');
+  const zmq = epp.router.kvIndex!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1');
   let child: ChildProcess | undefined;
   let sims: ChildProcess | undefined;
   try {
