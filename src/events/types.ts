@@ -1,5 +1,5 @@
 // Decoded vLLM KV-cache events, normalized across every wire version
-// (shared/reference/vllm-kv-events.md §5).
+// (vllm-project/vllm vllm/distributed/kv_events.py, v0.9.0 to v0.24+).
 
 export interface BlockStored {
   type: 'BlockStored';

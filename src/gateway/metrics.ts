@@ -1,5 +1,5 @@
 // Router Prometheus metrics, named as llm-d's EPP names them where one exists
-// (shared/reference/scheduler-and-gateway.md §9), plus per-endpoint gauges.
+// (llm-d/llm-d-router pkg/epp/metrics/metrics.go, 2026), plus per-endpoint gauges.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { FastHistogram, Tally, type HistogramSeries } from '../util/fast-metrics.js';
 import type { EndpointPool } from '../endpoints/pool.js';

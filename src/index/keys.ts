@@ -1,7 +1,7 @@
 // Router request keys: chained 64-bit hashes over full blocks of token ids.
 //
 // 'cbor-fnv' (default) is byte-identical to llm-d's token processor
-// (shared/reference/block-keys-and-index.md §2.1):
+// (llm-d/llm-d-kv-cache pkg/kvcache/kvblock/token_processor.go, also in llm-d/llm-d-router, 2026):
 //   init    = FNV64a(utf8(seed));  root(name) = FNV64a(CBOR([init, null, name]))
 //   key[i]  = FNV64a(CBOR([parent, tokens of block i, extra_i]))
 // FNV-64a runs on 16-bit limbs (no BigInt, no floats) and keys are written straight into the

@@ -1,4 +1,4 @@
-// Index metrics (llm-d names, shared/reference/block-keys-and-index.md §6) and the
+// Index metrics (llm-d names: llm-d/llm-d-kv-cache pkg/kvcache/metrics/collector.go, 2026) and the
 // "metrics beat" log line. Hot paths bump plain numbers; prom-client reads them at scrape
 // time, so ingest and lookup never pay for label hashing.
 import { Counter, Gauge, type Registry } from 'prom-client';

@@ -1,4 +1,4 @@
-// KvBlockIndex on Redis / Valkey, shared by every router replica (issue 7).
+// KvBlockIndex on Redis / Valkey, shared by every router replica (active-active replicas see one index).
 //
 // Layout: src/index/redis/layout.ts. Scripts: src/index/redis/scripts.ts.
 // - Writes (add/evict/clear/addSpeculative) are buffered in call order and sent as one

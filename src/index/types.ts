@@ -56,7 +56,7 @@ export interface RemovalCounts {
 
 /**
  * A KV block index. Methods may return a value or a promise (Redis); callers always await.
- * Semantics follow llm-d's kvblock.Index (shared/reference/block-keys-and-index.md §2-4),
+ * Semantics follow llm-d's kvblock.Index (llm-d/llm-d-kv-cache pkg/kvcache/kvblock/index.go, in_memory.go, 2026),
  * with reference counts, no cap on pods per block, and bounded memory.
  */
 export interface KvBlockIndex {

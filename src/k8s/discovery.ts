@@ -1,6 +1,6 @@
 // Pod discovery: list+watch the pods an InferencePool selects (or a plain label selector) and
 // turn each ready pod into one endpoint per target port (data-parallel ranks), as GIE's EPP
-// does (shared/reference/scheduler-and-gateway.md §8 "Discovery"). A pod counts when it has
+// does (InferencePool v1: kubernetes-sigs/gateway-api-inference-extension api/v1/inferencepool_types.go; endpoints `<pod>-rank-<i>` as llm-d/llm-d-router pkg/epp names them, 2026). A pod counts when it has
 // an IP, its Ready condition is True and it is not being deleted. In discovery mode the KV-event
 // subscriber dials each endpoint's publisher as it appears and drops it when it goes.
 import { CoreV1Api, CustomObjectsApi, ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';

@@ -17,12 +17,11 @@ import { KV_EVENTS_ENDPOINT_LABEL, KV_EVENTS_REPLAY_LABEL } from '../scheduler/p
 import type { EndpointPickerConfig } from '../scheduler/config.js';
 import { DirectorPicker } from './director-picker.js';
 import { PodDiscovery, type DiscoveredEndpoint, type PodDiscoveryOptions } from './discovery.js';
-import { extProcImplementation, handleExtProcStream, type ExtProcOptions } from './extproc-server.js';
+import { extProcImplementation, type ExtProcOptions } from './extproc-server.js';
 import { startGrpcServer, type GrpcServerHandle } from './grpc-server.js';
-import { startH2GrpcServer } from './h2-grpc.js';
 import { HealthStatus } from './health.js';
 import { EppMetrics } from './metrics.js';
-import { EXT_PROC_SERVICE_NAME, extProcMethodCodec, extProcService, healthService } from './proto.js';
+import { EXT_PROC_SERVICE_NAME, extProcServerService, healthService } from './proto.js';
 
 export interface EppOptions {
   config?: EndpointPickerConfig | string;
@@ -48,11 +47,6 @@ export interface EppOptions {
   shedding?: boolean | Partial<SaturationConfig>;
   metricsBeatMs?: number;
   maxBodyBytes?: number;
-  /**
-   * ext_proc transport: 'http2' (default) a lean gRPC server on node:http2 for the one bidi
-   * method (measurably less CPU per stream), or 'grpc-js'. Health always uses grpc-js.
-   */
-  extProcTransport?: 'http2' | 'grpc-js';
   /** GIE conformance test hooks (see ExtProcOptions.conformanceHooks). */
   conformanceHooks?: boolean;
   /** Router options passed through (tests share tokenizers). */
@@ -150,10 +144,7 @@ export async function startEpp(o: EppOptions): Promise<Epp> {
   try {
     const picker = new DirectorPicker({ director: router.director, pool: router.pool, parse: router.parseOptions, ready: () => !discovery || discovery.synced });
     const xp: ExtProcOptions = { picker, logger, metrics, maxBodyBytes: o.maxBodyBytes, conformanceHooks: o.conformanceHooks };
-    grpc =
-      (o.extProcTransport ?? 'http2') === 'http2'
-        ? await startH2GrpcServer(bindHost, o.grpcPort ?? 9002, { ...extProcMethodCodec(), handler: (call) => handleExtProcStream(call, xp) }, logger)
-        : await startGrpcServer(bindHost, o.grpcPort ?? 9002, [{ definition: extProcService(), implementation: extProcImplementation(xp) }]);
+    grpc = await startGrpcServer(bindHost, o.grpcPort ?? 9002, [{ definition: extProcServerService(), implementation: extProcImplementation(xp) }]);
     grpcHealth = await startGrpcServer(bindHost, o.grpcHealthPort ?? 9003, [{ definition: healthService(), implementation: health.implementation() }]);
 
     if ((o.metricsPort ?? 9090) >= 0) {

@@ -1,5 +1,5 @@
 // Envoy ext_proc server for the Gateway API Inference Extension endpoint-picker protocol
-// (shared/reference/scheduler-and-gateway.md §8, GIE proposal 004). One `Process` stream per
+// (llm-d/llm-d-router pkg/epp/handlers/server.go and request.go, 2026; kubernetes-sigs/gateway-api-inference-extension docs/proposals/004-endpoint-picker-protocol). One `Process` stream per
 // HTTP request, bodies in FULL_DUPLEX_STREAMED mode:
 //   request headers  -> kept (x-request-id added when absent); EoS here = body-less request
 //   request body     -> buffered to end_of_stream (or trailers), then one decision:
@@ -56,7 +56,7 @@ export const CONFORMANCE_SELECTION_HEADER = 'test-epp-endpoint-selection';
 export const CONFORMANCE_SERVED_HEADER = 'x-conformance-test-served-endpoint';
 
 /**
- * What a stream needs from its transport (grpc-js ServerDuplexStream or h2-grpc's call):
+ * What a stream needs from its transport (grpc-js's ServerDuplexStream):
  * events 'data' (a decoded ProcessingRequest), 'end', 'cancelled', 'error'.
  */
 export interface ExtProcCall {
@@ -75,11 +75,6 @@ export function extProcImplementation(opts: ExtProcOptions): grpc.UntypedService
       new ExtProcStream(call, opts).attach();
     },
   };
-}
-
-/** One ext_proc stream on any transport that delivers decoded messages (see h2-grpc.ts). */
-export function handleExtProcStream(call: Call, opts: ExtProcOptions): void {
-  new ExtProcStream(call, opts).attach();
 }
 
 /** Splits a body into Envoy-sized pieces (an empty body is one empty piece). */

@@ -1,4 +1,4 @@
-// Endpoint-picker metrics under llm-d EPP's names (shared/reference/scheduler-and-gateway.md §9),
+// Endpoint-picker metrics under llm-d EPP's names (llm-d/llm-d-router pkg/epp/metrics/metrics.go, 2026),
 // registered on the caller's Registry (startEpp keeps them apart from the router's registry and
 // serves both; see epp.ts). A second EppMetrics on the same registry is the first one.
 import type { Registry } from 'prom-client';

@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { decodeProcessingRequest, encodeProcessingResponse, encodeProcessingResponseFrames } from './extproc-codec.js';
+import { decodeProcessingRequest, encodeProcessingResponse } from './extproc-codec.js';
 
 export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
 export const EXT_PROC_SERVICE_NAME = 'envoy.service.ext_proc.v3.ExternalProcessor';
@@ -41,6 +41,22 @@ function lookup(name: string): grpc.ServiceClientConstructor {
 
 export function extProcService(): grpc.ServiceDefinition {
   return lookup(EXT_PROC_SERVICE_NAME).service;
+}
+/**
+ * The ext_proc service as the picker serves it: grpc-js's transport with the hand-written codec
+ * (extproc-codec.ts: byte-compatible with protobufjs, which stays the clients' codec and the
+ * tests' oracle, and several times cheaper per message).
+ */
+export function extProcServerService(): grpc.ServiceDefinition {
+  const def = extProcService();
+  return {
+    ...def,
+    Process: {
+      ...def.Process,
+      requestDeserialize: decodeProcessingRequest,
+      responseSerialize: (m: ProcessingResponse) => encodeProcessingResponse(m),
+    },
+  };
 }
 export function healthService(): grpc.ServiceDefinition {
   return lookup(HEALTH_SERVICE_NAME).service;
@@ -227,22 +243,4 @@ export function fromPbStruct(s: PbStruct | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = fromPbValue(v);
   return out;
-}
-
-/**
- * The ext_proc Process method for the lean HTTP/2 transport: the hand-written codec
- * (extproc-codec.ts, byte-compatible with protobufjs and several times cheaper per message).
- */
-export function extProcMethodCodec(): {
-  path: string;
-  decode(b: Buffer): ProcessingRequest;
-  encode(m: ProcessingResponse): Buffer;
-  encodeFrames(ms: readonly ProcessingResponse[]): Buffer;
-} {
-  return {
-    path: extProcService().Process.path,
-    decode: decodeProcessingRequest,
-    encode: encodeProcessingResponse,
-    encodeFrames: encodeProcessingResponseFrames,
-  };
 }

@@ -1,5 +1,5 @@
 // KV-cache events as vLLM's block pool produces them, and their msgpack encoding for every
-// wire schema vLLM has shipped (shared/reference/vllm-kv-events.md §5). Bytes match msgspec.
+// wire schema vLLM has shipped (vllm-project/vllm vllm/distributed/kv_events.py, v0.9.0 to v0.24+). Bytes match msgspec.
 import { MsgpackWriter } from './msgpack.js';
 import { wireHash, type ExtraKey } from './hashing.js';
 

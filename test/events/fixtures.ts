@@ -1,4 +1,4 @@
-// Byte examples A-D from shared/reference/vllm-kv-events.md §6, verbatim.
+// Byte examples A-D: vLLM EventBatches as msgspec encodes them (vllm-project/vllm vllm/distributed/kv_events.py, v0.10 to v0.24+ layouts).
 // Quoted strings stand for their UTF-8 bytes.
 
 export function hexBytes(spec: string): Uint8Array {

@@ -13,6 +13,9 @@ let address: string;
 let router: Router;
 let upstreamClosed = 0;
 const GAP_MS = 150;
+/** Lockstep streams: the upstream writes event i+1 only once the client has read event i. */
+const clientSaw = new Map<number, () => void>();
+const sawEvent = (i: number) => new Promise<void>((resolve) => clientSaw.set(i, resolve));
 
 before(async () => {
   upstream = createServer((req, res) => {
@@ -28,6 +31,17 @@ before(async () => {
     }
     const forever = req.headers['x-test-forever'] === '1';
     res.writeHead(200, { 'content-type': 'text/event-stream' });
+    if (req.headers['x-test-lockstep'] === '1') {
+      void (async () => {
+        for (let i = 0; i < 4; i++) {
+          const seen = sawEvent(i);
+          res.write(`data: {"i":${i}}\n\n`);
+          await seen;
+        }
+        res.end('data: [DONE]\n\n');
+      })();
+      return;
+    }
     let i = 0;
     const timer = setInterval(() => {
       if (!forever && i === 4) {
@@ -35,7 +49,7 @@ before(async () => {
         clearInterval(timer);
         return;
       }
-      res.write(`data: {"i":${i++},"sentAt":${Date.now()}}\n\n`);
+      res.write(`data: {"i":${i++}}\n\n`);
     }, GAP_MS);
     res.on('close', () => {
       clearInterval(timer);
@@ -54,27 +68,35 @@ after(async () => {
 });
 
 test('SSE chunks reach the client as the upstream sends them', async () => {
+  // Causal, not timed: the upstream sends each event only after the client has read the one
+  // before, so the stream completes only if the router passes every chunk on as it arrives
+  // (a router that buffered would stall it; the liveness bound below is far beyond any load).
   const res = await fetch(`${router.url}/v1/chat/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', 'x-test-lockstep': '1' },
     body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true }),
   });
   assert.equal(res.headers.get('content-type'), 'text/event-stream');
   assert.equal(res.headers.get('x-kvrouter-endpoint'), address);
   const reader = res.body!.getReader();
   const dec = new TextDecoder();
-  const lags: number[] = [];
+  const seen: number[] = [];
   let text = '';
+  const stalled = new Promise<never>((_, reject) => {
+    const t = setTimeout(() => reject(new Error(`stream stalled after events ${JSON.stringify(seen)}: chunks are held back`)), 30_000);
+    t.unref();
+  });
   while (true) {
-    const { done, value } = await reader.read();
+    const { done, value } = await Promise.race([reader.read(), stalled]);
     if (done) break;
     const chunk = dec.decode(value);
     text += chunk;
-    for (const m of chunk.matchAll(/"sentAt":(\d+)/g)) lags.push(Date.now() - Number(m[1]));
+    for (const m of chunk.matchAll(/"i":(\d+)/g)) {
+      seen.push(Number(m[1]));
+      clientSaw.get(Number(m[1]))?.();
+    }
   }
-  assert.equal(lags.length, 4);
-  // Each event arrives well before the next is even produced: nothing waits for the end.
-  for (const lag of lags) assert.ok(lag < GAP_MS - 20, `event arrived ${lag} ms after it was sent`);
+  assert.deepEqual(seen, [0, 1, 2, 3]);
   assert.ok(text.endsWith('data: [DONE]\n\n'));
 });
 

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { BlockKeyer, fnv64a } from '../../src/index/keys.js';
+import { CLI } from '../helpers/cli.js';
 
 // Reference FNV-64a with BigInt, independent of the 32-bit implementation under test.
 function fnvRef(bytes: number[]): bigint {
@@ -126,15 +127,15 @@ describe('block keys (cbor-fnv, llm-d compatible)', () => {
   });
 
   it('kvrouter keys prints the same keys as JSON decimal strings', () => {
-    const res = spawnSync(process.execPath, ['bin/kvrouter.js', 'keys', '--model', 'm', '--block-size', '4', '--seed', '42', '--tokens', '0,23,24,255,256,65535,65536,151643,7'], { encoding: 'utf8' });
+    const res = spawnSync(process.execPath, [...CLI, 'keys', '--model', 'm', '--block-size', '4', '--seed', '42', '--tokens', '0,23,24,255,256,65535,65536,151643,7'], { encoding: 'utf8' });
     assert.equal(res.status, 0, res.stderr);
     const k = new BlockKeyer({ blockSize: 4, hashSeed: '42', algorithm: 'cbor-fnv' });
     assert.deepEqual(JSON.parse(res.stdout), [...k.keys([0, 23, 24, 255, 256, 65535, 65536, 151643], { model: 'm' })].map(String));
-    const lora = spawnSync(process.execPath, ['bin/kvrouter.js', 'keys', '--model', 'm', '--block-size', '2', '--tokens', '1,2,3,4', '--lora', 'L', '--extra', '[["img"],null]', '--algorithm', 'fast64'], { encoding: 'utf8' });
+    const lora = spawnSync(process.execPath, [...CLI, 'keys', '--model', 'm', '--block-size', '2', '--tokens', '1,2,3,4', '--lora', 'L', '--extra', '[["img"],null]', '--algorithm', 'fast64'], { encoding: 'utf8' });
     assert.equal(lora.status, 0, lora.stderr);
     const kf = new BlockKeyer({ blockSize: 2, algorithm: 'fast64' });
     assert.deepEqual(JSON.parse(lora.stdout), [...kf.keys([1, 2, 3, 4], { model: 'm', lora: 'L', extra: [['img'], null] })].map(String));
-    const bad = spawnSync(process.execPath, ['bin/kvrouter.js', 'keys', '--model', 'm', '--tokens', '1,x'], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [...CLI, 'keys', '--model', 'm', '--tokens', '1,x'], { encoding: 'utf8' });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /not a uint32/);
   });

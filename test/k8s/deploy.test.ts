@@ -194,5 +194,7 @@ describe('Dockerfile (structural lint; no Docker engine here to build it)', () =
     const entry = final.find((i) => i.op === 'ENTRYPOINT');
     assert.ok(entry && JSON.parse(entry.args).includes('bin/kvrouter.js'), 'ENTRYPOINT runs the kvrouter CLI (exec form)');
     assert.ok(final.some((i) => i.op === 'COPY' && i.args.includes('proto')), 'runtime carries the .proto files');
+    assert.ok(final.some((i) => i.op === 'COPY' && /--from=\S+ \/app\/dist /.test(i.args)), 'runtime carries the built dist/');
+    assert.ok(!final.some((i) => i.op === 'COPY' && /^src\b/.test(i.args)), 'runtime carries no TypeScript sources');
   });
 });

@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { healthClientCtor } from '../../src/k8s/proto.js';
+import { CLI } from '../helpers/cli.js';
 
 describe('kvrouter epp (CLI)', () => {
   it('starts with static endpoints, answers health checks and exits 0 on SIGTERM', async (t) => {
-    const child = spawn(process.execPath, ['bin/kvrouter.js', 'epp', '--endpoints', '127.0.0.1:9', '--host', '127.0.0.1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--refresh-metrics-interval', '100ms', '--secure-serving=false', '--v=2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI, 'epp', '--endpoints', '127.0.0.1:9', '--host', '127.0.0.1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--refresh-metrics-interval', '100ms', '--secure-serving=false', '--v=2'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     t.after(() => {
       if (child.exitCode === null) child.kill('SIGKILL');
@@ -43,13 +44,13 @@ describe('kvrouter epp (CLI)', () => {
   });
 
   it('refuses to start without endpoints or with unsupported llm-d flags', () => {
-    let r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp'], { encoding: 'utf8', timeout: 60_000 });
+    let r = spawnSync(process.execPath, [...CLI, 'epp'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /no endpoints/);
-    r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp', '--endpoints', '127.0.0.1:9', '--secure-serving=true'], { encoding: 'utf8', timeout: 60_000 });
+    r = spawnSync(process.execPath, [...CLI, 'epp', '--endpoints', '127.0.0.1:9', '--secure-serving=true'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /--secure-serving=true is not supported/);
-    r = spawnSync(process.execPath, ['bin/kvrouter.js', 'epp', '--endpoint-selector', 'app=vllm'], { encoding: 'utf8', timeout: 60_000 });
+    r = spawnSync(process.execPath, [...CLI, 'epp', '--endpoint-selector', 'app=vllm'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /needs --endpoint-target-ports/);
   });

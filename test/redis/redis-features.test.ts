@@ -230,10 +230,10 @@ test('Redis killed: lookups return empty at once, writes are dropped and counted
     const resync = once(idx, 'resync-needed');
     await own.kill();
     for (let i = 0; i < 20; i++) {
-      const t0 = performance.now();
       const res = await idx.longestPrefix(chain);
       assert.equal(res.size, 0);
-      assert.ok(performance.now() - t0 < 60, `lookup during outage took ${performance.now() - t0} ms`);
+      // "At once" causally: no lookup waited out its 50 ms budget (none is counted as a timeout).
+      assert.equal(await metricValue(registry, 'kvrouter_index_redis_lookup_failures_total', { reason: 'timeout' }), 0, `lookup ${i} waited for its budget`);
       idx.add(null, chain, { pod: 'b:1', tier: 'gpu' });
       assert.equal(await idx.getRequestKey(5n), undefined);
       await new Promise((r) => setTimeout(r, 5));
@@ -269,13 +269,16 @@ test('Redis hung: a lookup gives up at its budget, later ones short-circuit, and
     await idx.flush();
     const resync = once(idx, 'resync-needed');
     own.pause();
-    let t0 = performance.now();
+    const t0 = performance.now();
     assert.equal((await idx.longestPrefix(chain)).size, 0);
     const first = performance.now() - t0;
-    assert.ok(first >= 45 && first < 200, `first lookup took ${first} ms`);
-    t0 = performance.now();
+    // A lower bound only (a timer never fires early); the cause is checked by the counters.
+    assert.ok(first >= 45, `first lookup gave up after ${first} ms, before its 50 ms budget`);
+    assert.equal(await metricValue(registry, 'kvrouter_index_redis_lookup_failures_total', { reason: 'timeout' }), 1, 'the first lookup ran out of its budget');
     assert.equal((await idx.longestPrefix(chain)).size, 0);
-    assert.ok(performance.now() - t0 < 10, 'second lookup should not wait');
+    // The second one short-circuits instead of waiting: counted as unavailable, not as a second timeout.
+    assert.equal(await metricValue(registry, 'kvrouter_index_redis_lookup_failures_total', { reason: 'timeout' }), 1, 'second lookup should not wait');
+    assert.equal(await metricValue(registry, 'kvrouter_index_redis_lookup_failures_total', { reason: 'unavailable' }), 1, 'second lookup short-circuits');
     // writes are still tried; this one times out (150 ms) and marks Redis down
     idx.add(null, chain, { pod: 'b:1', tier: 'gpu' });
     await idx.flush();

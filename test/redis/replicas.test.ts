@@ -1,4 +1,4 @@
-// Active-active replicas over one Redis (issue 7, "Test"): 3 routers + 4 simulated vLLM pods
+// Active-active replicas over one shared Redis index: 3 routers + 4 simulated vLLM pods
 // + Redis, a shared-prefix workload spread round-robin over the replicas, against a single
 // router on the same workload. Central mode: the pods' KV events reach replica 0 only, so
 // replicas 1 and 2 know the cache solely through Redis. Discovery mode: every replica dials

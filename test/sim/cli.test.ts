@@ -4,13 +4,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as zmq from 'zeromq';
+import { CLI } from '../helpers/cli.js';
 
-const BIN = 'bin/kvrouter.js';
 
 test('kvrouter sim --pods 2: prints each pod, serves completions, publishes events, exits 0 on SIGTERM', async () => {
   const child = spawn(
     process.execPath,
-    [BIN, 'sim', '--model', 'm', '--port', '0', '--pods', '2', '--profile', 'h100-qwen3-0.6b', '--num-gpu-blocks', '300', '--max-model-len', '2048', '--hash-seed', '0', '--llmd-topic', '--kv-events-config', '{"enable_kv_cache_events":true,"endpoint":"tcp://127.0.0.1:*"}'],
+    [...CLI, 'sim', '--model', 'm', '--port', '0', '--pods', '2', '--profile', 'h100-qwen3-0.6b', '--num-gpu-blocks', '300', '--max-model-len', '2048', '--hash-seed', '0', '--llmd-topic', '--kv-events-config', '{"enable_kv_cache_events":true,"endpoint":"tcp://127.0.0.1:*"}'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';
@@ -43,10 +43,10 @@ test('kvrouter sim --pods 2: prints each pod, serves completions, publishes even
 });
 
 test('kvrouter sim rejects bad options with a clear message', () => {
-  const noModel = spawnSync(process.execPath, [BIN, 'sim', '--port', '0'], { encoding: 'utf8' });
+  const noModel = spawnSync(process.execPath, [...CLI, 'sim', '--port', '0'], { encoding: 'utf8' });
   assert.equal(noModel.status, 1);
   assert.match(noModel.stderr, /--model is required/);
-  const badJson = spawnSync(process.execPath, [BIN, 'sim', '--model', 'm', '--port', '0', '--kv-events-config', '{bad'], { encoding: 'utf8' });
+  const badJson = spawnSync(process.execPath, [...CLI, 'sim', '--model', 'm', '--port', '0', '--kv-events-config', '{bad'], { encoding: 'utf8' });
   assert.equal(badJson.status, 1);
   assert.match(badJson.stderr, /--kv-events-config is not valid JSON/);
 });
@@ -57,7 +57,7 @@ test('kvrouter sim --pods 2 with a connecting endpoint: every pod publishes to t
   sub.subscribe('kv@');
   const child = spawn(
     process.execPath,
-    [BIN, 'sim', '--model', 'm', '--port', '0', '--pods', '2', '--profile', 'h100-qwen3-0.6b', '--num-gpu-blocks', '300', '--max-model-len', '2048', '--hash-seed', '0', '--llmd-topic', '--kv-events-config', JSON.stringify({ enable_kv_cache_events: true, endpoint: sub.lastEndpoint })],
+    [...CLI, 'sim', '--model', 'm', '--port', '0', '--pods', '2', '--profile', 'h100-qwen3-0.6b', '--num-gpu-blocks', '300', '--max-model-len', '2048', '--hash-seed', '0', '--llmd-topic', '--kv-events-config', JSON.stringify({ enable_kv_cache_events: true, endpoint: sub.lastEndpoint })],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';
@@ -89,7 +89,7 @@ test('kvrouter sim --pods 2 with a connecting endpoint: every pod publishes to t
       await Promise.race([receiving, new Promise((r) => setTimeout(r, 100))]);
     }
     assert.deepEqual([...topics].sort(), pods.map((p) => p.topic).sort(), 'both pods reached the one endpoint');
-    const help = spawnSync(process.execPath, [BIN, 'sim', '--help'], { encoding: 'utf8' });
+    const help = spawnSync(process.execPath, [...CLI, 'sim', '--help'], { encoding: 'utf8' });
     assert.match(help.stdout, /every pod's publisher connects to the same/);
   } finally {
     sub.close();

@@ -1,7 +1,21 @@
-// vLLM block hashes: the reference vectors of shared/reference/block-keys-and-index.md §1.6.
+// vLLM block hashes against reference vectors: test/fixtures/sim/hash-vectors.json, written by
+// scripts/gen-hash-vectors.py from vLLM's algorithm (vllm-project/vllm vllm/utils/hashing.py and
+// vllm/v1/core/kv_cache_utils.py) with Python's own pickle and a canonical-CBOR encoder.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { BlockHasher, wireHash } from '../../src/sim/hashing.js';
+
+interface Vectors {
+  noneHash: string;
+  h1: string;
+  h1Wire: string;
+  h2: string;
+  h2Wire: string;
+  h1LoraWire: string;
+  block1Input: string;
+}
+const VECTORS = (JSON.parse(readFileSync(new URL('../fixtures/sim/hash-vectors.json', import.meta.url), 'utf8')) as { algorithms: Record<'sha256' | 'sha256_cbor', Vectors> }).algorithms;
 
 const tokens = Array.from({ length: 32 }, (_, i) => i + 1);
 
@@ -11,16 +25,20 @@ function chain(h: BlockHasher, extra: string[] | null = null) {
   return { h1, h2 };
 }
 
-test('sha256_cbor reproduces the reference NONE_HASH, h1, h2 and wire values (PYTHONHASHSEED=0)', () => {
-  const h = new BlockHasher('sha256_cbor', '0');
-  assert.equal(h.noneHash.toString('hex'), '4e1195df020de59e0d65a33a4279f1183e7ae4e5d980e309f8b55adff2e61c3e');
-  const { h1, h2 } = chain(h);
-  assert.equal(h1.toString('hex'), '202da172482d928bbc42ab25b0151e2b895f13f41002e27b2ceabcfae6d332ea');
-  assert.equal(wireHash(h1), 3236607068019569386n);
-  assert.equal(h2.toString('hex'), '4a0a393805c6d2f0ed831000d41bb65980336c4c04895d5e26470bbec927f5bf');
-  assert.equal(wireHash(h2), 2758186210834249151n);
-  assert.equal(wireHash(chain(h, ['my-lora']).h1), 15444946753610453501n);
-});
+for (const algo of ['sha256_cbor', 'sha256'] as const) {
+  test(`${algo} reproduces the reference NONE_HASH, h1, h2, wire values and block-1 input (PYTHONHASHSEED=0)`, () => {
+    const v = VECTORS[algo];
+    const h = new BlockHasher(algo, '0');
+    assert.equal(h.noneHash.toString('hex'), v.noneHash);
+    assert.equal(h.serialize(null, tokens, 0, 16, null).toString('hex'), v.block1Input);
+    const { h1, h2 } = chain(h);
+    assert.equal(h1.toString('hex'), v.h1);
+    assert.equal(wireHash(h1), BigInt(v.h1Wire));
+    assert.equal(h2.toString('hex'), v.h2);
+    assert.equal(wireHash(h2), BigInt(v.h2Wire));
+    assert.equal(wireHash(chain(h, ['my-lora']).h1), BigInt(v.h1LoraWire));
+  });
+}
 
 test('sha256_cbor serializes block 1 as 83 58 20 <NONE_HASH> 90 01..10 f6', () => {
   const h = new BlockHasher('sha256_cbor', '0');
@@ -30,17 +48,6 @@ test('sha256_cbor serializes block 1 as 83 58 20 <NONE_HASH> 90 01..10 f6', () =
   // extra (("abc123",5),) is not a shape vLLM sends for tokens, but ("my-lora",) is: 81 67 "my-lora"
   const withLora = h.serialize(null, tokens, 0, 16, ['my-lora']);
   assert.equal(withLora.subarray(withLora.length - 9).toString('hex'), '81676d792d6c6f7261');
-});
-
-test('sha256 (pickle protocol 5) reproduces the reference vectors', () => {
-  const h = new BlockHasher('sha256', '0');
-  assert.equal(h.noneHash.toString('hex'), '1973e23848344dc43a988a9b478663803cfffe1243480253f9a3cf004b14aa7c');
-  const { h1, h2 } = chain(h);
-  assert.equal(h1.toString('hex'), 'bea72b7d33de03c1aa715efbb492d0e0d3801f00c1f985756896072ae8b31325');
-  assert.equal(wireHash(h1), 7536218907325174565n);
-  assert.equal(h2.toString('hex'), '2744667f6645310ff670b0c5d7c64987ffa5940de5a549f17d92dcbb5b559e31');
-  assert.equal(wireHash(h2), 9048537298590080561n);
-  assert.equal(wireHash(chain(h, ['my-lora']).h1), 5715579015633743955n);
 });
 
 test('pickle framing: PROTO 5, FRAME with the body length incl. STOP, MARK..TUPLE for >= 4 tokens', () => {

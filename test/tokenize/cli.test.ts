@@ -2,8 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { CLI } from '../helpers/cli.js';
 
-const run = (...args: string[]) => spawnSync(process.execPath, ['bin/kvrouter.js', 'tokenize', ...args], { encoding: 'utf8', env: { ...process.env, HF_HOME: '/nonexistent' } });
+const run = (...args: string[]) => spawnSync(process.execPath, [...CLI, 'tokenize', ...args], { encoding: 'utf8', env: { ...process.env, HF_HOME: '/nonexistent' } });
 
 test('--prompt prints count, max_model_len and tokens', () => {
   const r = run('--model', 'Qwen/Qwen3-0.6B', '--prompt', 'Hello world!');

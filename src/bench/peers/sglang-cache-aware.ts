@@ -1,6 +1,6 @@
 // `sglang-cache-aware`: the SGLang router's (sgl-model-gateway / SMG) `cache_aware` policy,
 // re-implemented from its published algorithm for side-by-side benchmarks
-// (shared/reference/peers-and-benchmarks.md §3). NOT SGLang code.
+// (sgl-project/sglang sgl-router/ and sgl-model-gateway/, now lightseekorg/smg, 2025-2026). NOT SGLang code.
 //
 //   1. Imbalanced if (max_load - min_load > balance_abs_threshold AND
 //      max_load > balance_rel_threshold * min_load) over this router's in-flight requests, or the

@@ -1,6 +1,6 @@
 // inference-perf `shared_prefix`: G groups, each a system prompt shared by P prompts that
 // append their own question. Optional multi-turn: a group's prompts become the turns of one
-// chat, each turn carrying the whole history before it (shared/reference/peers-and-benchmarks.md §8).
+// chat, each turn carrying the whole history before it (kubernetes-sigs/inference-perf, shared_prefix data generator).
 import { Rng, hashSeed, randomTokens } from '../rng.js';
 import type { BenchRequest, Workload } from './types.js';
 

@@ -6,6 +6,7 @@ import type { EndpointSpec } from '../../endpoints/pool.js';
 import { parseLabelSelector, POOL_GROUP } from '../../k8s/discovery.js';
 import { startEpp, type Epp, type EppOptions } from '../../k8s/epp.js';
 import { parseDuration } from '../../util/duration.js';
+import { createLogger } from '../../util/logger.js';
 
 const HELP = `Usage: kvrouter epp --pool-name NAME [--pool-namespace NS] --config-file PATH [options]
        kvrouter epp --endpoint-selector k=v[,k=v] --endpoint-target-ports 8000[,8001] ...
@@ -35,7 +36,6 @@ Serving:
                                  ${'envoy.service.ext_proc.v3.ExternalProcessor'}
   --metrics-port N               Prometheus /metrics over HTTP (default 9090; -1 off)
   --host ADDR                    listen address (default 0.0.0.0)
-  --grpc-transport T             ext_proc server: http2 (default, lean) or grpc-js
   --v N, -v N                    verbosity as llm-d: 2 default, 3 verbose, 4 debug (scores), 5 trace
   --log-level LEVEL              trace|debug|info|warn|error (overrides --v)
   --max-body-bytes N             largest request body (default 64 MiB; larger: 413)
@@ -63,11 +63,6 @@ function levelFor(v: number): string {
   if (v >= 5) return 'trace';
   if (v >= 4) return 'debug';
   return 'info';
-}
-
-function transport(v: string | undefined): 'http2' | 'grpc-js' | undefined {
-  if (v === undefined || v === 'http2' || v === 'grpc-js') return v;
-  throw new Error(`--grpc-transport must be http2 or grpc-js, got "${v}"`);
 }
 
 function boolFlag(v: string | undefined, name: string, supported: string): void {
@@ -100,7 +95,6 @@ export async function run(argv: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'max-body-bytes': { type: 'string' },
       'conformance-test-hooks': { type: 'boolean' },
-      'grpc-transport': { type: 'string' },
       'secure-serving': { type: 'string' },
       'zap-encoder': { type: 'string' },
       'ha-enable-leader-election': { type: 'string' },
@@ -128,9 +122,8 @@ export async function run(argv: string[]): Promise<number> {
     speculativeIndexing: values['no-speculative'] ? false : undefined,
     shedding: values.shed ? true : undefined,
     maxBodyBytes: values['max-body-bytes'] !== undefined ? Number(values['max-body-bytes']) : undefined,
-    logLevel: values['log-level'] ?? levelFor(Number(values.v ?? 2)),
+    logger: createLogger({ level: values['log-level'] ?? levelFor(Number(values.v ?? 2)), name: 'kvrouter-epp' }),
     conformanceHooks: values['conformance-test-hooks'] === true,
-    extProcTransport: transport(values['grpc-transport']),
   };
 
   const namespace = values['pool-namespace'] ?? process.env.POD_NAMESPACE ?? 'default';

@@ -5,6 +5,7 @@ import type { EndpointSpec } from '../../endpoints/pool.js';
 import { startRouter, type Router } from '../../gateway/router.js';
 import { HTTP_EDGE_DEFAULTS as D, type HttpEdgeLimits } from '../../gateway/limits.js';
 import { parseDuration } from '../../util/duration.js';
+import { createLogger } from '../../util/logger.js';
 
 const s = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
 
@@ -156,7 +157,7 @@ export async function run(argv: string[]): Promise<number> {
   const common = {
     port,
     host,
-    logLevel: values['log-level'] ?? (values.embedded ? 'debug' : 'info'),
+    logger: createLogger({ level: values['log-level'] ?? (values.embedded ? 'debug' : 'info'), name: 'kvrouter' }),
     scrapeIntervalMs: int(values['scrape-interval'], '--scrape-interval'),
     speculativeIndexing: values['no-speculative'] ? false : true,
     shedding: values.shed === true,

@@ -1,5 +1,5 @@
 // `prefix-cache-scorer`: GIE's approximate prefix-cache scorer, the baseline the precise
-// scorer is measured against (shared/reference/scheduler-and-gateway.md §6). It never sees
+// scorer is measured against (kubernetes-sigs/gateway-api-inference-extension prefix-cache-scorer, proposal 0602; llm-d/llm-d-router approx-prefix-cache-producer, 2026). It never sees
 // vLLM's cache: it hashes the request *text* in fixed character blocks and remembers which
 // endpoint it sent each block chain to, in a per-endpoint LRU.
 //

@@ -1,4 +1,4 @@
-// Load scorers with llm-d's formulas (shared/reference/scheduler-and-gateway.md §4).
+// Load scorers with llm-d's formulas (llm-d/llm-d-router pkg/epp/framework/plugins/, registered in register.go, 2026).
 import { z } from 'zod';
 import { parseParams } from './params.js';
 import type { CycleState, Endpoint, InferenceRequest, Scorer } from '../types.js';

@@ -1,4 +1,4 @@
-// `precise-prefix-cache-scorer` (llm-d, shared/reference/scheduler-and-gateway.md §5): scores
+// `precise-prefix-cache-scorer` (llm-d/llm-d-router pkg/epp/framework/plugins/scheduling/scorer/preciseprefixcache/, 2026): scores
 // each endpoint by the longest run of leading blocks of the request that vLLM's own KV events
 // say it holds. Owns the block index and the KV-event subscriber, as in llm-d.
 //   score = tier-weighted leading blocks / floor(tokens / blockSize), clipped to [0,1]
