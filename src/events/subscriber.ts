@@ -501,7 +501,7 @@ export class KvEventSubscriber {
     const label = this.metrics.label(s.pod);
     this.metrics.totals.replays++;
     try {
-      const batches = await this.withReplaySlot(() => fetchReplay(ep, from, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs }));
+      const batches = await this.withReplaySlot(() => fetchReplay(ep, from, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs, maxMessageBytes: this.limits.maxMessageBytes }));
       return batches;
     } catch (err) {
       this.metrics.replays.inc({ pod: label, outcome: 'failed' });
