@@ -142,10 +142,11 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
   const sampler = setInterval(() => rssSamples.push({ at: performance.now(), mb: rssMb(r.target.pid) }), 200);
   const t0 = performance.now();
   await sleep(PHASE.before);
-  let t1 = performance.now();
+  // set when the during window opens (the attack started)
+  let t1: number;
+  let admitted0: number;
+  let rejected0: number;
   let note = '';
-  let admitted0 = await counter(r.target.routerUrl, 'kvcache_index_admissions_total');
-  let rejected0 = await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total');
   if (attack && list) {
     const child = spawn(process.execPath, ['--import', 'tsx', here('./abuse/attack-child.ts'), list, attack.name, String(PHASE.during), JSON.stringify(r.target)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
@@ -169,7 +170,12 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
       note = `stopped at its deadline; ${note}`;
     } else if (code !== 0) note = `attack exited ${code}: ${err.trim().split('\n').pop() ?? ''}`;
     lines.close();
-  } else await sleep(PHASE.during);
+  } else {
+    admitted0 = await counter(r.target.routerUrl, 'kvcache_index_admissions_total');
+    rejected0 = await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total');
+    t1 = performance.now();
+    await sleep(PHASE.during);
+  }
   const t2 = performance.now();
   const admittedPerSec = ((await counter(r.target.routerUrl, 'kvcache_index_admissions_total')) - admitted0) / ((t2 - t1) / 1000);
   const rejected = (await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total')) - rejected0;
