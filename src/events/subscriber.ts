@@ -323,7 +323,8 @@ export class KvEventSubscriber {
     const t = parseTopic(topic);
     if (!this.accepts(t.pod)) {
       this.metrics.messages.inc({ pod: UNKNOWN });
-      return this.reject(UNKNOWN, 'unknown_topic', `topic of an unknown endpoint: ${JSON.stringify(topic.slice(0, 200))}`, t.pod);
+      // logged once for all of them: invented topics are unbounded
+      return this.reject(UNKNOWN, 'unknown_topic', `topic of an unknown endpoint (this and any later ones are only counted): ${JSON.stringify(topic.slice(0, 200))}`);
     }
     this.metrics.messages.inc({ pod: this.metrics.label(t.pod) });
     if (frames.length !== 3) return this.reject(t.pod, 'frames', `message with ${frames.length} frames (expected 3)`);
@@ -343,11 +344,11 @@ export class KvEventSubscriber {
     return this.known.size === 0 || this.known.has(topicPod);
   }
 
-  /** Counts and logs (once per pod and kind) a rejected message. `logPod` keys the log when the metric pod is a bucket. */
-  private reject(pod: string, kind: string, msg: string, logPod = pod): void {
+  /** Counts and logs (once per pod and kind) a rejected message. */
+  private reject(pod: string, kind: string, msg: string): void {
     this.metrics.decodeErrors.inc({ pod: pod === UNKNOWN ? UNKNOWN : this.metrics.label(pod), kind });
     this.metrics.totals.decodeErrors++;
-    this.warnOnce(logPod, `decode:${kind}`, `rejected kv-events message: ${msg}`);
+    this.warnOnce(pod, `decode:${kind}`, `rejected kv-events message: ${msg}`);
   }
 
   /**
