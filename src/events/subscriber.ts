@@ -5,6 +5,7 @@
 // pod's batches apply strictly in order while pods never wait on each other. Per stream:
 //  - seq gap (seq > last + 1): replay the missing range from the pod's replay ROUTER;
 //    without one, count the missed batches and carry on;
+//  - seq jumping beyond what the pod's replay buffer holds: not sent by that pod; skipped;
 //  - seq back to 0: the engine restarted (vLLM's counter starts at 0); clear the pod. Any
 //    other seq going back is counted and skipped: a stray or replayed message wipes nothing;
 //  - first message with seq > 0: replay from 0 (the router joined late);
@@ -454,8 +455,22 @@ export class KvEventSubscriber {
       this.metrics.gaps.inc({ pod: label });
       this.metrics.totals.gaps++;
       const from = s.last + 1;
-      if (this.replayEndpointFor(s) && Date.now() >= s.cooldownUntil) await this.replayInto(s, from, seq);
-      else this.missed(s, seq - from, `seq gap ${from}..${seq - 1} and no replay endpoint`);
+      if (this.replayEndpointFor(s) && Date.now() >= s.cooldownUntil) {
+        const got = await this.fetch(s, from);
+        if (got === null) this.missed(s, seq - from, 'replay unavailable');
+        else {
+          // The publisher's buffer holds every batch it sent (vLLM appends right after sending),
+          // so a live seq beyond what it holds was not sent by it: a forged jump must neither
+          // move the stream nor apply. What the buffer does hold is applied.
+          const top = got.reduce((m, b) => Math.max(m, b.seq), -1);
+          if (top < seq - 1) {
+            if (top >= from) await this.applyReplayed(s, got, from, top + 1);
+            this.reject(s.pod, 'seq_ahead', `seq jumped from ${from - 1} to ${seq} but the publisher's replay buffer ends at ${top}; batch skipped`);
+            return;
+          }
+          await this.applyReplayed(s, got, from, seq);
+        }
+      } else this.missed(s, seq - from, `seq gap ${from}..${seq - 1} and no replay endpoint`);
     } else if (seq === 0) {
       // vLLM's counter starts at 0 with the engine: the only way a real stream goes back
       this.metrics.restarts.inc({ pod: label });
