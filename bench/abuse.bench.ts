@@ -38,7 +38,11 @@ async function startRouterProc(): Promise<RouterProc> {
     if (stderrTail.length > 20) stderrTail.shift();
   });
   const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`router did not start within 60 s: ${stderrTail.join('\n')}`)), 60_000);
+    // generous: on a loaded machine transpiling and loading the tokenizer takes a while
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`router did not start within 180 s: ${stderrTail.join('\n')}`));
+    }, 180_000);
     createInterface({ input: child.stdout! }).once('line', (l) => {
       clearTimeout(timer);
       resolve(l);
