@@ -39,7 +39,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const configPath = o.configPath ?? (o.config === undefined ? EMBEDDED_CONFIG : undefined);
   const router = await startRouter({ ...o, configPath, endpoints: [], zmqEndpoint: zmq, tokenizers: await routerTokenizersFrom(tokReg, false) });
   // With port 0 the subscriber picked a free port: the pods connect to that one.
-  zmq = router.precise?.eventsEndpoint?.replace('0.0.0.0', '127.0.0.1') ?? zmq;
+  zmq = router.kvIndex?.eventsEndpoint?.replace('0.0.0.0', '127.0.0.1') ?? zmq;
   const pods: SimPod[] = [];
   const closePods = async () => {
     await Promise.all(pods.map((p) => p.close().catch(() => {})));
@@ -60,7 +60,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
         // Each pod also binds vLLM's replay ROUTER, so a batch the router missed (or everything
         // before it joined) is replayed (llm-d's replaySocketPort; here a label per pod, as
         // all pods share one host).
-        kvEventsConfig: router.precise ? { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq, replay_endpoint: 'tcp://127.0.0.1:*' } : undefined,
+        kvEventsConfig: router.kvIndex ? { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq, replay_endpoint: 'tcp://127.0.0.1:*' } : undefined,
         tokenizers: tokReg,
         logger: router.logger.child({ component: `sim-pod-${i}` }),
       });

@@ -21,6 +21,8 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import type { IndexMetrics } from './metrics.js';
+import type { Clock } from '../util/clock.js';
+import { SpeculativeTtl } from './speculative-ttl.js';
 import { DEFAULT_KEY_PREFIX, hexToKey, keyNames, keysToHex, keyToHex, type RedisKeyNames } from './redis/layout.js';
 import { randomUUID } from 'node:crypto';
 import { RedisConnection, normalizeRedisAddress, withTimeout, type RecoveredInfo, type ResyncInfo } from './redis/connection.js';
@@ -59,6 +61,8 @@ export interface RedisIndexDeps {
   registry?: Registry;
   /** Shared index metrics (admissions, evictions, lookups, hits, latency). */
   metrics?: IndexMetrics;
+  /** Time for this replica's speculative-expiry timer (Redis applies the TTL itself). Default realClock. */
+  clock?: Clock;
 }
 
 export interface RedisIndexEvents {
@@ -133,10 +137,8 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   /** Per pod: engine key -> its request keys as this replica wrote them (answers getRequestKey without a round trip). */
   private readonly engineCache = new Map<PodId, Map<string, string>>(); // engine hex -> request hex list, as in Redis
   private engineCached = 0;
-  private specTimer: NodeJS.Timeout | null = null;
-  private specDue = Infinity;
-  /** Deadlines (performance.now() ms) of this replica's reservations, ascending. */
-  private specDues: number[] = [];
+  /** This replica's reservations: when one is due, sweep (other replicas' are left to the periodic sweep). */
+  private readonly specTtl: SpeculativeTtl<undefined>;
   private readonly sweepTimer: NodeJS.Timeout;
   private sweeping = false;
   private closed = false;
@@ -194,6 +196,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     this.conn.on('recovered', (info: RecoveredInfo) => {
       void this.checkLoss(info.restarted);
     });
+    this.specTtl = new SpeculativeTtl<undefined>({ clock: deps.clock, expire: () => {}, afterTimer: () => this.sweep(), slackMs: 2, maxPending: 100_000 });
     this.sweepTimer = setInterval(() => { void this.sweep(); }, this.cfg.sweepIntervalMs);
     this.sweepTimer.unref();
     this.metrics?.setStatsSource(() => this.stats());
@@ -268,31 +271,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     if (this.metrics) this.metrics.admissions += requestKeys.length;
     const ttl = Math.max(0, Math.ceil(ttlMs));
     this.enqueue(requestKeys.length, ['s', pod, String(ttl), keysToHex(requestKeys)]);
-    const due = performance.now() + ttl;
-    // one TTL for everything makes this an append; keep it sorted otherwise
-    let i = this.specDues.length;
-    while (i > 0 && this.specDues[i - 1] > due) i--;
-    if (this.specDues.length < 100_000) this.specDues.splice(i, 0, due);
-    this.armSpecTimer();
-  }
-
-  /** Expire this replica's own reservations right after their deadline (the periodic sweep covers other replicas'). */
-  private armSpecTimer(): void {
-    if (this.closed || this.specDues.length === 0) return;
-    const due = this.specDues[0];
-    if (this.specTimer && this.specDue <= due) return;
-    if (this.specTimer) clearTimeout(this.specTimer);
-    this.specDue = due;
-    this.specTimer = setTimeout(() => {
-      this.specTimer = null;
-      this.specDue = Infinity;
-      const now = performance.now();
-      let n = 0;
-      while (n < this.specDues.length && this.specDues[n] <= now) n++;
-      this.specDues.splice(0, n);
-      void this.sweep().finally(() => this.armSpecTimer());
-    }, Math.max(0, due - performance.now()) + 2);
-    this.specTimer.unref();
+    this.specTtl.add(undefined, ttl);
   }
 
   /** Send buffered writes now; resolves when every write sent so far was applied (or dropped). */
@@ -586,7 +565,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   async close(): Promise<void> {
     if (this.closed) return;
     clearInterval(this.sweepTimer);
-    if (this.specTimer) clearTimeout(this.specTimer);
+    this.specTtl.close();
     await this.flush().catch(() => {});
     this.closed = true;
     await this.conn.close();

@@ -34,7 +34,7 @@ test('central mode: a late join is replayed from the replay endpoint the pool na
     tokenizers: { encodeCompletion: async () => [], encodeChat: async () => [] },
   });
   try {
-    const precise = router.precise!;
+    const precise = router.kvIndex!;
     const t = toks(32);
     const blocks = async () => (await precise.index.longestPrefix(precise.keyer.keys(t, { model: MODEL }))).get('127.0.0.1:9801')?.blocks ?? 0;
     // history the router never saw live
