@@ -76,7 +76,9 @@ export const DEFAULT_EVENT_LIMITS: EventLimits = {
   // Decoding costs ~6-10 ms per MB here; vLLM's per-step batches are far smaller (tokens per
   // step are bounded by max_num_batched_tokens).
   maxMessageBytes: 1 << 20,
-  receiveHighWaterMark: 1000,
+  // ZeroMQ counts messages, not bytes: 256 x 1 MiB bounds what a flood parks in the router
+  // (vLLM batches are usually a few kB, so this still absorbs bursts of many pods)
+  receiveHighWaterMark: 256,
   maxDepth: 8,
   maxEventsPerBatch: 65_536,
   maxTopicBytes: 1024,
