@@ -38,7 +38,11 @@ async function startRouterProc(): Promise<RouterProc> {
     if (stderrTail.length > 20) stderrTail.shift();
   });
   const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`router did not start within 60 s: ${stderrTail.join('\n')}`)), 60_000);
+    // generous: on a loaded machine transpiling and loading the tokenizer takes a while
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`router did not start within 180 s: ${stderrTail.join('\n')}`));
+    }, 180_000);
     createInterface({ input: child.stdout! }).once('line', (l) => {
       clearTimeout(timer);
       resolve(l);
@@ -57,6 +61,18 @@ function rssMb(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Sum of a counter's series on the router's /metrics (NaN when unreachable). */
+async function counter(url: string, name: string): Promise<number> {
+  try {
+    const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    let sum = 0;
+    for (const line of text.split('\n')) if (line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    return sum;
   } catch {
     return NaN;
   }
@@ -118,6 +134,9 @@ interface Row {
   rssMaxDuring: number;
   rssAfter: number;
   up: boolean;
+  /** Block keys the index admitted per second during the attack, and messages it rejected. */
+  admittedPerSec: number;
+  rejected: number;
   note: string;
 }
 
@@ -127,7 +146,10 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
   const sampler = setInterval(() => rssSamples.push({ at: performance.now(), mb: rssMb(r.target.pid) }), 200);
   const t0 = performance.now();
   await sleep(PHASE.before);
-  let t1 = performance.now();
+  // set when the during window opens (the attack started)
+  let t1: number;
+  let admitted0: number;
+  let rejected0: number;
   let note = '';
   if (attack && list) {
     const child = spawn(process.execPath, ['--import', 'tsx', here('./abuse/attack-child.ts'), list, attack.name, String(PHASE.during), JSON.stringify(r.target)], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -142,6 +164,8 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
     }));
     await Promise.race([started, done, sleep(30_000)]);
     t1 = performance.now();
+    admitted0 = await counter(r.target.routerUrl, 'kvcache_index_admissions_total');
+    rejected0 = await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total');
     const code = await Promise.race([done, sleep(PHASE.during + 5000).then(() => 'timeout' as const)]);
     if (code === 'timeout') {
       child.kill('SIGTERM');
@@ -150,8 +174,15 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
       note = `stopped at its deadline; ${note}`;
     } else if (code !== 0) note = `attack exited ${code}: ${err.trim().split('\n').pop() ?? ''}`;
     lines.close();
-  } else await sleep(PHASE.during);
+  } else {
+    admitted0 = await counter(r.target.routerUrl, 'kvcache_index_admissions_total');
+    rejected0 = await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total');
+    t1 = performance.now();
+    await sleep(PHASE.during);
+  }
   const t2 = performance.now();
+  const admittedPerSec = ((await counter(r.target.routerUrl, 'kvcache_index_admissions_total')) - admitted0) / ((t2 - t1) / 1000);
+  const rejected = (await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total')) - rejected0;
   await sleep(PHASE.after);
   const t3 = performance.now();
   clearInterval(sampler);
@@ -167,6 +198,8 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
     rssMaxDuring: rssIn(t1, t2).reduce((a, b) => Math.max(a, b), -Infinity),
     rssAfter: last(rssIn(t2, t3)),
     up: alive(r),
+    admittedPerSec,
+    rejected,
     note,
   };
 }
@@ -177,7 +210,7 @@ const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '-'); // -Infinit
 function printRow(row: Row): void {
   const ph = (w: Row['before']) => `${f1(w.p50).padStart(6)} ${f1(w.p99).padStart(7)} ${String(w.errors).padStart(4)}`;
   console.log(
-    `${row.attack.padEnd(26)} ${ph(row.before)} | ${ph(row.during)} | ${ph(row.after)} | ${f0(row.rssBefore).padStart(5)} ${f0(row.rssMaxDuring).padStart(5)} ${f0(row.rssAfter).padStart(5)} | ${row.up ? 'up' : 'DOWN'}${row.note ? `  (${row.note})` : ''}`,
+    `${row.attack.padEnd(26)} ${ph(row.before)} | ${ph(row.during)} | ${ph(row.after)} | ${f0(row.rssBefore).padStart(5)} ${f0(row.rssMaxDuring).padStart(5)} ${f0(row.rssAfter).padStart(5)} | ${row.up ? 'up' : 'DOWN'} | ${f0(row.admittedPerSec).padStart(9)} ${f0(row.rejected).padStart(8)}${row.note ? `  (${row.note})` : ''}`,
   );
 }
 
@@ -190,7 +223,7 @@ async function main(): Promise<void> {
   console.log('normal traffic: closed loop, 2 in flight, /v1/completions with a shared prefix, through an embedded router with 2 simulated pods');
   for (const { attack } of attacks) console.log(`  ${attack.name}: ${attack.description}`);
   console.log('');
-  console.log(`${'attack'.padEnd(26)} ${'before: p50    p99  err'} | ${'during: p50   p99  err'} | ${'after: p50    p99  err'} | RSS MB before max after | router`);
+  console.log(`${'attack'.padEnd(26)} ${'before: p50    p99  err'} | ${'during: p50   p99  err'} | ${'after: p50    p99  err'} | RSS MB before max after | router | blocks/s rejected`);
   let r = await startRouterProc();
   const rows: Row[] = [];
   try {

@@ -7,12 +7,18 @@ import { arrayBomb, deepNesting, emptyBatch, invalidEvents, seqFrame, storeBatch
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+async function connected(pub: Publisher): Promise<void> {
+  for await (const ev of pub.events) if (ev.type === 'connect') return;
+}
+
 /** Sends `next()` messages at up to `perSecond` until aborted or `durationMs` passes. */
 async function paced(target: AbuseTarget, signal: AbortSignal, durationMs: number, perSecond: number, next: (i: number) => (Uint8Array | string)[]): Promise<void> {
   const pub = new Publisher({ linger: 0, sendHighWaterMark: 10_000 });
   pub.connect(target.zmqEndpoint);
   try {
-    await sleep(200); // slow joiner: let the connection come up
+    // slow joiner: wait for the TCP connection, then for the router's subscription to reach us
+    await Promise.race([connected(pub), sleep(5000)]);
+    await sleep(500);
     const t0 = performance.now();
     let i = 0;
     let bytes = 0;
@@ -56,7 +62,7 @@ export const eventsAttacks: Attack[] = [
     description: '~1.3M block stores/s (325 batches/s of 500 events x 8 blocks) under a known pod, another model',
     run: (t, signal, ms) => {
       // pre-encoded, so the sender keeps up; different chains in every batch
-      const batches = Array.from({ length: 64 }, (_, k) => storeBatch(500, 8, k * 4000));
+      const batches = Array.from({ length: 16 }, (_, k) => storeBatch(500, 8, k * 4000));
       const topic = `kv@${t.pods[0]}@flood-model`;
       return paced(t, signal, ms, 325, (i) => [topic, seqFrame(i), batches[i % batches.length]]);
     },

@@ -17,6 +17,10 @@ export interface ReplayOptions {
   idleTimeoutMs?: number;
   /** Stop after this many batches (vLLM keeps at most buffer_steps = 10,000). */
   maxBatches?: number;
+  /** Largest frame accepted (ZMQ_MAXMSGSIZE). Default 1 MiB, as the live SUB socket. */
+  maxMessageBytes?: number;
+  /** Stop once the batches held add up to this many payload bytes. Default 256 MiB. */
+  maxBytes?: number;
 }
 
 export class ReplayError extends Error {
@@ -40,7 +44,9 @@ export async function fetchReplay(endpoint: string, fromSeq: number, opts: Repla
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const idle = opts.idleTimeoutMs ?? 2_000;
   const max = opts.maxBatches ?? 20_000;
-  const sock = new Dealer({ linger: 0, receiveTimeout: idle, sendTimeout: idle });
+  const maxBytes = opts.maxBytes ?? 256 << 20;
+  const sock = new Dealer({ linger: 0, receiveTimeout: idle, sendTimeout: idle, maxMessageSize: opts.maxMessageBytes ?? 1 << 20, receiveHighWaterMark: 1000 });
+  let bytes = 0;
   const deadline = Date.now() + timeoutMs;
   const out: ReplayedBatch[] = [];
   try {
@@ -69,7 +75,8 @@ export async function fetchReplay(endpoint: string, fromSeq: number, opts: Repla
       } else throw new ReplayError(`replay message with ${frames.length} frames after the delimiter`);
       if (isEnd(seqF) || payload.length === 0) return out;
       out.push({ seq: readSeq(seqF), payload, topic });
-      if (out.length >= max) return out;
+      bytes += payload.length;
+      if (out.length >= max || bytes >= maxBytes) return out;
     }
   } finally {
     sock.close();

@@ -5,6 +5,7 @@
 // pod's batches apply strictly in order while pods never wait on each other. Per stream:
 //  - seq gap (seq > last + 1): replay the missing range from the pod's replay ROUTER;
 //    without one, count the missed batches and carry on;
+//  - seq jumping beyond what the pod's replay buffer holds: not sent by that pod; skipped;
 //  - seq back to 0: the engine restarted (vLLM's counter starts at 0); clear the pod. Any
 //    other seq going back is counted and skipped: a stray or replayed message wipes nothing;
 //  - first message with seq > 0: replay from 0 (the router joined late);
@@ -75,7 +76,9 @@ export const DEFAULT_EVENT_LIMITS: EventLimits = {
   // Decoding costs ~6-10 ms per MB here; vLLM's per-step batches are far smaller (tokens per
   // step are bounded by max_num_batched_tokens).
   maxMessageBytes: 1 << 20,
-  receiveHighWaterMark: 1000,
+  // ZeroMQ counts messages, not bytes: 256 x 1 MiB bounds what a flood parks in the router
+  // (vLLM batches are usually a few kB, so this still absorbs bursts of many pods)
+  receiveHighWaterMark: 256,
   maxDepth: 8,
   maxEventsPerBatch: 65_536,
   maxTopicBytes: 1024,
@@ -325,7 +328,8 @@ export class KvEventSubscriber {
     const t = parseTopic(topic);
     if (!this.accepts(t.pod)) {
       this.metrics.messages.inc({ pod: UNKNOWN });
-      return this.reject(UNKNOWN, 'unknown_topic', `topic of an unknown endpoint: ${JSON.stringify(topic.slice(0, 200))}`, t.pod);
+      // logged once for all of them: invented topics are unbounded
+      return this.reject(UNKNOWN, 'unknown_topic', `topic of an unknown endpoint (this and any later ones are only counted): ${JSON.stringify(topic.slice(0, 200))}`);
     }
     this.metrics.messages.inc({ pod: this.metrics.label(t.pod) });
     if (frames.length !== 3) return this.reject(t.pod, 'frames', `message with ${frames.length} frames (expected 3)`);
@@ -345,11 +349,11 @@ export class KvEventSubscriber {
     return this.known.size === 0 || this.known.has(topicPod);
   }
 
-  /** Counts and logs (once per pod and kind) a rejected message. `logPod` keys the log when the metric pod is a bucket. */
-  private reject(pod: string, kind: string, msg: string, logPod = pod): void {
+  /** Counts and logs (once per pod and kind) a rejected message. */
+  private reject(pod: string, kind: string, msg: string): void {
     this.metrics.decodeErrors.inc({ pod: pod === UNKNOWN ? UNKNOWN : this.metrics.label(pod), kind });
     this.metrics.totals.decodeErrors++;
-    this.warnOnce(logPod, `decode:${kind}`, `rejected kv-events message: ${msg}`);
+    this.warnOnce(pod, `decode:${kind}`, `rejected kv-events message: ${msg}`);
   }
 
   /**
@@ -455,8 +459,22 @@ export class KvEventSubscriber {
       this.metrics.gaps.inc({ pod: label });
       this.metrics.totals.gaps++;
       const from = s.last + 1;
-      if (this.replayEndpointFor(s) && this.clock.now() >= s.cooldownUntil) await this.replayInto(s, from, seq);
-      else this.missed(s, seq - from, `seq gap ${from}..${seq - 1} and no replay endpoint`);
+      if (this.replayEndpointFor(s) && this.clock.now() >= s.cooldownUntil) {
+        const got = await this.fetch(s, from);
+        if (got === null) this.missed(s, seq - from, 'replay unavailable');
+        else {
+          // The publisher's buffer holds every batch it sent (vLLM appends right after sending),
+          // so a live seq beyond what it holds was not sent by it: a forged jump must neither
+          // move the stream nor apply. What the buffer does hold is applied.
+          const top = got.reduce((m, b) => Math.max(m, b.seq), -1);
+          if (top < seq - 1) {
+            if (top >= from) await this.applyReplayed(s, got, from, top + 1);
+            this.reject(s.pod, 'seq_ahead', `seq jumped from ${from - 1} to ${seq} but the publisher's replay buffer ends at ${top}; batch skipped`);
+            return;
+          }
+          await this.applyReplayed(s, got, from, seq);
+        }
+      } else this.missed(s, seq - from, `seq gap ${from}..${seq - 1} and no replay endpoint`);
     } else if (seq === 0) {
       // vLLM's counter starts at 0 with the engine: the only way a real stream goes back
       this.metrics.restarts.inc({ pod: label });
@@ -503,7 +521,7 @@ export class KvEventSubscriber {
     const label = this.metrics.label(s.pod);
     this.metrics.totals.replays++;
     try {
-      const batches = await this.withReplaySlot(() => fetchReplay(ep, from, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs }));
+      const batches = await this.withReplaySlot(() => fetchReplay(ep, from, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs, maxMessageBytes: this.limits.maxMessageBytes }));
       return batches;
     } catch (err) {
       this.metrics.replays.inc({ pod: label, outcome: 'failed' });

@@ -170,6 +170,26 @@ describe('hostile KV events (real ZeroMQ, central mode)', () => {
     assert.equal(sub.metrics.totals.restarts, 1);
   });
 
+  it("a forged seq far ahead of a pod's replay buffer is skipped: nothing wiped, the real stream goes on", async () => {
+    const { sub, blocks, rejected } = await central({ replay: { idleTimeoutMs: 1000, cooldownMs: 0 } });
+    const a = new FakeVllm(`kv@127.0.0.1:9710@${MODEL}`);
+    cleanups.push(() => a.close());
+    sub.knowPod('127.0.0.1:9710', await a.startReplay());
+    a.connect(sub.boundEndpoint!);
+    const bad = attacker(sub);
+    await warmUp(a.pub, sub, 'kv@127.0.0.1:9710@warmup');
+    await warmUp(bad, sub, 'kv@127.0.0.1:9710@warmup2');
+    const t = toks(16 * 4);
+    for (let i = 0; i < 3; i++) await storeBlock(a, t, i);
+    await until(async () => (await sub.flush(), blocks('127.0.0.1:9710', t) === 3), 'three blocks');
+    await bad.send([`kv@127.0.0.1:9710@${MODEL}`, seqFrame(1_000_000), payload([{ type: 'AllBlocksCleared' }])]);
+    await until(async () => (await sub.flush(), (await rejected('seq_ahead')) === 1), 'forged jump counted');
+    assert.equal(blocks('127.0.0.1:9710', t), 3, 'nothing wiped');
+    await storeBlock(a, t, 3);
+    await until(async () => (await sub.flush(), blocks('127.0.0.1:9710', t) === 4), 'the real stream goes on');
+    assert.equal(sub.metrics.totals.missedBatches, 0);
+  });
+
   it("central mode replays a missed batch and a late join from the pod's replay endpoint", async () => {
     const { sub, blocks } = await central({ replay: { idleTimeoutMs: 1000 } });
     const a = new FakeVllm(`kv@127.0.0.1:9700@${MODEL}`);
