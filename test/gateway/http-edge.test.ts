@@ -12,7 +12,7 @@ let port: number;
 
 before(async () => {
   pod = await startPod();
-  router = await startRouterFor([pod], { limits: { maxHeaderBytes: 2048, maxBodyBytes: 1024, headersTimeoutMs: 300, requestTimeoutMs: 600 } });
+  router = await startRouterFor([pod], { limits: { maxHeaderBytes: 2048, maxBodyBytes: 1024, headersTimeoutMs: 1500, requestTimeoutMs: 3000 } });
   port = Number(new URL(router.url).port);
 });
 after(async () => {
