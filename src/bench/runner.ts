@@ -12,6 +12,7 @@ import { Progress } from './progress.js';
 import { diffCounters, scrapePod, type PodCounters } from './prom.js';
 import { aggregateStage, type BenchResults, type StrategyResult } from './results.js';
 import { strategyByName, strategyYaml } from './strategies.js';
+import { registerBenchPlugins } from './peers/index.js';
 import type { BenchRequest, Workload } from './workloads/types.js';
 
 export interface BenchOptions {
@@ -87,6 +88,8 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
   const started = new Date();
   const wall0 = performance.now();
   const progress = opts.progress ?? new Progress();
+  // The peer strategies' plugin types exist only for the benchmark.
+  registerBenchPlugins();
   const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
   if (planned.length === 0) throw new Error('the load shape produced no requests');
   const toModelSec = (ms: number) => ms / 1000 / opts.timeScale;

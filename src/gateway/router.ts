@@ -14,7 +14,9 @@ import {
   type EndpointPickerConfigInput,
   type LoadedSchedulerConfig,
 } from '../scheduler/config.js';
-import { PrecisePrefixCacheScorer, KV_EVENT_SOURCE_FACTORY, type KvEventSourceFactory } from '../scheduler/plugins/precise-prefix.js';
+import { KV_EVENT_SOURCE_FACTORY, KV_INDEX_PROVIDER, type KvEventSourceFactory, type KvIndexProvider } from '../scheduler/kv-services.js';
+import { withPreciseScorerOverrides } from '../scheduler/plugins/precise-prefix.js';
+import { ServiceRegistry } from '../scheduler/services.js';
 import type { InferenceRequest, PluginContext } from '../scheduler/types.js';
 import { KvEventSubscriber } from '../events/subscriber.js';
 import { Director, type SaturationConfig } from './director.js';
@@ -73,8 +75,8 @@ export interface Router {
   readonly config: LoadedSchedulerConfig;
   readonly registry: Registry;
   readonly logger: Logger;
-  /** The first precise-prefix-cache-scorer, when configured. */
-  readonly precise: PrecisePrefixCacheScorer | undefined;
+  /** The KV block index and its lookups, when a plugin provides one (the precise prefix scorer). */
+  readonly kvIndex: KvIndexProvider | undefined;
   /** How requests are parsed (model resolution, tokenization): shared with the ext-proc picker. */
   readonly parseOptions: ParseOptions;
   /** Ejection and slow start of failing or returning endpoints. */
@@ -93,11 +95,17 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const registry = opts.registry ?? new Registry();
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
 
-  const source: EndpointPickerConfig = opts.configPath
+  const written: EndpointPickerConfig = opts.configPath
     ? readEndpointPickerConfig(opts.configPath)
     : typeof opts.config === 'string'
       ? parseEndpointPickerConfig(opts.config)
       : parseEndpointPickerConfig(opts.config ?? {});
+  // The router's flags are written into the plugins' parameters, where the plugin reads them.
+  const source = withPreciseScorerOverrides(written, {
+    zmqEndpoint: opts.zmqEndpoint,
+    speculativeIndexing: opts.speculativeIndexing,
+    metricsBeatMs: opts.metricsBeatMs,
+  });
 
   const endpointSpecs = opts.endpoints?.length ? opts.endpoints : (source.endpoints ?? []);
   const pool = new EndpointPool(endpointSpecs, {
@@ -105,21 +113,12 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     scrapeIntervalMs: opts.scrapeIntervalMs,
     unhealthyAfterMs: opts.unhealthyAfterMs,
   });
-  const services = new Map<string, unknown>();
-  services.set(KV_EVENT_SOURCE_FACTORY, eventSourceFactory);
-  const ctx: PluginContext = {
-    logger,
-    registry,
-    services,
-    options: {
-      speculativeIndexingDefault: opts.speculativeIndexing ?? true,
-      zmqEndpointOverride: opts.zmqEndpoint,
-      metricsBeatMs: opts.metricsBeatMs,
-    },
-  };
+  const services = new ServiceRegistry();
+  services.provide(KV_EVENT_SOURCE_FACTORY, eventSourceFactory, 'the router');
+  const ctx: PluginContext = { logger, registry, services };
   const config = buildSchedulerConfig(source, ctx);
   const plugins = [...config.plugins.values()];
-  const precisePlugins = plugins.filter((p): p is PrecisePrefixCacheScorer => p instanceof PrecisePrefixCacheScorer);
+  const lifecycle = config.endpointLifecycle;
 
   const started: typeof plugins = [];
   const cleanup = async () => {
@@ -136,18 +135,18 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     throw err;
   }
 
-  // Discovery mode: the precise scorers dial each endpoint's KV-event socket as it comes and goes.
-  for (const ps of precisePlugins) {
-    for (const e of pool.all()) void ps.addEndpoint(e).catch((err: unknown) => logger.warn({ err, endpoint: e.address }, 'cannot subscribe to KV events'));
-  }
-  pool.on('added', (e: PoolEndpoint) => {
-    for (const ps of precisePlugins) void ps.addEndpoint(e).catch(() => {});
-  });
-  pool.on('removed', (e: PoolEndpoint) => {
-    for (const ps of precisePlugins) void ps.removeEndpoint(e).catch(() => {});
-    // Plugins with per-endpoint state (the approximate prefix scorer's LRUs) drop it.
-    for (const p of plugins) (p as { forget?: (address: string) => void }).forget?.(e.address);
-  });
+  // Plugins with per-endpoint state hear about endpoints as they come and go (the precise
+  // scorer dials each endpoint's KV-event socket in discovery mode; LRUs drop a leaver's state).
+  const notify = (hook: 'endpointAdded' | 'endpointRemoved', e: PoolEndpoint) => {
+    for (const p of lifecycle) {
+      Promise.resolve()
+        .then(() => p[hook]?.(e))
+        .catch((err: unknown) => logger.warn({ err, plugin: p.name, endpoint: e.address }, `${hook} failed`));
+    }
+  };
+  for (const e of pool.all()) notify('endpointAdded', e);
+  pool.on('added', (e: PoolEndpoint) => notify('endpointAdded', e));
+  pool.on('removed', (e: PoolEndpoint) => notify('endpointRemoved', e));
 
   const metrics = new RouterMetrics(registry, pool);
   const tokenizers = opts.tokenizers ?? (await createDefaultTokenizers(registry, logger));
@@ -196,12 +195,12 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     retries: limits.upstreamRetries,
   });
 
-  const precise = precisePlugins[0];
-  const scoreApi: ScoreApi | undefined = precise
+  const kvIndex = services.get(KV_INDEX_PROVIDER);
+  const scoreApi: ScoreApi | undefined = kvIndex
     ? {
         score: async (req: InferenceRequest) => {
           const endpoints = pool.all().filter((e) => pool.serves(e, req.targetModel));
-          const d = await precise.detail(req, endpoints);
+          const d = await kvIndex.detail(req, endpoints);
           const ready = new Map(endpoints.map((e) => [e.address, e.ready]));
           return {
             ...d,
@@ -251,7 +250,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     config,
     registry,
     logger,
-    precise,
+    kvIndex,
     parseOptions,
     outlier,
     async warmTokenizer(model: string) {

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import type { EndpointSpec } from '../../endpoints/pool.js';
 import { startRouter, type Router } from '../../gateway/router.js';
 import { HTTP_EDGE_DEFAULTS as D, type HttpEdgeLimits } from '../../gateway/limits.js';
-import { parseDurationMs } from '../../scheduler/plugins/params.js';
+import { parseDuration } from '../../util/duration.js';
 
 const s = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
 
@@ -22,7 +22,7 @@ Options:
   --zmq-endpoint URL       KV-event SUB endpoint, overrides the config (e.g. tcp://*:5557)
   --log-level LEVEL        trace|debug|info|warn|error (default info; debug shows "Got pod scores")
   --scrape-interval MS     /metrics scrape period per endpoint (default 50)
-  --metrics-beat DURATION  "metrics beat" log interval (e.g. 10s; default: the config's, else 1m)
+  --metrics-beat DURATION  "metrics beat" log interval (Go duration, e.g. 10s; a bare number is ms; default: the config's, else 1m)
   --no-speculative         turn speculative indexing off (default on, TTL 2s)
   --shed                   429 when every endpoint is saturated (queue >= 5 or KV >= 0.8)
 HTTP edge limits (durations: 30s, 500ms, 2m; a bare number is milliseconds):
@@ -77,7 +77,8 @@ function int(v: string | undefined, name: string): number | undefined {
 
 function duration(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
-  const ms = parseDurationMs(/^\d+(\.\d+)?$/.test(v) ? Number(v) : v);
+  // CLI durations: Go syntax, or a bare number of milliseconds (as --help says).
+  const ms = parseDuration(/^\d+(\.\d+)?$/.test(v) ? `${v}ms` : v, name);
   if (!Number.isFinite(ms) || ms < 0) throw new Error(`${name} must be a duration, got "${v}"`);
   return ms;
 }
@@ -151,7 +152,7 @@ export async function run(argv: string[]): Promise<number> {
   const env = process.env;
   const port = int(values.port ?? env.KVROUTER_PORT, '--port') ?? 8000;
   const host = values.host ?? '127.0.0.1';
-  const metricsBeatMs = values['metrics-beat'] !== undefined ? parseDurationMs(/^\d+$/.test(values['metrics-beat']) ? Number(values['metrics-beat']) : values['metrics-beat']) : undefined;
+  const metricsBeatMs = values['metrics-beat'] !== undefined ? parseDuration(/^\d+$/.test(values['metrics-beat']) ? `${values['metrics-beat']}ms` : values['metrics-beat'], '--metrics-beat') : undefined;
   const common = {
     port,
     host,

@@ -17,9 +17,9 @@
 // It is a scorer that gives 1 to the endpoint the policy picks and 0 to the rest; use it alone
 // with max-score-picker. Learning happens in preRequest for the endpoint actually chosen.
 import { z } from 'zod';
-import { parseParams } from '../params.js';
-import { requestText } from '../approx-prefix.js';
-import type { CycleState, Endpoint, InferenceRequest, PreRequest, Scorer, SchedulingResult } from '../../types.js';
+import { parseParams } from '../../scheduler/plugins/params.js';
+import { requestText } from '../../scheduler/plugins/approx-prefix.js';
+import type { CycleState, Endpoint, InferenceRequest, PreRequest, Scorer, SchedulingResult } from '../../scheduler/types.js';
 import { TenantRadixTree, charSeq, type Seq } from './radix-tree.js';
 
 export const sglangParamsSchema = z
