@@ -125,3 +125,18 @@ test('an unfinished head gets 408 after headersTimeout; an unfinished body after
   assert.match(tb, /^HTTP\/1\.1 408 /);
   assert.equal((await fetch(`${router.url}/health`)).status, 200);
 });
+
+test('maxRequestsPerConnection: the last answer carries connection: close; requests pipelined past it are not answered', async () => {
+  const r = await startRouterFor([pod], { limits: { maxRequestsPerConnection: 5 } });
+  try {
+    const c = await Raw.open(Number(new URL(r.url).port));
+    c.write('GET /health HTTP/1.1\r\nhost: a\r\n\r\n'.repeat(8));
+    const text = await c.closed();
+    assert.deepEqual(statuses(text), [200, 200, 200, 200, 200]);
+    const heads = text.split('HTTP/1.1 ').slice(1);
+    assert.match(heads[4], /\r\nConnection: close\r\n/i);
+    assert.doesNotMatch(heads[3], /\r\nConnection: close\r\n/i);
+  } finally {
+    await r.close();
+  }
+});
