@@ -15,6 +15,9 @@ import type { HttpEdgeLimits } from './limits.js';
  */
 export const PIPELINE_WRITE_LIMIT = 1024 * 1024;
 
+/** Requests seen on a client socket. */
+const SERVED = Symbol('kvrouter.requestsServed');
+
 export type EdgeLimits = Pick<HttpEdgeLimits, 'maxHeaderBytes' | 'maxBodyBytes' | 'maxConnections' | 'maxRequestsPerConnection' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large' };
@@ -55,18 +58,31 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
       // Expect: 100-continue is answered in 'checkContinue' below (no 100 for a body we would refuse).
     },
     (req, res) => {
-      const socket = req.socket;
+      const socket = req.socket as Socket & { [SERVED]?: number };
+      // Requests per connection: the last one is answered with `connection: close` (node closes
+      // the socket once it is written); what a client pipelines past it is never answered and
+      // the socket is no longer read (node:http's maxRequestsPerSocket answers each with a 503,
+      // which a pipeliner turns into unbounded work).
+      if (limits.maxRequestsPerConnection > 0) {
+        const n = (socket[SERVED] = (socket[SERVED] ?? 0) + 1);
+        if (n > limits.maxRequestsPerConnection) {
+          socket.pause();
+          return;
+        }
+        if (n === limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
+      }
       // Never-reading pipeliner: stop reading this socket until its answers drain.
       if (socket.writableLength > PIPELINE_WRITE_LIMIT && !socket.isPaused()) {
         socket.pause();
-        socket.once('drain', () => socket.resume());
+        socket.once('drain', () => {
+          if ((socket[SERVED] ?? 0) <= limits.maxRequestsPerConnection || limits.maxRequestsPerConnection <= 0) socket.resume();
+        });
       }
       handler(req, res);
     },
   );
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;
-  if (limits.maxRequestsPerConnection > 0) server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
   // A client that sends its request then FIN (half-close) still gets its answer: node:http's
   // default (httpAllowHalfOpen false) aborts requests in progress and ends the socket at FIN.
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;

@@ -156,7 +156,11 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     tokenize,
   };
   const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
-  const limits = edgeLimits({ maxBodyBytes: opts.maxBodyBytes, upstreamFirstByteTimeoutMs: opts.upstreamHeadersTimeoutMs, ...opts.limits });
+  const limits = edgeLimits({
+    ...opts.limits,
+    maxBodyBytes: opts.limits?.maxBodyBytes ?? opts.maxBodyBytes,
+    upstreamFirstByteTimeoutMs: opts.limits?.upstreamFirstByteTimeoutMs ?? opts.upstreamHeadersTimeoutMs,
+  });
   const outlier = new OutlierDetector({
     consecutiveFailures: limits.outlierConsecutiveFailures,
     baseEjectionMs: limits.outlierBaseEjectionMs,

@@ -120,7 +120,8 @@ test('a pod answering 500 is ejected after consecutive failures; traffic moves t
   await withRouter([bad, good], { limits: { outlierConsecutiveFailures: 3 } }, async (router) => {
     const out = await normalTraffic(router, 40, 2);
     const failed = out.filter((s) => s !== 200).length;
-    assert.ok(bad.received <= 3, `the failing pod drew ${bad.received} requests`);
+    // Three failures eject it; with two clients one more request may already be on its way.
+    assert.ok(bad.received >= 3 && bad.received <= 3 + 1, `the failing pod drew ${bad.received} requests`);
     assert.equal(failed, bad.received, 'only the failing pod\'s own 500s reached clients');
     assert.equal(good.served, 40 - failed);
     const metrics = await (await fetch(`${router.url}/metrics`)).text();
@@ -167,7 +168,7 @@ test('a hanging pod: its requests get 504 after the configured time, the other p
   const hung = await startPod();
   const good = await startPod();
   hung.mode = 'hang';
-  await withRouter([hung, good], { limits: { upstreamFirstByteTimeoutMs: 400, outlierConsecutiveFailures: 0 } }, async (router) => {
+  await withRouter([hung, good], { limits: { upstreamFirstByteTimeoutMs: 1500, outlierConsecutiveFailures: 0 } }, async (router) => {
     const order: string[] = [];
     const reqs = Array.from({ length: 10 }, () =>
       complete(router).then((r) => {

@@ -12,7 +12,7 @@ let port: number;
 
 before(async () => {
   pod = await startPod();
-  router = await startRouterFor([pod], { limits: { maxHeaderBytes: 2048, maxBodyBytes: 1024, headersTimeoutMs: 300, requestTimeoutMs: 600 } });
+  router = await startRouterFor([pod], { limits: { maxHeaderBytes: 2048, maxBodyBytes: 1024, headersTimeoutMs: 1500, requestTimeoutMs: 3000 } });
   port = Number(new URL(router.url).port);
 });
 after(async () => {
@@ -124,4 +124,19 @@ test('an unfinished head gets 408 after headersTimeout; an unfinished body after
   assert.match(ta, /^HTTP\/1\.1 408 /);
   assert.match(tb, /^HTTP\/1\.1 408 /);
   assert.equal((await fetch(`${router.url}/health`)).status, 200);
+});
+
+test('maxRequestsPerConnection: the last answer carries connection: close; requests pipelined past it are not answered', async () => {
+  const r = await startRouterFor([pod], { limits: { maxRequestsPerConnection: 5 } });
+  try {
+    const c = await Raw.open(Number(new URL(r.url).port));
+    c.write('GET /health HTTP/1.1\r\nhost: a\r\n\r\n'.repeat(8));
+    const text = await c.closed();
+    assert.deepEqual(statuses(text), [200, 200, 200, 200, 200]);
+    const heads = text.split('HTTP/1.1 ').slice(1);
+    assert.match(heads[4], /\r\nConnection: close\r\n/i);
+    assert.doesNotMatch(heads[3], /\r\nConnection: close\r\n/i);
+  } finally {
+    await r.close();
+  }
 });
