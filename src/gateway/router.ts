@@ -18,6 +18,7 @@ import { PrecisePrefixCacheScorer, KV_EVENT_SOURCE_FACTORY, type KvEventSourceFa
 import type { InferenceRequest, PluginContext } from '../scheduler/types.js';
 import { KvEventSubscriber } from '../events/subscriber.js';
 import { Director, type SaturationConfig } from './director.js';
+import { poolMaxModelLen, RequestLimits, type RequestLimitOptions } from './limits.js';
 import { RouterMetrics } from './metrics.js';
 import type { ParseOptions } from './parse.js';
 import { Proxy } from './proxy.js';
@@ -49,6 +50,8 @@ export interface RouterOptions {
   /** 429 shedding when every endpoint is saturated. */
   shedding?: boolean | Partial<SaturationConfig>;
   maxBodyBytes?: number;
+  /** Message count, prompt size and token caps (limits.ts: defaults, and the pods' max_model_len). */
+  requestLimits?: RequestLimitOptions;
   upstreamHeadersTimeoutMs?: number;
   /** A tokenizer registry to share (tests, benchmarks); default: one created for this router. */
   tokenizers?: RouterTokenizers;
@@ -144,6 +147,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const parseOptions: ParseOptions = {
     resolveModel: (m) => pool.resolveModel(m),
     tokenize,
+    limits: new RequestLimits(opts.requestLimits, (m) => poolMaxModelLen(pool, m), registry),
   };
   const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
   const director = new Director({ config, pool, logger, metrics, saturation });
@@ -228,8 +232,8 @@ export async function routerTokenizersFrom(reg: TokenizerRegistryT, ownsRegistry
   const mod = await import('../tokenize/index.js');
   return {
     // Uint32Array ids: what the block keys are computed from, without a JS array in between.
-    encodeCompletion: (m, p, a) => (typeof p === 'string' ? reg.encodeCompletionIds(m, p, a) : reg.encodeCompletion(m, p, a)),
-    encodeChat: (m, msgs, o) => reg.encodeChatIds(m, msgs as Parameters<typeof reg.encodeChat>[1], o),
+    encodeCompletion: (m, p, a, e) => (typeof p === 'string' ? reg.encodeCompletionIds(m, p, a, e) : reg.encodeCompletion(m, p, a)),
+    encodeChat: (m, msgs, o, e) => reg.encodeChatIds(m, msgs as Parameters<typeof reg.encodeChat>[1], o, e),
     handleTokenize: (body) => mod.handleTokenize(reg, body),
     close: ownsRegistry ? () => reg.close() : undefined,
   };

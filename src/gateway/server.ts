@@ -8,7 +8,7 @@ import { Http1Server, type ServerReply, type ServerRequest } from '../http1/serv
 import type { Director } from './director.js';
 import { GatewayError, badRequest } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
-import { parseOpenAIRequest, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
+import { clientClosed, parseOpenAIRequest, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
 import type { Proxy } from './proxy.js';
 import type { InferenceRequest } from '../scheduler/types.js';
 
@@ -164,9 +164,12 @@ export class GatewayServer {
     const m = this.o.metrics;
     let ireq: InferenceRequest | undefined;
     let body: Buffer;
+    // Aborts the request's rendering and tokenization when the client goes away.
+    const client = new AbortController();
+    res.on('close', () => res.writableFinished || client.abort());
     try {
       body = readBody(req, this.maxBody);
-      ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions);
+      ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions, client.signal);
     } catch (err) {
       const ge = err instanceof GatewayError ? err : badRequest(`could not read the request: ${(err as Error).message}`, 'bad_body');
       m.errors.add(`\u0000\u0000${ge.status}`, () => ({ model_name: '', target_model_name: '', error_code: String(ge.status) }));
@@ -182,6 +185,7 @@ export class GatewayServer {
     m.running.add(model, modelLabels);
     try {
       const result = await this.o.director.schedule(ireq);
+      if (client.signal.aborted) throw clientClosed();
       const candidates = this.o.director.candidates(ireq);
       const info = await this.o.proxy.forward(ireq, req, res, body, result, candidates, started);
       if (info.status >= 400) m.errors.add(`${key}\u0000${info.status}`, () => ({ ...labels, error_code: String(info.status) }));

@@ -23,6 +23,12 @@ Options:
   --no-speculative         turn speculative indexing off (default on, TTL 2s)
   --shed                   429 when every endpoint is saturated (queue >= 5 or KV >= 0.8)
   --max-body-bytes N       largest request body (default 33554432)
+  --max-messages N         most chat messages per request, else 413 (default 4096)
+  --max-prompt-chars N     largest prompt in characters (strings of the prompt, messages and tools,
+                           plus one per JSON value), else 413 (default 4194304)
+  --max-prompt-tokens N    token cap of a model whose pods report no max_model_len in /v1/models,
+                           else 400 (default 1048576); a text prompt is held to it by a proven
+                           lower bound on its token count before it is tokenized
 On SIGTERM/SIGINT the router stops accepting and gives requests in flight 10 s to finish.
 Embedded mode (--embedded):
   --pods N                 simulated pods (default 2)
@@ -71,6 +77,9 @@ export async function run(argv: string[]): Promise<number> {
       'no-speculative': { type: 'boolean' },
       shed: { type: 'boolean' },
       'max-body-bytes': { type: 'string' },
+      'max-messages': { type: 'string' },
+      'max-prompt-chars': { type: 'string' },
+      'max-prompt-tokens': { type: 'string' },
       embedded: { type: 'boolean' },
       pods: { type: 'string' },
       'pod-ports': { type: 'string' },
@@ -97,6 +106,11 @@ export async function run(argv: string[]): Promise<number> {
     speculativeIndexing: values['no-speculative'] ? false : true,
     shedding: values.shed === true,
     maxBodyBytes: int(values['max-body-bytes'], '--max-body-bytes'),
+    requestLimits: {
+      maxMessages: int(values['max-messages'], '--max-messages'),
+      maxPromptChars: int(values['max-prompt-chars'], '--max-prompt-chars'),
+      maxPromptTokens: int(values['max-prompt-tokens'], '--max-prompt-tokens'),
+    },
     metricsBeatMs,
   };
 
