@@ -62,7 +62,6 @@ export class ChatRenderWorker {
 
   private spawn(): Worker {
     const w = new Worker(BOOT, { eval: true });
-    w.unref();
     w.on('message', (m: Reply) => {
       const p = this.running;
       if (!p || p.id !== m.id) return;
@@ -81,6 +80,8 @@ export class ChatRenderWorker {
     };
     w.on('error', lost);
     w.on('exit', (code) => lost(new Error(`exited with code ${code}`)));
+    // After the listeners: adding a 'message' listener refs the worker again.
+    w.unref();
     return w;
   }
 
