@@ -115,7 +115,7 @@ function checkPrompt(p: unknown, limits: RequestLimits, model: string): number {
   } else {
     limits.checkPromptUnits(p.length, 'prompt');
     for (const x of p) {
-      if (!Array.isArray(x) || x.length === 0) throw bad();
+      if (!Array.isArray(x) || typeof x[0] !== 'number') throw bad();
       limits.checkTokens(model, x.length, 'prompt');
       units += x.length;
       if (units > limits.maxPromptChars) break;

@@ -12,7 +12,7 @@
 // With an NFC normalizer the normalized text can be shorter: NFC composes at most
 // MAX_CANONICAL_DECOMPOSITION code points into one, so bytes >= code points / 4; non-ASCII
 // bytes >= 2 x (non-ASCII code points whose decomposition is not all ASCII) / 4; CJK
-// ideographs never decompose or compose, so they count whole. Those Unicode facts are checked
+// ideographs never decompose and are in no multi-character decomposition, so NFC keeps each. Those Unicode facts are checked
 // over every code point in test/tokenize/token-bound.test.ts.
 import { byteToUnicode } from './bpe.js';
 
