@@ -8,7 +8,7 @@
 //   bytes          tokens >= bytes / (longest token in bytes)             (128 for Qwen3)
 //   non-ASCII      tokens >= non-ASCII bytes / (most non-ASCII bytes in a token) (48 for Qwen3)
 //   ideographs     tokens >= CJK ideographs / (most ideograph lead bytes in a token, +1 when it
-//                  starts inside a character)                             (catches CJK floods)
+//                  starts inside a character)                             (11 for Qwen3)
 // With an NFC normalizer the normalized text can be shorter: NFC composes at most
 // MAX_CANONICAL_DECOMPOSITION code points into one, so bytes >= code points / 4; non-ASCII
 // bytes >= 2 x (non-ASCII code points whose decomposition is not all ASCII) / 4; CJK
