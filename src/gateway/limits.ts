@@ -172,3 +172,19 @@ export function promptUnits(value: unknown, cap: number): number {
   }
   return units;
 }
+
+/**
+ * The same limits for a vLLM-style /tokenize body (already JSON-parsed): message count, prompt
+ * size, token ids against the model's cap. Throws the GatewayError; shapes are the handler's business.
+ */
+export function checkTokenizeBody(limits: RequestLimits, body: unknown): void {
+  if (!body || typeof body !== 'object') return;
+  const b = body as Record<string, unknown>;
+  if (Array.isArray(b.messages)) {
+    limits.checkMessageCount(b.messages);
+    limits.checkPromptUnits(promptUnits([b.messages, b.tools, b.chat_template_kwargs], limits.maxPromptChars), 'messages');
+  }
+  if (b.prompt === undefined || b.prompt === null) return;
+  if (Array.isArray(b.prompt) && typeof b.model === 'string') limits.checkTokens(b.model, b.prompt.length, 'prompt');
+  limits.checkPromptUnits(promptUnits(b.prompt, limits.maxPromptChars), 'prompt');
+}

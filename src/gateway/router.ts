@@ -18,7 +18,7 @@ import { PrecisePrefixCacheScorer, KV_EVENT_SOURCE_FACTORY, type KvEventSourceFa
 import type { InferenceRequest, PluginContext } from '../scheduler/types.js';
 import { KvEventSubscriber } from '../events/subscriber.js';
 import { Director, type SaturationConfig } from './director.js';
-import { poolMaxModelLen, RequestLimits, type RequestLimitOptions } from './limits.js';
+import { checkTokenizeBody, poolMaxModelLen, RequestLimits, type RequestLimitOptions } from './limits.js';
 import { RouterMetrics } from './metrics.js';
 import type { ParseOptions } from './parse.js';
 import { Proxy } from './proxy.js';
@@ -144,11 +144,8 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const metrics = new RouterMetrics(registry, pool);
   const tokenizers = opts.tokenizers ?? (await createDefaultTokenizers(registry, logger));
   const tokenize = tokenizers ? createRequestTokenizer(tokenizers, logger) : undefined;
-  const parseOptions: ParseOptions = {
-    resolveModel: (m) => pool.resolveModel(m),
-    tokenize,
-    limits: new RequestLimits(opts.requestLimits, (m) => poolMaxModelLen(pool, m), registry),
-  };
+  const limits = new RequestLimits(opts.requestLimits, (m) => poolMaxModelLen(pool, m), registry);
+  const parseOptions: ParseOptions = { resolveModel: (m) => pool.resolveModel(m), tokenize, limits };
   const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
   const director = new Director({ config, pool, logger, metrics, saturation });
   const proxy = new Proxy({ logger, pool, director, metrics, headersTimeoutMs: opts.upstreamHeadersTimeoutMs });
@@ -168,7 +165,14 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
         },
       }
     : undefined;
-  const tokenizeApi: TokenizeApi | undefined = tokenizers?.handleTokenize ? { handle: (body) => tokenizers.handleTokenize!(body) } : undefined;
+  const tokenizeApi: TokenizeApi | undefined = tokenizers?.handleTokenize
+    ? {
+        handle: async (body) => {
+          checkTokenizeBody(limits, body); // /tokenize is held to the request limits too
+          return tokenizers.handleTokenize!(body);
+        },
+      }
+    : undefined;
 
   const server = new GatewayServer({
     logger,

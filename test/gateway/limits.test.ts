@@ -205,6 +205,30 @@ test('the ext-proc picker parses with the same limits and answers the same error
   assert.ok('error' in ids && ids.error);
   assert.equal(ids.error.status, 400);
   assert.equal(ids.error.code, 'context_length_exceeded');
+  // A stream Envoy cancelled: its request is not tokenized.
+  const cancelled = new AbortController();
+  cancelled.abort();
+  const before = mt.chunksEncoded;
+  const gone = await picker.pick({
+    requestId: 'limits-3',
+    path: '/v1/completions',
+    headers: {},
+    body: Buffer.from(JSON.stringify({ model: MODEL, prompt: novelText(100_000, 5) })),
+    subset: null,
+    signal: cancelled.signal,
+  });
+  assert.ok('error' in gone && gone.error);
+  assert.equal(gone.error.status, 499);
+  assert.equal(mt.chunksEncoded, before);
+});
+
+test('/tokenize is held to the same limits', async () => {
+  const messages = Array.from({ length: 5000 }, () => ({ role: 'user', content: 'x' }));
+  assertOpenAIError(await post('/tokenize', JSON.stringify({ model: MODEL, messages })), 413, 'too_many_messages', 'messages');
+  assertOpenAIError(await post('/tokenize', JSON.stringify({ model: MODEL, prompt: new Array<number>(MAX_MODEL_LEN + 1).fill(1) })), 400, 'context_length_exceeded', 'prompt');
+  const ok = await post('/tokenize', JSON.stringify({ model: MODEL, prompt: 'hello' }));
+  assert.equal(ok.status, 200);
+  assert.equal(ok.json.count, 1);
 });
 
 test('a client that goes away stops its tokenization: chunks encoded after the disconnect stay bounded', async () => {
