@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { ApiKind, ChatMessage, InferenceRequest } from '../scheduler/types.js';
 import { ContextLengthError, TokenizeAbortedError } from '../tokenize/types.js';
 import { GatewayError, badRequest, notFound } from './errors.js';
-import { promptUnits, RequestLimits } from './limits.js';
+import { promptUnits, RequestLimits } from './request-limits.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
 export const SUBSET_HEADER = 'x-gateway-destination-endpoint-subset';
@@ -44,7 +44,7 @@ export interface ParseOptions {
    * signal aborted) or ContextLengthError (provably over ctx.maxTokens); null = no tokenizer.
    */
   tokenize?: (req: InferenceRequest, ctx: TokenizeContext) => Promise<Uint32Array | null>;
-  /** Message count, prompt size and token caps (limits.ts); default: the documented defaults. */
+  /** Message count, prompt size and token caps (request-limits.ts); default: the documented defaults. */
   limits?: RequestLimits;
 }
 

@@ -18,7 +18,7 @@ import { PrecisePrefixCacheScorer, KV_EVENT_SOURCE_FACTORY, type KvEventSourceFa
 import type { InferenceRequest, PluginContext } from '../scheduler/types.js';
 import { KvEventSubscriber } from '../events/subscriber.js';
 import { Director, type SaturationConfig } from './director.js';
-import { checkTokenizeBody, poolMaxModelLen, RequestLimits, type RequestLimitOptions } from './limits.js';
+import { checkTokenizeBody, poolMaxModelLen, RequestLimits, type RequestLimitOptions } from './request-limits.js';
 import { RouterMetrics } from './metrics.js';
 import type { ParseOptions } from './parse.js';
 import { Proxy } from './proxy.js';
@@ -50,7 +50,7 @@ export interface RouterOptions {
   /** 429 shedding when every endpoint is saturated. */
   shedding?: boolean | Partial<SaturationConfig>;
   maxBodyBytes?: number;
-  /** Message count, prompt size and token caps (limits.ts: defaults, and the pods' max_model_len). */
+  /** Message count, prompt size and token caps (request-limits.ts: defaults, and the pods' max_model_len). */
   requestLimits?: RequestLimitOptions;
   upstreamHeadersTimeoutMs?: number;
   /** A tokenizer registry to share (tests, benchmarks); default: one created for this router. */

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { apiForPath, parseOpenAIRequest, promptTokenIds } from '../../src/gateway/parse.js';
 import { GatewayError } from '../../src/gateway/errors.js';
 import { EndpointPool } from '../../src/endpoints/pool.js';
-import { poolMaxModelLen, promptUnits, RequestLimits } from '../../src/gateway/limits.js';
+import { poolMaxModelLen, promptUnits, RequestLimits } from '../../src/gateway/request-limits.js';
 
 test('paths map to the API kind by suffix, as llm-d parses them', () => {
   assert.equal(apiForPath('/v1/chat/completions'), 'chat');
