@@ -6,6 +6,7 @@
 // / `requestFinished` so in-flight counters and response hooks stay exact.
 import type { Logger } from 'pino';
 import type { EndpointPool, PoolEndpoint } from '../endpoints/pool.js';
+import type { OutlierDetector } from '../endpoints/outlier.js';
 import type { LoadedSchedulerConfig } from '../scheduler/config.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import {
@@ -19,6 +20,7 @@ import {
 } from '../scheduler/types.js';
 import { GatewayError } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
+import { realClock, type Clock } from '../util/clock.js';
 
 export interface SaturationConfig {
   /** Shed (429) when every candidate is saturated. Off by default. */
@@ -39,6 +41,13 @@ export interface DirectorOptions {
   logger: Logger;
   metrics?: RouterMetrics;
   saturation?: Partial<SaturationConfig>;
+  /** Ejected endpoints leave the candidates; returning ones are capped while they warm up. */
+  outlier?: OutlierDetector;
+  /**
+   * Another clock (the virtual bench's) runs the deferred PreRequest flush as a 0 ms timer on it;
+   * the real clock keeps setImmediate (two event-loop turns).
+   */
+  clock?: Clock;
 }
 
 /** In-flight accounting per request (what was added, so exactly that is removed). */
@@ -65,6 +74,8 @@ export class Director {
    */
   private readonly flushLater = () => setImmediate(this.flushNow);
   private readonly flushNow = () => void this.flushPreRequest();
+  /** How decide defers the flush: setImmediate twice (real clock) or a 0 ms timer on `o.clock`. */
+  private readonly defer: () => void;
   /** The PreRequest hooks running or last run (never rejects). */
   private preRequestDone: Promise<void> = Promise.resolve();
 
@@ -81,13 +92,19 @@ export class Director {
     this.needsTokens = [...o.config.plugins.values()].some((p) => p.needsTokens);
     this.saturation = { ...DEFAULT_SATURATION, ...o.saturation };
     this.log = o.logger.child({ component: 'director' });
+    const clock = o.clock;
+    // The timer returns the hooks' promise so a virtual clock can settle them before moving on.
+    this.defer = clock && clock !== realClock ? () => void clock.setTimeout(() => this.flushPreRequest(), 0) : () => void setImmediate(this.flushLater);
   }
 
   get pool(): EndpointPool {
     return this.o.pool;
   }
 
-  /** Ready endpoints that serve the request's model and lie inside its subset hint. */
+  /**
+   * Ready endpoints that serve the request's model and lie inside its subset hint, less the
+   * ejected ones and those in slow start holding their share (never emptied by ejection).
+   */
   candidates(req: InferenceRequest): PoolEndpoint[] {
     const pool = this.o.pool;
     let out = pool.ready().filter((e) => pool.serves(e, req.targetModel));
@@ -98,7 +115,7 @@ export class Director {
         throw new GatewayError(503, `no ready endpoint in the subset [${req.subset.join(', ')}]`, 'service_unavailable_error', 'no_endpoints_in_subset');
       }
     }
-    return out;
+    return this.o.outlier ? this.o.outlier.filter(out) : out;
   }
 
   private saturated(e: Endpoint): boolean {
@@ -162,7 +179,7 @@ export class Director {
       // has written the request upstream, or at the start of the next decision if it comes first.
       this.pendingReq = req;
       this.pendingResult = result;
-      setImmediate(this.flushLater);
+      this.defer();
     }
     return result;
   }

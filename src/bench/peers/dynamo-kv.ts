@@ -16,20 +16,19 @@
 // not already holding for another active request; a partial last block is always its own.
 // Dynamo's host/disk tier credits (0.75 / 0.25) do not apply: the index reports device blocks.
 import { z } from 'zod';
-import { BlockKeyer } from '../../../index/keys.js';
-import { parseParams } from '../params.js';
+import { BlockKeyer } from '../../index/keys.js';
+import { parseParams } from '../../scheduler/plugins/params.js';
 import {
   PREFIX_MATCH_STATE,
   type CycleState,
   type Endpoint,
   type InferenceRequest,
   type PreRequest,
-  type PrefixMatchInfo,
   type ResponseHooks,
   type ResponseInfo,
   type Scorer,
   type SchedulingResult,
-} from '../../types.js';
+} from '../../scheduler/types.js';
 
 export const dynamoParamsSchema = z
   .object({
@@ -169,7 +168,7 @@ export class DynamoKvScorer implements Scorer, PreRequest, ResponseHooks {
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
     if (endpoints.length === 0) return [];
-    const info = state.get<PrefixMatchInfo>(PREFIX_MATCH_STATE);
+    const info = state.get(PREFIX_MATCH_STATE);
     if (!info && !this.warnedNoIndex) {
       this.warnedNoIndex = true;
       this.warn('dynamo-kv-scorer: no prefix match info in the cycle; put precise-prefix-cache-scorer (weight 0) before it');
