@@ -36,6 +36,8 @@ export interface ServedModel {
   id: string;
   /** Base model for a LoRA adapter (vLLM's `parent`), else undefined. */
   parent?: string;
+  /** vLLM's `max_model_len` for this model, when reported. */
+  maxModelLen?: number;
 }
 
 /** Largest /metrics or /v1/models page read from an endpoint. */
@@ -244,11 +246,15 @@ export class EndpointPool extends EventEmitter {
     try {
       const res = await this.fetchPage(e, '/v1/models', 2_000);
       if (res.status !== 200) return;
-      const body = JSON.parse(res.text) as { data?: { id?: unknown; parent?: unknown; root?: unknown }[] };
+      const body = JSON.parse(res.text) as { data?: { id?: unknown; parent?: unknown; root?: unknown; max_model_len?: unknown }[] };
       if (!Array.isArray(body.data)) return;
       e.models = body.data
         .filter((m) => typeof m.id === 'string')
-        .map((m) => ({ id: m.id as string, parent: typeof m.parent === 'string' && m.parent !== m.id ? m.parent : undefined }));
+        .map((m) => ({
+          id: m.id as string,
+          parent: typeof m.parent === 'string' && m.parent !== m.id ? m.parent : undefined,
+          maxModelLen: Number.isSafeInteger(m.max_model_len) && (m.max_model_len as number) > 0 ? (m.max_model_len as number) : undefined,
+        }));
     } catch {
       // Models stay as last known; health is the scraper's business.
     } finally {

@@ -2,7 +2,9 @@
 // Shared by the HTTP gateway and the Envoy ext-proc picker so both see requests identically.
 import { randomUUID } from 'node:crypto';
 import type { ApiKind, ChatMessage, InferenceRequest } from '../scheduler/types.js';
-import { badRequest, notFound } from './errors.js';
+import { ContextLengthError, TokenizeAbortedError } from '../tokenize/types.js';
+import { GatewayError, badRequest, notFound } from './errors.js';
+import { promptUnits, RequestLimits } from './request-limits.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
 export const SUBSET_HEADER = 'x-gateway-destination-endpoint-subset';
@@ -28,26 +30,22 @@ export function normalizeHeaders(h: HeaderBag): Record<string, string> {
   return out;
 }
 
+/** What the tokenizer gets besides the request: the client's abort signal and the model's token cap. */
+export interface TokenizeContext {
+  signal?: AbortSignal;
+  maxTokens?: number;
+}
+
 export interface ParseOptions {
   /** Resolves a model name: its base model and whether it is a LoRA adapter; null = unknown (404). */
   resolveModel?: (model: string) => { baseModel: string; lora?: string } | null;
-  /** Tokenizes lazily; defaults to token-id prompts only. */
-  tokenize?: (req: InferenceRequest) => Promise<Uint32Array | null>;
-}
-
-/** Rough prompt size in tokens before tokenization (chars/4), for in-flight accounting. */
-function estimateTokens(prompt: unknown, messages: ChatMessage[] | undefined): number {
-  if (typeof prompt === 'string') return Math.ceil(prompt.length / 4);
-  if (Array.isArray(prompt)) {
-    if (prompt.length && typeof prompt[0] === 'number') return prompt.length;
-    return prompt.reduce<number>((n, p) => n + estimateTokens(p, undefined), 0);
-  }
-  if (messages) {
-    let chars = 0;
-    for (const m of messages) chars += typeof m.content === 'string' ? m.content.length : JSON.stringify(m.content ?? '').length;
-    return Math.ceil(chars / 4);
-  }
-  return 0;
+  /**
+   * Tokenizes lazily; defaults to token-id prompts only. May throw TokenizeAbortedError (the
+   * signal aborted) or ContextLengthError (provably over ctx.maxTokens); null = no tokenizer.
+   */
+  tokenize?: (req: InferenceRequest, ctx: TokenizeContext) => Promise<Uint32Array | null>;
+  /** Message count, prompt size and token caps (request-limits.ts); default: the documented defaults. */
+  limits?: RequestLimits;
 }
 
 /** Token ids when the prompt already is token ids (int[] or the first of int[][]). */
@@ -58,19 +56,83 @@ export function promptTokenIds(prompt: unknown): Uint32Array | null {
   return Uint32Array.from(first as number[]);
 }
 
-function validPrompt(p: unknown): boolean {
-  if (typeof p === 'string') return true;
-  if (!Array.isArray(p) || p.length === 0) return false;
-  if (p.every((x) => typeof x === 'string')) return true;
-  if (p.every((x) => Number.isInteger(x))) return true;
-  return p.every((x) => Array.isArray(x) && x.every((t) => Number.isInteger(t)));
+/** Ids validated and copied between event-loop turns (~0.1 ms). */
+const ID_SLICE = 32_768;
+
+/**
+ * promptTokenIds without holding the event loop: the first prompt's ids are checked and copied
+ * in slices, with a turn of the loop between them (stopping once `signal` aborts). 400 when an
+ * element is not a token id.
+ */
+async function copyTokenIds(prompt: unknown[], signal: AbortSignal | undefined): Promise<Uint32Array> {
+  const first = (Array.isArray(prompt[0]) ? prompt[0] : prompt) as unknown[];
+  const out = new Uint32Array(first.length);
+  for (let start = 0; start < first.length; start += ID_SLICE) {
+    if (start > 0) {
+      await new Promise<void>((r) => setImmediate(r));
+      if (signal?.aborted) throw clientClosed();
+    }
+    const end = Math.min(first.length, start + ID_SLICE);
+    for (let i = start; i < end; i++) {
+      const t = first[i];
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) {
+        throw badRequest(`prompt token ${i} is not a token id (a non-negative integer)`, 'invalid_prompt', 'prompt');
+      }
+      out[i] = t;
+    }
+  }
+  return out;
+}
+
+/** 499: the client went away before the request was decided (nginx's code; nobody receives it). */
+export const clientClosed = () => new GatewayError(499, 'client closed the request', 'invalid_request_error', 'client_closed_request');
+
+const defaultLimits = new RequestLimits();
+
+/**
+ * Shape and size of a completions prompt, in O(number of prompts) plus O(prompt units) for
+ * string batches: string, string[], int[] or int[][] (the ids themselves are checked when
+ * copied, see copyTokenIds). Returns the prompt units; throws 400 (shape, context) or 413.
+ */
+function checkPrompt(p: unknown, limits: RequestLimits, model: string): number {
+  const bad = () => badRequest('"prompt" must be a string, an array of strings, or token ids', 'invalid_prompt', 'prompt');
+  if (typeof p === 'string') {
+    limits.checkPromptUnits(p.length, 'prompt');
+    return p.length;
+  }
+  if (!Array.isArray(p) || p.length === 0) throw bad();
+  let units = 0;
+  if (typeof p[0] === 'number') {
+    limits.checkTokens(model, p.length, 'prompt');
+    units = p.length;
+  } else if (typeof p[0] === 'string') {
+    limits.checkPromptUnits(p.length, 'prompt');
+    for (const x of p) {
+      if (typeof x !== 'string') throw bad();
+      units += x.length + 1;
+      if (units > limits.maxPromptChars) break;
+    }
+  } else {
+    limits.checkPromptUnits(p.length, 'prompt');
+    for (const x of p) {
+      if (!Array.isArray(x) || typeof x[0] !== 'number') throw bad();
+      limits.checkTokens(model, x.length, 'prompt');
+      units += x.length;
+      if (units > limits.maxPromptChars) break;
+    }
+  }
+  limits.checkPromptUnits(units, 'prompt');
+  return units;
 }
 
 /**
  * Parse path + headers + body bytes. Throws GatewayError 400 (bad JSON, missing model, bad
- * prompt/messages) or 404 (unknown model, when `resolveModel` knows the served models).
+ * prompt/messages, token ids over the model's context), 413 (over a request limit) or 404
+ * (unknown model, when `resolveModel` knows the served models). Every check is bounded by the
+ * request limits (no rendering, tokenizing or O(body) walks beyond them). `signal` aborts the
+ * request's tokenization (the client went away).
  */
-export function parseOpenAIRequest(path: string, rawHeaders: HeaderBag, bodyBytes: Uint8Array | string, opts: ParseOptions = {}): InferenceRequest {
+export function parseOpenAIRequest(path: string, rawHeaders: HeaderBag, bodyBytes: Uint8Array | string, opts: ParseOptions = {}, signal?: AbortSignal): InferenceRequest {
   const headers = normalizeHeaders(rawHeaders);
   const api = apiForPath(path);
   if (!api) throw notFound(`no route for ${path}`, 'unknown_path');
@@ -86,20 +148,24 @@ export function parseOpenAIRequest(path: string, rawHeaders: HeaderBag, bodyByte
   const model = b.model;
   if (typeof model !== 'string' || model.length === 0) throw badRequest('the "model" field is required', 'missing_model', 'model');
 
+  const limits = opts.limits ?? defaultLimits;
   let prompt: unknown;
   let messages: ChatMessage[] | undefined;
+  let units: number;
   if (api === 'chat') {
     if (!Array.isArray(b.messages) || b.messages.length === 0) throw badRequest('"messages" must be a non-empty array', 'invalid_messages', 'messages');
+    limits.checkMessageCount(b.messages);
     for (const m of b.messages) {
       if (typeof m !== 'object' || m === null || typeof (m as ChatMessage).role !== 'string') {
         throw badRequest('every message needs a string "role"', 'invalid_messages', 'messages');
       }
     }
+    // Everything the chat template reads: the messages, tools and template arguments.
+    units = promptUnits([b.messages, b.tools, b.chat_template_kwargs], limits.maxPromptChars);
+    limits.checkPromptUnits(units, 'messages');
     messages = b.messages as ChatMessage[];
   } else {
-    if (!validPrompt(b.prompt)) {
-      throw badRequest('"prompt" must be a string, an array of strings, or token ids', 'invalid_prompt', 'prompt');
-    }
+    units = checkPrompt(b.prompt, limits, model);
     prompt = b.prompt;
   }
   if (b.stream !== undefined && typeof b.stream !== 'boolean') throw badRequest('"stream" must be a boolean', 'invalid_stream', 'stream');
@@ -117,6 +183,7 @@ export function parseOpenAIRequest(path: string, rawHeaders: HeaderBag, bodyByte
   const subset = subsetHeader !== undefined ? subsetHeader.split(',').map((s) => s.trim()).filter(Boolean) : null;
 
   const tokenize = opts.tokenize;
+  const param = api === 'chat' ? 'messages' : 'prompt';
   let pending: Promise<Uint32Array | null> | undefined;
   const req: InferenceRequest = {
     requestId,
@@ -133,12 +200,24 @@ export function parseOpenAIRequest(path: string, rawHeaders: HeaderBag, bodyByte
     prompt,
     messages,
     subset,
-    estimatedTokens: estimateTokens(prompt, messages),
+    // Rough prompt size in tokens before tokenization (ids, or characters / 4), for in-flight accounting.
+    estimatedTokens: Array.isArray(prompt) && typeof prompt[0] !== 'string' ? units : Math.ceil(units / 4),
     getTokens() {
       if (req.tokens) return Promise.resolve(req.tokens);
       pending ??= (async () => {
-        const direct = api === 'completions' ? promptTokenIds(prompt) : null;
-        const t = direct ?? (tokenize ? await tokenize(req) : null);
+        if (signal?.aborted) throw clientClosed();
+        let t: Uint32Array | null;
+        if (Array.isArray(prompt) && typeof prompt[0] !== 'string') t = await copyTokenIds(prompt, signal);
+        else if (!tokenize) t = null;
+        else {
+          try {
+            t = await tokenize(req, { signal, maxTokens: limits.maxTokens(req.targetModel) });
+          } catch (err) {
+            if (err instanceof TokenizeAbortedError) throw clientClosed();
+            if (err instanceof ContextLengthError) throw limits.contextExceeded(err.maxTokens, err.atLeast, param, true);
+            throw err;
+          }
+        }
         if (t) {
           req.tokens = t;
           req.estimatedTokens = t.length;

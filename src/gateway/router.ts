@@ -20,6 +20,7 @@ import { ServiceRegistry } from '../scheduler/services.js';
 import type { InferenceRequest, PluginContext } from '../scheduler/types.js';
 import { KvEventSubscriber } from '../events/subscriber.js';
 import { Director, type SaturationConfig } from './director.js';
+import { checkTokenizeBody, poolMaxModelLen, RequestLimits, type RequestLimitOptions } from './request-limits.js';
 import { RouterMetrics } from './metrics.js';
 import type { ParseOptions } from './parse.js';
 import { UpstreamProxy } from './proxy.js';
@@ -57,6 +58,8 @@ export interface RouterOptions {
   limits?: Partial<HttpEdgeLimits>;
   /** Same as limits.maxBodyBytes. */
   maxBodyBytes?: number;
+  /** Message count, prompt size and token caps (request-limits.ts: defaults, and the pods' max_model_len). */
+  requestLimits?: RequestLimitOptions;
   /** Same as limits.upstreamFirstByteTimeoutMs. */
   upstreamHeadersTimeoutMs?: number;
   /** Clock of the outlier detector (ejection and slow-start times); default real time. */
@@ -151,10 +154,8 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const metrics = new RouterMetrics(registry, pool);
   const tokenizers = opts.tokenizers ?? (await createDefaultTokenizers(registry, logger));
   const tokenize = tokenizers ? createRequestTokenizer(tokenizers, logger) : undefined;
-  const parseOptions: ParseOptions = {
-    resolveModel: (m) => pool.resolveModel(m),
-    tokenize,
-  };
+  const requestLimits = new RequestLimits(opts.requestLimits, (m) => poolMaxModelLen(pool, m), registry);
+  const parseOptions: ParseOptions = { resolveModel: (m) => pool.resolveModel(m), tokenize, limits: requestLimits };
   const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
   const limits = edgeLimits({
     ...opts.limits,
@@ -214,7 +215,14 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
         },
       }
     : undefined;
-  const tokenizeApi: TokenizeApi | undefined = tokenizers?.handleTokenize ? { handle: (body) => tokenizers.handleTokenize!(body) } : undefined;
+  const tokenizeApi: TokenizeApi | undefined = tokenizers?.handleTokenize
+    ? {
+        handle: async (body) => {
+          checkTokenizeBody(requestLimits, body); // /tokenize is held to the request limits too
+          return tokenizers.handleTokenize!(body);
+        },
+      }
+    : undefined;
 
   const server = new GatewayServer({
     logger,
@@ -279,8 +287,8 @@ export async function routerTokenizersFrom(reg: TokenizerRegistryT, ownsRegistry
   const mod = await import('../tokenize/index.js');
   return {
     // Uint32Array ids: what the block keys are computed from, without a JS array in between.
-    encodeCompletion: (m, p, a) => (typeof p === 'string' ? reg.encodeCompletionIds(m, p, a) : reg.encodeCompletion(m, p, a)),
-    encodeChat: (m, msgs, o) => reg.encodeChatIds(m, msgs as Parameters<typeof reg.encodeChat>[1], o),
+    encodeCompletion: (m, p, a, e) => (typeof p === 'string' ? reg.encodeCompletionIds(m, p, a, e) : reg.encodeCompletion(m, p, a)),
+    encodeChat: (m, msgs, o, e) => reg.encodeChatIds(m, msgs as Parameters<typeof reg.encodeChat>[1], o, e),
     handleTokenize: (body) => mod.handleTokenize(reg, body),
     close: ownsRegistry ? () => reg.close() : undefined,
   };

@@ -8,7 +8,7 @@ import type { EndpointPool } from '../endpoints/pool.js';
 import type { Director } from './director.js';
 import { GatewayError, badRequest } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
-import { parseOpenAIRequest, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
+import { clientClosed, parseOpenAIRequest, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
 import { createEdgeServer, readBody, type EdgeLimits } from './http-front.js';
 import { HTTP_EDGE_DEFAULTS } from './limits.js';
 import type { UpstreamProxy } from './proxy.js';
@@ -169,9 +169,12 @@ export class GatewayServer {
     const m = this.o.metrics;
     let ireq: InferenceRequest | undefined;
     let body: Buffer;
+    // Aborts the request's rendering and tokenization when the client goes away.
+    const client = new AbortController();
+    res.on('close', () => res.writableFinished || client.abort());
     try {
       body = await readBody(req, res, this.maxBody);
-      ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions);
+      ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions, client.signal);
     } catch (err) {
       const ge = err instanceof GatewayError ? err : badRequest(`could not read the request: ${(err as Error).message}`, 'bad_body');
       m.errors.add(`\u0000\u0000${ge.status}`, () => ({ model_name: '', target_model_name: '', error_code: String(ge.status) }));
@@ -187,6 +190,7 @@ export class GatewayServer {
     m.running.add(model, modelLabels);
     try {
       const result = await this.o.director.schedule(ireq);
+      if (client.signal.aborted) throw clientClosed();
       const candidates = this.o.director.candidates(ireq);
       const info = await this.o.proxy.forward(ireq, req, res, body, result, candidates, started);
       if (info.status >= 400) m.errors.add(`${key}\u0000${info.status}`, () => ({ ...labels, error_code: String(info.status) }));

@@ -42,7 +42,7 @@ export class DirectorPicker implements EndpointPicker {
     if (!apiForPath(input.path)) return this.pickAny(input);
     let req: InferenceRequest;
     try {
-      req = parseOpenAIRequest(input.path, input.headers, input.body, this.o.parse);
+      req = parseOpenAIRequest(input.path, input.headers, input.body, this.o.parse, input.signal);
     } catch (err) {
       return { error: toPickError(err) };
     }

@@ -146,6 +146,8 @@ class ExtProcStream {
   private backlog: Array<() => void | Promise<void>> = [];
   private readonly log: Logger;
   private readonly chunkSize: number;
+  /** Aborted when the stream is cancelled (stops the picker's tokenization). */
+  private readonly cancelled = new AbortController();
 
   constructor(
     private readonly call: Call,
@@ -287,7 +289,7 @@ class ExtProcStream {
     if (this.subset !== null && this.subset.length === 0) {
       return this.reject({ status: 503, code: 'empty_subset', message: 'the endpoint subset hint is empty' });
     }
-    const outcome = await this.opts.picker.pick({ requestId: this.requestId, path: this.path(), headers: this.headers, body, subset: this.subset });
+    const outcome = await this.opts.picker.pick({ requestId: this.requestId, path: this.path(), headers: this.headers, body, subset: this.subset, signal: this.cancelled.signal });
     if (isPickError(outcome)) {
       this.opts.metrics?.pickError.observe((performance.now() - t0) / 1000);
       return this.reject(outcome.error);
@@ -401,6 +403,7 @@ class ExtProcStream {
   }
 
   private close(aborted: boolean): void {
+    if (aborted) this.cancelled.abort();
     if (!this.completed) this.complete(aborted ? 'stream cancelled' : 'stream ended before the response completed');
     if (this.phase === 'closed') return;
     this.phase = 'closed';

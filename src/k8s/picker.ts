@@ -14,6 +14,8 @@ export interface PickInput {
   body: Buffer;
   /** Envoy's subset hint: only these `ip:port` (or `ip`) may be chosen; null = no hint. */
   subset: string[] | null;
+  /** Aborts when Envoy cancels the stream: the decision's rendering and tokenization stop. */
+  signal?: AbortSignal;
 }
 
 /** Usage and outcome of one response, for accounting and the scheduler's response hooks. */

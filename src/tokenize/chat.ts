@@ -216,6 +216,18 @@ const DIRECT_RENDERERS = new Map<string, DirectRenderer>([
 
 /** Render the chat exactly as `apply_chat_template(conversation, tokenize=False, ...)`. */
 export function renderChat(ctx: TemplateContext, messages: unknown, opts: ChatOptions = {}): string {
+  return renderChatWith(ctx, messages, opts, true)!;
+}
+
+/**
+ * renderChat when a direct renderer covers the chat; undefined when only jinja can render it
+ * (~90 us per message: the caller renders it off the event loop, see render-worker.ts).
+ */
+export function renderChatDirect(ctx: TemplateContext, messages: unknown, opts: ChatOptions = {}): string | undefined {
+  return renderChatWith(ctx, messages, opts, false);
+}
+
+function renderChatWith(ctx: TemplateContext, messages: unknown, opts: ChatOptions, jinja: boolean): string | undefined {
   const conversation = toConversation(messages, ctx.contentFormat);
   const kwargs: Record<string, unknown> = {};
   if (opts.chat_template_kwargs !== undefined && opts.chat_template_kwargs !== null) {
@@ -237,6 +249,7 @@ export function renderChat(ctx: TemplateContext, messages: unknown, opts: ChatOp
   if (tools && tools.length) vars.tools = tools;
   else delete vars.tools;
   let rendered: string | undefined = directRenderers.get(ctx.template)?.(vars);
+  if (rendered === undefined && !jinja) return undefined;
   if (rendered === undefined) {
     try {
       rendered = ctx.template.render(vars);

@@ -1,6 +1,6 @@
 // Public surface of the tokenize subsystem.
-export type { ChatContentPart, ChatMessage, ChatOptions, TokenizeRequest, TokenizeResult } from './types.js';
-export { TokenizeError, UnknownModelError } from './types.js';
+export type { ChatContentPart, ChatMessage, ChatOptions, EncodeOptions, TokenizeRequest, TokenizeResult } from './types.js';
+export { ContextLengthError, TokenizeAbortedError, TokenizeError, UnknownModelError } from './types.js';
 export { TokenizerRegistry, type TokenizerRegistryOptions } from './registry.js';
 export { handleTokenize, errorBody, type HandlerResponse } from './handler.js';
 export type { PrefixCacheOptions } from './prefix-cache.js';

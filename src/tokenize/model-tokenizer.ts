@@ -3,13 +3,15 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileTemplate, detectContentFormat, renderChat, type TemplateContext } from './chat.js';
+import { compileTemplate, detectContentFormat, renderChat, renderChatDirect, type TemplateContext } from './chat.js';
 import { HfTokenizerEngine } from './engine.js';
 import { FastBpeTokenizer } from './fast-bpe.js';
 import { readTokenizerJson, tokenizerJsonPath } from './locate.js';
+import { ChatRenderWorker } from './render-worker.js';
 import { ChunkTokenCache, type PrefixCacheOptions, type PrefixCacheStats } from './prefix-cache.js';
 import { cutSafety, type CutSafety } from './safe-cuts.js';
-import { TokenizeError, type ChatOptions } from './types.js';
+import { sliceEnd, TokenLowerBound, tokenBoundOf, type TokenBound } from './token-bound.js';
+import { ContextLengthError, TokenizeAbortedError, TokenizeError, type ChatOptions, type EncodeOptions } from './types.js';
 
 export interface EncodeStats {
   hitTokens: number;
@@ -26,6 +28,28 @@ export type EngineChoice = 'auto' | 'native';
 const SYNC_MAX_CHARS = 32_768;
 /** Main-thread time spent encoding chunks before yielding to the event loop. */
 const YIELD_MS = 2;
+/**
+ * Characters of chunks handed to the native engine in one call: an abandoned request stops
+ * after the call in progress (~10-50 ms of a tokenizer thread), not after the whole text.
+ */
+const NATIVE_GROUP_CHARS = 64 * 1024;
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new TokenizeAbortedError();
+}
+
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+
+/** Chats up to this many messages render inline through jinja (~90 us per message). */
+const INLINE_JINJA_MESSAGES = 8;
+/** Chats up to this many messages render inline when a direct renderer covers them (~2 us per message). */
+const INLINE_DIRECT_MESSAGES = 1024;
+
+let renderWorker: ChatRenderWorker | undefined;
+/** The process-wide chat render worker (started on first use). */
+export function chatRenderWorker(): ChatRenderWorker {
+  return (renderWorker ??= new ChatRenderWorker());
+}
 
 const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'];
 
@@ -74,6 +98,10 @@ export class ModelTokenizer {
   private specialPrefix: number[] = [];
   private specialSuffix: number[] = [];
   private specialsAreAffixes = true;
+  /** The token lower bound's maxima (token-bound.ts); undefined when the vocabulary is not byte-level. */
+  readonly bound: TokenBound | undefined;
+  /** Chunks of long texts encoded so far, by either engine (shows that abandoned work stops). */
+  chunksEncoded = 0;
 
   private constructor(name: string, dir: string, maxModelLen: number, cacheOpts: PrefixCacheOptions | undefined, engine: EngineChoice) {
     this.name = name;
@@ -83,6 +111,7 @@ export class ModelTokenizer {
     const tokConfig = existsSync(cfgPath) ? readJson(cfgPath) : {};
     const shared = loadShared(tokJsonPath, bosEosFromConfig(tokConfig));
     this.engine = shared.engine;
+    this.bound = shared.bound;
     if (engine === 'native') this.fastUnsupported = 'native engine requested';
     else if (shared.fast instanceof FastBpeTokenizer) this.fast = shared.fast;
     else this.fastUnsupported = shared.fast.unsupported;
@@ -142,21 +171,62 @@ export class ModelTokenizer {
     return Array.from(ids);
   }
 
-  /** encodeText's ids as a Uint32Array (the router's form: no JS array of numbers on the request path). */
-  async encodeIds(text: string, addSpecialTokens: boolean, stats?: EncodeStats): Promise<Uint32Array> {
+  /**
+   * encodeText's ids as a Uint32Array (the router's form: no JS array of numbers on the request
+   * path). With `opts.signal`, work stops at the next chunk once it aborts (TokenizeAbortedError);
+   * with `opts.maxTokens`, a text that provably exceeds it is refused first (ContextLengthError).
+   */
+  async encodeIds(text: string, addSpecialTokens: boolean, stats?: EncodeStats, opts: EncodeOptions = {}): Promise<Uint32Array> {
+    const signal = opts.signal;
+    throwIfAborted(signal);
+    if (opts.maxTokens !== undefined) await this.checkBound(text, opts.maxTokens, signal);
     const affixable = !addSpecialTokens || this.specialsAreAffixes;
     if (!this.cache || text.length < this.cache.minChars || !affixable) {
       const fastIds = this.fast && affixable && text.length <= SYNC_MAX_CHARS ? this.fast.encode(text) : null;
+      throwIfAborted(signal);
       const ids = fastIds ? this.withAffixes(fastIds, addSpecialTokens) : Uint32Array.from(await this.engine.encode(text, addSpecialTokens));
       if (stats) stats.missTokens += ids.length;
       return ids;
     }
-    const r = await this.cache.encode(text, (texts) => (this.fast ? this.encodeChunks(this.fast, texts) : this.engine.encodeMany(texts, false)));
+    const r = await this.cache.encode(text, (texts) => (this.fast ? this.encodeChunks(this.fast, texts, signal) : this.encodeNative(texts, signal)));
     if (stats) {
       stats.hitTokens += r.hitTokens;
       stats.missTokens += r.missTokens;
     }
     return this.withAffixes(r.ids, addSpecialTokens);
+  }
+
+  /** ContextLengthError when `text` provably becomes more than `maxTokens` tokens (counted in ~1 ms slices). */
+  private async checkBound(text: string, maxTokens: number, signal: AbortSignal | undefined): Promise<void> {
+    const b = this.bound;
+    if (!b || text.length <= maxTokens) return; // short texts: not worth a pass (vLLM checks exactly)
+    const lb = new TokenLowerBound(b);
+    for (let start = 0; start < text.length; ) {
+      if (start > 0) {
+        await nextTurn();
+        throwIfAborted(signal);
+      }
+      const end = sliceEnd(text, start);
+      lb.add(text, start, end);
+      start = end;
+      const least = lb.value();
+      if (least > maxTokens) throw new ContextLengthError(maxTokens, least);
+    }
+  }
+
+  /** Chunks through the native engine in groups of ~NATIVE_GROUP_CHARS, stopping between groups once aborted. */
+  private async encodeNative(texts: string[], signal: AbortSignal | undefined): Promise<number[][]> {
+    const out: number[][] = [];
+    for (let i = 0; i < texts.length; ) {
+      throwIfAborted(signal);
+      let j = i;
+      let chars = 0;
+      while (j < texts.length && (j === i || chars + texts[j].length <= NATIVE_GROUP_CHARS)) chars += texts[j++].length;
+      for (const ids of await this.engine.encodeMany(texts.slice(i, j), false)) out.push(ids);
+      this.chunksEncoded += j - i;
+      i = j;
+    }
+    return out;
   }
 
   private withAffixes(ids: ArrayLike<number>, addSpecialTokens: boolean): Uint32Array {
@@ -175,14 +245,17 @@ export class ModelTokenizer {
    * every YIELD_MS; a chunk it refuses (NFC-risk character) or one too long to encode in one
    * go (a huge unbroken word) goes to the native engine.
    */
-  private async encodeChunks(fast: FastBpeTokenizer, texts: string[]): Promise<number[][]> {
+  private async encodeChunks(fast: FastBpeTokenizer, texts: string[], signal: AbortSignal | undefined): Promise<number[][]> {
     const out: number[][] = [];
     let since = performance.now();
     for (const t of texts) {
       const ids = t.length <= SYNC_MAX_CHARS ? fast.encode(t) : null;
+      if (!ids) throwIfAborted(signal);
       out.push(ids ?? (await this.engine.encode(t, false)));
+      this.chunksEncoded++;
       if (performance.now() - since > YIELD_MS) {
-        await new Promise<void>((r) => setImmediate(r));
+        await nextTurn();
+        throwIfAborted(signal);
         since = performance.now();
       }
     }
@@ -190,9 +263,30 @@ export class ModelTokenizer {
   }
 
   renderChat(messages: unknown, opts: ChatOptions = {}): string {
+    return renderChat(this.template(), messages, opts);
+  }
+
+  /**
+   * renderChat without holding the event loop: short chats (or ones a direct renderer covers)
+   * inline, the rest in the render worker, abandoned when `signal` aborts.
+   */
+  async renderChatAsync(messages: unknown, opts: ChatOptions = {}, signal?: AbortSignal): Promise<string> {
+    const ctx = this.template();
+    throwIfAborted(signal);
+    const n = Array.isArray(messages) ? messages.length : 0;
+    if (n <= INLINE_JINJA_MESSAGES) return renderChat(ctx, messages, opts);
+    if (n <= INLINE_DIRECT_MESSAGES) {
+      const direct = renderChatDirect(ctx, messages, opts);
+      if (direct !== undefined) return direct;
+    }
+    const job = { template: this.chatTemplate!, contentFormat: ctx.contentFormat, specialTokens: ctx.specialTokens, messages, opts };
+    return chatRenderWorker().render(job, signal);
+  }
+
+  private template(): TemplateContext {
     if (!this.templateCtx)
       throw new TokenizeError(`model "${this.name}" has no chat template (no chat_template in ${join(this.dir, 'tokenizer_config.json')} and no chat_template.jinja)`, 400);
-    return renderChat(this.templateCtx, messages, opts);
+    return this.templateCtx;
   }
 
   /** vLLM's chat path: render, then encode with add_special_tokens=false. */
@@ -230,7 +324,7 @@ function bosEosFromConfig(cfg: Record<string, unknown>): { bos: string | null; e
  * Loaded engines shared process-wide by file content (a tokenizer.json is ~10 MB and ~1 s to
  * load; a simulator hosting many pods, or several registries, should load it once).
  */
-const sharedEngines = new Map<string, { engine: HfTokenizerEngine; safety: CutSafety; fast: FastBpeTokenizer | { unsupported: string } }>();
+const sharedEngines = new Map<string, { engine: HfTokenizerEngine; safety: CutSafety; fast: FastBpeTokenizer | { unsupported: string }; bound: TokenBound | undefined }>();
 
 function loadShared(path: string, bosEos: { bos: string | null; eos: string | null } | undefined) {
   const raw = readTokenizerJson(path);
@@ -244,7 +338,8 @@ function loadShared(path: string, bosEos: { bos: string | null; eos: string | nu
     const safety = cutSafety(json);
     // The in-process encoder relies on the same pipeline facts as the exact cuts.
     const fast = safety.ok ? FastBpeTokenizer.fromJson(json) : { unsupported: `prefix cuts unsupported: ${safety.reason}` };
-    entry = { engine, safety, fast };
+    // The bound's argument holds for the byte-level family the exact cuts are checked for.
+    entry = { engine, safety, fast, bound: safety.ok ? tokenBoundOf(json) : undefined };
     sharedEngines.set(key, entry);
   }
   return entry;

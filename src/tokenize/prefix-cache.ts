@@ -192,7 +192,8 @@ export class ChunkTokenCache {
     for (const i of missIdx) {
       // Another request is tokenizing this chunk right now (a burst sharing a prefix): wait for it.
       const pending = this.caching ? this.inflight.get(chunks[i]) : undefined;
-      if (pending) waits.push(pending.then((ids) => void (parts[i] = ids)));
+      // If that request fails (e.g. it was abandoned), this one encodes the chunk itself.
+      if (pending) waits.push(pending.then((ids) => void (parts[i] = ids), async () => void (parts[i] = (await encodeMany([chunks[i]]))[0])));
       else toEncode.push(i);
     }
     if (toEncode.length) {

@@ -5,7 +5,16 @@ import { downloadTokenizer } from './download.js';
 import { defaultHfCacheDir, locateTokenizer, type Located } from './locate.js';
 import { ModelTokenizer, type EncodeStats, type EngineChoice } from './model-tokenizer.js';
 import type { PrefixCacheOptions, PrefixCacheStats } from './prefix-cache.js';
-import { TokenizeError, UnknownModelError, type ChatMessage, type ChatOptions, type TokenizeRequest, type TokenizeResult } from './types.js';
+import {
+  TokenizeAbortedError,
+  TokenizeError,
+  UnknownModelError,
+  type ChatMessage,
+  type ChatOptions,
+  type EncodeOptions,
+  type TokenizeRequest,
+  type TokenizeResult,
+} from './types.js';
 
 export interface TokenizerRegistryOptions {
   /** model name -> directory holding tokenizer.json (+ tokenizer_config.json, config.json). */
@@ -143,7 +152,8 @@ export class TokenizerRegistry {
       this.metrics.requests.add(kind === 'chat' ? 'chat\u0000ok' : 'completion\u0000ok', () => ({ kind, outcome: 'ok' }));
       return r;
     } catch (e) {
-      this.metrics.requests.add(kind === 'chat' ? 'chat\u0000error' : 'completion\u0000error', () => ({ kind, outcome: 'error' }));
+      const outcome = e instanceof TokenizeAbortedError ? 'aborted' : 'error';
+      this.metrics.requests.add(`${kind}\u0000${outcome}`, () => ({ kind, outcome }));
       throw e;
     } finally {
       this.metrics.duration[kind].observe((performance.now() - t0) / 1000);
@@ -158,13 +168,13 @@ export class TokenizerRegistry {
     return Array.from(await this.encodeCompletionIds(model, prompt, addSpecialTokens));
   }
 
-  /** encodeCompletion of a text prompt, as a Uint32Array (the router's form). */
-  async encodeCompletionIds(model: string, prompt: string, addSpecialTokens = true): Promise<Uint32Array> {
+  /** encodeCompletion of a text prompt, as a Uint32Array (the router's form); `opts`: abort signal, context cap. */
+  async encodeCompletionIds(model: string, prompt: string, addSpecialTokens = true, opts?: EncodeOptions): Promise<Uint32Array> {
     return this.timed('completion', async () => {
       const mt = await this.get(model);
       if (typeof prompt !== 'string') throw new TokenizeError('prompt must be a string or an array of token ids', 400, 'BadRequestError', 'prompt');
       const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
-      const ids = await mt.encodeIds(prompt, addSpecialTokens, stats);
+      const ids = await mt.encodeIds(prompt, addSpecialTokens, stats, opts);
       this.count(stats);
       return ids;
     });
@@ -174,17 +184,17 @@ export class TokenizerRegistry {
     return Array.from(await this.encodeChatWith(model, messages, opts, false));
   }
 
-  /** encodeChat as a Uint32Array (the router's form). */
-  async encodeChatIds(model: string, messages: ChatMessage[], opts: ChatOptions = {}): Promise<Uint32Array> {
-    return this.encodeChatWith(model, messages, opts, false);
+  /** encodeChat as a Uint32Array (the router's form); `encode`: abort signal, context cap. */
+  async encodeChatIds(model: string, messages: ChatMessage[], opts: ChatOptions = {}, encode?: EncodeOptions): Promise<Uint32Array> {
+    return this.encodeChatWith(model, messages, opts, false, encode);
   }
 
   /** Render then encode; vLLM's chat path uses add_special_tokens=false unless asked. */
-  private async encodeChatWith(model: string, messages: ChatMessage[], opts: ChatOptions, addSpecialTokens: boolean): Promise<Uint32Array> {
+  private async encodeChatWith(model: string, messages: ChatMessage[], opts: ChatOptions, addSpecialTokens: boolean, encode?: EncodeOptions): Promise<Uint32Array> {
     return this.timed('chat', async () => {
       const mt = await this.get(model);
       const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
-      const ids = await mt.encodeIds(mt.renderChat(messages, opts), addSpecialTokens, stats);
+      const ids = await mt.encodeIds(await mt.renderChatAsync(messages, opts, encode?.signal), addSpecialTokens, stats, encode);
       this.count(stats);
       return ids;
     });

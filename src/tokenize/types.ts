@@ -64,3 +64,33 @@ export class UnknownModelError extends TokenizeError {
     this.name = 'UnknownModelError';
   }
 }
+
+/** Options of one encode call on the request path. */
+export interface EncodeOptions {
+  /** Abandons the work when aborted (the client went away): TokenizeAbortedError. */
+  signal?: AbortSignal;
+  /**
+   * The model's context in tokens: a text that provably becomes more tokens (token-bound.ts)
+   * is refused before tokenizing with ContextLengthError.
+   */
+  maxTokens?: number;
+}
+
+/** The request was abandoned (its signal aborted) before its tokenization finished. */
+export class TokenizeAbortedError extends TokenizeError {
+  constructor() {
+    super('tokenization abandoned: the client closed the request', 499, 'ClientClosedRequest');
+    this.name = 'TokenizeAbortedError';
+  }
+}
+
+/** The text becomes at least `atLeast` tokens, more than the model's `maxTokens`. */
+export class ContextLengthError extends TokenizeError {
+  constructor(
+    readonly maxTokens: number,
+    readonly atLeast: number,
+  ) {
+    super(`This model's maximum context length is ${maxTokens} tokens. However, the input would have at least ${atLeast} tokens.`, 400, 'BadRequestError', 'prompt');
+    this.name = 'ContextLengthError';
+  }
+}

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { apiForPath, parseOpenAIRequest, promptTokenIds } from '../../src/gateway/parse.js';
 import { GatewayError } from '../../src/gateway/errors.js';
 import { EndpointPool } from '../../src/endpoints/pool.js';
+import { poolMaxModelLen, promptUnits, RequestLimits } from '../../src/gateway/request-limits.js';
 
 test('paths map to the API kind by suffix, as llm-d parses them', () => {
   assert.equal(apiForPath('/v1/chat/completions'), 'chat');
@@ -60,4 +61,70 @@ test('LoRA adapters resolve to their base model from /v1/models; unknown models 
     (e: unknown) => e instanceof GatewayError && e.status === 404 && e.body().error.code === 'model_not_found',
   );
   void pool.close();
+});
+
+test('request limits: message count and prompt size are 413, token ids over the cap 400, with OpenAI error bodies', () => {
+  const limits = new RequestLimits({ maxMessages: 3, maxPromptChars: 100, maxPromptTokens: 8 });
+  const parse = (path: string, body: unknown) => parseOpenAIRequest(path, {}, JSON.stringify(body), { limits });
+  const fails = (path: string, body: unknown, status: number, code: string, param: string) =>
+    assert.throws(
+      () => parse(path, body),
+      (e: unknown) => e instanceof GatewayError && e.status === status && e.code === code && e.param === param,
+      `${code} for ${JSON.stringify(body).slice(0, 80)}`,
+    );
+  const msg = (content: unknown) => ({ role: 'user', content });
+  parse('/v1/chat/completions', { model: 'm', messages: [msg('a'), msg('b'), msg('c')] });
+  fails('/v1/chat/completions', { model: 'm', messages: [msg('a'), msg('b'), msg('c'), msg('d')] }, 413, 'too_many_messages', 'messages');
+  fails('/v1/chat/completions', { model: 'm', messages: [msg('x'.repeat(100))] }, 413, 'prompt_too_large', 'messages');
+  // Part lists, tools and template arguments count too; so does every JSON value.
+  fails('/v1/chat/completions', { model: 'm', messages: [msg(Array.from({ length: 60 }, () => ({ type: 'text', text: '' })))] }, 413, 'prompt_too_large', 'messages');
+  fails('/v1/chat/completions', { model: 'm', messages: [msg('hi')], tools: [{ type: 'function', function: { name: 'f', description: 'd'.repeat(90) } }] }, 413, 'prompt_too_large', 'messages');
+  fails('/v1/completions', { model: 'm', prompt: 'x'.repeat(101) }, 413, 'prompt_too_large', 'prompt');
+  fails('/v1/completions', { model: 'm', prompt: ['x'.repeat(60), 'y'.repeat(60)] }, 413, 'prompt_too_large', 'prompt');
+  parse('/v1/completions', { model: 'm', prompt: [1, 2, 3, 4, 5, 6, 7, 8] });
+  fails('/v1/completions', { model: 'm', prompt: [1, 2, 3, 4, 5, 6, 7, 8, 9] }, 400, 'context_length_exceeded', 'prompt');
+  fails('/v1/completions', { model: 'm', prompt: [[1], [1, 2, 3, 4, 5, 6, 7, 8, 9]] }, 400, 'context_length_exceeded', 'prompt');
+  fails('/v1/completions', { model: 'm', prompt: [['x']] }, 400, 'invalid_prompt', 'prompt');
+  fails('/v1/completions', { model: 'm', prompt: ['x', 1] }, 400, 'invalid_prompt', 'prompt');
+  assert.throws(() => new RequestLimits({ maxMessages: 0 }), /maxMessages must be a positive integer/);
+});
+
+test('prompt units: any nesting depth without recursion, and the walk stops once over the cap', () => {
+  let deep: unknown = 'leaf';
+  for (let i = 0; i < 200_000; i++) deep = [deep];
+  assert.equal(promptUnits(deep, 1e9), 200_000 + 5);
+  const wide = new Array(1_000_000).fill('');
+  assert.ok(promptUnits(wide, 1000) > 1000);
+  assert.equal(promptUnits({ ab: 'cd' }, 100), 1 + 2 + 3);
+});
+
+test("the token cap is the pods' max_model_len (an adapter inherits its base model's), else the configured one", () => {
+  const pool = new EndpointPool([{ address: '127.0.0.1:1' }, { address: '127.0.0.1:2' }], { logger: pino({ level: 'silent' }), scrapeIntervalMs: 0 });
+  const limits = new RequestLimits({ maxPromptTokens: 1000 }, (m) => poolMaxModelLen(pool, m));
+  assert.equal(limits.maxTokens('base'), 1000, 'models unknown: the configured cap');
+  pool.get('127.0.0.1:1')!.models = [{ id: 'base', maxModelLen: 4096 }, { id: 'sql-lora', parent: 'base' }];
+  pool.get('127.0.0.1:2')!.models = [{ id: 'base', maxModelLen: 8192 }, { id: 'other' }];
+  assert.equal(limits.maxTokens('base'), 8192, 'the largest any endpoint serves');
+  assert.equal(limits.maxTokens('sql-lora'), 4096);
+  assert.equal(limits.maxTokens('other'), 1000);
+  assert.equal(new RequestLimits({ maxPromptTokens: 1000, useModelMaxLen: false }, (m) => poolMaxModelLen(pool, m)).maxTokens('base'), 1000);
+  void pool.close();
+});
+
+test('token ids are checked as they are copied (400 invalid_prompt), in slices; an aborted request is 499 and tokenizes nothing', async () => {
+  const ids = new Array<number>(100_000).fill(5);
+  ids[70_000] = -1;
+  const r = parseOpenAIRequest('/v1/completions', {}, JSON.stringify({ model: 'm', prompt: ids }));
+  await assert.rejects(r.getTokens(), (e: unknown) => e instanceof GatewayError && e.status === 400 && e.code === 'invalid_prompt');
+  const ok = parseOpenAIRequest('/v1/completions', {}, JSON.stringify({ model: 'm', prompt: new Array<number>(100_000).fill(5) }));
+  const t = (await ok.getTokens())!;
+  assert.equal(t.length, 100_000);
+  assert.equal(t[99_999], 5);
+
+  const ac = new AbortController();
+  let calls = 0;
+  const gone = parseOpenAIRequest('/v1/completions', {}, JSON.stringify({ model: 'm', prompt: 'abc' }), { tokenize: async () => (calls++, null) }, ac.signal);
+  ac.abort();
+  await assert.rejects(gone.getTokens(), (e: unknown) => e instanceof GatewayError && e.status === 499 && e.code === 'client_closed_request');
+  assert.equal(calls, 0);
 });

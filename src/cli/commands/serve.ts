@@ -44,6 +44,13 @@ HTTP edge limits (durations: 30s, 500ms, 2m; a bare number is milliseconds):
   --outlier-ejection DURATION   first ejection; the n-th lasts n times it (default ${s(D.outlierBaseEjectionMs)})
   --outlier-max-ejection DURATION  longest ejection (default ${s(D.outlierMaxEjectionMs)})
   --slow-start DURATION         a returning pod's ramp from 10% of its peers' concurrency to all (default ${s(D.slowStartMs)}; 0 = off)
+Request limits (checked before rendering or tokenizing):
+  --max-messages N         most chat messages per request, else 413 (default 4096)
+  --max-prompt-chars N     largest prompt in characters (strings of the prompt, messages and tools,
+                           plus one per JSON value), else 413 (default 4194304)
+  --max-prompt-tokens N    token cap of a model whose pods report no max_model_len in /v1/models,
+                           else 400 (default 1048576); a text prompt is held to it by a proven
+                           lower bound on its token count before it is tokenized
 On SIGTERM/SIGINT the router stops accepting and gives requests in flight 10 s to finish.
 Embedded mode (--embedded):
   --pods N                 simulated pods (default 2)
@@ -122,6 +129,9 @@ export async function run(argv: string[]): Promise<number> {
       'no-speculative': { type: 'boolean' },
       shed: { type: 'boolean' },
       'max-body-bytes': { type: 'string' },
+      'max-messages': { type: 'string' },
+      'max-prompt-chars': { type: 'string' },
+      'max-prompt-tokens': { type: 'string' },
       'max-header-bytes': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-requests-per-connection': { type: 'string' },
@@ -162,6 +172,11 @@ export async function run(argv: string[]): Promise<number> {
     speculativeIndexing: values['no-speculative'] ? false : true,
     shedding: values.shed === true,
     limits: edgeFlags(values),
+    requestLimits: {
+      maxMessages: int(values['max-messages'], '--max-messages'),
+      maxPromptChars: int(values['max-prompt-chars'], '--max-prompt-chars'),
+      maxPromptTokens: int(values['max-prompt-tokens'], '--max-prompt-tokens'),
+    },
     metricsBeatMs,
   };
 
