@@ -123,7 +123,10 @@ class Exchange implements ResponseHandler {
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.info.ttftMs === undefined) this.info.ttftMs = performance.now() - this.startedAt;
+    if (this.info.ttftMs === undefined) {
+      this.info.ttftMs = performance.now() - this.startedAt;
+      this.proxy.director.firstToken(this.ireq, this.target);
+    }
     const recent = this.recent;
     recent.push(chunk);
     this.recentBytes += chunk.length;

@@ -14,6 +14,7 @@ import {
   type EndpointPickerConfigInput,
   type LoadedSchedulerConfig,
 } from '../scheduler/config.js';
+import { PredictedLatencyScorer } from '../scheduler/plugins/predicted-latency/scorer.js';
 import { PrecisePrefixCacheScorer, KV_EVENT_SOURCE_FACTORY, type KvEventSourceFactory } from '../scheduler/plugins/precise-prefix.js';
 import type { InferenceRequest, PluginContext } from '../scheduler/types.js';
 import { KvEventSubscriber } from '../events/subscriber.js';
@@ -150,14 +151,18 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const proxy = new Proxy({ logger, pool, director, metrics, headersTimeoutMs: opts.upstreamHeadersTimeoutMs });
 
   const precise = precisePlugins[0];
+  const predictors = plugins.filter((p): p is PredictedLatencyScorer => p instanceof PredictedLatencyScorer);
   const scoreApi: ScoreApi | undefined = precise
     ? {
         score: async (req: InferenceRequest) => {
           const endpoints = pool.all().filter((e) => pool.serves(e, req.targetModel));
           const d = await precise.detail(req, endpoints);
           const ready = new Map(endpoints.map((e) => [e.address, e.ready]));
+          // predicted-latency-scorer: each pod's predicted TTFT, its parts and the pod it would pick.
+          const predicted = predictors.length ? await predictors[0].detail(req, endpoints) : undefined;
           return {
             ...d,
+            ...(predicted ? { predicted } : {}),
             scores: Object.fromEntries(d.endpoints.map((e) => [e.address, e.score])),
             endpoints: d.endpoints.map((e) => ({ ...e, ready: ready.get(e.address) ?? false })),
           };
