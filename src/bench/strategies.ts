@@ -1,6 +1,7 @@
 // Routing strategies as EndpointPickerConfig documents: every strategy runs through the same
 // router and scheduler, only the configuration differs.
 import { stringify } from 'yaml';
+import { peerStrategies } from './peers/strategies.js';
 
 export interface StrategyContext {
   model: string;
@@ -23,7 +24,7 @@ export interface StrategyDef {
 
 const API = 'llm-d.ai/v1alpha1';
 
-function precisePlugin(ctx: StrategyContext): Record<string, unknown> {
+export function precisePlugin(ctx: StrategyContext): Record<string, unknown> {
   return {
     type: 'precise-prefix-cache-scorer',
     parameters: {
@@ -36,7 +37,7 @@ function precisePlugin(ctx: StrategyContext): Record<string, unknown> {
   };
 }
 
-function weighted(plugins: Record<string, unknown>[], weights: Record<string, number>, picker = 'max-score-picker'): Record<string, unknown> {
+export function weighted(plugins: Record<string, unknown>[], weights: Record<string, number>, picker = 'max-score-picker'): Record<string, unknown> {
   return {
     apiVersion: API,
     kind: 'EndpointPickerConfig',
@@ -80,7 +81,8 @@ export const STRATEGIES: StrategyDef[] = [
   {
     name: 'approximate',
     label: 'approximate (GIE 3:2:2)',
-    description: 'GIE default EPP profile: approximate prefix-cache-scorer 3, queue 2, kv-cache-utilization 2',
+    description:
+      'GIE current default EPP profile (kubernetes-sigs/gateway-api-inference-extension, loader defaults; llm-d-router pkg/epp/config/loader/defaults.go): approximate prefix-cache-scorer (autoTune block size, partial last block hashed, 256 blocks) 3, queue 2, kv-cache-utilization 2',
     usesKvEvents: false,
     config: approximateWith([3, 2, 2]),
   },
@@ -125,11 +127,21 @@ export const STRATEGIES: StrategyDef[] = [
     name: 'dynamo-kv',
     label: 'Dynamo KV cost (re-impl.)',
     description:
-      "Re-implementation of Dynamo's KV router cost function from its published description (overlap credit from the precise KV-event index against predicted prefill + decode blocks, argmin); not Dynamo code",
+      "Re-implementation of Dynamo's KV router cost function as ai-dynamo/dynamo docs/components/router/router-concepts.md (2026) defines it: cost = prefill_load_scale (1) x max(active prefill + request blocks - overlap credit (1) x cached blocks, 0) + active decode + incoming blocks, temperature 0 (argmin); overlap from the precise KV-event index; not Dynamo code",
     usesKvEvents: true,
     config: (ctx) =>
       weighted([precisePlugin(ctx), { type: 'dynamo-kv-scorer' }], { 'precise-prefix-cache-scorer': 0, 'dynamo-kv-scorer': 1 }),
   },
+  {
+    name: 'predicted-latency',
+    label: 'kvrouter predicted latency',
+    description:
+      "kvrouter's predicted-latency-scorer (examples/predicted-latency.yaml): per-pod TTFT from queued prefill, uncached tokens in the precise index and the decode batch, a second copy's prefill charged once more, per-pod costs learned online; documented priors, no tuning to the simulator",
+    usesKvEvents: true,
+    config: (ctx) =>
+      weighted([precisePlugin(ctx), { type: 'predicted-latency-scorer' }], { 'predicted-latency-scorer': 1 }),
+  },
+  ...peerStrategies(precisePlugin),
 ];
 
 export const DEFAULT_STRATEGIES = ['precise', 'approximate', 'load-only', 'random', 'round-robin', 'sglang-cache-aware', 'dynamo-kv'];
