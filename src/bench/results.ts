@@ -3,6 +3,7 @@ import type { RequestResult } from './client.js';
 import type { PodCounters } from './prom.js';
 import { imbalance, summarize, type Summary } from './stats.js';
 import type { Stage } from './load.js';
+import type { VirtualRunStats } from './virtual/runner.js';
 
 export interface StageResult {
   index: number;
@@ -39,6 +40,8 @@ export interface StageResult {
   routedPerPod?: number[];
   /** Pod /metrics deltas over the stage's time window. */
   perPod: PodCounters[];
+  /** Mean vllm:num_requests_waiting per pod over the stage (virtual clock: sampled every scrape). */
+  meanWaiting?: number;
 }
 
 export interface StrategyResult {
@@ -54,6 +57,8 @@ export interface StrategyResult {
   wallSeconds: number;
   error?: string;
   sampleErrors: string[];
+  /** Virtual clock: model time covered, speed and where the wall time went. */
+  virtual?: VirtualRunStats;
 }
 
 export interface BenchResults {
@@ -71,6 +76,10 @@ export interface BenchResults {
     requests: number;
     host: { cpus: number; node: string; platform: string };
     notes: string[];
+    /** `real` (scaled wall time, the default) or `virtual` (discrete-event model time) and its settings. */
+    clock?: { kind: 'real' | 'virtual'; eventDelayMs?: number; scrapeIntervalMs?: number; routerOverheadMs?: number };
+    /** inference-perf semantics used (order, stage draining, client concurrency cap). */
+    client?: { order?: string; drainStages?: boolean; maxInflight?: number };
   };
   oracle: { hitRate: number; perStage: number[] };
   strategies: StrategyResult[];
@@ -152,4 +161,39 @@ export function aggregateStage(
     routedPerPod,
     perPod: pods,
   };
+}
+
+function zeroCounters(): PodCounters {
+  return { prefixQueries: 0, prefixHits: 0, promptTokens: 0, generationTokens: 0, requests: 0, preemptions: 0 };
+}
+
+function sumCounters(a: PodCounters, b: PodCounters): PodCounters {
+  const out = zeroCounters();
+  for (const k of Object.keys(out) as (keyof PodCounters)[]) out[k] = a[k] + b[k];
+  return out;
+}
+
+/**
+ * One strategy's per-stage results and the total over its measured (non-warm-up) stages, from
+ * its requests and its pods' counter deltas per stage. Shared by the real-time and virtual runners.
+ */
+export function assembleStrategy(
+  stages: Stage[],
+  all: RequestResult[],
+  podDeltas: PodCounters[][],
+  perStageOracle: { prompt: number; cached: number }[],
+  addresses: string[],
+  toModelSec: (ms: number) => number,
+): Pick<StrategyResult, 'stages' | 'total' | 'sampleErrors'> {
+  const byStage = stages.map((_s, i) => all.filter((r) => r.stage === i));
+  const perStage = stages.map((st, i) => aggregateStage(i, st, byStage[i], toModelSec, podDeltas[i], perStageOracle[i], addresses));
+  const measuredIdx = stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0);
+  const measured = all.filter((r) => !stages[r.stage].warmup);
+  const podTotal = podDeltas[0].map((_p, k) => measuredIdx.reduce((acc, i) => sumCounters(acc, podDeltas[i][k]), zeroCounters()));
+  const oracleTotal = measuredIdx.reduce(
+    (a, i) => ({ prompt: a.prompt + perStageOracle[i].prompt, cached: a.cached + perStageOracle[i].cached }), { prompt: 0, cached: 0 });
+  const dur = measuredIdx.reduce((a, i) => a + stages[i].duration, 0);
+  const total = aggregateStage(-1, { rate: dur ? measured.length / dur : 0, duration: dur }, measured, toModelSec, podTotal, oracleTotal, addresses);
+  const sampleErrors = [...new Set(all.filter((r) => !r.ok && r.error).map((r) => r.error as string))].slice(0, 5);
+  return { stages: perStage, total, sampleErrors };
 }

@@ -10,7 +10,7 @@ import { arrivals as makeArrivals, type LoadShape, type Stage } from './load.js'
 import { PrefixOracle } from './oracle.js';
 import { Progress } from './progress.js';
 import { diffCounters, scrapePod, type PodCounters } from './prom.js';
-import { aggregateStage, type BenchResults, type StrategyResult } from './results.js';
+import { assembleStrategy, type BenchResults, type StrategyResult } from './results.js';
 import { strategyByName, strategyYaml } from './strategies.js';
 import type { BenchRequest, Workload } from './workloads/types.js';
 
@@ -28,6 +28,10 @@ export interface BenchOptions {
   settleMs?: number;
   notes?: string[];
   progress?: Progress;
+  /** inference-perf: a stage starts only once every request of the previous one finished. */
+  drainStages?: boolean;
+  /** inference-perf: at most this many requests in flight; due ones wait (TTFT from the send). */
+  maxInflight?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -42,7 +46,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-interface Planned {
+export interface Planned {
   req: BenchRequest;
   /** Model seconds from run start. */
   t: number;
@@ -125,22 +129,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
       await waitReady(router.url, 30_000);
       await new Promise((r) => setTimeout(r, opts.settleMs ?? 500));
       const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name);
-      const all: RequestResult[] = runOut.results;
-      const addresses = pods.addresses;
-      const byStage = stages.map((_s, i) => all.filter((r) => r.stage === i));
-      result.stages = stages.map((st, i) =>
-        aggregateStage(i, st, byStage[i], toModelSec, runOut.podDeltas[i], perStageOracle[i], addresses),
-      );
-      const measuredIdx = stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0);
-      const measured = all.filter((r) => !stages[r.stage].warmup);
-      const podTotal = runOut.podDeltas[0].map((_p, k) =>
-        measuredIdx.reduce((acc, i) => sumCounters(acc, runOut.podDeltas[i][k]), zeroCounters()),
-      );
-      const oracleTotal = measuredIdx.reduce(
-        (a, i) => ({ prompt: a.prompt + perStageOracle[i].prompt, cached: a.cached + perStageOracle[i].cached }), { prompt: 0, cached: 0 });
-      const dur = measuredIdx.reduce((a, i) => a + stages[i].duration, 0);
-      result.total = aggregateStage(-1, { rate: dur ? measured.length / dur : 0, duration: dur }, measured, toModelSec, podTotal, oracleTotal, addresses);
-      result.sampleErrors = [...new Set(all.filter((r) => !r.ok && r.error).map((r) => r.error as string))].slice(0, 5);
+      Object.assign(result, assembleStrategy(stages, runOut.results, runOut.podDeltas, perStageOracle, pods.addresses, toModelSec));
       const lag = await pods.lag();
       if (lag && lag.timers > 0) result.simLagMs = (lag.seconds / lag.timers) * 1000;
     } catch (err) {
@@ -189,16 +178,6 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     oracle: { hitRate: oracleRate, perStage: perStageOracle.map((o) => (o.prompt ? o.cached / o.prompt : NaN)) },
     strategies,
   };
-}
-
-function zeroCounters(): PodCounters {
-  return { prefixQueries: 0, prefixHits: 0, promptTokens: 0, generationTokens: 0, requests: 0, preemptions: 0 };
-}
-
-function sumCounters(a: PodCounters, b: PodCounters): PodCounters {
-  const out = zeroCounters();
-  for (const k of Object.keys(out) as (keyof PodCounters)[]) out[k] = a[k] + b[k];
-  return out;
 }
 
 /** Sends the planned requests on schedule (dependencies respected), snapshots pod counters per stage. */

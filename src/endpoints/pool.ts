@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Http1Pool } from '../http1/client.js';
+import { realClock, type Clock, type ClockTimer } from '../util/clock.js';
 import type { Endpoint, EndpointMetrics } from '../scheduler/types.js';
 import { applyMetricsPage, emptyMetrics } from './vllm-metrics.js';
 
@@ -27,6 +28,8 @@ export interface EndpointPoolOptions {
   /** Period of /v1/models refreshes. */
   modelsIntervalMs?: number;
   metricsPath?: string;
+  /** Time for scrape ages, health and model refreshes (default the real clock). */
+  clock?: Clock;
 }
 
 export interface ServedModel {
@@ -58,7 +61,8 @@ export class PoolEndpoint implements Endpoint {
   lastError = '';
   scraping = false;
   fetchingModels = false;
-  modelsFetchedAt = 0;
+  /** Clock ms of the last /v1/models fetch (-Infinity: never, whatever the clock's origin). */
+  modelsFetchedAt = -Infinity;
   routed = 0;
   constructor(
     readonly address: string,
@@ -78,16 +82,18 @@ export type PoolEvent = 'ready' | 'unready' | 'added' | 'removed';
 export class EndpointPool extends EventEmitter {
   private readonly byAddress = new Map<string, PoolEndpoint>();
   private readyList: PoolEndpoint[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
   /** Keep-alive connections per endpoint for scrapes and model lists (cheaper than undici here). */
   private readonly clients = new Map<string, Http1Pool>();
-  private readonly o: Required<Omit<EndpointPoolOptions, 'logger'>>;
+  private readonly o: Required<Omit<EndpointPoolOptions, 'logger' | 'clock'>>;
+  private readonly clock: Clock;
   private readonly log: Logger;
   private closed = false;
 
   constructor(specs: EndpointSpec[], opts: EndpointPoolOptions) {
     super();
     this.log = opts.logger.child({ component: 'endpoints' });
+    this.clock = opts.clock ?? realClock;
     this.o = {
       scrapeIntervalMs: opts.scrapeIntervalMs ?? 50,
       scrapeTimeoutMs: opts.scrapeTimeoutMs ?? 500,
@@ -158,10 +164,11 @@ export class EndpointPool extends EventEmitter {
 
   start(): void {
     if (!this.scraping || this.timer) return;
-    let lastTick = Date.now();
-    let graceUntil = 0;
+    const clock = this.clock;
+    let lastTick = clock.now();
+    let graceUntil = -Infinity;
     const tick = () => {
-      const now = Date.now();
+      const now = clock.now();
       // If our own event loop stalled (a long synchronous task), scrapes could not complete:
       // that says nothing about the endpoints, so give them a fresh window.
       if (now - lastTick > this.o.scrapeIntervalMs + 200) graceUntil = now + this.o.unhealthyAfterMs;
@@ -172,7 +179,7 @@ export class EndpointPool extends EventEmitter {
         if (e.ready && !e.fetchingModels && now - e.modelsFetchedAt > this.o.modelsIntervalMs) void this.fetchModels(e);
       }
     };
-    this.timer = setInterval(tick, this.o.scrapeIntervalMs);
+    this.timer = clock.setInterval(tick, this.o.scrapeIntervalMs);
     this.timer.unref();
     tick();
   }
@@ -201,8 +208,9 @@ export class EndpointPool extends EventEmitter {
     try {
       const res = await this.client(e).text({ method: 'GET', path: this.o.metricsPath, headers: {} }, this.o.scrapeTimeoutMs);
       // Any HTTP answer proves the server is up; a vLLM page also refreshes the load.
-      if (res.status < 400) applyMetricsPage(res.text, e.metrics);
-      e.lastOk = Date.now();
+      const now = this.clock.now();
+      if (res.status < 400) applyMetricsPage(res.text, e.metrics, now);
+      e.lastOk = now;
       e.lastError = '';
       if (!e.ready) {
         this.setReady(e, true, '');
@@ -219,7 +227,7 @@ export class EndpointPool extends EventEmitter {
   private async fetchModels(e: PoolEndpoint): Promise<void> {
     if (this.closed || e.fetchingModels) return;
     e.fetchingModels = true;
-    e.modelsFetchedAt = Date.now();
+    e.modelsFetchedAt = this.clock.now();
     try {
       const res = await this.client(e).text({ method: 'GET', path: '/v1/models', headers: {} }, 2_000);
       if (res.status !== 200) return;
@@ -268,7 +276,7 @@ export class EndpointPool extends EventEmitter {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) this.clock.clearInterval(this.timer);
     this.timer = undefined;
     for (const c of this.clients.values()) c.destroy();
     this.clients.clear();

@@ -21,6 +21,7 @@ import { parseTopic, podForRank, splitHostPort, offsetEndpointPort } from './top
 import { fetchReplay, readSeq, type ReplayedBatch } from './replay.js';
 import { PodEventApplier } from './apply.js';
 import { EventMetrics } from './metrics.js';
+import { realClock, type Clock } from '../util/clock.js';
 
 export interface ReplayConfig {
   /** Replay ROUTER endpoint per pod (the pod id as in the topic), e.g. "tcp://10.0.0.7:5600". */
@@ -51,6 +52,8 @@ export interface SubscriberOptions {
   replay?: ReplayConfig;
   /** Model for topics without a model part. */
   defaultModel?: string;
+  /** Time for replay cooldowns and replay-history age (default the real clock). */
+  clock?: Clock;
 }
 
 interface Stream {
@@ -77,6 +80,7 @@ export class KvEventSubscriber {
   private readonly log: Logger;
   private readonly topicFilter: string;
   private readonly replayCfg: ReplayConfig;
+  private readonly clock: Clock;
   private readonly streams = new Map<string, Stream>();
   private readonly podEndpoints = new Map<string, string>();
   private readonly replayEndpoints = new Map<string, string>();
@@ -95,6 +99,7 @@ export class KvEventSubscriber {
     this.log = (opts.logger ?? pino({ level: 'info' })).child({ component: 'kv-events' });
     this.topicFilter = opts.topicFilter ?? DEFAULT_TOPIC_FILTER;
     this.replayCfg = opts.replay ?? {};
+    this.clock = opts.clock ?? realClock;
     for (const [pod, ep] of Object.entries(this.replayCfg.endpoints ?? {})) this.replayEndpoints.set(pod, ep);
     this.metrics = new EventMetrics(opts.registry ?? new Registry());
     // A shared backend (Redis) that lost writes or restarted asks for a resync: clear every
@@ -295,7 +300,7 @@ export class KvEventSubscriber {
       this.metrics.gaps.inc({ pod: label });
       this.metrics.totals.gaps++;
       const from = s.last + 1;
-      if (this.replayEndpointFor(s) && Date.now() >= s.cooldownUntil) await this.replayInto(s, from, seq);
+      if (this.replayEndpointFor(s) && this.clock.now() >= s.cooldownUntil) await this.replayInto(s, from, seq);
       else this.missed(s, seq - from, `seq gap ${from}..${seq - 1} and no replay endpoint`);
     } else {
       this.metrics.restarts.inc({ pod: label });
@@ -335,7 +340,7 @@ export class KvEventSubscriber {
 
   private async fetch(s: Stream, from: number): Promise<ReplayedBatch[] | null> {
     const ep = this.replayEndpointFor(s);
-    if (!ep || Date.now() < s.cooldownUntil) return null;
+    if (!ep || this.clock.now() < s.cooldownUntil) return null;
     const label = this.metrics.label(s.pod);
     this.metrics.totals.replays++;
     try {
@@ -344,7 +349,7 @@ export class KvEventSubscriber {
     } catch (err) {
       this.metrics.replays.inc({ pod: label, outcome: 'failed' });
       this.metrics.totals.replayFailures++;
-      s.cooldownUntil = Date.now() + (this.replayCfg.cooldownMs ?? 30_000);
+      s.cooldownUntil = this.clock.now() + (this.replayCfg.cooldownMs ?? 30_000);
       this.warnOnce(s.pod, 'replay', `replay from ${ep} failed`, err);
       return null;
     }
@@ -420,9 +425,9 @@ export class KvEventSubscriber {
     let recovered = false;
     if (this.replayEndpointFor(s)) {
       // one replay serves every orphan of the next second (bursts after a gap)
-      if (!s.history || (s.history.upTo < seq && Date.now() - s.history.at > 1000)) {
+      if (!s.history || (s.history.upTo < seq && this.clock.now() - s.history.at > 1000)) {
         const got = await this.fetch(s, 0);
-        s.history = got ? { upTo: seq, at: Date.now(), batches: got.filter((b) => b.seq <= seq) } : null;
+        s.history = got ? { upTo: seq, at: this.clock.now(), batches: got.filter((b) => b.seq <= seq) } : null;
       }
       if (s.history) recovered = await this.rebuildChain(s, ev);
     }

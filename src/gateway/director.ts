@@ -19,6 +19,7 @@ import {
 } from '../scheduler/types.js';
 import { GatewayError } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
+import { realClock, type Clock } from '../util/clock.js';
 
 export interface SaturationConfig {
   /** Shed (429) when every candidate is saturated. Off by default. */
@@ -39,6 +40,11 @@ export interface DirectorOptions {
   logger: Logger;
   metrics?: RouterMetrics;
   saturation?: Partial<SaturationConfig>;
+  /**
+   * Another clock (the virtual bench's) runs the deferred PreRequest flush as a 0 ms timer on it;
+   * the real clock keeps setImmediate (two event-loop turns).
+   */
+  clock?: Clock;
 }
 
 /** In-flight accounting per request (what was added, so exactly that is removed). */
@@ -65,6 +71,8 @@ export class Director {
    */
   private readonly flushLater = () => setImmediate(this.flushNow);
   private readonly flushNow = () => void this.flushPreRequest();
+  /** How decide defers the flush: setImmediate twice (real clock) or a 0 ms timer on `o.clock`. */
+  private readonly defer: () => void;
   /** The PreRequest hooks running or last run (never rejects). */
   private preRequestDone: Promise<void> = Promise.resolve();
 
@@ -81,6 +89,9 @@ export class Director {
     this.needsTokens = [...o.config.plugins.values()].some((p) => p.needsTokens);
     this.saturation = { ...DEFAULT_SATURATION, ...o.saturation };
     this.log = o.logger.child({ component: 'director' });
+    const clock = o.clock;
+    // The timer returns the hooks' promise so a virtual clock can settle them before moving on.
+    this.defer = clock && clock !== realClock ? () => void clock.setTimeout(() => this.flushPreRequest(), 0) : () => void setImmediate(this.flushLater);
   }
 
   get pool(): EndpointPool {
@@ -162,7 +173,7 @@ export class Director {
       // has written the request upstream, or at the start of the next decision if it comes first.
       this.pendingReq = req;
       this.pendingResult = result;
-      setImmediate(this.flushLater);
+      this.defer();
     }
     return result;
   }

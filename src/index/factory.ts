@@ -3,6 +3,7 @@
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { KvBlockIndex } from './types.js';
+import type { Clock } from '../util/clock.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import { InMemoryKvBlockIndex, DEFAULT_CAPACITY } from './memory-index.js';
 import { IndexMetrics, startMetricsBeat, DEFAULT_METRICS_BEAT_MS } from './metrics.js';
@@ -32,6 +33,8 @@ export interface IndexFactoryConfig {
 export interface IndexFactoryDeps {
   registry?: Registry;
   logger?: Logger;
+  /** Time for speculative TTLs and the metrics beat (default the real clock). */
+  clock?: Clock;
 }
 
 export const DEFAULT_REDIS_ADDRESS = 'redis://127.0.0.1:6379';
@@ -83,11 +86,11 @@ export function createKvBlockIndex(cfg: IndexFactoryConfig = {}, deps: IndexFact
     index = new RedisKvBlockIndex({ ...redisConfig, address: redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics });
   } else {
     const size = c.inMemoryConfig?.size ?? DEFAULT_CAPACITY;
-    index = new InMemoryKvBlockIndex({ capacity: size, tierWeights, metrics });
+    index = new InMemoryKvBlockIndex({ capacity: size, tierWeights, metrics, clock: deps.clock });
   }
 
   if (metrics && deps.logger) {
-    const stop = startMetricsBeat(deps.logger, parseIntervalMs(c.metricsLoggingInterval), metrics);
+    const stop = startMetricsBeat(deps.logger, parseIntervalMs(c.metricsLoggingInterval), metrics, deps.clock);
     const close = index.close.bind(index);
     index.close = () => {
       stop();

@@ -16,6 +16,7 @@
 import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import type { IndexMetrics } from './metrics.js';
+import { realClock, type Clock, type ClockTimer } from '../util/clock.js';
 
 export interface InMemoryIndexOptions {
   /** Maximum (request key, entry) pairs; least recently used keys are dropped beyond it. */
@@ -23,6 +24,8 @@ export interface InMemoryIndexOptions {
   /** Tier weights; unknown tiers weigh 1.0. Default gpu 1.0, cpu 0.8. */
   tierWeights?: Record<string, number>;
   metrics?: IndexMetrics;
+  /** Time for speculative entries' TTL (default the real clock). */
+  clock?: Clock;
 }
 
 export const DEFAULT_CAPACITY = 100_000_000;
@@ -149,7 +152,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
    */
   private spec: SpecItem[] = [];
   private specHead = 0;
-  private specTimer: NodeJS.Timeout | null = null;
+  private specTimer: ClockTimer | null = null;
+  private readonly clock: Clock;
   private specTimerDue = Infinity;
   private closed = false;
 
@@ -159,6 +163,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     this.capacity = Math.floor(cap);
     this.weights = { ...DEFAULT_TIER_WEIGHTS, ...(opts.tierWeights ?? {}) };
     this.metrics = opts.metrics ?? null;
+    this.clock = opts.clock ?? realClock;
     this.metrics?.setStatsSource(() => this.stats());
     this.engineSweepAt = Math.min(4 * this.capacity, 1 << 30) + 1024;
   }
@@ -784,7 +789,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     const entry: PodEntry = { pod, tier: 'gpu', speculative: true };
     this.add(null, requestKeys, entry);
     const e = this.entryIndex(entry, false);
-    const item: SpecItem = { due: performance.now() + Math.max(0, ttlMs), keys: requestKeys.slice(), entry: e, gen: this.podGen[this.entryPod[e]] };
+    const item: SpecItem = { due: this.clock.now() + Math.max(0, ttlMs), keys: requestKeys.slice(), entry: e, gen: this.podGen[this.entryPod[e]] };
     // keep the queue sorted by due time (usually a plain append: one TTL for everything)
     let i = this.spec.length;
     while (i > this.specHead && this.spec[i - 1].due > item.due) i--;
@@ -797,19 +802,19 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (this.specHead === this.spec.length || this.closed) return;
     const due = this.spec[this.specHead].due;
     if (this.specTimer && this.specTimerDue <= due) return;
-    if (this.specTimer) clearTimeout(this.specTimer);
+    if (this.specTimer) this.clock.clearTimeout(this.specTimer);
     this.specTimerDue = due;
-    this.specTimer = setTimeout(() => {
+    this.specTimer = this.clock.setTimeout(() => {
       this.specTimer = null;
       this.specTimerDue = Infinity;
       this.expireSpeculative();
       this.armSpecTimer();
-    }, Math.max(0, due - performance.now()) + 1);
+    }, Math.max(0, due - this.clock.now()) + 1);
     this.specTimer.unref();
   }
 
   private expireSpeculative(): void {
-    const now = performance.now();
+    const now = this.clock.now();
     const spec = this.spec;
     const from = this.specHead;
     let n = from;
@@ -839,7 +844,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   longestPrefix(requestKeys: BlockKeys, pods?: ReadonlySet<PodId> | null): Map<PodId, PrefixMatch> {
     const t0 = this.metrics ? performance.now() : 0;
-    if (this.specHead < this.spec.length && this.spec[this.specHead].due <= performance.now()) this.expireSpeculative();
+    if (this.specHead < this.spec.length && this.spec[this.specHead].due <= this.clock.now()) this.expireSpeculative();
     const result = new Map<PodId, PrefixMatch>();
     const n = requestKeys.length;
     let hits = 0;
@@ -1022,7 +1027,7 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   close(): void {
     this.closed = true;
-    if (this.specTimer) clearTimeout(this.specTimer);
+    if (this.specTimer) this.clock.clearTimeout(this.specTimer);
     this.specTimer = null;
     this.spec = [];
     this.specHead = 0;

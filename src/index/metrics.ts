@@ -4,6 +4,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { FastHistogram, type HistogramSeries } from '../util/fast-metrics.js';
 import type { Logger } from 'pino';
+import { realClock, type Clock } from '../util/clock.js';
 import type { IndexStats } from './types.js';
 
 export class IndexMetrics {
@@ -89,10 +90,10 @@ export class IndexMetrics {
 export const DEFAULT_METRICS_BEAT_MS = 60_000;
 
 /** Logs "metrics beat" every `intervalMs` (default 1 min). Returns a stop function. */
-export function startMetricsBeat(logger: Logger, intervalMs: number = DEFAULT_METRICS_BEAT_MS, metrics: IndexMetrics): () => void {
+export function startMetricsBeat(logger: Logger, intervalMs: number = DEFAULT_METRICS_BEAT_MS, metrics: IndexMetrics, clock: Clock = realClock): () => void {
   if (!(intervalMs > 0)) return () => {};
   const log = logger.child({ logger: 'metrics' });
-  const timer = setInterval(() => log.info(metrics.snapshot(), 'metrics beat'), intervalMs);
+  const timer = clock.setInterval(() => log.info(metrics.snapshot(), 'metrics beat'), intervalMs);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => clock.clearInterval(timer);
 }

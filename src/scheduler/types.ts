@@ -6,6 +6,7 @@
 // benchmark strategies (src/bench), so all of them schedule exactly the same way.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { Clock } from '../util/clock.js';
 
 /** Load snapshot of one endpoint, refreshed by the /metrics scraper (src/endpoints). */
 export interface EndpointMetrics {
@@ -224,6 +225,8 @@ export interface PluginContext {
   services: Map<string, unknown>;
   /** Looks up another plugin instance by name (for plugins that pair, e.g. producers). */
   getPlugin?(name: string): Plugin | undefined;
+  /** Time for plugins' timestamps and timers (default the real clock; the virtual bench's clock). */
+  clock?: Clock;
 }
 
 export interface RouterPluginOptions {

@@ -140,6 +140,34 @@ function resolve(opts: SimPodOptions): Resolved {
   };
 }
 
+function newSimEngine(opts: SimPodOptions, r: Resolved, clock: SimClock, rank: number): Engine {
+  const f = versionFields(r.format.version);
+  const eventsOn = r.kv.enable_kv_cache_events && r.kv.publisher === 'zmq';
+  return new Engine({
+    blockSize: r.blockSize,
+    numGpuBlocks: r.numGpuBlocks,
+    maxNumSeqs: r.maxNumSeqs,
+    maxNumBatchedTokens: r.maxNumBatchedTokens,
+    maxModelLen: r.maxModelLen,
+    timing: r.timing,
+    hasher: new BlockHasher(opts.hashAlgo ?? 'sha256_cbor', opts.pythonHashSeed),
+    eventsEnabled: eventsOn,
+    eventFields: { medium: 'GPU', extraKeys: f.extraKeys, groupIdx: f.groupIdx ? 0 : null, kvCacheSpecKind: f.specKind ? 'full_attention' : null },
+    clock,
+    outputMode: opts.outputMode ?? 'random',
+    seed: opts.seed !== undefined ? opts.seed + rank : undefined,
+  });
+}
+
+/**
+ * The engine a pod started with `opts` would run, without its HTTP server or ZMQ publisher (the
+ * virtual-time benchmark drives it directly), and the wire format of its KV events.
+ */
+export function createSimEngine(opts: SimPodOptions, clock: SimClock, rank = 0): { engine: Engine; format: EventsFormat; maxModelLen: number } {
+  const r = resolve(opts);
+  return { engine: newSimEngine(opts, r, clock, rank), format: r.format, maxModelLen: r.maxModelLen };
+}
+
 export class SimPodImpl implements SimPod {
   readonly opts: SimPodOptions;
   readonly model: string;
@@ -194,23 +222,7 @@ export class SimPodImpl implements SimPod {
   }
 
   private newEngine(): Engine {
-    const r = this.r;
-    const f = versionFields(r.format.version);
-    const eventsOn = r.kv.enable_kv_cache_events && r.kv.publisher === 'zmq';
-    return new Engine({
-      blockSize: r.blockSize,
-      numGpuBlocks: r.numGpuBlocks,
-      maxNumSeqs: r.maxNumSeqs,
-      maxNumBatchedTokens: r.maxNumBatchedTokens,
-      maxModelLen: r.maxModelLen,
-      timing: r.timing,
-      hasher: new BlockHasher(this.opts.hashAlgo ?? 'sha256_cbor', this.opts.pythonHashSeed),
-      eventsEnabled: eventsOn,
-      eventFields: { medium: 'GPU', extraKeys: f.extraKeys, groupIdx: f.groupIdx ? 0 : null, kvCacheSpecKind: f.specKind ? 'full_attention' : null },
-      clock: this.clock,
-      outputMode: this.opts.outputMode ?? 'random',
-      seed: this.opts.seed !== undefined ? this.opts.seed + this.dataParallelRank : undefined,
-    });
+    return newSimEngine(this.opts, this.r, this.clock, this.dataParallelRank);
   }
 
   private wireEngine(): void {

@@ -144,7 +144,7 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequest {
     const ic = p.indexerConfig as IndexFactoryConfig;
     const kvbc = { ...(ic.kvBlockIndexConfig ?? {}) } as NonNullable<IndexFactoryConfig['kvBlockIndexConfig']>;
     if (ctx.options.metricsBeatMs !== undefined) kvbc.metricsLoggingInterval = `${ctx.options.metricsBeatMs}ms`;
-    this.index = createKvBlockIndex({ kvBlockIndexConfig: kvbc, kvCacheBackendConfigs: ic.kvCacheBackendConfigs }, { registry: ctx.registry, logger: ctx.logger });
+    this.index = createKvBlockIndex({ kvBlockIndexConfig: kvbc, kvCacheBackendConfigs: ic.kvCacheBackendConfigs }, { registry: ctx.registry, logger: ctx.logger, clock: ctx.clock });
 
     const ke = p.kvEventsConfig;
     this.bindEndpoint = ctx.options.zmqEndpointOverride ?? (ke.zmqEndpoint || undefined);

@@ -1,0 +1,85 @@
+// The router's decision path on the virtual clock, with no HTTP: the strategy's
+// EndpointPickerConfig built into plugins (the precise scorer's block index, the approximate
+// scorer's LRUs, the peers), an EndpointPool of the simulated pods, the Director (candidates,
+// producers, Scheduler, PreRequest hooks, in-flight counters, response hooks), and the
+// src/events KvEventSubscriber fed the pods' messages through `onFrames`, the method its ZeroMQ
+// receive loop calls: the same bytes are decoded and applied as in production.
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { EndpointPool, type PoolEndpoint } from '../../endpoints/pool.js';
+import { KvEventSubscriber } from '../../events/subscriber.js';
+import { Director } from '../../gateway/director.js';
+import { buildSchedulerConfig, parseEndpointPickerConfig, type LoadedSchedulerConfig } from '../../scheduler/config.js';
+import { KV_EVENT_SOURCE_FACTORY, type KvEventSource, type KvEventSourceFactory } from '../../scheduler/plugins/precise-prefix.js';
+import type { PluginContext } from '../../scheduler/types.js';
+import type { Clock } from '../../util/clock.js';
+
+/** Where pods "connect" in the strategy configs; nothing binds it. */
+export const VIRTUAL_EVENTS_ENDPOINT = 'inproc://kvrouter-virtual-bench';
+
+export interface VirtualRouter {
+  readonly pool: EndpointPool;
+  readonly director: Director;
+  readonly config: LoadedSchedulerConfig;
+  /** One subscriber per precise scorer (usually 0 or 1). */
+  readonly subscribers: KvEventSubscriber[];
+  /** Hands one published message to every subscriber; resolves once applied. */
+  deliver(frames: Uint8Array[]): Promise<void> | undefined;
+  close(): Promise<void>;
+}
+
+/** A KvEventSource that never opens a socket: the runner calls the subscriber's onFrames. */
+class SocketlessSource implements KvEventSource {
+  constructor(readonly sub: KvEventSubscriber) {}
+  start(): void {}
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+export async function startVirtualRouter(configYaml: string, addresses: string[], clock: Clock): Promise<VirtualRouter> {
+  const logger = pino({ level: process.env.KVROUTER_VIRTUAL_LOG ?? 'silent' });
+  const registry = new Registry();
+  const subscribers: KvEventSubscriber[] = [];
+  const topicFilters: string[] = [];
+  const factory: KvEventSourceFactory = (o) => {
+    const sub = new KvEventSubscriber({ index: o.index, keyer: o.keyer, topicFilter: o.topicFilter, registry: o.registry, logger: o.logger, clock });
+    subscribers.push(sub);
+    topicFilters.push(o.topicFilter);
+    return new SocketlessSource(sub);
+  };
+  const services = new Map<string, unknown>([[KV_EVENT_SOURCE_FACTORY, factory]]);
+  const ctx: PluginContext = {
+    logger,
+    registry,
+    services,
+    clock,
+    // No metrics beat: it only logs.
+    options: { speculativeIndexingDefault: true, zmqEndpointOverride: VIRTUAL_EVENTS_ENDPOINT, metricsBeatMs: 0 },
+  };
+  const config = buildSchedulerConfig(parseEndpointPickerConfig(configYaml), ctx);
+  const plugins = [...config.plugins.values()];
+  for (const p of plugins) await p.start?.();
+  // Scraping off: the runner copies each engine's load into the endpoints every scrape interval.
+  const pool = new EndpointPool(addresses.map((address) => ({ address })), { logger, scrapeIntervalMs: 0, clock });
+  const director = new Director({ config, pool, logger, clock });
+  return {
+    pool,
+    director,
+    config,
+    subscribers,
+    deliver(frames) {
+      if (subscribers.length === 0) return undefined;
+      const topic = Buffer.from(frames[0]).toString('latin1');
+      // ZeroMQ's prefix subscription, then what the subscriber's receive loop does per message.
+      for (let i = 0; i < subscribers.length; i++) if (topic.startsWith(topicFilters[i])) subscribers[i].onFrames(frames);
+      return subscribers.length === 1 ? subscribers[0].flush() : Promise.all(subscribers.map((s) => s.flush())).then(() => undefined);
+    },
+    async close() {
+      for (const p of plugins.reverse()) await Promise.resolve(p.close?.()).catch(() => {});
+      await pool.close();
+    },
+  };
+}
+
+export type { PoolEndpoint };

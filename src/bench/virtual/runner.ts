@@ -1,0 +1,276 @@
+// `kvrouter bench --clock virtual`: every strategy runs the real router logic against simulated
+// engines on one discrete-event clock in model time, so a run takes as long as its CPU work,
+// not as long as its model time, and the same seed gives the same decisions and results.
+// Same BenchOptions, workloads, strategies and results.json schema as the real-time runner.
+import { cpus } from 'node:os';
+import { Rng, hashSeed } from '../rng.js';
+import { PrefixOracle } from '../oracle.js';
+import { Progress } from '../progress.js';
+import { diffCounters, type PodCounters } from '../prom.js';
+import { assembleStrategy, type BenchResults, type StrategyResult } from '../results.js';
+import { plan, type BenchOptions } from '../runner.js';
+import { strategyByName, strategyYaml } from '../strategies.js';
+import { VirtualClient } from './client.js';
+import { VirtualCluster } from './cluster.js';
+import { VirtualEventLoop, type Category } from './event-loop.js';
+import { MetricsFeed } from './scrape.js';
+import { startVirtualRouter, VIRTUAL_EVENTS_ENDPOINT, type PoolEndpoint, type VirtualRouter } from './router.js';
+
+/** The virtual clock's knobs (CLI: --event-delay-ms, --scrape-interval-ms, --router-overhead-ms). */
+export interface VirtualClockOptions {
+  /** Model ms from an engine step's end to its KV events applied at the router. Default 5. */
+  eventDelayMs?: number;
+  /** Model ms between metric scrapes (llm-d's refresh interval). Default 50. */
+  scrapeIntervalMs?: number;
+  /** Model ms added between the decision and the engine (tokenization, HTTP, proxy). Default 1. */
+  routerOverheadMs?: number;
+  /** Time every callback category (a few % slower). */
+  profile?: boolean;
+}
+
+export const VIRTUAL_DEFAULTS = { eventDelayMs: 5, scrapeIntervalMs: 50, routerOverheadMs: 1 };
+
+/** Where one strategy's wall time went (virtual clock only). */
+export interface VirtualRunStats {
+  modelSeconds: number;
+  wallSeconds: number;
+  /** Model seconds per wall second. */
+  speedup: number;
+  timers: number;
+  requests: number;
+  /** Wall us per simulated request, total and by category (with profiling). */
+  usPerRequest: number;
+  breakdownUsPerRequest?: Record<string, number>;
+  eventBatches: number;
+  eventBytes: number;
+  heapUsedMb: number;
+}
+
+/**
+ * Replaces Math.random with a seeded generator while `fn` runs: the pickers break ties and pick
+ * at random with Math.random, and a reproducible run needs those draws reproducible too.
+ */
+async function withSeededRandom<T>(seed: number, fn: () => Promise<T>): Promise<T> {
+  const saved = Math.random;
+  const rng = new Rng(seed);
+  Math.random = () => rng.next();
+  try {
+    return await fn();
+  } finally {
+    Math.random = saved;
+  }
+}
+
+export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualClockOptions = {}): Promise<BenchResults> {
+  const started = new Date();
+  const wall0 = performance.now();
+  const progress = opts.progress ?? new Progress();
+  const c = { ...VIRTUAL_DEFAULTS, ...stripUndefined(clockOpts) };
+  const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
+  if (planned.length === 0) throw new Error('the load shape produced no requests');
+
+  const oracle = new PrefixOracle(opts.sim.blockSize);
+  const perStageOracle = stages.map(() => ({ prompt: 0, cached: 0 }));
+  for (const p of planned) {
+    const cached = oracle.observe(p.req.prompt);
+    perStageOracle[p.stage].prompt += p.req.prompt.length;
+    perStageOracle[p.stage].cached += cached;
+  }
+
+  const strategies: StrategyResult[] = [];
+  for (let si = 0; si < opts.strategies.length; si++) {
+    const def = strategyByName(opts.strategies[si]);
+    const yaml = strategyYaml(def, { model: opts.sim.model, blockSize: opts.sim.blockSize, zmqEndpoint: VIRTUAL_EVENTS_ENDPOINT, timeScale: 1 });
+    progress.log(`[${si + 1}/${opts.strategies.length}] ${def.name}: ${opts.sim.pods} simulated pods on the virtual clock`);
+    const result: StrategyResult = {
+      name: def.name, label: def.label, description: def.description, config: yaml,
+      stages: [], total: undefined as unknown as StrategyResult['total'], wallSeconds: 0, sampleErrors: [],
+    };
+    const t0 = performance.now();
+    try {
+      const run = await withSeededRandom(hashSeed(opts.seed, 'virtual-picks', def.name), () =>
+        runStrategy(opts, c, planned, stages, perStageOracle, yaml, progress, si, def.name),
+      );
+      Object.assign(result, run.result);
+      result.virtual = run.stats;
+    } catch (err) {
+      result.error = (err as Error).message;
+      progress.log(`  ${def.name} failed: ${result.error}`);
+    } finally {
+      progress.end();
+    }
+    result.wallSeconds = (performance.now() - t0) / 1000;
+    if (!result.error) {
+      const t = result.total;
+      const v = result.virtual;
+      progress.log(
+        `  ${def.name}: TTFT p90 ${t.ttft.p90.toFixed(3)} s, ${t.outputTokPerSec.toFixed(0)} output tok/s, hit rate ${(t.hitRate * 100).toFixed(1)}% (oracle ${(t.oracleHitRate * 100).toFixed(1)}%), errors ${t.errors}, shed ${t.shed} [${result.wallSeconds.toFixed(1)} s wall, ${v ? v.speedup.toFixed(0) : '?'}x model time]`,
+      );
+    }
+    strategies.push(result);
+  }
+
+  return {
+    meta: {
+      startedAt: started.toISOString(),
+      wallSeconds: (performance.now() - wall0) / 1000,
+      preset: opts.preset,
+      workload: { kind: opts.workload.kind, params: opts.workload.params },
+      load: { type: opts.workload.kind === 'trace' ? 'trace' : opts.load.type, stages },
+      pods: opts.sim.pods,
+      sim: { ...opts.sim },
+      timeScale: 1,
+      seed: opts.seed,
+      model: opts.sim.model,
+      requests: planned.length,
+      host: { cpus: cpus().length, node: process.version, platform: process.platform },
+      notes: [
+        ...(opts.notes ?? []),
+        `Virtual clock: discrete-event model time; KV events applied ${c.eventDelayMs} ms after each engine step, pod load scraped every ${c.scrapeIntervalMs} ms, ${c.routerOverheadMs} ms router overhead before each request reaches its pod.`,
+      ],
+      clock: { kind: 'virtual', eventDelayMs: c.eventDelayMs, scrapeIntervalMs: c.scrapeIntervalMs, routerOverheadMs: c.routerOverheadMs },
+      client: { order: orderOf(opts), drainStages: !!opts.drainStages, maxInflight: opts.maxInflight },
+    },
+    oracle: { hitRate: oracle.hitRate, perStage: perStageOracle.map((o) => (o.prompt ? o.cached / o.prompt : NaN)) },
+    strategies,
+  };
+}
+
+function orderOf(opts: BenchOptions): string | undefined {
+  const o = opts.workload.params.order;
+  return typeof o === 'string' ? o : undefined;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+async function runStrategy(
+  opts: BenchOptions,
+  c: typeof VIRTUAL_DEFAULTS & VirtualClockOptions,
+  planned: ReturnType<typeof plan>['planned'],
+  stages: ReturnType<typeof plan>['stages'],
+  perStageOracle: { prompt: number; cached: number }[],
+  yaml: string,
+  progress: Progress,
+  strategyIndex: number,
+  strategyName: string,
+): Promise<{ result: Pick<StrategyResult, 'stages' | 'total' | 'sampleErrors'>; stats: VirtualRunStats }> {
+  const wall0 = performance.now();
+  const loop = new VirtualEventLoop();
+  loop.profile = !!c.profile;
+  const enc = c.profile ? { encodeMs: 0, batches: 0, bytes: 0 } : undefined;
+  let router: VirtualRouter | undefined;
+  const cluster = new VirtualCluster(
+    loop,
+    { ...opts.sim, timeScale: 1, kvEventsEndpoint: VIRTUAL_EVENTS_ENDPOINT, seed: opts.seed },
+    { eventDelayMs: c.eventDelayMs, deliver: (frames) => router?.deliver(frames), profile: enc },
+  );
+  let client: VirtualClient | undefined;
+  try {
+    const addresses = cluster.pods.map((p) => p.address);
+    router = await startVirtualRouter(yaml, addresses, loop);
+    const indexCpu = c.profile ? timeIndex(router) : undefined;
+    const endpoints = addresses.map((a) => router!.pool.get(a) as PoolEndpoint);
+    const feed = new MetricsFeed(cluster.pods, endpoints);
+    const snapshots: PodCounters[][] = [];
+    let stage = 0;
+    let timedOut = false;
+    const drainMs = (opts.drainTimeoutSec ?? 300) * 1000;
+    client = new VirtualClient(loop, router, cluster.pods, planned, stages, {
+      model: opts.sim.model,
+      routerOverheadMs: c.routerOverheadMs,
+      drainStages: !!opts.drainStages,
+      maxInflight: opts.maxInflight ?? Infinity,
+      onStage: (s, atMs) => {
+        if (s < stages.length) {
+          snapshots[s] = cluster.counters();
+          stage = s;
+          progress.update(state(), true);
+        } else loop.at(atMs + drainMs, () => void (timedOut = true), 'client');
+      },
+    });
+    const cl = client;
+    const state = () => ({
+      strategy: strategyName, strategyIndex, strategies: opts.strategies.length, stage, stages: stages.length,
+      rate: stages[stage]?.rate ?? 0, sent: cl.sent, done: cl.done, total: planned.length, errors: 0, inflight: cl.inflight,
+    });
+    loop.every(0, c.scrapeIntervalMs, () => feed.scrape(loop.now(), stage), 'scrape');
+    loop.every(1000, 1000, () => progress.update(state()), 'client');
+    loop.at(0, () => cl.start(), 'client');
+    await loop.run(Infinity, () => cl.complete || timedOut);
+    if (!cl.complete) cl.abandon(`after the ${opts.drainTimeoutSec ?? 300} s drain timeout (model time)`);
+    progress.update(state(), true);
+    snapshots[stages.length] = cluster.counters();
+    const podDeltas = stages.map((_s, i) => snapshots[i + 1].map((after, k) => diffCounters(after, snapshots[i][k])));
+    const result = assembleStrategy(stages, cl.results, podDeltas, perStageOracle, addresses, (ms) => ms / 1000);
+    result.stages.forEach((s, i) => (s.meanWaiting = feed.meanWaiting(i)));
+    result.total.meanWaiting = feed.meanWaitingOver(stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0));
+    const wallSeconds = (performance.now() - wall0) / 1000;
+    const modelSeconds = loop.now() / 1000;
+    const usPer = (ms: number) => (ms * 1000) / Math.max(1, cl.sent);
+    let breakdown: Record<string, number> | undefined;
+    if (c.profile) {
+      const cpu = loop.stats.cpuMs;
+      const encodeMs = enc?.encodeMs ?? 0;
+      const idx = indexCpu?.() ?? { applyMs: 0, lookupMs: 0 };
+      breakdown = {
+        engine: usPer(cpu.engine - encodeMs),
+        'event encode': usPer(encodeMs),
+        'event decode + apply (excl. index)': usPer(cpu.events - idx.applyMs),
+        'index (apply)': usPer(idx.applyMs),
+        'index (lookup)': usPer(idx.lookupMs),
+        'scheduler (excl. index lookup)': usPer(cpu.scheduler + cpu.client - idx.lookupMs),
+        'router timers': usPer(cpu.router),
+        scrape: usPer(cpu.scrape),
+      };
+      const accounted = (Object.keys(cpu) as Category[]).reduce((a, k) => a + cpu[k], 0);
+      breakdown['loop and unaccounted'] = usPer(wallSeconds * 1000 - accounted);
+    }
+    return {
+      result,
+      stats: {
+        modelSeconds, wallSeconds, speedup: modelSeconds / wallSeconds, timers: loop.stats.timers, requests: cl.sent,
+        usPerRequest: usPer(wallSeconds * 1000), breakdownUsPerRequest: breakdown,
+        eventBatches: enc?.batches ?? 0, eventBytes: enc?.bytes ?? 0,
+        heapUsedMb: process.memoryUsage().heapUsed / 2 ** 20,
+      },
+    };
+  } finally {
+    cluster.stop();
+    await router?.close();
+  }
+}
+
+/**
+ * Wraps the precise scorers' index methods with wall-time accounting (profiling only): apply
+ * (add/evict/clear, from KV events) and lookup (longestPrefix, from scoring).
+ */
+function timeIndex(router: VirtualRouter): () => { applyMs: number; lookupMs: number } {
+  const acc = { applyMs: 0, lookupMs: 0 };
+  const seen = new Set<object>();
+  for (const p of router.config.plugins.values()) {
+    const index = (p as { index?: Record<string, unknown> }).index;
+    if (!index || seen.has(index)) continue;
+    seen.add(index);
+    const wrap = (name: string, key: 'applyMs' | 'lookupMs') => {
+      const fn = index[name];
+      if (typeof fn !== 'function') return;
+      index[name] = (...args: unknown[]) => {
+        const t0 = performance.now();
+        try {
+          return (fn as (...a: unknown[]) => unknown).apply(index, args);
+        } finally {
+          acc[key] += performance.now() - t0;
+        }
+      };
+    };
+    wrap('add', 'applyMs');
+    wrap('evict', 'applyMs');
+    wrap('clear', 'applyMs');
+    wrap('getRequestKey', 'applyMs');
+    wrap('longestPrefix', 'lookupMs');
+    wrap('addSpeculative', 'lookupMs');
+  }
+  return () => acc;
+}
