@@ -168,6 +168,8 @@ test('a pod twice as slow is learned from its TTFT and ITL, and then gets the co
     s.pl.responseFirstToken(r, to === A.address ? A : B);
   }
   assert.deepEqual([...picks], [A.address], 'cold work goes to the faster pod');
+  const d = await s.pl.detail(req(5), [A, B]);
+  assert.ok(d.endpoints.every((e) => Number.isFinite(e.ttftMs) && Number.isFinite(e.costMs)), JSON.stringify(d));
   await s.close();
 });
 

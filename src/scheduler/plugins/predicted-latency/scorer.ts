@@ -16,8 +16,10 @@
 // recompute. A warm pod is left only when its queue costs more than that: a hot prefix gets a
 // second copy exactly when its holder saturates. With `ttftSLO` / `itlSLO`, pods predicted to
 // meet them are preferred, so a saturated holder's group is replicated to keep the SLO.
-// Near-ties (`tieMs`) go to the pod with more of the prompt cached, then to the pod a rendezvous
-// hash of the prompt's first tokens prefers, so a new group's burst lands together.
+// Under congestion the copy is charged once more per request waiting per pod (its extra prefill
+// delays them all). Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
+// lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
+// multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
 //
 // Outputs one score per pod: 1 for the choice, below 1 in order of cost for the fallbacks (use
 // it alone with max-score-picker). The prediction and its parts are in the "Got pod scores"
@@ -60,7 +62,13 @@ export const predictedLatencyParamsSchema = z
     /** Times the extra prefill of a second copy is charged again (0 = myopic TTFT). */
     localityWeight: z.number().nonnegative().default(1),
     /** Costs within this many ms of the best count as ties. */
-    tieMs: z.number().nonnegative().default(1),
+    tieMs: z.number().nonnegative().default(5),
+    /**
+     * A pod's own learned multiplier is used only when it differs from the pods' median by more
+     * than this factor: identical pods then predict alike (noise in one pod's samples must not
+     * move its groups), while a really slower pod (2x) stands out.
+     */
+    podDeviation: z.number().min(1).default(1.25),
     ttftSLO: duration.optional(),
     itlSLO: duration.optional(),
     /** Learn per-pod multipliers from observed TTFT and ITL. */
@@ -76,6 +84,8 @@ interface PodState {
   queuedTokens: number;
   queuedCount: number;
   decoding: number;
+  /** Uncached tokens of this router's requests that reached their first token here, ever. */
+  prefilled: number;
   kPrefill: Multiplier;
   kStep: Multiplier;
 }
@@ -101,6 +111,7 @@ interface Flight {
   stepBasis: number;
   firstAt: number;
   decodingAtFirst: number;
+  prefilledAtFirst: number;
 }
 
 export interface PodPrediction extends Prediction {
@@ -190,6 +201,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** Mean uncached tokens per request, for waiting requests the router did not send. */
   private meanUncached = 0;
   private prefix: PrecisePrefixCacheScorer | undefined;
+  /** Medians of the pods' multipliers, recomputed after learning (NaN: stale). */
+  private medianPrefill = NaN;
+  private medianStep = NaN;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly metrics: PredictionMetrics;
@@ -228,10 +242,34 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let s = this.pods.get(address);
     if (!s) {
       const lr = this.p.learningRate;
-      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
+      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
       this.pods.set(address, s);
     }
     return s;
+  }
+
+  /** A pod's multiplier, or the pods' median when it is within `podDeviation` of it. */
+  private effective(k: number, median: number): number {
+    const dev = this.p.podDeviation;
+    return k > median * dev || k < median / dev ? k : median;
+  }
+
+  private medians(): void {
+    if (!Number.isNaN(this.medianPrefill) && !Number.isNaN(this.medianStep)) return;
+    const pre: number[] = [];
+    const st: number[] = [];
+    for (const s of this.pods.values()) {
+      pre.push(s.kPrefill.value);
+      st.push(s.kStep.value);
+    }
+    const med = (xs: number[]) => {
+      if (xs.length === 0) return 1;
+      xs.sort((a, b) => a - b);
+      const h = xs.length >> 1;
+      return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
+    };
+    this.medianPrefill = med(pre);
+    this.medianStep = med(st);
   }
 
   private load(e: Endpoint, s: PodState): PodLoad {
@@ -242,8 +280,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     return {
       queuedTokens: s.queuedTokens + foreign * this.meanUncached,
       decoding: Math.max(s.decoding, m.running),
-      kPrefill: s.kPrefill.value,
-      kStep: s.kStep.value,
+      kPrefill: this.effective(s.kPrefill.value, this.medianPrefill),
+      kStep: this.effective(s.kStep.value, this.medianStep),
     };
   }
 
@@ -275,14 +313,23 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const meets = new Uint8Array(n);
     let anyMeets = false;
     const c = this.costs;
+    for (let i = 0; i < n; i++) this.pod(endpoints[i].address);
+    this.medians();
+    // Congestion: requests waiting per pod. A copy's extra prefill delays everyone queued behind
+    // it, so under load it is charged once per waiting request too.
+    let waiting = 0;
+    for (let i = 0; i < n; i++) waiting += Math.max(this.pod(endpoints[i].address).queuedCount, endpoints[i].metrics.waiting);
+    const congestion = 1 + waiting / n;
+    const loads: PodLoad[] = new Array<PodLoad>(n);
     for (let i = 0; i < n; i++) {
       const load = this.load(endpoints[i], this.pod(endpoints[i].address));
+      loads[i] = load;
       const pr = predict(c, load, uncached[i]);
       preds[i] = pr;
       const work = load.queuedTokens + uncached[i];
       prefillBasis[i] = work * c.prefillMsPerToken;
       stepBasis[i] = (pr.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
-      copy[i] = copyCostMs(c, load, uncached[i] - minUncached, this.p.localityWeight);
+      copy[i] = copyCostMs(c, load, uncached[i] - minUncached, this.p.localityWeight * congestion);
       costs[i] = pr.ttftMs + copy[i];
       const ok = (this.ttftSloMs === undefined || pr.ttftMs <= this.ttftSloMs) && (this.itlSloMs === undefined || pr.itlMs <= this.itlSloMs);
       meets[i] = ok ? 1 : 0;
@@ -293,13 +340,18 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     for (let i = 0; i < n; i++) if ((!anyMeets || meets[i]) && (best < 0 || costs[i] < costs[best])) best = i;
     let chosen = best;
     if (best >= 0 && n > 1) {
+      // Near-ties: the most cached prompt, then the lightest pod (queued prefill and decode
+      // batch), then the pod a rendezvous hash of the prompt's first tokens prefers.
       const limit = costs[best] + this.p.tieMs;
       const id = prefixId(req.tokens, bs);
-      let bestHash = -1;
+      const weight = (l: PodLoad) => l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
+      let bestHash = rendezvous(id, endpoints[best].address);
       for (let i = 0; i < n; i++) {
-        if ((anyMeets && !meets[i]) || costs[i] > limit) continue;
+        if (i === chosen || (anyMeets && !meets[i]) || costs[i] > limit) continue;
+        const dc = cached[i] - cached[chosen];
+        const dw = weight(loads[i]) - weight(loads[chosen]);
         const h = rendezvous(id, endpoints[i].address);
-        if (cached[i] > cached[chosen] || (cached[i] === cached[chosen] && h > bestHash)) {
+        if (dc > 0 || (dc === 0 && (dw < 0 || (dw === 0 && h > bestHash)))) {
           chosen = i;
           bestHash = h;
         }
@@ -401,6 +453,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       stepBasis: d.stepBasis[i],
       firstAt: -1,
       decodingAtFirst: 0,
+      prefilledAtFirst: 0,
     });
   }
 
@@ -424,6 +477,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     pod.queuedTokens = Math.max(0, pod.queuedTokens - f.tokens);
     pod.queuedCount = Math.max(0, pod.queuedCount - 1);
     pod.decoding++;
+    pod.prefilled += f.tokens;
+    f.prefilledAtFirst = pod.prefilled;
     f.decodingAtFirst = Math.max(pod.decoding, endpoint.metrics.running);
     const observed = now - f.sentAt;
     this.metrics.error.observe((observed - f.predictedMs) / 1000);
@@ -431,7 +486,10 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     // What the step multiplier does not explain is prefill compute; learn its multiplier when
     // prefill is a real part of the prediction (a cache hit's TTFT is mostly one step).
     const stepPart = pod.kStep.value * f.stepBasis;
-    if (f.prefillBasis > 0.25 * f.predictedMs && f.prefillBasis > 1) pod.kPrefill.observe((observed - stepPart) / f.prefillBasis);
+    if (f.prefillBasis > 0.25 * f.predictedMs && f.prefillBasis > 1) {
+      pod.kPrefill.observe((observed - stepPart) / f.prefillBasis);
+      this.medianPrefill = NaN;
+    }
     this.metrics.setMultipliers(f.address, pod.kPrefill.value, pod.kStep.value);
   }
 
@@ -443,11 +501,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     this.settle(f);
     const n = info.completionTokens ?? 0;
     if (!first || !this.p.learn || n < 3 || info.status !== 200) return;
-    // Mean time per output token against the step time at the mean decode batch it ran in.
-    const itl = (this.clock.now() - f.firstAt) / (n - 1);
+    // The decode time is its steps at the mean batch, plus the prefill chunks of the requests
+    // that reached their first token on the pod meanwhile (interleaved into the same steps).
+    const elapsed = this.clock.now() - f.firstAt;
+    const interleaved = (f.pod.prefilled - f.prefilledAtFirst) * f.pod.kPrefill.value * this.costs.prefillMsPerToken;
     const batch = (f.decodingAtFirst + Math.max(f.pod.decoding + 1, endpoint.metrics.running)) / 2;
-    const basis = this.costs.stepOverheadMs + batch * this.costs.decodeMsPerSeq;
-    f.pod.kStep.observe(itl / basis);
+    const basis = (n - 1) * (this.costs.stepOverheadMs + batch * this.costs.decodeMsPerSeq);
+    if (elapsed > interleaved) {
+      f.pod.kStep.observe((elapsed - interleaved) / basis);
+      this.medianStep = NaN;
+    }
     this.metrics.setMultipliers(f.address, f.pod.kPrefill.value, f.pod.kStep.value);
   }
 
