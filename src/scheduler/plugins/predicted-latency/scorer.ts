@@ -329,7 +329,10 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       const work = load.queuedTokens + uncached[i];
       prefillBasis[i] = work * c.prefillMsPerToken;
       stepBasis[i] = (pr.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
-      copy[i] = copyCostMs(c, load, uncached[i] - minUncached, this.p.localityWeight * congestion);
+      // A full cache evicts for every copied block; the fuller it is with running requests' KV
+      // (vLLM's kv_cache_usage), the more of what is left is other groups' reused prefixes.
+      const room = Math.max(0.05, 1 - endpoints[i].metrics.kvUsage);
+      copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
       costs[i] = pr.ttftMs + copy[i];
       const ok = (this.ttftSloMs === undefined || pr.ttftMs <= this.ttftSloMs) && (this.itlSloMs === undefined || pr.itlMs <= this.itlSloMs);
       meets[i] = ok ? 1 : 0;
