@@ -161,7 +161,7 @@ schedulingProfiles:
     metricsPort: -1,
     logger,
   });
-  const zmq = epp.router.precise!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1');
+  const zmq = epp.router.kvIndex!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1');
   let child: ChildProcess | undefined;
   let sims: ChildProcess | undefined;
   try {

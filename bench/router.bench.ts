@@ -1,22 +1,25 @@
 // npm run bench:router — what the router adds, against going straight to the pod, in one run.
 //   1. Added latency for 1k-token chat requests (tokenization with the real Qwen3 tokenizer,
 //      chat template, block keys, precise index lookup, scoring and proxying included):
-//      p50/p99 through the router minus p50/p99 direct. Targets: p50 <= 1 ms, p99 <= 5 ms.
+//      p50/p99 through the router minus p50/p99 direct.
+//      Budget (issue 13): the router's added p50 at most 0.25 ms above that of a bare
+//      node:http + undici hop (forwards bytes, no parsing or scheduling) measured in the same run;
+//      added p99 <= 5 ms. An nginx `proxy_pass` hop is printed as the floor row when nginx is installed.
 //   2. Routed requests/s for small requests at fixed concurrency, against direct.
 //      Target: >= 3,000/s on 2 cores.
 // Breakdown: the router process's CPU time per request in each phase (over an IPC channel),
-// mean wall time per stage (from its /metrics), its GC pauses, and a reference: a minimal
-// node:http + undici proxy hop (forwards bytes, no parsing or scheduling) on the same requests.
-// The router's own HTTP/1.1 transport (src/http1) is cheaper than that pair, so the router can
-// come out close to or below it.
+// mean wall time per stage (from its /metrics), its GC pauses.
 // Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
 // Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile).
-// Three processes: a fast upstream (two minimal vLLM-shaped HTTP servers), the router, and
-// this load generator (undici). Every loop is bounded in count and time.
+// Processes: a fast upstream (two minimal vLLM-shaped HTTP servers), the router, the bare hop,
+// nginx, and this load generator (undici). Every loop is bounded in count and time.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 
@@ -121,6 +124,74 @@ async function runFloor(): Promise<void> {
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }) + '\n');
+}
+
+// ---------- floor: nginx proxy_pass ----------
+const NGINX = '/usr/sbin/nginx';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** nginx on a loopback port proxying to `upstreamPort` (keep-alive upstream, no buffering); null without nginx. */
+async function startNginx(upstreamPort: number): Promise<{ url: string; stop: () => Promise<void> } | null> {
+  if (!existsSync(NGINX)) return null;
+  const dir = mkdtempSync(join(tmpdir(), 'kvrouter-nginx-'));
+  chmodSync(dir, 0o777);
+  const port = await freePort();
+  const conf = `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  client_max_body_size 64m; client_body_buffer_size 1m;
+  upstream pod { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://pod; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+`;
+  writeFileSync(join(dir, 'nginx.conf'), conf);
+  const proc = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  spawned.push(proc);
+  const url = `http://127.0.0.1:${port}`;
+  // Up to 5 s for nginx to listen.
+  for (let i = 0; i < 100; i++) {
+    if (proc.exitCode !== null) break;
+    const up = await fetch(`${url}/metrics`).then(
+      () => true,
+      () => false,
+    );
+    if (up) {
+      return {
+        url,
+        stop: async () => {
+          if (proc.exitCode === null) {
+            proc.kill('SIGQUIT');
+            await new Promise((r) => proc.once('exit', r));
+          }
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  proc.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+  console.log('nginx did not start: no nginx row');
+  return null;
 }
 
 // ---------- main: load generator ----------
@@ -295,15 +366,41 @@ async function main(): Promise<void> {
   const { url } = (await rt.first) as { url: string };
   const router = new Pool(url, { connections: concurrency, pipelining: 1 });
   const direct = new Pool(`http://127.0.0.1:${ports[0]}`, { connections: concurrency, pipelining: 1 });
+  // The bare node:http + undici hop and nginx run beside the router, so the three are measured
+  // in interleaved rounds on the same requests (a noisy machine drifts between phases).
+  const fl = child(['--role=floor', `--ports=${ports.join(',')}`]);
+  const floorPool = new Pool(((await fl.first) as { url: string }).url, { connections: concurrency, pipelining: 1 });
+  const ng = await startNginx(ports[0]);
+  const ngPool = ng ? new Pool(ng.url, { connections: concurrency, pipelining: 1 }) : undefined;
   try {
-    // Warm both paths (JIT tiers, connections, tokenizer caches of the template): a router in
+    // Warm every path (JIT tiers, connections, tokenizer caches of the template): a router in
     // service is warm; 40 requests left the first measured ones in V8's baseline tiers.
     const warm = quick ? 100 : 300;
     await latency(router, direct, warm, 20_000, (i) => distinct(i + 100_000));
+    await latency(floorPool, direct, warm, 20_000, (i) => distinct(i + 100_000));
+    if (ngPool) await latency(ngPool, direct, warm, 20_000, (i) => distinct(i + 100_000));
     let cpu0 = await cpuOf(rt.proc);
     const h0 = await histograms(url as string);
-    const lat = await latency(router, direct, n, 60_000);
+    const ROUNDS = 4;
+    const per = Math.ceil(n / ROUNDS);
+    type Lat = Awaited<ReturnType<typeof latency>>;
+    const merge = (a: Lat | undefined, b: Lat): Lat =>
+      a ? { n: a.n + b.n, router: [...a.router, ...b.router].sort((x, y) => x - y), direct: [...a.direct, ...b.direct].sort((x, y) => x - y) } : b;
+    let lat: Lat | undefined;
+    let latFloor: Lat | undefined;
+    let latNginx: Lat | undefined;
+    let routerCpu = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      const c0 = await cpuOf(rt.proc);
+      lat = merge(lat, await latency(router, direct, per, 15_000, (i) => distinct(i + r * per)));
+      routerCpu += (await cpuOf(rt.proc)) - c0;
+      latFloor = merge(latFloor, await latency(floorPool, direct, per, 15_000, (i) => distinct(i + r * per)));
+      if (ngPool) latNginx = merge(latNginx, await latency(ngPool, direct, per, 15_000, (i) => distinct(i + r * per)));
+    }
+    lat = lat!;
+    latFloor = latFloor!;
     let cpu1 = await cpuOf(rt.proc, '1k chat');
+    cpu0 = cpu1 - routerCpu;
     const h1 = await histograms(url as string);
     const cpuLat = (cpu1 - cpu0) / lat.n;
     const latShared = await latency(router, direct, n, 60_000, shared);
@@ -323,13 +420,10 @@ async function main(): Promise<void> {
     await router.close();
     rt.proc.kill('SIGTERM');
     await new Promise((r) => rt.proc.once('exit', r));
-    // The floor: a minimal proxy hop on the same 1k-token chat requests, against direct.
-    const fl = child(['--role=floor', `--ports=${ports.join(',')}`]);
-    const floorPool = new Pool(((await fl.first) as { url: string }).url, { connections: concurrency, pipelining: 1 });
-    await latency(floorPool, direct, warm, 20_000, (i) => distinct(i + 100_000));
-    const latFloor = await latency(floorPool, direct, n, 60_000);
     await floorPool.close();
     fl.proc.kill('SIGTERM');
+    await ngPool?.close();
+    await ng?.stop();
     const rt2 = child(['--role=router', '--config=load-only', `--ports=${ports.join(',')}`]);
     const { url: url2 } = (await rt2.first) as { url: string };
     const router2 = new Pool(url2, { connections: concurrency, pipelining: 1 });
@@ -344,11 +438,13 @@ async function main(): Promise<void> {
 
     const added50 = p50r - p50d;
     const added99 = p99r - p99d;
+    const floorAdded50 = pct(latFloor.router, 50) - pct(latFloor.direct, 50);
+    const budget50 = floorAdded50 + 0.25;
     const f = (x: number) => x.toFixed(3);
-    console.log(`\nkvrouter bench:router  (${n} x 1k-token chat requests, sequential; throughput: ${concurrency} concurrent small requests for ${seconds} s)\n`);
+    console.log(`\nkvrouter bench:router  (${lat.n} x 1k-token chat requests per hop, sequential, in ${ROUNDS} interleaved rounds of router / bare hop / nginx; throughput: ${concurrency} concurrent small requests for ${seconds} s)\n`);
     console.log('| measure | direct to pod | through router | added / ratio | target |');
     console.log('|---|---|---|---|---|');
-    console.log(`| 1k-token chat latency p50 (ms) | ${f(p50d)} | ${f(p50r)} | +${f(added50)} ms | <= 1 ms added |`);
+    console.log(`| 1k-token chat latency p50 (ms) | ${f(p50d)} | ${f(p50r)} | +${f(added50)} ms | <= +${f(budget50)} ms (bare hop's +${f(floorAdded50)} + 0.25) |`);
     console.log(`| 1k-token chat latency p99 (ms) | ${f(p99d)} | ${f(p99r)} | +${f(added99)} ms | <= 5 ms added |`);
     console.log(
       `| shared-prefix 1k-token chat p50 / p99 (ms) | ${f(pct(latShared.direct, 50))} / ${f(pct(latShared.direct, 99))} | ${f(pct(latShared.router, 50))} / ${f(pct(latShared.router, 99))} | +${f(pct(latShared.router, 50) - pct(latShared.direct, 50))} / +${f(pct(latShared.router, 99) - pct(latShared.direct, 99))} ms | (llm-d shape) |`,
@@ -356,6 +452,11 @@ async function main(): Promise<void> {
     console.log(
       `| reference: minimal node:http + undici proxy hop, 1k-token chat p50 / p99 (ms) | ${f(pct(latFloor.direct, 50))} / ${f(pct(latFloor.direct, 99))} | ${f(pct(latFloor.router, 50))} / ${f(pct(latFloor.router, 99))} | +${f(pct(latFloor.router, 50) - pct(latFloor.direct, 50))} / +${f(pct(latFloor.router, 99) - pct(latFloor.direct, 99))} ms | (no parsing or scheduling) |`,
     );
+    if (latNginx) {
+      console.log(
+        `| floor: nginx proxy_pass hop, 1k-token chat p50 / p99 (ms) | ${f(pct(latNginx.direct, 50))} / ${f(pct(latNginx.direct, 99))} | ${f(pct(latNginx.router, 50))} / ${f(pct(latNginx.router, 99))} | +${f(pct(latNginx.router, 50) - pct(latNginx.direct, 50))} / +${f(pct(latNginx.router, 99) - pct(latNginx.direct, 99))} ms | (C, no scheduling) |`,
+      );
+    } else console.log('| floor: nginx proxy_pass hop | | | | (nginx not installed) |');
     console.log(`| small requests/s | ${tpDirect.rps.toFixed(0)} | ${tpRouter.rps.toFixed(0)} | ${(tpRouter.rps / tpDirect.rps).toFixed(2)}x of direct | >= 3000/s routed |`);
     console.log(`| small requests/s, load-only config (no tokenization) | ${tpDirect.rps.toFixed(0)} | ${tpLoadOnly.rps.toFixed(0)} | ${(tpLoadOnly.rps / tpDirect.rps).toFixed(2)}x of direct | |`);
     const us = (ms: number) => `${(ms * 1000).toFixed(0)} us`;
@@ -368,11 +469,13 @@ async function main(): Promise<void> {
     console.log(
       `router GC pauses: ${[...gcOfPhase].map(([k, g]) => `${k} ${g.count}, ${g.major} major (${g.totalMs.toFixed(1)} ms, longest ${g.maxMs.toFixed(2)} ms)`).join('; ')}\n`,
     );
-    const verdict = added50 <= 1 && added99 <= 5 && tpRouter.rps >= 3000 && tpRouter.errors === 0;
+    const verdict = added50 <= budget50 && added99 <= 5 && tpRouter.rps >= 3000 && tpRouter.errors === 0;
     const load = (await import('node:os')).loadavg()[0];
     console.log(`load average (1 min): ${load.toFixed(2)}${quick ? '; quick mode (BENCH_QUICK=1)' : ''}`);
     if (load > 2.5) console.log(`note: 1-minute load average ${load.toFixed(1)} on ${(await import('node:os')).cpus().length} cores: other processes share the CPU, figures are pessimistic`);
-    console.log(`\n${verdict ? 'PASS' : 'MISS'}: added p50 ${f(added50)} ms, p99 ${f(added99)} ms; ${tpRouter.rps.toFixed(0)} routed req/s\n`);
+    console.log(
+      `\n${verdict ? 'PASS' : 'MISS'}: added p50 ${f(added50)} ms (budget ${f(budget50)}: bare node:http + undici hop ${f(floorAdded50)} + 0.25), p99 ${f(added99)} ms; ${tpRouter.rps.toFixed(0)} routed req/s\n`,
+    );
     mkdirSync('bench-results', { recursive: true });
     writeFileSync(
       'bench-results/router.json',
@@ -384,6 +487,10 @@ async function main(): Promise<void> {
             direct: { p50: pct(latFloor.direct, 50), p99: pct(latFloor.direct, 99) },
             floor: { p50: pct(latFloor.router, 50), p99: pct(latFloor.router, 99) },
           },
+          budgetP50: budget50,
+          nginxLatency: latNginx
+            ? { direct: { p50: pct(latNginx.direct, 50), p99: pct(latNginx.direct, 99) }, nginx: { p50: pct(latNginx.router, 50), p99: pct(latNginx.router, 99) } }
+            : null,
           sharedPrefixLatency: {
             direct: { p50: pct(latShared.direct, 50), p99: pct(latShared.direct, 99) },
             router: { p50: pct(latShared.router, 50), p99: pct(latShared.router, 99) },
@@ -400,6 +507,9 @@ async function main(): Promise<void> {
     );
   } finally {
     await router.close().catch(() => {});
+    await floorPool.close().catch(() => {});
+    await ngPool?.close().catch(() => {});
+    await ng?.stop().catch(() => {});
     await direct.close();
     for (const p of spawned) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
     up.proc.kill('SIGTERM');

@@ -6,6 +6,9 @@
 // 150 groups spread over the pods. Target (issue 16): predicted-latency adds <= 20 us p50 at
 // 8 pods and <= 200 us at 96 pods. Hooks (PreRequest, first token, completion) are timed apart.
 import pino from 'pino';
+import { ServiceRegistry } from '../src/scheduler/services.js';
+import { KV_EVENT_SOURCE_FACTORY } from '../src/scheduler/kv-services.js';
+import { KvEventSubscriber } from '../src/events/subscriber.js';
 import { Registry } from 'prom-client';
 import { buildSchedulerConfig, parseEndpointPickerConfig, type LoadedSchedulerConfig } from '../src/scheduler/config.js';
 import { Scheduler } from '../src/scheduler/scheduler.js';
@@ -56,6 +59,12 @@ const CONFIGS: Record<string, unknown> = {
   },
 };
 
+/** The router's KV-event subscriber factory (nothing binds until a plugin starts; none does here). */
+function withEvents(s: ServiceRegistry): ServiceRegistry {
+  s.provide(KV_EVENT_SOURCE_FACTORY, (opts) => new KvEventSubscriber(opts), 'bench');
+  return s;
+}
+
 interface Built {
   name: string;
   cfg: LoadedSchedulerConfig;
@@ -66,8 +75,8 @@ async function build(name: string, pods: Endpoint[], groups: Uint32Array[]): Pro
   const cfg = buildSchedulerConfig(parseEndpointPickerConfig(CONFIGS[name]), {
     logger: pino({ level: 'silent' }),
     registry: new Registry(),
-    services: new Map(),
-    options: { speculativeIndexingDefault: true, metricsBeatMs: 0 },
+    services: withEvents(new ServiceRegistry()),
+    
   });
   const ps = cfg.plugins.get('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
   // Each group's prefix on one pod, every fifth group on a second one too.

@@ -5,12 +5,14 @@ import { fileURLToPath } from 'node:url';
 import type { Harness, PodsHandle, RouterHandle, RouterTiming, SimSpec } from './harness.js';
 import { startRouter } from '../gateway/router.js';
 import { simPodOptions } from './sim-options.js';
+import { registerBenchPlugins } from './peers/index.js';
 
 export async function startRouterInProcess(
   configYaml: string,
   endpoints: { address: string; labels: Record<string, string> }[],
   timing: RouterTiming = {},
 ): Promise<RouterHandle> {
+  registerBenchPlugins();
   const r = await startRouter({
     config: configYaml, endpoints, port: 0, host: '127.0.0.1', logLevel: 'warn', processMetrics: false,
     scrapeIntervalMs: timing.scrapeIntervalMs, unhealthyAfterMs: timing.unhealthyAfterMs,

@@ -1,5 +1,5 @@
 // CLI flags (+ preset) -> BenchOptions. Kept apart from the command so tests can build runs.
-import { ladder, parseRates, type LoadShape, type LoadType } from './load.js';
+import { ladder, parseRates, type LoadShape, type LoadType, type Stage } from './load.js';
 import { PRESETS, presetByName, type Preset } from './presets.js';
 import type { BenchOptions } from './runner.js';
 import { DEFAULT_STRATEGIES, strategyByName } from './strategies.js';
@@ -39,6 +39,16 @@ export interface BenchFlags {
   model?: string;
   drainTimeout?: number;
   inProcessPods?: boolean;
+  /** `real` (default): scaled wall time; `virtual`: discrete-event model time (src/bench/virtual). */
+  clock?: string;
+  eventDelayMs?: number;
+  scrapeIntervalMs?: number;
+  routerOverheadMs?: number;
+  /** inference-perf semantics: prompt order, stage draining, per-stage durations, concurrency cap. */
+  order?: string;
+  drainStages?: boolean;
+  stageDurations?: string;
+  maxInflight?: number;
 }
 
 const GENERIC: Preset = {
@@ -65,6 +75,21 @@ export interface ResolvedBench {
   inProcessPods: boolean;
 }
 
+function nonNegative(name: string, v: number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!(v >= 0) || !Number.isFinite(v)) throw new Error(`--${name} must be a number >= 0 (got ${v})`);
+  return v;
+}
+
+/** `20,20,30` -> one positive duration per stage (a single value applies to every stage). */
+export function parseDurations(text: string, stages: number): number[] {
+  const d = text.split(',').map((s) => Number(s.trim()));
+  if (d.length === 0 || d.some((x) => !(x > 0) || !Number.isFinite(x))) throw new Error(`--stage-durations: expected positive seconds separated by commas, got "${text}"`);
+  if (d.length === 1) return Array.from({ length: stages }, () => d[0]);
+  if (d.length !== stages) throw new Error(`--stage-durations: ${d.length} durations for ${stages} stages`);
+  return d;
+}
+
 function positiveInt(name: string, v: number | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer (got ${v})`);
@@ -89,6 +114,7 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
       questionLen: f.questionLen ?? d.questionLen,
       outputLen: positiveInt('output-len', f.outputLen) ?? d.outputLen,
       multiTurn: f.multiTurn ?? d.multiTurn ?? false,
+      ...(f.order !== undefined ? { order: parseOrder(f.order) } : {}),
       seed,
     });
   } else if (workloadKind === 'multi_round') {
@@ -112,7 +138,9 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
   const rates = f.qps ? parseRates(f.qps) : base.rates;
   const stageDuration = f.stageDuration ?? base.stageDuration;
   if (!(stageDuration > 0)) throw new Error('--stage-duration must be > 0');
-  const stages = ladder(rates, stageDuration);
+  const stages: Stage[] = f.stageDurations
+    ? parseDurations(f.stageDurations, rates.length).map((duration, i) => ({ rate: rates[i], duration }))
+    : ladder(rates, stageDuration);
   let warm = base.warmup;
   if (f.warmup) {
     const [rate, duration] = f.warmup.split('x').map(Number);
@@ -147,8 +175,32 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
     preset: f.preset,
     drainTimeoutSec: f.drainTimeout ?? base.drainTimeoutSec,
     notes: [...base.notes],
+    drainStages: f.drainStages,
+    maxInflight: positiveInt('max-inflight', f.maxInflight),
+    clock: clockOf(f.clock),
+    virtual: {
+      eventDelayMs: nonNegative('event-delay-ms', f.eventDelayMs),
+      scrapeIntervalMs: f.scrapeIntervalMs === undefined ? undefined : positiveNumber('scrape-interval-ms', f.scrapeIntervalMs),
+      routerOverheadMs: nonNegative('router-overhead-ms', f.routerOverheadMs),
+    },
   };
   return { options, inProcessPods: f.inProcessPods ?? base.inProcessPods };
+}
+
+function clockOf(v: string | undefined): 'real' | 'virtual' {
+  const clock = v ?? 'real';
+  if (clock !== 'real' && clock !== 'virtual') throw new Error(`--clock must be real or virtual (got "${clock}")`);
+  return clock;
+}
+
+function positiveNumber(name: string, v: number): number {
+  if (!(v > 0) || !Number.isFinite(v)) throw new Error(`--${name} must be > 0 (got ${v})`);
+  return v;
+}
+
+function parseOrder(v: string): 'random' | 'cyclic' {
+  if (v !== 'random' && v !== 'cyclic') throw new Error(`--order must be cyclic or random (got "${v}")`);
+  return v;
 }
 
 /** Limits a generated workload to its first n requests (the schedule stops early). */

@@ -4,6 +4,7 @@ import type { PodCounters } from './prom.js';
 import { imbalance, summarize, type Summary } from './stats.js';
 import type { Stage } from './load.js';
 import type { VirtualRunStats } from './virtual/runner.js';
+import type { CrossValidation } from './virtual/cross-validate.js';
 
 export interface StageResult {
   index: number;
@@ -76,13 +77,17 @@ export interface BenchResults {
     requests: number;
     host: { cpus: number; node: string; platform: string };
     notes: string[];
-    /** `real` (scaled wall time, the default) or `virtual` (discrete-event model time) and its settings. */
-    clock?: { kind: 'real' | 'virtual'; eventDelayMs?: number; scrapeIntervalMs?: number; routerOverheadMs?: number };
+    /** real: scaled wall clock; virtual: discrete-event model time. */
+    clock?: 'real' | 'virtual';
+    /** The virtual clock's settings. */
+    virtualClock?: { eventDelayMs: number; scrapeIntervalMs: number; routerOverheadMs: number };
     /** inference-perf semantics used (order, stage draining, client concurrency cap). */
     client?: { order?: string; drainStages?: boolean; maxInflight?: number };
   };
   oracle: { hitRate: number; perStage: number[] };
   strategies: StrategyResult[];
+  /** The same options on the real clock vs the virtual clock (src/bench/virtual/cross-validate.ts). */
+  crossValidation?: CrossValidation;
 }
 
 export function aggregateStage(

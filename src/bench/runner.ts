@@ -12,7 +12,9 @@ import { Progress } from './progress.js';
 import { diffCounters, scrapePod, type PodCounters } from './prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from './results.js';
 import { strategyByName, strategyYaml } from './strategies.js';
+import { registerBenchPlugins } from './peers/index.js';
 import type { BenchRequest, Workload } from './workloads/types.js';
+import type { VirtualClockOptions } from './virtual/runner.js';
 
 export interface BenchOptions {
   workload: Workload;
@@ -20,6 +22,10 @@ export interface BenchOptions {
   strategies: string[];
   sim: Omit<SimSpec, 'kvEventsEndpoint' | 'timeScale' | 'seed'>;
   timeScale: number;
+  /** Which runner (`virtual`: the discrete-event runner in src/bench/virtual). Default real. */
+  clock?: 'real' | 'virtual';
+  /** The virtual runner's settings (event delay, scrape interval, router overhead). */
+  virtual?: VirtualClockOptions;
   seed: number;
   preset?: string;
   /** MODEL seconds to wait for in-flight requests after the last send before aborting them. */
@@ -88,9 +94,15 @@ async function scrapeAll(urls: string[]): Promise<PodCounters[]> {
 }
 
 export async function runBench(harness: Harness, opts: BenchOptions): Promise<BenchResults> {
+  if (opts.clock === 'virtual') {
+    const { runVirtualBench } = await import('./virtual/runner.js');
+    return await runVirtualBench(opts, opts.virtual);
+  }
   const started = new Date();
   const wall0 = performance.now();
   const progress = opts.progress ?? new Progress();
+  // The peer strategies' plugin types exist only for the benchmark.
+  registerBenchPlugins();
   const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
   if (planned.length === 0) throw new Error('the load shape produced no requests');
   const toModelSec = (ms: number) => ms / 1000 / opts.timeScale;
@@ -218,7 +230,16 @@ async function runSchedule(
     rate: stages[curStage]?.rate ?? 0, sent: nSent, done: nDone, total: planned.length, errors: nErr, inflight: inflight.size,
   });
 
+  // inference-perf's concurrency cap: due requests wait in order for a free slot.
+  const maxInflight = opts.maxInflight ?? Infinity;
+  const capped: [number, number][] = [];
+  // Wall ms added to the schedule by drained stages (inference-perf: a stage starts once drained).
+  let shiftMs = 0;
   const fire = (i: number, scheduledMs: number) => {
+    if (inflight.size >= maxInflight) {
+      capped.push([i, scheduledMs]);
+      return;
+    }
     const p = planned[i];
     nSent++;
     const pr = client.send(p.req, p.stage, t0, scheduledMs, abort.signal).then((r) => {
@@ -226,21 +247,35 @@ async function runSchedule(
       nDone++;
       if (!r.ok) nErr++;
       done.add(p.req.id);
-      for (const j of waiting.get(p.req.id) ?? []) fire(j, planned[j].t * opts.timeScale * 1000);
+      for (const j of waiting.get(p.req.id) ?? []) fire(j, planned[j].t * opts.timeScale * 1000 + shiftMs);
       waiting.delete(p.req.id);
       progress.update(state());
     });
-    const tracked = pr.finally(() => inflight.delete(tracked));
+    const tracked = pr.finally(() => {
+      inflight.delete(tracked);
+      const next = capped.shift();
+      if (next) fire(next[0], next[1]);
+    });
     inflight.add(tracked);
   };
 
   for (let i = 0; i < planned.length; i++) {
     const p = planned[i];
-    const due = p.t * opts.timeScale * 1000;
-    while (curStage + 1 < stages.length && due >= stageStartWall[curStage + 1]) {
+    let due = p.t * opts.timeScale * 1000 + shiftMs;
+    while (curStage + 1 < stages.length && due >= stageStartWall[curStage + 1] + shiftMs) {
       // Wait for the stage boundary itself, then snapshot the pods' counters.
-      const wait = stageStartWall[curStage + 1] - (performance.now() - t0);
+      const wait = stageStartWall[curStage + 1] + shiftMs - (performance.now() - t0);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (opts.drainStages) {
+        // Bounded by the drain timeout: everything sent so far finishes before the next stage.
+        const until = performance.now() + (opts.drainTimeoutSec ?? 300) * opts.timeScale * 1000;
+        while ((inflight.size > 0 || waiting.size > 0 || capped.length > 0) && performance.now() < until) {
+          await Promise.race([Promise.all(inflight), new Promise((r) => setTimeout(r, 50))]);
+        }
+        const late = performance.now() - t0 - (stageStartWall[curStage + 1] + shiftMs);
+        if (late > 0) shiftMs += late;
+        due = p.t * opts.timeScale * 1000 + shiftMs;
+      }
       snapshots.push(await scrapeAll(podUrls));
       curStage++;
       progress.update(state(), true);

@@ -5,7 +5,7 @@
 // /v1/models), and the router's own in-flight counters.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { Http1Pool } from '../http1/client.js';
+import { Pool } from 'undici';
 import { realClock, type Clock, type ClockTimer } from '../util/clock.js';
 import type { Endpoint, EndpointMetrics } from '../scheduler/types.js';
 import { applyMetricsPage, emptyMetrics } from './vllm-metrics.js';
@@ -38,7 +38,10 @@ export interface ServedModel {
   parent?: string;
 }
 
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'KVR_CONNECT_TIMEOUT']);
+/** Largest /metrics or /v1/models page read from an endpoint. */
+const MAX_PAGE_BYTES = 16 * 1024 * 1024;
+
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
 
 export function isConnectError(err: unknown): boolean {
   let e = err as { code?: string; cause?: unknown } | undefined;
@@ -83,10 +86,12 @@ export class EndpointPool extends EventEmitter {
   private readonly byAddress = new Map<string, PoolEndpoint>();
   private readyList: PoolEndpoint[] = [];
   private timer: ClockTimer | undefined;
-  /** Keep-alive connections per endpoint for scrapes and model lists (cheaper than undici here). */
-  private readonly clients = new Map<string, Http1Pool>();
+  /** Keep-alive connections per endpoint for scrapes and model lists. */
+  private readonly clients = new Map<string, Pool>();
   private readonly o: Required<Omit<EndpointPoolOptions, 'logger' | 'clock'>>;
   private readonly clock: Clock;
+  /** Timestamps (lastOk, modelsFetchedAt, metrics.updatedAt): Date.now() on the real clock, as before. */
+  private readonly now: () => number;
   private readonly log: Logger;
   private closed = false;
 
@@ -94,6 +99,8 @@ export class EndpointPool extends EventEmitter {
     super();
     this.log = opts.logger.child({ component: 'endpoints' });
     this.clock = opts.clock ?? realClock;
+    const clock = this.clock;
+    this.now = clock === realClock ? Date.now : () => clock.now();
     this.o = {
       scrapeIntervalMs: opts.scrapeIntervalMs ?? 50,
       scrapeTimeoutMs: opts.scrapeTimeoutMs ?? 500,
@@ -123,7 +130,7 @@ export class EndpointPool extends EventEmitter {
     const e = this.byAddress.get(address);
     if (!e) return;
     this.byAddress.delete(address);
-    this.clients.get(address)?.destroy();
+    void this.clients.get(address)?.destroy().catch(() => {});
     this.clients.delete(address);
     e.ready = false;
     this.rebuildReady();
@@ -165,10 +172,10 @@ export class EndpointPool extends EventEmitter {
   start(): void {
     if (!this.scraping || this.timer) return;
     const clock = this.clock;
-    let lastTick = clock.now();
+    let lastTick = this.now();
     let graceUntil = -Infinity;
     const tick = () => {
-      const now = clock.now();
+      const now = this.now();
       // If our own event loop stalled (a long synchronous task), scrapes could not complete:
       // that says nothing about the endpoints, so give them a fresh window.
       if (now - lastTick > this.o.scrapeIntervalMs + 200) graceUntil = now + this.o.unhealthyAfterMs;
@@ -193,22 +200,28 @@ export class EndpointPool extends EventEmitter {
     }
   }
 
-  private client(e: PoolEndpoint): Http1Pool {
+  private client(e: PoolEndpoint): Pool {
     let c = this.clients.get(e.address);
     if (!c) {
-      c = new Http1Pool(e.origin, { connections: 2, connectTimeoutMs: this.o.scrapeTimeoutMs });
+      c = new Pool(e.origin, { connections: 2, connect: { timeout: this.o.scrapeTimeoutMs }, maxResponseSize: MAX_PAGE_BYTES });
       this.clients.set(e.address, c);
     }
     return c;
+  }
+
+  /** GET `path` from the endpoint: its status and body text, within `timeoutMs` per phase. */
+  private async fetchPage(e: PoolEndpoint, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+    const res = await this.client(e).request({ method: 'GET', path, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    return { status: res.statusCode, text: await res.body.text() };
   }
 
   private async scrape(e: PoolEndpoint): Promise<void> {
     if (this.closed) return;
     e.scraping = true;
     try {
-      const res = await this.client(e).text({ method: 'GET', path: this.o.metricsPath, headers: {} }, this.o.scrapeTimeoutMs);
+      const res = await this.fetchPage(e, this.o.metricsPath, this.o.scrapeTimeoutMs);
       // Any HTTP answer proves the server is up; a vLLM page also refreshes the load.
-      const now = this.clock.now();
+      const now = this.now();
       if (res.status < 400) applyMetricsPage(res.text, e.metrics, now);
       e.lastOk = now;
       e.lastError = '';
@@ -227,9 +240,9 @@ export class EndpointPool extends EventEmitter {
   private async fetchModels(e: PoolEndpoint): Promise<void> {
     if (this.closed || e.fetchingModels) return;
     e.fetchingModels = true;
-    e.modelsFetchedAt = this.clock.now();
+    e.modelsFetchedAt = this.now();
     try {
-      const res = await this.client(e).text({ method: 'GET', path: '/v1/models', headers: {} }, 2_000);
+      const res = await this.fetchPage(e, '/v1/models', 2_000);
       if (res.status !== 200) return;
       const body = JSON.parse(res.text) as { data?: { id?: unknown; parent?: unknown; root?: unknown }[] };
       if (!Array.isArray(body.data)) return;
@@ -278,7 +291,8 @@ export class EndpointPool extends EventEmitter {
     this.closed = true;
     if (this.timer) this.clock.clearInterval(this.timer);
     this.timer = undefined;
-    for (const c of this.clients.values()) c.destroy();
+    const all = [...this.clients.values()];
     this.clients.clear();
+    await Promise.all(all.map((c) => c.destroy().catch(() => {})));
   }
 }

@@ -4,11 +4,23 @@
 // or bytes. A bad event is skipped and reported; only a bad batch envelope throws.
 import { Decoder } from '@msgpack/msgpack';
 import type { AllBlocksCleared, BlockRemoved, BlockStored, DecodedBatch, KvEvent } from './types.js';
+import { checkMsgpack, GuardError, type GuardLimits } from './msgpack-guard.js';
+
+/** Why a payload was rejected: a guard kind (msgpack-guard.ts), 'msgpack' or 'envelope'. */
+export type DecodeErrorKind = GuardError['kind'] | 'msgpack' | 'envelope' | 'field';
 
 export class DecodeError extends Error {
   override name = 'DecodeError';
+  constructor(
+    message: string,
+    readonly kind: DecodeErrorKind = 'field',
+  ) {
+    super(message);
+  }
 }
 
+// checkMsgpack has already bounded every container by the bytes that fill it; these limits
+// are a second line.
 const decoder = new Decoder({ useBigInt64: true, maxStrLength: 1 << 20, maxBinLength: 1 << 20, maxArrayLength: 1 << 24, maxMapLength: 1 << 16, maxExtLength: 0 });
 
 const U64 = 0xffffffffffffffffn;
@@ -134,32 +146,41 @@ export function decodeEvent(raw: unknown): KvEvent {
   }
 }
 
-/** Decodes a KVEventBatch payload. Throws DecodeError if the envelope is unusable. */
-export function decodeEventBatch(payload: Uint8Array): DecodedBatch {
+/**
+ * Decodes a KVEventBatch payload. Throws DecodeError (with its kind) if the payload breaks the
+ * structural limits (checked before anything is allocated) or the envelope is unusable.
+ */
+export function decodeEventBatch(payload: Uint8Array, limits?: GuardLimits): DecodedBatch {
+  try {
+    checkMsgpack(payload, limits);
+  } catch (err) {
+    if (err instanceof GuardError) throw new DecodeError(err.message, err.kind);
+    throw err;
+  }
   let raw: unknown;
   try {
     raw = decoder.decode(payload);
   } catch (err) {
-    throw new DecodeError(`invalid msgpack: ${(err as Error).message}`);
+    throw new DecodeError(`invalid msgpack: ${(err as Error).message}`, 'msgpack');
   }
   let ts: unknown;
   let events: unknown;
   let rank: unknown;
   if (Array.isArray(raw)) {
     [ts, events, rank] = raw;
-    if (raw.length < 2) throw new DecodeError(`batch array has ${raw.length} elements, expected 2 or 3`);
+    if (raw.length < 2) throw new DecodeError(`batch array has ${raw.length} elements, expected 2 or 3`, 'envelope');
   } else if (raw !== null && typeof raw === 'object' && !(raw instanceof Uint8Array)) {
     const o = raw as Record<string, unknown>;
     ts = o.ts;
     events = o.events;
     rank = o.data_parallel_rank;
-  } else throw new DecodeError(`batch is ${describe(raw)}, expected an array or a map`);
-  if (!Array.isArray(events)) throw new DecodeError(`batch events is ${describe(events)}, expected an array`);
+  } else throw new DecodeError(`batch is ${describe(raw)}, expected an array or a map`, 'envelope');
+  if (!Array.isArray(events)) throw new DecodeError(`batch events is ${describe(events)}, expected an array`, 'envelope');
   const tsNum = typeof ts === 'number' ? ts : typeof ts === 'bigint' ? Number(ts) : NaN;
   let dataParallelRank: number | null = null;
-  if (typeof rank === 'number' && Number.isInteger(rank) && rank >= 0) dataParallelRank = rank;
+  if (typeof rank === 'number' && Number.isInteger(rank) && rank >= 0 && rank < 1 << 16) dataParallelRank = rank;
   else if (typeof rank === 'bigint' && rank >= 0n && rank < 1n << 16n) dataParallelRank = Number(rank);
-  else if (rank !== null && rank !== undefined) throw new DecodeError(`data_parallel_rank is ${describe(rank)}, expected a non-negative int or nil`);
+  else if (rank !== null && rank !== undefined) throw new DecodeError(`data_parallel_rank is ${describe(rank)}, expected a non-negative int or nil`, 'envelope');
   const out: DecodedBatch = { ts: tsNum, events: [], dataParallelRank, skipped: [] };
   for (let i = 0; i < events.length; i++) {
     try {

@@ -5,11 +5,20 @@
 // pod's batches apply strictly in order while pods never wait on each other. Per stream:
 //  - seq gap (seq > last + 1): replay the missing range from the pod's replay ROUTER;
 //    without one, count the missed batches and carry on;
-//  - seq going back: the engine restarted; clear the pod, then replay its new history;
+//  - seq back to 0: the engine restarted (vLLM's counter starts at 0); clear the pod. Any
+//    other seq going back is counted and skipped: a stray or replayed message wipes nothing;
 //  - first message with seq > 0: replay from 0 (the router joined late);
 //  - BlockStored with an unknown parent: rebuild the parent chain from the replay buffer
 //    and index it; count what cannot be recovered (llm-d silently drops these, #372).
 // Live batches that arrive during a replay wait behind it in the stream's chain.
+//
+// Hostile input: vLLM's publisher has no authentication, so anyone who reaches the port can
+// send. Every message is bounded before it costs anything (frame size and receive queue on the
+// socket, msgpack structure before decoding: msgpack-guard.ts); when the endpoints are known
+// (static list or discovery) only their topics are accepted; streams are bounded in number;
+// ingest runs in slices of a few ms (ingest-budget.ts) and stops reading the socket while too
+// much is queued, so HTTP keeps answering during any flood. Each rejection is counted in
+// kvcache_events_decode_errors_total{kind} and logged once per stream.
 import { Subscriber } from 'zeromq';
 import { Registry } from 'prom-client';
 import { pino, type Logger } from 'pino';
@@ -17,11 +26,13 @@ import type { KvBlockIndex } from '../index/types.js';
 import { BlockKeyer, type KeyConfig } from '../index/keys.js';
 import type { BlockStored, DecodedBatch } from './types.js';
 import { decodeEventBatch, DecodeError } from './decode.js';
+import type { GuardLimits } from './msgpack-guard.js';
+import { IngestBudget } from './ingest-budget.js';
+import { realClock, type Clock } from '../util/clock.js';
 import { parseTopic, podForRank, splitHostPort, offsetEndpointPort } from './topic.js';
 import { fetchReplay, readSeq, type ReplayedBatch } from './replay.js';
 import { PodEventApplier } from './apply.js';
 import { EventMetrics } from './metrics.js';
-import { realClock, type Clock } from '../util/clock.js';
 
 export interface ReplayConfig {
   /** Replay ROUTER endpoint per pod (the pod id as in the topic), e.g. "tcp://10.0.0.7:5600". */
@@ -38,6 +49,42 @@ export interface ReplayConfig {
   onJoin?: boolean;
 }
 
+/** Bounds on what the subscriber accepts and holds (defaults in DEFAULT_EVENT_LIMITS). */
+export interface EventLimits {
+  /** Largest frame the SUB socket accepts (ZMQ_MAXMSGSIZE; a bigger one drops that peer's connection). */
+  maxMessageBytes: number;
+  /** Messages ZeroMQ queues for the router (ZMQ_RCVHWM); beyond it the publishers' side drops. */
+  receiveHighWaterMark: number;
+  /** msgpack nesting depth of a batch. */
+  maxDepth: number;
+  /** Events in one batch. */
+  maxEventsPerBatch: number;
+  /** Topic frame length. */
+  maxTopicBytes: number;
+  /** Streams (topic pod + model + rank) tracked at once. */
+  maxStreams: number;
+  /** Streams per topic pod (models x data-parallel ranks). */
+  maxStreamsPerPod: number;
+  /** Payload bytes received but not yet applied; beyond it the socket is not read. */
+  maxQueuedBytes: number;
+  /** Longest stretch ingest holds the event loop before yielding. */
+  sliceMs: number;
+}
+
+export const DEFAULT_EVENT_LIMITS: EventLimits = {
+  // Decoding costs ~6-10 ms per MB here; vLLM's per-step batches are far smaller (tokens per
+  // step are bounded by max_num_batched_tokens).
+  maxMessageBytes: 1 << 20,
+  receiveHighWaterMark: 1000,
+  maxDepth: 8,
+  maxEventsPerBatch: 65_536,
+  maxTopicBytes: 1024,
+  maxStreams: 1024,
+  maxStreamsPerPod: 64,
+  maxQueuedBytes: 32 << 20,
+  sliceMs: 4,
+};
+
 export interface SubscriberOptions {
   index: KvBlockIndex;
   keyer: BlockKeyer | Partial<KeyConfig>;
@@ -52,7 +99,8 @@ export interface SubscriberOptions {
   replay?: ReplayConfig;
   /** Model for topics without a model part. */
   defaultModel?: string;
-  /** Time for replay cooldowns and replay-history age (default the real clock). */
+  limits?: Partial<EventLimits>;
+  /** Measures ingest slices, replay cooldowns and replay-history age (default: real time). */
   clock?: Clock;
 }
 
@@ -68,7 +116,21 @@ interface Stream {
   applier: PodEventApplier;
   cooldownUntil: number;
   history: { upTo: number; at: number; batches: ReplayedBatch[] } | null;
+  /** Highest seq applied from a replay: live copies of those batches are duplicates. */
+  replayedTo: number;
+  /** Payload bytes queued on this stream. */
+  bytes: number;
 }
+
+/** What the index says it lost (src/index/redis-index.ts 'resync-needed'); no pods = all. */
+export interface ResyncRequest {
+  reason?: string;
+  pods?: readonly string[];
+}
+
+/** Metric pod label of messages whose topic names no known endpoint. */
+const UNKNOWN = '_unknown';
+const MAX_WARNED = 10_000;
 
 export const DEFAULT_TOPIC_FILTER = 'kv@';
 export const DEFAULT_BIND_ENDPOINT = 'tcp://*:5557';
@@ -85,6 +147,15 @@ export class KvEventSubscriber {
   private readonly podEndpoints = new Map<string, string>();
   private readonly replayEndpoints = new Map<string, string>();
   private readonly warned = new Set<string>();
+  private warnedFull = false;
+  /** Pods whose topics are accepted (dialed, or known endpoints in central mode); empty = any. */
+  private readonly known = new Set<string>();
+  private readonly streamsPerPod = new Map<string, number>();
+  readonly limits: EventLimits;
+  private readonly guard: GuardLimits;
+  private readonly budget: IngestBudget;
+  private queuedBytes = 0;
+  private drainWaiter: (() => void) | null = null;
   private sock: Subscriber | null = null;
   private loop: Promise<void> | null = null;
   private closed = false;
@@ -102,22 +173,60 @@ export class KvEventSubscriber {
     this.clock = opts.clock ?? realClock;
     for (const [pod, ep] of Object.entries(this.replayCfg.endpoints ?? {})) this.replayEndpoints.set(pod, ep);
     this.metrics = new EventMetrics(opts.registry ?? new Registry());
-    // A shared backend (Redis) that lost writes or restarted asks for a resync: clear every
-    // pod we feed and rebuild it by replay from seq 0 on its next message.
+    this.limits = { ...DEFAULT_EVENT_LIMITS, ...(opts.limits ?? {}) };
+    this.guard = { maxDepth: this.limits.maxDepth, maxEvents: this.limits.maxEventsPerBatch };
+    this.budget = new IngestBudget(this.limits.sliceMs, opts.clock);
+    // A shared backend (Redis) that lost writes or restarted asks for a resync of the pods
+    // whose data it lost (all of them when it cannot tell).
     const emitter = this.index as unknown as { on?: (ev: string, fn: (info: unknown) => void) => unknown; off?: (ev: string, fn: (info: unknown) => void) => unknown };
     if (typeof emitter.on === 'function' && typeof emitter.off === 'function') {
-      const fn = (info: unknown) => this.resyncAll(info);
+      const fn = (info: unknown) => this.resync(info as ResyncRequest | undefined);
       emitter.on('resync-needed', fn);
       this.unhookResync = () => emitter.off!('resync-needed', fn);
     }
   }
 
-  /** Clears every known stream's pod and forgets its sequence, so the next message replays from 0. */
-  resyncAll(reason?: unknown): void {
-    this.log.warn({ reason, streams: this.streams.size }, 'index asked for a resync: clearing pods, replaying on their next message');
+  /**
+   * The index lost what it held for `pods` (all pods when absent): each affected stream with a
+   * replay endpoint is cleared and rebuilt from its pod's replay buffer. A pod without one keeps
+   * what the index still has (clearing it would only lose more); the loss is logged.
+   */
+  resync(req?: ResyncRequest): void {
+    const pods = Array.isArray(req?.pods) ? new Set(req.pods) : null;
+    let n = 0;
     for (const s of this.streams.values()) {
-      s.chain = s.chain.then(() => this.resetPod(s)).catch((err) => this.warnOnce(s.pod, 'resync', 'resync failed', err));
+      if (pods && !pods.has(s.pod)) continue;
+      n++;
+      s.chain = s.chain.then(() => this.resyncStream(s)).catch((err) => this.warnOnce(s.pod, 'resync', 'resync failed', err));
     }
+    this.log.warn({ reason: req?.reason, streams: n }, 'index lost data: rebuilding the affected pods from their replay buffers');
+  }
+
+  /** Same as resync() for every stream (kept for callers of the earlier name). */
+  resyncAll(reason?: unknown): void {
+    this.resync({ reason: typeof reason === 'string' ? reason : (reason as ResyncRequest | undefined)?.reason });
+  }
+
+  private async resyncStream(s: Stream): Promise<void> {
+    if (this.closed || s.last === null) return;
+    if (!this.replayEndpointFor(s)) {
+      this.warnOnce(s.pod, 'resync', 'the index lost data of this pod and it has no replay endpoint: keeping what the index still holds');
+      return;
+    }
+    const got = await this.fetch(s, 0);
+    if (got === null) return; // counted and logged by fetch; keep what the index holds
+    const until = s.last + 1;
+    s.applier.reset();
+    s.history = null;
+    s.last = null;
+    await this.index.clear(s.pod);
+    await this.applyReplayed(s, got, 0, until);
+  }
+
+  /** Central mode: accept this pod's topic (and use its replay endpoint) without dialing it. */
+  knowPod(podId: string, replayEndpoint?: string): void {
+    this.known.add(podId);
+    if (replayEndpoint) this.replayEndpoints.set(podId, replayEndpoint);
   }
 
   /** The actual bound endpoint in central mode (port resolved when binding port 0). */
@@ -127,7 +236,7 @@ export class KvEventSubscriber {
 
   async start(): Promise<void> {
     if (this.sock) return;
-    const sock = new Subscriber({ linger: 0, receiveHighWaterMark: 100_000 });
+    const sock = new Subscriber({ linger: 0, receiveHighWaterMark: this.limits.receiveHighWaterMark, maxMessageSize: this.limits.maxMessageBytes });
     sock.subscribe(this.topicFilter);
     this.sock = sock;
     if (this.opts.bindEndpoint) {
@@ -145,6 +254,7 @@ export class KvEventSubscriber {
     if (prev === endpoint && (!replayEndpoint || this.replayEndpoints.get(podId) === replayEndpoint)) return;
     if (prev && this.sock) this.safeDisconnect(prev);
     this.podEndpoints.set(podId, endpoint);
+    this.known.add(podId);
     if (replayEndpoint) this.replayEndpoints.set(podId, replayEndpoint);
     if (this.sock) this.dial(podId, endpoint);
   }
@@ -155,12 +265,13 @@ export class KvEventSubscriber {
     if (ep && this.sock) this.safeDisconnect(ep);
     this.podEndpoints.delete(podId);
     this.replayEndpoints.delete(podId);
+    this.known.delete(podId);
     const pods = new Set<string>();
     for (const [k, s] of this.streams) {
       // Match the endpoint, not the topic: data-parallel rank r is its own endpoint (ip:port+r)
       // although it publishes under rank 0's topic.
       if (s.pod !== podId) continue;
-      this.streams.delete(k);
+      this.dropStream(k, s);
       pods.add(s.pod);
       s.chain = s.chain.then(() => this.index.clear(s.pod)).catch((err) => this.warnOnce(s.pod, 'clear', 'clearing a removed pod failed', err));
     }
@@ -193,6 +304,10 @@ export class KvEventSubscriber {
           // onFrames counts everything it rejects; this is a last line of defence
           this.warnOnce('_loop', 'loop', 'unexpected error handling a message', err);
         }
+        // a flood must not hold the loop, nor queue more than the bound: stop reading until
+        // the streams catch up (ZeroMQ queues up to its high-water mark, then drops)
+        await this.budget.yieldIfSpent();
+        if (this.queuedBytes > this.limits.maxQueuedBytes) await new Promise<void>((r) => (this.drainWaiter = r));
       }
     } catch (err) {
       if (!this.closed) this.log.error({ err }, 'kv-events receive loop stopped');
@@ -201,27 +316,40 @@ export class KvEventSubscriber {
 
   /** Handles one raw multipart message [topic, seq, payload]. Never throws for bad input. */
   onFrames(frames: Uint8Array[]): void {
+    this.metrics.totals.messages++;
+    if (frames.length > 0 && frames[0].length > this.limits.maxTopicBytes) {
+      this.metrics.messages.inc({ pod: UNKNOWN });
+      return this.reject(UNKNOWN, 'topic', `topic of ${frames[0].length} bytes (limit ${this.limits.maxTopicBytes})`);
+    }
     const topic = frames.length > 0 ? Buffer.from(frames[0]).toString('utf8') : '';
     const t = parseTopic(topic);
-    const label = this.metrics.label(t.pod);
-    this.metrics.messages.inc({ pod: label });
-    this.metrics.totals.messages++;
+    if (!this.accepts(t.pod)) {
+      this.metrics.messages.inc({ pod: UNKNOWN });
+      return this.reject(UNKNOWN, 'unknown_topic', `topic of an unknown endpoint: ${JSON.stringify(topic.slice(0, 200))}`, t.pod);
+    }
+    this.metrics.messages.inc({ pod: this.metrics.label(t.pod) });
     if (frames.length !== 3) return this.reject(t.pod, 'frames', `message with ${frames.length} frames (expected 3)`);
     if (frames[1].length !== 8) return this.reject(t.pod, 'seq', `seq frame of ${frames[1].length} bytes (expected 8)`);
     const seq = readSeq(frames[1]);
     let batch: DecodedBatch;
     try {
-      batch = decodeEventBatch(frames[2]);
+      batch = decodeEventBatch(frames[2], this.guard);
     } catch (err) {
-      return this.reject(t.pod, 'payload', (err as Error).message);
+      return this.reject(t.pod, err instanceof DecodeError ? err.kind : 'payload', (err as Error).message);
     }
-    void this.enqueue(t.pod, t.model || (this.opts.defaultModel ?? ''), seq, batch);
+    void this.enqueue(t.pod, t.model || (this.opts.defaultModel ?? ''), seq, batch, frames[2].length);
   }
 
-  private reject(pod: string, kind: string, msg: string): void {
-    this.metrics.decodeErrors.inc({ pod: this.metrics.label(pod), kind });
+  /** Whether messages of this topic pod are taken: any while no endpoint is known. */
+  private accepts(topicPod: string): boolean {
+    return this.known.size === 0 || this.known.has(topicPod);
+  }
+
+  /** Counts and logs (once per pod and kind) a rejected message. `logPod` keys the log when the metric pod is a bucket. */
+  private reject(pod: string, kind: string, msg: string, logPod = pod): void {
+    this.metrics.decodeErrors.inc({ pod: pod === UNKNOWN ? UNKNOWN : this.metrics.label(pod), kind });
     this.metrics.totals.decodeErrors++;
-    this.warnOnce(pod, `decode:${kind}`, `rejected kv-events message: ${msg}`);
+    this.warnOnce(logPod, `decode:${kind}`, `rejected kv-events message: ${msg}`);
   }
 
   /**
@@ -233,9 +361,9 @@ export class KvEventSubscriber {
     let b: DecodedBatch;
     if (batch instanceof Uint8Array) {
       try {
-        b = decodeEventBatch(batch);
+        b = decodeEventBatch(batch, this.guard);
       } catch (err) {
-        this.reject(pod, 'payload', (err as Error).message);
+        this.reject(pod, err instanceof DecodeError ? err.kind : 'payload', (err as Error).message);
         return Promise.reject(err instanceof DecodeError ? err : new DecodeError(String(err)));
       }
     } else b = batch;
@@ -253,27 +381,54 @@ export class KvEventSubscriber {
     }
   }
 
-  private enqueue(topicPod: string, model: string, seq: number, batch: DecodedBatch): Promise<void> {
+  private enqueue(topicPod: string, model: string, seq: number, batch: DecodedBatch, bytes = 0): Promise<void> {
     const rank = batch.dataParallelRank;
     const key = `${topicPod}\u0000${model}\u0000${rank ?? 0}`;
     let s = this.streams.get(key);
     if (!s) {
+      const perPod = this.streamsPerPod.get(topicPod) ?? 0;
+      if (this.streams.size >= this.limits.maxStreams || perPod >= this.limits.maxStreamsPerPod) {
+        const which = this.streams.size >= this.limits.maxStreams ? `${this.limits.maxStreams} streams` : `${this.limits.maxStreamsPerPod} streams for this pod`;
+        this.reject(topicPod, 'streams_full', `already tracking ${which}; model ${JSON.stringify(model.slice(0, 100))} rank ${rank ?? 0} ignored`);
+        return Promise.resolve();
+      }
       const pod = podForRank(topicPod, rank);
-      s = { key, topicPod, pod, model, rank, last: null, chain: Promise.resolve(), depth: 0, applier: new PodEventApplier(this.index, this.keyer, pod), cooldownUntil: 0, history: null };
+      s = { key, topicPod, pod, model, rank, last: null, chain: Promise.resolve(), depth: 0, applier: new PodEventApplier(this.index, this.keyer, pod), cooldownUntil: 0, history: null, replayedTo: -1, bytes: 0 };
       this.streams.set(key, s);
+      this.streamsPerPod.set(topicPod, perPod + 1);
     }
     const st = s;
     st.depth++;
+    st.bytes += bytes;
+    this.queuedBytes += bytes;
     this.metrics.queueDepth.inc({ pod: this.metrics.label(st.pod) });
     const p = st.chain
       .then(() => this.handle(st, seq, batch))
       .catch((err) => this.warnOnce(st.pod, 'apply', 'failed to apply a kv-events batch', err))
       .finally(() => {
         st.depth--;
+        st.bytes -= bytes;
+        this.unqueue(bytes);
         this.metrics.queueDepth.dec({ pod: this.metrics.label(st.pod) });
       });
     st.chain = p;
     return p;
+  }
+
+  private unqueue(bytes: number): void {
+    this.queuedBytes -= bytes;
+    if (this.drainWaiter && this.queuedBytes <= this.limits.maxQueuedBytes / 2) {
+      const w = this.drainWaiter;
+      this.drainWaiter = null;
+      w();
+    }
+  }
+
+  private dropStream(key: string, s: Stream): void {
+    this.streams.delete(key);
+    const n = (this.streamsPerPod.get(s.topicPod) ?? 1) - 1;
+    if (n > 0) this.streamsPerPod.set(s.topicPod, n);
+    else this.streamsPerPod.delete(s.topicPod);
   }
 
   private replayEndpointFor(s: Stream): string | null {
@@ -302,12 +457,16 @@ export class KvEventSubscriber {
       const from = s.last + 1;
       if (this.replayEndpointFor(s) && this.clock.now() >= s.cooldownUntil) await this.replayInto(s, from, seq);
       else this.missed(s, seq - from, `seq gap ${from}..${seq - 1} and no replay endpoint`);
-    } else {
+    } else if (seq === 0) {
+      // vLLM's counter starts at 0 with the engine: the only way a real stream goes back
       this.metrics.restarts.inc({ pod: label });
       this.metrics.totals.restarts++;
-      this.warnOnce(s.pod, 'restart', `publisher restarted (seq ${s.last} -> ${seq}); clearing the pod`);
+      this.warnOnce(s.pod, 'restart', `publisher restarted (seq ${s.last} -> 0); clearing the pod`);
       await this.resetPod(s);
-      if (seq > 0 && this.replayEndpointFor(s)) await this.replayInto(s, 0, seq);
+    } else {
+      // a live copy of a batch already replayed, or a stray/forged message: never a wipe
+      if (seq > s.replayedTo) this.reject(s.pod, 'seq_back', `seq went back from ${s.last} to ${seq} without a restart (seq 0); batch skipped`);
+      return;
     }
     await this.applyOne(s, seq, batch);
   }
@@ -357,12 +516,16 @@ export class KvEventSubscriber {
 
   /** Replays [from, until) into the stream, then leaves s.last at until - 1 (or where it got). */
   private async replayInto(s: Stream, from: number, until: number): Promise<void> {
-    const label = this.metrics.label(s.pod);
     const got = await this.fetch(s, from);
     if (got === null) {
       if (s.last !== null) this.missed(s, until - from, 'replay unavailable');
       return;
     }
+    await this.applyReplayed(s, got, from, until);
+  }
+
+  private async applyReplayed(s: Stream, got: ReplayedBatch[], from: number, until: number): Promise<void> {
+    const label = this.metrics.label(s.pod);
     const wanted = got.filter((b) => b.seq >= from && b.seq < until).sort((a, b) => a.seq - b.seq);
     const first = wanted.length ? wanted[0].seq : until;
     let outcome: 'ok' | 'partial' = 'ok';
@@ -382,13 +545,15 @@ export class KvEventSubscriber {
       if (b.seq > expect) this.missed(s, b.seq - expect, 'replay skipped batches');
       let batch: DecodedBatch;
       try {
-        batch = decodeEventBatch(b.payload);
+        batch = decodeEventBatch(b.payload, this.guard);
       } catch (err) {
-        this.reject(s.topicPod, 'payload', `replayed seq ${b.seq}: ${(err as Error).message}`);
+        this.reject(s.topicPod, err instanceof DecodeError ? err.kind : 'payload', `replayed seq ${b.seq}: ${(err as Error).message}`);
         expect = b.seq + 1;
         continue;
       }
+      await this.budget.yieldIfSpent();
       await this.applyOne(s, b.seq, batch);
+      if (b.seq > s.replayedTo) s.replayedTo = b.seq;
       expect = b.seq + 1;
     }
     if (expect < until) this.missed(s, until - expect, 'replay ended early');
@@ -402,6 +567,7 @@ export class KvEventSubscriber {
       this.warnOnce(s.pod, 'event', `skipped undecodable event: ${batch.skipped[0].reason}`);
     }
     for (const ev of batch.events) {
+      await this.budget.yieldIfSpent();
       try {
         const out = await s.applier.apply(ev, s.model);
         if (out === 'orphan') await this.recoverOrphan(s, seq, ev as BlockStored);
@@ -444,9 +610,10 @@ export class KvEventSubscriber {
     interface Node { parent: bigint | null | undefined; tokens: number[]; extra: unknown[] | null; medium: string | null; lora: string | null; bs: number }
     const nodes = new Map<bigint, Node>();
     for (const b of s.history!.batches) {
+      await this.budget.yieldIfSpent();
       let batch: DecodedBatch;
       try {
-        batch = decodeEventBatch(b.payload);
+        batch = decodeEventBatch(b.payload, this.guard);
       } catch {
         continue;
       }
@@ -503,8 +670,14 @@ export class KvEventSubscriber {
   private warnOnce(pod: string, kind: string, msg: string, err?: unknown): void {
     const k = `${kind}\u0000${pod}`;
     if (this.warned.has(k)) return;
-    if (this.warned.size < 10_000) this.warned.add(k);
-    this.log.warn({ pod, kind, err: err instanceof Error ? err.message : err }, msg);
+    if (this.warned.size >= MAX_WARNED) {
+      // a flood of distinct pods/topics must not become a flood of log lines
+      if (!this.warnedFull) this.log.warn({ distinct: MAX_WARNED }, 'too many distinct kv-events warnings; further ones are only counted in metrics');
+      this.warnedFull = true;
+      return;
+    }
+    this.warned.add(k);
+    this.log.warn({ pod: pod.slice(0, 200), kind, err: err instanceof Error ? err.message : err }, msg);
   }
 
   /** Sequence state per stream (for tests and diagnostics). */

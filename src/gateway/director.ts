@@ -6,6 +6,7 @@
 // / `requestFinished` so in-flight counters and response hooks stay exact.
 import type { Logger } from 'pino';
 import type { EndpointPool, PoolEndpoint } from '../endpoints/pool.js';
+import type { OutlierDetector } from '../endpoints/outlier.js';
 import type { LoadedSchedulerConfig } from '../scheduler/config.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import {
@@ -40,6 +41,8 @@ export interface DirectorOptions {
   logger: Logger;
   metrics?: RouterMetrics;
   saturation?: Partial<SaturationConfig>;
+  /** Ejected endpoints leave the candidates; returning ones are capped while they warm up. */
+  outlier?: OutlierDetector;
   /**
    * Another clock (the virtual bench's) runs the deferred PreRequest flush as a 0 ms timer on it;
    * the real clock keeps setImmediate (two event-loop turns).
@@ -98,7 +101,10 @@ export class Director {
     return this.o.pool;
   }
 
-  /** Ready endpoints that serve the request's model and lie inside its subset hint. */
+  /**
+   * Ready endpoints that serve the request's model and lie inside its subset hint, less the
+   * ejected ones and those in slow start holding their share (never emptied by ejection).
+   */
   candidates(req: InferenceRequest): PoolEndpoint[] {
     const pool = this.o.pool;
     let out = pool.ready().filter((e) => pool.serves(e, req.targetModel));
@@ -109,7 +115,7 @@ export class Director {
         throw new GatewayError(503, `no ready endpoint in the subset [${req.subset.join(', ')}]`, 'service_unavailable_error', 'no_endpoints_in_subset');
       }
     }
-    return out;
+    return this.o.outlier ? this.o.outlier.filter(out) : out;
   }
 
   private saturated(e: Endpoint): boolean {

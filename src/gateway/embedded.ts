@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { startSimPod, type SimPod } from '../sim/index.js';
 import { TokenizerRegistry } from '../tokenize/index.js';
 import { routerTokenizersFrom, startRouter, type Router, type RouterOptions } from './router.js';
+import { KV_EVENTS_REPLAY_LABEL } from '../scheduler/plugins/precise-prefix.js';
 
 /** The precise profile for the quickstart's model (examples/embedded-precise.yaml). */
 export const EMBEDDED_CONFIG = fileURLToPath(new URL('../../examples/embedded-precise.yaml', import.meta.url));
@@ -38,7 +39,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const configPath = o.configPath ?? (o.config === undefined ? EMBEDDED_CONFIG : undefined);
   const router = await startRouter({ ...o, configPath, endpoints: [], zmqEndpoint: zmq, tokenizers: await routerTokenizersFrom(tokReg, false) });
   // With port 0 the subscriber picked a free port: the pods connect to that one.
-  zmq = router.precise?.eventsEndpoint?.replace('0.0.0.0', '127.0.0.1') ?? zmq;
+  zmq = router.kvIndex?.eventsEndpoint?.replace('0.0.0.0', '127.0.0.1') ?? zmq;
   const pods: SimPod[] = [];
   const closePods = async () => {
     await Promise.all(pods.map((p) => p.close().catch(() => {})));
@@ -56,12 +57,17 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
         pythonHashSeed: '42',
         llmdTopic: true,
         // Without a precise scorer nobody listens for KV events: the pods publish none.
-        kvEventsConfig: router.precise ? { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq } : undefined,
+        // Each pod also binds vLLM's replay ROUTER, so a batch the router missed (or everything
+        // before it joined) is replayed (llm-d's replaySocketPort; here a label per pod, as
+        // all pods share one host).
+        kvEventsConfig: router.kvIndex ? { enable_kv_cache_events: true, publisher: 'zmq', endpoint: zmq, replay_endpoint: 'tcp://127.0.0.1:*' } : undefined,
         tokenizers: tokReg,
         logger: router.logger.child({ component: `sim-pod-${i}` }),
       });
       pods.push(pod);
-      router.pool.add({ address: pod.podId, name: `sim-pod-${i}`, labels: { 'llm-d.ai/role': 'decode' } });
+      const labels: Record<string, string> = { 'llm-d.ai/role': 'decode' };
+      if (pod.replayEndpoint) labels[KV_EVENTS_REPLAY_LABEL] = pod.replayEndpoint;
+      router.pool.add({ address: pod.podId, name: `sim-pod-${i}`, labels });
     }
     await router.warmTokenizer(model);
     await router.pool.waitReady(n, 15_000);

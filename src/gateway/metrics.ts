@@ -3,6 +3,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { FastHistogram, Tally, type HistogramSeries } from '../util/fast-metrics.js';
 import type { EndpointPool } from '../endpoints/pool.js';
+import type { OutlierDetector } from '../endpoints/outlier.js';
 
 const LATENCY_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600];
 const TTFT_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640];
@@ -33,6 +34,8 @@ export class RouterMetrics {
   private readonly byModel = new Map<string, ModelSeries>();
   readonly routed: Tally<'endpoint'>;
   readonly retries: Counter<'endpoint' | 'reason'>;
+  readonly ejections: Counter<'endpoint'>;
+  private outlier: OutlierDetector | undefined;
 
   constructor(registry: Registry, pool: EndpointPool) {
     const r = [registry];
@@ -48,7 +51,14 @@ export class RouterMetrics {
     this.schedulerAttempts = new Tally('inference_extension_scheduler_attempts_total', 'Scheduling attempts by outcome', ['status'], registry);
     this.pluginDuration = new FastHistogram('inference_extension_plugin_duration_seconds', 'Time spent in each scheduler plugin', PLUGIN_BUCKETS, registry);
     this.routed = new Tally('kvrouter_endpoint_requests_total', 'Requests sent to each endpoint', ['endpoint'], registry);
-    this.retries = new Counter({ name: 'kvrouter_upstream_retries_total', help: 'Requests retried on the next-best endpoint after a connect failure', labelNames: ['endpoint', 'reason'], registers: r });
+    this.retries = new Counter({
+      name: 'kvrouter_upstream_retries_total',
+      help: 'Requests retried on the next-best endpoint, by the failed endpoint and why (connect, reset, status_502, status_503)',
+      labelNames: ['endpoint', 'reason'],
+      registers: r,
+    });
+    this.ejections = new Counter({ name: 'kvrouter_endpoint_ejections_total', help: 'Outlier ejections of each endpoint (consecutive 5xx, resets, timeouts)', labelNames: ['endpoint'], registers: r });
+    const outlier = () => this.outlier;
 
     const perEndpoint = (name: string, help: string, read: (e: ReturnType<EndpointPool['all']>[number]) => number) =>
       new Gauge({
@@ -66,6 +76,8 @@ export class RouterMetrics {
     perEndpoint('kvrouter_endpoint_running_requests', 'Running requests (vllm:num_requests_running)', (e) => e.metrics.running);
     perEndpoint('kvrouter_endpoint_kv_cache_usage', 'KV cache usage 0-1 (vllm:kv_cache_usage_perc)', (e) => e.metrics.kvUsage);
     perEndpoint('kvrouter_endpoint_inflight_requests', 'Requests this router has in flight to the endpoint', (e) => e.inflightRequests);
+    perEndpoint('kvrouter_endpoint_ejected', '1 while the endpoint is ejected as an outlier', (e) => (outlier()?.isEjected(e.address) ? 1 : 0));
+    perEndpoint('kvrouter_endpoint_slow_start_factor', 'Share of its peers\' concurrency the endpoint may take (below 1 in slow start)', (e) => outlier()?.slowStartFactor(e.address) ?? 1);
     perEndpoint('kvrouter_endpoint_inflight_tokens', 'Prompt tokens this router has in flight to the endpoint', (e) => e.inflightTokens);
     new Gauge({
       name: 'inference_pool_ready_pods',
@@ -98,6 +110,11 @@ export class RouterMetrics {
     avg('inference_pool_average_kv_cache_utilization', 'Mean KV cache usage of ready endpoints', (e) => e.metrics.kvUsage);
     avg('inference_pool_average_queue_size', 'Mean waiting queue of ready endpoints', (e) => e.metrics.waiting);
     avg('inference_pool_average_running_requests', 'Mean running requests of ready endpoints', (e) => e.metrics.running);
+  }
+
+  /** Reads ejection and slow-start state from `o` for the per-endpoint gauges. */
+  watchOutliers(o: OutlierDetector): void {
+    this.outlier = o;
   }
 
   /** The request-path series of one (model, target model) pair, created on first use. */

@@ -1,20 +1,27 @@
-// Proxies one scheduled request to its endpoint over pooled keep-alive HTTP/1.1 connections
-// (./http1) and streams the answer back chunk by chunk (never buffered). A connect failure
-// (nothing sent) moves on to the next-best endpoint; anything later is reported, never retried
-// (POST is not idempotent).
+// Proxies one scheduled request to its endpoint through an undici Pool per endpoint and streams
+// the answer back chunk by chunk (never buffered), with backpressure both ways. Upstream faults
+// are handled as Envoy does them: while nothing has reached the client, a refused connection,
+// a reset before the response head, or a 502/503 from the pod is retried on the next-best
+// endpoint (bounded); after the first byte went to the client nothing is retried. Every attempt's
+// outcome feeds the outlier detector (ejection, slow start).
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { Pool, type Dispatcher } from 'undici';
 import { isConnectError, type EndpointPool, type PoolEndpoint } from '../endpoints/pool.js';
+import type { OutlierDetector } from '../endpoints/outlier.js';
 import type { Endpoint, InferenceRequest, ResponseInfo, SchedulingResult } from '../scheduler/types.js';
 import type { Director } from './director.js';
 import { GatewayError } from './errors.js';
-import type { ServerReply, ServerRequest } from '../http1/server.js';
-import { Http1Pool, type ResponseHandler, type ResponseHead, type UpstreamCall, type UpstreamError } from '../http1/client.js';
+import { HTTP_EDGE_DEFAULTS } from './limits.js';
 import type { RouterMetrics } from './metrics.js';
 import { REQUEST_ID_HEADER } from './parse.js';
+import { realClock, type Clock, type ClockTimer } from '../util/clock.js';
 
 export const ENDPOINT_HEADER = 'x-kvrouter-endpoint';
 /** Non-streamed responses up to this size go out in a single write. */
 const HOLD_LIMIT = 256 * 1024;
+/** Connection attempts on refused connections (nothing was sent: always safe to move on). */
+const CONNECT_ATTEMPTS = 3;
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -34,15 +41,22 @@ export interface ProxyOptions {
   pool: EndpointPool;
   director: Director;
   metrics?: RouterMetrics;
-  /** Time to the upstream's response headers (504 beyond). Default 10 min: long prompts queue. */
-  headersTimeoutMs?: number;
-  /** Longest silence between body chunks. Default 10 min. */
-  bodyTimeoutMs?: number;
+  outlier?: OutlierDetector;
+  /** Time to open a connection to an endpoint. */
+  connectTimeoutMs?: number;
+  /** Time to the upstream's response head (504 beyond). */
+  firstByteTimeoutMs?: number;
+  /** Longest silence between body chunks (the answer is cut beyond). */
+  idleTimeoutMs?: number;
+  /** Retries after a reset before the head or a 502/503, while nothing reached the client. */
+  retries?: number;
   /** Connections per endpoint. */
   connectionsPerEndpoint?: number;
-  /** Attempts on connect failures (first try included). */
-  maxAttempts?: number;
+  /** Timers of the half-close probe. */
+  clock?: Clock;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Usage is read from the last bytes of the body (the JSON body or the final SSE chunks). */
 const TAIL_BYTES = 8192;
@@ -70,18 +84,32 @@ function extractUsage(text: string): { prompt?: number; completion?: number; cac
   }
 }
 
-type Outcome = { ok: true; info: ResponseInfo & { endpoint: string } } | { ok: false; err: UpstreamError };
+/** Why an attempt ended without a response going to the client. */
+type FailKind = 'connect' | 'reset' | 'status' | 'timeout' | 'bad_response';
+
+type Outcome = { ok: true; info: ResponseInfo & { endpoint: string } } | { ok: false; kind: FailKind; err: Error; status?: number };
+
+const RESET_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
+
+function classify(err: Error & { code?: string }): FailKind {
+  if (isConnectError(err)) return 'connect';
+  if (err.code === 'UND_ERR_HEADERS_TIMEOUT') return 'timeout';
+  if (err.code && RESET_CODES.has(err.code)) return 'reset';
+  return 'bad_response';
+}
 
 /**
- * One attempt at one endpoint: the upstream's callbacks write straight into the client's
- * response, in the same tick the bytes arrive.
+ * One attempt at one endpoint, as an undici dispatch handler: the upstream's callbacks write
+ * straight into the client's response, in the same tick the bytes arrive.
  */
-class Exchange implements ResponseHandler {
-  call!: UpstreamCall;
+class Exchange implements Dispatcher.DispatchHandler {
   readonly done: Promise<Outcome>;
   private settle!: (o: Outcome) => void;
   private settled = false;
+  /** The response head went to the client: from here on nothing is retried. */
   private started = false;
+  private controller: Dispatcher.DispatchController | null = null;
+  private cancelled = false;
   readonly info: ResponseInfo & { endpoint: string };
   /** Non-streamed answers are small: held to leave with the headers in one write. */
   private held: Buffer[] | null = null;
@@ -89,40 +117,58 @@ class Exchange implements ResponseHandler {
   /** The last chunks of the body (at least TAIL_BYTES) to read `usage` from at the end. */
   private recent: Buffer[] = [];
   private recentBytes = 0;
-  private readonly onDrain = () => this.call.resume();
+  private readonly onDrain = () => this.controller?.resume();
 
   constructor(
-    private readonly proxy: Proxy,
+    private readonly proxy: UpstreamProxy,
     private readonly ireq: InferenceRequest,
-    private readonly res: ServerReply,
+    private readonly res: ServerResponse,
     private readonly target: PoolEndpoint,
     private readonly startedAt: number,
+    /** 502/503 from the pod is retried rather than relayed (a later attempt remains). */
+    private readonly retryStatus: boolean,
   ) {
     this.info = { status: 502, endpoint: target.address };
     this.done = new Promise((resolve) => (this.settle = resolve));
   }
 
-  onResponseStart(head: ResponseHead): void {
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.cancelled) controller.abort(new Error('client closed request'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    this.controller = controller;
+    if (this.settled) return;
+    if (this.retryStatus && (status === 502 || status === 503)) {
+      // Nothing went to the client yet: drop this answer and let the caller try elsewhere.
+      this.finish({ ok: false, kind: 'status', status, err: new Error(`endpoint answered ${status}`) });
+      controller.abort(new Error('retrying elsewhere'));
+      return;
+    }
     this.started = true;
     const { ireq, target, res } = this;
     const director = this.proxy.director;
     director.responseStarted(ireq, target);
     const out: Record<string, string | string[]> = {};
-    const h = head.headers;
-    for (const k in h) if (!HOP_BY_HOP.has(k)) out[k] = h[k];
-    const len = h['content-length'];
+    for (const k in headers) {
+      const v = headers[k];
+      if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+    }
+    const len = headers['content-length'];
     if (typeof len === 'string') out['content-length'] = len;
     out[REQUEST_ID_HEADER] = ireq.requestId;
     out[ENDPOINT_HEADER] = target.address;
     Object.assign(out, director.responseHeaders(ireq, target));
-    this.info.status = head.status;
-    res.writeHead(head.status, out);
-    const sse = String(h['content-type'] ?? '').includes('event-stream');
+    this.info.status = status;
+    res.writeHead(status, out);
+    const sse = String(headers['content-type'] ?? '').includes('event-stream');
     if (ireq.stream || sse) res.flushHeaders();
     else this.held = [];
   }
 
-  onData(chunk: Buffer): boolean {
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.started || this.settled) return;
     if (this.info.ttftMs === undefined) {
       this.info.ttftMs = performance.now() - this.startedAt;
       this.proxy.director.firstToken(this.ireq, this.target);
@@ -139,18 +185,19 @@ class Exchange implements ResponseHandler {
     if (this.held) {
       this.held.push(chunk);
       this.heldBytes += chunk.length;
-      if (this.heldBytes <= HOLD_LIMIT) return true;
+      if (this.heldBytes <= HOLD_LIMIT) return;
       for (const c of this.held) this.res.write(c);
       this.held = null;
-      return true;
+      return;
     }
-    if (this.res.write(chunk)) return true;
+    if (this.res.write(chunk)) return;
     // Backpressure: stop reading the upstream until the client has taken what it has.
+    controller.pause();
     this.res.once('drain', this.onDrain);
-    return false;
   }
 
-  onComplete(): void {
+  onResponseEnd(): void {
+    if (!this.started || this.settled) return;
     const held = this.held;
     if (held) this.res.end(held.length === 1 ? held[0] : Buffer.concat(held, this.heldBytes));
     else this.res.end();
@@ -164,9 +211,10 @@ class Exchange implements ResponseHandler {
     this.finish({ ok: true, info: this.info });
   }
 
-  onError(err: UpstreamError): void {
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.settled) return;
     if (!this.started) {
-      this.finish({ ok: false, err });
+      this.finish({ ok: false, kind: classify(err), err });
       return;
     }
     // Mid-response: the status line is out, so the client learns of it by the connection closing.
@@ -180,11 +228,12 @@ class Exchange implements ResponseHandler {
   /** The client went away: stop the upstream call. */
   cancel(): void {
     if (this.settled) return;
-    this.call.abort();
+    this.cancelled = true;
     this.res.off('drain', this.onDrain);
     if (!this.started) this.info.status = 499;
     this.info.error = 'client closed request';
     this.finish({ ok: true, info: this.info });
+    this.controller?.abort(new Error('client closed request'));
   }
 
   private finish(o: Outcome): void {
@@ -194,39 +243,43 @@ class Exchange implements ResponseHandler {
   }
 }
 
-export class Proxy {
-  private readonly clients = new Map<string, Http1Pool>();
-  private readonly o: Required<Pick<ProxyOptions, 'headersTimeoutMs' | 'bodyTimeoutMs' | 'connectionsPerEndpoint' | 'maxAttempts'>> & ProxyOptions;
+export class UpstreamProxy {
+  private readonly clients = new Map<string, Pool>();
+  private readonly connectTimeoutMs: number;
+  private readonly firstByteTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly retries: number;
+  private readonly connections: number;
+  private readonly clock: Clock;
   readonly logger: Logger;
   readonly director: Director;
 
-  constructor(opts: ProxyOptions) {
-    // Explicit `undefined` options (e.g. an unset flag passed through) must not erase the defaults.
-    this.o = {
-      ...opts,
-      headersTimeoutMs: opts.headersTimeoutMs ?? 600_000,
-      bodyTimeoutMs: opts.bodyTimeoutMs ?? 600_000,
-      connectionsPerEndpoint: opts.connectionsPerEndpoint ?? 1024,
-      maxAttempts: opts.maxAttempts ?? 3,
-    };
-    this.logger = opts.logger;
-    this.director = opts.director;
-    opts.pool.on('removed', (e: PoolEndpoint) => {
+  constructor(private readonly o: ProxyOptions) {
+    this.clock = o.clock ?? realClock;
+    this.connectTimeoutMs = o.connectTimeoutMs ?? HTTP_EDGE_DEFAULTS.upstreamConnectTimeoutMs;
+    this.firstByteTimeoutMs = o.firstByteTimeoutMs ?? HTTP_EDGE_DEFAULTS.upstreamFirstByteTimeoutMs;
+    this.idleTimeoutMs = o.idleTimeoutMs ?? HTTP_EDGE_DEFAULTS.upstreamIdleTimeoutMs;
+    this.retries = o.retries ?? HTTP_EDGE_DEFAULTS.upstreamRetries;
+    this.connections = o.connectionsPerEndpoint ?? 1024;
+    this.logger = o.logger;
+    this.director = o.director;
+    o.pool.on('removed', (e: PoolEndpoint) => {
       const c = this.clients.get(e.address);
       this.clients.delete(e.address);
       // Requests in flight finish; idle connections close now.
-      c?.close();
+      void c?.close().catch(() => {});
     });
   }
 
-  private client(e: PoolEndpoint): Http1Pool {
+  private client(e: PoolEndpoint): Pool {
     let c = this.clients.get(e.address);
     if (!c) {
-      c = new Http1Pool(e.origin, {
-        connections: this.o.connectionsPerEndpoint,
-        headersTimeoutMs: this.o.headersTimeoutMs,
-        bodyTimeoutMs: this.o.bodyTimeoutMs,
-        connectTimeoutMs: 2_000,
+      c = new Pool(e.origin, {
+        connections: this.connections,
+        pipelining: 1,
+        connect: { timeout: this.connectTimeoutMs, noDelay: true },
+        headersTimeout: this.firstByteTimeoutMs,
+        bodyTimeout: this.idleTimeoutMs,
       });
       this.clients.set(e.address, c);
     }
@@ -236,21 +289,20 @@ export class Proxy {
   /** Targets to try: the scheduler's ranking, then the remaining candidates by total score. */
   private attemptOrder(result: SchedulingResult, candidates: readonly Endpoint[]): PoolEndpoint[] {
     const order = [...result.targets] as PoolEndpoint[];
-    if (order.length >= this.o.maxAttempts) return order.slice(0, this.o.maxAttempts);
     const totals = result.profileResults.get(result.primaryProfileName)?.totals;
     const rest = candidates.filter((e) => !order.includes(e as PoolEndpoint)) as PoolEndpoint[];
     rest.sort((a, b) => (totals?.get(b.address) ?? 0) - (totals?.get(a.address) ?? 0));
-    return order.concat(rest).slice(0, this.o.maxAttempts);
+    return order.concat(rest);
   }
 
   /**
    * Sends `body` to the scheduled endpoint and streams the answer into `res`. Throws
-   * GatewayError (502/504) only while nothing has been written to `res`.
+   * GatewayError (502/503/504) only while nothing has been written to `res`.
    */
   async forward(
     ireq: InferenceRequest,
-    clientReq: ServerRequest,
-    res: ServerReply,
+    clientReq: IncomingMessage,
+    res: ServerResponse,
     body: Buffer,
     result: SchedulingResult,
     candidates: readonly Endpoint[],
@@ -264,57 +316,107 @@ export class Proxy {
 
     let current: Exchange | null = null;
     let clientGone = false;
+    // The client is gone when its response closes unfinished (its socket closed). A half-closed
+    // client (request sent, then FIN) keeps its socket writable and still gets the answer.
     const onClose = () => {
       if (res.writableFinished) return;
       clientGone = true;
       current?.cancel();
     };
     res.on('close', onClose);
+    // A FIN from the client is a half-close or a full close; only a write tells them apart (a
+    // closed peer answers it with a reset, which the next write reports). Before the answer's
+    // head, that write is an interim `100 Continue`, which HTTP/1.1 clients must accept and skip
+    // (RFC 9110 §15.2); then empty writes probe for the reset until the head goes out.
+    const socket = clientReq.socket;
+    const clock = this.clock;
+    let probe: ClockTimer | undefined;
+    const onFin = () => {
+      if (res.headersSent || res.writableEnded || clientReq.httpVersion !== '1.1' || !socket.writable) return;
+      res.writeContinue();
+      let wait = 5;
+      const check = () => {
+        if (res.headersSent || res.writableEnded || socket.destroyed) return;
+        socket.write(EMPTY);
+        wait = Math.min(1000, wait * 4);
+        probe = clock.setTimeout(check, wait);
+      };
+      probe = clock.setTimeout(check, wait);
+    };
+    if (socket.readableEnded) onFin();
+    else socket.once('end', onFin);
 
     const order = this.attemptOrder(result, candidates);
-    const path = clientReq.url;
-    let lastErr: UpstreamError | undefined;
+    const path = clientReq.url ?? '/';
+    const metrics = this.o.metrics;
+    const outlier = this.o.outlier;
+    let retriesLeft = this.retries;
+    let connectsLeft = Math.max(CONNECT_ATTEMPTS, 1 + this.retries);
+    let last: Extract<Outcome, { ok: false }> | undefined;
+    let last_target: PoolEndpoint | undefined;
     try {
-      for (let i = 0; i < order.length; i++) {
-        const target = order[i];
+      for (let i = 0; ; i++) {
+        // Past the candidates, retries go round again (e.g. one endpoint: a fresh connection to it).
+        const target = order[i % order.length];
         if (clientGone) return { status: 499, error: 'client closed request', endpoint: target.address };
         this.director.requestSent(ireq, target);
-        const ex = new Exchange(this, ireq, res, target, startedAt);
+        const ex = new Exchange(this, ireq, res, target, startedAt, retriesLeft > 0);
         current = ex;
-        ex.call = this.client(target).request({ method: 'POST', path, headers, body }, ex);
+        this.client(target).dispatch(
+          { path, method: 'POST', headers, body, headersTimeout: this.firstByteTimeoutMs, bodyTimeout: this.idleTimeoutMs },
+          ex,
+        );
         const out = await ex.done;
         current = null;
         if (out.ok) {
           this.director.requestFinished(ireq, target, out.info);
+          if (out.info.status >= 500) outlier?.failure(target.address);
+          else if (out.info.status !== 499) outlier?.success(target.address);
           return out.info;
         }
-        const err = out.err;
-        this.director.requestFinished(ireq, target, { status: 502, error: err.message });
-        if (err.phase === 'connect' && isConnectError(err)) {
-          this.o.pool.reportConnectFailure(target.address, err);
-          this.o.metrics?.retries.inc({ endpoint: target.address, reason: 'connect' });
-          this.logger.warn({ 'x-request-id': ireq.requestId, endpoint: target.address, err: err.message }, 'upstream refused the connection; trying the next endpoint');
-          lastErr = err;
-          continue;
-        }
-        if (err.code === 'KVR_HEADERS_TIMEOUT') {
-          throw new GatewayError(504, `endpoint ${target.address} did not answer within ${this.o.headersTimeoutMs} ms`, 'gateway_timeout_error', 'upstream_timeout');
-        }
-        throw new GatewayError(502, `endpoint ${target.address} failed: ${err.message}`, 'bad_gateway_error', 'upstream_error');
+        last = out;
+        last_target = target;
+        this.director.requestFinished(ireq, target, { status: out.status ?? 502, error: out.err.message });
+        outlier?.failure(target.address);
+        if (out.kind === 'connect') {
+          this.o.pool.reportConnectFailure(target.address, out.err);
+          if (--connectsLeft <= 0) break;
+        } else if (out.kind === 'reset' || out.kind === 'status') {
+          if (retriesLeft-- <= 0) break;
+        } else break;
+        metrics?.retries.inc({ endpoint: target.address, reason: out.kind === 'status' ? `status_${out.status}` : out.kind });
+        this.logger.warn(
+          { 'x-request-id': ireq.requestId, endpoint: target.address, reason: out.kind, err: out.err.message },
+          'upstream failed before answering; trying the next endpoint',
+        );
       }
-      throw new GatewayError(
-        502,
-        `no endpoint accepted the connection (${order.map((e) => e.address).join(', ')}): ${lastErr?.message ?? 'unknown error'}`,
-        'bad_gateway_error',
-        'upstream_connect_failed',
-      );
+      const addr = last_target!.address;
+      const err = last!;
+      if (err.kind === 'timeout') {
+        throw new GatewayError(504, `endpoint ${addr} did not answer within ${this.firstByteTimeoutMs} ms`, 'gateway_timeout_error', 'upstream_timeout');
+      }
+      if (err.kind === 'connect') {
+        throw new GatewayError(
+          502,
+          `no endpoint accepted the connection (${[...new Set(order.map((e) => e.address))].join(', ')}): ${err.err.message}`,
+          'bad_gateway_error',
+          'upstream_connect_failed',
+        );
+      }
+      if (err.kind === 'status') {
+        throw new GatewayError(err.status!, `endpoint ${addr} answered ${err.status}, and so did the retries`, err.status === 503 ? 'service_unavailable_error' : 'bad_gateway_error', 'upstream_unavailable');
+      }
+      throw new GatewayError(502, `endpoint ${addr} failed: ${err.err.message}`, 'bad_gateway_error', 'upstream_error');
     } finally {
       res.off('close', onClose);
+      socket.off('end', onFin);
+      clock.clearTimeout(probe);
     }
   }
 
   async close(): Promise<void> {
-    for (const c of this.clients.values()) c.destroy();
+    const all = [...this.clients.values()];
     this.clients.clear();
+    await Promise.all(all.map((c) => c.destroy().catch(() => {})));
   }
 }

@@ -15,13 +15,18 @@ import {
   type LoadedSchedulerConfig,
 } from '../scheduler/config.js';
 import { PredictedLatencyScorer } from '../scheduler/plugins/predicted-latency/scorer.js';
-import { PrecisePrefixCacheScorer, KV_EVENT_SOURCE_FACTORY, type KvEventSourceFactory } from '../scheduler/plugins/precise-prefix.js';
+import { KV_EVENT_SOURCE_FACTORY, KV_INDEX_PROVIDER, type KvEventSourceFactory, type KvIndexProvider } from '../scheduler/kv-services.js';
+import { withPreciseScorerOverrides } from '../scheduler/plugins/precise-prefix.js';
+import { ServiceRegistry } from '../scheduler/services.js';
 import type { InferenceRequest, PluginContext } from '../scheduler/types.js';
 import { KvEventSubscriber } from '../events/subscriber.js';
 import { Director, type SaturationConfig } from './director.js';
 import { RouterMetrics } from './metrics.js';
 import type { ParseOptions } from './parse.js';
-import { Proxy } from './proxy.js';
+import { UpstreamProxy } from './proxy.js';
+import { edgeLimits, type HttpEdgeLimits } from './limits.js';
+import { OutlierDetector } from '../endpoints/outlier.js';
+import type { Clock } from '../util/clock.js';
 import { GatewayServer, type ScoreApi, type TokenizeApi } from './server.js';
 import { createRequestTokenizer, type RouterTokenizers } from './tokens.js';
 
@@ -49,8 +54,14 @@ export interface RouterOptions {
   metricsBeatMs?: number;
   /** 429 shedding when every endpoint is saturated. */
   shedding?: boolean | Partial<SaturationConfig>;
+  /** HTTP edge limits and timeouts, retries, outlier ejection (limits.ts: HTTP_EDGE_DEFAULTS). */
+  limits?: Partial<HttpEdgeLimits>;
+  /** Same as limits.maxBodyBytes. */
   maxBodyBytes?: number;
+  /** Same as limits.upstreamFirstByteTimeoutMs. */
   upstreamHeadersTimeoutMs?: number;
+  /** Clock of the outlier detector (ejection and slow-start times); default real time. */
+  clock?: Clock;
   /** A tokenizer registry to share (tests, benchmarks); default: one created for this router. */
   tokenizers?: RouterTokenizers;
   /** Node process metrics on /metrics. Default true. */
@@ -65,10 +76,12 @@ export interface Router {
   readonly config: LoadedSchedulerConfig;
   readonly registry: Registry;
   readonly logger: Logger;
-  /** The first precise-prefix-cache-scorer, when configured. */
-  readonly precise: PrecisePrefixCacheScorer | undefined;
+  /** The KV block index and its lookups, when a plugin provides one (the precise prefix scorer). */
+  readonly kvIndex: KvIndexProvider | undefined;
   /** How requests are parsed (model resolution, tokenization): shared with the ext-proc picker. */
   readonly parseOptions: ParseOptions;
+  /** Ejection and slow start of failing or returning endpoints. */
+  readonly outlier: OutlierDetector;
   /** Loads a model's tokenizer now rather than on its first request. */
   warmTokenizer(model: string): Promise<void>;
   /** Shuts down; with `drainMs`, requests in flight get that long to finish first. */
@@ -83,11 +96,17 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const registry = opts.registry ?? new Registry();
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
 
-  const source: EndpointPickerConfig = opts.configPath
+  const written: EndpointPickerConfig = opts.configPath
     ? readEndpointPickerConfig(opts.configPath)
     : typeof opts.config === 'string'
       ? parseEndpointPickerConfig(opts.config)
       : parseEndpointPickerConfig(opts.config ?? {});
+  // The router's flags are written into the plugins' parameters, where the plugin reads them.
+  const source = withPreciseScorerOverrides(written, {
+    zmqEndpoint: opts.zmqEndpoint,
+    speculativeIndexing: opts.speculativeIndexing,
+    metricsBeatMs: opts.metricsBeatMs,
+  });
 
   const endpointSpecs = opts.endpoints?.length ? opts.endpoints : (source.endpoints ?? []);
   const pool = new EndpointPool(endpointSpecs, {
@@ -95,21 +114,12 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     scrapeIntervalMs: opts.scrapeIntervalMs,
     unhealthyAfterMs: opts.unhealthyAfterMs,
   });
-  const services = new Map<string, unknown>();
-  services.set(KV_EVENT_SOURCE_FACTORY, eventSourceFactory);
-  const ctx: PluginContext = {
-    logger,
-    registry,
-    services,
-    options: {
-      speculativeIndexingDefault: opts.speculativeIndexing ?? true,
-      zmqEndpointOverride: opts.zmqEndpoint,
-      metricsBeatMs: opts.metricsBeatMs,
-    },
-  };
+  const services = new ServiceRegistry();
+  services.provide(KV_EVENT_SOURCE_FACTORY, eventSourceFactory, 'the router');
+  const ctx: PluginContext = { logger, registry, services };
   const config = buildSchedulerConfig(source, ctx);
   const plugins = [...config.plugins.values()];
-  const precisePlugins = plugins.filter((p): p is PrecisePrefixCacheScorer => p instanceof PrecisePrefixCacheScorer);
+  const lifecycle = config.endpointLifecycle;
 
   const started: typeof plugins = [];
   const cleanup = async () => {
@@ -126,18 +136,18 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     throw err;
   }
 
-  // Discovery mode: the precise scorers dial each endpoint's KV-event socket as it comes and goes.
-  for (const ps of precisePlugins) {
-    for (const e of pool.all()) void ps.addEndpoint(e).catch((err: unknown) => logger.warn({ err, endpoint: e.address }, 'cannot subscribe to KV events'));
-  }
-  pool.on('added', (e: PoolEndpoint) => {
-    for (const ps of precisePlugins) void ps.addEndpoint(e).catch(() => {});
-  });
-  pool.on('removed', (e: PoolEndpoint) => {
-    for (const ps of precisePlugins) void ps.removeEndpoint(e).catch(() => {});
-    // Plugins with per-endpoint state (the approximate prefix scorer's LRUs) drop it.
-    for (const p of plugins) (p as { forget?: (address: string) => void }).forget?.(e.address);
-  });
+  // Plugins with per-endpoint state hear about endpoints as they come and go (the precise
+  // scorer dials each endpoint's KV-event socket in discovery mode; LRUs drop a leaver's state).
+  const notify = (hook: 'endpointAdded' | 'endpointRemoved', e: PoolEndpoint) => {
+    for (const p of lifecycle) {
+      Promise.resolve()
+        .then(() => p[hook]?.(e))
+        .catch((err: unknown) => logger.warn({ err, plugin: p.name, endpoint: e.address }, `${hook} failed`));
+    }
+  };
+  for (const e of pool.all()) notify('endpointAdded', e);
+  pool.on('added', (e: PoolEndpoint) => notify('endpointAdded', e));
+  pool.on('removed', (e: PoolEndpoint) => notify('endpointRemoved', e));
 
   const metrics = new RouterMetrics(registry, pool);
   const tokenizers = opts.tokenizers ?? (await createDefaultTokenizers(registry, logger));
@@ -147,16 +157,52 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     tokenize,
   };
   const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
-  const director = new Director({ config, pool, logger, metrics, saturation });
-  const proxy = new Proxy({ logger, pool, director, metrics, headersTimeoutMs: opts.upstreamHeadersTimeoutMs });
+  const limits = edgeLimits({ maxBodyBytes: opts.maxBodyBytes, upstreamFirstByteTimeoutMs: opts.upstreamHeadersTimeoutMs, ...opts.limits });
+  const outlier = new OutlierDetector({
+    consecutiveFailures: limits.outlierConsecutiveFailures,
+    baseEjectionMs: limits.outlierBaseEjectionMs,
+    maxEjectionMs: limits.outlierMaxEjectionMs,
+    slowStartMs: limits.slowStartMs,
+    clock: opts.clock,
+  });
+  outlier.on((address, event, d) => {
+    if (event === 'ejected') {
+      metrics.ejections.inc({ endpoint: address });
+      logger.warn({ endpoint: address, ejections: d.ejections, ejectedMs: d.ejectedMs }, 'endpoint ejected after consecutive failures');
+    } else logger.info({ endpoint: address }, 'endpoint back from ejection: slow start');
+  });
+  metrics.watchOutliers(outlier);
+  // A returning endpoint (ready again after being unready: restarted, or back from a network
+  // fault) starts slow instead of drawing all traffic; an endpoint's first readiness does not.
+  const everReady = new Set<string>();
+  pool.on('ready', (e: PoolEndpoint) => {
+    if (everReady.has(e.address)) outlier.returned(e.address);
+    everReady.add(e.address);
+  });
+  pool.on('removed', (e: PoolEndpoint) => {
+    outlier.forget(e.address);
+    everReady.delete(e.address);
+  });
+  const director = new Director({ config, pool, logger, metrics, saturation, outlier });
+  const proxy = new UpstreamProxy({
+    logger,
+    pool,
+    director,
+    metrics,
+    outlier,
+    connectTimeoutMs: limits.upstreamConnectTimeoutMs,
+    firstByteTimeoutMs: limits.upstreamFirstByteTimeoutMs,
+    idleTimeoutMs: limits.upstreamIdleTimeoutMs,
+    retries: limits.upstreamRetries,
+  });
 
-  const precise = precisePlugins[0];
-  const predictors = plugins.filter((p): p is PredictedLatencyScorer => p instanceof PredictedLatencyScorer);
-  const scoreApi: ScoreApi | undefined = precise
+  const kvIndex = services.get(KV_INDEX_PROVIDER);
+  const predictors = [...config.plugins.values()].filter((p): p is PredictedLatencyScorer => p instanceof PredictedLatencyScorer);
+  const scoreApi: ScoreApi | undefined = kvIndex
     ? {
         score: async (req: InferenceRequest) => {
           const endpoints = pool.all().filter((e) => pool.serves(e, req.targetModel));
-          const d = await precise.detail(req, endpoints);
+          const d = await kvIndex.detail(req, endpoints);
           const ready = new Map(endpoints.map((e) => [e.address, e.ready]));
           // predicted-latency-scorer: each pod's predicted TTFT, its parts and the pod it would pick.
           const predicted = predictors.length ? await predictors[0].detail(req, endpoints) : undefined;
@@ -181,7 +227,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     parseOptions,
     scoreApi,
     tokenizeApi,
-    maxBodyBytes: opts.maxBodyBytes,
+    limits,
   });
   let addr;
   try {
@@ -209,8 +255,9 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     config,
     registry,
     logger,
-    precise,
+    kvIndex,
     parseOptions,
+    outlier,
     async warmTokenizer(model: string) {
       await tokenizers?.encodeCompletion(model, 'warm up', true).catch((err: unknown) => logger.warn({ model, err: (err as Error).message }, 'tokenizer warm-up failed'));
     },

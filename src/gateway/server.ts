@@ -1,15 +1,17 @@
 // The OpenAI-compatible HTTP front: routes, body limits, error bodies, and the per-request
-// life cycle (parse -> Director.schedule -> Proxy.forward -> metrics).
+// life cycle (parse -> Director.schedule -> UpstreamProxy.forward -> metrics).
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { EndpointPool } from '../endpoints/pool.js';
-import { Http1Server, type ServerReply, type ServerRequest } from '../http1/server.js';
 import type { Director } from './director.js';
 import { GatewayError, badRequest } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
 import { parseOpenAIRequest, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
-import type { Proxy } from './proxy.js';
+import { createEdgeServer, readBody, type EdgeLimits } from './http-front.js';
+import { HTTP_EDGE_DEFAULTS } from './limits.js';
+import type { UpstreamProxy } from './proxy.js';
 import type { InferenceRequest } from '../scheduler/types.js';
 
 export interface ScoreApi {
@@ -26,24 +28,24 @@ export interface GatewayServerOptions {
   registry: Registry;
   pool: EndpointPool;
   director: Director;
-  proxy: Proxy;
+  proxy: UpstreamProxy;
   metrics: RouterMetrics;
   parseOptions: ParseOptions;
   scoreApi?: ScoreApi;
   tokenizeApi?: TokenizeApi;
-  /** Largest accepted request body (413 beyond). Default 32 MiB. */
-  maxBodyBytes?: number;
+  /** Client-side limits and timeouts (limits.ts has the defaults). */
+  limits?: Partial<EdgeLimits>;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-function sendJson(res: ServerReply, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 
-function sendError(res: ServerReply, err: GatewayError, requestId?: string): void {
+function sendError(res: ServerResponse, err: GatewayError, requestId?: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -53,24 +55,20 @@ function sendError(res: ServerReply, err: GatewayError, requestId?: string): voi
   sendJson(res, err.status, err.body(), headers);
 }
 
-/** The request's body, or 413 when it was over the limit (the server read and dropped it). */
-function readBody(req: ServerRequest, limit: number): Buffer {
-  if (req.bodyRefused) throw new GatewayError(413, `request body exceeds the ${limit}-byte limit`, 'request_too_large_error', 'body_too_large');
-  return req.body;
-}
-
 export class GatewayServer {
-  readonly server: Http1Server;
+  readonly server: Server;
   private readonly maxBody: number;
   private readonly log: Logger;
   /** Requests being handled (for a draining shutdown). */
   private active = 0;
 
   constructor(private readonly o: GatewayServerOptions) {
-    this.maxBody = o.maxBodyBytes ?? 32 * 1024 * 1024;
+    const limits: EdgeLimits = { ...HTTP_EDGE_DEFAULTS };
+    for (const [k, v] of Object.entries(o.limits ?? {})) if (v !== undefined) limits[k as keyof EdgeLimits] = v;
+    this.maxBody = limits.maxBodyBytes;
     this.log = o.logger.child({ component: 'gateway' });
-    // Our own HTTP/1.1 front (../http1/server.ts): node:http's cost ~0.1 ms more per request here.
-    this.server = new Http1Server(
+    this.server = createEdgeServer(
+      limits,
       (req, res) => {
         this.active++;
         this.handle(req, res)
@@ -80,18 +78,25 @@ export class GatewayServer {
           })
           .finally(() => this.active--);
       },
-      { maxBodyBytes: this.maxBody, keepAliveTimeoutMs: 65_000 },
+      (err: Error) => this.log.debug({ err: err.message }, 'malformed HTTP request refused'),
     );
-    this.server.on('clientError', (err: Error) => this.log.debug({ err: err.message }, 'malformed HTTP request refused'));
+    this.server.on('drop', () => this.log.debug('connection over the cap closed'));
   }
 
-  listen(port: number, host: string): Promise<AddressInfo> {
-    return this.server.listen(port, host);
+  async listen(port: number, host: string): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
   }
 
   /** Stops accepting, lets requests in flight finish for up to `drainMs`, then cuts the rest. */
   async close(drainMs = 0): Promise<void> {
-    const closed = this.server.close();
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
     if (this.active > 0 && drainMs > 0) this.log.info({ inflight: this.active, drainMs }, 'draining requests in flight');
@@ -103,7 +108,7 @@ export class GatewayServer {
     await closed;
   }
 
-  private async handle(req: ServerRequest, res: ServerReply): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
@@ -150,7 +155,7 @@ export class GatewayServer {
     else sendError(res, new GatewayError(404, `no route for ${method} ${path}`, 'not_found_error', 'unknown_path'));
   }
 
-  private models(res: ServerReply): void {
+  private models(res: ServerResponse): void {
     const entries = this.o.pool.modelEntries();
     const created = Math.floor(Date.now() / 1000);
     sendJson(res, 200, {
@@ -159,13 +164,13 @@ export class GatewayServer {
     });
   }
 
-  private async inference(req: ServerRequest, res: ServerReply, path: string): Promise<void> {
+  private async inference(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const started = performance.now();
     const m = this.o.metrics;
     let ireq: InferenceRequest | undefined;
     let body: Buffer;
     try {
-      body = readBody(req, this.maxBody);
+      body = await readBody(req, res, this.maxBody);
       ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions);
     } catch (err) {
       const ge = err instanceof GatewayError ? err : badRequest(`could not read the request: ${(err as Error).message}`, 'bad_body');
@@ -202,9 +207,9 @@ export class GatewayServer {
     }
   }
 
-  private async score(req: ServerRequest, res: ServerReply, path: string): Promise<void> {
+  private async score(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     try {
-      const body = readBody(req, this.maxBody);
+      const body = await readBody(req, res, this.maxBody);
       if (!this.o.scoreApi) throw new GatewayError(404, 'the scoring API needs a precise-prefix-cache-scorer in the config', 'not_found_error', 'no_precise_scorer');
       const api = path === '/score_chat_completions' ? '/v1/chat/completions' : '/v1/completions';
       const ireq = parseOpenAIRequest(api, req.headers, body, this.o.parseOptions);
@@ -214,9 +219,9 @@ export class GatewayServer {
     }
   }
 
-  private async tokenize(req: ServerRequest, res: ServerReply): Promise<void> {
+  private async tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const raw = readBody(req, this.maxBody);
+      const raw = await readBody(req, res, this.maxBody);
       if (!this.o.tokenizeApi) throw new GatewayError(404, 'no tokenizer available in this router', 'not_found_error', 'no_tokenizer');
       let body: unknown;
       try {

@@ -2,37 +2,17 @@
 // go into block keys: unsigned/negative ints, text, bytes, arrays, maps, null and booleans.
 // Map keys are sorted length-first, then bytewise, by their encoded form.
 
+import { ByteWriter } from '../util/byte-writer.js';
+
+export { ByteWriter };
+
 const utf8 = new TextEncoder();
 
-export class ByteWriter {
-  buf: Uint8Array;
-  len = 0;
-  constructor(initial = 256) {
-    this.buf = new Uint8Array(initial);
-  }
-  ensure(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    let cap = this.buf.length * 2;
-    while (cap < this.len + n) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(0, this.len));
-    this.buf = next;
-  }
-  byte(b: number): void {
-    this.ensure(1);
-    this.buf[this.len++] = b;
-  }
-  bytes(b: Uint8Array): void {
-    this.ensure(b.length);
-    this.buf.set(b, this.len);
-    this.len += b.length;
-  }
-  take(): Uint8Array {
-    return this.buf.slice(0, this.len);
-  }
-}
-
-/** Writes a CBOR head (major type + argument) in its shortest form. `arg` is a non-negative integer. */
+/**
+ * Writes a CBOR head (major type + argument) in its shortest form. `arg` is a non-negative
+ * integer. The only CBOR head writer: the block keys here and vLLM's block hashes
+ * (src/sim/hashing.ts) both use it.
+ */
 export function writeHead(w: ByteWriter, major: number, arg: number | bigint): void {
   const m = major << 5;
   if (typeof arg === 'bigint') {
@@ -40,11 +20,12 @@ export function writeHead(w: ByteWriter, major: number, arg: number | bigint): v
     if (arg <= 0xffffffffn) return writeHead(w, major, Number(arg));
     w.ensure(9);
     w.buf[w.len++] = m | 27;
-    for (let s = 56n; s >= 0n; s -= 8n) w.buf[w.len++] = Number((arg >> s) & 0xffn);
+    w.buf.writeBigUInt64BE(arg, w.len);
+    w.len += 8;
     return;
   }
   if (!Number.isInteger(arg) || arg < 0) throw new RangeError(`CBOR argument must be a non-negative integer: ${arg}`);
-  w.ensure(9);
+  w.ensure(5);
   const b = w.buf;
   if (arg < 24) b[w.len++] = m | arg;
   else if (arg < 0x100) {
@@ -52,14 +33,12 @@ export function writeHead(w: ByteWriter, major: number, arg: number | bigint): v
     b[w.len++] = arg;
   } else if (arg < 0x10000) {
     b[w.len++] = m | 25;
-    b[w.len++] = arg >>> 8;
-    b[w.len++] = arg & 0xff;
+    b.writeUInt16BE(arg, w.len);
+    w.len += 2;
   } else if (arg < 0x100000000) {
     b[w.len++] = m | 26;
-    b[w.len++] = arg >>> 24;
-    b[w.len++] = (arg >>> 16) & 0xff;
-    b[w.len++] = (arg >>> 8) & 0xff;
-    b[w.len++] = arg & 0xff;
+    b.writeUInt32BE(arg, w.len);
+    w.len += 4;
   } else {
     writeHead(w, major, BigInt(arg));
   }
@@ -73,9 +52,9 @@ export function writeText(w: ByteWriter, s: string): void {
 
 /** Encodes any supported JS value canonically. */
 export function writeValue(w: ByteWriter, v: unknown): void {
-  if (v === null || v === undefined) return w.byte(0xf6);
-  if (v === false) return w.byte(0xf4);
-  if (v === true) return w.byte(0xf5);
+  if (v === null || v === undefined) return w.u8(0xf6);
+  if (v === false) return w.u8(0xf4);
+  if (v === true) return w.u8(0xf5);
   if (typeof v === 'bigint') return v < 0n ? writeHead(w, 1, -1n - v) : writeHead(w, 0, v);
   if (typeof v === 'number') {
     if (!Number.isSafeInteger(v)) throw new TypeError(`only integers are supported in block keys, got ${v}`);
@@ -118,5 +97,5 @@ function compareKeys(a: Uint8Array, b: Uint8Array): number {
 export function encodeCbor(v: unknown): Uint8Array {
   const w = new ByteWriter(64);
   writeValue(w, v);
-  return w.take();
+  return new Uint8Array(w.view());
 }

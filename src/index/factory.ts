@@ -2,12 +2,14 @@
 // (indexerConfig.kvBlockIndexConfig + kvCacheBackendConfigs, block-keys-and-index.md §7).
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { KvBlockIndex } from './types.js';
 import type { Clock } from '../util/clock.js';
+import { parseDuration } from '../util/duration.js';
+import type { KvBlockIndex } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import { InMemoryKvBlockIndex, DEFAULT_CAPACITY } from './memory-index.js';
 import { IndexMetrics, startMetricsBeat, DEFAULT_METRICS_BEAT_MS } from './metrics.js';
 import { RedisKvBlockIndex, type RedisIndexConfig } from './redis-index.js';
+import { InstrumentedKvBlockIndex } from './instrumented-index.js';
 
 export interface KvBlockIndexConfig {
   inMemoryConfig?: {
@@ -33,32 +35,16 @@ export interface IndexFactoryConfig {
 export interface IndexFactoryDeps {
   registry?: Registry;
   logger?: Logger;
-  /** Time for speculative TTLs and the metrics beat (default the real clock). */
+  /** Time for speculative entries' TTL; default realClock. */
   clock?: Clock;
 }
 
 export const DEFAULT_REDIS_ADDRESS = 'redis://127.0.0.1:6379';
 
-/** Parses llm-d's metricsLoggingInterval into milliseconds. */
+/** llm-d's metricsLoggingInterval in milliseconds (see src/util/duration.ts: a bare number is nanoseconds). */
 export function parseIntervalMs(v: number | string | null | undefined, fallbackMs = DEFAULT_METRICS_BEAT_MS): number {
   if (v === undefined || v === null || v === '') return fallbackMs;
-  if (typeof v === 'number') {
-    if (!(v >= 0)) throw new RangeError(`metricsLoggingInterval must be >= 0, got ${v}`);
-    return v / 1e6; // Go time.Duration: nanoseconds
-  }
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
-  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  let consumed = 0;
-  for (const m of v.matchAll(re)) {
-    total += Number(m[1]) * unit[m[2]];
-    consumed += m[0].length;
-  }
-  if (consumed !== v.length) {
-    if (/^\d+$/.test(v)) return Number(v) / 1e6;
-    throw new RangeError(`metricsLoggingInterval: cannot parse duration "${v}"`);
-  }
-  return total;
+  return parseDuration(v, 'metricsLoggingInterval');
 }
 
 export function tierWeightsFrom(cfg: IndexFactoryConfig['kvCacheBackendConfigs']): Record<string, number> {
@@ -83,10 +69,13 @@ export function createKvBlockIndex(cfg: IndexFactoryConfig = {}, deps: IndexFact
   if (redisConfig) {
     // Connects in the background; writes wait for the first connection, lookups wait up to
     // their timeout, then it degrades (empty lookups, counted) until Redis answers.
-    index = new RedisKvBlockIndex({ ...redisConfig, address: redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics });
+    // It still counts its metrics itself (not behind InstrumentedKvBlockIndex), so that the
+    // router keeps seeing the RedisKvBlockIndex and its events.
+    index = new RedisKvBlockIndex({ ...redisConfig, address: redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics, clock: deps.clock });
   } else {
     const size = c.inMemoryConfig?.size ?? DEFAULT_CAPACITY;
-    index = new InMemoryKvBlockIndex({ capacity: size, tierWeights, metrics, clock: deps.clock });
+    const memory = new InMemoryKvBlockIndex({ capacity: size, tierWeights, clock: deps.clock });
+    index = metrics ? new InstrumentedKvBlockIndex(memory, metrics, deps.clock) : memory;
   }
 
   if (metrics && deps.logger) {

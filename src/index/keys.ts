@@ -11,6 +11,7 @@
 // about 3-4x faster (see bench/index.bench.ts).
 import type { BlockKeys } from './types.js';
 import { ByteWriter, writeHead, writeText, writeValue } from './cbor.js';
+import { withDefaults } from '../util/options.js';
 
 export type HashAlgorithm = 'cbor-fnv' | 'fast64';
 export const HASH_ALGORITHMS: readonly HashAlgorithm[] = ['cbor-fnv', 'fast64'];
@@ -135,7 +136,7 @@ export class BlockKeyer {
   private readonly fast = new Fast64();
 
   constructor(cfg: Partial<KeyConfig> = {}) {
-    const full: KeyConfig = { ...DEFAULT_KEY_CONFIG, ...cfg };
+    const full: KeyConfig = withDefaults(DEFAULT_KEY_CONFIG, cfg);
     if (!Number.isInteger(full.blockSize) || full.blockSize <= 0) throw new RangeError(`block size must be a positive integer, got ${full.blockSize}`);
     if (!HASH_ALGORITHMS.includes(full.algorithm)) throw new RangeError(`unknown hash algorithm "${full.algorithm}" (expected one of ${HASH_ALGORITHMS.join(', ')})`);
     this.cfg = Object.freeze(full);
@@ -164,7 +165,7 @@ export class BlockKeyer {
       const w = new ByteWriter(64);
       writeHead(w, 4, 3);
       writeHead(w, 0, init);
-      w.byte(0xf6);
+      w.u8(0xf6);
       writeText(w, modelOrLora);
       fnvBytes(w.buf, w.len, FNV_LO, FNV_HI, this.pair, 0);
     } else {

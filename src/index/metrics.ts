@@ -5,7 +5,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { FastHistogram, type HistogramSeries } from '../util/fast-metrics.js';
 import type { Logger } from 'pino';
 import { realClock, type Clock } from '../util/clock.js';
-import type { IndexStats } from './types.js';
+import type { IndexStats, RemovalCounts } from './types.js';
 
 export class IndexMetrics {
   admissions = 0;
@@ -18,6 +18,8 @@ export class IndexMetrics {
   capacityEvictions = 0;
   private readonly latency: HistogramSeries;
   private statsSource: (() => IndexStats | Promise<IndexStats>) | null = null;
+  /** Removals the backend counts itself, added to `evictions` and `capacityEvictions` when read. */
+  private removalSource: RemovalCounts | null = null;
 
   constructor(registry: Registry) {
     const source = () => this.statsSource;
@@ -32,8 +34,8 @@ export class IndexMetrics {
         },
       });
     counter('kvcache_index_admissions_total', 'Block keys added to the index', () => this.admissions);
-    counter('kvcache_index_evictions_total', 'Entries removed from the index (events, TTL and capacity)', () => this.evictions);
-    counter('kvcache_index_capacity_evictions_total', 'Entries removed because the index reached its capacity (LRU)', () => this.capacityEvictions);
+    counter('kvcache_index_evictions_total', 'Entries removed from the index (events, TTL and capacity)', () => this.totalEvictions());
+    counter('kvcache_index_capacity_evictions_total', 'Entries removed because the index reached its capacity (LRU)', () => this.totalCapacityEvictions());
     counter('kvcache_index_lookup_requests_total', 'Longest-prefix lookups', () => this.lookups);
     counter('kvcache_index_lookup_hits_total', 'Leading blocks found by lookups (held by at least one pod)', () => this.hits);
     // observed on every lookup: arithmetic, not prom-client's per-call label hashing
@@ -66,6 +68,19 @@ export class IndexMetrics {
     this.statsSource = fn;
   }
 
+  /** A backend's own removal counts (read at scrape and beat time). */
+  setRemovalSource(counts: RemovalCounts): void {
+    this.removalSource = counts;
+  }
+
+  totalEvictions(): number {
+    return this.evictions + (this.removalSource?.evictions ?? 0);
+  }
+
+  totalCapacityEvictions(): number {
+    return this.capacityEvictions + (this.removalSource?.capacityEvictions ?? 0);
+  }
+
   observeLookup(seconds: number, hits: number): void {
     this.lookups++;
     this.hits += hits;
@@ -77,7 +92,7 @@ export class IndexMetrics {
   snapshot(): { admissions: number; evictions: number; lookups: number; hits: number; latency_count: number; latency_sum: number; latency_avg: number } {
     return {
       admissions: this.admissions,
-      evictions: this.evictions,
+      evictions: this.totalEvictions(),
       lookups: this.lookups,
       hits: this.hits,
       latency_count: this.latencyCount,

@@ -8,8 +8,12 @@
 //   returns each pod's contiguous run and tier-weighted score.
 // - Redis down or slow: calls time out fast (lookups 50 ms by default), lookups return an
 //   empty result, writes are dropped, both counted; the outage is logged once; nothing throws.
-//   When Redis returns after losing writes or restarting, 'resync-needed' is emitted so the
-//   event layer can clear pods and replay.
+//   When Redis returns, this replica checks what it actually lost: every write batch also
+//   increments a per-replica counter stored with the data (P w:<writer>), so comparing that
+//   counter with the batches it sent and saw acknowledged tells a paused server or one that
+//   restarted with its data (nothing lost: no resync) from lost writes (those pods) or a lost
+//   dataset (every pod). Only then is 'resync-needed' emitted, and the event layer rebuilds
+//   those pods by replay.
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -17,8 +21,11 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
 import type { IndexMetrics } from './metrics.js';
+import type { Clock } from '../util/clock.js';
+import { SpeculativeTtl } from './speculative-ttl.js';
 import { DEFAULT_KEY_PREFIX, hexToKey, keyNames, keysToHex, keyToHex, type RedisKeyNames } from './redis/layout.js';
-import { RedisConnection, normalizeRedisAddress, withTimeout, type ResyncInfo } from './redis/connection.js';
+import { randomUUID } from 'node:crypto';
+import { RedisConnection, normalizeRedisAddress, withTimeout, type RecoveredInfo, type ResyncInfo } from './redis/connection.js';
 
 export interface RedisIndexConfig {
   /** redis://, rediss://, valkey://, valkeys:// or host:port. Default redis://127.0.0.1:6379. */
@@ -54,6 +61,8 @@ export interface RedisIndexDeps {
   registry?: Registry;
   /** Shared index metrics (admissions, evictions, lookups, hits, latency). */
   metrics?: IndexMetrics;
+  /** Time for this replica's speculative-expiry timer (Redis applies the TTL itself). Default realClock. */
+  clock?: Clock;
 }
 
 export interface RedisIndexEvents {
@@ -65,6 +74,22 @@ export interface RedisIndexEvents {
 type WriteOp = string[];
 
 const SWEEP_LIMIT = 2000;
+/** Write batches whose outcome is unknown that are remembered by their pods; beyond, all pods count as lost. */
+const MAX_FAILED_BATCHES = 10_000;
+const MAX_LOST_PODS = 100_000;
+/** Fields after the op letter, per op type (scripts.ts APPLY_SCRIPT). */
+const OP_ARITY: Readonly<Record<string, number>> = { a: 4, e: 4, c: 1, s: 3, w: 1 };
+
+/** The pods a flat op list writes to. */
+function podsOf(ops: readonly string[]): string[] {
+  const pods = new Set<string>();
+  for (let i = 0; i < ops.length; ) {
+    const arity = OP_ARITY[ops[i]] ?? 0;
+    if (ops[i] !== 'w' && arity > 0) pods.add(ops[i + 1]);
+    i += 1 + Math.max(1, arity);
+  }
+  return [...pods];
+}
 
 /** prom-client metrics of the Redis backend; shared when several indexes use one registry. */
 class RedisIndexCounters {
@@ -112,14 +137,20 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   /** Per pod: engine key -> its request keys as this replica wrote them (answers getRequestKey without a round trip). */
   private readonly engineCache = new Map<PodId, Map<string, string>>(); // engine hex -> request hex list, as in Redis
   private engineCached = 0;
-  private specTimer: NodeJS.Timeout | null = null;
-  private specDue = Infinity;
-  /** Deadlines (performance.now() ms) of this replica's reservations, ascending. */
-  private specDues: number[] = [];
+  /** This replica's reservations: when one is due, sweep (other replicas' are left to the periodic sweep). */
+  private readonly specTtl: SpeculativeTtl<undefined>;
   private readonly sweepTimer: NodeJS.Timeout;
   private sweeping = false;
   private closed = false;
   private invalidLogged = new Set<string>();
+  /** This replica's write counter in Redis (incremented by every batch it applies). */
+  readonly writerKey: string;
+  private batchesSent = 0;
+  private batchesAcked = 0;
+  /** Sent batches that failed or timed out: applied or not, Redis decides (pause) or not (reset). */
+  private failedBatches: string[][] = [];
+  /** Pods with writes dropped before sending; null = too many to track: every pod. */
+  private lostPods: Set<string> | null = new Set();
 
   constructor(config: RedisIndexConfig = {}, deps: RedisIndexDeps = {}) {
     super();
@@ -127,6 +158,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     this.metrics = deps.metrics;
     this.counters = new RedisIndexCounters(deps.registry);
     this.keys = keyNames(config.keyPrefix ?? DEFAULT_KEY_PREFIX);
+    this.writerKey = `${this.keys.prefix}w:${randomUUID()}`;
     const weights = { ...DEFAULT_TIER_WEIGHTS, ...(config.tierWeights ?? {}) };
     for (const tier of Object.keys(weights)) this.checkTier(tier, true);
     this.weightsArg = Object.entries(weights).map(([t, w]) => `${t}=${w}`).join(',');
@@ -161,13 +193,10 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
       this.sendBatch(); // drops (and counts) what waited for a connection
       this.emit('down', err);
     });
-    this.conn.on('resync-needed', (info: ResyncInfo) => {
-      // Whatever this replica remembered about engine keys may be gone from Redis too.
-      this.engineCache.clear();
-      this.engineCached = 0;
-      this.counters.resyncs.inc();
-      this.emit('resync-needed', info);
+    this.conn.on('recovered', (info: RecoveredInfo) => {
+      void this.checkLoss(info.restarted);
     });
+    this.specTtl = new SpeculativeTtl<undefined>({ clock: deps.clock, expire: () => {}, afterTimer: () => this.sweep(), slackMs: 2, maxPending: 100_000 });
     this.sweepTimer = setInterval(() => { void this.sweep(); }, this.cfg.sweepIntervalMs);
     this.sweepTimer.unref();
     this.metrics?.setStatsSource(() => this.stats());
@@ -233,11 +262,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
 
   clear(pod: PodId): void {
     if (!this.checkPod(pod)) return;
-    const cached = this.engineCache.get(pod);
-    if (cached) {
-      this.engineCached -= cached.size;
-      this.engineCache.delete(pod);
-    }
+    this.forgetPod(pod);
     this.enqueue(1, ['c', pod]);
   }
 
@@ -246,31 +271,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     if (this.metrics) this.metrics.admissions += requestKeys.length;
     const ttl = Math.max(0, Math.ceil(ttlMs));
     this.enqueue(requestKeys.length, ['s', pod, String(ttl), keysToHex(requestKeys)]);
-    const due = performance.now() + ttl;
-    // one TTL for everything makes this an append; keep it sorted otherwise
-    let i = this.specDues.length;
-    while (i > 0 && this.specDues[i - 1] > due) i--;
-    if (this.specDues.length < 100_000) this.specDues.splice(i, 0, due);
-    this.armSpecTimer();
-  }
-
-  /** Expire this replica's own reservations right after their deadline (the periodic sweep covers other replicas'). */
-  private armSpecTimer(): void {
-    if (this.closed || this.specDues.length === 0) return;
-    const due = this.specDues[0];
-    if (this.specTimer && this.specDue <= due) return;
-    if (this.specTimer) clearTimeout(this.specTimer);
-    this.specDue = due;
-    this.specTimer = setTimeout(() => {
-      this.specTimer = null;
-      this.specDue = Infinity;
-      const now = performance.now();
-      let n = 0;
-      while (n < this.specDues.length && this.specDues[n] <= now) n++;
-      this.specDues.splice(0, n);
-      void this.sweep().finally(() => this.armSpecTimer());
-    }, Math.max(0, due - performance.now()) + 2);
-    this.specTimer.unref();
+    this.specTtl.add(undefined, ttl);
   }
 
   /** Send buffered writes now; resolves when every write sent so far was applied (or dropped). */
@@ -283,7 +284,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   private enqueue(blocks: number, op: string[]): void {
     if (this.closed) return;
     if (this.pendingBlocks + this.inflightBlocks + blocks > this.cfg.maxPendingBlocks) {
-      this.drop(blocks, 'backlog');
+      this.drop(blocks, 'backlog', op);
       return;
     }
     for (const part of op) this.ops.push(part);
@@ -296,9 +297,72 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     }
   }
 
-  private drop(blocks: number, reason: string): void {
+  private drop(blocks: number, reason: string, ops: readonly string[]): void {
     this.counters.writesDropped.inc({ reason }, blocks);
-    this.conn.noteWritesLost();
+    this.noteLost(podsOf(ops));
+  }
+
+  private noteLost(pods: readonly string[]): void {
+    if (!this.lostPods) return;
+    for (const p of pods) this.lostPods.add(p);
+    if (this.lostPods.size > MAX_LOST_PODS) this.lostPods = null;
+  }
+
+  /**
+   * After an outage or a restart: what did this replica lose? Its counter in Redis says how many
+   * of the batches it sent were applied. Fewer than were acknowledged: the dataset is gone
+   * (every pod). Failed batches not all applied: their pods. Dropped before sending: their pods.
+   * Anything lost is announced with 'resync-needed'; a paused server, or one that restarted with
+   * its data, announces nothing.
+   */
+  private async checkLoss(restarted: boolean): Promise<void> {
+    if (this.closed) return;
+    this.sendBatch();
+    const sent = this.batchesSent;
+    let applied: number;
+    try {
+      applied = Number((await withTimeout(this.conn.client.get(this.writerKey), this.cfg.writeTimeoutMs, 'write counter')) ?? 0);
+    } catch (err) {
+      this.conn.markDown(err as Error); // checked again on the next recovery
+      return;
+    }
+    // every batch sent before the GET has been answered by now (one connection, in order)
+    const failed = this.failedBatches;
+    const acked = this.batchesAcked;
+    this.failedBatches = [];
+    const lost = this.lostPods;
+    this.lostPods = new Set();
+    this.batchesAcked = applied;
+    this.batchesSent = applied + (this.batchesSent - sent);
+    let info: ResyncInfo | null = null;
+    if (applied < acked) info = { reason: restarted ? 'restarted' : 'data-lost' };
+    else {
+      const pods = lost === null ? null : new Set(lost);
+      // failed batches that Redis applied anyway (a pause) lost nothing
+      if (applied < acked + failed.length) for (const ops of failed) for (const p of podsOf(ops)) pods?.add(p);
+      if (pods === null) info = { reason: 'writes-lost' };
+      else if (pods.size > 0) info = { reason: 'writes-lost', pods: [...pods] };
+    }
+    if (!info) {
+      this.logger.info({ restarted, batches: applied }, 'redis index back with every write this replica made: nothing to resync');
+      return;
+    }
+    // whatever this replica remembered about the lost pods' engine keys may be gone too
+    if (info.pods) for (const p of info.pods) this.forgetPod(p);
+    else {
+      this.engineCache.clear();
+      this.engineCached = 0;
+    }
+    this.counters.resyncs.inc();
+    this.logger.warn({ reason: info.reason, pods: info.pods?.length ?? 'all', applied, acked, failed: failed.length }, 'redis index lost writes: asking for a resync');
+    this.emit('resync-needed', info);
+  }
+
+  private forgetPod(pod: PodId): void {
+    const cached = this.engineCache.get(pod);
+    if (!cached) return;
+    this.engineCached -= cached.size;
+    this.engineCache.delete(pod);
   }
 
   /** Send the buffer as one atomic script call; calls go out in order on one connection. */
@@ -315,20 +379,32 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     this.ops = [];
     this.pendingBlocks = 0;
     if (!this.conn.available) {
-      this.drop(blocks, 'unavailable');
+      this.drop(blocks, 'unavailable', ops);
       return;
     }
     this.inflightBlocks += blocks;
     this.counters.batches.observe(blocks);
+    // last op: count the batch in this replica's counter, so a recovery can tell what was applied
+    ops.push('w', this.writerKey);
+    this.batchesSent++;
     const sent = withTimeout(this.conn.scripts.kvrApply(this.keys.meta, this.keys.prefix, ops), this.cfg.writeTimeoutMs, 'write batch').then(
       (removed) => {
+        this.batchesAcked++;
         if (this.metrics && removed > 0) this.metrics.evictions += removed;
       },
       (err: unknown) => {
         const reason = failureReason(err);
-        this.drop(blocks, reason);
-        if (reason === 'rejected') this.rejected(err as Error);
-        else this.conn.markDown(err as Error);
+        this.counters.writesDropped.inc({ reason }, blocks);
+        if (reason === 'rejected') {
+          // a script error leaves part of the batch applied: its pods are lost either way
+          this.noteLost(podsOf(ops));
+          this.rejected(err as Error);
+        } else {
+          // timed out or cut off: Redis may still apply it (a paused server); the counter tells
+          if (this.failedBatches.length < MAX_FAILED_BATCHES) this.failedBatches.push(ops);
+          else this.lostPods = null;
+          this.conn.markDown(err as Error);
+        }
       },
     ).finally(() => {
       this.inflightBlocks -= blocks;
@@ -489,7 +565,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   async close(): Promise<void> {
     if (this.closed) return;
     clearInterval(this.sweepTimer);
-    if (this.specTimer) clearTimeout(this.specTimer);
+    this.specTtl.close();
     await this.flush().catch(() => {});
     this.closed = true;
     await this.conn.close();

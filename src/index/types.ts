@@ -46,6 +46,14 @@ export interface IndexStats {
   capacity: number;
 }
 
+/** Entries a backend removed on its own, as plain counts (the metrics wrapper exports them). */
+export interface RemovalCounts {
+  /** By any cause: events, clear, TTL expiry, capacity. */
+  evictions: number;
+  /** Because the index reached its capacity (a subset of evictions). */
+  capacityEvictions: number;
+}
+
 /**
  * A KV block index. Methods may return a value or a promise (Redis); callers always await.
  * Semantics follow llm-d's kvblock.Index (shared/reference/block-keys-and-index.md §2-4),
@@ -86,6 +94,9 @@ export interface KvBlockIndex {
   longestPrefix(requestKeys: BlockKeys, pods?: ReadonlySet<PodId> | null): Map<PodId, PrefixMatch> | Promise<Map<PodId, PrefixMatch>>;
 
   stats(): IndexStats | Promise<IndexStats>;
+
+  /** Removal counts, for backends that keep them (read by InstrumentedKvBlockIndex). */
+  readonly removals?: RemovalCounts;
 
   /** Release timers and connections. */
   close(): void | Promise<void>;

@@ -80,7 +80,7 @@ function host(h: string): string {
 /** Pool labels for a discovered endpoint; data-parallel rank r publishes on socketPort + r. */
 function endpointSpec(ep: DiscoveredEndpoint, router: Router): EndpointSpec {
   const labels: Record<string, string> = { ...ep.labels };
-  const pd = router.precise?.params.kvEventsConfig.podDiscoveryConfig;
+  const pd = router.kvIndex?.podDiscovery;
   if (ep.rank > 0) {
     labels[KV_EVENTS_ENDPOINT_LABEL] = `tcp://${host(ep.podIP)}:${(pd?.socketPort ?? 5557) + ep.rank}`;
     if (pd?.replaySocketPort) labels[KV_EVENTS_REPLAY_LABEL] = `tcp://${host(ep.podIP)}:${pd.replaySocketPort + ep.rank}`;

@@ -10,9 +10,10 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { getPluginFactory, resolvePluginType } from './registry.js';
 import { registerBuiltinPlugins } from './plugins/builtin.js';
-import { registerPeerPlugins } from './plugins/peers/index.js';
+import { ServiceError } from './services.js';
 import {
   isDataProducer,
+  isEndpointLifecycle,
   isFilter,
   isPicker,
   isPreRequest,
@@ -20,6 +21,7 @@ import {
   isResponseHooks,
   isScorer,
   type DataProducer,
+  type EndpointLifecycle,
   type Filter,
   type Picker,
   type Plugin,
@@ -148,6 +150,8 @@ export interface LoadedSchedulerConfig {
   profileHandler: ProfileHandler;
   preRequest: PreRequest[];
   responseHooks: ResponseHooks[];
+  /** Plugins told when endpoints join or leave the pool. */
+  endpointLifecycle: EndpointLifecycle[];
   source: EndpointPickerConfig;
 }
 
@@ -158,16 +162,29 @@ function instantiate(spec: PluginSpec, ctx: PluginContext, plugins: Map<string, 
   try {
     return factory(spec.parameters ?? {}, { ...ctx, name, type: resolvePluginType(spec.type), getPlugin: (n) => plugins.get(n) });
   } catch (err) {
+    if (err instanceof ServiceError) throw new ConfigError(`plugin "${name}" (type ${spec.type}): ${err.message}`);
     const msg = err instanceof z.ZodError ? formatZod(err) : (err as Error).message;
     throw new ConfigError(`plugin "${name}" (type ${spec.type}): invalid parameters: ${msg}`);
+  }
+}
+
+/** Every declared dependency is met and every declared service was registered. */
+function checkServices(plugins: Iterable<Plugin>, ctx: PluginContext): void {
+  for (const p of plugins) {
+    for (const key of p.provides ?? []) {
+      if (!ctx.services.has(key)) throw new ConfigError(`plugin "${p.name}" (type ${p.type}) declares service "${key.id}" but did not provide it`);
+    }
+  }
+  for (const p of plugins) {
+    for (const key of p.requires ?? []) {
+      if (!ctx.services.has(key)) throw new ConfigError(`plugin "${p.name}" (type ${p.type}) requires service "${key.id}", which nothing provides`);
+    }
   }
 }
 
 /** Instantiate every plugin and resolve the profiles, applying llm-d's defaults. */
 export function buildSchedulerConfig(config: EndpointPickerConfig, ctx: PluginContext): LoadedSchedulerConfig {
   registerBuiltinPlugins();
-  // Peer strategies (SGLang cache_aware, Dynamo KV cost) load in serve and epp too, not only in bench.
-  registerPeerPlugins();
   if (config.plugins.length === 0 && config.schedulingProfiles.length === 0) config = defaultEndpointPickerConfig();
 
   const plugins = new Map<string, Plugin>();
@@ -239,13 +256,15 @@ export function buildSchedulerConfig(config: EndpointPickerConfig, ctx: PluginCo
     profileHandler = instantiate({ type: 'single-profile-handler' }, ctx, plugins) as ProfileHandler;
   }
 
-  const all = [...plugins.values()];
+  const all = [...new Set([...plugins.values(), ...[...profiles.values()].map((p) => p.picker), profileHandler])];
+  checkServices(all, ctx);
   return {
     plugins,
     profiles,
     profileHandler,
     preRequest: all.filter(isPreRequest),
     responseHooks: all.filter(isResponseHooks),
+    endpointLifecycle: all.filter(isEndpointLifecycle),
     source: config,
   };
 }

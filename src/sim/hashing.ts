@@ -4,6 +4,8 @@
 // pickle protocol 5. Events carry the low 64 bits (last 8 digest bytes, big-endian).
 import { createHash, randomBytes } from 'node:crypto';
 import * as nodeCrypto from 'node:crypto';
+import { ByteWriter } from '../util/byte-writer.js';
+import { writeHead } from '../index/cbor.js';
 
 // One-shot hashing (Node >= 20.12) avoids a Hash object per block. The digest is copied into
 // Buffer.allocUnsafe's shared 8 KiB pool: hundreds of thousands of live 32-byte digests as
@@ -22,58 +24,10 @@ export const HASH_ALGOS: readonly HashAlgo[] = ['sha256_cbor', 'sha256'];
 /** One element of a block's extra keys tuple (cache_salt, LoRA name, ...). */
 export type ExtraKey = string | number;
 
-/** Growable byte writer shared by the CBOR and pickle encoders (reused across blocks). */
-class ByteWriter {
-  buf = Buffer.allocUnsafe(1024);
-  len = 0;
-  reset(): void {
-    this.len = 0;
-  }
-  ensure(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
-    this.buf.copy(next, 0, 0, this.len);
-    this.buf = next;
-  }
-  u8(b: number): void {
-    this.ensure(1);
-    this.buf[this.len++] = b;
-  }
-  bytes(src: Uint8Array): void {
-    this.ensure(src.length);
-    this.buf.set(src, this.len);
-    this.len += src.length;
-  }
-  view(): Buffer {
-    return this.buf.subarray(0, this.len);
-  }
-}
-
 // ---- canonical CBOR (cbor2.dumps(x, canonical=True)) for the shapes vLLM hashes ----
 
-function cborHead(w: ByteWriter, major: number, n: number): void {
-  const m = major << 5;
-  if (n < 24) w.u8(m | n);
-  else if (n < 0x100) {
-    w.u8(m | 24);
-    w.u8(n);
-  } else if (n < 0x10000) {
-    w.ensure(3);
-    w.buf[w.len++] = m | 25;
-    w.buf.writeUInt16BE(n, w.len);
-    w.len += 2;
-  } else if (n < 0x100000000) {
-    w.ensure(5);
-    w.buf[w.len++] = m | 26;
-    w.buf.writeUInt32BE(n, w.len);
-    w.len += 4;
-  } else {
-    w.ensure(9);
-    w.buf[w.len++] = m | 27;
-    w.buf.writeBigUInt64BE(BigInt(n), w.len);
-    w.len += 8;
-  }
-}
+// CBOR heads come from the router's canonical CBOR encoder (one head writer for both).
+const cborHead = writeHead;
 
 function cborInt(w: ByteWriter, v: number): void {
   if (v >= 0) cborHead(w, 0, v);
@@ -212,7 +166,8 @@ export class BlockHasher {
   readonly algo: HashAlgo;
   /** NONE_HASH: the parent of block 0. */
   readonly noneHash: Buffer;
-  private readonly w = new ByteWriter();
+  /** Reused across blocks by the CBOR and pickle encoders. */
+  private readonly w = new ByteWriter(1024);
 
   constructor(algo: HashAlgo = 'sha256_cbor', pythonHashSeed?: string) {
     if (!HASH_ALGOS.includes(algo)) throw new Error(`unsupported prefix caching hash algo "${algo}" (supported: ${HASH_ALGOS.join(', ')})`);

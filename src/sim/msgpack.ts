@@ -1,23 +1,11 @@
 // A msgpack writer that produces the same bytes as msgspec (vLLM's encoder): smallest integer
 // forms, floats always float64 (cb), fixstr/str8/16/32, bin8/16/32, fixarray/array16/32,
 // fixmap/map16/32. Only the shapes KV-event batches need.
+import { ByteWriter } from '../util/byte-writer.js';
 
-export class MsgpackWriter {
-  private buf = Buffer.allocUnsafe(4096);
-  private len = 0;
-
-  private ensure(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
-    this.buf.copy(next, 0, 0, this.len);
-    this.buf = next;
-  }
-
-  /** A copy of the bytes written so far; resets the writer. */
-  finish(): Buffer {
-    const out = Buffer.from(this.buf.subarray(0, this.len));
-    this.len = 0;
-    return out;
+export class MsgpackWriter extends ByteWriter {
+  constructor() {
+    super(4096);
   }
 
   nil(): void {

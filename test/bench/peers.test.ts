@@ -1,9 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TenantRadixTree, charSeq } from '../../src/scheduler/plugins/peers/radix-tree.js';
-import { SglangCacheAwarePolicy, sglangParamsSchema } from '../../src/scheduler/plugins/peers/sglang-cache-aware.js';
-import { ActiveBlocks, chooseByCost, dynamoCosts, dynamoParamsSchema } from '../../src/scheduler/plugins/peers/dynamo-kv.js';
+import { TenantRadixTree, charSeq } from '../../src/bench/peers/radix-tree.js';
+import { SglangCacheAwarePolicy, sglangParamsSchema } from '../../src/bench/peers/sglang-cache-aware.js';
+import { ActiveBlocks, chooseByCost, dynamoCosts, dynamoParamsSchema } from '../../src/bench/peers/dynamo-kv.js';
 import type { Endpoint } from '../../src/scheduler/types.js';
+import { registerBenchPlugins } from '../../src/bench/peers/index.js';
+import { buildSchedulerConfig, parseEndpointPickerConfig } from '../../src/scheduler/config.js';
+import { STRATEGIES, strategyYaml } from '../../src/bench/strategies.js';
+import { pluginContext } from '../helpers/plugin-context.js';
 
 const u32 = (xs: number[]) => Uint32Array.from(xs);
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
@@ -118,4 +122,15 @@ test('dynamo cost: overlap credit against prefill + decode load, argmin', () => 
   let low = 0;
   for (let i = 0; i < 2000; i++) if (chooseByCost([0, 100], 0.5) === 0) low++;
   assert.ok(low > 1500 && low < 2000, `softmax picks the cheaper one more often (${low})`);
+});
+
+test('the bench registers its peer strategies itself: unknown before registerBenchPlugins, loaded after', async () => {
+  const ctx = () => pluginContext();
+  const sglang = STRATEGIES.find((s) => s.name === 'sglang-cache-aware')!;
+  const yaml = strategyYaml(sglang, { model: 'm', blockSize: 16, zmqEndpoint: 'tcp://127.0.0.1:0' });
+  assert.throws(() => buildSchedulerConfig(parseEndpointPickerConfig(yaml), ctx()), /unknown plugin type "sglang-cache-aware-scorer"/);
+  registerBenchPlugins();
+  const cfg = buildSchedulerConfig(parseEndpointPickerConfig(yaml), ctx());
+  assert.deepEqual(cfg.profiles.get('default')!.scorers.map((s) => s.scorer.type), ['sglang-cache-aware-scorer']);
+  for (const p of cfg.plugins.values()) await p.close?.();
 });

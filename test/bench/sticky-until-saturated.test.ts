@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
-import { Registry } from 'prom-client';
+import { pluginContext } from '../helpers/plugin-context.js';
 import { buildSchedulerConfig, parseEndpointPickerConfig } from '../../src/scheduler/config.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import { CycleState, type Endpoint, type InferenceRequest, type SchedulingResult } from '../../src/scheduler/types.js';
@@ -23,7 +22,7 @@ function setup(maxTTFTPenaltyMs: number) {
   };
   // A 1 s gate at 1,000 tokens/s: stickiness breaks past a 1,000-token in-flight gap.
   for (const p of doc.plugins) if (p.type === 'llmd-prefix-cache-affinity-filter') p.parameters = { ...p.parameters, maxTTFTPenaltyMs, peakPrefillThroughput: 1000 };
-  const cfg = buildSchedulerConfig(parseEndpointPickerConfig(doc), { logger: pino({ level: 'silent' }), registry: new Registry(), services: new Map(), options: { speculativeIndexingDefault: true } });
+  const cfg = buildSchedulerConfig(parseEndpointPickerConfig(doc), pluginContext());
   const scheduler = new Scheduler(cfg.profiles, cfg.profileHandler);
   const route = async (r: InferenceRequest, eps: Endpoint[]) => {
     const result: SchedulingResult = await scheduler.schedule(r, eps, new CycleState());

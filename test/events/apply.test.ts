@@ -153,7 +153,7 @@ describe('event application', () => {
 });
 
 describe('resync requests from a shared index', () => {
-  it('clears the pods it feeds when the index emits resync-needed', async () => {
+  it('without a replay endpoint a resync keeps what the index holds (clearing would only lose more)', async () => {
     const { EventEmitter } = await import('node:events');
     class EmittingIndex extends InMemoryKvBlockIndex {
       readonly events = new EventEmitter();
@@ -171,10 +171,10 @@ describe('resync requests from a shared index', () => {
     const sub = new KvEventSubscriber({ index, keyer, logger: silent, registry: new Registry() });
     await sub.applyBatch('p:1', MODEL, 0, batch([blockStored({ blockHashes: [1n], tokenIds: toks(16), blockSize: 16 })]));
     assert.equal(index.stats().entries, 1);
-    index.events.emit('resync-needed', { reason: 'restarted' });
+    index.events.emit('resync-needed', { reason: 'writes-lost', pods: ['p:1'] });
     await sub.flush();
-    assert.equal(index.stats().entries, 0);
-    assert.equal(sub.streamState()[0].lastSeq, null, 'next message is treated as a join');
+    assert.equal(index.stats().entries, 1);
+    assert.equal(sub.streamState()[0].lastSeq, 0, 'the stream goes on');
     await sub.close();
     assert.equal(index.events.listenerCount('resync-needed'), 0);
   });

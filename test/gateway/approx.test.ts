@@ -7,7 +7,7 @@ import { LONG_PROMPT, MODEL, post, startStack } from './helpers.js';
 test('examples/approximate.yaml routes a repeated prompt back to the pod it chose first', async () => {
   const s = await startStack({ configPath: 'examples/approximate.yaml' });
   try {
-    assert.equal(s.router.precise, undefined);
+    assert.equal(s.router.kvIndex, undefined);
     const prompt = 'Approximate check. ' + LONG_PROMPT;
     const first = await post(`${s.router.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 2 });
     assert.equal(first.status, 200);

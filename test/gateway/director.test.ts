@@ -40,7 +40,7 @@ function request(seed: number, tail: number) {
 }
 
 async function matchedOn(seed: number, pod: string): Promise<number> {
-  const m = await router.precise!.match(request(seed, 99), router.pool.ready());
+  const m = await router.kvIndex!.match(request(seed, 99), router.pool.ready());
   return m.matches.get(pod)?.blocks ?? 0;
 }
 

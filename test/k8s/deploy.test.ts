@@ -26,7 +26,14 @@ function assertValid(ms: RenderedManifest[]): void {
 describe('Helm chart kvrouter-epp', () => {
   it('renders valid manifests with the precise config, pool, ports and probes', () => {
     const { manifests, notes } = helmTemplate(CHART, RELEASE);
-    assert.deepEqual(manifests.map((m) => m.doc.kind).sort(), ['ConfigMap', 'Deployment', 'InferencePool', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
+    assert.deepEqual(manifests.map((m) => m.doc.kind).sort(), ['ConfigMap', 'Deployment', 'InferencePool', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
+    // vLLM's publisher has no authentication: the KV-event port admits only the model servers
+    const np = byKind(manifests, 'NetworkPolicy');
+    const kvRule = np.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 5557));
+    assert.deepEqual(kvRule.from, [{ podSelector: { matchLabels: { 'llm-d.ai/guide': 'precise-prefix-cache-aware' } } }]);
+    const open = np.spec.ingress.find((r: any) => !r.from);
+    assert.deepEqual(open.ports.map((p: any) => p.port).sort(), [9002, 9003, 9090]);
+    assert.equal(open.ports.some((p: any) => p.port === 5557), false);
     assertValid(manifests);
 
     const svc = byKind(manifests, 'Service');
@@ -100,7 +107,9 @@ describe('Helm chart kvrouter-epp', () => {
     const custom = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n  - type: queue-scorer\n';
     const c2 = helmTemplate(CHART, RELEASE, { epp: { config: custom }, inferencePool: { create: false }, rbac: { create: false }, serviceAccount: { create: false } });
     assertValid(c2.manifests);
-    assert.deepEqual(c2.manifests.map((m) => m.doc.kind).sort(), ['ConfigMap', 'Deployment', 'Service']);
+    assert.deepEqual(c2.manifests.map((m) => m.doc.kind).sort(), ['ConfigMap', 'Deployment', 'NetworkPolicy', 'Service']);
+    const off = helmTemplate(CHART, RELEASE, { networkPolicy: { enabled: false } });
+    assert.equal(off.manifests.some((m) => m.doc.kind === 'NetworkPolicy'), false, 'networkPolicy.enabled=false renders none');
     assert.equal(byKind(c2.manifests, 'ConfigMap').data['epp-config.yaml'].trim(), custom.trim());
     assert.equal(byKind(c2.manifests, 'Deployment').spec.template.spec.serviceAccountName, 'default');
     // A different config changes the pods' config hash (rollout on config change).

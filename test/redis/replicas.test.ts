@@ -92,7 +92,7 @@ async function runPhase(replicas: number, kvBlockIndexConfig: Record<string, unk
     for (let i = 0; i < replicas; i++) {
       routers.push(await startRouter({ config: JSON.stringify(config(kvBlockIndexConfig, mode)), endpoints: [], port: 0, logger: silent, processMetrics: false, tokenizers: await routerTokenizersFrom(tokReg, false) }));
     }
-    const endpoint = mode === 'central' ? routers[0].precise!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1') : 'tcp://127.0.0.1:*';
+    const endpoint = mode === 'central' ? routers[0].kvIndex!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1') : 'tcp://127.0.0.1:*';
     for (let p = 0; p < 4; p++) {
       pods.push(await startSimPod({
         port: 0, host: '127.0.0.1', model: MODEL, blockSize: 16, numGpuBlocks: 4096, timeScale: 0.02, pythonHashSeed: '42', llmdTopic: true,

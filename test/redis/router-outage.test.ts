@@ -42,7 +42,7 @@ before(async () => {
     schedulingProfiles: [{ name: 'default', plugins: [{ pluginRef: 'decode-filter' }, { pluginRef: 'tokenizer' }, { pluginRef: 'precise-prefix-cache-scorer', weight: 2 }, { pluginRef: 'queue-scorer', weight: 1 }, { pluginRef: 'max-score-picker' }] }],
   };
   router = await startRouter({ config: JSON.stringify(config), endpoints: [], port: 0, logger: silent, processMetrics: false, tokenizers: await routerTokenizersFrom(tokReg, false) });
-  const zmq = router.precise!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1');
+  const zmq = router.kvIndex!.eventsEndpoint!.replace('0.0.0.0', '127.0.0.1');
   for (let i = 0; i < 2; i++) {
     pods.push(await startSimPod({
       port: 0, host: '127.0.0.1', model: MODEL, blockSize: 16, timeScale: 0.02, pythonHashSeed: '42', llmdTopic: true,
@@ -93,7 +93,7 @@ async function metric(name: string): Promise<number> {
 }
 
 test('requests keep flowing while Redis is down, and the index resyncs when it returns', async () => {
-  const index = router.precise!.index;
+  const index = router.kvIndex!.index;
   assert.ok(index instanceof RedisKvBlockIndex, 'redisConfig selects the Redis backend');
   const a = prompt('first');
   const first = await complete(a);

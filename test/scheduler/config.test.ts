@@ -1,15 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
-import { Registry } from 'prom-client';
 import { buildSchedulerConfig, parseEndpointPickerConfig, readEndpointPickerConfig, ConfigError } from '../../src/scheduler/config.js';
 import { registerPlugin } from '../../src/scheduler/registry.js';
-import { PrecisePrefixCacheScorer } from '../../src/scheduler/plugins/precise-prefix.js';
+import { PrecisePrefixCacheScorer, withPreciseScorerOverrides } from '../../src/scheduler/plugins/precise-prefix.js';
+import { KV_INDEX_PROVIDER } from '../../src/scheduler/kv-services.js';
+import { ServiceKey } from '../../src/scheduler/services.js';
 import type { PluginContext } from '../../src/scheduler/types.js';
+import { pluginContext } from '../helpers/plugin-context.js';
 
-function ctx(): PluginContext {
-  return { logger: pino({ level: 'silent' }), registry: new Registry(), services: new Map(), options: { speculativeIndexingDefault: true } };
-}
+const ctx = (): PluginContext => pluginContext();
 
 async function closeAll(cfg: ReturnType<typeof buildSchedulerConfig>) {
   for (const p of cfg.plugins.values()) await p.close?.();
@@ -137,18 +136,65 @@ test('old names resolve (kv-cache-scorer, by-label-selector) and registerPlugin 
   assert.equal(prof.filters[0].type, 'label-selector-filter');
 });
 
-test('peer strategy plugins (SGLang cache_aware) load from a config without the bench registering them', async () => {
-  const yaml = [
-    'apiVersion: llm-d.ai/v1alpha1',
-    'kind: EndpointPickerConfig',
-    'plugins:',
-    '  - type: sglang-cache-aware-scorer',
-    '  - type: max-score-picker',
-    'schedulingProfiles:',
-    '  - name: default',
-    '    plugins: [{pluginRef: sglang-cache-aware-scorer}, {pluginRef: max-score-picker}]',
-  ].join('\n');
-  const cfg = buildSchedulerConfig(parseEndpointPickerConfig(yaml), ctx());
-  assert.deepEqual(cfg.profiles.get('default')!.scorers.map((s) => s.scorer.type), ['sglang-cache-aware-scorer']);
+test('production configs do not know the benchmark peer strategies (SGLang cache_aware, Dynamo KV)', () => {
+  for (const type of ['sglang-cache-aware-scorer', 'dynamo-kv-scorer']) {
+    assert.throws(() => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ type }] }), ctx()), new RegExp(`unknown plugin type "${type}"`));
+  }
+});
+
+test('a plugin whose required service nothing provides stops startup, naming the plugin and the service', () => {
+  assert.throws(
+    () => buildSchedulerConfig(readEndpointPickerConfig('examples/precise-prefix-cache-aware.yaml'), pluginContext({ kvEvents: false })),
+    (err: Error) => err instanceof ConfigError && /plugin "precise-prefix-cache-scorer".*requires service "kv-event-source-factory", which nothing provides/.test(err.message),
+  );
+});
+
+test('the precise scorer provides the KV index service; two providers of one service are a startup error', async () => {
+  const c = ctx();
+  const cfg = buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ name: 'pp', type: 'precise-prefix-cache-scorer' }] }), c);
+  const provider = c.services.get(KV_INDEX_PROVIDER);
+  assert.equal(provider?.blockSize, 16);
+  assert.ok(Object.is(provider, cfg.plugins.get('pp')));
   await closeAll(cfg);
+  assert.throws(
+    () =>
+      buildSchedulerConfig(
+        parseEndpointPickerConfig({ plugins: [{ name: 'a', type: 'precise-prefix-cache-scorer' }, { name: 'b', type: 'precise-prefix-cache-scorer' }] }),
+        ctx(),
+      ),
+    /plugin "b".*service "kv-index-provider" is provided twice \(by plugin "a" and by plugin "b"\)/,
+  );
+});
+
+test('a plugin that declares a service it did not provide is a startup error', () => {
+  const KEY = new ServiceKey<number>('test-number');
+  registerPlugin('test-liar', (_p, c) => ({ type: c.type, name: c.name, provides: [KEY], score: () => [] }));
+  assert.throws(() => buildSchedulerConfig(parseEndpointPickerConfig({ plugins: [{ type: 'test-liar' }] }), ctx()), /declares service "test-number" but did not provide it/);
+});
+
+test('endpoint lifecycle hooks are found by extension point (approximate and precise prefix scorers)', async () => {
+  const cfg = buildSchedulerConfig(
+    parseEndpointPickerConfig({ plugins: [{ type: 'prefix-cache-scorer' }, { type: 'precise-prefix-cache-scorer' }, { type: 'queue-scorer' }] }),
+    ctx(),
+  );
+  assert.deepEqual(cfg.endpointLifecycle.map((p) => p.type).sort(), ['precise-prefix-cache-scorer', 'prefix-cache-scorer']);
+  await closeAll(cfg);
+});
+
+test('router flags are written into the precise scorers parameters, and an explicit speculativeIndexing wins', async () => {
+  const src = parseEndpointPickerConfig({
+    plugins: [
+      { name: 'on', type: 'precise-prefix-cache-scorer' },
+      { name: 'off', type: 'precise-prefix-cache-scorer', parameters: { speculativeIndexing: true, kvEventsConfig: { topicFilter: 'x@' } } },
+      { type: 'queue-scorer' },
+    ],
+  });
+  const out = withPreciseScorerOverrides(src, { zmqEndpoint: 'tcp://127.0.0.1:0', speculativeIndexing: false, metricsBeatMs: 250 });
+  const params = (n: string) => out.plugins.find((p) => p.name === n)!.parameters as Record<string, Record<string, unknown>>;
+  assert.equal(params('on').speculativeIndexing, false);
+  assert.equal(params('off').speculativeIndexing, true);
+  assert.deepEqual(params('off').kvEventsConfig, { topicFilter: 'x@', zmqEndpoint: 'tcp://127.0.0.1:0' });
+  assert.deepEqual(params('on').indexerConfig, { kvBlockIndexConfig: { metricsLoggingInterval: '250ms' } });
+  assert.equal(out.plugins[2].parameters, undefined, 'other plugins are untouched');
+  assert.equal(src.plugins[0].parameters, undefined, 'the input is not modified');
 });

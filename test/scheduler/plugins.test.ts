@@ -1,16 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
-import { Registry } from 'prom-client';
 import { buildSchedulerConfig, parseEndpointPickerConfig } from '../../src/scheduler/config.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import { CycleState, PREFIX_MATCH_STATE, SchedulingError, type Endpoint, type InferenceRequest, type PluginContext, type Scorer, type Filter, type Picker, type PreRequest, type SchedulingResult } from '../../src/scheduler/types.js';
+import { pluginContext } from '../helpers/plugin-context.js';
 import { emptyMetrics } from '../../src/endpoints/vllm-metrics.js';
 import { parseOpenAIRequest } from '../../src/gateway/parse.js';
 
-function ctx(): PluginContext {
-  return { logger: pino({ level: 'silent' }), registry: new Registry(), services: new Map(), options: { speculativeIndexingDefault: true } };
-}
+const ctx = (): PluginContext => pluginContext();
 function ep(address: string, m: Partial<Endpoint['metrics']> = {}, extra: Partial<Endpoint> = {}): Endpoint {
   return { name: address, address, labels: {}, metrics: { ...emptyMetrics(), updatedAt: Date.now(), ...m }, inflightRequests: 0, inflightTokens: 0, ready: true, ...extra };
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
+import { pluginContext } from '../helpers/plugin-context.js';
 import { Registry } from 'prom-client';
 import { buildSchedulerConfig, parseEndpointPickerConfig, readEndpointPickerConfig } from '../../src/scheduler/config.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
@@ -27,7 +27,7 @@ function req(base: number, n = 100): InferenceRequest {
 function setup(params: Record<string, unknown> = {}) {
   const clock = new ManualClock(1000);
   const registry = new Registry();
-  const ctx: PluginContext = { logger: pino({ level: 'silent' }), registry, services: new Map<string, unknown>([['clock', clock]]), options: { speculativeIndexingDefault: true } };
+  const ctx: PluginContext = { ...pluginContext(), registry, clock };
   const cfg = buildSchedulerConfig(
     parseEndpointPickerConfig({
       plugins: [
@@ -189,12 +189,7 @@ test('ties between equally cold idle pods go where the prefix hashes, so a new g
 });
 
 test('the predicted-latency example config loads', async () => {
-  const cfg = buildSchedulerConfig(readEndpointPickerConfig('examples/predicted-latency.yaml'), {
-    logger: pino({ level: 'silent' }),
-    registry: new Registry(),
-    services: new Map(),
-    options: { speculativeIndexingDefault: true },
-  });
+  const cfg = buildSchedulerConfig(readEndpointPickerConfig('examples/predicted-latency.yaml'), pluginContext());
   const prof = cfg.profiles.get('default')!;
   assert.deepEqual(prof.scorers.map((s) => [s.scorer.type, s.weight]), [['predicted-latency-scorer', 1]]);
   const pl = cfg.plugins.get('predicted-latency-scorer') as PredictedLatencyScorer;

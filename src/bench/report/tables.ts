@@ -1,6 +1,7 @@
 // Markdown report: headline per strategy, then every stage.
 import type { BenchResults, StageResult } from '../results.js';
 import { fmtNum } from './svg.js';
+import { crossValidationMarkdown } from '../virtual/cross-validate.js';
 
 const pct = (v: number) => (Number.isFinite(v) ? (v * 100).toFixed(1) + '%' : '-');
 const sec = (v: number) => (Number.isFinite(v) ? (v >= 10 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3)) + ' s' : '-');
@@ -23,7 +24,9 @@ export function markdownReport(r: BenchResults): string {
     `${m.pods} simulated pods, ${m.requests} requests per strategy, load ${m.load.type} ${m.load.stages.map((s) => s.rate + (s.warmup ? '(warm-up)' : '')).join(' -> ')} QPS, seed ${m.seed}, model ${m.model}.`,
   );
   lines.push(
-    `All times are model time (simulator time scale ${m.timeScale}: wall times divided by it). Started ${m.startedAt}, took ${Math.round(m.wallSeconds)} s wall on ${m.host.cpus} CPUs.`,
+    m.clock === 'virtual' && m.virtualClock
+      ? `All times are model time on the virtual clock (discrete events; KV events after ${m.virtualClock.eventDelayMs} ms, scrapes every ${m.virtualClock.scrapeIntervalMs} ms, ${m.virtualClock.routerOverheadMs} ms router overhead). Started ${m.startedAt}, took ${Math.round(m.wallSeconds)} s wall on ${m.host.cpus} CPUs.`
+      : `All times are model time (simulator time scale ${m.timeScale}: wall times divided by it). Started ${m.startedAt}, took ${Math.round(m.wallSeconds)} s wall on ${m.host.cpus} CPUs.`,
   );
   lines.push('');
   lines.push('Workload: `' + JSON.stringify(m.workload.params) + '`');
@@ -39,6 +42,8 @@ export function markdownReport(r: BenchResults): string {
   lines.push('');
   lines.push('Hit rate: vllm:prefix_cache_hits / vllm:prefix_cache_queries deltas across pods. ITL: per-request mean time between output tokens. Imbalance: max/mean over pods of routed requests and prompt tokens (1 = even). Throughput: output tokens of successful requests over the time from the stage\'s first send to its last completion.');
   lines.push('');
+  if (r.strategies.some((s) => s.virtual)) lines.push(...virtualSection(r), '');
+  if (r.crossValidation) lines.push(...crossValidationMarkdown(r.crossValidation), '');
   lines.push('## Per stage');
   lines.push('');
   const stages = r.strategies.find((s) => !s.error)?.stages ?? [];
@@ -72,4 +77,20 @@ export function markdownReport(r: BenchResults): string {
     for (const s of errs) for (const e of s.sampleErrors) lines.push(`- ${s.name}: ${e.replace(/\n/g, ' ')}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** Virtual clock: mean TTFT and waiting queue per strategy, and how fast each ran. */
+function virtualSection(r: BenchResults): string[] {
+  const out = [
+    '## Virtual clock',
+    '',
+    '| strategy | TTFT mean | mean waiting queue per pod | model s | wall s | model s per wall s | wall us per request |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const s of r.strategies) {
+    const v = s.virtual;
+    if (!v || s.error) continue;
+    out.push(`| ${s.label} | ${sec(s.total.ttft.mean)} | ${fmtNum(s.total.meanWaiting ?? NaN)} | ${fmtNum(v.modelSeconds)} | ${fmtNum(v.wallSeconds)} | ${fmtNum(v.speedup)} | ${fmtNum(v.usPerRequest)} |`);
+  }
+  return out;
 }

@@ -10,7 +10,8 @@ import type { Clock, ClockTimer } from '../../util/clock.js';
 import type { SimClock, Timer as SimTimer } from '../../sim/clock.js';
 
 /** What a timer's time went to (CPU accounting of the virtual run). */
-export type Category = 'engine' | 'events' | 'scheduler' | 'scrape' | 'client' | 'router';
+/** `bench`: the benchmark's own probes (heap samples), not part of the simulation. */
+export type Category = 'engine' | 'events' | 'scheduler' | 'scrape' | 'client' | 'router' | 'bench';
 
 interface Entry extends ClockTimer {
   at: number;
@@ -42,7 +43,7 @@ export class VirtualEventLoop implements Clock {
   private running = false;
   /** Measure wall time per callback category (two performance.now() calls per timer). */
   profile = false;
-  readonly stats: LoopStats = { timers: 0, cpuMs: { engine: 0, events: 0, scheduler: 0, scrape: 0, client: 0, router: 0 } };
+  readonly stats: LoopStats = { timers: 0, cpuMs: { engine: 0, events: 0, scheduler: 0, scrape: 0, client: 0, router: 0, bench: 0 } };
   /** The engines' view of the same clock: seconds, `at` absolute. */
   readonly sim: SimClock;
 

@@ -10,7 +10,9 @@ import { EndpointPool, type PoolEndpoint } from '../../endpoints/pool.js';
 import { KvEventSubscriber } from '../../events/subscriber.js';
 import { Director } from '../../gateway/director.js';
 import { buildSchedulerConfig, parseEndpointPickerConfig, type LoadedSchedulerConfig } from '../../scheduler/config.js';
-import { KV_EVENT_SOURCE_FACTORY, type KvEventSource, type KvEventSourceFactory } from '../../scheduler/plugins/precise-prefix.js';
+import { KV_EVENT_SOURCE_FACTORY, type KvEventSource, type KvEventSourceFactory } from '../../scheduler/kv-services.js';
+import { withPreciseScorerOverrides } from '../../scheduler/plugins/precise-prefix.js';
+import { ServiceRegistry } from '../../scheduler/services.js';
 import type { PluginContext } from '../../scheduler/types.js';
 import type { Clock } from '../../util/clock.js';
 
@@ -48,20 +50,20 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
     topicFilters.push(o.topicFilter);
     return new SocketlessSource(sub);
   };
-  const services = new Map<string, unknown>([[KV_EVENT_SOURCE_FACTORY, factory]]);
-  const ctx: PluginContext = {
-    logger,
-    registry,
-    services,
-    clock,
-    // No metrics beat: it only logs.
-    options: { speculativeIndexingDefault: true, zmqEndpointOverride: VIRTUAL_EVENTS_ENDPOINT, metricsBeatMs: 0 },
-  };
-  const config = buildSchedulerConfig(parseEndpointPickerConfig(configYaml), ctx);
+  const services = new ServiceRegistry();
+  services.provide(KV_EVENT_SOURCE_FACTORY, factory, 'the virtual bench');
+  const ctx: PluginContext = { logger, registry, services, clock };
+  // As startRouter does: the router's flags written into the precise scorers' parameters (no
+  // metrics beat: it only logs).
+  const source = withPreciseScorerOverrides(parseEndpointPickerConfig(configYaml), { zmqEndpoint: VIRTUAL_EVENTS_ENDPOINT, speculativeIndexing: true, metricsBeatMs: 0 });
+  const config = buildSchedulerConfig(source, ctx);
   const plugins = [...config.plugins.values()];
   for (const p of plugins) await p.start?.();
   // Scraping off: the runner copies each engine's load into the endpoints every scrape interval.
   const pool = new EndpointPool(addresses.map((address) => ({ address })), { logger, scrapeIntervalMs: 0, clock });
+  // Plugins with per-endpoint state hear about every endpoint (central mode: the subscriber
+  // accepts their topics), as startRouter's lifecycle notifications do.
+  for (const e of pool.all()) for (const p of config.endpointLifecycle) await p.endpointAdded?.(e);
   const director = new Director({ config, pool, logger, clock });
   return {
     pool,

@@ -3,12 +3,14 @@
 // not as long as its model time, and the same seed gives the same decisions and results.
 // Same BenchOptions, workloads, strategies and results.json schema as the real-time runner.
 import { cpus } from 'node:os';
+import type { RequestResult } from '../client.js';
 import { Rng, hashSeed } from '../rng.js';
 import { PrefixOracle } from '../oracle.js';
 import { Progress } from '../progress.js';
 import { diffCounters, type PodCounters } from '../prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from '../results.js';
 import { plan, type BenchOptions } from '../runner.js';
+import { registerBenchPlugins } from '../peers/index.js';
 import { strategyByName, strategyYaml } from '../strategies.js';
 import { VirtualClient } from './client.js';
 import { VirtualCluster } from './cluster.js';
@@ -26,6 +28,10 @@ export interface VirtualClockOptions {
   routerOverheadMs?: number;
   /** Time every callback category (a few % slower). */
   profile?: boolean;
+  /** With profiling: model seconds between heap samples (default 30). */
+  heapSampleSec?: number;
+  /** Receives each strategy's per-request results (model ms), e.g. for tests. */
+  onRequests?(strategy: string, requests: readonly RequestResult[]): void;
 }
 
 export const VIRTUAL_DEFAULTS = { eventDelayMs: 5, scrapeIntervalMs: 50, routerOverheadMs: 1 };
@@ -44,6 +50,8 @@ export interface VirtualRunStats {
   eventBatches: number;
   eventBytes: number;
   heapUsedMb: number;
+  /** With profiling: heap used (MB) every `heapSampleSec` model seconds (after a full GC with --expose-gc). */
+  heapSamplesMb?: number[];
 }
 
 /**
@@ -66,6 +74,8 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
   const wall0 = performance.now();
   const progress = opts.progress ?? new Progress();
   const c = { ...VIRTUAL_DEFAULTS, ...stripUndefined(clockOpts) };
+  // The peer strategies' plugin types exist only for the benchmark.
+  registerBenchPlugins();
   const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
   if (planned.length === 0) throw new Error('the load shape produced no requests');
 
@@ -128,7 +138,8 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
         ...(opts.notes ?? []),
         `Virtual clock: discrete-event model time; KV events applied ${c.eventDelayMs} ms after each engine step, pod load scraped every ${c.scrapeIntervalMs} ms, ${c.routerOverheadMs} ms router overhead before each request reaches its pod.`,
       ],
-      clock: { kind: 'virtual', eventDelayMs: c.eventDelayMs, scrapeIntervalMs: c.scrapeIntervalMs, routerOverheadMs: c.routerOverheadMs },
+      clock: 'virtual',
+      virtualClock: { eventDelayMs: c.eventDelayMs, scrapeIntervalMs: c.scrapeIntervalMs, routerOverheadMs: c.routerOverheadMs },
       client: { order: orderOf(opts), drainStages: !!opts.drainStages, maxInflight: opts.maxInflight },
     },
     oracle: { hitRate: oracle.hitRate, perStage: perStageOracle.map((o) => (o.prompt ? o.cached / o.prompt : NaN)) },
@@ -197,6 +208,15 @@ async function runStrategy(
     });
     loop.every(0, c.scrapeIntervalMs, () => feed.scrape(loop.now(), stage), 'scrape');
     loop.every(1000, 1000, () => progress.update(state()), 'client');
+    const heapSamples: number[] = [];
+    if (c.profile) {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      const every = (c.heapSampleSec ?? 30) * 1000;
+      loop.every(every, every, () => {
+        gc?.();
+        heapSamples.push(process.memoryUsage().heapUsed / 2 ** 20);
+      }, 'bench');
+    }
     loop.at(0, () => cl.start(), 'client');
     await loop.run(Infinity, () => cl.complete || timedOut);
     if (!cl.complete) cl.abandon(`after the ${opts.drainTimeoutSec ?? 300} s drain timeout (model time)`);
@@ -204,6 +224,7 @@ async function runStrategy(
     snapshots[stages.length] = cluster.counters();
     const podDeltas = stages.map((_s, i) => snapshots[i + 1].map((after, k) => diffCounters(after, snapshots[i][k])));
     const result = assembleStrategy(stages, cl.results, podDeltas, perStageOracle, addresses, (ms) => ms / 1000);
+    c.onRequests?.(strategyName, cl.results);
     result.stages.forEach((s, i) => (s.meanWaiting = feed.meanWaiting(i)));
     result.total.meanWaiting = feed.meanWaitingOver(stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0));
     const wallSeconds = (performance.now() - wall0) / 1000;
@@ -226,6 +247,7 @@ async function runStrategy(
       };
       const accounted = (Object.keys(cpu) as Category[]).reduce((a, k) => a + cpu[k], 0);
       breakdown['loop and unaccounted'] = usPer(wallSeconds * 1000 - accounted);
+      if (cpu.bench > 0) breakdown['benchmark probes (heap samples)'] = usPer(cpu.bench);
     }
     return {
       result,
@@ -234,6 +256,7 @@ async function runStrategy(
         usPerRequest: usPer(wallSeconds * 1000), breakdownUsPerRequest: breakdown,
         eventBatches: enc?.batches ?? 0, eventBytes: enc?.bytes ?? 0,
         heapUsedMb: process.memoryUsage().heapUsed / 2 ** 20,
+        heapSamplesMb: c.profile ? heapSamples : undefined,
       },
     };
   } finally {

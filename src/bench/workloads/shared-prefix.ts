@@ -12,6 +12,11 @@ export interface SharedPrefixParams {
   outputLen: number;
   /** A group's prompts are turns of one conversation (each turn waits for the previous). */
   multiTurn?: boolean;
+  /**
+   * Single-turn prompt order: `random` draws uniformly from the pool (default); `cyclic` walks the
+   * pool shuffled once, over and over, as inference-perf's shared_prefix data generator does.
+   */
+  order?: 'random' | 'cyclic';
   seed: number;
 }
 
@@ -34,6 +39,7 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
     if (!Number.isInteger(p[k]) || p[k] < 1) throw new Error(`shared_prefix: ${k} must be a positive integer (got ${p[k]})`);
   }
   if (!Number.isInteger(p.questionLen) || p.questionLen < 0) throw new Error(`shared_prefix: questionLen must be >= 0`);
+  if (p.order !== undefined && p.order !== 'random' && p.order !== 'cyclic') throw new Error(`shared_prefix: order must be random or cyclic (got ${String(p.order)})`);
   const systems = Array.from({ length: p.numGroups }, (_, g) => randomTokens(hashSeed(p.seed, 'sys', g), p.systemPromptLen));
   const questions = (g: number, i: number, round = 0) => randomTokens(hashSeed(p.seed, 'q', g, i, round), p.questionLen);
   // Synthetic assistant answers carried in multi-turn history. The engine caches its own
@@ -50,8 +56,9 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
     const out: BenchRequest[] = [];
     if (!p.multiTurn) {
       const rng = new Rng(hashSeed(p.seed, 'order'));
+      const cycle = p.order === 'cyclic' ? rng.shuffle(pool.map((_x, k) => k)) : null;
       for (let id = 0; id < count; id++) {
-        const k = rng.int(0, pool.length);
+        const k = cycle ? cycle[id % cycle.length] : rng.int(0, pool.length);
         out.push({ id, prompt: pool[k], maxTokens: p.outputLen, group: `g${Math.floor(k / p.promptsPerGroup)}` });
       }
       return out;

@@ -30,6 +30,17 @@ the workload's oracle hit rate (infinite cache). Times are model time (wall / --
   simulator:     --block-size B --num-gpu-blocks N --max-num-seqs N --profile NAME --model M
   --in-process-pods        host the pods in this process (default: a child process)
   --drain-timeout S        model seconds to wait for in-flight requests after the last send
+  --clock real|virtual     real (default): the simulator in scaled wall time, the router over HTTP;
+                           virtual: the same router logic and engines on one discrete-event clock
+                           in model time, as fast as the CPU allows, deterministic per seed
+  virtual clock: --event-delay-ms MS (default 5) --scrape-interval-ms MS (default 50)
+                 --router-overhead-ms MS (default 1; tokenization, HTTP and proxy before the pod)
+  inference-perf semantics (both clocks):
+  --order cyclic|random    shared_prefix prompt order: the pool shuffled once and cycled, or drawn
+                           at random (default random)
+  --drain-stages           start each stage once every request of the previous one finished
+  --stage-durations 20,30  model seconds per stage (one value per --qps rate, or one for all)
+  --max-inflight N         client concurrency cap; due requests queue, TTFT runs from the send
   --quiet                  no progress output
 `;
 
@@ -73,6 +84,14 @@ export async function run(argv: string[]): Promise<number> {
         'in-process-pods': { type: 'boolean' },
         'drain-timeout': { type: 'string' },
         quiet: { type: 'boolean' },
+        clock: { type: 'string' },
+        'event-delay-ms': { type: 'string' },
+        'scrape-interval-ms': { type: 'string' },
+        'router-overhead-ms': { type: 'string' },
+        order: { type: 'string' },
+        'drain-stages': { type: 'boolean' },
+        'stage-durations': { type: 'string' },
+        'max-inflight': { type: 'string' },
       },
     });
   } catch (err) {
@@ -103,6 +122,9 @@ export async function run(argv: string[]): Promise<number> {
       rounds: num('rounds', v.rounds), historyLen: num('history-len', v['history-len']), blockSize: num('block-size', v['block-size']),
       numGpuBlocks: num('num-gpu-blocks', v['num-gpu-blocks']), maxNumSeqs: num('max-num-seqs', v['max-num-seqs']),
       profile: v.profile, model: v.model, drainTimeout: num('drain-timeout', v['drain-timeout']), inProcessPods: v['in-process-pods'],
+      clock: v.clock, eventDelayMs: num('event-delay-ms', v['event-delay-ms']), scrapeIntervalMs: num('scrape-interval-ms', v['scrape-interval-ms']),
+      routerOverheadMs: num('router-overhead-ms', v['router-overhead-ms']), order: v.order, drainStages: v['drain-stages'],
+      stageDurations: v['stage-durations'], maxInflight: num('max-inflight', v['max-inflight']),
     };
     resolved = resolveBench(flags);
   } catch (err) {
@@ -115,6 +137,7 @@ export async function run(argv: string[]): Promise<number> {
   const { Progress } = await import('../../bench/progress.js');
   const out = v.out ?? join('bench-results', new Date().toISOString().replace(/[:.]/g, '-'));
   const progress = new Progress(process.stderr, !!v.quiet);
+  // With --clock virtual, runBench hands the options to the virtual runner (no pods, no harness).
   const results = await runBench(defaultHarness({ inProcessPods: resolved.inProcessPods }), { ...resolved.options, progress });
   const files = writeReport(results, out);
   progress.log(`results: ${files.json}\nreport:  ${files.markdown}\nhtml:    ${files.html}\ncharts:  ${files.svgs.join(', ')}`);

@@ -5,7 +5,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { EndpointSpec } from '../../endpoints/pool.js';
 import { parseLabelSelector, POOL_GROUP } from '../../k8s/discovery.js';
 import { startEpp, type Epp, type EppOptions } from '../../k8s/epp.js';
-import { parseDurationMs } from '../../scheduler/plugins/params.js';
+import { parseDuration } from '../../util/duration.js';
 
 const HELP = `Usage: kvrouter epp --pool-name NAME [--pool-namespace NS] --config-file PATH [options]
        kvrouter epp --endpoint-selector k=v[,k=v] --endpoint-target-ports 8000[,8001] ...
@@ -123,7 +123,7 @@ export async function run(argv: string[]): Promise<number> {
     grpcPort: int(values['grpc-port'], '--grpc-port'),
     grpcHealthPort: int(values['grpc-health-port'], '--grpc-health-port'),
     metricsPort: values['metrics-port'] === '-1' ? -1 : int(values['metrics-port'], '--metrics-port'),
-    refreshMetricsIntervalMs: values['refresh-metrics-interval'] !== undefined ? parseDurationMs(values['refresh-metrics-interval']) : undefined,
+    refreshMetricsIntervalMs: values['refresh-metrics-interval'] !== undefined ? parseDuration(values['refresh-metrics-interval'], '--refresh-metrics-interval') : undefined,
     zmqEndpoint: values['zmq-endpoint'],
     speculativeIndexing: values['no-speculative'] ? false : undefined,
     shedding: values.shed ? true : undefined,

@@ -3,7 +3,10 @@
 import { parseArgs } from 'node:util';
 import type { EndpointSpec } from '../../endpoints/pool.js';
 import { startRouter, type Router } from '../../gateway/router.js';
-import { parseDurationMs } from '../../scheduler/plugins/params.js';
+import { HTTP_EDGE_DEFAULTS as D, type HttpEdgeLimits } from '../../gateway/limits.js';
+import { parseDuration } from '../../util/duration.js';
+
+const s = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
 
 const HELP = `Usage: kvrouter serve [--config router.yaml] [--endpoint ip:port[;label=value...]]... [options]
        kvrouter serve --embedded        (router + two simulated vLLM pods; what \`npm start\` runs)
@@ -19,10 +22,27 @@ Options:
   --zmq-endpoint URL       KV-event SUB endpoint, overrides the config (e.g. tcp://*:5557)
   --log-level LEVEL        trace|debug|info|warn|error (default info; debug shows "Got pod scores")
   --scrape-interval MS     /metrics scrape period per endpoint (default 50)
-  --metrics-beat DURATION  "metrics beat" log interval (e.g. 10s; default: the config's, else 1m)
+  --metrics-beat DURATION  "metrics beat" log interval (Go duration, e.g. 10s; a bare number is ms; default: the config's, else 1m)
   --no-speculative         turn speculative indexing off (default on, TTL 2s)
   --shed                   429 when every endpoint is saturated (queue >= 5 or KV >= 0.8)
-  --max-body-bytes N       largest request body (default 33554432)
+HTTP edge limits (durations: 30s, 500ms, 2m; a bare number is milliseconds):
+  --max-header-bytes N          largest request head, 431 beyond (default ${D.maxHeaderBytes})
+  --max-body-bytes N            largest request body, 413 beyond (default ${D.maxBodyBytes})
+  --max-connections N           open client connections; more are closed at accept (default ${D.maxConnections})
+  --max-requests-per-connection N  requests on one client connection before it is closed (default ${D.maxRequestsPerConnection})
+  --headers-timeout DURATION    time for a client to send its request head, 408 beyond (default ${s(D.headersTimeoutMs)})
+  --request-timeout DURATION    time for a client to send its whole request (default ${s(D.requestTimeoutMs)})
+  --keep-alive-timeout DURATION idle client connection lifetime (default ${s(D.keepAliveTimeoutMs)})
+  --upstream-connect-timeout DURATION     connecting to a pod, then the next one is tried (default ${s(D.upstreamConnectTimeoutMs)})
+  --upstream-first-byte-timeout DURATION  sending a request to a pod's response head, 504 beyond (default
+                                ${s(D.upstreamFirstByteTimeoutMs)}; vLLM sends a non-streamed answer's head when it is complete)
+  --upstream-idle-timeout DURATION        silence between two chunks of a pod's answer, then it is cut (default ${s(D.upstreamIdleTimeoutMs)})
+  --upstream-retries N          retries on another pod while nothing reached the client: refused
+                                connections, resets before the head, 502/503 (default ${D.upstreamRetries})
+  --outlier-failures N          failures in a row (5xx, resets, timeouts) that eject a pod; 0 = never (default ${D.outlierConsecutiveFailures})
+  --outlier-ejection DURATION   first ejection; the n-th lasts n times it (default ${s(D.outlierBaseEjectionMs)})
+  --outlier-max-ejection DURATION  longest ejection (default ${s(D.outlierMaxEjectionMs)})
+  --slow-start DURATION         a returning pod's ramp from 10% of its peers' concurrency to all (default ${s(D.slowStartMs)}; 0 = off)
 On SIGTERM/SIGINT the router stops accepting and gives requests in flight 10 s to finish.
 Embedded mode (--embedded):
   --pods N                 simulated pods (default 2)
@@ -55,6 +75,36 @@ function int(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
+function duration(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  // CLI durations: Go syntax, or a bare number of milliseconds (as --help says).
+  const ms = parseDuration(/^\d+(\.\d+)?$/.test(v) ? `${v}ms` : v, name);
+  if (!Number.isFinite(ms) || ms < 0) throw new Error(`${name} must be a duration, got "${v}"`);
+  return ms;
+}
+
+/** The HTTP edge flags as router limits (unset ones keep limits.ts's defaults). */
+function edgeFlags(v: Record<string, string | boolean | string[] | undefined>): Partial<HttpEdgeLimits> {
+  const str = (k: string) => v[k] as string | undefined;
+  return {
+    maxHeaderBytes: int(str('max-header-bytes'), '--max-header-bytes'),
+    maxBodyBytes: int(str('max-body-bytes'), '--max-body-bytes'),
+    maxConnections: int(str('max-connections'), '--max-connections'),
+    maxRequestsPerConnection: int(str('max-requests-per-connection'), '--max-requests-per-connection'),
+    headersTimeoutMs: duration(str('headers-timeout'), '--headers-timeout'),
+    requestTimeoutMs: duration(str('request-timeout'), '--request-timeout'),
+    keepAliveTimeoutMs: duration(str('keep-alive-timeout'), '--keep-alive-timeout'),
+    upstreamConnectTimeoutMs: duration(str('upstream-connect-timeout'), '--upstream-connect-timeout'),
+    upstreamFirstByteTimeoutMs: duration(str('upstream-first-byte-timeout'), '--upstream-first-byte-timeout'),
+    upstreamIdleTimeoutMs: duration(str('upstream-idle-timeout'), '--upstream-idle-timeout'),
+    upstreamRetries: int(str('upstream-retries'), '--upstream-retries'),
+    outlierConsecutiveFailures: int(str('outlier-failures'), '--outlier-failures'),
+    outlierBaseEjectionMs: duration(str('outlier-ejection'), '--outlier-ejection'),
+    outlierMaxEjectionMs: duration(str('outlier-max-ejection'), '--outlier-max-ejection'),
+    slowStartMs: duration(str('slow-start'), '--slow-start'),
+  };
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -71,6 +121,20 @@ export async function run(argv: string[]): Promise<number> {
       'no-speculative': { type: 'boolean' },
       shed: { type: 'boolean' },
       'max-body-bytes': { type: 'string' },
+      'max-header-bytes': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-requests-per-connection': { type: 'string' },
+      'headers-timeout': { type: 'string' },
+      'request-timeout': { type: 'string' },
+      'keep-alive-timeout': { type: 'string' },
+      'upstream-connect-timeout': { type: 'string' },
+      'upstream-first-byte-timeout': { type: 'string' },
+      'upstream-idle-timeout': { type: 'string' },
+      'upstream-retries': { type: 'string' },
+      'outlier-failures': { type: 'string' },
+      'outlier-ejection': { type: 'string' },
+      'outlier-max-ejection': { type: 'string' },
+      'slow-start': { type: 'string' },
       embedded: { type: 'boolean' },
       pods: { type: 'string' },
       'pod-ports': { type: 'string' },
@@ -88,7 +152,7 @@ export async function run(argv: string[]): Promise<number> {
   const env = process.env;
   const port = int(values.port ?? env.KVROUTER_PORT, '--port') ?? 8000;
   const host = values.host ?? '127.0.0.1';
-  const metricsBeatMs = values['metrics-beat'] !== undefined ? parseDurationMs(/^\d+$/.test(values['metrics-beat']) ? Number(values['metrics-beat']) : values['metrics-beat']) : undefined;
+  const metricsBeatMs = values['metrics-beat'] !== undefined ? parseDuration(/^\d+$/.test(values['metrics-beat']) ? `${values['metrics-beat']}ms` : values['metrics-beat'], '--metrics-beat') : undefined;
   const common = {
     port,
     host,
@@ -96,7 +160,7 @@ export async function run(argv: string[]): Promise<number> {
     scrapeIntervalMs: int(values['scrape-interval'], '--scrape-interval'),
     speculativeIndexing: values['no-speculative'] ? false : true,
     shedding: values.shed === true,
-    maxBodyBytes: int(values['max-body-bytes'], '--max-body-bytes'),
+    limits: edgeFlags(values),
     metricsBeatMs,
   };
 

@@ -1,7 +1,7 @@
 // `kvrouter sim`: run one or more simulated vLLM pods (real block cache, byte-compatible KV
 // events) until interrupted.
 import { parseArgs } from 'node:util';
-import { SimHost, offsetEndpointPort, parseEventsVersion, PROFILES, DEFAULT_PROFILE, HASH_ALGOS, type SimPodOptions, type HashAlgo, type KVEventsConfig, type ReplayLayout } from '../../sim/index.js';
+import { SimHost, offsetEndpointPort, publisherBinds, parseEventsVersion, PROFILES, DEFAULT_PROFILE, HASH_ALGOS, type SimPodOptions, type HashAlgo, type KVEventsConfig, type ReplayLayout } from '../../sim/index.js';
 
 const HELP = `Usage: kvrouter sim --model M [options]
 
@@ -24,7 +24,12 @@ KV events over ZeroMQ exactly as vLLM publishes them, vLLM metrics.
   --step-overhead-ms X / --prefill-per-token-ms X / --decode-per-seq-ms X   timing model
   --kv-events-config JSON      vLLM's KVEventsConfig, e.g. '{"enable_kv_cache_events":true,
                                "publisher":"zmq","endpoint":"tcp://*:5557","replay_endpoint":"tcp://*:5600"}'
-                               With --pods N, pod i offsets both endpoint ports by i*DP.
+                               With --pods N every pod's publisher connects to the same
+                               endpoint (a central router's SUB), as N vLLM servers would;
+                               ports are offset only per data-parallel rank, as vLLM does.
+                               Endpoints that bind (\`*\`, \`::\`, ipc://) and the replay
+                               endpoint (always bound) get +i*DP for pod i, since the pods
+                               share one host here.
   --llmd-topic                 topic kv@<host>:<port>@<model> when the config sets none
   --events-version V           wire schema: v0.9.0 v0.9.1 v0.10 v0.12 v0.17 v0.20 v0.23 v0.24 (default v0.24, map)
   --bytes-hashes               hashes as raw digests (VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0)
@@ -171,7 +176,9 @@ export async function run(argv: string[]): Promise<number> {
       if (kv !== undefined) {
         o.kvEventsConfig = {
           ...kv,
-          endpoint: kv.endpoint === undefined ? undefined : offsetEndpointPort(kv.endpoint, i * dp),
+          // a connecting PUB: every pod dials the same router (vLLM offsets per DP rank only,
+          // which the pod does itself); a binding one needs a port of its own on this host
+          endpoint: kv.endpoint === undefined || !publisherBinds(kv.endpoint) ? kv.endpoint : offsetEndpointPort(kv.endpoint, i * dp),
           replay_endpoint: kv.replay_endpoint ? offsetEndpointPort(kv.replay_endpoint, i * dp) : kv.replay_endpoint,
         };
         if (kv.endpoint === undefined && i > 0) o.kvEventsConfig.endpoint = offsetEndpointPort('tcp://*:5557', i * dp);

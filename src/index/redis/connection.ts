@@ -1,7 +1,8 @@
 // The Redis connection behind the shared index, and its health: a failed or timed-out call
 // marks Redis down (logged once per outage); while down, callers short-circuit instead of
-// waiting on timeouts, and a probe (PING) brings it back. When it returns after losing
-// writes, or the server restarted (new run_id, dataset gone), listeners hear 'resync-needed'.
+// waiting on timeouts, and a probe (PING) brings it back. When it returns after an outage, or
+// the server restarted (new run_id), listeners hear 'recovered' and check what was lost (the
+// data may well be intact: a paused server, or a restart that reloaded its dataset).
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
@@ -72,12 +73,23 @@ export interface ConnectionOptions {
 }
 
 export interface ResyncInfo {
-  /** 'restarted': the server's run_id changed (its dataset is gone); 'writes-lost': writes were dropped while it was down or slow. */
-  reason: 'restarted' | 'writes-lost';
+  /**
+   * 'restarted': the server restarted without the writes it had acknowledged; 'data-lost': the
+   * same without a restart (flushed, or a failover to a stale replica); 'writes-lost': writes of
+   * `pods` were dropped or not applied while it was down or slow.
+   */
+  reason: 'restarted' | 'data-lost' | 'writes-lost';
+  /** The pods whose writes were lost; absent = every pod. */
+  pods?: string[];
+}
+
+export interface RecoveredInfo {
+  /** The server's run_id changed (a restart; its data may or may not have survived). */
+  restarted: boolean;
 }
 
 /**
- * Events: 'up', 'down' (Error), 'resync-needed' (ResyncInfo).
+ * Events: 'up', 'down' (Error), 'recovered' (RecoveredInfo) after an outage or a restart.
  */
 export class RedisConnection extends EventEmitter {
   readonly client: Redis;
@@ -91,7 +103,8 @@ export class RedisConnection extends EventEmitter {
   connecting = true;
   private everUp = false;
   private runId: string | undefined;
-  private writesLost = false;
+  /** Down (or never up) since the last markUp: the next one is a recovery. */
+  private outage = false;
   private probeTimer: NodeJS.Timeout | null = null;
   private probing = false;
   private closed = false;
@@ -133,14 +146,10 @@ export class RedisConnection extends EventEmitter {
     });
   }
 
-  /** A write batch was dropped or may not have been applied: resync when Redis is back. */
-  noteWritesLost(): void {
-    this.writesLost = true;
-  }
-
   /** Any call failure: stop sending until a probe succeeds. */
   markDown(err: Error): void {
     if (this.closed) return;
+    this.outage = true;
     if (!this.downLogged) {
       this.downLogged = true;
       this.opts.logger.warn({ err: err.message }, 'redis index unavailable: lookups return no prefix hits and writes are dropped until it recovers');
@@ -202,12 +211,9 @@ export class RedisConnection extends EventEmitter {
     if (wasUp) this.opts.logger.info({ restarted }, 'redis index available again');
     this.emit('up');
     for (const w of this.readyWaiters.splice(0)) w();
-    if (restarted || this.writesLost) {
-      const info: ResyncInfo = { reason: restarted ? 'restarted' : 'writes-lost' };
-      this.writesLost = false;
-      this.opts.logger.info(info, 'redis index needs a resync');
-      this.emit('resync-needed', info);
-    }
+    const recovered = this.outage || restarted;
+    this.outage = false;
+    if (recovered) this.emit('recovered', { restarted } satisfies RecoveredInfo);
   }
 
   private startProbe(): void {

@@ -21,6 +21,9 @@
 //   P gen        HASH  pod -> clear() generation; a reservation from an older generation is void.
 //   P meta       HASH  counters keys, entries, engine (kept by the scripts, read by stats()),
 //                      seq, podseq.
+//   P w:<writer> STRING write batches applied from one router replica (random id per index
+//                      instance; expires 7 days after its last batch): after an outage the
+//                      replica compares it with what it sent to learn what was lost.
 //
 // All writes go through one Lua script (scripts.ts) so each batch is atomic and ordered; a
 // lookup is one script call that walks the keys and stops at the first miss.

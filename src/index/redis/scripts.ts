@@ -197,6 +197,7 @@ end
  *   'e' pod tag keyHex kind(e|r)   evict one reference via an engine or a request key
  *   'c' pod                        clear every entry and engine mapping of pod
  *   's' pod ttlMs reqHex           speculative (~gpu) references expiring ttlMs from now
+ *   'w' key                        INCR key (the writer's batch counter; expires after 7 days)
  * Returns the number of (key, entry) pairs that disappeared.
  */
 export const APPLY_SCRIPT = `${PRELUDE}
@@ -373,6 +374,10 @@ while i <= nargs do
     i = i + 4
   elseif op == 'c' then
     clearPod(ARGV[i + 1])
+    i = i + 2
+  elseif op == 'w' then
+    redis.call('INCR', ARGV[i + 1])
+    redis.call('PEXPIRE', ARGV[i + 1], 604800000)
     i = i + 2
   else
     writeBack()

@@ -11,6 +11,7 @@ import {
   PREFIX_MATCH_STATE,
   type CycleState,
   type Endpoint,
+  type EndpointLifecycle,
   type InferenceRequest,
   type PreRequest,
   type PrefixMatchInfo,
@@ -57,7 +58,7 @@ interface Pending {
   hashes: number[];
 }
 
-export class ApproxPrefixCacheScorer implements Scorer, PreRequest {
+export class ApproxPrefixCacheScorer implements Scorer, PreRequest, EndpointLifecycle {
   private readonly p: z.infer<typeof paramsSchema>;
   /** block hash -> endpoints that were sent it */
   private readonly holders = new Map<number, Set<string>>();
@@ -139,7 +140,8 @@ export class ApproxPrefixCacheScorer implements Scorer, PreRequest {
   }
 
   /** Forget an endpoint that left the pool. */
-  forget(address: string): void {
+  endpointRemoved(e: Endpoint): void {
+    const address = e.address;
     const lru = this.lrus.get(address);
     if (!lru) return;
     for (const h of lru.keys()) {

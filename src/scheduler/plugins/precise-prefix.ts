@@ -8,11 +8,21 @@ import type { Logger } from 'pino';
 import { BlockKeyer, HASH_ALGORITHMS, type HashAlgorithm } from '../../index/keys.js';
 import { createKvBlockIndex, type IndexFactoryConfig } from '../../index/factory.js';
 import type { BlockKeys, KvBlockIndex, PrefixMatch } from '../../index/types.js';
-import { parseDurationMs, parseParams } from './params.js';
+import type { EndpointPickerConfig } from '../config.js';
+import {
+  KV_EVENT_SOURCE_FACTORY,
+  KV_INDEX_PROVIDER,
+  type KvEventSource,
+  type KvIndexProvider,
+  type PrefixScoreDetail,
+} from '../kv-services.js';
+import { parseParams } from './params.js';
+import { parseDuration } from '../../util/duration.js';
 import {
   PREFIX_MATCH_STATE,
   type CycleState,
   type Endpoint,
+  type EndpointLifecycle,
   type InferenceRequest,
   type PluginContext,
   type PreRequest,
@@ -20,6 +30,8 @@ import {
   type Scorer,
   type SchedulingResult,
 } from '../types.js';
+
+export const PRECISE_PREFIX_CACHE_SCORER = 'precise-prefix-cache-scorer';
 
 const tokenProcessorSchema = z
   .object({
@@ -61,7 +73,8 @@ const paramsSchema = z
       .loose()
       .default({}),
     kvEventsConfig: kvEventsSchema.default({ topicFilter: 'kv@', concurrency: 4, engineType: 'vllm' }),
-    speculativeIndexing: z.boolean().optional(),
+    // kvrouter's default is on (llm-d's example configs turn it on too).
+    speculativeIndexing: z.boolean().default(true),
     speculativeTTL: z.union([z.string(), z.number()]).default('2s'),
   })
   .loose();
@@ -72,46 +85,42 @@ export type PrecisePrefixParams = z.infer<typeof paramsSchema>;
 export const KV_EVENTS_ENDPOINT_LABEL = 'kvrouter.io/kv-events-endpoint';
 export const KV_EVENTS_REPLAY_LABEL = 'kvrouter.io/kv-events-replay-endpoint';
 
-/** What the scorer needs from a KV-event subscriber (src/events/subscriber.ts). */
-export interface KvEventSource {
-  start(): Promise<void> | void;
-  /** Central mode: the endpoint actually bound (port resolved). */
-  readonly boundEndpoint?: string;
-  addPod?(podId: string, endpoint: string, replayEndpoint?: string): void | Promise<void>;
-  removePod?(podId: string): void | Promise<void>;
-  close(): Promise<void> | void;
+/** Router-level settings (CLI flags) that override the precise scorers' parameters. */
+export interface PreciseScorerOverrides {
+  /** kvEventsConfig.zmqEndpoint (e.g. a free port in tests, `--zmq-endpoint`). */
+  zmqEndpoint?: string;
+  /** speculativeIndexing, where the config leaves it unset. */
+  speculativeIndexing?: boolean;
+  /** indexerConfig.kvBlockIndexConfig.metricsLoggingInterval in ms (0 = off). */
+  metricsBeatMs?: number;
 }
 
-export type KvEventSourceFactory = (opts: {
-  index: KvBlockIndex;
-  keyer: BlockKeyer;
-  topicFilter: string;
-  bindEndpoint?: string;
-  concurrency: number;
-  registry: PluginContext['registry'];
-  logger: Logger;
-}) => KvEventSource;
-
-/** Service key under which the router provides a KvEventSourceFactory. */
-export const KV_EVENT_SOURCE_FACTORY = 'kv-event-source-factory';
-
-export interface EndpointPrefixScore {
-  address: string;
-  matchedBlocks: number;
-  weightedBlocks: number;
-  score: number;
+/**
+ * The config with `o` written into every precise-prefix-cache-scorer's parameters, so the
+ * plugin reads all of its settings from its parameters (the router has no side channel into it).
+ */
+export function withPreciseScorerOverrides(config: EndpointPickerConfig, o: PreciseScorerOverrides): EndpointPickerConfig {
+  if (o.zmqEndpoint === undefined && o.speculativeIndexing === undefined && o.metricsBeatMs === undefined) return config;
+  const obj = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+  const plugins = config.plugins.map((spec) => {
+    if (spec.type !== PRECISE_PREFIX_CACHE_SCORER) return spec;
+    const p = { ...obj(spec.parameters) };
+    if (o.zmqEndpoint !== undefined) p.kvEventsConfig = { ...obj(p.kvEventsConfig), zmqEndpoint: o.zmqEndpoint };
+    if (o.speculativeIndexing !== undefined && p.speculativeIndexing === undefined) p.speculativeIndexing = o.speculativeIndexing;
+    if (o.metricsBeatMs !== undefined) {
+      const ic = obj(p.indexerConfig);
+      ic.kvBlockIndexConfig = { ...obj(ic.kvBlockIndexConfig), metricsLoggingInterval: `${o.metricsBeatMs}ms` };
+      p.indexerConfig = { ...obj(p.indexerConfig), ...ic };
+    }
+    return { ...spec, parameters: p };
+  });
+  return { ...config, plugins };
 }
 
-export interface PrefixScoreDetail {
-  model: string;
-  tokens: number;
-  totalBlocks: number;
-  blockSize: number;
-  endpoints: EndpointPrefixScore[];
-}
-
-export class PrecisePrefixCacheScorer implements Scorer, PreRequest {
+export class PrecisePrefixCacheScorer implements Scorer, PreRequest, EndpointLifecycle, KvIndexProvider {
   readonly needsTokens = true;
+  readonly provides = [KV_INDEX_PROVIDER];
+  readonly requires = [KV_EVENT_SOURCE_FACTORY];
   readonly keyer: BlockKeyer;
   readonly index: KvBlockIndex;
   readonly speculative: boolean;
@@ -137,20 +146,21 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequest {
     const blockSize = tp.blockSizeTokens && tp.blockSizeTokens !== 0 ? tp.blockSizeTokens : (tp.blockSize ?? 16);
     if (!(blockSize > 0)) throw new Error(`tokenProcessorConfig.blockSizeTokens must be > 0, got ${blockSize}`);
     this.keyer = new BlockKeyer({ blockSize, hashSeed: tp.hashSeed === undefined ? '' : String(tp.hashSeed), algorithm: tp.hashAlgorithm ?? 'cbor-fnv' });
-    this.speculative = p.speculativeIndexing ?? ctx.options.speculativeIndexingDefault;
-    this.speculativeTtlMs = parseDurationMs(p.speculativeTTL);
+    this.speculative = p.speculativeIndexing;
+    this.speculativeTtlMs = parseDuration(p.speculativeTTL, 'speculativeTTL');
     this.log = ctx.logger.child({ plugin: this.name });
 
     const ic = p.indexerConfig as IndexFactoryConfig;
-    const kvbc = { ...(ic.kvBlockIndexConfig ?? {}) } as NonNullable<IndexFactoryConfig['kvBlockIndexConfig']>;
-    if (ctx.options.metricsBeatMs !== undefined) kvbc.metricsLoggingInterval = `${ctx.options.metricsBeatMs}ms`;
-    this.index = createKvBlockIndex({ kvBlockIndexConfig: kvbc, kvCacheBackendConfigs: ic.kvCacheBackendConfigs }, { registry: ctx.registry, logger: ctx.logger, clock: ctx.clock });
+    this.index = createKvBlockIndex(
+      { kvBlockIndexConfig: ic.kvBlockIndexConfig, kvCacheBackendConfigs: ic.kvCacheBackendConfigs },
+      { registry: ctx.registry, logger: ctx.logger, clock: ctx.clock },
+    );
 
     const ke = p.kvEventsConfig;
-    this.bindEndpoint = ctx.options.zmqEndpointOverride ?? (ke.zmqEndpoint || undefined);
+    this.bindEndpoint = ke.zmqEndpoint || undefined;
     // llm-d: discoverPods defaults to true; a zmqEndpoint means central (bind) mode.
     this.discoverPods = ke.discoverPods ?? !this.bindEndpoint;
-    ctx.services.set(`precise-prefix-cache-scorer:${name}`, this);
+    ctx.services.provide(KV_INDEX_PROVIDER, this, `plugin "${name}"`);
   }
 
   get blockSize(): number {
@@ -162,12 +172,12 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequest {
     return this.events?.boundEndpoint ?? this.bindEndpoint;
   }
 
+  get podDiscovery(): { socketPort?: number; replaySocketPort?: number } | undefined {
+    return this.params.kvEventsConfig.podDiscoveryConfig;
+  }
+
   async start(): Promise<void> {
-    const factory = this.ctx.services.get(KV_EVENT_SOURCE_FACTORY) as KvEventSourceFactory | undefined;
-    if (!factory) {
-      this.log.warn('no KV-event subscriber available: the index only learns from speculative entries');
-      return;
-    }
+    const factory = this.ctx.services.require(KV_EVENT_SOURCE_FACTORY, `plugin "${this.name}"`);
     const ke = this.params.kvEventsConfig;
     this.events = factory({
       index: this.index,
@@ -177,25 +187,35 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequest {
       concurrency: ke.concurrency,
       registry: this.ctx.registry,
       logger: this.ctx.logger,
+      replay: { port: ke.podDiscoveryConfig?.replaySocketPort },
     });
     await this.events.start();
     if (this.bindEndpoint) this.log.info({ zmqEndpoint: this.bindEndpoint, topicFilter: ke.topicFilter }, 'listening for KV events (pods connect here)');
   }
 
-  /** Discovery mode: dial a pod's PUB socket (from its label, or ip:socketPort). */
-  async addEndpoint(e: Endpoint): Promise<void> {
-    if (!this.events?.addPod || !this.discoverPods) return;
+  /**
+   * Discovery mode: dial a pod's PUB socket (from its label, or ip:socketPort). Central mode:
+   * the pod connects to us; accept its topic and note its replay endpoint (label, or
+   * ip:replaySocketPort) so gaps and late joins are replayed in this mode too.
+   */
+  async endpointAdded(e: Endpoint): Promise<void> {
+    if (!this.events) return;
     const port = this.params.kvEventsConfig.podDiscoveryConfig?.socketPort ?? 5557;
     const replayPort = this.params.kvEventsConfig.podDiscoveryConfig?.replaySocketPort;
     const host = e.address.includes(':') ? e.address.slice(0, e.address.lastIndexOf(':')) : e.address;
-    const endpoint = e.labels[KV_EVENTS_ENDPOINT_LABEL] ?? `tcp://${host}:${port}`;
     const replay = e.labels[KV_EVENTS_REPLAY_LABEL] ?? (replayPort ? `tcp://${host}:${replayPort}` : undefined);
+    if (!this.discoverPods) {
+      await this.events.knowPod?.(e.address, replay);
+      return;
+    }
+    if (!this.events.addPod) return;
+    const endpoint = e.labels[KV_EVENTS_ENDPOINT_LABEL] ?? `tcp://${host}:${port}`;
     await this.events.addPod(e.address, endpoint, replay);
     this.log.info({ pod: e.address, endpoint }, 'Ensured KV-events subscriber');
   }
 
-  async removeEndpoint(e: Endpoint): Promise<void> {
-    if (!this.events?.removePod || !this.discoverPods) return;
+  async endpointRemoved(e: Endpoint): Promise<void> {
+    if (!this.events?.removePod) return;
     await this.events.removePod(e.address);
     this.log.info({ pod: e.address }, 'Removed KV-events subscriber');
   }

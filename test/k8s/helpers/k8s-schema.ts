@@ -46,6 +46,7 @@ const KIND_TYPES: Record<string, string> = {
   'rbac.authorization.k8s.io/v1/RoleBinding': 'V1RoleBinding',
   'rbac.authorization.k8s.io/v1/ClusterRole': 'V1ClusterRole',
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': 'V1ClusterRoleBinding',
+  'networking.k8s.io/v1/NetworkPolicy': 'V1NetworkPolicy',
 };
 
 function checkScalar(type: string, format: string, v: unknown, path: string, errors: string[]): boolean {

@@ -29,8 +29,9 @@ import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { FastHistogram, Tally, type HistogramSeries } from '../../../util/fast-metrics.js';
 import { realClock, type Clock } from '../../../util/clock.js';
-import { parseDurationMs, parseParams } from '../params.js';
-import type { PrecisePrefixCacheScorer } from '../precise-prefix.js';
+import { parseParams } from '../params.js';
+import { parseDuration } from '../../../util/duration.js';
+import type { KvIndexProvider } from '../../kv-services.js';
 import {
   PREFIX_MATCH_STATE,
   type CycleState,
@@ -46,7 +47,8 @@ import {
 } from '../../types.js';
 import { Multiplier, copyCostMs, predict, rendezvous, type PodLoad, type Prediction, type StepCosts } from './model.js';
 
-const duration = z.union([z.string(), z.number().nonnegative()]);
+/** Go duration syntax ("2s", "150ms"), as llm-d writes durations. */
+const duration = z.string().min(1);
 
 export const predictedLatencyParamsSchema = z
   .object({
@@ -200,7 +202,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   private firstTokenHooks = false;
   /** Mean uncached tokens per request, for waiting requests the router did not send. */
   private meanUncached = 0;
-  private prefix: PrecisePrefixCacheScorer | undefined;
+  private prefix: KvIndexProvider | undefined;
   /** Medians of the pods' multipliers, recomputed after learning (NaN: stale). */
   private medianPrefill = NaN;
   private medianStep = NaN;
@@ -217,21 +219,21 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const p = parseParams(predictedLatencyParamsSchema, raw);
     this.p = p;
     this.costs = { prefillMsPerToken: p.prefillMsPerToken, stepOverheadMs: p.stepOverheadMs, decodeMsPerSeq: p.decodeMsPerSeq, maxNumBatchedTokens: p.maxNumBatchedTokens };
-    this.ttftSloMs = p.ttftSLO === undefined ? undefined : parseDurationMs(p.ttftSLO);
-    this.itlSloMs = p.itlSLO === undefined ? undefined : parseDurationMs(p.itlSLO);
-    this.clock = ((ctx as { clock?: Clock }).clock ?? (ctx.services.get('clock') as Clock | undefined)) ?? realClock;
+    this.ttftSloMs = p.ttftSLO === undefined ? undefined : parseDuration(p.ttftSLO, 'ttftSLO');
+    this.itlSloMs = p.itlSLO === undefined ? undefined : parseDuration(p.itlSLO, 'itlSLO');
+    this.clock = ctx.clock ?? realClock;
     this.log = ctx.logger.child({ plugin: name });
     this.metrics = PredictionMetrics.for(ctx.registry);
   }
 
   /** The precise scorer that owns the index (resolved lazily: plugins are built in config order). */
-  private prefixScorer(): PrecisePrefixCacheScorer {
+  private prefixScorer(): KvIndexProvider {
     if (this.prefix) return this.prefix;
-    const found = this.ctx.getPlugin?.(this.p.prefixScorer) as PrecisePrefixCacheScorer | undefined;
+    const found = this.ctx.getPlugin?.(this.p.prefixScorer) as Partial<KvIndexProvider> | undefined;
     if (!found || typeof found.match !== 'function') {
       throw new Error(`predicted-latency-scorer "${this.name}": prefixScorer "${this.p.prefixScorer}" is not a precise-prefix-cache-scorer in this config`);
     }
-    return (this.prefix = found);
+    return (this.prefix = found as KvIndexProvider);
   }
 
   start(): void {

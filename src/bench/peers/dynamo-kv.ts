@@ -16,8 +16,8 @@
 // not already holding for another active request; a partial last block is always its own.
 // Dynamo's host/disk tier credits (0.75 / 0.25) do not apply: the index reports device blocks.
 import { z } from 'zod';
-import { BlockKeyer } from '../../../index/keys.js';
-import { parseParams } from '../params.js';
+import { BlockKeyer } from '../../index/keys.js';
+import { parseParams } from '../../scheduler/plugins/params.js';
 import {
   PREFIX_MATCH_STATE,
   type CycleState,
@@ -29,7 +29,7 @@ import {
   type ResponseInfo,
   type Scorer,
   type SchedulingResult,
-} from '../../types.js';
+} from '../../scheduler/types.js';
 
 export const dynamoParamsSchema = z
   .object({

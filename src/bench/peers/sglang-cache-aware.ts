@@ -17,10 +17,11 @@
 // It is a scorer that gives 1 to the endpoint the policy picks and 0 to the rest; use it alone
 // with max-score-picker. Learning happens in preRequest for the endpoint actually chosen.
 import { z } from 'zod';
-import { parseParams } from '../params.js';
-import { requestText } from '../approx-prefix.js';
-import type { CycleState, Endpoint, InferenceRequest, PreRequest, Scorer, SchedulingResult } from '../../types.js';
+import { parseParams } from '../../scheduler/plugins/params.js';
+import { requestText } from '../../scheduler/plugins/approx-prefix.js';
+import type { CycleState, Endpoint, InferenceRequest, PreRequest, Scorer, SchedulingResult } from '../../scheduler/types.js';
 import { TenantRadixTree, charSeq, type Seq } from './radix-tree.js';
+import { realClock, type Clock, type ClockTimer } from '../../util/clock.js';
 
 export const sglangParamsSchema = z
   .object({
@@ -97,24 +98,31 @@ export class SglangCacheAwarePolicy {
 export class SglangCacheAwareScorer implements Scorer, PreRequest {
   readonly policy: SglangCacheAwarePolicy;
   private readonly pending = new WeakMap<InferenceRequest, Seq>();
-  private timer: NodeJS.Timeout | null = null;
+  private timer: ClockTimer | null = null;
 
   constructor(
     readonly type: string,
     readonly name: string,
     params: unknown,
+    /** Timestamps of tree nodes (LRU) and the eviction interval (the virtual bench's clock). */
+    private readonly clock: Clock = realClock,
   ) {
     this.policy = new SglangCacheAwarePolicy(parseParams(sglangParamsSchema, params));
   }
 
   start(): void {
-    this.timer = setInterval(() => this.policy.evict(), this.policy.p.evictionIntervalSecs * 1000);
+    this.timer = this.clock.setInterval(() => this.policy.evict(), this.policy.p.evictionIntervalSecs * 1000);
     this.timer.unref();
   }
 
   close(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) this.clock.clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /** Node timestamps: wall ms since the epoch as before on the real clock, else the clock's ms. */
+  private clockMs(): number {
+    return this.clock === realClock ? Date.now() : this.clock.now();
   }
 
   private async sequence(req: InferenceRequest): Promise<Seq> {
@@ -129,13 +137,13 @@ export class SglangCacheAwareScorer implements Scorer, PreRequest {
     if (endpoints.length === 0) return [];
     const seq = await this.sequence(req);
     this.pending.set(req, seq);
-    const d = this.policy.decide(req.targetModel, seq, endpoints);
+    const d = this.policy.decide(req.targetModel, seq, endpoints, this.clockMs());
     return endpoints.map((e) => (e === d.endpoint ? 1 : 0));
   }
 
   preRequest(req: InferenceRequest, result: SchedulingResult): void {
     const seq = this.pending.get(req);
     const target = result.targets[0];
-    if (seq && target) this.policy.learn(req.targetModel, seq, target.address);
+    if (seq && target) this.policy.learn(req.targetModel, seq, target.address, this.clockMs());
   }
 }

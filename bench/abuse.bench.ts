@@ -1,0 +1,219 @@
+// npm run bench:abuse — does an attack on the router's ports hurt normal traffic? (issue 13)
+// An embedded router with simulated pods (llm-d's precise profile, central KV events) runs in
+// its own process (bench/abuse/router-child.ts); this process drives normal completions
+// (closed loop, 2 in flight, shared-prefix prompts) and samples the router's RSS; each attack
+// of bench/abuse/events-attacks.ts and bench/abuse/http-attacks.ts runs in a third process
+// (attack-child.ts). Per attack: normal traffic's p50/p99, errors and the router's RSS
+// before, during and after it. The first row is the baseline (no attack) of the same run.
+// Target: during the KV-event flood at the index's full ingest rate, HTTP p99 < 50 ms.
+// BENCH_QUICK=1: short phases. Every loop is bounded in time; a dead router is reported and
+// restarted for the next attack.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { summarize } from '../src/bench/stats.js';
+import type { AbuseTarget, Attack } from './abuse/types.js';
+import { eventsAttacks } from './abuse/events-attacks.js';
+import { httpAttacks } from './abuse/http-attacks.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const PHASE = QUICK ? { before: 1500, during: 4000, after: 2000 } : { before: 4000, during: 15_000, after: 8000 };
+const FLOOD = 'kv-store-flood';
+const FLOOD_P99_TARGET_MS = 50;
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+interface RouterProc {
+  child: ChildProcess;
+  target: AbuseTarget & { pid: number };
+  stderrTail: string[];
+}
+
+async function startRouterProc(): Promise<RouterProc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', here('./abuse/router-child.ts')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderrTail: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (l) => {
+    stderrTail.push(l);
+    if (stderrTail.length > 20) stderrTail.shift();
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`router did not start within 60 s: ${stderrTail.join('\n')}`)), 60_000);
+    createInterface({ input: child.stdout! }).once('line', (l) => {
+      clearTimeout(timer);
+      resolve(l);
+    });
+    child.once('exit', (c) => reject(new Error(`router exited (${c}): ${stderrTail.join('\n')}`)));
+  });
+  return { child, target: JSON.parse(line), stderrTail };
+}
+
+function alive(r: RouterProc): boolean {
+  return r.child.exitCode === null && r.child.signalCode === null;
+}
+
+/** Resident set of a process in MB (Linux /proc). */
+function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+const PREFIX = 'You are a careful assistant. Answer in one short sentence and do not add anything else. '.repeat(4);
+
+/** Closed-loop normal traffic; returns per-request latencies (ms) of requests started in [from, to). */
+class Traffic {
+  readonly samples: { at: number; ms: number; ok: boolean }[] = [];
+  private running = true;
+  private loops: Promise<void>[] = [];
+  private readonly pool: Pool;
+
+  constructor(private readonly r: RouterProc) {
+    this.pool = new Pool(r.target.routerUrl, { connections: 4, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    for (let c = 0; c < 2; c++) this.loops.push(this.loop(c));
+  }
+
+  private async loop(c: number): Promise<void> {
+    let i = 0;
+    while (this.running) {
+      const at = performance.now();
+      let ok = false;
+      try {
+        const body = JSON.stringify({ model: this.r.target.model, prompt: `${PREFIX} Question ${c}-${i++ % 8}: what is ${i % 8} plus one?`, max_tokens: 2 });
+        const res = await this.pool.request({ path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        await res.body.text();
+        ok = res.statusCode === 200;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      this.samples.push({ at, ms: performance.now() - at, ok });
+      if (this.samples.length > 200_000) this.samples.splice(0, 100_000);
+    }
+  }
+
+  window(from: number, to: number): { p50: number; p99: number; n: number; errors: number } {
+    const s = this.samples.filter((x) => x.at >= from && x.at < to);
+    const sum = summarize(s.filter((x) => x.ok).map((x) => x.ms));
+    return { p50: sum.p50, p99: sum.p99, n: s.length, errors: s.filter((x) => !x.ok).length };
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.race([Promise.all(this.loops), new Promise((r) => setTimeout(r, 12_000))]);
+    await this.pool.destroy();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Row {
+  attack: string;
+  before: ReturnType<Traffic['window']>;
+  during: ReturnType<Traffic['window']>;
+  after: ReturnType<Traffic['window']>;
+  rssBefore: number;
+  rssMaxDuring: number;
+  rssAfter: number;
+  up: boolean;
+  note: string;
+}
+
+async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: Attack | null): Promise<Row> {
+  const traffic = new Traffic(r);
+  const rssSamples: { at: number; mb: number }[] = [];
+  const sampler = setInterval(() => rssSamples.push({ at: performance.now(), mb: rssMb(r.target.pid) }), 200);
+  const t0 = performance.now();
+  await sleep(PHASE.before);
+  let t1 = performance.now();
+  let note = '';
+  if (attack && list) {
+    const child = spawn(process.execPath, ['--import', 'tsx', here('./abuse/attack-child.ts'), list, attack.name, String(PHASE.during), JSON.stringify(r.target)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-500)));
+    const done = new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+    // the "during" window opens when the attack starts (after the child's start-up)
+    const lines = createInterface({ input: child.stdout! });
+    const started = new Promise<void>((res) => lines.on('line', (l) => {
+      if (l === 'started') res();
+      else note = l;
+    }));
+    await Promise.race([started, done, sleep(30_000)]);
+    t1 = performance.now();
+    const code = await Promise.race([done, sleep(PHASE.during + 5000).then(() => 'timeout' as const)]);
+    if (code === 'timeout') {
+      child.kill('SIGTERM');
+      await Promise.race([done, sleep(2000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+      note = `stopped at its deadline; ${note}`;
+    } else if (code !== 0) note = `attack exited ${code}: ${err.trim().split('\n').pop() ?? ''}`;
+    lines.close();
+  } else await sleep(PHASE.during);
+  const t2 = performance.now();
+  await sleep(PHASE.after);
+  const t3 = performance.now();
+  clearInterval(sampler);
+  await traffic.stop();
+  const rssIn = (a: number, b: number) => rssSamples.filter((x) => x.at >= a && x.at < b).map((x) => x.mb);
+  const last = (xs: number[]) => (xs.length ? xs[xs.length - 1] : NaN);
+  return {
+    attack: attack?.name ?? '(none: baseline)',
+    before: traffic.window(t0, t1),
+    during: traffic.window(t1, t2),
+    after: traffic.window(t2, t3),
+    rssBefore: last(rssIn(t0, t1)),
+    rssMaxDuring: rssIn(t1, t2).reduce((a, b) => Math.max(a, b), -Infinity),
+    rssAfter: last(rssIn(t2, t3)),
+    up: alive(r),
+    note,
+  };
+}
+
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '-'); // -Infinity: no sample
+
+function printRow(row: Row): void {
+  const ph = (w: Row['before']) => `${f1(w.p50).padStart(6)} ${f1(w.p99).padStart(7)} ${String(w.errors).padStart(4)}`;
+  console.log(
+    `${row.attack.padEnd(26)} ${ph(row.before)} | ${ph(row.during)} | ${ph(row.after)} | ${f0(row.rssBefore).padStart(5)} ${f0(row.rssMaxDuring).padStart(5)} ${f0(row.rssAfter).padStart(5)} | ${row.up ? 'up' : 'DOWN'}${row.note ? `  (${row.note})` : ''}`,
+  );
+}
+
+async function main(): Promise<void> {
+  const attacks: { list: 'events' | 'http'; attack: Attack }[] = [
+    ...eventsAttacks.map((attack) => ({ list: 'events' as const, attack })),
+    ...httpAttacks.map((attack) => ({ list: 'http' as const, attack })),
+  ];
+  console.log(`npm run bench:abuse${QUICK ? ' (BENCH_QUICK=1)' : ''}: ${attacks.length} attacks; phases before/during/after = ${PHASE.before}/${PHASE.during}/${PHASE.after} ms; one run, noisy shared machine`);
+  console.log('normal traffic: closed loop, 2 in flight, /v1/completions with a shared prefix, through an embedded router with 2 simulated pods');
+  for (const { attack } of attacks) console.log(`  ${attack.name}: ${attack.description}`);
+  console.log('');
+  console.log(`${'attack'.padEnd(26)} ${'before: p50    p99  err'} | ${'during: p50   p99  err'} | ${'after: p50    p99  err'} | RSS MB before max after | router`);
+  let r = await startRouterProc();
+  const rows: Row[] = [];
+  try {
+    const base = await runAttack(r, null, null);
+    printRow(base);
+    rows.push(base);
+    for (const { list, attack } of attacks) {
+      if (!alive(r)) r = await startRouterProc();
+      const row = await runAttack(r, list, attack);
+      printRow(row);
+      rows.push(row);
+      if (!row.up) console.log(`  router died; last log lines:\n    ${r.stderrTail.slice(-5).join('\n    ')}`);
+    }
+  } finally {
+    r.child.kill('SIGTERM');
+    await Promise.race([new Promise((res) => r.child.once('exit', res)), sleep(5000)]);
+    if (alive(r)) r.child.kill('SIGKILL');
+  }
+  const flood = rows.find((x) => x.attack === FLOOD);
+  if (flood) {
+    const ok = flood.up && flood.during.p99 < FLOOD_P99_TARGET_MS;
+    console.log(`\ntarget: HTTP p99 < ${FLOOD_P99_TARGET_MS} ms during ${FLOOD}: ${f1(flood.during.p99)} ms (baseline ${f1(rows[0].during.p99)} ms) -> ${ok ? 'met' : 'NOT met'}`);
+  }
+}
+
+await main();

@@ -1,0 +1,114 @@
+// Cross-validation of the virtual clock against the real-time harness: the same options through
+// both runners, compared per strategy (pod hit rate within 2 points, TTFT p50/p90 within 15 %)
+// and by ranking. The virtual runner is only worth its speed if it agrees here.
+import type { Harness } from '../harness.js';
+import type { BenchResults, StrategyResult } from '../results.js';
+import { runBench, type BenchOptions } from '../runner.js';
+
+export interface CrossValidationRow {
+  strategy: string;
+  hitReal: number;
+  hitVirtual: number;
+  /** Percentage points, virtual - real. */
+  hitDiffPts: number;
+  ttftP50Real: number;
+  ttftP50Virtual: number;
+  ttftP90Real: number;
+  ttftP90Virtual: number;
+  /** virtual / real - 1. */
+  p50Err: number;
+  p90Err: number;
+}
+
+export interface CrossValidation {
+  rows: CrossValidationRow[];
+  /** Strategies by TTFT p90, best first, on each clock. */
+  rankingReal: string[];
+  rankingVirtual: string[];
+  /** Bounds (issue 15): hit rate within 2 points, TTFT p50/p90 within 15 %, same ranking. */
+  ok: boolean;
+  failures: string[];
+  /** Worst mean simulator timer lag of the real-clock run, model ms. */
+  realLagMs?: number;
+}
+
+/**
+ * Above this mean timer lag (model ms) the real-clock simulator is late on every step, which
+ * stretches ITL and TTFT: the real side is then not a reference (runner.ts flags > 2 ms).
+ */
+export const MAX_CLEAN_LAG_MS = 1;
+
+export const CROSS_VALIDATION_BOUNDS = { hitPts: 2, ttftRel: 0.15 };
+
+function ranking(r: BenchResults): string[] {
+  return r.strategies.filter((s) => !s.error).sort((a, b) => a.total.ttft.p90 - b.total.ttft.p90).map((s) => s.name);
+}
+
+export function compareClocks(real: BenchResults, virt: BenchResults): CrossValidation {
+  const rows: CrossValidationRow[] = [];
+  const failures: string[] = [];
+  const byName = new Map<string, StrategyResult>(virt.strategies.map((s) => [s.name, s]));
+  for (const r of real.strategies) {
+    const v = byName.get(r.name);
+    if (!v || r.error || v.error) {
+      failures.push(`${r.name}: ${r.error ?? v?.error ?? 'missing on the virtual clock'}`);
+      continue;
+    }
+    const row: CrossValidationRow = {
+      strategy: r.name,
+      hitReal: r.total.hitRate,
+      hitVirtual: v.total.hitRate,
+      hitDiffPts: (v.total.hitRate - r.total.hitRate) * 100,
+      ttftP50Real: r.total.ttft.p50,
+      ttftP50Virtual: v.total.ttft.p50,
+      ttftP90Real: r.total.ttft.p90,
+      ttftP90Virtual: v.total.ttft.p90,
+      p50Err: v.total.ttft.p50 / r.total.ttft.p50 - 1,
+      p90Err: v.total.ttft.p90 / r.total.ttft.p90 - 1,
+    };
+    rows.push(row);
+    const b = CROSS_VALIDATION_BOUNDS;
+    if (!(Math.abs(row.hitDiffPts) <= b.hitPts)) failures.push(`${row.strategy}: hit rate differs by ${row.hitDiffPts.toFixed(2)} points`);
+    if (!(Math.abs(row.p50Err) <= b.ttftRel)) failures.push(`${row.strategy}: TTFT p50 differs by ${(row.p50Err * 100).toFixed(1)} %`);
+    if (!(Math.abs(row.p90Err) <= b.ttftRel)) failures.push(`${row.strategy}: TTFT p90 differs by ${(row.p90Err * 100).toFixed(1)} %`);
+  }
+  const rankingReal = ranking(real);
+  const rankingVirtual = ranking(virt);
+  if (rankingReal.join() !== rankingVirtual.join()) failures.push(`ranking by TTFT p90: real ${rankingReal.join(' < ')}, virtual ${rankingVirtual.join(' < ')}`);
+  return { rows, rankingReal, rankingVirtual, ok: failures.length === 0, failures };
+}
+
+/** Runs `opts` on the real clock (through `harness`) and on the virtual clock, then compares. */
+export async function crossValidate(harness: Harness, opts: BenchOptions): Promise<{ real: BenchResults; virtual: BenchResults; comparison: CrossValidation }> {
+  const real = await runBench(harness, { ...opts, clock: 'real' });
+  const virtual = await runBench(harness, { ...opts, clock: 'virtual', timeScale: 1 });
+  const comparison = compareClocks(real, virtual);
+  const lag = Math.max(0, ...real.strategies.map((s) => s.simLagMs ?? 0));
+  if (lag > MAX_CLEAN_LAG_MS) {
+    comparison.failures.push(`the real-clock run is not clean: its simulator timers fired up to ${lag.toFixed(1)} model-ms late on average (machine overloaded; raise --time-scale)`);
+    comparison.ok = false;
+  }
+  comparison.realLagMs = lag;
+  virtual.crossValidation = comparison;
+  return { real, virtual, comparison };
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const s3 = (x: number) => `${x.toFixed(3)} s`;
+const rel = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
+
+export function crossValidationMarkdown(c: CrossValidation): string[] {
+  const out = [
+    '## Cross-validation: real clock vs virtual clock',
+    '',
+    `Bounds: pod hit rate within ${CROSS_VALIDATION_BOUNDS.hitPts} points, TTFT p50 and p90 within ${CROSS_VALIDATION_BOUNDS.ttftRel * 100} %, the same ranking by TTFT p90. ${c.ok ? '**All within bounds.**' : `**Out of bounds:** ${c.failures.join('; ')}.`}`,
+    '',
+    '| strategy | hit real | hit virtual | diff | TTFT p50 real | virtual | diff | TTFT p90 real | virtual | diff |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of c.rows) {
+    out.push(`| ${r.strategy} | ${pct(r.hitReal)} | ${pct(r.hitVirtual)} | ${r.hitDiffPts.toFixed(2)} pts | ${s3(r.ttftP50Real)} | ${s3(r.ttftP50Virtual)} | ${rel(r.p50Err)} | ${s3(r.ttftP90Real)} | ${s3(r.ttftP90Virtual)} | ${rel(r.p90Err)} |`);
+  }
+  out.push('', `Ranking by TTFT p90: real ${c.rankingReal.join(' < ')}; virtual ${c.rankingVirtual.join(' < ')}.`);
+  return out;
+}

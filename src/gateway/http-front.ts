@@ -1,0 +1,159 @@
+// The gateway's node:http server with the edge's limits applied: head size (431), whole-request
+// and head timeouts (408), keep-alive timeout, a connection cap, bounded bodies (413), malformed
+// requests answered with an OpenAI-style JSON error (llhttp refuses the smuggling shapes), a
+// bound on what a pipelining client that never reads can make us buffer, and half-closed clients
+// still answered.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { GatewayError } from './errors.js';
+import type { HttpEdgeLimits } from './limits.js';
+
+/**
+ * Pending response bytes on one client socket beyond which we stop reading its requests until it
+ * drains. node:http pauses on its own past the socket's high-water mark, but only after parsing
+ * everything already read; this keeps the bound explicit whatever node does.
+ */
+export const PIPELINE_WRITE_LIMIT = 1024 * 1024;
+
+export type EdgeLimits = Pick<HttpEdgeLimits, 'maxHeaderBytes' | 'maxBodyBytes' | 'maxConnections' | 'maxRequestsPerConnection' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large' };
+
+/** The answer to a request llhttp refused (or that timed out), written on the raw socket. */
+function refusal(err: Error & { code?: string }): GatewayError {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new GatewayError(431, 'request head too large', 'request_too_large_error', 'header_too_large');
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return new GatewayError(413, 'chunk extensions too large', 'request_too_large_error', 'chunk_extensions_too_large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new GatewayError(408, 'the request was not received in time', 'invalid_request_error', 'request_timeout');
+    default:
+      return new GatewayError(400, `malformed HTTP request (${err.code ?? 'parse error'})`, 'invalid_request_error', 'malformed_request');
+  }
+}
+
+export function writeRefusal(socket: Socket, ge: GatewayError): void {
+  const body = JSON.stringify(ge.body());
+  socket.end(
+    `HTTP/1.1 ${ge.status} ${STATUS_TEXT[ge.status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `connection: close\r\ndate: ${new Date().toUTCString()}\r\n\r\n${body}`,
+  );
+}
+
+export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMessage, res: ServerResponse) => void, onClientError?: (err: Error) => void): Server {
+  const server = createServer(
+    {
+      keepAlive: true,
+      noDelay: true,
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // How often node checks the head/request timeouts (default 30 s, coarser than the timeouts).
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs || 1000, limits.requestTimeoutMs || 1000) / 4))),
+      // Expect: 100-continue is answered in 'checkContinue' below (no 100 for a body we would refuse).
+    },
+    (req, res) => {
+      const socket = req.socket;
+      // Never-reading pipeliner: stop reading this socket until its answers drain.
+      if (socket.writableLength > PIPELINE_WRITE_LIMIT && !socket.isPaused()) {
+        socket.pause();
+        socket.once('drain', () => socket.resume());
+      }
+      handler(req, res);
+    },
+  );
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;
+  if (limits.maxRequestsPerConnection > 0) server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
+  // A client that sends its request then FIN (half-close) still gets its answer: node:http's
+  // default (httpAllowHalfOpen false) aborts requests in progress and ends the socket at FIN.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const declared = Number(req.headers['content-length']);
+    if (declared > limits.maxBodyBytes) {
+      // Refused before the body is sent: the client never gets its 100, so close after the answer.
+      const ge = tooLarge(limits.maxBodyBytes, declared);
+      const text = JSON.stringify(ge.body());
+      res.writeHead(413, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close' }).end(text);
+      return;
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    onClientError?.(err);
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const inProgress = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    if (inProgress?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    writeRefusal(socket, refusal(err));
+  });
+  return server;
+}
+
+export function tooLarge(limit: number, declared?: number): GatewayError {
+  return new GatewayError(
+    413,
+    declared !== undefined ? `request body of ${declared} bytes exceeds the ${limit}-byte limit` : `request body exceeds the ${limit}-byte limit`,
+    'request_too_large_error',
+    'body_too_large',
+  );
+}
+
+/**
+ * Reads the body up to `limit` bytes; rejects with 413 beyond (checked on content-length first).
+ * A refused body is read and dropped up to `limit` more bytes so the 413 reaches the client and the
+ * connection stays usable; past that the connection is closed after the answer.
+ */
+export function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > limit) {
+    refuseBody(req, res, limit, declared);
+    return Promise.reject(tooLarge(limit, declared));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        refuseBody(req, res, limit, undefined, size);
+        chunks.length = 0;
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', reject);
+  });
+}
+
+/** Drops the rest of a refused body while the whole stays under twice `limit`; closes the connection past that. */
+function refuseBody(req: IncomingMessage, res: ServerResponse, limit: number, declared: number | undefined, seen = 0): void {
+  if (declared !== undefined && declared > 2 * limit) {
+    // Too much to drain: answer, then close (node ends the socket after a `connection: close` answer).
+    res.setHeader('connection', 'close');
+    req.resume();
+    return;
+  }
+  let total = seen;
+  req.on('data', (c: Buffer) => {
+    total += c.length;
+    if (total <= 2 * limit || req.socket.destroyed) return;
+    if (!res.headersSent) res.setHeader('connection', 'close');
+    else if (res.writableFinished) req.socket.destroy();
+  });
+  req.resume();
+}

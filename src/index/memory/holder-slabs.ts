@@ -1,0 +1,66 @@
+// Holder slabs: every key's holders are one contiguous run of slots, allocated from three
+// parallel arrays in power-of-two size classes (free runs are reused per class, linked through
+// their first `entry` slot). A slot is (entry id, pod << 8 | weight class, reference count).
+import * as arrays from './arrays.js';
+// Imported bindings are re-read and checked on every use, which costs a hot loop dearly (measured
+// ~25x on a record-field loop); module constants copied from them once are not.
+const { NONE, grown } = arrays;
+
+/** Reference counts saturate here. */
+export const MAX_REF = 0xffff;
+
+export class HolderSlabs {
+  /** Entry id of the slot. */
+  entry = new Int32Array(4096);
+  /** pod << 8 | weight class of the entry: scoring reads one int per slot, no indirection. */
+  podCls = new Int32Array(4096);
+  refs = new Uint16Array(4096);
+  private top = 0;
+  private readonly free = new Int32Array(32).fill(NONE);
+
+  /** A run of 2^cls slots. */
+  alloc(cls: number): number {
+    const off = this.free[cls];
+    if (off !== NONE) {
+      this.free[cls] = this.entry[off];
+      return off;
+    }
+    const size = 1 << cls;
+    const at = this.top;
+    if (at + size > this.entry.length) {
+      this.entry = grown(this.entry, at + size);
+      this.podCls = grown(this.podCls, at + size);
+      this.refs = grown(this.refs, at + size);
+    }
+    this.top += size;
+    return at;
+  }
+
+  release(off: number, cls: number): void {
+    this.entry[off] = this.free[cls];
+    this.free[cls] = off;
+  }
+
+  move(from: number, to: number): void {
+    this.entry[to] = this.entry[from];
+    this.podCls[to] = this.podCls[from];
+    this.refs[to] = this.refs[from];
+  }
+
+  /** Copies `len` slots from `from` to `to` (a run moving to a larger class). */
+  copyRun(to: number, from: number, len: number): void {
+    this.entry.copyWithin(to, from, from + len);
+    this.podCls.copyWithin(to, from, from + len);
+    this.refs.copyWithin(to, from, from + len);
+  }
+
+  set(at: number, entry: number, podCls: number): void {
+    this.entry[at] = entry;
+    this.podCls[at] = podCls;
+    this.refs[at] = 1;
+  }
+
+  byteLength(): number {
+    return this.entry.byteLength + this.podCls.byteLength + this.refs.byteLength;
+  }
+}

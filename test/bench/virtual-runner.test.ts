@@ -1,0 +1,115 @@
+// The virtual runner end to end: the real decision path against simulated engines on one
+// discrete-event clock. Same seed -> same decisions and results; inference-perf semantics.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runBench, type BenchOptions } from '../../src/bench/runner.js';
+import { defaultHarness } from '../../src/bench/hosts.js';
+import { resolveBench } from '../../src/bench/options.js';
+import { Progress } from '../../src/bench/progress.js';
+import { runVirtualBench } from '../../src/bench/virtual/runner.js';
+import { sharedPrefixWorkload } from '../../src/bench/workloads/shared-prefix.js';
+import type { BenchResults } from '../../src/bench/results.js';
+import type { RequestResult } from '../../src/bench/client.js';
+
+const quiet = () => new Progress({ write: () => true, isTTY: false }, true);
+
+function options(over: Partial<BenchOptions> = {}): BenchOptions {
+  return {
+    // 8 groups x 3 prompts with 256-token (16-block) prefixes on 3 pods of 96 blocks: a pod holds
+    // ~4 prefixes beside its running requests, so where a group goes decides its hits.
+    workload: sharedPrefixWorkload({ numGroups: 8, promptsPerGroup: 3, systemPromptLen: 256, questionLen: 32, outputLen: 24, seed: 3 }),
+    load: { type: 'poisson', stages: [{ rate: 8, duration: 3, warmup: true }, { rate: 16, duration: 3 }] },
+    strategies: ['precise', 'approximate', 'sglang-cache-aware', 'random'],
+    sim: { pods: 3, model: 'Qwen/Qwen3-0.6B', blockSize: 16, numGpuBlocks: 96, profile: 'h100-tp2-qwen3-32b' },
+    timeScale: 1,
+    seed: 7,
+    drainTimeoutSec: 60,
+    progress: quiet(),
+    clock: 'virtual',
+    ...over,
+  };
+}
+
+/** results.json without what depends on the wall clock or the machine. */
+function modelOnly(r: BenchResults): unknown {
+  return JSON.parse(
+    JSON.stringify(r, (k, v: unknown) => (['startedAt', 'wallSeconds', 'speedup', 'usPerRequest', 'heapUsedMb', 'breakdownUsPerRequest', 'host'].includes(k) ? undefined : v)),
+  );
+}
+
+test('virtual bench: the same seed gives the same decisions and results.json (wall-time fields aside)', async () => {
+  const a = await runBench(defaultHarness(), options());
+  const b = await runBench(defaultHarness(), options());
+  for (const s of a.strategies) {
+    assert.equal(s.error, undefined, `${s.name}: ${s.error}`);
+    assert.equal(s.total.errors + s.total.shed, 0, `${s.name}: ${s.sampleErrors.join('; ')}`);
+    assert.ok(s.total.ok > 20, `${s.name} served ${s.total.ok}`);
+    assert.ok(s.virtual && s.virtual.modelSeconds >= 6, 'model time covers the stages');
+  }
+  assert.equal(a.meta.clock, 'virtual');
+  assert.deepEqual(modelOnly(a), modelOnly(b));
+  // Routed-per-pod counts are the decisions: they must differ between strategies (the test can fail).
+  const routed = a.strategies.map((s) => JSON.stringify(s.total.routedPerPod));
+  assert.ok(new Set(routed).size > 1, `every strategy routed the same way: ${routed.join(' ')}`);
+  // A different seed changes the picks of the random strategy.
+  const c = await runVirtualBench(options({ strategies: ['random'], seed: 8 }));
+  assert.notDeepEqual(c.strategies[0].total.routedPerPod, a.strategies.find((s) => s.name === 'random')?.total.routedPerPod);
+});
+
+test('virtual bench: KV events reach the precise index (cache-aware beats random on hits), hooks see every response', async () => {
+  const r = await runVirtualBench(options({ strategies: ['precise', 'random'] }), { eventDelayMs: 5, scrapeIntervalMs: 50, routerOverheadMs: 1, profile: true });
+  const [precise, random] = r.strategies;
+  assert.ok(precise.total.hitRate > random.total.hitRate + 0.05, `precise ${precise.total.hitRate} vs random ${random.total.hitRate}`);
+  // Client-observed cached tokens (engine cachedTokens) equal the pods' hit counters without preemption.
+  for (const s of r.strategies) {
+    if (s.total.perPod.some((p) => p.preemptions > 0)) continue;
+    assert.ok(Math.abs(s.total.clientHitRate - s.total.hitRate) < 1e-9, `${s.name}: client ${s.total.clientHitRate} pods ${s.total.hitRate}`);
+  }
+  const v = precise.virtual;
+  assert.ok(v && v.eventBatches > 0 && v.eventBytes > 0, 'event batches were encoded');
+  assert.ok(v.breakdownUsPerRequest && v.breakdownUsPerRequest['index (apply)'] > 0, 'the index applied events');
+  // Router overhead is part of TTFT: raising it by 100 ms raises every TTFT by at least that.
+  const slow = await runVirtualBench(options({ strategies: ['random'] }), { routerOverheadMs: 101 });
+  assert.ok(slow.strategies[0].total.ttft.p50 >= random.total.ttft.p50 + 0.1 - 1e-9, `${slow.strategies[0].total.ttft.p50} vs ${random.total.ttft.p50}`);
+});
+
+test('virtual bench: --drain-stages starts a stage once the previous one finished; --max-inflight caps the client', async () => {
+  const load = { type: 'poisson' as const, stages: [{ rate: 20, duration: 1 }, { rate: 20, duration: 1 }] };
+  let reqs: readonly RequestResult[] = [];
+  const keep = { onRequests: (_s: string, r: readonly RequestResult[]) => void (reqs = r) };
+  await runVirtualBench(options({ strategies: ['random'], drainStages: true, load }), keep);
+  const end = (r: RequestResult) => r.sentMs + (r.e2eMs ?? NaN);
+  const stage0End = Math.max(...reqs.filter((r) => r.stage === 0).map(end));
+  const stage1Start = Math.min(...reqs.filter((r) => r.stage === 1).map((r) => r.sentMs));
+  assert.ok(reqs.every((r) => r.ok));
+  assert.ok(stage1Start >= stage0End, `stage 2 sent at ${stage1Start} ms before stage 1 ended at ${stage0End} ms`);
+  await runVirtualBench(options({ strategies: ['random'], load }), keep);
+  const overlap = Math.min(...reqs.filter((r) => r.stage === 1).map((r) => r.sentMs)) < Math.max(...reqs.filter((r) => r.stage === 0).map(end));
+  assert.ok(overlap, 'without draining the stages overlap (else the assertion above proves nothing)');
+
+  await runVirtualBench(options({ strategies: ['random'], maxInflight: 2, load }), keep);
+  assert.ok(reqs.every((r) => r.ok));
+  for (const r of reqs) {
+    const inflight = reqs.filter((x) => x.sentMs <= r.sentMs && end(x) > r.sentMs).length;
+    assert.ok(inflight <= 2, `${inflight} in flight at ${r.sentMs} ms`);
+  }
+  const queued = reqs.filter((r) => r.sentMs > r.scheduledMs + 1);
+  assert.ok(queued.length > 0, 'the cap delayed some sends');
+  // TTFT runs from the actual send, so queueing in the client does not count.
+  for (const r of queued) assert.ok((r.ttftMs ?? 0) < end(r) - r.sentMs + 1e-9 && (r.ttftMs ?? 0) < 1000);
+});
+
+test('inference-perf options: cyclic order, per-stage durations, concurrency cap parse', () => {
+  const { options: o } = resolveBench({ preset: 'smoke', order: 'cyclic', qps: '1,2,3', stageDurations: '4,5,6', maxInflight: 3, drainStages: true, clock: 'virtual' });
+  assert.deepEqual(o.load.stages.map((s) => s.duration), [4, 5, 6]);
+  assert.equal(o.maxInflight, 3);
+  assert.equal(o.drainStages, true);
+  assert.equal(o.clock, 'virtual');
+  const reqs = o.workload.take(24 * 2);
+  const first = new Set(reqs.slice(0, 24).map((r) => r.prompt));
+  assert.equal(first.size, 24, 'the first cycle serves every prompt of the 6 x 4 pool once');
+  assert.deepEqual(reqs.slice(24).map((r) => r.prompt), reqs.slice(0, 24).map((r) => r.prompt), 'then the same order again');
+  assert.throws(() => resolveBench({ preset: 'smoke', qps: '1,2', stageDurations: '1,2,3' }), /3 durations for 2 stages/);
+  assert.throws(() => resolveBench({ preset: 'smoke', order: 'sorted' }), /--order/);
+  assert.throws(() => resolveBench({ preset: 'smoke', clock: 'fast' }), /--clock/);
+});

@@ -1,0 +1,233 @@
+// HTTP attacks and pod faults against a live router on loopback (real sockets, bounded in count
+// and time). Each asserts the router stays up, keeps serving normal requests meanwhile, loses
+// nothing that could have been served, and holds its RSS within a bound.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { Router } from '../../src/gateway/router.js';
+import { ManualClock } from '../../src/util/clock.js';
+import { until } from './helpers.js';
+import { COMPLETION, Raw, startPod, startRouterFor, statuses, type FakePod } from './fake-pods.js';
+
+/** RSS growth allowed across one attack (the test process holds router, pods and attacker). */
+const RSS_BOUND = 200 * 1024 * 1024;
+
+async function complete(router: Router, headers: Record<string, string> = {}): Promise<{ status: number; endpoint: string | null; body: string }> {
+  const res = await fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: COMPLETION });
+  return { status: res.status, endpoint: res.headers.get('x-kvrouter-endpoint'), body: await res.text() };
+}
+
+/** `n` normal requests, `concurrency` at a time; their statuses. */
+async function normalTraffic(router: Router, n: number, concurrency = 4): Promise<number[]> {
+  const out: number[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        out.push((await complete(router)).status);
+      }
+    }),
+  );
+  return out;
+}
+
+async function withRouter(pods: FakePod[], o: Parameters<typeof startRouterFor>[1], fn: (r: Router) => Promise<void>): Promise<void> {
+  const router = await startRouterFor(pods, o);
+  try {
+    await fn(router);
+  } finally {
+    await router.close();
+    for (const p of pods) await p.close().catch(() => {});
+  }
+}
+
+test('a client that pipelines GETs and never reads is paused; RSS stays bounded, others are served', async () => {
+  const pod = await startPod();
+  await withRouter([pod], {}, async (router) => {
+    const rss0 = process.memoryUsage().rss;
+    const c = await Raw.open(Number(new URL(router.url).port));
+    c.socket.pause(); // never reads
+    const batch = Buffer.from('GET /health HTTP/1.1\r\nhost: a\r\n\r\n'.repeat(2000));
+    let sent = 0;
+    let stalled = false;
+    // Up to 256 MB of requests; the router must stop taking them long before.
+    while (sent < 256 * 1024 * 1024) {
+      if (!c.socket.write(batch)) {
+        const drained = await Promise.race([once(c.socket, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 1000))]);
+        if (!drained) {
+          stalled = true;
+          break;
+        }
+      }
+      sent += batch.length;
+    }
+    assert.ok(stalled, `the router kept reading: ${sent} bytes of pipelined requests taken`);
+    const statusesDuring = await normalTraffic(router, 20);
+    assert.deepEqual(statusesDuring, Array(20).fill(200), 'normal traffic served while the pipeliner is stuck');
+    const grew = process.memoryUsage().rss - rss0;
+    assert.ok(grew < RSS_BOUND, `RSS grew ${(grew / 1048576).toFixed(0)} MB`);
+    c.destroy();
+    assert.equal((await fetch(`${router.url}/health`)).status, 200);
+  });
+});
+
+test('a half-closed client (request, then FIN) still gets its proxied answer', async () => {
+  const pod = await startPod();
+  pod.mode = 'stream'; // the answer comes after the FIN
+  await withRouter([pod], {}, async (router) => {
+    const c = await Raw.open(Number(new URL(router.url).port));
+    c.write(`POST /v1/completions HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ncontent-length: ${COMPLETION.length}\r\n\r\n${COMPLETION}`);
+    c.socket.end();
+    const text = await c.waitFor((t) => t.includes('data: [DONE]'));
+    assert.match(text, /HTTP\/1\.1 200 OK/);
+    assert.ok(text.includes('data: [DONE]'), text);
+    assert.equal(pod.served, 1);
+    c.destroy();
+  });
+});
+
+test('the connection cap: connections over it are closed, open ones keep being served, room comes back', async () => {
+  const pod = await startPod();
+  const cap = 16;
+  await withRouter([pod], { limits: { maxConnections: cap } }, async (router) => {
+    const port = Number(new URL(router.url).port);
+    const rss0 = process.memoryUsage().rss;
+    // A normal client holding one kept-alive connection (raw, so it surely is the same socket).
+    const normal = await Raw.open(port);
+    const ask = async (i: number) => {
+      normal.write('GET /health HTTP/1.1\r\nhost: a\r\n\r\n');
+      await normal.waitFor((t) => statuses(t).length >= i);
+    };
+    await ask(1);
+    const attackers = await Promise.all(Array.from({ length: cap * 2 }, () => Raw.open(port)));
+    await until(() => attackers.filter((a) => a.ended).length >= cap, 5000, 'connections over the cap to be closed');
+    const open = attackers.filter((a) => !a.ended).length;
+    assert.ok(open <= cap - 1, `${open} attacker connections open beside the normal one (cap ${cap})`);
+    for (let i = 2; i <= 6; i++) await ask(i);
+    assert.deepEqual(statuses(normal.buf.toString('latin1')), Array(6).fill(200), 'the open connection is served');
+    for (const a of attackers) a.destroy();
+    await until(async () => (await fetch(`${router.url}/health`).then((r) => r.status, () => 0)) === 200, 5000, 'a new connection to be accepted');
+    assert.ok(process.memoryUsage().rss - rss0 < RSS_BOUND);
+    normal.destroy();
+  });
+});
+
+test('a pod answering 500 is ejected after consecutive failures; traffic moves to the healthy one', async () => {
+  const bad = await startPod();
+  const good = await startPod();
+  bad.mode = 'status500';
+  await withRouter([bad, good], { limits: { outlierConsecutiveFailures: 3 } }, async (router) => {
+    const out = await normalTraffic(router, 40, 2);
+    const failed = out.filter((s) => s !== 200).length;
+    assert.ok(bad.received <= 3, `the failing pod drew ${bad.received} requests`);
+    assert.equal(failed, bad.received, 'only the failing pod\'s own 500s reached clients');
+    assert.equal(good.served, 40 - failed);
+    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    assert.match(metrics, new RegExp(`kvrouter_endpoint_ejections_total\\{endpoint="${bad.address}"\\} 1`));
+    assert.match(metrics, new RegExp(`kvrouter_endpoint_ejected\\{endpoint="${bad.address}"\\} 1`));
+  });
+});
+
+test('a pod that resets or answers 503: each request is retried on the other pod, every client gets 200', async () => {
+  for (const mode of ['reset', 'status503'] as const) {
+    const bad = await startPod();
+    const good = await startPod();
+    bad.mode = mode;
+    await withRouter([bad, good], { limits: { outlierConsecutiveFailures: 3 } }, async (router) => {
+      const out = await normalTraffic(router, 30, 3);
+      assert.deepEqual(out, Array(30).fill(200), mode);
+      assert.ok(bad.received >= 1 && bad.received <= 3 + 2, `${mode}: the failing pod drew ${bad.received}`);
+      const metrics = await (await fetch(`${router.url}/metrics`)).text();
+      const reason = mode === 'reset' ? 'reset' : 'status_503';
+      assert.match(metrics, new RegExp(`kvrouter_upstream_retries_total\\{endpoint="${bad.address}",reason="${reason}"\\} ${bad.received}`));
+    });
+  }
+});
+
+test('a pod killed with requests in flight (nothing sent to their clients): they are retried elsewhere and get 200', async () => {
+  const victim = await startPod();
+  const survivor = await startPod();
+  victim.mode = 'hang';
+  await withRouter([victim, survivor], {}, async (router) => {
+    const pending = Array.from({ length: 8 }, () => complete(router));
+    await until(() => victim.received >= 2, 5000, 'requests in flight on the victim');
+    const inflight = victim.received;
+    // Kill it: every connection reset, the port closed.
+    victim.server.closeAllConnections();
+    victim.server.close();
+    const out = await Promise.all(pending);
+    assert.deepEqual(out.map((r) => r.status), Array(8).fill(200), JSON.stringify(out));
+    assert.ok(out.every((r) => r.endpoint === survivor.address));
+    assert.equal(survivor.served, 8, `${inflight} requests were in flight on the victim`);
+  });
+});
+
+test('a hanging pod: its requests get 504 after the configured time, the other pod serves meanwhile', async () => {
+  const hung = await startPod();
+  const good = await startPod();
+  hung.mode = 'hang';
+  await withRouter([hung, good], { limits: { upstreamFirstByteTimeoutMs: 400, outlierConsecutiveFailures: 0 } }, async (router) => {
+    const order: string[] = [];
+    const reqs = Array.from({ length: 10 }, () =>
+      complete(router).then((r) => {
+        order.push(r.status === 200 ? 'ok' : String(r.status));
+        return r;
+      }),
+    );
+    const out = await Promise.all(reqs);
+    const timedOut = out.filter((r) => r.status === 504);
+    assert.equal(timedOut.length, hung.received, 'every request the hung pod took ended in 504');
+    assert.ok(hung.received >= 1, 'the hung pod drew at least one request');
+    for (const r of timedOut) assert.match(r.body, /"code":"upstream_timeout"/);
+    assert.equal(out.filter((r) => r.status === 200).length, 10 - hung.received);
+    // The healthy pod's answers did not wait for the hung one's timeouts.
+    assert.equal(order.indexOf('504'), 10 - hung.received, order.join(','));
+  });
+});
+
+test('never a retry after the first byte reached the client: a reset mid-stream cuts the answer', async () => {
+  const a = await startPod();
+  const b = await startPod();
+  a.mode = 'partial-reset';
+  b.mode = 'partial-reset';
+  await withRouter([a, b], {}, async (router) => {
+    const res = await fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt: 'x', stream: true }) });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.match(new TextDecoder().decode(first.value), /"i":0/);
+    await assert.rejects(async () => {
+      for (;;) if ((await reader.read()).done) break;
+    }, 'the stream ends in an error, not a clean end');
+    assert.equal(a.received + b.received, 1, 'the request went upstream once');
+  });
+});
+
+test('a restarted pod starts slow: while its window runs it takes a small share of a burst', async () => {
+  const a = await startPod();
+  const b = await startPod();
+  a.mode = 'stream';
+  b.mode = 'stream';
+  const clock = new ManualClock();
+  await withRouter([a, b], { clock, limits: { slowStartMs: 10_000 } }, async (router) => {
+    // Restart a on the same port: the pool sees it unready, then ready again.
+    const port = a.port;
+    await a.close();
+    await until(() => !router.pool.get(a.address)!.ready, 5000, 'the pod to leave the candidates');
+    const a2 = await startPod(port);
+    a2.mode = 'stream';
+    try {
+      await until(() => router.pool.get(a.address)!.ready, 5000, 'the pod to return');
+      assert.equal(router.outlier.slowStartFactor(a.address), 0.1);
+      const out = await Promise.all(Array.from({ length: 12 }, () => complete(router)));
+      assert.deepEqual(out.map((r) => r.status), Array(12).fill(200));
+      // Its share of the peer's concurrency (10% of at most 12) is one request at a time.
+      assert.ok(a2.received <= 2, `the returning pod drew ${a2.received} of 12 concurrent requests`);
+      clock.advance(10_000);
+      assert.equal(router.outlier.slowStartFactor(a.address), 1, 'the window is over');
+    } finally {
+      await a2.close();
+    }
+  });
+});
