@@ -1,5 +1,6 @@
 // What the runner needs from the outside world: fresh simulated pods and a router configured
 // for one strategy. Implementations live in ./hosts.ts; tests may pass their own.
+import type { TimingModel } from '../sim/timing.js';
 
 export interface SimSpec {
   pods: number;
@@ -8,8 +9,14 @@ export interface SimSpec {
   numGpuBlocks: number;
   maxNumSeqs?: number;
   maxNumBatchedTokens?: number;
+  /** vLLM --max-model-len (default: the profile's, capped by the KV cache). */
+  maxModelLen?: number;
   /** Simulator hardware profile name (src/sim/timing.ts). */
   profile?: string;
+  /** Overrides of the profile's step-cost constants, for every pod. */
+  timing?: Partial<TimingModel>;
+  /** Per-pod multiplier on every step-cost constant (heterogeneous pods); default 1. */
+  podTimingMultipliers?: number[];
   timeScale: number;
   /** ZMQ endpoint the pods connect their KV-event publishers to (the router binds it). */
   kvEventsEndpoint: string;
@@ -23,11 +30,20 @@ export interface PodsHandle {
   addresses: string[];
   /** How late the simulator's timers fired (model seconds, summed) over how many timers. */
   lag(): Promise<{ seconds: number; timers: number } | undefined>;
+  /** Scenarios: stop pod i (connections refused, in-flight requests fail). */
+  kill?(i: number): Promise<void>;
+  /** Scenarios: restart pod i on the same port with an empty cache. */
+  restart?(i: number): Promise<void>;
+  /** Scenarios: reset pod i's prefix cache (default: POST /reset_prefix_cache over HTTP). */
+  reset?(i: number): Promise<void>;
   close(): Promise<void>;
 }
 
 export interface RouterHandle {
   url: string;
+  /** Scenarios: an endpoint enters or leaves the router's pool. */
+  addEndpoint?(address: string): void;
+  removeEndpoint?(address: string): void;
   close(): Promise<void>;
 }
 

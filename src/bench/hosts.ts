@@ -17,7 +17,12 @@ export async function startRouterInProcess(
     config: configYaml, endpoints, port: 0, host: '127.0.0.1', logLevel: 'warn', processMetrics: false,
     scrapeIntervalMs: timing.scrapeIntervalMs, unhealthyAfterMs: timing.unhealthyAfterMs,
   });
-  return { url: r.url, close: () => r.close() };
+  return {
+    url: r.url,
+    addEndpoint: (address) => void r.pool.add({ address, labels: {} }),
+    removeEndpoint: (address) => r.pool.remove(address),
+    close: () => r.close(),
+  };
 }
 
 class ChildPods implements PodsHandle {
@@ -35,6 +40,28 @@ class ChildPods implements PodsHandle {
     this.child.send({ cmd: 'lag' });
     const m = await Promise.race([reply, new Promise<Record<string, unknown>>((r) => setTimeout(() => r({}), 5000))]);
     return typeof m.lag === 'number' && typeof m.timers === 'number' ? { seconds: m.lag, timers: m.timers } : undefined;
+  }
+  private async ask(msg: Record<string, unknown>, timeoutMs: number): Promise<Record<string, unknown>> {
+    if (!this.child.connected) throw new Error('the simulator process is gone');
+    const reply = new Promise<Record<string, unknown>>((resolve) => this.waiters.push(resolve));
+    this.child.send(msg);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<Record<string, unknown>>((_r, reject) => {
+      timer = setTimeout(() => reject(new Error(`simulator did not answer ${String(msg.cmd)} in ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([reply, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  async kill(i: number): Promise<void> {
+    const m = await this.ask({ cmd: 'kill', pod: i }, 30_000);
+    if (m.ok !== true) throw new Error(String(m.error));
+  }
+  async restart(i: number): Promise<void> {
+    const m = await this.ask({ cmd: 'restart', pod: i }, 30_000);
+    if (m.ok !== true) throw new Error(String(m.error));
   }
   async close(): Promise<void> {
     if (this.child.exitCode !== null) return;
@@ -69,6 +96,8 @@ export async function startPodsInProcess(spec: SimSpec): Promise<PodsHandle> {
     urls: host.pods.map((p) => p.url),
     addresses: host.pods.map((p) => p.podId),
     lag: async () => (host.clock instanceof RealClock ? { seconds: host.clock.lagSeconds, timers: host.clock.firedTimers } : undefined),
+    kill: (i) => host.pods[i].kill(),
+    restart: (i) => host.pods[i].restart(),
     close: () => host.close(),
   };
 }

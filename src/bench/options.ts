@@ -1,6 +1,7 @@
 // CLI flags (+ preset) -> BenchOptions. Kept apart from the command so tests can build runs.
 import { ladder, parseRates, type LoadShape, type LoadType, type Stage } from './load.js';
-import { PRESETS, presetByName, type Preset } from './presets.js';
+import { PRESETS, VIRTUAL_CLOCK_READY, presetByName, presetTracePath, type Preset } from './presets.js';
+import { parseScenario } from './scenarios.js';
 import type { BenchOptions } from './runner.js';
 import { DEFAULT_STRATEGIES, strategyByName } from './strategies.js';
 import { MULTI_ROUND_DEFAULTS, multiRoundWorkload } from './workloads/multi-round.js';
@@ -49,6 +50,18 @@ export interface BenchFlags {
   drainStages?: boolean;
   stageDurations?: string;
   maxInflight?: number;
+  maxNumBatchedTokens?: number;
+  maxModelLen?: number;
+  /** Time-model constants (ms), src/sim/timing.ts. */
+  stepOverheadMs?: number;
+  prefillMsPerToken?: number;
+  decodeMsPerSeq?: number;
+  kvReadMsPerToken?: number;
+  prefillAttnMsPerPair?: number;
+  /** Per-pod step-cost multipliers, e.g. "1,1,2,2". */
+  podTimingMultipliers?: string;
+  /** Named scenarios, e.g. "restart@120:pod=1,hetero" (scenarios.ts). */
+  scenario?: string;
 }
 
 const GENERIC: Preset = {
@@ -129,8 +142,11 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
       seed,
     });
   } else {
-    if (!f.trace) throw new Error('--workload trace needs --trace <file.jsonl>');
-    workload = traceWorkload({ file: f.trace, seed, speed: f.traceSpeed, maxRequests: f.maxRequests, maxOutputLen: f.maxOutputLen });
+    const file = f.trace ?? (base.trace ? presetTracePath(base.trace.file) : undefined);
+    if (!file) throw new Error('--workload trace needs --trace <file.jsonl>');
+    workload = traceWorkload({
+      file, seed, speed: f.traceSpeed ?? base.trace?.speed, maxRequests: f.maxRequests, maxOutputLen: f.maxOutputLen ?? base.trace?.maxOutputLen,
+    });
   }
 
   const loadType = (f.load ?? base.loadType) as LoadType;
@@ -141,6 +157,8 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
   const stages: Stage[] = f.stageDurations
     ? parseDurations(f.stageDurations, rates.length).map((duration, i) => ({ rate: rates[i], duration }))
     : ladder(rates, stageDuration);
+  // A preset's per-stage durations hold for its own ladder (not for --qps, --stage-duration or --stage-durations).
+  if (base.stageDurations && !f.qps && f.stageDuration === undefined && !f.stageDurations) stages.forEach((st, i) => (st.duration = base.stageDurations![i]));
   let warm = base.warmup;
   if (f.warmup) {
     const [rate, duration] = f.warmup.split('x').map(Number);
@@ -154,10 +172,20 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
   for (const s of strategies) strategyByName(s);
   if (strategies.length === 0) throw new Error('--strategies: name at least one');
 
+  // Presets meant for the virtual clock are too long for the scaled real clock.
+  const clock = clockOf(f.clock ?? (base.clock === 'virtual' && VIRTUAL_CLOCK_READY ? 'virtual' : 'real'));
+  if (clock === 'virtual' && !VIRTUAL_CLOCK_READY) throw new Error('--clock virtual: the virtual-clock runner is not available in this build');
+  if (base.clock === 'virtual' && clock === 'real' && f.clock !== 'real' && !f.maxRequests) {
+    throw new Error(
+      `preset ${f.preset} runs at full length on the virtual clock; give --clock real to run it in scaled real time anyway` +
+        `${PRESETS[`${f.preset}-short`] ? `, or use ${f.preset}-short` : ''}, or cap it with --max-requests`,
+    );
+  }
   const timeScale = f.timeScale ?? base.timeScale;
   if (!(timeScale > 0)) throw new Error('--time-scale must be > 0');
   let maxRequests = f.maxRequests;
   if (workloadKind !== 'trace' && maxRequests !== undefined) maxRequests = positiveInt('max-requests', maxRequests);
+  const scenarioSpec = f.scenario ?? base.scenario;
   const options: BenchOptions = {
     workload: maxRequests && workloadKind !== 'trace' ? capped(workload, maxRequests) : workload,
     load,
@@ -168,8 +196,14 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
       blockSize: positiveInt('block-size', f.blockSize) ?? base.blockSize,
       numGpuBlocks: positiveInt('num-gpu-blocks', f.numGpuBlocks) ?? base.numGpuBlocks,
       maxNumSeqs: positiveInt('max-num-seqs', f.maxNumSeqs) ?? base.maxNumSeqs,
+      maxNumBatchedTokens: positiveInt('max-num-batched-tokens', f.maxNumBatchedTokens) ?? base.maxNumBatchedTokens,
+      maxModelLen: positiveInt('max-model-len', f.maxModelLen) ?? base.maxModelLen,
       profile: f.profile ?? base.profile,
+      timing: timingOverrides(f),
+      podTimingMultipliers: multipliers(f.podTimingMultipliers, positiveInt('pods', f.pods) ?? base.pods),
     },
+    clock,
+    scenario: scenarioSpec === undefined ? undefined : parseScenario(scenarioSpec, positiveInt('pods', f.pods) ?? base.pods),
     timeScale,
     seed,
     preset: f.preset,
@@ -177,7 +211,6 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
     notes: [...base.notes],
     drainStages: f.drainStages,
     maxInflight: positiveInt('max-inflight', f.maxInflight),
-    clock: clockOf(f.clock),
     virtual: {
       eventDelayMs: nonNegative('event-delay-ms', f.eventDelayMs),
       scrapeIntervalMs: f.scrapeIntervalMs === undefined ? undefined : positiveNumber('scrape-interval-ms', f.scrapeIntervalMs),
@@ -201,6 +234,28 @@ function positiveNumber(name: string, v: number): number {
 function parseOrder(v: string): 'random' | 'cyclic' {
   if (v !== 'random' && v !== 'cyclic') throw new Error(`--order must be cyclic or random (got "${v}")`);
   return v;
+}
+
+/** The time-model constants given on the command line (unset ones keep the profile's). */
+function timingOverrides(f: BenchFlags): BenchOptions['sim']['timing'] {
+  const t = {
+    stepOverheadMs: nonNegative('step-overhead-ms', f.stepOverheadMs),
+    prefillPerTokenMs: nonNegative('prefill-ms-per-token', f.prefillMsPerToken),
+    decodePerSeqMs: nonNegative('decode-ms-per-seq', f.decodeMsPerSeq),
+    kvReadPerTokenMs: nonNegative('kv-read-ms-per-token', f.kvReadMsPerToken),
+    prefillAttnPerPairMs: nonNegative('prefill-attn-ms-per-pair', f.prefillAttnMsPerPair),
+  };
+  const set = Object.fromEntries(Object.entries(t).filter(([, v]) => v !== undefined));
+  return Object.keys(set).length ? set : undefined;
+}
+
+function multipliers(spec: string | undefined, pods: number): number[] | undefined {
+  if (spec === undefined) return undefined;
+  const xs = spec.split(',').map((x) => Number(x.trim()));
+  if (xs.length !== pods || xs.some((x) => !Number.isFinite(x) || x <= 0)) {
+    throw new Error(`--pod-timing-multipliers expects ${pods} positive numbers, one per pod (got "${spec}")`);
+  }
+  return xs;
 }
 
 /** Limits a generated workload to its first n requests (the schedule stops early). */

@@ -67,6 +67,36 @@ export class PrefixOracle {
   get hitRate(): number {
     return this.promptTokens ? this.cachedTokens / this.promptTokens : 0;
   }
+
+  /** Distinct full prompt blocks seen (the workload's resident set, in blocks). */
+  get distinctBlocks(): number {
+    return this.seen.size;
+  }
+}
+
+export interface ServedRequest {
+  prompt: number[];
+  stage: number;
+  /** When it was actually sent (any monotonic unit); the oracle sees requests in this order. */
+  sentAt: number;
+  id: number;
+}
+
+/**
+ * The oracle over exactly the requests that were served (answered 200 and completed), in the
+ * order they were sent: requests refused (400 over max-model-len, shed, failed) neither add
+ * cacheable blocks nor count, so the client's hit rate is comparable with it.
+ */
+export function servedOracle(served: ServedRequest[], blockSize: number, stages: number): { perStage: { prompt: number; cached: number }[] } {
+  const o = new PrefixOracle(blockSize);
+  const perStage = Array.from({ length: stages }, () => ({ prompt: 0, cached: 0 }));
+  const order = served.slice().sort((a, b) => a.sentAt - b.sentAt || a.id - b.id);
+  for (const r of order) {
+    const c = o.observe(r.prompt);
+    perStage[r.stage].prompt += r.prompt.length;
+    perStage[r.stage].cached += c;
+  }
+  return { perStage };
 }
 
 export function oracleHitRate(requests: BenchRequest[], blockSize: number): OracleResult {

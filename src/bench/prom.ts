@@ -58,7 +58,8 @@ export function podCounters(samples: Sample[]): PodCounters {
 
 export function diffCounters(after: PodCounters, before: PodCounters): PodCounters {
   const d = {} as PodCounters;
-  for (const k of Object.keys(after) as (keyof PodCounters)[]) d[k] = after[k] - before[k];
+  // A counter below its earlier value was reset (the pod restarted): Prometheus counts from 0.
+  for (const k of Object.keys(after) as (keyof PodCounters)[]) d[k] = after[k] >= before[k] ? after[k] - before[k] : after[k];
   return d;
 }
 

@@ -5,6 +5,8 @@ import { imbalance, summarize, type Summary } from './stats.js';
 import type { Stage } from './load.js';
 import type { VirtualRunStats } from './virtual/runner.js';
 import type { CrossValidation } from './virtual/cross-validate.js';
+import type { AppliedEvent } from './scenarios.js';
+import type { TimeModelReport } from './time-model.js';
 
 export interface StageResult {
   index: number;
@@ -25,11 +27,14 @@ export interface StageResult {
   /** Output tokens of successful requests / (last completion - first send), model seconds. */
   outputTokPerSec: number;
   reqPerSec: number;
-  /** Prefix-cache hit rate from the pods' vllm:prefix_cache_{hits,queries} deltas. */
+  /**
+   * Prefix-cache hit rate from the pods' vllm:prefix_cache_{hits,queries} deltas. Pods count
+   * every scheduling from scratch, so recomputation after preemption is counted again.
+   */
   hitRate: number;
-  /** Same from the responses' usage.prompt_tokens_details.cached_tokens, by request stage. */
+  /** What clients saw: usage.prompt_tokens_details.cached_tokens over prompt tokens of served requests. */
   clientHitRate: number;
-  /** Infinite-cache upper bound for this stage's requests. */
+  /** Infinite-cache upper bound over this stage's served requests (in send order). */
   oracleHitRate: number;
   /**
    * max/mean across pods of requests and of prompt tokens, by the stage requests were sent in
@@ -49,6 +54,8 @@ export interface StrategyResult {
   name: string;
   label: string;
   description: string;
+  /** What it reproduces: "repository, path (date)". */
+  source?: string;
   config: string;
   stages: StageResult[];
   /** All non-warm-up stages together. */
@@ -56,6 +63,8 @@ export interface StrategyResult {
   /** Mean lateness of the simulator's timers, model ms (its clock falling behind wall time). */
   simLagMs?: number;
   wallSeconds: number;
+  /** Scenario events as they were applied. */
+  scenarioEvents?: AppliedEvent[];
   error?: string;
   sampleErrors: string[];
   /** Virtual clock: model time covered, speed and where the wall time went. */
@@ -71,19 +80,23 @@ export interface BenchResults {
     load: { type: string; stages: Stage[] };
     pods: number;
     sim: Record<string, unknown>;
+    /** real: scaled wall clock; virtual: discrete-event model time. */
+    clock?: 'real' | 'virtual';
+    /** The step-cost model, how it was derived and its check against llm-d's published run. */
+    timeModel?: TimeModelReport;
+    scenario?: { names: string[]; description: string[] };
     timeScale: number;
     seed: number;
     model: string;
     requests: number;
     host: { cpus: number; node: string; platform: string };
     notes: string[];
-    /** real: scaled wall clock; virtual: discrete-event model time. */
-    clock?: 'real' | 'virtual';
     /** The virtual clock's settings. */
     virtualClock?: { eventDelayMs: number; scrapeIntervalMs: number; routerOverheadMs: number };
     /** inference-perf semantics used (order, stage draining, client concurrency cap). */
     client?: { order?: string; drainStages?: boolean; maxInflight?: number };
   };
+  /** The oracle over every planned request (offered load); per strategy, see oracleHitRate (served). */
   oracle: { hitRate: number; perStage: number[] };
   strategies: StrategyResult[];
   /** The same options on the real clock vs the virtual clock (src/bench/virtual/cross-validate.ts). */

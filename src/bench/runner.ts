@@ -7,11 +7,13 @@ import { request as httpRequest } from 'undici';
 import { BenchClient, type RequestResult } from './client.js';
 import type { Harness, SimSpec } from './harness.js';
 import { arrivals as makeArrivals, type LoadShape, type Stage } from './load.js';
-import { PrefixOracle } from './oracle.js';
+import { PrefixOracle, servedOracle } from './oracle.js';
 import { Progress } from './progress.js';
 import { diffCounters, scrapePod, type PodCounters } from './prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from './results.js';
-import { strategyByName, strategyYaml } from './strategies.js';
+import { scenarioSpec, startScenarioReal, type Scenario } from './scenarios.js';
+import { timeModelReport } from './time-model.js';
+import { sourceLine, strategyByName, strategyYaml } from './strategies.js';
 import { registerBenchPlugins } from './peers/index.js';
 import type { BenchRequest, Workload } from './workloads/types.js';
 import type { VirtualClockOptions } from './virtual/runner.js';
@@ -26,6 +28,8 @@ export interface BenchOptions {
   clock?: 'real' | 'virtual';
   /** The virtual runner's settings (event delay, scrape interval, router overhead). */
   virtual?: VirtualClockOptions;
+  /** Restarts, joins, leaves, resets, heterogeneous pods, eviction pressure (scenarios.ts). */
+  scenario?: Scenario;
   seed: number;
   preset?: string;
   /** MODEL seconds to wait for in-flight requests after the last send before aborting them. */
@@ -89,8 +93,12 @@ async function waitReady(url: string, timeoutMs: number): Promise<void> {
   throw new Error(`${url} not ready after ${timeoutMs} ms (${last})`);
 }
 
-async function scrapeAll(urls: string[]): Promise<PodCounters[]> {
-  return await Promise.all(urls.map((u) => scrapePod(u)));
+async function scrapeAll(urls: string[], prev?: PodCounters[]): Promise<PodCounters[]> {
+  // A pod that left (scenarios) keeps its last counters: no delta, rather than a failed run.
+  return await Promise.all(urls.map((u, i) => scrapePod(u).catch((err: unknown) => {
+    if (prev) return prev[i];
+    throw err;
+  })));
 }
 
 export async function runBench(harness: Harness, opts: BenchOptions): Promise<BenchResults> {
@@ -105,6 +113,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
   registerBenchPlugins();
   const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
   if (planned.length === 0) throw new Error('the load shape produced no requests');
+  const idIndex = new Map(planned.map((p, i) => [p.req.id, i]));
   const toModelSec = (ms: number) => ms / 1000 / opts.timeScale;
 
   // The oracle sees the sequence in arrival order, cache carried across stages.
@@ -115,6 +124,8 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     perStageOracle[p.stage].prompt += p.req.prompt.length;
     perStageOracle[p.stage].cached += c;
   }
+  // Scenarios may size the pods' KV from the workload's resident set.
+  const sim = scenarioSpec(opts.sim, opts.scenario, oracle.distinctBlocks * opts.sim.blockSize);
 
   const strategies: StrategyResult[] = [];
   for (let si = 0; si < opts.strategies.length; si++) {
@@ -126,22 +137,33 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     const yaml = strategyYaml(def, ctx);
     progress.log(`[${si + 1}/${opts.strategies.length}] ${def.name}: starting ${opts.sim.pods} pods and the router`);
     const result: StrategyResult = {
-      name: def.name, label: def.label, description: def.description, config: yaml,
+      name: def.name, label: def.label, description: def.description, source: sourceLine(def.source), config: yaml,
       stages: [], total: undefined as unknown as StrategyResult['total'], wallSeconds: 0, sampleErrors: [],
     };
     let pods: Awaited<ReturnType<Harness['startPods']>> | undefined;
     let router: Awaited<ReturnType<Harness['startRouter']>> | undefined;
     try {
-      pods = await harness.startPods({ ...opts.sim, timeScale: opts.timeScale, kvEventsEndpoint: zmq, seed: opts.seed });
+      pods = await harness.startPods({ ...sim, timeScale: opts.timeScale, kvEventsEndpoint: zmq, seed: opts.seed });
+      const late = new Set(opts.scenario?.lateJoiners ?? []);
       router = await harness.startRouter(
         yaml,
-        pods.addresses.map((address) => ({ address, labels: {} })),
+        pods.addresses.filter((_a, i) => !late.has(i)).map((address) => ({ address, labels: {} })),
         { scrapeIntervalMs: 50 * opts.timeScale, unhealthyAfterMs: Math.max(750 * opts.timeScale, 3000) },
       );
       await waitReady(router.url, 30_000);
       await new Promise((r) => setTimeout(r, opts.settleMs ?? 500));
-      const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name);
-      Object.assign(result, assembleStrategy(stages, runOut.results, runOut.podDeltas, perStageOracle, pods.addresses, toModelSec));
+      const scenario = startScenarioReal(opts.scenario, stages, { pods, router }, opts.timeScale, (l) => progress.log(l));
+      const runOut = await runSchedule(router.url, pods.urls, planned, stages, opts, progress, si, def.name, () => scenario.start()).finally(
+        () => scenario.stop(),
+      );
+      if (scenario.applied.length) result.scenarioEvents = scenario.applied;
+      // The oracle over the requests this strategy actually served, in the order they were sent.
+      const served = servedOracle(
+        runOut.results.filter((r) => r.ok).map((r) => ({ prompt: planned[idIndex.get(r.id) as number].req.prompt, stage: r.stage, sentAt: r.sentMs, id: r.id })),
+        opts.sim.blockSize,
+        stages.length,
+      ).perStage;
+      Object.assign(result, assembleStrategy(stages, runOut.results, runOut.podDeltas, served, pods.addresses, toModelSec));
       const lag = await pods.lag();
       if (lag && lag.timers > 0) result.simLagMs = (lag.seconds / lag.timers) * 1000;
     } catch (err) {
@@ -156,7 +178,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
     if (!result.error) {
       const t = result.total;
       progress.log(
-        `  ${def.name}: TTFT p90 ${t.ttft.p90.toFixed(3)} s, ${t.outputTokPerSec.toFixed(0)} output tok/s, hit rate ${(t.hitRate * 100).toFixed(1)}% (oracle ${(t.oracleHitRate * 100).toFixed(1)}%), errors ${t.errors}, shed ${t.shed} [${result.wallSeconds.toFixed(0)} s wall]`,
+        `  ${def.name}: TTFT p90 ${t.ttft.p90.toFixed(3)} s, ${t.outputTokPerSec.toFixed(0)} output tok/s, hit rate ${(t.clientHitRate * 100).toFixed(1)}% client / ${(t.hitRate * 100).toFixed(1)}% pods (oracle ${(t.oracleHitRate * 100).toFixed(1)}%), errors ${t.errors}, shed ${t.shed} [${result.wallSeconds.toFixed(0)} s wall]`,
       );
     }
     strategies.push(result);
@@ -179,7 +201,10 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
       workload: { kind: opts.workload.kind, params: opts.workload.params },
       load: { type: opts.workload.kind === 'trace' ? 'trace' : opts.load.type, stages },
       pods: opts.sim.pods,
-      sim: { ...opts.sim },
+      sim: { ...sim },
+      clock: opts.clock ?? 'real',
+      timeModel: timeModelReport(sim),
+      scenario: opts.scenario ? { names: opts.scenario.names, description: opts.scenario.description } : undefined,
       timeScale: opts.timeScale,
       seed: opts.seed,
       model: opts.sim.model,
@@ -202,6 +227,8 @@ async function runSchedule(
   progress: Progress,
   strategyIndex: number,
   strategyName: string,
+  /** Called at the schedule's time zero (scenario events are timed from it). */
+  onStart?: () => void,
 ): Promise<{ results: RequestResult[]; podDeltas: PodCounters[][] }> {
   const client = new BenchClient(routerUrl, opts.sim.model);
   const abort = new AbortController();
@@ -225,6 +252,7 @@ async function runSchedule(
   let nSent = 0;
   let curStage = 0;
   const t0 = performance.now();
+  onStart?.();
   const state = () => ({
     strategy: strategyName, strategyIndex, strategies: opts.strategies.length, stage: curStage, stages: stages.length,
     rate: stages[curStage]?.rate ?? 0, sent: nSent, done: nDone, total: planned.length, errors: nErr, inflight: inflight.size,
@@ -276,7 +304,7 @@ async function runSchedule(
         if (late > 0) shiftMs += late;
         due = p.t * opts.timeScale * 1000 + shiftMs;
       }
-      snapshots.push(await scrapeAll(podUrls));
+      snapshots.push(await scrapeAll(podUrls, snapshots[snapshots.length - 1]));
       curStage++;
       progress.update(state(), true);
     }
@@ -291,7 +319,7 @@ async function runSchedule(
     progress.update(state());
   }
   while (curStage + 1 < stages.length) {
-    snapshots.push(await scrapeAll(podUrls));
+    snapshots.push(await scrapeAll(podUrls, snapshots[snapshots.length - 1]));
     curStage++;
   }
   // Drain: bounded wait for everything in flight (and anything still waiting on a predecessor).
@@ -317,7 +345,7 @@ async function runSchedule(
     }
   }
   progress.update(state(), true);
-  snapshots.push(await scrapeAll(podUrls));
+  snapshots.push(await scrapeAll(podUrls, snapshots[snapshots.length - 1]));
   await client.close();
   const podDeltas = stages.map((_s, i) => snapshots[i + 1].map((after, k) => diffCounters(after, snapshots[i][k])));
   return { results, podDeltas };

@@ -99,19 +99,26 @@ export interface InferenceRequest {
   estimatedTokens: number;
 }
 
+/** Names a value in the CycleState and carries its type, so readers need no cast. */
+export class StateKey<T> {
+  /** Never set: only ties the key to its type at compile time. */
+  declare readonly type?: T;
+  constructor(readonly id: string) {}
+}
+
 /** Per-request scratch space shared by the plugins of one scheduling cycle. */
 export class CycleState {
-  private readonly data = new Map<string, unknown>();
-  get<T>(key: string): T | undefined {
+  private readonly data = new Map<StateKey<unknown>, unknown>();
+  get<T>(key: StateKey<T>): T | undefined {
     return this.data.get(key) as T | undefined;
   }
-  set(key: string, value: unknown): void {
+  set<T>(key: StateKey<T>, value: T): void {
     this.data.set(key, value);
   }
 }
 
-/** Key under which prefix scorers publish per-endpoint match info (read by no-hit-lru-scorer). */
-export const PREFIX_MATCH_STATE = 'prefix-cache-match-info';
+/** Where prefix scorers publish per-endpoint match info (read by no-hit-lru-scorer and the Dynamo peer). */
+export const PREFIX_MATCH_STATE = new StateKey<PrefixMatchInfo>('prefix-cache-match-info');
 export interface PrefixMatchInfo {
   /** Matched blocks per endpoint address. */
   matched: Map<string, number>;

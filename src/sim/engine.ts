@@ -446,13 +446,21 @@ export class Engine {
     }
     let decodeSeqs = 0;
     let tokens = 0;
+    // What the step reads and computes beyond its token count: decoding sequences read their
+    // whole context's KV; a prefill chunk attends to everything before each of its tokens.
+    let decodeContext = 0;
+    let attnPairs = 0;
     for (let i = 0; i < n; i++) {
       const r = this.schedReqs[i];
-      tokens += this.schedNew[i];
-      if (this.schedNew[i] === 1 && r.outputCount > 0) decodeSeqs++;
+      const k = this.schedNew[i];
+      tokens += k;
+      if (k === 1 && r.outputCount > 0) {
+        decodeSeqs++;
+        decodeContext += r.numComputed + 1;
+      } else attnPairs += k * (r.numComputed + (k + 1) / 2);
     }
     const prefillTokens = tokens - decodeSeqs;
-    const secs = stepSeconds(this.cfg.timing, prefillTokens, decodeSeqs);
+    const secs = stepSeconds(this.cfg.timing, prefillTokens, decodeSeqs, decodeContext, attnPairs);
     this.steps++;
     this.busySeconds += secs;
     this.listener.onStep?.(prefillTokens, decodeSeqs, secs);

@@ -24,7 +24,6 @@ import {
   type Endpoint,
   type InferenceRequest,
   type PreRequest,
-  type PrefixMatchInfo,
   type ResponseHooks,
   type ResponseInfo,
   type Scorer,
@@ -169,7 +168,7 @@ export class DynamoKvScorer implements Scorer, PreRequest, ResponseHooks {
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
     if (endpoints.length === 0) return [];
-    const info = state.get<PrefixMatchInfo>(PREFIX_MATCH_STATE);
+    const info = state.get(PREFIX_MATCH_STATE);
     if (!info && !this.warnedNoIndex) {
       this.warnedNoIndex = true;
       this.warn('dynamo-kv-scorer: no prefix match info in the cycle; put precise-prefix-cache-scorer (weight 0) before it');

@@ -25,6 +25,7 @@ import { registerPlugin } from '../../scheduler/registry.js';
 import { parseParams } from '../../scheduler/plugins/params.js';
 import {
   PREFIX_MATCH_STATE,
+  StateKey,
   type CycleState,
   type Endpoint,
   type Filter,
@@ -32,14 +33,13 @@ import {
   type Plugin,
   type PluginContext,
   type PreRequest,
-  type PrefixMatchInfo,
   type ResponseHooks,
   type Scorer,
   type SchedulingResult,
 } from '../../scheduler/types.js';
 
 /** Per-cycle result of the load producer: this request's uncached tokens per endpoint. */
-const CURRENT_LOAD_STATE = 'llmd-current-request-load';
+const CURRENT_LOAD_STATE = new StateKey<Map<string, number>>('llmd-current-request-load');
 
 interface Flight {
   address: string;
@@ -71,12 +71,12 @@ export class InflightLoadProducer implements PreRequest, ResponseHooks {
 
   /** Runs the prefix plugin (once per cycle) and this request's uncached tokens per endpoint. */
   async produce(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<Map<string, number>> {
-    const done = state.get<Map<string, number>>(CURRENT_LOAD_STATE);
+    const done = state.get(CURRENT_LOAD_STATE);
     if (done) return done;
     const prefix = this.getPlugin(this.prefixName) as Scorer | undefined;
     if (!prefix || typeof prefix.score !== 'function') throw new Error(`${this.name}: prefixScorer "${this.prefixName}" is not a prefix scorer in this config`);
     await prefix.score(state, req, endpoints);
-    const info = state.get<PrefixMatchInfo>(PREFIX_MATCH_STATE);
+    const info = state.get(PREFIX_MATCH_STATE);
     const tokens = (await req.getTokens())?.length ?? req.estimatedTokens;
     const out = new Map<string, number>();
     for (const e of endpoints) {
@@ -169,7 +169,7 @@ export class PrefixCacheAffinityFilter implements Filter {
       this.outcomes.exploration++;
       return endpoints;
     }
-    const info = state.get<PrefixMatchInfo>(PREFIX_MATCH_STATE);
+    const info = state.get(PREFIX_MATCH_STATE);
     const score = (e: Endpoint) => (info && info.totalBlocks > 0 ? (info.matched.get(e.address) ?? 0) / info.totalBlocks : 0);
     const sticky: Endpoint[] = [];
     let bestSticky = Infinity;

@@ -6,6 +6,8 @@ import { registerStickyUntilSaturatedPlugins } from './sticky-until-saturated.js
 
 type Doc = Record<string, unknown>;
 
+const STICKY_SOURCE = { repository: 'llm-d/llm-d-router', path: 'pkg/epp/framework/plugins/scheduling/filter/prefixcacheaffinity/README.md (v0.10)', date: '2026-08-17' };
+
 /** The strategies, given the bench's precise-scorer block (shared with its other strategies). */
 export function peerStrategies(precisePlugin: (ctx: StrategyContext) => Doc): StrategyDef[] {
   registerStickyUntilSaturatedPlugins();
@@ -37,6 +39,7 @@ export function peerStrategies(precisePlugin: (ctx: StrategyContext) => Doc): St
       name: 'llmd-sticky',
       label: 'llm-d sticky-until-saturated (re-impl.)',
       description: `Re-implementation of llm-d-router v0.10's default "sticky until saturated": approximate prefix producer -> prefix-cache-affinity-filter (0.80; break when sticky TTFT = in-flight uncached tokens / 15,928 tok/s exceeds the best other by 18 s) -> token-load-scorer (in-flight + this request's uncached tokens), max-score-picker; not llm-d code. Sources: ${source}`,
+      source: STICKY_SOURCE,
       usesKvEvents: false,
       config: sticky(approx, 'prefix-cache-scorer'),
     },
@@ -44,6 +47,7 @@ export function peerStrategies(precisePlugin: (ctx: StrategyContext) => Doc): St
       name: 'llmd-sticky-precise',
       label: 'llm-d sticky-until-saturated, precise index (re-impl.)',
       description: `As llmd-sticky, with the prefix match from the precise KV-event index instead of the approximate producer (isolates the policy from the cache signal); not llm-d code. Sources: ${source}`,
+      source: STICKY_SOURCE,
       usesKvEvents: true,
       config: sticky(precisePlugin, 'precise-prefix-cache-scorer'),
     },

@@ -8,12 +8,12 @@ const sec = (v: number) => (Number.isFinite(v) ? (v >= 10 ? v.toFixed(1) : v >= 
 const ms = (v: number) => (Number.isFinite(v) ? (v * 1000).toFixed(v >= 0.1 ? 0 : 1) + ' ms' : '-');
 
 function row(name: string, s: StageResult, first: string): string {
-  return `| ${first}${name} | ${s.sent} | ${sec(s.ttft.p50)} | ${sec(s.ttft.p90)} | ${sec(s.ttft.p99)} | ${ms(s.itl.p50)} | ${fmtNum(s.outputTokPerSec)} | ${fmtNum(s.reqPerSec)} | ${pct(s.hitRate)} | ${pct(s.oracleHitRate)} | ${fmtNum(s.imbalanceRequests)} / ${fmtNum(s.imbalancePromptTokens)} | ${pct(s.errorRate)}${s.shed ? ` (${s.shed} shed)` : ''} |`;
+  return `| ${first}${name} | ${s.sent} | ${sec(s.ttft.p50)} | ${sec(s.ttft.p90)} | ${sec(s.ttft.p99)} | ${ms(s.itl.p50)} | ${fmtNum(s.outputTokPerSec)} | ${fmtNum(s.reqPerSec)} | ${pct(s.clientHitRate)} | ${pct(s.hitRate)} | ${pct(s.oracleHitRate)} | ${fmtNum(s.imbalanceRequests)} / ${fmtNum(s.imbalancePromptTokens)} | ${pct(s.errorRate)}${s.shed ? ` (${s.shed} shed)` : ''} |`;
 }
 
 const HEADER =
-  '| strategy | requests | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | output tok/s | req/s | hit rate | oracle | imbalance req / prompt tok | errors + shed |\n' +
-  '|---|---|---|---|---|---|---|---|---|---|---|---|';
+  '| strategy | requests | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | output tok/s | req/s | client hit | pod hit | oracle | imbalance req / prompt tok | errors + shed |\n' +
+  '|---|---|---|---|---|---|---|---|---|---|---|---|---|';
 
 export function markdownReport(r: BenchResults): string {
   const m = r.meta;
@@ -33,17 +33,19 @@ export function markdownReport(r: BenchResults): string {
   lines.push('');
   lines.push('Simulator: `' + JSON.stringify(m.sim) + '`');
   lines.push('');
-  lines.push(`Oracle (infinite cache, vLLM hit rule) hit rate: **${pct(r.oracle.hitRate)}** over all requests (warm-up included; per-stage values in the tables).`);
+  lines.push(`Oracle (infinite cache, vLLM hit rule) hit rate: **${pct(r.oracle.hitRate)}** over all planned requests (warm-up included); the tables' oracle column covers exactly the requests each strategy served, in the order it sent them.`);
   lines.push('');
   lines.push('## Summary (all measured stages)');
   lines.push('');
   lines.push(HEADER);
   for (const s of r.strategies) lines.push(s.error ? `| ${s.label} | failed: ${s.error.replace(/\|/g, '/')} |` : row(s.label, s.total, ''));
   lines.push('');
-  lines.push('Hit rate: vllm:prefix_cache_hits / vllm:prefix_cache_queries deltas across pods. ITL: per-request mean time between output tokens. Imbalance: max/mean over pods of routed requests and prompt tokens (1 = even). Throughput: output tokens of successful requests over the time from the stage\'s first send to its last completion.');
+  lines.push('Client hit: usage.prompt_tokens_details.cached_tokens / prompt tokens of served requests (what clients saw). Pod hit: vllm:prefix_cache_hits / vllm:prefix_cache_queries deltas across pods, which count a preempted request again each time it is rescheduled. ITL: per-request mean time between output tokens. Imbalance: max/mean over pods of routed requests and prompt tokens (1 = even). Throughput: output tokens of successful requests over the time from the stage\'s first send to its last completion.');
   lines.push('');
   if (r.strategies.some((s) => s.virtual)) lines.push(...virtualSection(r), '');
   if (r.crossValidation) lines.push(...crossValidationMarkdown(r.crossValidation), '');
+  timeModelSection(r, lines);
+  scenarioSection(r, lines);
   lines.push('## Per stage');
   lines.push('');
   const stages = r.strategies.find((s) => !s.error)?.stages ?? [];
@@ -61,7 +63,8 @@ export function markdownReport(r: BenchResults): string {
   lines.push('');
   for (const s of r.strategies) {
     const lag = s.simLagMs !== undefined ? ` Simulator timer lag ${s.simLagMs.toFixed(2)} model-ms mean; ${Math.round(s.wallSeconds)} s wall.` : '';
-    lines.push(`- **${s.label}** (\`${s.name}\`): ${s.description}.${lag}`);
+    const src = s.source ? ` Source: ${s.source}.` : '';
+    lines.push(`- **${s.label}** (\`${s.name}\`): ${s.description}.${src}${lag}`);
   }
   if (m.notes.length) {
     lines.push('');
@@ -93,4 +96,40 @@ function virtualSection(r: BenchResults): string[] {
     out.push(`| ${s.label} | ${sec(s.total.ttft.mean)} | ${fmtNum(s.total.meanWaiting ?? NaN)} | ${fmtNum(v.modelSeconds)} | ${fmtNum(v.wallSeconds)} | ${fmtNum(v.speedup)} | ${fmtNum(v.usPerRequest)} |`);
   }
   return out;
+}
+
+function timeModelSection(r: BenchResults, lines: string[]): void {
+  const tm = r.meta.timeModel;
+  if (!tm) return;
+  lines.push('## Time model');
+  lines.push('');
+  const t = tm.timing;
+  lines.push(
+    `Profile \`${tm.profile}\`${tm.overridden ? ' with command-line overrides' : ''}: step = ${t.stepOverheadMs} ms + prefill tokens x ${t.prefillPerTokenMs} ms + prefill attention pairs x ${t.prefillAttnPerPairMs ?? 0} ms + decoding sequences x ${t.decodePerSeqMs} ms + their context tokens x ${t.kvReadPerTokenMs ?? 0} ms.` +
+      (tm.podTimingMultipliers ? ` Per-pod multipliers: ${tm.podTimingMultipliers.join(', ')}.` : ''),
+  );
+  lines.push('');
+  lines.push('Derivation:');
+  lines.push('');
+  for (const l of tm.derivation) lines.push(`- ${l}`);
+  lines.push('');
+  lines.push(`Check against llm-d's published precise run (${tm.within20 ? 'within' : 'NOT within'} 20 %):`);
+  lines.push('');
+  for (const l of tm.check) lines.push(`- ${l}`);
+  lines.push('');
+}
+
+function scenarioSection(r: BenchResults, lines: string[]): void {
+  const sc = r.meta.scenario;
+  if (!sc) return;
+  lines.push('## Scenario');
+  lines.push('');
+  lines.push(`\`${sc.names.join(',')}\`: ${sc.description.join('; ')}.`);
+  lines.push('');
+  for (const s of r.strategies) {
+    if (!s.scenarioEvents?.length) continue;
+    const ev = s.scenarioEvents.map((e) => `${e.kind} pod ${e.pod} planned ${e.at.toFixed(1)} s, ${e.error ? `failed: ${e.error}` : e.doneAt !== undefined ? `done ${e.doneAt.toFixed(1)} s` : 'not reached'}`);
+    lines.push(`- ${s.name}: ${ev.join('; ')}`);
+  }
+  lines.push('');
 }

@@ -4,8 +4,9 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { resolveBench, PRESET_NAMES, type BenchFlags } from '../../bench/options.js';
 import { STRATEGIES } from '../../bench/strategies.js';
+import { SCENARIO_HELP } from '../../bench/scenarios.js';
 
-const HELP = `Usage: kvrouter bench [--preset smoke|llm-d-73] [options]
+const HELP = `Usage: kvrouter bench [--preset NAME] [options]
 
 Runs each routing strategy against fresh simulated vLLM pods (one router per strategy, the same
 seeded request sequence and schedule) and reports TTFT p50/p90/p99, ITL, output tok/s, req/s,
@@ -27,10 +28,19 @@ the workload's oracle hit rate (infinite cache). Times are model time (wall / --
   multi_round:   --users N --rounds N --system-len T --history-len T --question-len T --output-len T
   trace:         --trace FILE.jsonl [--trace-speed X] [--max-output-len T]   (Mooncake format)
   --max-requests N         cap the number of requests
-  simulator:     --block-size B --num-gpu-blocks N --max-num-seqs N --profile NAME --model M
+  simulator:     --block-size B --num-gpu-blocks N --max-num-seqs N --max-num-batched-tokens N
+                 --max-model-len N --profile NAME --model M
+  time model (ms; default: the profile's, derived in src/sim/timing.ts):
+                 --step-overhead-ms X --prefill-ms-per-token X --decode-ms-per-seq X
+                 --kv-read-ms-per-token X (per context token of each decoding sequence)
+                 --prefill-attn-ms-per-pair X (per prefill token x earlier token attended to)
+                 --pod-timing-multipliers 1,1,2,2 (one per pod: heterogeneous pods)
+  --scenario a,b,...       scenarios, with any preset:
+${SCENARIO_HELP}
   --in-process-pods        host the pods in this process (default: a child process)
   --drain-timeout S        model seconds to wait for in-flight requests after the last send
-  --clock real|virtual     real (default): the simulator in scaled wall time, the router over HTTP;
+  --clock real|virtual     default: the preset's (llm-d-73, mooncake-*, scale-*: virtual; others real).
+                           real: the simulator in scaled wall time, the router over HTTP;
                            virtual: the same router logic and engines on one discrete-event clock
                            in model time, as fast as the CPU allows, deterministic per seed
   virtual clock: --event-delay-ms MS (default 5) --scrape-interval-ms MS (default 50)
@@ -82,6 +92,15 @@ export async function run(argv: string[]): Promise<number> {
         profile: { type: 'string' },
         model: { type: 'string' },
         'in-process-pods': { type: 'boolean' },
+        'max-num-batched-tokens': { type: 'string' },
+        'max-model-len': { type: 'string' },
+        'step-overhead-ms': { type: 'string' },
+        'prefill-ms-per-token': { type: 'string' },
+        'decode-ms-per-seq': { type: 'string' },
+        'kv-read-ms-per-token': { type: 'string' },
+        'prefill-attn-ms-per-pair': { type: 'string' },
+        'pod-timing-multipliers': { type: 'string' },
+        scenario: { type: 'string' },
         'drain-timeout': { type: 'string' },
         quiet: { type: 'boolean' },
         clock: { type: 'string' },
@@ -125,6 +144,11 @@ export async function run(argv: string[]): Promise<number> {
       clock: v.clock, eventDelayMs: num('event-delay-ms', v['event-delay-ms']), scrapeIntervalMs: num('scrape-interval-ms', v['scrape-interval-ms']),
       routerOverheadMs: num('router-overhead-ms', v['router-overhead-ms']), order: v.order, drainStages: v['drain-stages'],
       stageDurations: v['stage-durations'], maxInflight: num('max-inflight', v['max-inflight']),
+      maxNumBatchedTokens: num('max-num-batched-tokens', v['max-num-batched-tokens']), maxModelLen: num('max-model-len', v['max-model-len']),
+      stepOverheadMs: num('step-overhead-ms', v['step-overhead-ms']), prefillMsPerToken: num('prefill-ms-per-token', v['prefill-ms-per-token']),
+      decodeMsPerSeq: num('decode-ms-per-seq', v['decode-ms-per-seq']), kvReadMsPerToken: num('kv-read-ms-per-token', v['kv-read-ms-per-token']),
+      prefillAttnMsPerPair: num('prefill-attn-ms-per-pair', v['prefill-attn-ms-per-pair']),
+      podTimingMultipliers: v['pod-timing-multipliers'], scenario: v.scenario,
     };
     resolved = resolveBench(flags);
   } catch (err) {

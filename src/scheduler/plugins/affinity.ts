@@ -6,7 +6,6 @@ import {
   type CycleState,
   type Endpoint,
   type InferenceRequest,
-  type PrefixMatchInfo,
   type ResponseHooks,
   type Scorer,
   type PreRequest,
@@ -58,7 +57,7 @@ export class NoHitLruScorer implements Scorer, PreRequest {
     this.size = p.lruSize;
   }
   score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): number[] {
-    const info = state.get<PrefixMatchInfo>(PREFIX_MATCH_STATE);
+    const info = state.get(PREFIX_MATCH_STATE);
     const warm = info ? [...info.matched.values()].some((m) => m > 0) : false;
     if (warm) return endpoints.map(() => 0.5);
     this.coldRequests.add(req);
