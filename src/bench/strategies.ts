@@ -1,6 +1,7 @@
 // Routing strategies as EndpointPickerConfig documents: every strategy runs through the same
 // router and scheduler, only the configuration differs.
 import { stringify } from 'yaml';
+import { peerStrategies } from './peers/strategies.js';
 
 export interface StrategyContext {
   model: string;
@@ -35,7 +36,7 @@ export interface StrategyDef {
 
 const API = 'llm-d.ai/v1alpha1';
 
-function precisePlugin(ctx: StrategyContext): Record<string, unknown> {
+export function precisePlugin(ctx: StrategyContext): Record<string, unknown> {
   return {
     type: 'precise-prefix-cache-scorer',
     parameters: {
@@ -48,7 +49,7 @@ function precisePlugin(ctx: StrategyContext): Record<string, unknown> {
   };
 }
 
-function weighted(plugins: Record<string, unknown>[], weights: Record<string, number>, picker = 'max-score-picker'): Record<string, unknown> {
+export function weighted(plugins: Record<string, unknown>[], weights: Record<string, number>, picker = 'max-score-picker'): Record<string, unknown> {
   return {
     apiVersion: API,
     kind: 'EndpointPickerConfig',
@@ -117,7 +118,8 @@ export const STRATEGIES: StrategyDef[] = [
   {
     name: 'approximate',
     label: 'approximate (GIE 3:2:2)',
-    description: 'GIE default EPP profile: approximate prefix-cache-scorer 3, queue 2, kv-cache-utilization 2',
+    description:
+      'GIE current default EPP profile: approximate prefix-cache-scorer (autoTune block size, partial last block hashed, 256 blocks) 3, queue 2, kv-cache-utilization 2',
     source: GIE_DEFAULT,
     usesKvEvents: false,
     config: approximateWith([3, 2, 2]),
@@ -177,12 +179,23 @@ export const STRATEGIES: StrategyDef[] = [
     name: 'dynamo-kv',
     label: 'Dynamo KV cost (re-impl.)',
     description:
-      "Re-implementation of Dynamo's KV router cost function from its published description (overlap credit from the precise KV-event index against predicted prefill + decode blocks, argmin); not Dynamo code",
-    source: { repository: 'ai-dynamo/dynamo', path: 'docs/components/router/', date: '2026' },
+      "Re-implementation of Dynamo's KV router cost function as its router docs define it: cost = prefill_load_scale (1) x max(active prefill + request blocks - overlap credit (1) x cached blocks, 0) + active decode + incoming blocks, temperature 0 (argmin); overlap from the precise KV-event index; not Dynamo code",
+    source: { repository: 'ai-dynamo/dynamo', path: 'docs/components/router/router-concepts.md', date: '2026' },
     usesKvEvents: true,
     config: (ctx) =>
       weighted([precisePlugin(ctx), { type: 'dynamo-kv-scorer' }], { 'precise-prefix-cache-scorer': 0, 'dynamo-kv-scorer': 1 }),
   },
+  {
+    name: 'predicted-latency',
+    label: 'kvrouter predicted latency',
+    description:
+      "kvrouter's predicted-latency-scorer (examples/predicted-latency.yaml): per-pod TTFT from queued prefill, uncached tokens in the precise index and the decode batch, a second copy's prefill priced by congestion and KV fill, per-pod costs learned online; documented priors",
+    source: { repository: 'kvrouter', path: 'src/scheduler/plugins/predicted-latency/', date: '2026-12' },
+    usesKvEvents: true,
+    config: (ctx) =>
+      weighted([precisePlugin(ctx), { type: 'predicted-latency-scorer' }], { 'predicted-latency-scorer': 1 }),
+  },
+  ...peerStrategies(precisePlugin),
 ];
 
 export const DEFAULT_STRATEGIES = ['precise', 'approximate', 'load-only', 'random', 'round-robin', 'sglang-cache-aware', 'dynamo-kv'];

@@ -245,6 +245,11 @@ export class Director {
     for (const h of this.o.config.responseHooks) h.responseStart?.(req, endpoint);
   }
 
+  /** The first body chunk arrived (for a streamed response, the first token: prefill is done). */
+  firstToken(req: InferenceRequest, endpoint: Endpoint): void {
+    for (const h of this.o.config.responseHooks) h.responseFirstToken?.(req, endpoint);
+  }
+
   /** The exchange with `endpoint` ended (success, upstream error or client abort). */
   requestFinished(req: InferenceRequest, endpoint: Endpoint, info: ResponseInfo): void {
     const f = this.flights.get(req);

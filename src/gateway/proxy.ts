@@ -169,7 +169,10 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.started || this.settled) return;
-    if (this.info.ttftMs === undefined) this.info.ttftMs = performance.now() - this.startedAt;
+    if (this.info.ttftMs === undefined) {
+      this.info.ttftMs = performance.now() - this.startedAt;
+      this.proxy.director.firstToken(this.ireq, this.target);
+    }
     const recent = this.recent;
     recent.push(chunk);
     this.recentBytes += chunk.length;

@@ -14,6 +14,7 @@ import {
   type EndpointPickerConfigInput,
   type LoadedSchedulerConfig,
 } from '../scheduler/config.js';
+import { PredictedLatencyScorer } from '../scheduler/plugins/predicted-latency/scorer.js';
 import { KV_EVENT_SOURCE_FACTORY, KV_INDEX_PROVIDER, type KvEventSourceFactory, type KvIndexProvider } from '../scheduler/kv-services.js';
 import { withPreciseScorerOverrides } from '../scheduler/plugins/precise-prefix.js';
 import { ServiceRegistry } from '../scheduler/services.js';
@@ -201,14 +202,18 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   });
 
   const kvIndex = services.get(KV_INDEX_PROVIDER);
+  const predictors = [...config.plugins.values()].filter((p): p is PredictedLatencyScorer => p instanceof PredictedLatencyScorer);
   const scoreApi: ScoreApi | undefined = kvIndex
     ? {
         score: async (req: InferenceRequest) => {
           const endpoints = pool.all().filter((e) => pool.serves(e, req.targetModel));
           const d = await kvIndex.detail(req, endpoints);
           const ready = new Map(endpoints.map((e) => [e.address, e.ready]));
+          // predicted-latency-scorer: each pod's predicted TTFT, its parts and the pod it would pick.
+          const predicted = predictors.length ? await predictors[0].detail(req, endpoints) : undefined;
           return {
             ...d,
+            ...(predicted ? { predicted } : {}),
             scores: Object.fromEntries(d.endpoints.map((e) => [e.address, e.score])),
             endpoints: d.endpoints.map((e) => ({ ...e, ready: ready.get(e.address) ?? false })),
           };

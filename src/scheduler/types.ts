@@ -190,6 +190,8 @@ export interface ResponseInfo {
 /** Response hooks (llm-d ResponseReceived / ResponseComplete). */
 export interface ResponseHooks extends Plugin {
   responseStart?(req: InferenceRequest, endpoint: Endpoint): void;
+  /** The first body chunk (the first token of a streamed response) arrived from `endpoint`. */
+  responseFirstToken?(req: InferenceRequest, endpoint: Endpoint): void;
   responseComplete?(req: InferenceRequest, endpoint: Endpoint, info: ResponseInfo): void;
   /** Headers to add to the client's response (e.g. x-session-token). */
   responseHeaders?(req: InferenceRequest, endpoint: Endpoint): Record<string, string> | undefined;
@@ -288,7 +290,12 @@ export function isPreRequest(p: Plugin): p is PreRequest {
 }
 export function isResponseHooks(p: Plugin): p is ResponseHooks {
   const h = p as ResponseHooks;
-  return typeof h.responseComplete === 'function' || typeof h.responseStart === 'function' || typeof h.responseHeaders === 'function';
+  return (
+    typeof h.responseComplete === 'function' ||
+    typeof h.responseStart === 'function' ||
+    typeof h.responseFirstToken === 'function' ||
+    typeof h.responseHeaders === 'function'
+  );
 }
 export function isEndpointLifecycle(p: Plugin): p is EndpointLifecycle {
   const l = p as EndpointLifecycle;

@@ -14,6 +14,7 @@ import {
 import { MaxScorePicker, RandomPicker, RoundRobinPicker, WeightedRandomPicker } from './pickers.js';
 import { SingleProfileHandler } from './profile-handlers.js';
 import { PrecisePrefixCacheScorer, TokenProducer } from './precise-prefix.js';
+import { PredictedLatencyScorer } from './predicted-latency/scorer.js';
 import { z } from 'zod';
 import { parseParams } from './params.js';
 
@@ -49,6 +50,7 @@ export function registerBuiltinPlugins(): void {
   registerPlugin('precise-prefix-cache-scorer', (p, c) => new PrecisePrefixCacheScorer(c.type, c.name, p, c));
   registerPlugin('token-producer', (p, c) => new TokenProducer(c.type, c.name, p));
   registerAlias('tokenizer', 'token-producer');
+  registerPlugin('predicted-latency-scorer', (p, c) => new PredictedLatencyScorer(c.type, c.name, p, c));
 
   registerPlugin('single-profile-handler', (p, c) => new SingleProfileHandler(c.type, c.name, p));
 }

@@ -1,0 +1,200 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pluginContext } from '../helpers/plugin-context.js';
+import { Registry } from 'prom-client';
+import { buildSchedulerConfig, parseEndpointPickerConfig, readEndpointPickerConfig } from '../../src/scheduler/config.js';
+import { Scheduler } from '../../src/scheduler/scheduler.js';
+import { CycleState, type Endpoint, type InferenceRequest, type PluginContext, type SchedulingResult } from '../../src/scheduler/types.js';
+import { emptyMetrics } from '../../src/endpoints/vllm-metrics.js';
+import { parseOpenAIRequest } from '../../src/gateway/parse.js';
+import { ManualClock } from '../../src/util/clock.js';
+import type { PrecisePrefixCacheScorer } from '../../src/scheduler/plugins/precise-prefix.js';
+import type { PredictedLatencyScorer } from '../../src/scheduler/plugins/predicted-latency/scorer.js';
+import { Multiplier, copyCostMs, predict, type StepCosts } from '../../src/scheduler/plugins/predicted-latency/model.js';
+
+const COSTS: StepCosts = { prefillMsPerToken: 0.1, stepOverheadMs: 10, decodeMsPerSeq: 0.5, maxNumBatchedTokens: 1000 };
+
+function ep(address: string, m: Partial<Endpoint['metrics']> = {}): Endpoint {
+  return { name: address, address, labels: {}, metrics: { ...emptyMetrics(), updatedAt: Date.now(), ...m }, inflightRequests: 0, inflightTokens: 0, ready: true };
+}
+
+/** A completions request whose prompt is `n` token ids starting at `base`. */
+function req(base: number, n = 100): InferenceRequest {
+  const prompt = Array.from({ length: n }, (_, i) => base + i);
+  return parseOpenAIRequest('/v1/completions', {}, JSON.stringify({ model: 'm', prompt, stream: true }));
+}
+
+function setup(params: Record<string, unknown> = {}) {
+  const clock = new ManualClock(1000);
+  const registry = new Registry();
+  const ctx: PluginContext = { ...pluginContext(), registry, clock };
+  const cfg = buildSchedulerConfig(
+    parseEndpointPickerConfig({
+      plugins: [
+        { type: 'precise-prefix-cache-scorer', parameters: { tokenProcessorConfig: { blockSize: 4 } } },
+        {
+          type: 'predicted-latency-scorer',
+          parameters: { prefillMsPerToken: 0.1, stepOverheadMs: 10, decodeMsPerSeq: 0.5, maxNumBatchedTokens: 1000, ...params },
+        },
+        { type: 'max-score-picker' },
+      ],
+      schedulingProfiles: [{ name: 'default', plugins: [{ pluginRef: 'predicted-latency-scorer' }, { pluginRef: 'max-score-picker' }] }],
+    }),
+    ctx,
+  );
+  const precise = cfg.plugins.get('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer;
+  const pl = cfg.plugins.get('predicted-latency-scorer') as PredictedLatencyScorer;
+  const scheduler = new Scheduler(cfg.profiles, cfg.profileHandler);
+  /** The pod now holds the request's prompt blocks (as a KV event would say). */
+  const hold = async (r: InferenceRequest, pod: string) => {
+    const tokens = (await r.getTokens())!;
+    await precise.index.addSpeculative(precise.keyer.keys(tokens, { model: 'm', lora: null, cacheSalt: null }), pod, 1e9);
+  };
+  /** One scheduling decision and its PreRequest hooks; returns the chosen address. */
+  const route = async (r: InferenceRequest, eps: Endpoint[], force?: Endpoint) => {
+    const result = await scheduler.schedule(r, eps, new CycleState());
+    const sent: SchedulingResult = force ? { ...result, targets: [force] } : result;
+    for (const h of cfg.preRequest) await h.preRequest(r, sent);
+    return sent.targets[0].address;
+  };
+  const close = async () => {
+    for (const p of cfg.plugins.values()) await p.close?.();
+  };
+  return { clock, registry, precise, pl, route, hold, close, cfg };
+}
+
+test('model: queued prefill, own uncached tokens and the decode batch add up; a copy costs its extra prefill again', () => {
+  const idle = predict(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1 }, 100);
+  // 100 tokens x 0.1 ms + (100/1000 + 1) steps x 10 ms
+  assert.ok(Math.abs(idle.ttftMs - 21) < 1e-9, String(idle.ttftMs));
+  assert.equal(idle.queueMs, 0);
+  const busy = predict(COSTS, { queuedTokens: 900, decoding: 100, kPrefill: 1, kStep: 1 }, 100);
+  assert.ok(busy.queueMs > 90, 'queued prefill is waited for');
+  assert.ok(busy.decodeSlowdownMs > 0 && busy.ttftMs > idle.ttftMs + busy.queueMs, 'the decode batch slows every step');
+  const slow = predict(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 2, kStep: 2 }, 100);
+  assert.ok(Math.abs(slow.ttftMs - 42) < 1e-9, 'learned multipliers scale the prediction');
+  assert.ok(Math.abs(copyCostMs(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1 }, 96, 1) - 9.6) < 1e-9);
+  assert.equal(copyCostMs(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1 }, 96, 0), 0);
+  const m = new Multiplier(0.05, 0.05, 20);
+  for (let i = 0; i < 200; i++) m.observe(2);
+  assert.ok(Math.abs(m.value - 2) < 0.01);
+  m.observe(NaN);
+  m.observe(-1);
+  assert.ok(Math.abs(m.value - 2) < 0.01, 'bad samples are ignored');
+});
+
+test('a warm pod keeps its prefix group until its queue costs more than a second copy (the myopic argmin leaves earlier)', async () => {
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000');
+  for (const [weight, expect] of [
+    [1, A.address],
+    [0, B.address],
+  ] as const) {
+    const s = setup({ localityWeight: weight });
+    const group = req(1);
+    await s.hold(group, A.address);
+    // 150 uncached tokens already queued on A: A's TTFT = 150 x 0.11 + 10.44 = 26.9 ms, B's cold
+    // TTFT = 21 ms, and B's copy costs 96 x 0.1 = 9.6 ms more.
+    await s.route(req(10_000, 150), [A, B], A);
+    assert.equal(s.pl.podState(A.address).queuedTokens, 150);
+    assert.equal(await s.route(req(1), [A, B]), expect, `localityWeight ${weight}`);
+    await s.close();
+  }
+});
+
+test('a saturated holder gets its hot prefix replicated; with a TTFT SLO earlier', async () => {
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000');
+  const s = setup();
+  await s.hold(req(1), A.address);
+  await s.route(req(10_000, 400), [A, B], A); // A: 400 x 0.11 + 10.44 = 54 ms > B's 30.6 ms cost
+  assert.equal(await s.route(req(1), [A, B]), B.address);
+  const decisions = await s.registry.getSingleMetricAsString('kvrouter_predicted_latency_decisions_total');
+  assert.match(decisions, /outcome="copy"} 1/);
+  await s.close();
+
+  const slo = setup({ ttftSLO: '25ms' });
+  await slo.hold(req(1), A.address);
+  await slo.route(req(10_000, 150), [A, B], A); // A 26.9 ms misses 25 ms, B 21 ms meets it
+  assert.equal(await slo.route(req(1), [A, B]), B.address);
+  await slo.close();
+});
+
+test('queued prefill is tracked from the decision to the first token, the decode batch until completion', async () => {
+  const A = ep('10.0.0.1:8000');
+  const s = setup();
+  const r = req(1);
+  assert.equal(await s.route(r, [A]), A.address);
+  assert.deepEqual({ ...s.pl.podState(A.address), kPrefill: 0, kStep: 0 }, { queuedTokens: 100, queuedCount: 1, decoding: 0, kPrefill: 0, kStep: 0 });
+  s.clock.advance(21);
+  s.pl.responseFirstToken(r, A);
+  assert.equal(s.pl.podState(A.address).queuedTokens, 0);
+  assert.equal(s.pl.podState(A.address).decoding, 1);
+  s.pl.responseStart(req(5), A); // headers of another request: no effect once first tokens are seen
+  s.pl.responseComplete(r, A, { status: 200, completionTokens: 10 });
+  assert.deepEqual({ ...s.pl.podState(A.address), kPrefill: 0, kStep: 0 }, { queuedTokens: 0, queuedCount: 0, decoding: 0, kPrefill: 0, kStep: 0 });
+  const err = await s.registry.getSingleMetricAsString('kvrouter_predicted_ttft_error_seconds');
+  assert.match(err, /kvrouter_predicted_ttft_error_seconds_count 1/);
+  await s.close();
+});
+
+test('a pod twice as slow is learned from its TTFT and ITL, and then gets the cold work', async () => {
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000');
+  const s = setup();
+  // Cold 600-token requests forced alternately onto each pod; B takes twice as long for everything.
+  for (let i = 0; i < 30; i++) {
+    for (const [pod, slow] of [
+      [A, 1],
+      [B, 2],
+    ] as const) {
+      const r = req(100_000 + i * 1000 + (slow - 1) * 500, 600);
+      await s.route(r, [A, B], pod);
+      s.clock.advance(slow * (600 * 0.1 + (600 / 1000 + 1) * 10));
+      s.pl.responseFirstToken(r, pod);
+      s.clock.advance(slow * 9 * 10.5);
+      s.pl.responseComplete(r, pod, { status: 200, completionTokens: 10 });
+    }
+  }
+  const a = s.pl.podState(A.address);
+  const b = s.pl.podState(B.address);
+  assert.ok(Math.abs(a.kPrefill - 1) < 0.15 && Math.abs(a.kStep - 1) < 0.15, JSON.stringify(a));
+  assert.ok(b.kPrefill > 1.6 && b.kStep > 1.6, JSON.stringify(b));
+  const picks = new Set<string>();
+  for (let i = 0; i < 5; i++) {
+    const r = req(900_000 + i * 1000, 600);
+    const to = await s.route(r, [A, B]);
+    picks.add(to);
+    s.pl.responseFirstToken(r, to === A.address ? A : B);
+  }
+  assert.deepEqual([...picks], [A.address], 'cold work goes to the faster pod');
+  const d = await s.pl.detail(req(5), [A, B]);
+  assert.ok(d.endpoints.every((e) => Number.isFinite(e.ttftMs) && Number.isFinite(e.costMs)), JSON.stringify(d));
+  await s.close();
+});
+
+test('ties between equally cold idle pods go where the prefix hashes, so a new group lands together', async () => {
+  const eps = ['10.0.0.1:8000', '10.0.0.2:8000', '10.0.0.3:8000', '10.0.0.4:8000'].map((a) => ep(a));
+  const s = setup();
+  const first = await s.pl.detail(req(7), eps);
+  const again = await s.pl.detail(req(7), eps);
+  assert.equal(first.chosen, again.chosen);
+  const chosen = new Set<string>();
+  for (let g = 0; g < 20; g++) chosen.add((await s.pl.detail(req(g * 1000), eps)).chosen!);
+  assert.ok(chosen.size >= 3, 'different prefixes spread over the pods');
+  const parts = first.endpoints[0];
+  assert.equal(parts.uncachedTokens, 100);
+  assert.ok(Math.abs(parts.ttftMs - (parts.queueMs + parts.prefillMs)) < 0.01);
+  await s.close();
+});
+
+test('the predicted-latency example config loads', async () => {
+  const cfg = buildSchedulerConfig(readEndpointPickerConfig('examples/predicted-latency.yaml'), pluginContext());
+  const prof = cfg.profiles.get('default')!;
+  assert.deepEqual(prof.scorers.map((s) => [s.scorer.type, s.weight]), [['predicted-latency-scorer', 1]]);
+  const pl = cfg.plugins.get('predicted-latency-scorer') as PredictedLatencyScorer;
+  pl.start();
+  assert.ok(cfg.preRequest.includes(cfg.plugins.get('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer), 'speculative entries still follow decisions');
+  assert.ok(cfg.responseHooks.includes(pl));
+  for (const p of cfg.plugins.values()) await p.close?.();
+});
