@@ -33,7 +33,21 @@ interface Pipeline {
   waiting: [IncomingMessage, ServerResponse][];
 }
 
-type EdgeSocket = Socket & { [SERVED]?: number; [PIPE]?: Pipeline };
+// node:http's own read switch (node 20, lib/_http_server.js): `_paused` stops IncomingMessage
+// reads and the parser from resuming the socket behind our back (every answered request
+// otherwise resumes it), and the parser is paused with the socket.
+type EdgeSocket = Socket & { [SERVED]?: number; [PIPE]?: Pipeline; _paused?: boolean; parser?: { pause(): void; resume(): void } | null };
+
+function stopReading(socket: EdgeSocket): void {
+  socket._paused = true;
+  socket.pause();
+}
+
+function startReading(socket: EdgeSocket): void {
+  socket._paused = false;
+  socket.parser?.resume();
+  socket.resume();
+}
 
 /** Requests handled; pipelined ones that had to wait for earlier answers, in all and now (diagnostics and tests). */
 export const pipelineStats = { handled: 0, deferred: 0, waiting: 0 };
@@ -86,7 +100,7 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
       if (limits.maxRequestsPerConnection > 0) {
         const n = (socket[SERVED] = (socket[SERVED] ?? 0) + 1);
         if (n > limits.maxRequestsPerConnection) {
-          socket.pause();
+          stopReading(socket);
           return;
         }
         if (n === limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
@@ -94,9 +108,9 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
       const mayRead = () => limits.maxRequestsPerConnection <= 0 || (socket[SERVED] ?? 0) < limits.maxRequestsPerConnection;
       // Never-reading pipeliner: stop reading this socket until its answers drain.
       if (socket.writableLength > PIPELINE_WRITE_LIMIT && !socket.isPaused()) {
-        socket.pause();
+        stopReading(socket);
         socket.once('drain', () => {
-          if (mayRead() && !socket[PIPE]?.waiting.length) socket.resume();
+          if (mayRead() && !socket[PIPE]?.waiting.length) startReading(socket);
         });
       }
       let pipe = socket[PIPE];
@@ -112,7 +126,7 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
         pipe.waiting.push([req, res]);
         pipelineStats.deferred++;
         pipelineStats.waiting++;
-        socket.pause();
+        stopReading(socket);
         return;
       }
       handlePiped(socket, pipe, req, res, mayRead);
@@ -131,7 +145,7 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
       const next = pipe.waiting.shift();
       if (next) pipelineStats.waiting--;
       if (next) handlePiped(socket, pipe, next[0], next[1], mayRead);
-      else if (socket.isPaused() && !socket.destroyed && socket.writableLength <= PIPELINE_WRITE_LIMIT && mayRead()) socket.resume();
+      else if (socket.isPaused() && socket.writableLength <= PIPELINE_WRITE_LIMIT && mayRead()) startReading(socket);
     };
     res.once('finish', onDone);
     res.once('close', onDone);
