@@ -34,6 +34,11 @@ for (let i = 0; i < Number(n); i++) {
     }),
   );
 }
+// one completion per pod first: loading the tokenizer must not land in the bench's baseline window
+for (const p of pods) {
+  const res = await fetch(`http://${p.podId}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: p.servedModelName, prompt: 'warm up', max_tokens: 1 }), signal: AbortSignal.timeout(120_000) });
+  await res.text();
+}
 const info: PodsInfo = { model: pods[0].servedModelName, pods: pods.map((p) => ({ address: p.podId, replayEndpoint: p.replayEndpoint })), pid: process.pid };
 process.stdout.write(`${JSON.stringify(info)}\n`);
 process.once('SIGTERM', () => {
