@@ -1,37 +1,45 @@
 // npm run bench:abuse — does an attack on the router's ports hurt normal traffic? (issue 13)
-// An embedded router with simulated pods (llm-d's precise profile, central KV events) runs in
-// its own process (bench/abuse/router-child.ts); this process drives normal completions
+// The router (llm-d's precise profile, central KV events) runs in its own process
+// (bench/abuse/router-child.ts), its simulated pods in another (bench/abuse/pods-child.ts), so
+// the figures are the router's alone; this process drives normal completions
 // (closed loop, 2 in flight, shared-prefix prompts) and samples the router's RSS; each attack
 // of bench/abuse/events-attacks.ts and bench/abuse/http-attacks.ts runs in a third process
 // (attack-child.ts). Per attack: normal traffic's p50/p99, errors and the router's RSS
 // before, during and after it. The first row is the baseline (no attack) of the same run.
 // Target: during the KV-event flood at the index's full ingest rate, HTTP p99 < 50 ms.
-// BENCH_QUICK=1: short phases. Every loop is bounded in time; a dead router is reported and
+// BENCH_QUICK=1: short phases. ABUSE_ONLY=<name,...>: only these attacks. Every loop is bounded in time; a dead router is reported and
 // restarted for the next attack.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { summarize } from '../src/bench/stats.js';
 import type { AbuseTarget, Attack } from './abuse/types.js';
 import { eventsAttacks } from './abuse/events-attacks.js';
 import { httpAttacks } from './abuse/http-attacks.js';
+import type { PodsInfo } from './abuse/pods-child.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const PHASE = QUICK ? { before: 1500, during: 4000, after: 2000 } : { before: 4000, during: 15_000, after: 8000 };
 const FLOOD = 'kv-store-flood';
+const PODS = Number(process.env.ABUSE_PODS ?? 2);
+/** ABUSE_ONLY=name,name: only these attacks (after the baseline). */
+const ONLY = process.env.ABUSE_ONLY ? new Set(process.env.ABUSE_ONLY.split(',')) : null;
 const FLOOD_P99_TARGET_MS = 50;
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
-interface RouterProc {
+interface ChildProc<T> {
   child: ChildProcess;
-  target: AbuseTarget & { pid: number };
+  target: T;
   stderrTail: string[];
 }
+type RouterProc = ChildProc<AbuseTarget & { pid: number }>;
 
-async function startRouterProc(): Promise<RouterProc> {
-  const child = spawn(process.execPath, ['--import', 'tsx', here('./abuse/router-child.ts')], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Spawns a child that prints one JSON line when ready. */
+async function spawnReady<T>(script: string, args: string[], what: string): Promise<ChildProc<T>> {
+  const child = spawn(process.execPath, ['--import', 'tsx', here(script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const stderrTail: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (l) => {
     stderrTail.push(l);
@@ -41,15 +49,42 @@ async function startRouterProc(): Promise<RouterProc> {
     // generous: on a loaded machine transpiling and loading the tokenizer takes a while
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`router did not start within 180 s: ${stderrTail.join('\n')}`));
+      reject(new Error(`${what} did not start within 180 s: ${stderrTail.join('\n')}`));
     }, 180_000);
     createInterface({ input: child.stdout! }).once('line', (l) => {
       clearTimeout(timer);
       resolve(l);
     });
-    child.once('exit', (c) => reject(new Error(`router exited (${c}): ${stderrTail.join('\n')}`)));
+    child.once('exit', (c) => reject(new Error(`${what} exited (${c}): ${stderrTail.join('\n')}`)));
   });
-  return { child, target: JSON.parse(line), stderrTail };
+  return { child, target: JSON.parse(line) as T, stderrTail };
+}
+
+/** A free TCP port on loopback (for the router's KV-event socket, known to the pods before it binds). */
+async function freePort(): Promise<number> {
+  const srv = createNetServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** The simulated pods: their own process, kept across router restarts (their publishers reconnect). */
+let podsProc: ChildProc<PodsInfo> | null = null;
+let zmqPort = 0;
+
+async function startRouterProc(): Promise<RouterProc> {
+  if (!podsProc) {
+    zmqPort = await freePort();
+    podsProc = await spawnReady<PodsInfo>('./abuse/pods-child.ts', [String(PODS), `tcp://127.0.0.1:${zmqPort}`], 'pods');
+  }
+  return spawnReady('./abuse/router-child.ts', [String(zmqPort), JSON.stringify(podsProc.target)], 'router');
+}
+
+async function stop(c: ChildProc<unknown>): Promise<void> {
+  c.child.kill('SIGTERM');
+  await Promise.race([new Promise((res) => c.child.once('exit', res)), sleep(5000)]);
+  if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
 }
 
 function alive(r: RouterProc): boolean {
@@ -218,9 +253,9 @@ async function main(): Promise<void> {
   const attacks: { list: 'events' | 'http'; attack: Attack }[] = [
     ...eventsAttacks.map((attack) => ({ list: 'events' as const, attack })),
     ...httpAttacks.map((attack) => ({ list: 'http' as const, attack })),
-  ];
+  ].filter((a) => !ONLY || ONLY.has(a.attack.name));
   console.log(`npm run bench:abuse${QUICK ? ' (BENCH_QUICK=1)' : ''}: ${attacks.length} attacks; phases before/during/after = ${PHASE.before}/${PHASE.during}/${PHASE.after} ms; one run, noisy shared machine`);
-  console.log('normal traffic: closed loop, 2 in flight, /v1/completions with a shared prefix, through an embedded router with 2 simulated pods');
+  console.log(`normal traffic: closed loop, 2 in flight, /v1/completions with a shared prefix, through the router (its own process) to ${PODS} simulated pods (another process)`);
   for (const { attack } of attacks) console.log(`  ${attack.name}: ${attack.description}`);
   console.log('');
   console.log(`${'attack'.padEnd(26)} ${'before: p50    p99  err'} | ${'during: p50   p99  err'} | ${'after: p50    p99  err'} | RSS MB before max after | router | blocks/s rejected`);
@@ -238,9 +273,8 @@ async function main(): Promise<void> {
       if (!row.up) console.log(`  router died; last log lines:\n    ${r.stderrTail.slice(-5).join('\n    ')}`);
     }
   } finally {
-    r.child.kill('SIGTERM');
-    await Promise.race([new Promise((res) => r.child.once('exit', res)), sleep(5000)]);
-    if (alive(r)) r.child.kill('SIGKILL');
+    await stop(r);
+    if (podsProc) await stop(podsProc);
   }
   const flood = rows.find((x) => x.attack === FLOOD);
   if (flood) {

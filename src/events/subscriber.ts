@@ -28,7 +28,7 @@ import { BlockKeyer, type KeyConfig } from '../index/keys.js';
 import type { BlockStored, DecodedBatch } from './types.js';
 import { decodeEventBatch, DecodeError } from './decode.js';
 import type { GuardLimits } from './msgpack-guard.js';
-import { IngestBudget } from './ingest-budget.js';
+import { DecodeCost, DEFAULT_SLICE_MS, IngestBudget } from './ingest-budget.js';
 import { realClock, type Clock } from '../util/clock.js';
 import { parseTopic, podForRank, splitHostPort, offsetEndpointPort } from './topic.js';
 import { fetchReplay, readSeq, type ReplayedBatch } from './replay.js';
@@ -85,7 +85,7 @@ export const DEFAULT_EVENT_LIMITS: EventLimits = {
   maxStreams: 1024,
   maxStreamsPerPod: 64,
   maxQueuedBytes: 32 << 20,
-  sliceMs: 4,
+  sliceMs: DEFAULT_SLICE_MS,
 };
 
 export interface SubscriberOptions {
@@ -157,6 +157,7 @@ export class KvEventSubscriber {
   readonly limits: EventLimits;
   private readonly guard: GuardLimits;
   private readonly budget: IngestBudget;
+  private readonly decodeCost = new DecodeCost();
   private queuedBytes = 0;
   private drainWaiter: (() => void) | null = null;
   private sock: Subscriber | null = null;
@@ -301,6 +302,8 @@ export class KvEventSubscriber {
   private async receiveLoop(sock: Subscriber): Promise<void> {
     try {
       for await (const frames of sock) {
+        // decoding one message cannot be cut: start it in a fresh slice if it would overrun this one
+        if (frames.length === 3) await this.budget.yieldIfSpent(this.decodeCost.estimateMs(frames[2].length));
         try {
           this.onFrames(frames);
         } catch (err) {
@@ -336,10 +339,13 @@ export class KvEventSubscriber {
     if (frames[1].length !== 8) return this.reject(t.pod, 'seq', `seq frame of ${frames[1].length} bytes (expected 8)`);
     const seq = readSeq(frames[1]);
     let batch: DecodedBatch;
+    const t0 = this.clock.now();
     try {
       batch = decodeEventBatch(frames[2], this.guard);
     } catch (err) {
       return this.reject(t.pod, err instanceof DecodeError ? err.kind : 'payload', (err as Error).message);
+    } finally {
+      this.decodeCost.observe(frames[2].length, this.clock.now() - t0);
     }
     void this.enqueue(t.pod, t.model || (this.opts.defaultModel ?? ''), seq, batch, frames[2].length);
   }

@@ -15,8 +15,42 @@ import type { HttpEdgeLimits } from './limits.js';
  */
 export const PIPELINE_WRITE_LIMIT = 1024 * 1024;
 
+/**
+ * Requests handled at once on one connection. llhttp hands node every request of a read chunk
+ * (64 KiB: ~1,700 pipelined GETs) in one go; past this many unanswered ones, the rest wait
+ * parsed but unhandled and the socket is not read, so one pipelining client costs a bounded
+ * amount of work per answer it lets us write, and other connections are served in between.
+ */
+export const MAX_PIPELINED = 8;
+
 /** Requests seen on a client socket. */
 const SERVED = Symbol('kvrouter.requestsServed');
+/** Per-connection pipelining state: requests being handled, and parsed ones waiting their turn. */
+const PIPE = Symbol('kvrouter.pipeline');
+
+interface Pipeline {
+  active: number;
+  waiting: [IncomingMessage, ServerResponse][];
+}
+
+// node:http's own read switch (node 20, lib/_http_server.js): `_paused` stops IncomingMessage
+// reads and the parser from resuming the socket behind our back (every answered request
+// otherwise resumes it), and the parser is paused with the socket.
+type EdgeSocket = Socket & { [SERVED]?: number; [PIPE]?: Pipeline; _paused?: boolean; parser?: { pause(): void; resume(): void } | null };
+
+function stopReading(socket: EdgeSocket): void {
+  socket._paused = true;
+  socket.pause();
+}
+
+function startReading(socket: EdgeSocket): void {
+  socket._paused = false;
+  socket.parser?.resume();
+  socket.resume();
+}
+
+/** Requests handled; pipelined ones that had to wait for earlier answers, in all and now (diagnostics and tests). */
+export const pipelineStats = { handled: 0, deferred: 0, waiting: 0 };
 
 export type EdgeLimits = Pick<HttpEdgeLimits, 'maxHeaderBytes' | 'maxBodyBytes' | 'maxConnections' | 'maxRequestsPerConnection' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>;
 
@@ -58,7 +92,7 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
       // Expect: 100-continue is answered in 'checkContinue' below (no 100 for a body we would refuse).
     },
     (req, res) => {
-      const socket = req.socket as Socket & { [SERVED]?: number };
+      const socket = req.socket as EdgeSocket;
       // Requests per connection: the last one is answered with `connection: close` (node closes
       // the socket once it is written); what a client pipelines past it is never answered and
       // the socket is no longer read (node:http's maxRequestsPerSocket answers each with a 503,
@@ -66,21 +100,57 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
       if (limits.maxRequestsPerConnection > 0) {
         const n = (socket[SERVED] = (socket[SERVED] ?? 0) + 1);
         if (n > limits.maxRequestsPerConnection) {
-          socket.pause();
+          stopReading(socket);
           return;
         }
         if (n === limits.maxRequestsPerConnection) res.shouldKeepAlive = false;
       }
+      const mayRead = () => limits.maxRequestsPerConnection <= 0 || (socket[SERVED] ?? 0) < limits.maxRequestsPerConnection;
       // Never-reading pipeliner: stop reading this socket until its answers drain.
       if (socket.writableLength > PIPELINE_WRITE_LIMIT && !socket.isPaused()) {
-        socket.pause();
+        stopReading(socket);
         socket.once('drain', () => {
-          if ((socket[SERVED] ?? 0) <= limits.maxRequestsPerConnection || limits.maxRequestsPerConnection <= 0) socket.resume();
+          if (mayRead() && !socket[PIPE]?.waiting.length) startReading(socket);
         });
       }
-      handler(req, res);
+      let pipe = socket[PIPE];
+      if (!pipe) {
+        const p: Pipeline = (pipe = socket[PIPE] = { active: 0, waiting: [] });
+        socket.once('close', () => {
+          pipelineStats.waiting -= p.waiting.length;
+          p.waiting.length = 0;
+        });
+      }
+      if (pipe.active >= MAX_PIPELINED) {
+        // Wait for an earlier answer on this connection; read no more of it meanwhile.
+        pipe.waiting.push([req, res]);
+        pipelineStats.deferred++;
+        pipelineStats.waiting++;
+        stopReading(socket);
+        return;
+      }
+      handlePiped(socket, pipe, req, res, mayRead);
     },
   );
+  /** Runs one request; its answer (or the connection's end) lets the next waiting one run. */
+  const handlePiped = (socket: EdgeSocket, pipe: Pipeline, req: IncomingMessage, res: ServerResponse, mayRead: () => boolean): void => {
+    pipe.active++;
+    pipelineStats.handled++;
+    let done = false;
+    const onDone = () => {
+      if (done) return;
+      done = true;
+      pipe.active--;
+      if (socket.destroyed) return;
+      const next = pipe.waiting.shift();
+      if (next) pipelineStats.waiting--;
+      if (next) handlePiped(socket, pipe, next[0], next[1], mayRead);
+      else if (socket.isPaused() && socket.writableLength <= PIPELINE_WRITE_LIMIT && mayRead()) startReading(socket);
+    };
+    res.once('finish', onDone);
+    res.once('close', onDone);
+    handler(req, res);
+  };
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;
   // A client that sends its request then FIN (half-close) still gets its answer: node:http's

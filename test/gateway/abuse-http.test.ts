@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { Router } from '../../src/gateway/router.js';
 import { ManualClock } from '../../src/util/clock.js';
+import { MAX_PIPELINED, pipelineStats } from '../../src/gateway/http-front.js';
 import { until } from './helpers.js';
 import { COMPLETION, Raw, startPod, startRouterFor, statuses, type FakePod } from './fake-pods.js';
 
@@ -44,7 +45,8 @@ async function withRouter(pods: FakePod[], o: Parameters<typeof startRouterFor>[
 
 test('a client that pipelines GETs and never reads is paused; RSS stays bounded, others are served', async () => {
   const pod = await startPod();
-  await withRouter([pod], {}, async (router) => {
+  // no per-connection request cap: the pipeliner is held by its unread answers alone
+  await withRouter([pod], { limits: { maxRequestsPerConnection: 0 } }, async (router) => {
     const rss0 = process.memoryUsage().rss;
     const c = await Raw.open(Number(new URL(router.url).port));
     c.socket.pause(); // never reads
@@ -63,12 +65,35 @@ test('a client that pipelines GETs and never reads is paused; RSS stays bounded,
       sent += batch.length;
     }
     assert.ok(stalled, `the router kept reading: ${sent} bytes of pipelined requests taken`);
+    // The pipeliner is held behind its unread answers; normal requests are answered before the
+    // router has handled its backlog (they did not queue behind it).
+    assert.ok(pipelineStats.deferred > 0, 'pipelined requests waited for earlier answers');
+    const pipelined = sent / (batch.length / 2000);
+    const handled0 = pipelineStats.handled;
     const statusesDuring = await normalTraffic(router, 20);
     assert.deepEqual(statusesDuring, Array(20).fill(200), 'normal traffic served while the pipeliner is stuck');
+    const pipelinerHandled = pipelineStats.handled - 20;
+    assert.ok(pipelinerHandled < pipelined, `normal traffic waited for the pipeliner's whole backlog (${pipelinerHandled} of ${pipelined} handled, from ${handled0})`);
     const grew = process.memoryUsage().rss - rss0;
     assert.ok(grew < RSS_BOUND, `RSS grew ${(grew / 1048576).toFixed(0)} MB`);
     c.destroy();
     assert.equal((await fetch(`${router.url}/health`)).status, 200);
+  });
+});
+
+test('a pipelining client that reads gets every answer, in order, past the per-connection handling bound', async () => {
+  const pod = await startPod();
+  await withRouter([pod], {}, async (router) => {
+    const c = await Raw.open(Number(new URL(router.url).port));
+    const n = MAX_PIPELINED * 6;
+    const deferred0 = pipelineStats.deferred;
+    // one write: llhttp hands node all of them at once, so most wait for earlier answers
+    c.write(Array.from({ length: n }, (_, i) => `GET /health?i=${i} HTTP/1.1\r\nhost: a\r\n\r\n`).join(''));
+    const text = await c.waitFor((t) => (t.match(/HTTP\/1\.1 200/g) ?? []).length >= n);
+    assert.equal((text.match(/HTTP\/1\.1 200/g) ?? []).length, n);
+    assert.ok(pipelineStats.deferred > deferred0, 'some requests waited for earlier answers');
+    assert.equal(pipelineStats.waiting, 0);
+    c.destroy();
   });
 });
 
