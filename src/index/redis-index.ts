@@ -24,6 +24,7 @@ import type { Clock } from '../util/clock.js';
 import { SpeculativeTtl } from './speculative-ttl.js';
 import { DEFAULT_KEY_PREFIX, hexToKey, keyNames, keysToHex, keyToHex, type RedisKeyNames } from './redis/layout.js';
 import { randomUUID } from 'node:crypto';
+import { withDefaults } from '../util/options.js';
 import { RedisConnection, normalizeRedisAddress, withTimeout, type RecoveredInfo, type ResyncInfo } from './redis/connection.js';
 
 export interface RedisIndexConfig {
@@ -53,6 +54,19 @@ export interface RedisIndexConfig {
   probeIntervalMs?: number;
   connectTimeoutMs?: number;
 }
+
+type RedisTunables = Omit<RedisIndexConfig, 'address' | 'keyPrefix' | 'tierWeights' | 'speculativeWeight'>;
+const REDIS_DEFAULTS: Required<RedisTunables> = {
+  lookupTimeoutMs: 50,
+  writeTimeoutMs: 2000,
+  flushDelayMs: 0,
+  maxBatchBlocks: 4096,
+  maxPendingBlocks: 1_000_000,
+  sweepIntervalMs: 500,
+  engineCacheSize: 200_000,
+  probeIntervalMs: 250,
+  connectTimeoutMs: 1000,
+};
 
 export interface RedisIndexDeps {
   logger?: Logger;
@@ -125,7 +139,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   private readonly counters: RedisIndexCounters;
   private readonly weightsArg: string;
   private readonly specWeightArg: string;
-  private readonly cfg: Required<Omit<RedisIndexConfig, 'address' | 'keyPrefix' | 'tierWeights' | 'speculativeWeight'>>;
+  private readonly cfg: Required<RedisTunables>;
 
   private ops: WriteOp = [];
   private pendingBlocks = 0;
@@ -160,17 +174,8 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     for (const tier of Object.keys(weights)) this.checkTier(tier, true);
     this.weightsArg = Object.entries(weights).map(([t, w]) => `${t}=${w}`).join(',');
     this.specWeightArg = String(config.speculativeWeight ?? weights.gpu ?? 1);
-    this.cfg = {
-      lookupTimeoutMs: config.lookupTimeoutMs ?? 50,
-      writeTimeoutMs: config.writeTimeoutMs ?? 2000,
-      flushDelayMs: config.flushDelayMs ?? 0,
-      maxBatchBlocks: config.maxBatchBlocks ?? 4096,
-      maxPendingBlocks: config.maxPendingBlocks ?? 1_000_000,
-      sweepIntervalMs: config.sweepIntervalMs ?? 500,
-      engineCacheSize: config.engineCacheSize ?? 200_000,
-      probeIntervalMs: config.probeIntervalMs ?? 250,
-      connectTimeoutMs: config.connectTimeoutMs ?? 1000,
-    };
+    const { address: _address, keyPrefix: _keyPrefix, tierWeights: _tierWeights, speculativeWeight: _speculativeWeight, ...tunables } = config;
+    this.cfg = withDefaults(REDIS_DEFAULTS, tunables);
     const address = normalizeRedisAddress(config.address);
     this.conn = new RedisConnection({
       address,
