@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { realClock, type Clock, type ClockTimer } from '../util/clock.js';
+import { withDefaults } from '../util/options.js';
 import type { Endpoint, EndpointMetrics } from '../scheduler/types.js';
 import { applyMetricsPage, emptyMetrics } from './vllm-metrics.js';
 
@@ -31,6 +32,9 @@ export interface EndpointPoolOptions {
   /** Time for scrape ages, health and model refreshes (default the real clock). */
   clock?: Clock;
 }
+
+type PoolTunables = Omit<EndpointPoolOptions, 'logger' | 'clock'>;
+const POOL_DEFAULTS: Required<PoolTunables> = { scrapeIntervalMs: 50, scrapeTimeoutMs: 500, unhealthyAfterMs: 750, modelsIntervalMs: 10_000, metricsPath: '/metrics' };
 
 export interface ServedModel {
   id: string;
@@ -90,7 +94,7 @@ export class EndpointPool extends EventEmitter {
   private timer: ClockTimer | undefined;
   /** Keep-alive connections per endpoint for scrapes and model lists. */
   private readonly clients = new Map<string, Pool>();
-  private readonly o: Required<Omit<EndpointPoolOptions, 'logger' | 'clock'>>;
+  private readonly o: Required<PoolTunables>;
   private readonly clock: Clock;
   /** Timestamps (lastOk, modelsFetchedAt, metrics.updatedAt): Date.now() on the real clock, as before. */
   private readonly now: () => number;
@@ -103,13 +107,8 @@ export class EndpointPool extends EventEmitter {
     this.clock = opts.clock ?? realClock;
     const clock = this.clock;
     this.now = clock === realClock ? Date.now : () => clock.now();
-    this.o = {
-      scrapeIntervalMs: opts.scrapeIntervalMs ?? 50,
-      scrapeTimeoutMs: opts.scrapeTimeoutMs ?? 500,
-      unhealthyAfterMs: opts.unhealthyAfterMs ?? 750,
-      modelsIntervalMs: opts.modelsIntervalMs ?? 10_000,
-      metricsPath: opts.metricsPath ?? '/metrics',
-    };
+    const { logger: _logger, clock: _clock, ...tunables } = opts;
+    this.o = withDefaults(POOL_DEFAULTS, tunables);
     for (const s of specs) this.add(s);
   }
 

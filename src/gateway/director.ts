@@ -21,6 +21,7 @@ import {
 import { GatewayError } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
 import { realClock, type Clock } from '../util/clock.js';
+import { withDefaults } from '../util/options.js';
 
 export interface SaturationConfig {
   /** Shed (429) when every candidate is saturated. Off by default. */
@@ -90,7 +91,7 @@ export class Director {
     for (const p of o.config.profiles.values()) for (const d of p.producers) seen.add(d);
     this.producers = [...seen];
     this.needsTokens = [...o.config.plugins.values()].some((p) => p.needsTokens);
-    this.saturation = { ...DEFAULT_SATURATION, ...o.saturation };
+    this.saturation = withDefaults(DEFAULT_SATURATION, o.saturation ?? {});
     this.log = o.logger.child({ component: 'director' });
     const clock = o.clock;
     // The timer returns the hooks' promise so a virtual clock can settle them before moving on.

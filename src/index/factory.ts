@@ -69,14 +69,13 @@ export function createKvBlockIndex(cfg: IndexFactoryConfig = {}, deps: IndexFact
   if (redisConfig) {
     // Connects in the background; writes wait for the first connection, lookups wait up to
     // their timeout, then it degrades (empty lookups, counted) until Redis answers.
-    // It still counts its metrics itself (not behind InstrumentedKvBlockIndex), so that the
-    // router keeps seeing the RedisKvBlockIndex and its events.
-    index = new RedisKvBlockIndex({ ...redisConfig, address: redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, metrics, clock: deps.clock });
+    index = new RedisKvBlockIndex({ ...redisConfig, address: redisConfig.address ?? DEFAULT_REDIS_ADDRESS, tierWeights }, { logger: deps.logger, registry: deps.registry, clock: deps.clock });
   } else {
     const size = c.inMemoryConfig?.size ?? DEFAULT_CAPACITY;
-    const memory = new InMemoryKvBlockIndex({ capacity: size, tierWeights, clock: deps.clock });
-    index = metrics ? new InstrumentedKvBlockIndex(memory, metrics, deps.clock) : memory;
+    index = new InMemoryKvBlockIndex({ capacity: size, tierWeights, clock: deps.clock });
   }
+  // Metrics come from one wrapper whatever the backend (its events pass through it).
+  if (metrics) index = new InstrumentedKvBlockIndex(index, metrics, deps.clock);
 
   if (metrics && deps.logger) {
     const stop = startMetricsBeat(deps.logger, parseIntervalMs(c.metricsLoggingInterval), metrics, deps.clock);

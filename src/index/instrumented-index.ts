@@ -1,7 +1,9 @@
 // Metrics around any KvBlockIndex, as llm-d's instrumented index wraps its backends
 // (llm-d-kv-cache pkg/kvcache/kvblock/instrumented_index.go): admissions on add, lookups, hits
 // and latency on longestPrefix; removals the backend does on its own (TTL, capacity) come from
-// its `removals` counts. The backend itself keeps no metrics code.
+// its `removals` counts. The backend itself keeps no metrics code. Both backends (memory, Redis)
+// sit behind it; what only one backend has stays on `backend` (typed), and the Redis backend's
+// 'resync-needed' event reaches the event subscriber through `on`/`off` below.
 import { realClock, type Clock } from '../util/clock.js';
 import type { IndexMetrics } from './metrics.js';
 import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch } from './types.js';
@@ -13,11 +15,22 @@ function hitsOf(m: Map<PodId, PrefixMatch>): number {
   return best;
 }
 
-export class InstrumentedKvBlockIndex implements KvBlockIndex {
+/** A backend that emits events (the Redis backend's 'resync-needed', 'up', 'down'). */
+interface EventSource {
+  on(event: string, fn: (...args: never[]) => void): unknown;
+  off(event: string, fn: (...args: never[]) => void): unknown;
+}
+
+function isEventSource(x: object): x is EventSource {
+  const e = x as Partial<EventSource>;
+  return typeof e.on === 'function' && typeof e.off === 'function';
+}
+
+export class InstrumentedKvBlockIndex<B extends KvBlockIndex = KvBlockIndex> implements KvBlockIndex {
   private readonly clock: Clock;
 
   constructor(
-    readonly backend: KvBlockIndex,
+    readonly backend: B,
     private readonly metrics: IndexMetrics,
     clock?: Clock,
   ) {
@@ -28,6 +41,17 @@ export class InstrumentedKvBlockIndex implements KvBlockIndex {
 
   get removals() {
     return this.backend.removals;
+  }
+
+  /** The backend's events, for listeners that subscribe by duck typing (KvEventSubscriber); none for a backend without. */
+  on(event: string, fn: (...args: never[]) => void): this {
+    if (isEventSource(this.backend)) this.backend.on(event, fn);
+    return this;
+  }
+
+  off(event: string, fn: (...args: never[]) => void): this {
+    if (isEventSource(this.backend)) this.backend.off(event, fn);
+    return this;
   }
 
   add(engineKeys: BlockKeys | null, requestKeys: BlockKeys, entry: PodEntry): void | Promise<void> {

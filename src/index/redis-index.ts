@@ -18,13 +18,13 @@ import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch } from './types.js';
+import type { BlockKey, BlockKeys, IndexStats, KeyType, KvBlockIndex, PodEntry, PodId, PrefixMatch, RemovalCounts } from './types.js';
 import { DEFAULT_TIER_WEIGHTS } from './types.js';
-import type { IndexMetrics } from './metrics.js';
 import type { Clock } from '../util/clock.js';
 import { SpeculativeTtl } from './speculative-ttl.js';
 import { DEFAULT_KEY_PREFIX, hexToKey, keyNames, keysToHex, keyToHex, type RedisKeyNames } from './redis/layout.js';
 import { randomUUID } from 'node:crypto';
+import { withDefaults } from '../util/options.js';
 import { RedisConnection, normalizeRedisAddress, withTimeout, type RecoveredInfo, type ResyncInfo } from './redis/connection.js';
 
 export interface RedisIndexConfig {
@@ -55,12 +55,23 @@ export interface RedisIndexConfig {
   connectTimeoutMs?: number;
 }
 
+type RedisTunables = Omit<RedisIndexConfig, 'address' | 'keyPrefix' | 'tierWeights' | 'speculativeWeight'>;
+const REDIS_DEFAULTS: Required<RedisTunables> = {
+  lookupTimeoutMs: 50,
+  writeTimeoutMs: 2000,
+  flushDelayMs: 0,
+  maxBatchBlocks: 4096,
+  maxPendingBlocks: 1_000_000,
+  sweepIntervalMs: 500,
+  engineCacheSize: 200_000,
+  probeIntervalMs: 250,
+  connectTimeoutMs: 1000,
+};
+
 export interface RedisIndexDeps {
   logger?: Logger;
   /** Redis-specific counters (up, failures, dropped writes, resyncs) go here. */
   registry?: Registry;
-  /** Shared index metrics (admissions, evictions, lookups, hits, latency). */
-  metrics?: IndexMetrics;
   /** Time for this replica's speculative-expiry timer (Redis applies the TTL itself). Default realClock. */
   clock?: Clock;
 }
@@ -123,11 +134,12 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   readonly keys: RedisKeyNames;
   private readonly conn: RedisConnection;
   private readonly logger: Logger;
-  private readonly metrics: IndexMetrics | undefined;
+  /** Entries Redis removed on its own (events, TTL): read by InstrumentedKvBlockIndex, which adds the other metrics. */
+  readonly removals: RemovalCounts = { evictions: 0, capacityEvictions: 0 };
   private readonly counters: RedisIndexCounters;
   private readonly weightsArg: string;
   private readonly specWeightArg: string;
-  private readonly cfg: Required<Omit<RedisIndexConfig, 'address' | 'keyPrefix' | 'tierWeights' | 'speculativeWeight'>>;
+  private readonly cfg: Required<RedisTunables>;
 
   private ops: WriteOp = [];
   private pendingBlocks = 0;
@@ -155,7 +167,6 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
   constructor(config: RedisIndexConfig = {}, deps: RedisIndexDeps = {}) {
     super();
     this.logger = (deps.logger ?? pino({ level: 'info' })).child({ component: 'redis-index' });
-    this.metrics = deps.metrics;
     this.counters = new RedisIndexCounters(deps.registry);
     this.keys = keyNames(config.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.writerKey = `${this.keys.prefix}w:${randomUUID()}`;
@@ -163,17 +174,8 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     for (const tier of Object.keys(weights)) this.checkTier(tier, true);
     this.weightsArg = Object.entries(weights).map(([t, w]) => `${t}=${w}`).join(',');
     this.specWeightArg = String(config.speculativeWeight ?? weights.gpu ?? 1);
-    this.cfg = {
-      lookupTimeoutMs: config.lookupTimeoutMs ?? 50,
-      writeTimeoutMs: config.writeTimeoutMs ?? 2000,
-      flushDelayMs: config.flushDelayMs ?? 0,
-      maxBatchBlocks: config.maxBatchBlocks ?? 4096,
-      maxPendingBlocks: config.maxPendingBlocks ?? 1_000_000,
-      sweepIntervalMs: config.sweepIntervalMs ?? 500,
-      engineCacheSize: config.engineCacheSize ?? 200_000,
-      probeIntervalMs: config.probeIntervalMs ?? 250,
-      connectTimeoutMs: config.connectTimeoutMs ?? 1000,
-    };
+    const { address: _address, keyPrefix: _keyPrefix, tierWeights: _tierWeights, speculativeWeight: _speculativeWeight, ...tunables } = config;
+    this.cfg = withDefaults(REDIS_DEFAULTS, tunables);
     const address = normalizeRedisAddress(config.address);
     this.conn = new RedisConnection({
       address,
@@ -199,7 +201,6 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     this.specTtl = new SpeculativeTtl<undefined>({ clock: deps.clock, expire: () => {}, afterTimer: () => this.sweep(), slackMs: 2, maxPending: 100_000 });
     this.sweepTimer = setInterval(() => { void this.sweep(); }, this.cfg.sweepIntervalMs);
     this.sweepTimer.unref();
-    this.metrics?.setStatsSource(() => this.stats());
     this.logger.debug({ address: address.replace(/\/\/[^@/]*@/, '//***@'), prefix: this.keys.prefix }, 'redis index configured');
   }
 
@@ -244,7 +245,6 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     if (requestKeys.length === 0) return;
     const tier = this.tierOf(entry);
     if (tier === null || !this.checkPod(entry.pod)) return;
-    if (this.metrics) this.metrics.admissions += requestKeys.length;
     const eng = engineKeys && engineKeys.length > 0 && !entry.speculative ? engineKeys : null;
     const reqHex = keysToHex(requestKeys);
     const engHex = eng ? keysToHex(eng) : '';
@@ -268,7 +268,6 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
 
   addSpeculative(requestKeys: BlockKeys, pod: PodId, ttlMs: number): void {
     if (requestKeys.length === 0 || !this.checkPod(pod)) return;
-    if (this.metrics) this.metrics.admissions += requestKeys.length;
     const ttl = Math.max(0, Math.ceil(ttlMs));
     this.enqueue(requestKeys.length, ['s', pod, String(ttl), keysToHex(requestKeys)]);
     this.specTtl.add(undefined, ttl);
@@ -390,7 +389,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
     const sent = withTimeout(this.conn.scripts.kvrApply(this.keys.meta, this.keys.prefix, ops), this.cfg.writeTimeoutMs, 'write batch').then(
       (removed) => {
         this.batchesAcked++;
-        if (this.metrics && removed > 0) this.metrics.evictions += removed;
+        this.removals.evictions += removed;
       },
       (err: unknown) => {
         const reason = failureReason(err);
@@ -486,7 +485,6 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
       return result;
     }
     this.sendBatch();
-    const t0 = performance.now();
     let raw: (string | number)[];
     try {
       raw = await withTimeout(
@@ -503,11 +501,8 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
       else this.conn.markDown(err as Error);
       return result;
     }
-    const hits = Number(raw[0]);
-    const expired = Number(raw[1]);
-    if (this.metrics && expired > 0) this.metrics.evictions += expired;
+    this.removals.evictions += Number(raw[1]); // raw[0]: leading blocks hit, what the wrapper derives from the result
     for (let i = 2; i + 2 < raw.length; i += 3) result.set(String(raw[i]), { blocks: Number(raw[i + 1]), weighted: Number(raw[i + 2]) });
-    this.metrics?.observeLookup((performance.now() - t0) / 1000, hits);
     return result;
   }
 
@@ -538,7 +533,7 @@ export class RedisKvBlockIndex extends EventEmitter<RedisIndexEvents> implements
         total += removed;
         if (due < SWEEP_LIMIT) break;
       }
-      if (this.metrics && total > 0) this.metrics.evictions += total;
+      this.removals.evictions += total;
       return total;
     } catch (err) {
       this.conn.markDown(err as Error);

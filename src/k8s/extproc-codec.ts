@@ -436,6 +436,10 @@ function enumNumber(s: Schema, f: Field, v: unknown): number {
   return Number(v) | 0;
 }
 
+// Not src/util/byte-writer.ts on purpose: protobuf prefixes every sub-message with its length,
+// so this encoder sizes the whole output first and then writes into one buffer of exactly that
+// size (no growth checks per byte, no final copy). ByteWriter is for encoders that cannot know
+// their size up front (CBOR, msgpack); here it would only add an ensure() per write and a copy.
 let out: Buffer = EMPTY_BUF;
 let at = 0;
 /**
