@@ -186,6 +186,7 @@ export class VirtualClient {
       this.finishRequest(f.i);
     };
     if (pod === undefined) return fail(502, `no simulated pod at ${f.ep.address}`);
+    if (!pod.alive) return fail(502, `connection refused by ${f.ep.address} (the pod left)`);
     const invalid = pod.engine.validate(p.req.prompt.length, p.req.maxTokens);
     if (invalid !== null) return fail(400, invalid);
     res.status = 200;

@@ -16,7 +16,10 @@ export interface VirtualPod {
   /** ip:port identity (endpoint address and KV-event topic pod), as a real pod would have. */
   readonly address: string;
   readonly topic: string;
-  readonly engine: Engine;
+  /** Replaced when the pod restarts (scenarios): a new engine with an empty cache. */
+  engine: Engine;
+  /** False once the pod left (scenarios): requests sent to it fail as refused connections. */
+  alive: boolean;
   readonly format: EventsFormat;
   readonly maxModelLen: number;
   /** Next publisher sequence number. */
@@ -41,37 +44,73 @@ export function podAddress(i: number): string {
 
 export class VirtualCluster {
   readonly pods: VirtualPod[];
+  private readonly specs: ReturnType<typeof simPodOptions>;
+  private readonly writer = new MsgpackWriter();
 
   constructor(
     private readonly loop: VirtualEventLoop,
     spec: SimSpec,
     private readonly o: ClusterOptions,
   ) {
-    const writer = new MsgpackWriter();
-    this.pods = simPodOptions(spec).map((opts, i) => {
+    this.specs = simPodOptions(spec);
+    this.pods = this.specs.map((opts, i) => {
       const { engine, format, maxModelLen } = createSimEngine(opts, loop.sim, 0);
       const address = podAddress(i);
-      const pod: VirtualPod = { address, topic: llmdTopic(address, spec.model), engine, format, maxModelLen, seq: 0, finished: 0 };
-      const topic = Buffer.from(pod.topic);
-      engine.listener.onFinish = () => {
-        pod.finished++;
-      };
-      engine.listener.onEvents = (events: KvEvent[]) => {
-        const prof = this.o.profile;
-        const t0 = prof ? performance.now() : 0;
-        const payload = encodeEventBatch(loop.now() / 1000, events, 0, format, writer);
-        const seq = Buffer.allocUnsafe(8);
-        seq.writeBigUInt64BE(BigInt(pod.seq++));
-        if (prof) {
-          prof.encodeMs += performance.now() - t0;
-          prof.batches++;
-          prof.bytes += payload.length;
-        }
-        const frames = [topic, seq, payload];
-        loop.at(loop.now() + this.o.eventDelayMs, () => this.o.deliver(frames), 'events');
-      };
+      const pod: VirtualPod = { address, topic: llmdTopic(address, spec.model), engine, format, maxModelLen, seq: 0, finished: 0, alive: true };
+      this.wire(pod);
       return pod;
     });
+  }
+
+  /** Publishes the engine's KV events as the pod's ZeroMQ publisher would, and counts finishes. */
+  private wire(pod: VirtualPod): void {
+    const loop = this.loop;
+    const topic = Buffer.from(pod.topic);
+    const engine = pod.engine;
+    engine.listener.onFinish = () => {
+      pod.finished++;
+    };
+    engine.listener.onEvents = (events: KvEvent[]) => {
+      const prof = this.o.profile;
+      const t0 = prof ? performance.now() : 0;
+      const payload = encodeEventBatch(loop.now() / 1000, events, 0, pod.format, this.writer);
+      const seq = Buffer.allocUnsafe(8);
+      seq.writeBigUInt64BE(BigInt(pod.seq++));
+      if (prof) {
+        prof.encodeMs += performance.now() - t0;
+        prof.batches++;
+        prof.bytes += payload.length;
+      }
+      const frames = [topic, seq, payload];
+      loop.at(loop.now() + this.o.eventDelayMs, () => this.o.deliver(frames), 'events');
+    };
+  }
+
+  /**
+   * Scenarios: pod i stops (its in-flight requests end aborted) and comes back at once with a new
+   * engine, an empty cache, counters from zero and a new publisher (sequence from 0), as a
+   * restarted `kvrouter sim` pod does. Nothing tells the router its cache is gone.
+   */
+  restart(i: number): void {
+    const pod = this.pods[i];
+    pod.engine.stop();
+    pod.engine = createSimEngine(this.specs[i], this.loop.sim, 0).engine;
+    pod.seq = 0;
+    pod.finished = 0;
+    pod.alive = true;
+    this.wire(pod);
+  }
+
+  /** Scenarios: pod i stops for good (in-flight requests end aborted; later ones are refused). */
+  kill(i: number): void {
+    const pod = this.pods[i];
+    pod.alive = false;
+    pod.engine.stop();
+  }
+
+  /** Scenarios: vLLM's POST /reset_prefix_cache?reset_running_requests=true on pod i. */
+  reset(i: number): void {
+    if (!this.pods[i].engine.resetPrefixCache(true)) throw new Error(`pod ${i}: reset_prefix_cache refused`);
   }
 
   /** The counters the real bench scrapes from each pod's /metrics. */

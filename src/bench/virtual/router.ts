@@ -27,6 +27,9 @@ export interface VirtualRouter {
   readonly subscribers: KvEventSubscriber[];
   /** Hands one published message to every subscriber; resolves once applied. */
   deliver(frames: Uint8Array[]): Promise<void> | undefined;
+  /** Scenarios: an endpoint enters or leaves the pool (plugins hear it, as startRouter's do). */
+  addEndpoint(address: string): void;
+  removeEndpoint(address: string): void;
   close(): Promise<void>;
 }
 
@@ -64,6 +67,16 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
   // Plugins with per-endpoint state hear about every endpoint (central mode: the subscriber
   // accepts their topics), as startRouter's lifecycle notifications do.
   for (const e of pool.all()) for (const p of config.endpointLifecycle) await p.endpointAdded?.(e);
+  // Endpoints that come and go later (scenarios) are announced as startRouter announces them.
+  const notify = (hook: 'endpointAdded' | 'endpointRemoved', e: PoolEndpoint): Promise<unknown> =>
+    Promise.all(config.endpointLifecycle.map((p) => Promise.resolve().then(() => p[hook]?.(e)).catch((err: unknown) => logger.warn({ err, endpoint: e.address }, `${hook} failed`))));
+  const pending = new Set<Promise<unknown>>();
+  const track = (p: Promise<unknown>) => {
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+  };
+  pool.on('added', (e: PoolEndpoint) => track(notify('endpointAdded', e)));
+  pool.on('removed', (e: PoolEndpoint) => track(notify('endpointRemoved', e)));
   const director = new Director({ config, pool, logger, clock });
   return {
     pool,
@@ -77,7 +90,14 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
       for (let i = 0; i < subscribers.length; i++) if (topic.startsWith(topicFilters[i])) subscribers[i].onFrames(frames);
       return subscribers.length === 1 ? subscribers[0].flush() : Promise.all(subscribers.map((s) => s.flush())).then(() => undefined);
     },
+    addEndpoint(address) {
+      pool.add({ address, labels: {} });
+    },
+    removeEndpoint(address) {
+      pool.remove(address);
+    },
     async close() {
+      await Promise.all(pending);
       for (const p of plugins.reverse()) await Promise.resolve(p.close?.()).catch(() => {});
       await pool.close();
     },

@@ -5,18 +5,20 @@
 import { cpus } from 'node:os';
 import type { RequestResult } from '../client.js';
 import { Rng, hashSeed } from '../rng.js';
-import { PrefixOracle } from '../oracle.js';
+import { PrefixOracle, servedOracle } from '../oracle.js';
 import { Progress } from '../progress.js';
 import { diffCounters, type PodCounters } from '../prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from '../results.js';
 import { plan, type BenchOptions } from '../runner.js';
 import { registerBenchPlugins } from '../peers/index.js';
-import { strategyByName, strategyYaml } from '../strategies.js';
+import { applyScenarioEvent, eventTime, scenarioSpec, type AppliedEvent, type ScenarioTargets } from '../scenarios.js';
+import { sourceLine, strategyByName, strategyYaml } from '../strategies.js';
+import { timeModelReport } from '../time-model.js';
 import { VirtualClient } from './client.js';
 import { VirtualCluster } from './cluster.js';
 import { VirtualEventLoop, type Category } from './event-loop.js';
 import { MetricsFeed } from './scrape.js';
-import { startVirtualRouter, VIRTUAL_EVENTS_ENDPOINT, type PoolEndpoint, type VirtualRouter } from './router.js';
+import { startVirtualRouter, VIRTUAL_EVENTS_ENDPOINT, type VirtualRouter } from './router.js';
 
 /** The virtual clock's knobs (CLI: --event-delay-ms, --scrape-interval-ms, --router-overhead-ms). */
 export interface VirtualClockOptions {
@@ -86,6 +88,8 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
     perStageOracle[p.stage].prompt += p.req.prompt.length;
     perStageOracle[p.stage].cached += cached;
   }
+  // Scenarios may size the pods' KV from the workload's resident set (as the real runner does).
+  const sim = scenarioSpec(opts.sim, opts.scenario, oracle.distinctBlocks * opts.sim.blockSize);
 
   const strategies: StrategyResult[] = [];
   for (let si = 0; si < opts.strategies.length; si++) {
@@ -93,16 +97,17 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
     const yaml = strategyYaml(def, { model: opts.sim.model, blockSize: opts.sim.blockSize, zmqEndpoint: VIRTUAL_EVENTS_ENDPOINT, timeScale: 1 });
     progress.log(`[${si + 1}/${opts.strategies.length}] ${def.name}: ${opts.sim.pods} simulated pods on the virtual clock`);
     const result: StrategyResult = {
-      name: def.name, label: def.label, description: def.description, config: yaml,
+      name: def.name, label: def.label, description: def.description, source: sourceLine(def.source), config: yaml,
       stages: [], total: undefined as unknown as StrategyResult['total'], wallSeconds: 0, sampleErrors: [],
     };
     const t0 = performance.now();
     try {
       const run = await withSeededRandom(hashSeed(opts.seed, 'virtual-picks', def.name), () =>
-        runStrategy(opts, c, planned, stages, perStageOracle, yaml, progress, si, def.name),
+        runStrategy({ ...opts, sim }, c, planned, stages, yaml, progress, si, def.name),
       );
       Object.assign(result, run.result);
       result.virtual = run.stats;
+      if (run.scenarioEvents.length) result.scenarioEvents = run.scenarioEvents;
     } catch (err) {
       result.error = (err as Error).message;
       progress.log(`  ${def.name} failed: ${result.error}`);
@@ -114,7 +119,7 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
       const t = result.total;
       const v = result.virtual;
       progress.log(
-        `  ${def.name}: TTFT p90 ${t.ttft.p90.toFixed(3)} s, ${t.outputTokPerSec.toFixed(0)} output tok/s, hit rate ${(t.hitRate * 100).toFixed(1)}% (oracle ${(t.oracleHitRate * 100).toFixed(1)}%), errors ${t.errors}, shed ${t.shed} [${result.wallSeconds.toFixed(1)} s wall, ${v ? v.speedup.toFixed(0) : '?'}x model time]`,
+        `  ${def.name}: TTFT p90 ${t.ttft.p90.toFixed(3)} s, ${t.outputTokPerSec.toFixed(0)} output tok/s, hit rate ${(t.clientHitRate * 100).toFixed(1)}% client / ${(t.hitRate * 100).toFixed(1)}% pods (oracle ${(t.oracleHitRate * 100).toFixed(1)}%), errors ${t.errors}, shed ${t.shed} [${result.wallSeconds.toFixed(1)} s wall, ${v ? v.speedup.toFixed(0) : '?'}x model time]`,
       );
     }
     strategies.push(result);
@@ -128,7 +133,9 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
       workload: { kind: opts.workload.kind, params: opts.workload.params },
       load: { type: opts.workload.kind === 'trace' ? 'trace' : opts.load.type, stages },
       pods: opts.sim.pods,
-      sim: { ...opts.sim },
+      sim: { ...sim },
+      timeModel: timeModelReport(sim),
+      scenario: opts.scenario ? { names: opts.scenario.names, description: opts.scenario.description } : undefined,
       timeScale: 1,
       seed: opts.seed,
       model: opts.sim.model,
@@ -161,12 +168,11 @@ async function runStrategy(
   c: typeof VIRTUAL_DEFAULTS & VirtualClockOptions,
   planned: ReturnType<typeof plan>['planned'],
   stages: ReturnType<typeof plan>['stages'],
-  perStageOracle: { prompt: number; cached: number }[],
   yaml: string,
   progress: Progress,
   strategyIndex: number,
   strategyName: string,
-): Promise<{ result: Pick<StrategyResult, 'stages' | 'total' | 'sampleErrors'>; stats: VirtualRunStats }> {
+): Promise<{ result: Pick<StrategyResult, 'stages' | 'total' | 'sampleErrors'>; stats: VirtualRunStats; scenarioEvents: AppliedEvent[] }> {
   const wall0 = performance.now();
   const loop = new VirtualEventLoop();
   loop.profile = !!c.profile;
@@ -180,10 +186,11 @@ async function runStrategy(
   let client: VirtualClient | undefined;
   try {
     const addresses = cluster.pods.map((p) => p.address);
-    router = await startVirtualRouter(yaml, addresses, loop);
-    const indexCpu = c.profile ? timeIndex(router) : undefined;
-    const endpoints = addresses.map((a) => router!.pool.get(a) as PoolEndpoint);
-    const feed = new MetricsFeed(cluster.pods, endpoints);
+    const late = new Set(opts.scenario?.lateJoiners ?? []);
+    const r = await startVirtualRouter(yaml, addresses.filter((_a, i) => !late.has(i)), loop);
+    router = r;
+    const indexCpu = c.profile ? timeIndex(r) : undefined;
+    const feed = new MetricsFeed(cluster.pods, (a) => r.pool.get(a));
     const snapshots: PodCounters[][] = [];
     let stage = 0;
     let timedOut = false;
@@ -217,13 +224,20 @@ async function runStrategy(
         heapSamples.push(process.memoryUsage().heapUsed / 2 ** 20);
       }, 'bench');
     }
+    const scenarioEvents = scheduleScenario(opts, stages, loop, cluster, r, (l) => progress.log(l));
     loop.at(0, () => cl.start(), 'client');
     await loop.run(Infinity, () => cl.complete || timedOut);
     if (!cl.complete) cl.abandon(`after the ${opts.drainTimeoutSec ?? 300} s drain timeout (model time)`);
     progress.update(state(), true);
     snapshots[stages.length] = cluster.counters();
     const podDeltas = stages.map((_s, i) => snapshots[i + 1].map((after, k) => diffCounters(after, snapshots[i][k])));
-    const result = assembleStrategy(stages, cl.results, podDeltas, perStageOracle, addresses, (ms) => ms / 1000);
+    // The oracle over the requests this strategy actually served, in the order they were sent.
+    const served = servedOracle(
+      cl.results.flatMap((res, i) => (res?.ok ? [{ prompt: planned[i].req.prompt, stage: res.stage, sentAt: res.sentMs, id: res.id }] : [])),
+      opts.sim.blockSize,
+      stages.length,
+    ).perStage;
+    const result = assembleStrategy(stages, cl.results, podDeltas, served, addresses, (ms) => ms / 1000);
     c.onRequests?.(strategyName, cl.results);
     result.stages.forEach((s, i) => (s.meanWaiting = feed.meanWaiting(i)));
     result.total.meanWaiting = feed.meanWaitingOver(stages.map((s, i) => (s.warmup ? -1 : i)).filter((i) => i >= 0));
@@ -251,6 +265,7 @@ async function runStrategy(
     }
     return {
       result,
+      scenarioEvents,
       stats: {
         modelSeconds, wallSeconds, speedup: modelSeconds / wallSeconds, timers: loop.stats.timers, requests: cl.sent,
         usPerRequest: usPer(wallSeconds * 1000), breakdownUsPerRequest: breakdown,
@@ -263,6 +278,55 @@ async function runStrategy(
     cluster.stop();
     await router?.close();
   }
+}
+
+/**
+ * Scenario events at their model times on the virtual clock, through the same
+ * `applyScenarioEvent` as the real clock; the cluster and router supply the operations.
+ */
+function scheduleScenario(
+  opts: BenchOptions,
+  stages: ReturnType<typeof plan>['stages'],
+  loop: VirtualEventLoop,
+  cluster: VirtualCluster,
+  router: VirtualRouter,
+  log: (line: string) => void,
+): AppliedEvent[] {
+  const applied: AppliedEvent[] = [];
+  const addresses = cluster.pods.map((p) => p.address);
+  const targets: ScenarioTargets = {
+    pods: {
+      urls: addresses.map((a) => `virtual://${a}`),
+      addresses,
+      lag: () => Promise.resolve(undefined),
+      kill: (i) => Promise.resolve(cluster.kill(i)),
+      restart: (i) => Promise.resolve(cluster.restart(i)),
+      reset: (i) => Promise.resolve(cluster.reset(i)),
+      close: () => Promise.resolve(),
+    },
+    router: {
+      url: 'virtual://router',
+      addEndpoint: (a) => router.addEndpoint(a),
+      removeEndpoint: (a) => router.removeEndpoint(a),
+      close: () => Promise.resolve(),
+    },
+  };
+  for (const ev of opts.scenario?.events ?? []) {
+    const rec: AppliedEvent = { kind: ev.kind, pod: ev.pod, at: eventTime(ev, stages) };
+    applied.push(rec);
+    loop.at(rec.at * 1000, () =>
+      applyScenarioEvent(ev, targets).then(
+        () => {
+          rec.doneAt = loop.now() / 1000;
+          log(`  scenario: ${ev.kind} pod ${ev.pod} at ${rec.doneAt.toFixed(1)} s (model)`);
+        },
+        (err: unknown) => {
+          rec.error = (err as Error).message;
+          log(`  scenario: ${ev.kind} pod ${ev.pod} failed: ${rec.error}`);
+        },
+      ), 'bench');
+  }
+  return applied;
 }
 
 /**

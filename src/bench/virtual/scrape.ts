@@ -12,15 +12,20 @@ export class MetricsFeed {
 
   constructor(
     private readonly pods: VirtualPod[],
-    private readonly endpoints: PoolEndpoint[],
+    /** The router's endpoint for an address; undefined while the pod is outside the pool (scenarios). */
+    private readonly endpointOf: (address: string) => PoolEndpoint | undefined,
   ) {}
 
   /** One scrape of every pod at model time `nowMs`, counted toward `stage`'s waiting-queue mean. */
   scrape(nowMs: number, stage: number): void {
     let waiting = 0;
+    let inPool = 0;
     for (let i = 0; i < this.pods.length; i++) {
+      const ep = this.endpointOf(this.pods[i].address);
+      if (ep === undefined) continue;
+      inPool++;
       const e = this.pods[i].engine;
-      const m = this.endpoints[i].metrics;
+      const m = ep.metrics;
       m.waiting = e.numWaiting;
       m.running = e.numRunning;
       m.kvUsage = e.pool.usage();
@@ -29,11 +34,11 @@ export class MetricsFeed {
       m.updatedAt = nowMs;
       waiting += e.numWaiting;
     }
-    this.waitingSum[stage] = (this.waitingSum[stage] ?? 0) + waiting / this.pods.length;
+    this.waitingSum[stage] = (this.waitingSum[stage] ?? 0) + (inPool > 0 ? waiting / inPool : 0);
     this.samples[stage] = (this.samples[stage] ?? 0) + 1;
   }
 
-  /** Mean waiting queue per pod over the stage's scrapes (NaN without any). */
+  /** Mean waiting queue per pod in the pool over the stage's scrapes (NaN without any). */
   meanWaiting(stage: number): number {
     const n = this.samples[stage] ?? 0;
     return n > 0 ? (this.waitingSum[stage] ?? 0) / n : NaN;
