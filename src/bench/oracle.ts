@@ -99,6 +99,22 @@ export function servedOracle(served: ServedRequest[], blockSize: number, stages:
   return { perStage };
 }
 
+/**
+ * The oracle over the whole planned sequence (the offered load), in arrival order with the cache
+ * carried across stages: per-stage prompt and cached tokens, and the oracle itself (its overall
+ * hit rate and the workload's distinct blocks). Both runners use it.
+ */
+export function offeredOracle(planned: readonly { req: BenchRequest; stage: number }[], blockSize: number, stages: number): { oracle: PrefixOracle; perStage: { prompt: number; cached: number }[] } {
+  const oracle = new PrefixOracle(blockSize);
+  const perStage = Array.from({ length: stages }, () => ({ prompt: 0, cached: 0 }));
+  for (const p of planned) {
+    const cached = oracle.observe(p.req.prompt);
+    perStage[p.stage].prompt += p.req.prompt.length;
+    perStage[p.stage].cached += cached;
+  }
+  return { oracle, perStage };
+}
+
 export function oracleHitRate(requests: BenchRequest[], blockSize: number): OracleResult {
   const o = new PrefixOracle(blockSize);
   const perRequest = requests.map((r) => o.observe(r.prompt));

@@ -7,7 +7,7 @@ import { request as httpRequest } from 'undici';
 import { BenchClient, type RequestResult } from './client.js';
 import type { Harness, SimSpec } from './harness.js';
 import { arrivals as makeArrivals, type LoadShape, type Stage } from './load.js';
-import { PrefixOracle, servedOracle } from './oracle.js';
+import { offeredOracle, servedOracle } from './oracle.js';
 import { Progress } from './progress.js';
 import { diffCounters, scrapePod, type PodCounters } from './prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from './results.js';
@@ -117,13 +117,7 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
   const toModelSec = (ms: number) => ms / 1000 / opts.timeScale;
 
   // The oracle sees the sequence in arrival order, cache carried across stages.
-  const oracle = new PrefixOracle(opts.sim.blockSize);
-  const perStageOracle = stages.map(() => ({ prompt: 0, cached: 0 }));
-  for (const p of planned) {
-    const c = oracle.observe(p.req.prompt);
-    perStageOracle[p.stage].prompt += p.req.prompt.length;
-    perStageOracle[p.stage].cached += c;
-  }
+  const { oracle, perStage: perStageOracle } = offeredOracle(planned, opts.sim.blockSize, stages.length);
   // Scenarios may size the pods' KV from the workload's resident set.
   const sim = scenarioSpec(opts.sim, opts.scenario, oracle.distinctBlocks * opts.sim.blockSize);
 

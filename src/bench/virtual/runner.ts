@@ -5,7 +5,7 @@
 import { cpus } from 'node:os';
 import type { RequestResult } from '../client.js';
 import { Rng, hashSeed } from '../rng.js';
-import { PrefixOracle, servedOracle } from '../oracle.js';
+import { offeredOracle, servedOracle } from '../oracle.js';
 import { Progress } from '../progress.js';
 import { diffCounters, type PodCounters } from '../prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from '../results.js';
@@ -81,13 +81,7 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
   const { planned, stages } = plan(opts.workload, opts.load, opts.seed);
   if (planned.length === 0) throw new Error('the load shape produced no requests');
 
-  const oracle = new PrefixOracle(opts.sim.blockSize);
-  const perStageOracle = stages.map(() => ({ prompt: 0, cached: 0 }));
-  for (const p of planned) {
-    const cached = oracle.observe(p.req.prompt);
-    perStageOracle[p.stage].prompt += p.req.prompt.length;
-    perStageOracle[p.stage].cached += cached;
-  }
+  const { oracle, perStage: perStageOracle } = offeredOracle(planned, opts.sim.blockSize, stages.length);
   // Scenarios may size the pods' KV from the workload's resident set (as the real runner does).
   const sim = scenarioSpec(opts.sim, opts.scenario, oracle.distinctBlocks * opts.sim.blockSize);
 
