@@ -177,7 +177,8 @@ test('a pod killed with requests in flight (nothing sent to their clients): they
   victim.mode = 'hang';
   await withRouter([victim, survivor], {}, async (router) => {
     const pending = Array.from({ length: 8 }, () => complete(router));
-    await until(() => victim.received >= 2, 5000, 'requests in flight on the victim');
+    // The router's load scorers steer away from a pod that holds requests, so one may be all it gets.
+    await until(() => victim.received >= 1, 5000, 'a request in flight on the victim');
     const inflight = victim.received;
     // Kill it: every connection reset, the port closed.
     victim.server.closeAllConnections();
