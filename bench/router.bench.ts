@@ -12,9 +12,10 @@
 // Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
 // Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile),
 // --router=src (the router from its TypeScript sources through tsx instead of dist/).
-// The router runs as shipped: dist/, compiled by `npm run build` (incremental) at the start. tsx's
-// transform of the sources keeps function names with an Object.defineProperty on every closure
-// made (esbuild keepNames), a per-request cost that `npm start` and the package never pay.
+// The router runs as shipped: dist/, compiled by `npm run build` (incremental) at the start; the
+// bare hop is plain JavaScript (bench/bare-hop.js). tsx's transform of TypeScript keeps function
+// names with an Object.defineProperty on every closure made (esbuild keepNames), a per-request
+// cost that `npm start` and the package never pay.
 // Processes: a fast upstream (two minimal vLLM-shaped HTTP servers), the router, the bare hop,
 // nginx, and this load generator (undici). Every loop is bounded in count and time.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -105,33 +106,9 @@ async function runRouter(): Promise<void> {
 }
 
 // ---------- reference: a minimal node:http + undici proxy hop ----------
-// An HTTP server that forwards each body's bytes to the first upstream through an undici Pool
-// and returns the answer: no parsing, no scheduling: what the usual Node proxy stack costs here.
-async function runFloor(): Promise<void> {
-  const port = (args.get('ports') ?? '').split(',')[0];
-  const upstream = new Pool(`http://127.0.0.1:${port}`, { connections: 64, pipelining: 1 });
-  const server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      upstream
-        .request({ path: req.url ?? '/', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(body.length) }, body })
-        .then(async (up) => {
-          const parts: Buffer[] = [];
-          for await (const c of up.body) parts.push(c as Buffer);
-          const out = Buffer.concat(parts);
-          res.writeHead(up.statusCode, { 'content-type': 'application/json', 'content-length': out.length }).end(out);
-        })
-        .catch(() => res.writeHead(502).end());
-    });
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }) + '\n');
-  // An orderly exit (a --cpu-prof profile is written at exit, not on a fatal signal).
-  process.once('SIGTERM', () => process.exit(0));
-}
+// bench/bare-hop.js: an HTTP server that forwards each body's bytes to the first upstream through
+// an undici Pool and returns the answer (no parsing, no scheduling), run by plain node.
+const BARE_HOP = fileURLToPath(new URL('./bare-hop.js', import.meta.url));
 
 // ---------- floor: nginx proxy_pass ----------
 const NGINX = '/usr/sbin/nginx';
@@ -205,8 +182,10 @@ http {
 /** Every child process, so a failed run still stops them all. */
 const spawned: ChildProcess[] = [];
 
-function child(extra: string[], nodeArgs: string[] = []): { proc: ChildProcess; first: Promise<Record<string, unknown>> } {
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SELF, ...extra], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+/** A role of this file through tsx, or `script` (plain JavaScript) through plain node. */
+function child(extra: string[], nodeArgs: string[] = [], script?: string): { proc: ChildProcess; first: Promise<Record<string, unknown>> } {
+  const argv = script ? [...nodeArgs, script, ...extra] : [...nodeArgs, '--import', 'tsx', SELF, ...extra];
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   spawned.push(proc);
   const first = new Promise<Record<string, unknown>>((resolve, reject) => {
     let buf = '';
@@ -381,7 +360,7 @@ async function main(): Promise<void> {
   const direct = new Pool(`http://127.0.0.1:${ports[0]}`, { connections: concurrency, pipelining: 1 });
   // The bare node:http + undici hop and nginx run beside the router, so the three are measured
   // in interleaved rounds on the same requests (a noisy machine drifts between phases).
-  const fl = child(['--role=floor', `--ports=${ports.join(',')}`]);
+  const fl = child([`--ports=${ports.join(',')}`], [], BARE_HOP);
   const floorPool = new Pool(((await fl.first) as { url: string }).url, { connections: concurrency, pipelining: 1 });
   const ng = await startNginx(ports[0]);
   const ngPool = ng ? new Pool(ng.url, { connections: concurrency, pipelining: 1 }) : undefined;
@@ -536,5 +515,4 @@ async function main(): Promise<void> {
 
 if (role === 'upstream') await runUpstream();
 else if (role === 'router') await runRouter();
-else if (role === 'floor') await runFloor();
 else await main();
