@@ -14,6 +14,10 @@ import { TokenizerRegistry } from '../../src/tokenize/index.js';
 import type { PodsInfo } from './pods-child.js';
 import type { AbuseTarget, LoopDelay } from './types.js';
 
+// tsx turns source maps on; `kvrouter serve` runs dist/ without them. Left on, every error
+// whose stack node formats (node:http aborts each pipelined request of a closed connection)
+// pays a source-map lookup the router does not pay in production.
+process.setSourceMapsEnabled(false);
 const [zmqPort, podsJson] = process.argv.slice(2);
 const info = JSON.parse(podsJson) as PodsInfo;
 const logger = pino({ level: process.env.ABUSE_LOG_LEVEL ?? 'warn', base: { name: 'kvrouter' } }, pino.destination(2));
