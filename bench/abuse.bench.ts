@@ -5,7 +5,11 @@
 // (closed loop, 2 in flight, shared-prefix prompts) and samples the router's RSS; each attack
 // of bench/abuse/events-attacks.ts and bench/abuse/http-attacks.ts runs in a third process
 // (attack-child.ts). Per attack: normal traffic's p50/p99, errors and the router's RSS
-// before, during and after it. The first row is the baseline (no attack) of the same run.
+// before, during and after it; under each row, the router process's event-loop delay (wall
+// clock: includes the time the OS ran other processes), its own run time between two 1 ms ticks
+// ("hold": the part of a stall it caused), its CPU share and GC pauses; KV-event messages
+// received, rejected and lost to seq gaps during the attack. The first row is the baseline (no
+// attack) of the same run.
 // Target: during the KV-event flood at the index's full ingest rate, HTTP p99 < 50 ms.
 // BENCH_QUICK=1: short phases. ABUSE_ONLY=<name,...>: only these attacks. Every loop is bounded in time; a dead router is reported and
 // restarted for the next attack.

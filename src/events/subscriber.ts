@@ -15,7 +15,8 @@
 //
 // Hostile input: vLLM's publisher has no authentication, so anyone who reaches the port can
 // send. Every message is bounded before it costs anything (frame size and receive queue on the
-// socket, msgpack structure before decoding: msgpack-guard.ts); when the endpoints are known
+// socket, msgpack structure before decoding: msgpack-guard.ts; a queued batch waits as bytes
+// and is decoded at its turn, so a backlog is not a heap for the GC); when the endpoints are known
 // (static list or discovery) only their topics are accepted; streams are bounded in number;
 // ingest runs in slices of a few ms (ingest-budget.ts) and stops reading the socket while too
 // much is queued, so HTTP keeps answering during any flood. Each rejection is counted in
