@@ -2,6 +2,8 @@
 // map; events as tag-first arrays of any length (6..12 for BlockStored, missing trailing
 // fields = nil, extra ones ignored) or maps keyed by "type"; hashes as uint, negative int
 // or bytes. A bad event is skipped and reported; only a bad batch envelope throws.
+// The subscriber reads only the envelope on arrival (peekEventBatch) and decodes the rest when
+// the batch's turn comes (decodeCheckedBatch), so queued batches stay bytes.
 import { Decoder } from '@msgpack/msgpack';
 import type { AllBlocksCleared, BlockRemoved, BlockStored, DecodedBatch, KvEvent } from './types.js';
 import { checkMsgpack, GuardError, type GuardLimits } from './msgpack-guard.js';
