@@ -25,7 +25,8 @@ import { checkTokenizeBody, poolMaxModelLen, RequestLimits, type RequestLimitOpt
 import { RouterMetrics } from './metrics.js';
 import type { ParseOptions } from './parse.js';
 import { UpstreamProxy } from './proxy.js';
-import { edgeLimits, type HttpEdgeLimits } from './limits.js';
+import type { HttpEdgeLimits } from './limits.js';
+import { limitsFromConfig, resolveLimits } from './limit-settings.js';
 import { OutlierDetector } from '../endpoints/outlier.js';
 import type { Clock } from '../util/clock.js';
 import { GatewayServer, type ScoreApi, type TokenizeApi } from './server.js';
@@ -155,14 +156,15 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const metrics = new RouterMetrics(registry, pool);
   const tokenizers = opts.tokenizers ?? (await createDefaultTokenizers(registry, logger));
   const tokenize = tokenizers ? createRequestTokenizer(tokenizers, logger) : undefined;
-  const requestLimits = new RequestLimits(opts.requestLimits, (m) => poolMaxModelLen(pool, m), registry);
+  // Defaults < the config's `limits` section < the options (`serve` flags).
+  const resolved = resolveLimits(limitsFromConfig(source.limits), {
+    edge: { ...opts.limits, maxBodyBytes: opts.limits?.maxBodyBytes ?? opts.maxBodyBytes, upstreamFirstByteTimeoutMs: opts.limits?.upstreamFirstByteTimeoutMs ?? opts.upstreamHeadersTimeoutMs },
+    request: opts.requestLimits ?? {},
+  });
+  const requestLimits = new RequestLimits(resolved.request, (m) => poolMaxModelLen(pool, m), registry);
   const parseOptions: ParseOptions = { resolveModel: (m) => pool.resolveModel(m), tokenize, limits: requestLimits };
   const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
-  const limits = edgeLimits({
-    ...opts.limits,
-    maxBodyBytes: opts.limits?.maxBodyBytes ?? opts.maxBodyBytes,
-    upstreamFirstByteTimeoutMs: opts.limits?.upstreamFirstByteTimeoutMs ?? opts.upstreamHeadersTimeoutMs,
-  });
+  const limits = resolved.edge;
   const outlier = new OutlierDetector({
     consecutiveFailures: limits.outlierConsecutiveFailures,
     baseEjectionMs: limits.outlierBaseEjectionMs,
