@@ -28,6 +28,7 @@ import { UpstreamProxy } from './proxy.js';
 import type { HttpEdgeLimits } from './limits.js';
 import { limitsFromConfig, resolveLimits } from './limit-settings.js';
 import { OutlierDetector } from '../endpoints/outlier.js';
+import { slowStartArrivals } from '../endpoints/arrivals.js';
 import type { Clock } from '../util/clock.js';
 import { GatewayServer, type ScoreApi, type TokenizeApi } from './server.js';
 import { createRequestTokenizer, type RouterTokenizers } from './tokens.js';
@@ -179,17 +180,8 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     } else logger.info({ endpoint: address }, 'endpoint back from ejection: slow start');
   });
   metrics.watchOutliers(outlier);
-  // A returning endpoint (ready again after being unready: restarted, or back from a network
-  // fault) starts slow instead of drawing all traffic; an endpoint's first readiness does not.
-  const everReady = new Set<string>();
-  pool.on('ready', (e: PoolEndpoint) => {
-    if (everReady.has(e.address)) outlier.returned(e.address);
-    everReady.add(e.address);
-  });
-  pool.on('removed', (e: PoolEndpoint) => {
-    outlier.forget(e.address);
-    everReady.delete(e.address);
-  });
+  // A returning endpoint, or one that joins after startup, starts slow instead of drawing all traffic.
+  slowStartArrivals(pool, outlier, logger);
   const director = new Director({ config, pool, logger, metrics, saturation, outlier });
   const proxy = new UpstreamProxy({
     logger,
