@@ -13,7 +13,7 @@ import { edgeLimits, HTTP_EDGE_DEFAULTS, type HttpEdgeLimits } from './limits.js
 import { DEFAULT_REQUEST_LIMITS, type RequestLimitOptions } from './request-limits.js';
 
 type Kind = 'count' | 'positive' | 'duration';
-type Setting = { flag: string; kind: Kind } & ({ edge: keyof HttpEdgeLimits } | { request: 'maxMessages' | 'maxPromptChars' | 'maxPromptTokens' });
+type Setting = { flag: string; kind: Kind } & ({ edge: keyof HttpEdgeLimits } | { request: 'maxMessages' | 'maxPromptChars' | 'maxPromptTokens' | 'maxJsonValues' });
 
 export const LIMIT_SETTINGS: readonly Setting[] = [
   { flag: 'max-header-bytes', kind: 'count', edge: 'maxHeaderBytes' },
@@ -34,6 +34,7 @@ export const LIMIT_SETTINGS: readonly Setting[] = [
   { flag: 'max-messages', kind: 'positive', request: 'maxMessages' },
   { flag: 'max-prompt-chars', kind: 'positive', request: 'maxPromptChars' },
   { flag: 'max-prompt-tokens', kind: 'positive', request: 'maxPromptTokens' },
+  { flag: 'max-json-values', kind: 'positive', request: 'maxJsonValues' },
 ];
 
 /** `--headers-timeout` -> `headersTimeout`. */

@@ -8,7 +8,9 @@ import type { EndpointPool } from '../endpoints/pool.js';
 import type { Director } from './director.js';
 import { GatewayError, badRequest } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
-import { clientClosed, parseOpenAIRequest, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
+import { clientClosed, parseOpenAIRequestAsync, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
+import { parseJsonBody } from './json-body.js';
+import { DEFAULT_REQUEST_LIMITS } from './request-limits.js';
 import { createEdgeServer, readBody, type EdgeLimits } from './http-front.js';
 import { HTTP_EDGE_DEFAULTS } from './limits.js';
 import type { UpstreamProxy } from './proxy.js';
@@ -174,7 +176,7 @@ export class GatewayServer {
     res.on('close', () => res.writableFinished || client.abort());
     try {
       body = await readBody(req, res, this.maxBody);
-      ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions, client.signal);
+      ireq = await parseOpenAIRequestAsync(path, req.headers, body, this.o.parseOptions, client.signal);
     } catch (err) {
       const ge = err instanceof GatewayError ? err : badRequest(`could not read the request: ${(err as Error).message}`, 'bad_body');
       m.errors.add(`\u0000\u0000${ge.status}`, () => ({ model_name: '', target_model_name: '', error_code: String(ge.status) }));
@@ -216,7 +218,7 @@ export class GatewayServer {
       const body = await readBody(req, res, this.maxBody);
       if (!this.o.scoreApi) throw new GatewayError(404, 'the scoring API needs a precise-prefix-cache-scorer in the config', 'not_found_error', 'no_precise_scorer');
       const api = path === '/score_chat_completions' ? '/v1/chat/completions' : '/v1/completions';
-      const ireq = parseOpenAIRequest(api, req.headers, body, this.o.parseOptions);
+      const ireq = await parseOpenAIRequestAsync(api, req.headers, body, this.o.parseOptions);
       sendJson(res, 200, await this.o.scoreApi.score(ireq));
     } catch (err) {
       sendError(res, err instanceof GatewayError ? err : new GatewayError(500, (err as Error).message, 'internal_error', 'internal'));
@@ -227,12 +229,11 @@ export class GatewayServer {
     try {
       const raw = await readBody(req, res, this.maxBody);
       if (!this.o.tokenizeApi) throw new GatewayError(404, 'no tokenizer available in this router', 'not_found_error', 'no_tokenizer');
-      let body: unknown;
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch (e) {
-        throw badRequest(`request body is not valid JSON: ${(e as Error).message}`, 'invalid_json');
-      }
+      const limits = this.o.parseOptions.limits;
+      const caps = { maxValues: limits?.maxJsonValues ?? DEFAULT_REQUEST_LIMITS.maxJsonValues, maxMessages: limits?.maxMessages ?? DEFAULT_REQUEST_LIMITS.maxMessages };
+      const body = await parseJsonBody(raw, caps, false).catch((err: unknown) => {
+        throw limits ? limits.counted(err) : err;
+      });
       const out = await this.o.tokenizeApi.handle(body);
       sendJson(res, out.status, out.body);
     } catch (err) {

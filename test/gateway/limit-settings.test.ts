@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, parseEndpointPickerConfig } from '../../src/scheduler/config.js';
@@ -111,4 +111,15 @@ test('kvrouter serve refuses a config with a bad limit, naming the key', () => {
   const res = spawnSync(process.execPath, [...CLI, 'serve', '--config', path, '--port', '0'], { encoding: 'utf8', timeout: 60_000 });
   assert.notEqual(res.status, 0);
   assert.match(res.stderr, /limits\.upstreamConnectTimeout/);
+});
+
+test("README's limits example is valid, lists every limit, and shows the defaults", () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## Limits and timeouts'));
+  const yaml = /```yaml\n([\s\S]*?)```/.exec(section)![1];
+  const cfg = parseEndpointPickerConfig(yaml, 'README.md');
+  assert.deepEqual(Object.keys(cfg.limits!).sort(), LIMIT_SETTINGS.map((s) => configKey(s.flag)).sort());
+  const r = resolveLimits(limitsFromConfig(cfg.limits), { edge: {}, request: {} });
+  assert.deepEqual(r.edge, HTTP_EDGE_DEFAULTS);
+  assert.deepEqual(r.request, DEFAULT_REQUEST_LIMITS);
 });

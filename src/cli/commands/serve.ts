@@ -56,6 +56,8 @@ Request limits (checked before rendering or tokenizing):
   --max-prompt-tokens N    token cap of a model whose pods report no max_model_len in /v1/models,
                            else 400 (default ${R.maxPromptTokens}); a text prompt is held to it by a proven
                            lower bound on its token count before it is tokenized
+  --max-json-values N      most JSON values in a request body (a token-id prompt counts one), else 413
+                           (default ${R.maxJsonValues}); bodies over 64 KiB are parsed in a worker thread
 On SIGTERM/SIGINT the router stops accepting and gives requests in flight 10 s to finish.
 Embedded mode (--embedded):
   --pods N                 simulated pods (default 2)
