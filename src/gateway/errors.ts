@@ -39,3 +39,7 @@ export const clientClosed = () => new GatewayError(499, 'client closed the reque
 /** 413: a chat over the message cap (request-limits.ts; also checked by the body parser's thread). */
 export const tooManyMessages = (n: number, max: number) =>
   new GatewayError(413, `"messages" has ${n} entries; this router accepts at most ${max}`, 'request_too_large_error', 'too_many_messages', 'messages');
+
+/** 413: a prompt over the prompt-character cap (request-limits.ts; also checked by the body parser's thread). */
+export const promptTooLarge = (param: 'prompt' | 'messages', max: number) =>
+  new GatewayError(413, `the ${param} exceeds this router's limit of ${max} characters`, 'request_too_large_error', 'prompt_too_large', param);

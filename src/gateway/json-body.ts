@@ -9,7 +9,8 @@
 // is then a Uint32Array (int[]) or an array of them (int[][]) when every id is a valid token id.
 import type { Transferable } from 'node:worker_threads';
 import { SerialWorker, type JobError } from '../util/serial-worker.js';
-import { badRequest, clientClosed, GatewayError, tooManyMessages } from './errors.js';
+import { badRequest, clientClosed, GatewayError, promptTooLarge, tooManyMessages } from './errors.js';
+import { promptUnits } from './request-limits.js';
 
 /** Bodies up to this size are parsed on the event loop (~2-3 ms at worst, a body of token ids). */
 export const INLINE_JSON_BYTES = 64 * 1024;
@@ -18,8 +19,12 @@ export interface JsonBodyJob {
   /** The body (a string only inline: the thread gets bytes). */
   bytes: Uint8Array | string;
   maxValues: number;
-  /** Checked before the values, so a long chat gets its own error (request-limits.ts). */
+  /**
+   * Checked before the values, so a long chat or prompt gets its own error (request-limits.ts),
+   * and before anything goes back to the main thread, whose copy of the strings costs too.
+   */
   maxMessages: number;
+  maxPromptChars: number;
   /** Pack a completions `prompt` of token ids into Uint32Arrays. */
   packPrompt: boolean;
 }
@@ -82,8 +87,13 @@ export function decodeJsonBody(job: JsonBodyJob): { result: unknown; transfer: T
   let transfer: ArrayBuffer[] = [];
   if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
     const o = body as Record<string, unknown>;
-    if (Array.isArray(o.messages) && o.messages.length > job.maxMessages) throw tooManyMessages(o.messages.length, job.maxMessages);
+    if (Array.isArray(o.messages)) {
+      if (o.messages.length > job.maxMessages) throw tooManyMessages(o.messages.length, job.maxMessages);
+      if (promptUnits([o.messages, o.tools, o.chat_template_kwargs], job.maxPromptChars) > job.maxPromptChars) throw promptTooLarge('messages', job.maxPromptChars);
+    }
     if (job.packPrompt) transfer = packPrompt(o);
+    // Token ids are held to the model's token cap on the main thread (400 context_length_exceeded).
+    if (transfer.length === 0 && o.prompt !== undefined && promptUnits(o.prompt, job.maxPromptChars) > job.maxPromptChars) throw promptTooLarge('prompt', job.maxPromptChars);
   }
   // A body can hold more values than the cap only if it has two bytes per value ("0,").
   if (b.length > 2 * job.maxValues) checkValueCount(body, job.maxValues);
@@ -112,15 +122,18 @@ export function jsonBodyWorker(): SerialWorker<JsonBodyJob, unknown> {
 }
 
 /**
- * The JSON of a request body: inline up to INLINE_JSON_BYTES, else in the worker thread (the
- * bytes are copied to it; `signal` abandons the parse). Throws GatewayError 400 (not JSON),
+ * The JSON of a request body: inline up to INLINE_JSON_BYTES, else in the worker thread (bytes
+ * in a SharedArrayBuffer are shared with it, others copied; `signal` abandons the parse). Throws GatewayError 400 (not JSON),
  * 413 (too many values) or 499 (aborted).
  */
-export async function parseJsonBody(bytes: Uint8Array | string, limits: { maxValues: number; maxMessages: number }, packPrompt: boolean, signal?: AbortSignal): Promise<unknown> {
-  const { maxValues, maxMessages } = limits;
-  if (bytes.length <= INLINE_JSON_BYTES) return decodeJsonBody({ bytes, maxValues, maxMessages, packPrompt }).result;
+export type BodyCaps = Pick<JsonBodyJob, 'maxValues' | 'maxMessages' | 'maxPromptChars'>;
+
+export async function parseJsonBody(bytes: Uint8Array | string, caps: BodyCaps, packPrompt: boolean, signal?: AbortSignal): Promise<unknown> {
+  if (bytes.length <= INLINE_JSON_BYTES) return decodeJsonBody({ bytes, ...caps, packPrompt }).result;
   const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
-  // A copy the thread owns (the caller may still forward the original bytes upstream).
+  // Bytes in shared memory (readBody puts large bodies there) reach the thread without a copy;
+  // others are copied to a buffer the thread owns (the caller still forwards the original upstream).
+  if (b.buffer instanceof SharedArrayBuffer) return jsonBodyWorker().run({ bytes: b, ...caps, packPrompt }, [], signal);
   const copy = new Uint8Array(b);
-  return jsonBodyWorker().run({ bytes: copy, maxValues, maxMessages, packPrompt }, [copy.buffer], signal);
+  return jsonBodyWorker().run({ bytes: copy, ...caps, packPrompt }, [copy.buffer], signal);
 }

@@ -115,7 +115,7 @@ export function parseOpenAIRequest(path: string, rawHeaders: HeaderBag, bodyByte
   const limits = opts.limits ?? defaultLimits;
   let body: unknown;
   try {
-    body = decodeJsonBody({ bytes: bodyBytes, maxValues: limits.maxJsonValues, maxMessages: limits.maxMessages, packPrompt: true }).result;
+    body = decodeJsonBody({ bytes: bodyBytes, ...limits.bodyCaps, packPrompt: true }).result;
   } catch (err) {
     throw limits.counted(err);
   }
@@ -131,7 +131,7 @@ export async function parseOpenAIRequestAsync(path: string, rawHeaders: HeaderBa
   const limits = opts.limits ?? defaultLimits;
   let body: unknown;
   try {
-    body = await parseJsonBody(bodyBytes, { maxValues: limits.maxJsonValues, maxMessages: limits.maxMessages }, true, signal);
+    body = await parseJsonBody(bodyBytes, limits.bodyCaps, true, signal);
   } catch (err) {
     throw limits.counted(err);
   }

@@ -14,7 +14,7 @@
 import type { Registry } from 'prom-client';
 import { Tally } from '../util/fast-metrics.js';
 import type { EndpointPool } from '../endpoints/pool.js';
-import { GatewayError, tooManyMessages } from './errors.js';
+import { GatewayError, promptTooLarge, tooManyMessages } from './errors.js';
 
 export interface RequestLimitOptions {
   /** Most chat messages in one request (413 beyond). Default 4096. */
@@ -115,10 +115,16 @@ export class RequestLimits {
     return err;
   }
 
-  /** `err`, counted when it is a refusal of the body parser (json-body.ts: too many values or messages). */
+  /** The caps the body parser applies before anything reaches the main thread (json-body.ts). */
+  get bodyCaps(): { maxValues: number; maxMessages: number; maxPromptChars: number } {
+    return { maxValues: this.maxJsonValues, maxMessages: this.maxMessages, maxPromptChars: this.maxPromptChars };
+  }
+
+  /** `err`, counted when it is a refusal of the body parser (json-body.ts: values, messages, prompt size). */
   counted(err: unknown): unknown {
     if (err instanceof GatewayError && err.code === 'too_many_values') this.reject('json_values', err);
     if (err instanceof GatewayError && err.code === 'too_many_messages') this.reject('messages', err);
+    if (err instanceof GatewayError && err.code === 'prompt_too_large') this.reject('prompt_chars', err);
     return err;
   }
 
@@ -136,7 +142,7 @@ export class RequestLimits {
     if (units <= this.maxPromptChars) return;
     throw this.reject(
       'prompt_chars',
-      new GatewayError(413, `the ${param} exceeds this router's limit of ${this.maxPromptChars} characters`, 'request_too_large_error', 'prompt_too_large', param),
+      promptTooLarge(param, this.maxPromptChars),
     );
   }
 

@@ -10,7 +10,9 @@ import { GatewayError, badRequest } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
 import { clientClosed, parseOpenAIRequestAsync, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
 import { parseJsonBody } from './json-body.js';
-import { DEFAULT_REQUEST_LIMITS } from './request-limits.js';
+import { RequestLimits } from './request-limits.js';
+
+const DEFAULT_BODY_LIMITS = new RequestLimits();
 import { createEdgeServer, readBody, type EdgeLimits } from './http-front.js';
 import { HTTP_EDGE_DEFAULTS } from './limits.js';
 import type { UpstreamProxy } from './proxy.js';
@@ -230,8 +232,7 @@ export class GatewayServer {
       const raw = await readBody(req, res, this.maxBody);
       if (!this.o.tokenizeApi) throw new GatewayError(404, 'no tokenizer available in this router', 'not_found_error', 'no_tokenizer');
       const limits = this.o.parseOptions.limits;
-      const caps = { maxValues: limits?.maxJsonValues ?? DEFAULT_REQUEST_LIMITS.maxJsonValues, maxMessages: limits?.maxMessages ?? DEFAULT_REQUEST_LIMITS.maxMessages };
-      const body = await parseJsonBody(raw, caps, false).catch((err: unknown) => {
+      const body = await parseJsonBody(raw, (limits ?? DEFAULT_BODY_LIMITS).bodyCaps, false).catch((err: unknown) => {
         throw limits ? limits.counted(err) : err;
       });
       const out = await this.o.tokenizeApi.handle(body);

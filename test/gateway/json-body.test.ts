@@ -8,7 +8,7 @@ import { GatewayError } from '../../src/gateway/errors.js';
 import { COMPLETION, startPod, startRouterFor, type FakePod } from './fake-pods.js';
 import { until } from './helpers.js';
 
-const caps = { maxValues: 1000, maxMessages: 10 };
+const caps = { maxValues: 1000, maxMessages: 10, maxPromptChars: 10_000_000 };
 const bytes = (v: unknown) => Buffer.from(JSON.stringify(v));
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
@@ -35,6 +35,10 @@ test('more JSON values than the cap is 413 too_many_values (token ids count once
   assert.throws(() => decode({ model: 'm', prompt: 'x', tools: new Array(2000).fill(null) }), (e: unknown) => e instanceof GatewayError && e.status === 413 && e.code === 'too_many_values');
   assert.throws(() => decode({ model: 'm', prompt: 'x', deep: Array.from({ length: 600 }, () => ({ a: 1 })) }), (e: unknown) => e instanceof GatewayError && e.code === 'too_many_values');
   assert.throws(() => decode({ model: 'm', messages: new Array(11).fill({ role: 'user', content: 'x' }) }), (e: unknown) => e instanceof GatewayError && e.code === 'too_many_messages');
+  const small = (v: unknown) => decodeJsonBody({ bytes: bytes(v), ...caps, maxPromptChars: 100, packPrompt: true });
+  assert.throws(() => small({ model: 'm', prompt: 'x'.repeat(101) }), (e: unknown) => e instanceof GatewayError && e.status === 413 && e.code === 'prompt_too_large' && e.param === 'prompt');
+  assert.throws(() => small({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(101) }] }), (e: unknown) => e instanceof GatewayError && e.code === 'prompt_too_large' && e.param === 'messages');
+  small({ model: 'm', prompt: new Array(1000).fill(1) }); // token ids: held to the token cap, on the main thread
 });
 
 test('a body over the inline size is parsed in the worker thread, with the same result and errors', async () => {
@@ -42,7 +46,7 @@ test('a body over the inline size is parsed in the worker thread, with the same 
   const b = bytes(body);
   assert.ok(b.length > INLINE_JSON_BYTES);
   const w = jsonBodyWorker();
-  const pending = parseJsonBody(b, { maxValues: 100, maxMessages: 10 }, true);
+  const pending = parseJsonBody(b, { ...caps, maxValues: 100 }, true);
   assert.equal(w.pending, 1, 'handed to the worker');
   const got = (await pending) as Record<string, unknown>;
   assert.ok(got.prompt instanceof Uint32Array);
@@ -50,7 +54,7 @@ test('a body over the inline size is parsed in the worker thread, with the same 
   assert.equal(got.text, body.text);
   assert.equal(b.length, bytes(body).length, "the caller's bytes are left intact (they are forwarded upstream)");
   const tooMany = bytes({ model: 'm', prompt: 'x', tools: new Array(40_000).fill(0).map(() => 'a') });
-  await assert.rejects(parseJsonBody(tooMany, { maxValues: 100, maxMessages: 10 }, true), (e: unknown) => e instanceof GatewayError && e.status === 413 && e.code === 'too_many_values');
+  await assert.rejects(parseJsonBody(tooMany, { ...caps, maxValues: 100 }, true), (e: unknown) => e instanceof GatewayError && e.status === 413 && e.code === 'too_many_values');
   await assert.rejects(parseJsonBody(Buffer.concat([b, Buffer.from('}')]), caps, true), (e: unknown) => e instanceof GatewayError && e.status === 400 && e.code === 'invalid_json');
 });
 
