@@ -11,6 +11,8 @@ export interface JobError {
   message: string;
   status?: number;
   code?: string;
+  /** The error's type (e.g. an OpenAI error type), when the caller maps it back. */
+  type?: string;
   param?: string | null;
 }
 
