@@ -5,7 +5,11 @@
 // (closed loop, 2 in flight, shared-prefix prompts) and samples the router's RSS; each attack
 // of bench/abuse/events-attacks.ts and bench/abuse/http-attacks.ts runs in a third process
 // (attack-child.ts). Per attack: normal traffic's p50/p99, errors and the router's RSS
-// before, during and after it. The first row is the baseline (no attack) of the same run.
+// before, during and after it; under each row, the router process's event-loop delay (wall
+// clock: includes the time the OS ran other processes), its own run time between two 1 ms ticks
+// ("hold": the part of a stall it caused), its CPU share and GC pauses; KV-event messages
+// received, rejected and lost to seq gaps during the attack. The first row is the baseline (no
+// attack) of the same run.
 // Target: during the KV-event flood at the index's full ingest rate, HTTP p99 < 50 ms.
 // BENCH_QUICK=1: short phases. ABUSE_ONLY=<name,...>: only these attacks. Every loop is bounded in time; a dead router is reported and
 // restarted for the next attack.
@@ -16,7 +20,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { summarize } from '../src/bench/stats.js';
-import type { AbuseTarget, Attack } from './abuse/types.js';
+import type { AbuseTarget, Attack, LoopDelay } from './abuse/types.js';
 import { eventsAttacks } from './abuse/events-attacks.js';
 import { httpAttacks } from './abuse/http-attacks.js';
 import type { PodsInfo } from './abuse/pods-child.js';
@@ -28,6 +32,8 @@ const PODS = Number(process.env.ABUSE_PODS ?? 2);
 /** ABUSE_ONLY=name,name: only these attacks (after the baseline). */
 const ONLY = process.env.ABUSE_ONLY ? new Set(process.env.ABUSE_ONLY.split(',')) : null;
 const FLOOD_P99_TARGET_MS = 50;
+/** ABUSE_ROUTER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": node flags for the router process (profiling). */
+const ROUTER_NODE_ARGS = (process.env.ABUSE_ROUTER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
 interface ChildProc<T> {
@@ -38,8 +44,8 @@ interface ChildProc<T> {
 type RouterProc = ChildProc<AbuseTarget & { pid: number }>;
 
 /** Spawns a child that prints one JSON line when ready. */
-async function spawnReady<T>(script: string, args: string[], what: string): Promise<ChildProc<T>> {
-  const child = spawn(process.execPath, ['--import', 'tsx', here(script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function spawnReady<T>(script: string, args: string[], what: string, nodeArgs: string[] = []): Promise<ChildProc<T>> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', here(script), ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   const stderrTail: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (l) => {
     stderrTail.push(l);
@@ -78,7 +84,7 @@ async function startRouterProc(): Promise<RouterProc> {
     zmqPort = await freePort();
     podsProc = await spawnReady<PodsInfo>('./abuse/pods-child.ts', [String(PODS), `tcp://127.0.0.1:${zmqPort}`], 'pods');
   }
-  return spawnReady('./abuse/router-child.ts', [String(zmqPort), JSON.stringify(podsProc.target)], 'router');
+  return spawnReady('./abuse/router-child.ts', [String(zmqPort), JSON.stringify(podsProc.target)], 'router', ROUTER_NODE_ARGS);
 }
 
 async function stop(c: ChildProc<unknown>): Promise<void> {
@@ -101,16 +107,40 @@ function rssMb(pid: number): number {
   }
 }
 
-/** Sum of a counter's series on the router's /metrics (NaN when unreachable). */
-async function counter(url: string, name: string): Promise<number> {
+/** The router's event-loop delay and CPU share since the last ask (router-child.ts, over IPC). */
+async function loopDelay(r: RouterProc): Promise<LoopDelay | null> {
+  if (!alive(r) || !r.child.connected) return null;
+  return Promise.race([
+    new Promise<LoopDelay>((res) => {
+      r.child.once('message', (m) => res(m as LoopDelay));
+      r.child.send('loop');
+    }),
+    sleep(5000).then(() => null),
+  ]);
+}
+
+/** The router's counters a row reports (summed over their series; NaN when unreachable). */
+const COUNTERS = {
+  admitted: 'kvcache_index_admissions_total',
+  rejected: 'kvcache_events_decode_errors_total',
+  received: 'kvcache_events_messages_total',
+  missed: 'kvcache_events_missed_batches_total',
+} as const;
+type Counters = Record<keyof typeof COUNTERS, number>;
+
+async function counters(url: string): Promise<Counters> {
+  const out = Object.fromEntries(Object.keys(COUNTERS).map((k) => [k, NaN])) as Counters;
   try {
     const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-    let sum = 0;
-    for (const line of text.split('\n')) if (line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    return sum;
+    for (const [k, name] of Object.entries(COUNTERS) as [keyof Counters, string][]) {
+      let sum = 0;
+      for (const line of text.split('\n')) if (line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+      out[k] = sum;
+    }
   } catch {
-    return NaN;
+    // unreachable: NaN
   }
+  return out;
 }
 
 const PREFIX = 'You are a careful assistant. Answer in one short sentence and do not add anything else. '.repeat(4);
@@ -165,13 +195,18 @@ interface Row {
   before: ReturnType<Traffic['window']>;
   during: ReturnType<Traffic['window']>;
   after: ReturnType<Traffic['window']>;
+  /** The router process's event-loop delay and CPU share in each window. */
+  loop: { before: LoopDelay | null; during: LoopDelay | null; after: LoopDelay | null };
   rssBefore: number;
   rssMaxDuring: number;
   rssAfter: number;
   up: boolean;
-  /** Block keys the index admitted per second during the attack, and messages it rejected. */
+  /** Block keys the index admitted per second during the attack. */
   admittedPerSec: number;
+  /** KV-event messages during the attack: received, rejected (decode errors), batches lost to seq gaps. */
+  received: number;
   rejected: number;
+  missed: number;
   note: string;
 }
 
@@ -180,11 +215,12 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
   const rssSamples: { at: number; mb: number }[] = [];
   const sampler = setInterval(() => rssSamples.push({ at: performance.now(), mb: rssMb(r.target.pid) }), 200);
   const t0 = performance.now();
+  await loopDelay(r); // restarts the router's loop-delay window
   await sleep(PHASE.before);
   // set when the during window opens (the attack started)
   let t1: number;
-  let admitted0: number;
-  let rejected0: number;
+  let c0: Counters;
+  let loopBefore: LoopDelay | null;
   let note = '';
   if (attack && list) {
     const child = spawn(process.execPath, ['--import', 'tsx', here('./abuse/attack-child.ts'), list, attack.name, String(PHASE.during), JSON.stringify(r.target)], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -199,8 +235,8 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
     }));
     await Promise.race([started, done, sleep(30_000)]);
     t1 = performance.now();
-    admitted0 = await counter(r.target.routerUrl, 'kvcache_index_admissions_total');
-    rejected0 = await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total');
+    loopBefore = await loopDelay(r);
+    c0 = await counters(r.target.routerUrl);
     const code = await Promise.race([done, sleep(PHASE.during + 5000).then(() => 'timeout' as const)]);
     if (code === 'timeout') {
       child.kill('SIGTERM');
@@ -210,16 +246,17 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
     } else if (code !== 0) note = `attack exited ${code}: ${err.trim().split('\n').pop() ?? ''}`;
     lines.close();
   } else {
-    admitted0 = await counter(r.target.routerUrl, 'kvcache_index_admissions_total');
-    rejected0 = await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total');
+    loopBefore = await loopDelay(r);
+    c0 = await counters(r.target.routerUrl);
     t1 = performance.now();
     await sleep(PHASE.during);
   }
   const t2 = performance.now();
-  const admittedPerSec = ((await counter(r.target.routerUrl, 'kvcache_index_admissions_total')) - admitted0) / ((t2 - t1) / 1000);
-  const rejected = (await counter(r.target.routerUrl, 'kvcache_events_decode_errors_total')) - rejected0;
+  const loopDuring = await loopDelay(r);
+  const c1 = await counters(r.target.routerUrl);
   await sleep(PHASE.after);
   const t3 = performance.now();
+  const loopAfter = await loopDelay(r);
   clearInterval(sampler);
   await traffic.stop();
   const rssIn = (a: number, b: number) => rssSamples.filter((x) => x.at >= a && x.at < b).map((x) => x.mb);
@@ -229,12 +266,15 @@ async function runAttack(r: RouterProc, list: 'events' | 'http' | null, attack: 
     before: traffic.window(t0, t1),
     during: traffic.window(t1, t2),
     after: traffic.window(t2, t3),
+    loop: { before: loopBefore, during: loopDuring, after: loopAfter },
     rssBefore: last(rssIn(t0, t1)),
     rssMaxDuring: rssIn(t1, t2).reduce((a, b) => Math.max(a, b), -Infinity),
     rssAfter: last(rssIn(t2, t3)),
     up: alive(r),
-    admittedPerSec,
-    rejected,
+    admittedPerSec: (c1.admitted - c0.admitted) / ((t2 - t1) / 1000),
+    received: c1.received - c0.received,
+    rejected: c1.rejected - c0.rejected,
+    missed: c1.missed - c0.missed,
     note,
   };
 }
@@ -244,9 +284,11 @@ const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '-'); // -Infinit
 
 function printRow(row: Row): void {
   const ph = (w: Row['before']) => `${f1(w.p50).padStart(6)} ${f1(w.p99).padStart(7)} ${String(w.errors).padStart(4)}`;
+  const lp = (l: LoopDelay | null) => (l ? `${f1(l.p99).padStart(6)} ${f1(l.max).padStart(7)} ${f0(l.cpu * 100).padStart(4)} ${f0(l.gcShare * 100).padStart(3)} ${f0(l.gcMax).padStart(4)} ${f1(l.holdP99).padStart(5)} ${f1(l.holdMax).padStart(5)}` : '-'.padStart(40));
   console.log(
-    `${row.attack.padEnd(26)} ${ph(row.before)} | ${ph(row.during)} | ${ph(row.after)} | ${f0(row.rssBefore).padStart(5)} ${f0(row.rssMaxDuring).padStart(5)} ${f0(row.rssAfter).padStart(5)} | ${row.up ? 'up' : 'DOWN'} | ${f0(row.admittedPerSec).padStart(9)} ${f0(row.rejected).padStart(8)}${row.note ? `  (${row.note})` : ''}`,
+    `${row.attack.padEnd(26)} ${ph(row.before)} | ${ph(row.during)} | ${ph(row.after)} | ${f0(row.rssBefore).padStart(5)} ${f0(row.rssMaxDuring).padStart(5)} ${f0(row.rssAfter).padStart(5)} | ${row.up ? 'up' : 'DOWN'} | ${f0(row.admittedPerSec).padStart(9)} ${f0(row.received).padStart(8)} ${f0(row.rejected).padStart(8)} ${f0(row.missed).padStart(7)}${row.note ? `  (${row.note})` : ''}`,
   );
+  console.log(`${'  router loop delay, CPU %'.padEnd(26)} ${lp(row.loop.before)} | ${lp(row.loop.during)} | ${lp(row.loop.after)} |`);
 }
 
 async function main(): Promise<void> {
@@ -258,7 +300,9 @@ async function main(): Promise<void> {
   console.log(`normal traffic: closed loop, 2 in flight, /v1/completions with a shared prefix, through the router (its own process) to ${PODS} simulated pods (another process)`);
   for (const { attack } of attacks) console.log(`  ${attack.name}: ${attack.description}`);
   console.log('');
-  console.log(`${'attack'.padEnd(26)} ${'before: p50    p99  err'} | ${'during: p50   p99  err'} | ${'after: p50    p99  err'} | RSS MB before max after | router | blocks/s rejected`);
+  console.log(`${'attack'.padEnd(26)} ${'before: p50    p99  err'} | ${'during: p50   p99  err'} | ${'after: p50    p99  err'} | RSS MB before max after | router | blocks/s received rejected missed`);
+  const lh = 'loop p99    max cpu% gc% gcmax hold p99   max';
+  console.log(`${'(router process, ms)'.padEnd(26)} ${lh} | ${lh} | ${lh} |`);
   let r = await startRouterProc();
   const rows: Row[] = [];
   try {

@@ -1,6 +1,11 @@
 // npm run bench:index [-- --quick]
 // Block keys, ingest, scoring and memory of the in-memory index, each next to a naive
 // baseline measured in the same run (BigInt FNV over built CBOR; Map<key, Map<pod, refs>>).
+// BENCH_INDEX_BASELINE=/path/to/other/worktree also loads that tree's src/index/memory-index.ts
+// and prints its ingest and scoring beside this tree's, runs alternated (A B B A ...) so machine
+// noise hits both alike; e.g. `git worktree add /tmp/base main && (cd /tmp/base && npm ci)`.
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { BlockKeyer, type HashAlgorithm } from '../src/index/keys.js';
@@ -10,6 +15,25 @@ import type { PrefixMatch } from '../src/index/types.js';
 
 const quick = process.argv.includes('--quick');
 const MODEL = 'Qwen/Qwen3-32B';
+
+/** What the ingest and scoring sections use of an index, so another tree's class fits too. */
+interface BenchedIndex {
+  add(engineKeys: BigUint64Array | null, requestKeys: BigUint64Array, entry: { pod: string; tier: string }): void;
+  longestPrefix(keys: BigUint64Array, pods?: ReadonlySet<string> | null): Map<string, PrefixMatch>;
+}
+/** A tree under test: this one, and with BENCH_INDEX_BASELINE the other one. */
+interface Tree {
+  name: string;
+  make: () => BenchedIndex;
+}
+const trees: Tree[] = [{ name: 'current', make: () => new InMemoryKvBlockIndex() }];
+const baselineDir = process.env.BENCH_INDEX_BASELINE;
+if (baselineDir) {
+  const mod = (await import(pathToFileURL(path.resolve(baselineDir, 'src/index/memory-index.ts')).href)) as { InMemoryKvBlockIndex: new () => BenchedIndex };
+  trees.push({ name: `baseline (${path.basename(path.resolve(baselineDir))})`, make: () => new mod.InMemoryKvBlockIndex() });
+}
+/** Alternation rounds per measurement when a baseline is loaded. */
+const ROUNDS = 10;
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -40,6 +64,31 @@ function timeIt(fn: () => void, maxIters: number, maxMs: number): number[] {
   lastCpuPerCall = cpuMs(process.cpuUsage(c0)) / out.length;
   return out;
 }
+
+/**
+ * timeIt for each of `fns` in turn, `rounds` times, the order reversed every other round
+ * (A B B A ...), so load that comes and goes during the run falls on all of them alike.
+ * Each fn gets `maxIters` / `maxMs` in all, as timeIt alone would. Returns each fn's wall
+ * times and mean CPU ms per call.
+ */
+function timeAlternating(fns: (() => void)[], maxIters: number, maxMs: number, rounds: number): { times: number[]; cpu: number }[] {
+  const out = fns.map(() => ({ times: [] as number[], cpuSum: 0 }));
+  for (let round = 0; round < rounds; round++) {
+    const order = fns.map((_, i) => (round % 2 === 0 ? i : fns.length - 1 - i));
+    for (const i of order) {
+      const t = timeIt(fns[i], Math.max(1, Math.ceil(maxIters / rounds)), maxMs / rounds);
+      out[i].times.push(...t);
+      out[i].cpuSum += lastCpuPerCall * t.length;
+    }
+  }
+  return out.map((o) => ({ times: o.times, cpu: o.cpuSum / o.times.length }));
+}
+
+const gc: () => void = (() => {
+  // a real gc() even without --expose-gc, so heap deltas and ingest runs do not include earlier garbage
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+})();
 
 function rng(seed: number) {
   return () => {
@@ -140,23 +189,43 @@ function benchIngest(): void {
     }
     events.push({ e, k, pod: `10.0.0.${i % 8}:8000` });
   }
-  const idx = new InMemoryKvBlockIndex();
-  const faults0 = process.resourceUsage().minorPageFault;
-  let t = performance.now();
-  let c = process.cpuUsage();
-  for (const ev of events) idx.add(ev.e, ev.k, { pod: ev.pod, tier: 'gpu' });
-  const fast = total / ((performance.now() - t) / 1000);
-  const fastCpu = total / (cpuMs(process.cpuUsage(c)) / 1000);
-  // first touches of fresh memory: costly on a VM, part of what growth from empty costs
-  const faults = process.resourceUsage().minorPageFault - faults0;
+  // one fresh index per run; with a baseline, 3 runs per tree alternated, the median reported
+  const reps = trees.length > 1 ? 3 : 1;
+  const runs = trees.map(() => [] as { wall: number; cpu: number; faults: number }[]);
+  for (let rep = 0; rep < reps; rep++) {
+    for (let a = 0; a < trees.length; a++) {
+      const ti = rep % 2 === 0 ? a : trees.length - 1 - a;
+      gc();
+      const idx = trees[ti].make();
+      const faults0 = process.resourceUsage().minorPageFault;
+      const t0 = performance.now();
+      const c0 = process.cpuUsage();
+      for (const ev of events) idx.add(ev.e, ev.k, { pod: ev.pod, tier: 'gpu' });
+      // first touches of fresh memory (faults): costly on a VM, part of what growth from empty costs
+      runs[ti].push({
+        wall: total / ((performance.now() - t0) / 1000),
+        cpu: total / (cpuMs(process.cpuUsage(c0)) / 1000),
+        faults: process.resourceUsage().minorPageFault - faults0,
+      });
+    }
+  }
+  const median = (xs: number[]) => pct(xs, 50);
+  const fast = median(runs[0].map((x) => x.wall));
+  const fastCpu = median(runs[0].map((x) => x.cpu));
+  const faults = median(runs[0].map((x) => x.faults));
   const naive = new NaiveIndex();
   const nn = Math.min(events.length, quick ? events.length : events.length / 4);
-  t = performance.now();
-  c = process.cpuUsage();
+  const t = performance.now();
+  const c = process.cpuUsage();
   for (let i = 0; i < nn; i++) naive.add(events[i].e, events[i].k, events[i].pod);
   const slow = (nn * per) / ((performance.now() - t) / 1000);
   const slowCpu = (nn * per) / (cpuMs(process.cpuUsage(c)) / 1000);
   row('ingest in-memory', `${fmt(fast / 1e6)} M block stores/s wall`, `${fmt(fastCpu / 1e6)} M/s cpu`, `${fmt(faults / 1000, 1)}k page faults`, `naive Map index ${fmt(slow / 1e6)} M/s wall, ${fmt(slowCpu / 1e6)} M/s cpu`, `x${fmt(fastCpu / slowCpu, 1)}`);
+  for (let ti = 1; ti < trees.length; ti++) {
+    const wall = median(runs[ti].map((x) => x.wall));
+    const cpu = median(runs[ti].map((x) => x.cpu));
+    row(`ingest ${trees[ti].name}`, `${fmt(wall / 1e6)} M block stores/s wall`, `${fmt(cpu / 1e6)} M/s cpu`, `${fmt(median(runs[ti].map((x) => x.faults)) / 1000, 1)}k page faults`, `current/baseline cpu rate x${fmt(fastCpu / cpu)}`);
+  }
 }
 
 // ---------------- 3. scoring ----------------
@@ -167,7 +236,7 @@ function benchIngest(): void {
 function benchScore(label: string, nKeys: number, nPods: number, iters: number, shuffled = false): void {
   const r = rng(3 + nKeys);
   const keys = BigUint64Array.from({ length: nKeys }, () => (BigInt(r()) << 32n) | BigInt(r()));
-  const idx = new InMemoryKvBlockIndex();
+  const idxs = trees.map((t) => t.make());
   const naive = new NaiveIndex();
   const pods: string[] = [];
   const tierOf = (p: number) => (p % 4 === 0 ? 'cpu' : 'gpu');
@@ -175,7 +244,7 @@ function benchScore(label: string, nKeys: number, nPods: number, iters: number, 
     const pod = `10.0.${p >> 8}.${p & 255}:8000`;
     pods.push(pod);
     // worst case: every pod holds the whole prompt, so the walk cannot stop early
-    if (!shuffled) idx.add(null, keys, { pod, tier: tierOf(p) });
+    if (!shuffled) for (const idx of idxs) idx.add(null, keys, { pod, tier: tierOf(p) });
     naive.add(new BigUint64Array(0), keys, pod);
   }
   if (shuffled) {
@@ -185,16 +254,22 @@ function benchScore(label: string, nKeys: number, nPods: number, iters: number, 
         const b = r() % (a + 1);
         [order[a], order[b]] = [order[b], order[a]];
       }
-      for (const p of order) idx.add(null, keys.subarray(i, i + 1), { pod: pods[p], tier: tierOf(p) });
+      for (const p of order) for (const idx of idxs) idx.add(null, keys.subarray(i, i + 1), { pod: pods[p], tier: tierOf(p) });
     }
   }
   const filter = new Set(pods);
-  const check = idx.longestPrefix(keys, filter);
-  if (check.size !== nPods || [...check.values()].some((m) => m.blocks !== nKeys)) throw new Error('bench sanity check failed');
-  const fast = timeIt(() => idx.longestPrefix(keys, filter), iters, quick ? 1000 : 3000);
-  const fastCpu = lastCpuPerCall;
+  for (const idx of idxs) {
+    const check = idx.longestPrefix(keys, filter);
+    if (check.size !== nPods || [...check.values()].some((m) => m.blocks !== nKeys)) throw new Error('bench sanity check failed');
+  }
+  const runs = timeAlternating(idxs.map((idx) => () => idx.longestPrefix(keys, filter)), iters, quick ? 1000 : 3000, trees.length > 1 ? ROUNDS : 1);
+  const fast = runs[0].times;
   const slow = timeIt(() => naive.longestPrefix(keys, filter), Math.max(5, iters / 20), quick ? 1000 : 3000);
-  row(`score ${label}`, `p50 ${us(pct(fast, 50))}`, `p99 ${us(pct(fast, 99))}`, `mean cpu ${us(fastCpu)}`, `naive p50 ${us(pct(slow, 50))}`, `x${fmt(pct(slow, 50) / pct(fast, 50), 1)}`);
+  row(`score ${label}`, `p50 ${us(pct(fast, 50))}`, `p90 ${us(pct(fast, 90))}`, `p99 ${us(pct(fast, 99))}`, `mean cpu ${us(runs[0].cpu)}`, `naive p50 ${us(pct(slow, 50))}`, `x${fmt(pct(slow, 50) / pct(fast, 50), 1)}`);
+  for (let ti = 1; ti < trees.length; ti++) {
+    const t = runs[ti].times;
+    row(`  ${trees[ti].name}`, `p50 ${us(pct(t, 50))}`, `p90 ${us(pct(t, 90))}`, `p99 ${us(pct(t, 99))}`, `mean cpu ${us(runs[ti].cpu)}`, `current/baseline p50 x${fmt(pct(fast, 50) / pct(t, 50))}, cpu x${fmt(runs[0].cpu / runs[ti].cpu)}`);
+  }
 }
 
 // ---------------- 4. memory ----------------
@@ -203,9 +278,7 @@ function benchMemory(): void {
   const podsPerBlock = 8;
   const blocks = entries / podsPerBlock;
   console.log(`\n## memory: ${fmt(entries / 1e6, 1)}M (block, pod) entries = ${fmt(blocks / 1e6, 2)}M blocks x ${podsPerBlock} pods, with per-pod engine keys`);
-  // a real gc() even without --expose-gc, so heap deltas do not include earlier garbage
-  v8.setFlagsFromString('--expose-gc');
-  const g = { gc: vm.runInNewContext('gc') as () => void };
+  const g = { gc };
   g.gc();
   const before = process.memoryUsage();
   const idx = new InMemoryKvBlockIndex({ capacity: entries });
@@ -249,7 +322,7 @@ function benchMemory(): void {
   if (naive.keys.size === 0 || idx.stats().entries === 0) throw new Error('unreachable');
 }
 
-console.log(`kvrouter bench:index${quick ? ' (quick)' : ''}  node ${process.version}  load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')} on ${(await import('node:os')).cpus().length} cores`);
+console.log(`kvrouter bench:index${quick ? ' (quick)' : ''}${baselineDir ? `  baseline ${path.resolve(baselineDir)}` : ''}  node ${process.version}  load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')} on ${(await import('node:os')).cpus().length} cores`);
 benchKeys();
 benchIngest();
 console.log('\n## longest-prefix scoring (tier-weighted, pod filter given)');

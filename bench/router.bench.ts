@@ -10,10 +10,15 @@
 // Breakdown: the router process's CPU time per request in each phase (over an IPC channel),
 // mean wall time per stage (from its /metrics), its GC pauses.
 // Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
-// Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile).
+// Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile),
+// --router=src (the router from its TypeScript sources through tsx instead of dist/).
+// The router runs as shipped: dist/, compiled by `npm run build` (incremental) at the start; the
+// bare hop is plain JavaScript (bench/bare-hop.js). tsx's transform of TypeScript keeps function
+// names with an Object.defineProperty on every closure made (esbuild keepNames), a per-request
+// cost that `npm start` and the package never pay.
 // Processes: a fast upstream (two minimal vLLM-shaped HTTP servers), the router, the bare hop,
 // nginx, and this load generator (undici). Every loop is bounded in count and time.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
@@ -59,8 +64,9 @@ async function runUpstream(): Promise<void> {
 
 // ---------- router process ----------
 async function runRouter(): Promise<void> {
-  const { startRouter } = await import('../src/gateway/router.js');
-  const { EMBEDDED_CONFIG } = await import('../src/gateway/embedded.js');
+  const dir = args.get('router') === 'src' ? '../src' : '../dist';
+  const { startRouter } = (await import(`${dir}/gateway/router.js`)) as typeof import('../src/gateway/router.js');
+  const { EMBEDDED_CONFIG } = (await import(`${dir}/gateway/embedded.js`)) as typeof import('../src/gateway/embedded.js');
   const ports = (args.get('ports') ?? '').split(',');
   const loadOnly = args.get('config') === 'load-only';
   const r = await startRouter({
@@ -100,31 +106,9 @@ async function runRouter(): Promise<void> {
 }
 
 // ---------- reference: a minimal node:http + undici proxy hop ----------
-// An HTTP server that forwards each body's bytes to the first upstream through an undici Pool
-// and returns the answer: no parsing, no scheduling: what the usual Node proxy stack costs here.
-async function runFloor(): Promise<void> {
-  const port = (args.get('ports') ?? '').split(',')[0];
-  const upstream = new Pool(`http://127.0.0.1:${port}`, { connections: 64, pipelining: 1 });
-  const server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      upstream
-        .request({ path: req.url ?? '/', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(body.length) }, body })
-        .then(async (up) => {
-          const parts: Buffer[] = [];
-          for await (const c of up.body) parts.push(c as Buffer);
-          const out = Buffer.concat(parts);
-          res.writeHead(up.statusCode, { 'content-type': 'application/json', 'content-length': out.length }).end(out);
-        })
-        .catch(() => res.writeHead(502).end());
-    });
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }) + '\n');
-}
+// bench/bare-hop.js: an HTTP server that forwards each body's bytes to the first upstream through
+// an undici Pool and returns the answer (no parsing, no scheduling), run by plain node.
+const BARE_HOP = fileURLToPath(new URL('./bare-hop.js', import.meta.url));
 
 // ---------- floor: nginx proxy_pass ----------
 const NGINX = '/usr/sbin/nginx';
@@ -198,8 +182,10 @@ http {
 /** Every child process, so a failed run still stops them all. */
 const spawned: ChildProcess[] = [];
 
-function child(extra: string[], nodeArgs: string[] = []): { proc: ChildProcess; first: Promise<Record<string, unknown>> } {
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SELF, ...extra], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+/** A role of this file through tsx, or `script` (plain JavaScript) through plain node. */
+function child(extra: string[], nodeArgs: string[] = [], script?: string): { proc: ChildProcess; first: Promise<Record<string, unknown>> } {
+  const argv = script ? [...nodeArgs, script, ...extra] : [...nodeArgs, '--import', 'tsx', SELF, ...extra];
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   spawned.push(proc);
   const first = new Promise<Record<string, unknown>>((resolve, reject) => {
     let buf = '';
@@ -359,16 +345,22 @@ async function main(): Promise<void> {
   const n = Number(args.get('n') ?? (quick ? 150 : 400));
   const concurrency = Number(args.get('concurrency') ?? 32);
   const seconds = Number(args.get('seconds') ?? (quick ? 2 : 5));
+  const routerFrom = `--router=${args.get('router') === 'src' ? 'src' : 'dist'}`;
+  if (routerFrom === '--router=dist') {
+    // dist/ up to date with src/ (an incremental tsc build: seconds when little changed).
+    const build = spawnSync(process.execPath, [fileURLToPath(new URL('../scripts/build.js', import.meta.url))], { stdio: 'inherit' });
+    if (build.status !== 0) throw new Error(`npm run build failed (exit ${build.status}); --router=src runs the sources instead`);
+  }
   const up = child(['--role=upstream']);
   const { ports } = (await up.first) as { ports: number[] };
   // --prof: CPU profile of the router process into .tmp/prof (open in Chrome DevTools).
-  const rt = child(['--role=router', `--ports=${ports.join(',')}`], args.has('prof') ? ['--cpu-prof', '--cpu-prof-dir=.tmp/prof'] : []);
+  const rt = child(['--role=router', `--ports=${ports.join(',')}`, routerFrom], args.has('prof') ? ['--cpu-prof', '--cpu-prof-dir=.tmp/prof'] : []);
   const { url } = (await rt.first) as { url: string };
   const router = new Pool(url, { connections: concurrency, pipelining: 1 });
   const direct = new Pool(`http://127.0.0.1:${ports[0]}`, { connections: concurrency, pipelining: 1 });
   // The bare node:http + undici hop and nginx run beside the router, so the three are measured
   // in interleaved rounds on the same requests (a noisy machine drifts between phases).
-  const fl = child(['--role=floor', `--ports=${ports.join(',')}`]);
+  const fl = child([`--ports=${ports.join(',')}`], [], BARE_HOP);
   const floorPool = new Pool(((await fl.first) as { url: string }).url, { connections: concurrency, pipelining: 1 });
   const ng = await startNginx(ports[0]);
   const ngPool = ng ? new Pool(ng.url, { connections: concurrency, pipelining: 1 }) : undefined;
@@ -424,7 +416,7 @@ async function main(): Promise<void> {
     fl.proc.kill('SIGTERM');
     await ngPool?.close();
     await ng?.stop();
-    const rt2 = child(['--role=router', '--config=load-only', `--ports=${ports.join(',')}`]);
+    const rt2 = child(['--role=router', '--config=load-only', `--ports=${ports.join(',')}`, routerFrom]);
     const { url: url2 } = (await rt2.first) as { url: string };
     const router2 = new Pool(url2, { connections: concurrency, pipelining: 1 });
     await throughput(router2, concurrency, 2000, 2000);
@@ -473,8 +465,13 @@ async function main(): Promise<void> {
     const load = (await import('node:os')).loadavg()[0];
     console.log(`load average (1 min): ${load.toFixed(2)}${quick ? '; quick mode (BENCH_QUICK=1)' : ''}`);
     if (load > 2.5) console.log(`note: 1-minute load average ${load.toFixed(1)} on ${(await import('node:os')).cpus().length} cores: other processes share the CPU, figures are pessimistic`);
+    const over = added50 - floorAdded50;
     console.log(
-      `\n${verdict ? 'PASS' : 'MISS'}: added p50 ${f(added50)} ms (budget ${f(budget50)}: bare node:http + undici hop ${f(floorAdded50)} + 0.25), p99 ${f(added99)} ms; ${tpRouter.rps.toFixed(0)} routed req/s\n`,
+      `\nbudget (issue 13): kvrouter added p50 ${f(added50)} - bare node:http + undici hop ${f(floorAdded50)} = ${over >= 0 ? '+' : ''}${f(over)} ms, ` +
+        `<= 0.25 ms: ${over <= 0.25 ? 'MET' : 'MISSED'}${latNginx ? ` (nginx hop +${f(pct(latNginx.router, 50) - pct(latNginx.direct, 50))} ms)` : ''}; router from ${routerFrom.slice(9)}/`,
+    );
+    console.log(
+      `${verdict ? 'PASS' : 'MISS'}: added p50 ${f(added50)} ms (budget ${f(budget50)}: bare node:http + undici hop ${f(floorAdded50)} + 0.25), p99 ${f(added99)} ms; ${tpRouter.rps.toFixed(0)} routed req/s\n`,
     );
     mkdirSync('bench-results', { recursive: true });
     writeFileSync(
@@ -518,5 +515,4 @@ async function main(): Promise<void> {
 
 if (role === 'upstream') await runUpstream();
 else if (role === 'router') await runRouter();
-else if (role === 'floor') await runFloor();
 else await main();

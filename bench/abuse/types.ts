@@ -21,3 +21,17 @@ export interface Attack {
   /** Runs the attack until `signal` aborts or `durationMs` passes; must release everything it opened. */
   run(target: AbuseTarget, signal: AbortSignal, durationMs: number): Promise<void>;
 }
+
+/** The router process's event-loop delay (ms), CPU share (1 = one core) and GC pauses over a window. */
+export interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+  cpu: number;
+  /** Share of the window spent in GC pauses, and the longest pause (ms). */
+  gcShare: number;
+  gcMax: number;
+  /** The main thread's own run time between two 1 ms ticks (p99, max; ms): the part of the delay this process caused. */
+  holdP99: number;
+  holdMax: number;
+}

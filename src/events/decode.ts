@@ -2,6 +2,8 @@
 // map; events as tag-first arrays of any length (6..12 for BlockStored, missing trailing
 // fields = nil, extra ones ignored) or maps keyed by "type"; hashes as uint, negative int
 // or bytes. A bad event is skipped and reported; only a bad batch envelope throws.
+// The subscriber reads only the envelope on arrival (peekEventBatch) and decodes the rest when
+// the batch's turn comes (decodeCheckedBatch), so queued batches stay bytes.
 import { Decoder } from '@msgpack/msgpack';
 import type { AllBlocksCleared, BlockRemoved, BlockStored, DecodedBatch, KvEvent } from './types.js';
 import { checkMsgpack, GuardError, type GuardLimits } from './msgpack-guard.js';
@@ -151,18 +153,39 @@ export function decodeEvent(raw: unknown): KvEvent {
  * structural limits (checked before anything is allocated) or the envelope is unusable.
  */
 export function decodeEventBatch(payload: Uint8Array, limits?: GuardLimits): DecodedBatch {
-  try {
-    checkMsgpack(payload, limits);
-  } catch (err) {
-    if (err instanceof GuardError) throw new DecodeError(err.message, err.kind);
-    throw err;
+  guard(payload, limits);
+  return decodeCheckedBatch(payload);
+}
+
+/** What the subscriber needs of a batch on arrival: its stream (data-parallel rank). */
+export interface PeekedBatch {
+  dataParallelRank: number | null;
+  /** The whole batch, when its envelope could not be read without decoding it (a batch sent as a map). */
+  decoded?: DecodedBatch;
+}
+
+/**
+ * Checks a payload (msgpack-guard.ts) and reads its envelope without decoding the events, so a
+ * queued batch is held as bytes, not as objects, until decodeCheckedBatch() at its turn. Throws
+ * the DecodeError decodeEventBatch() would for a bad envelope; a payload it accepts can still
+ * be refused then (an undecodable value inside an event: kind 'msgpack').
+ */
+export function peekEventBatch(payload: Uint8Array, limits?: GuardLimits): PeekedBatch {
+  const starts: number[] = [];
+  guard(payload, limits, starts);
+  const count = arrayLength(payload, 0);
+  // vLLM sends [ts, events, rank] (msgspec array_like); anything else is read the slow way
+  if (count === null || count < 2 || arrayLength(payload, starts[1]) === null) {
+    const decoded = decodeCheckedBatch(payload);
+    return { dataParallelRank: decoded.dataParallelRank, decoded };
   }
-  let raw: unknown;
-  try {
-    raw = decoder.decode(payload);
-  } catch (err) {
-    throw new DecodeError(`invalid msgpack: ${(err as Error).message}`, 'msgpack');
-  }
+  if (count < 3) return { dataParallelRank: null };
+  return { dataParallelRank: rankOf(decodeValue(payload.subarray(starts[2], starts[3] ?? payload.length))) };
+}
+
+/** Decodes a payload that already passed checkMsgpack (decodeEventBatch, peekEventBatch). */
+export function decodeCheckedBatch(payload: Uint8Array): DecodedBatch {
+  const raw = decodeValue(payload);
   let ts: unknown;
   let events: unknown;
   let rank: unknown;
@@ -177,11 +200,7 @@ export function decodeEventBatch(payload: Uint8Array, limits?: GuardLimits): Dec
   } else throw new DecodeError(`batch is ${describe(raw)}, expected an array or a map`, 'envelope');
   if (!Array.isArray(events)) throw new DecodeError(`batch events is ${describe(events)}, expected an array`, 'envelope');
   const tsNum = typeof ts === 'number' ? ts : typeof ts === 'bigint' ? Number(ts) : NaN;
-  let dataParallelRank: number | null = null;
-  if (typeof rank === 'number' && Number.isInteger(rank) && rank >= 0 && rank < 1 << 16) dataParallelRank = rank;
-  else if (typeof rank === 'bigint' && rank >= 0n && rank < 1n << 16n) dataParallelRank = Number(rank);
-  else if (rank !== null && rank !== undefined) throw new DecodeError(`data_parallel_rank is ${describe(rank)}, expected a non-negative int or nil`, 'envelope');
-  const out: DecodedBatch = { ts: tsNum, events: [], dataParallelRank, skipped: [] };
+  const out: DecodedBatch = { ts: tsNum, events: [], dataParallelRank: rankOf(rank), skipped: [] };
   for (let i = 0; i < events.length; i++) {
     try {
       out.events.push(decodeEvent(events[i]));
@@ -190,4 +209,37 @@ export function decodeEventBatch(payload: Uint8Array, limits?: GuardLimits): Dec
     }
   }
   return out;
+}
+
+function guard(payload: Uint8Array, limits?: GuardLimits, rootStarts?: number[]): void {
+  try {
+    checkMsgpack(payload, limits, rootStarts);
+  } catch (err) {
+    if (err instanceof GuardError) throw new DecodeError(err.message, err.kind);
+    throw err;
+  }
+}
+
+function decodeValue(bytes: Uint8Array): unknown {
+  try {
+    return decoder.decode(bytes);
+  } catch (err) {
+    throw new DecodeError(`invalid msgpack: ${(err as Error).message}`, 'msgpack');
+  }
+}
+
+function rankOf(rank: unknown): number | null {
+  if (typeof rank === 'number' && Number.isInteger(rank) && rank >= 0 && rank < 1 << 16) return rank;
+  if (typeof rank === 'bigint' && rank >= 0n && rank < 1n << 16n) return Number(rank);
+  if (rank !== null && rank !== undefined) throw new DecodeError(`data_parallel_rank is ${describe(rank)}, expected a non-negative int or nil`, 'envelope');
+  return null;
+}
+
+/** Element count of the msgpack array starting at `p`, or null when the value there is not an array. */
+function arrayLength(buf: Uint8Array, p: number): number | null {
+  const b = buf[p];
+  if (b >= 0x90 && b <= 0x9f) return b & 0x0f;
+  if (b === 0xdc) return (buf[p + 1] << 8) | buf[p + 2];
+  if (b === 0xdd) return buf[p + 1] * 0x1000000 + ((buf[p + 2] << 16) | (buf[p + 3] << 8) | buf[p + 4]);
+  return null;
 }

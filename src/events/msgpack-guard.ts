@@ -30,8 +30,15 @@ export interface GuardLimits {
 export const DEFAULT_MAX_DEPTH = 8;
 export const DEFAULT_MAX_EVENTS = 65_536;
 
-/** Throws a GuardError unless `buf` is exactly one well-formed msgpack value within the limits. */
-export function checkMsgpack(buf: Uint8Array, limits: GuardLimits = {}): void {
+/** Start offsets checkMsgpack records of the root container's first elements (a batch has at most 3). */
+export const ROOT_STARTS = 4;
+
+/**
+ * Throws a GuardError unless `buf` is exactly one well-formed msgpack value within the limits.
+ * `rootStarts`, when given, receives the byte offsets where the root container's first
+ * ROOT_STARTS elements start (so a caller can read one of them without decoding the rest).
+ */
+export function checkMsgpack(buf: Uint8Array, limits: GuardLimits = {}, rootStarts?: number[]): void {
   const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
   const maxElements = limits.maxElements ?? buf.length;
   const maxEvents = limits.maxEvents ?? DEFAULT_MAX_EVENTS;
@@ -62,6 +69,7 @@ export function checkMsgpack(buf: Uint8Array, limits: GuardLimits = {}): void {
   while (owed > 0) {
     // take one value from the innermost open container
     while (left[depth] === 0) depth--;
+    if (depth === 1 && rootStarts && rootStarts.length < ROOT_STARTS) rootStarts.push(p);
     left[depth]--;
     owed--;
     need(1);

@@ -15,7 +15,8 @@
 //
 // Hostile input: vLLM's publisher has no authentication, so anyone who reaches the port can
 // send. Every message is bounded before it costs anything (frame size and receive queue on the
-// socket, msgpack structure before decoding: msgpack-guard.ts); when the endpoints are known
+// socket, msgpack structure before decoding: msgpack-guard.ts; a queued batch waits as bytes
+// and is decoded at its turn, so a backlog is not a heap for the GC); when the endpoints are known
 // (static list or discovery) only their topics are accepted; streams are bounded in number;
 // ingest runs in slices of a few ms (ingest-budget.ts) and stops reading the socket while too
 // much is queued, so HTTP keeps answering during any flood. Each rejection is counted in
@@ -26,7 +27,7 @@ import { pino, type Logger } from 'pino';
 import type { KvBlockIndex } from '../index/types.js';
 import { BlockKeyer, type KeyConfig } from '../index/keys.js';
 import type { BlockStored, DecodedBatch } from './types.js';
-import { decodeEventBatch, DecodeError } from './decode.js';
+import { decodeCheckedBatch, decodeEventBatch, DecodeError, peekEventBatch } from './decode.js';
 import type { GuardLimits } from './msgpack-guard.js';
 import { DecodeCost, DEFAULT_SLICE_MS, IngestBudget } from './ingest-budget.js';
 import { realClock, type Clock } from '../util/clock.js';
@@ -131,6 +132,9 @@ export interface ResyncRequest {
   pods?: readonly string[];
 }
 
+/** A batch as queued: decoded, or its checked payload and the rank its envelope names. */
+type Pending = DecodedBatch | { payload: Uint8Array; dataParallelRank: number | null };
+
 /** Metric pod label of messages whose topic names no known endpoint. */
 const UNKNOWN = '_unknown';
 const MAX_WARNED = 10_000;
@@ -157,6 +161,8 @@ export class KvEventSubscriber {
   readonly limits: EventLimits;
   private readonly guard: GuardLimits;
   private readonly budget: IngestBudget;
+  /** Learned costs per byte: the structural check on arrival, the decode at a batch's turn. */
+  private readonly checkCost = new DecodeCost();
   private readonly decodeCost = new DecodeCost();
   private queuedBytes = 0;
   private drainWaiter: (() => void) | null = null;
@@ -302,8 +308,8 @@ export class KvEventSubscriber {
   private async receiveLoop(sock: Subscriber): Promise<void> {
     try {
       for await (const frames of sock) {
-        // decoding one message cannot be cut: start it in a fresh slice if it would overrun this one
-        if (frames.length === 3) await this.budget.yieldIfSpent(this.decodeCost.estimateMs(frames[2].length));
+        // checking one message cannot be cut: start it in a fresh slice if it would overrun this one
+        if (frames.length === 3) await this.budget.yieldIfSpent(this.checkCost.estimateMs(frames[2].length));
         try {
           this.onFrames(frames);
         } catch (err) {
@@ -338,16 +344,35 @@ export class KvEventSubscriber {
     if (frames.length !== 3) return this.reject(t.pod, 'frames', `message with ${frames.length} frames (expected 3)`);
     if (frames[1].length !== 8) return this.reject(t.pod, 'seq', `seq frame of ${frames[1].length} bytes (expected 8)`);
     const seq = readSeq(frames[1]);
-    let batch: DecodedBatch;
+    // Only the envelope is read now: the payload waits as bytes (not as a heap of decoded
+    // objects the GC would have to walk on every pause) and is decoded when its turn comes.
+    let peeked: ReturnType<typeof peekEventBatch>;
     const t0 = this.clock.now();
     try {
-      batch = decodeEventBatch(frames[2], this.guard);
+      peeked = peekEventBatch(frames[2], this.guard);
     } catch (err) {
       return this.reject(t.pod, err instanceof DecodeError ? err.kind : 'payload', (err as Error).message);
     } finally {
-      this.decodeCost.observe(frames[2].length, this.clock.now() - t0);
+      this.checkCost.observe(frames[2].length, this.clock.now() - t0);
     }
+    const batch: Pending = peeked.decoded ?? { payload: frames[2], dataParallelRank: peeked.dataParallelRank };
     void this.enqueue(t.pod, t.model || (this.opts.defaultModel ?? ''), seq, batch, frames[2].length);
+  }
+
+  /** A queued batch decoded at its turn (null: rejected, counted and logged). */
+  private async decodeAtTurn(s: Stream, batch: Pending): Promise<DecodedBatch | null> {
+    if (!('payload' in batch)) return batch;
+    // decoding one message cannot be cut: start it in a fresh slice if it would overrun this one
+    await this.budget.yieldIfSpent(this.decodeCost.estimateMs(batch.payload.length));
+    const t0 = this.clock.now();
+    try {
+      return decodeCheckedBatch(batch.payload);
+    } catch (err) {
+      this.reject(s.topicPod, err instanceof DecodeError ? err.kind : 'payload', (err as Error).message);
+      return null;
+    } finally {
+      this.decodeCost.observe(batch.payload.length, this.clock.now() - t0);
+    }
   }
 
   /** Whether messages of this topic pod are taken: any while no endpoint is known. */
@@ -391,7 +416,7 @@ export class KvEventSubscriber {
     }
   }
 
-  private enqueue(topicPod: string, model: string, seq: number, batch: DecodedBatch, bytes = 0): Promise<void> {
+  private enqueue(topicPod: string, model: string, seq: number, batch: Pending, bytes = 0): Promise<void> {
     const rank = batch.dataParallelRank;
     const key = `${topicPod}\u0000${model}\u0000${rank ?? 0}`;
     let s = this.streams.get(key);
@@ -453,8 +478,10 @@ export class KvEventSubscriber {
     return null;
   }
 
-  private async handle(s: Stream, seq: number, batch: DecodedBatch): Promise<void> {
+  private async handle(s: Stream, seq: number, pending: Pending): Promise<void> {
     if (this.closed) return;
+    const batch = await this.decodeAtTurn(s, pending);
+    if (batch === null || this.closed) return;
     const label = this.metrics.label(s.pod);
     if (s.last === null) {
       if (seq > 0 && this.replayCfg.onJoin !== false && this.replayEndpointFor(s)) await this.replayInto(s, 0, seq);

@@ -121,6 +121,10 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
           pipelineStats.waiting -= p.waiting.length;
           p.waiting.length = 0;
         });
+        // node:http's own drain handler resumes a socket it did not pause: not while requests wait
+        socket.on('drain', () => {
+          if (p.waiting.length) stopReading(socket);
+        });
       }
       if (pipe.active >= MAX_PIPELINED) {
         // Wait for an earlier answer on this connection; read no more of it meanwhile.
@@ -133,6 +137,18 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
       handlePiped(socket, pipe, req, res, mayRead);
     },
   );
+  // Paused pipelining sockets are read again one per loop turn: each read hands node a whole
+  // chunk of requests to parse at once (~1,700 GETs in 64 KiB), so resuming several in one turn
+  // would hold the loop for all their chunks.
+  const resumeQueue: EdgeSocket[] = [];
+  const resumeNext = (): void => {
+    const socket = resumeQueue.shift();
+    if (socket && !socket.destroyed && socket.isPaused()) startReading(socket);
+    if (resumeQueue.length) setImmediate(resumeNext);
+  };
+  const resumeLater = (socket: EdgeSocket): void => {
+    if (resumeQueue.push(socket) === 1) setImmediate(resumeNext);
+  };
   /** Runs one request; its answer (or the connection's end) lets the next waiting one run. */
   const handlePiped = (socket: EdgeSocket, pipe: Pipeline, req: IncomingMessage, res: ServerResponse, mayRead: () => boolean): void => {
     pipe.active++;
@@ -145,12 +161,18 @@ export function createEdgeServer(limits: EdgeLimits, handler: (req: IncomingMess
       if (socket.destroyed) return;
       const next = pipe.waiting.shift();
       if (next) pipelineStats.waiting--;
-      if (next) handlePiped(socket, pipe, next[0], next[1], mayRead);
-      else if (socket.isPaused() && socket.writableLength <= PIPELINE_WRITE_LIMIT && mayRead()) startReading(socket);
+      // The next pipelined request runs in the next loop turn, not in this answer's callbacks:
+      // answers that complete at once would otherwise run the whole backlog in one turn.
+      // node:http resumes a paused socket as queued answers flush: keep it paused meanwhile.
+      if (next) {
+        stopReading(socket);
+        setImmediate(() => (socket.destroyed ? undefined : handlePiped(socket, pipe, next[0], next[1], mayRead)));
+      } else if (socket.isPaused() && socket.writableLength <= PIPELINE_WRITE_LIMIT && mayRead()) resumeLater(socket);
     };
     res.once('finish', onDone);
     res.once('close', onDone);
     handler(req, res);
+    if (pipe.waiting.length && !socket.destroyed) stopReading(socket);
   };
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections;

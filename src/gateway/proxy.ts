@@ -287,7 +287,13 @@ export class UpstreamProxy {
   }
 
   /** Targets to try: the scheduler's ranking, then the remaining candidates by total score. */
-  private attemptOrder(result: SchedulingResult, candidates: readonly Endpoint[]): PoolEndpoint[] {
+  private attemptOrder(result: SchedulingResult, candidatesOf: readonly Endpoint[] | (() => readonly Endpoint[])): PoolEndpoint[] {
+    let candidates: readonly Endpoint[];
+    try {
+      candidates = typeof candidatesOf === 'function' ? candidatesOf() : candidatesOf;
+    } catch {
+      candidates = []; // e.g. no subset endpoint is ready any more: the retries go round the targets
+    }
     const order = [...result.targets] as PoolEndpoint[];
     const totals = result.profileResults.get(result.primaryProfileName)?.totals;
     const rest = candidates.filter((e) => !order.includes(e as PoolEndpoint)) as PoolEndpoint[];
@@ -297,7 +303,8 @@ export class UpstreamProxy {
 
   /**
    * Sends `body` to the scheduled endpoint and streams the answer into `res`. Throws
-   * GatewayError (502/503/504) only while nothing has been written to `res`.
+   * GatewayError (502/503/504) only while nothing has been written to `res`. `candidates`
+   * (or the function giving them, called only if a retry needs them) order the retries.
    */
   async forward(
     ireq: InferenceRequest,
@@ -305,7 +312,7 @@ export class UpstreamProxy {
     res: ServerResponse,
     body: Buffer,
     result: SchedulingResult,
-    candidates: readonly Endpoint[],
+    candidates: readonly Endpoint[] | (() => readonly Endpoint[]),
     startedAt: number,
   ): Promise<ResponseInfo & { endpoint?: string }> {
     const headers: Record<string, string> = {};
@@ -346,7 +353,10 @@ export class UpstreamProxy {
     if (socket.readableEnded) onFin();
     else socket.once('end', onFin);
 
-    const order = this.attemptOrder(result, candidates);
+    // The first attempt goes to the scheduler's pick; the full order is worked out for a retry.
+    let order: PoolEndpoint[] | undefined;
+    const first = result.targets[0] as PoolEndpoint | undefined;
+    const orderNow = () => (order ??= this.attemptOrder(result, candidates));
     const path = clientReq.url ?? '/';
     const metrics = this.o.metrics;
     const outlier = this.o.outlier;
@@ -357,7 +367,7 @@ export class UpstreamProxy {
     try {
       for (let i = 0; ; i++) {
         // Past the candidates, retries go round again (e.g. one endpoint: a fresh connection to it).
-        const target = order[i % order.length];
+        const target = i === 0 && first ? first : orderNow()[i % orderNow().length];
         if (clientGone) return { status: 499, error: 'client closed request', endpoint: target.address };
         this.director.requestSent(ireq, target);
         const ex = new Exchange(this, ireq, res, target, startedAt, retriesLeft > 0);
@@ -398,7 +408,7 @@ export class UpstreamProxy {
       if (err.kind === 'connect') {
         throw new GatewayError(
           502,
-          `no endpoint accepted the connection (${[...new Set(order.map((e) => e.address))].join(', ')}): ${err.err.message}`,
+          `no endpoint accepted the connection (${[...new Set(orderNow().map((e) => e.address))].join(', ')}): ${err.err.message}`,
           'bad_gateway_error',
           'upstream_connect_failed',
         );

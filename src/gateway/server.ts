@@ -1,15 +1,15 @@
 // The OpenAI-compatible HTTP front: routes, body limits, error bodies, and the per-request
 // life cycle (parse -> Director.schedule -> UpstreamProxy.forward -> metrics).
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { EndpointPool } from '../endpoints/pool.js';
 import type { Director } from './director.js';
 import { GatewayError, badRequest } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
-import { clientClosed, parseOpenAIRequestAsync, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
-import { parseJsonBody } from './json-body.js';
+import { clientClosed, parseOpenAIRequest, parseOpenAIRequestAsync, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
+import { INLINE_JSON_BYTES, parseJsonBody } from './json-body.js';
 import { RequestLimits } from './request-limits.js';
 
 const DEFAULT_BODY_LIMITS = new RequestLimits();
@@ -42,6 +42,25 @@ export interface GatewayServerOptions {
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
+
+/** The abort controller of a client connection's requests (see clientGone). */
+const CLIENT_GONE = Symbol('kvrouter.clientGone');
+
+/**
+ * Aborted when the client's connection closes: stops the rendering and tokenization of every
+ * request on it. One per connection, not per request: a response closes unfinished only when
+ * its socket closes (node:http), which ends every request on that connection anyway, and an
+ * AbortSignal costs more to make than the rest of a request's bookkeeping (router CPU profile
+ * under bench:router). A half-closed client (FIN only) keeps its socket, so nothing aborts.
+ */
+function clientGone(socket: Socket & { [CLIENT_GONE]?: AbortController }): AbortSignal {
+  let c = socket[CLIENT_GONE];
+  if (!c) {
+    const ac = (c = socket[CLIENT_GONE] = new AbortController());
+    socket.once('close', () => ac.abort());
+  }
+  return c.signal;
+}
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -174,11 +193,11 @@ export class GatewayServer {
     let ireq: InferenceRequest | undefined;
     let body: Buffer;
     // Aborts the request's rendering and tokenization when the client goes away.
-    const client = new AbortController();
-    res.on('close', () => res.writableFinished || client.abort());
+    const gone = clientGone(req.socket);
     try {
       body = await readBody(req, res, this.maxBody);
-      ireq = await parseOpenAIRequestAsync(path, req.headers, body, this.o.parseOptions, client.signal);
+      // A large body's JSON is parsed in a worker thread (json-body.ts); a small one right here.
+      ireq = body.length <= INLINE_JSON_BYTES ? parseOpenAIRequest(path, req.headers, body, this.o.parseOptions, gone) : await parseOpenAIRequestAsync(path, req.headers, body, this.o.parseOptions, gone);
     } catch (err) {
       const ge = err instanceof GatewayError ? err : badRequest(`could not read the request: ${(err as Error).message}`, 'bad_body');
       m.errors.add(`\u0000\u0000${ge.status}`, () => ({ model_name: '', target_model_name: '', error_code: String(ge.status) }));
@@ -194,9 +213,9 @@ export class GatewayServer {
     m.running.add(model, modelLabels);
     try {
       const result = await this.o.director.schedule(ireq);
-      if (client.signal.aborted) throw clientClosed();
-      const candidates = this.o.director.candidates(ireq);
-      const info = await this.o.proxy.forward(ireq, req, res, body, result, candidates, started);
+      if (gone.aborted) throw clientClosed();
+      // The other candidates matter only to a retry: found then, off the first attempt's path.
+      const info = await this.o.proxy.forward(ireq, req, res, body, result, () => this.o.director.candidates(ireq), started);
       if (info.status >= 400) m.errors.add(`${key}\u0000${info.status}`, () => ({ ...labels, error_code: String(info.status) }));
       else {
         const ms = m.forModel(ireq.model, ireq.targetModel);

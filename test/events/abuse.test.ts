@@ -119,6 +119,23 @@ describe('hostile KV events (real ZeroMQ, central mode)', () => {
     assert.equal(sub.metrics.totals.messages, seen + 1, 'the oversized message never reached the subscriber');
   });
 
+  it('a batch queued as bytes whose events do not decode is refused at its turn: counted, its seq not taken, later batches apply', async () => {
+    const { sub, blocks, rejected } = await central();
+    const bad = attacker(sub);
+    await warmUp(bad, sub, 'kv@warmup@probe');
+    const topic = `kv@10.7.0.1:8000@${MODEL}`;
+    const t = toks(16 * 2);
+    // [1.5, [fixext 1], 0]: the envelope reads (rank 0), the decoder takes no ext values
+    const undecodable = Uint8Array.of(0x93, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x91, 0xd4, 0x01, 0x00, 0x00);
+    await bad.send([topic, seqFrame(0), payload([blockStored({ blockHashes: [1n], tokenIds: t.slice(0, 16), blockSize: 16 })])]);
+    await bad.send([topic, seqFrame(1), undecodable]);
+    await bad.send([topic, seqFrame(1), payload([blockStored({ blockHashes: [2n], parentBlockHash: 1n, tokenIds: t.slice(16), blockSize: 16 })])]);
+    await until(async () => (await sub.flush(), blocks('10.7.0.1:8000', t) === 2), 'the batch after the refused one applied');
+    assert.equal(await rejected('msgpack'), 1);
+    assert.equal(sub.metrics.totals.missedBatches, 0, 'the refused batch did not move the stream: seq 1 came in order');
+    assert.deepEqual(sub.streamState().find((x) => x.pod === '10.7.0.1:8000')?.lastSeq, 1);
+  });
+
   it('topics of unknown endpoints are dropped and counted once endpoints are known; tracked streams stay bounded', async () => {
     const { sub, blocks, rejected, registry } = await central({ limits: { maxStreams: 8, maxStreamsPerPod: 2 } });
     sub.knowPod('10.0.0.1:8000');

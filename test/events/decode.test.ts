@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeEventBatch, DecodeError, normalizeHash } from '../../src/events/decode.js';
+import { decodeCheckedBatch, decodeEventBatch, DecodeError, normalizeHash, peekEventBatch } from '../../src/events/decode.js';
 import { encodeEventBatch, blockStored, MsgWriter, type EventSchema } from './msgspec-encoder.js';
 import type { KvEvent } from '../../src/events/types.js';
 import { FIXTURE_A, FIXTURE_B, FIXTURE_C, FIXTURE_D, FIXTURE_LEGACY_REMOVED } from './fixtures.js';
@@ -153,5 +153,87 @@ describe('decodeEventBatch tolerance', () => {
     }
     assert.equal(decoded + rejected, 6000);
     assert.ok(decoded > 100 && rejected > 100, `decoded ${decoded}, rejected ${rejected}`);
+  });
+});
+
+describe('peekEventBatch: the envelope on arrival, the events at their turn', () => {
+  /** decodeEventBatch's answer, or the DecodeError it throws. */
+  const eager = (p: Uint8Array) => {
+    try {
+      return decodeEventBatch(p);
+    } catch (err) {
+      assert.ok(err instanceof DecodeError, String(err));
+      return err;
+    }
+  };
+  /** Peek then decode at the turn: what the subscriber does. */
+  const lazy = (p: Uint8Array) => {
+    try {
+      const peeked = peekEventBatch(p);
+      const batch = peeked.decoded ?? decodeCheckedBatch(p);
+      assert.equal(peeked.dataParallelRank, batch.dataParallelRank, 'the stream a batch is queued on is the one its decode names');
+      return batch;
+    } catch (err) {
+      assert.ok(err instanceof DecodeError, String(err));
+      return err;
+    }
+  };
+  const same = (p: Uint8Array, what: string) => {
+    const a = eager(p);
+    const b = lazy(p);
+    if (a instanceof DecodeError) assert.ok(b instanceof DecodeError, `${what}: eager refused (${a.message}), lazy accepted`);
+    else assert.deepEqual(b, a, what);
+    return a;
+  };
+
+  it('gives what decodeEventBatch gives on every reference vector, schema, batch form and hash encoding', () => {
+    for (const [name, f] of Object.entries({ FIXTURE_A, FIXTURE_B, FIXTURE_C, FIXTURE_D, FIXTURE_LEGACY_REMOVED })) assert.ok(!(same(f, name) instanceof DecodeError), name);
+    const stored = blockStored({ blockHashes: [1n, 0xfedcba9876543210n], parentBlockHash: 42n, tokenIds: Array.from({ length: 32 }, (_, i) => i * 4000), blockSize: 16, extraKeys: [['a'], null] });
+    const schemas: EventSchema[] = [6, 7, 12].map((n) => ({ form: 'array', storedLength: n }) as EventSchema).concat([{ form: 'map' }]);
+    for (const schema of schemas) {
+      for (const batch of ['array', 'array2', 'map'] as const) {
+        for (const rank of [null, 0, 3, 70_000]) {
+          const p = encodeEventBatch(1.5, [stored, { type: 'AllBlocksCleared' }], batch === 'array2' ? null : rank, { schema, batch });
+          same(p, `${JSON.stringify(schema)} ${batch} rank ${rank}`);
+        }
+      }
+    }
+  });
+
+  it('refuses on arrival what decodeEventBatch refuses for the envelope or the structure (same kind)', () => {
+    const bad = [Uint8Array.of(0xc1), Uint8Array.of(0x93, 0xcb), Uint8Array.of(0x2a), Uint8Array.of(0x91, 0x01), Uint8Array.of(0x92, 0x01, 0x02), Uint8Array.of(0x93, 0x01, 0x90, 0xa1, 0x78), Uint8Array.of(0x93, 0x01, 0x90, 0xff)];
+    for (const p of bad) {
+      const a = eager(p);
+      assert.ok(a instanceof DecodeError);
+      assert.throws(() => peekEventBatch(p), (err: unknown) => err instanceof DecodeError && err.kind === a.kind);
+    }
+  });
+
+  it('an event the decoder cannot read passes the envelope check and is refused at its turn, as a whole batch', () => {
+    // [1.5, [fixext 1], 0]: the structure holds, the decoder takes no ext values
+    const p = Uint8Array.of(0x93, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x91, 0xd4, 0x01, 0x00, 0x00);
+    assert.deepEqual(peekEventBatch(p), { dataParallelRank: 0 });
+    assert.throws(() => decodeCheckedBatch(p), (err: unknown) => err instanceof DecodeError && err.kind === 'msgpack');
+    assert.ok(eager(p) instanceof DecodeError);
+  });
+
+  it('fuzz: random and mutated payloads get the same answer both ways', () => {
+    let seed = 0xbadc0de;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
+      return seed % n;
+    };
+    const seeds = [FIXTURE_A, FIXTURE_B, FIXTURE_C, FIXTURE_D, FIXTURE_LEGACY_REMOVED];
+    let accepted = 0;
+    for (let i = 0; i < 4000; i++) {
+      let p: Uint8Array;
+      if (i % 4 === 0) p = Uint8Array.from({ length: rnd(80) }, () => rnd(256));
+      else {
+        p = Uint8Array.from(seeds[rnd(seeds.length)]);
+        for (let e = 1 + rnd(3); e > 0; e--) p[rnd(p.length)] = rnd(256);
+      }
+      if (!(same(p, `payload ${Buffer.from(p).toString('hex')}`) instanceof DecodeError)) accepted++;
+    }
+    assert.ok(accepted > 100, `only ${accepted} fuzzed payloads decoded`);
   });
 });

@@ -97,6 +97,31 @@ test('a pipelining client that reads gets every answer, in order, past the per-c
   });
 });
 
+test('a pipelined backlog is handled over many loop turns, a bounded number per turn', async () => {
+  const pod = await startPod();
+  await withRouter([pod], {}, async (router) => {
+    const c = await Raw.open(Number(new URL(router.url).port));
+    const n = MAX_PIPELINED * 8;
+    // requests handled between two of our setImmediate callbacks: one loop turn each
+    const perTurn: number[] = [];
+    let last = pipelineStats.handled;
+    let sampling = true;
+    const sample = () => {
+      perTurn.push(pipelineStats.handled - last);
+      last = pipelineStats.handled;
+      if (sampling) setImmediate(sample);
+    };
+    setImmediate(sample);
+    c.write(Array.from({ length: n }, (_, i) => `GET /health?i=${i} HTTP/1.1\r\nhost: a\r\n\r\n`).join(''));
+    await c.waitFor((t) => (t.match(/HTTP\/1\.1 200/g) ?? []).length >= n);
+    sampling = false;
+    // answered at once, the backlog would run in the turn that parsed it (a pipeliner holding the loop)
+    assert.ok(Math.max(...perTurn) <= 2 * MAX_PIPELINED, `most handled in one turn: ${Math.max(...perTurn)} of ${n}`);
+    assert.ok(perTurn.filter((x) => x > 0).length >= n / (2 * MAX_PIPELINED), `handled in only ${perTurn.filter((x) => x > 0).length} turns`);
+    c.destroy();
+  });
+});
+
 test('a half-closed client (request, then FIN) still gets its proxied answer', async () => {
   const pod = await startPod();
   pod.mode = 'stream'; // the answer comes after the FIN

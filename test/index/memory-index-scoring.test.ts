@@ -99,6 +99,53 @@ describe('InMemoryKvBlockIndex scoring walk', () => {
     });
   }
 
+  for (const seed of [5, 6, 7]) {
+    it(`takes the identical-holders shortcut exactly: runs of odd and even length differing in one slot (seed ${seed})`, () => {
+      // Each key's holders are the previous key's, added in the same order (so the same slots in
+      // the same order), with now and then one change: a pod dropped or added, a tier changed, a
+      // second tier for a pod. Runs compare two slots at a time, so lengths of both parities
+      // and a difference in any slot, the last one included, must break the shortcut.
+      const r = rnd(seed);
+      for (let round = 0; round < 30; round++) {
+        const x = new InMemoryKvBlockIndex({ tierWeights: { disk: 0.5 } });
+        const naive: Naive = new Map();
+        const nPods = 1 + r(13);
+        const pods = Array.from({ length: nPods }, (_, i) => `p${i}`);
+        const tiers = ['gpu', 'gpu', 'cpu', 'disk'];
+        let holders: string[] = pods.filter(() => r(4) !== 0).map((p) => `${tiers[r(tiers.length)]}|${p}`);
+        const chainLen = 60;
+        for (let key = 1; key <= chainLen; key++) {
+          if (r(3) === 0 && holders.length > 0) {
+            const at = r(holders.length);
+            const op = r(4);
+            if (op === 0) holders = holders.filter((_, i) => i !== at);
+            else if (op === 1) holders = holders.map((h, i) => (i === at ? `${tiers[r(tiers.length)]}|${h.split('|')[1]}` : h));
+            else if (op === 2) holders = [...holders, `${tiers[r(tiers.length)]}|${pods[r(nPods)]}`];
+            else holders = [...holders.slice(0, at), `${tiers[r(tiers.length)]}|${pods[r(nPods)]}`, ...holders.slice(at)];
+          }
+          const m = new Map<string, number>();
+          for (const h of holders) {
+            const [tier, pod] = h.split('|');
+            x.add(null, K(key), { pod, tier });
+            m.set(h, (m.get(h) ?? 0) + 1);
+          }
+          naive.set(key, m);
+        }
+        const chain = Array.from({ length: chainLen }, (_, i) => i + 1);
+        for (const filter of [null, new Set(pods.filter(() => r(2) === 0))]) {
+          const got = x.longestPrefix(K(...chain), filter);
+          const want = naiveScore(naive, chain, filter ? [...filter] : pods);
+          assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort(), `round ${round}: pods`);
+          for (const [p, [blocks, weighted]] of want) {
+            assert.equal(got.get(p)!.blocks, blocks, `round ${round} pod ${p}: blocks`);
+            assert.ok(Math.abs(got.get(p)!.weighted - weighted) < 1e-9, `round ${round} pod ${p}: weighted ${got.get(p)!.weighted} != ${weighted}`);
+          }
+        }
+        x.close();
+      }
+    });
+  }
+
   it('keeps each holder\'s tier when an eviction moves another holder into its slot', () => {
     const x = new InMemoryKvBlockIndex();
     x.add(null, K(1, 2, 3), { pod: 'a', tier: 'gpu' });

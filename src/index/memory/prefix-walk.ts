@@ -13,6 +13,23 @@ const { NONE, grown } = arrays;
 const { MIXED_SAME_POD } = keyTable;
 const { RS, R_CLS, R_LEN, R_RUN, R_USED, UNIT_SHIFT } = layout;
 
+/**
+ * Whether the `len` slots at `a` and at `b` hold the same podCls values in the same order.
+ * Runs of two or more slots start at even slots (./holder-slabs.ts), so they are compared two
+ * slots per float64 (half the loads and loop turns of the hot loop of a long cached prefix).
+ * Exact: slots are non-negative int32 (pods < 2^23), so no pair is -0 and equal doubles have
+ * equal bits; a pair that is a NaN (pods >= 2^23 - 2^12) compares unequal, which only costs
+ * the caller its shortcut.
+ */
+function sameRun(pc: Int32Array, pairs: Float64Array, a: number, b: number, len: number): boolean {
+  if (len === 1) return pc[a] === pc[b];
+  const half = len >> 1;
+  const a2 = a >> 1;
+  const b2 = b >> 1;
+  for (let j = 0; j < half; j++) if (pairs[a2 + j] !== pairs[b2 + j]) return false;
+  return (len & 1) === 0 || pc[a + len - 1] === pc[b + len - 1];
+}
+
 export class PrefixWalk {
   // scratch, per pod
   private podSeen = new Int32Array(16);
@@ -53,6 +70,7 @@ export class PrefixWalk {
     const recMixed = keys.recMixed;
     const slabE = keys.slabs.entry;
     const slabPC = keys.slabs.podCls;
+    const slabPairs = keys.slabs.podClsPairs;
     const entryW = this.ents.weight;
     const classDeficit = this.ents.classDeficit;
     let fstamp = 0;
@@ -104,15 +122,11 @@ export class PrefixWalk {
       if (r === NONE) break;
       off = rec[r * RS + R_RUN];
       const len = rec[r * RS + R_LEN];
-      if (len === pLen) {
-        let j = 0;
-        while (j < len && slabPC[off + j] === slabPC[pOff + j]) j++;
-        if (j === len) {
-          rep++;
-          rec[r * RS + R_USED] = 1;
-          blocks = i + 1;
-          continue;
-        }
+      if (len === pLen && sameRun(slabPC, slabPairs, off, pOff, len)) {
+        rep++;
+        rec[r * RS + R_USED] = 1;
+        blocks = i + 1;
+        continue;
       }
       if (rep > 0) {
         this.applyRepeats(cur, rep, pOff, pLen, pMixed);
