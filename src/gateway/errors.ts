@@ -32,3 +32,14 @@ export class GatewayError extends Error {
 export const badRequest = (message: string, code = 'invalid_request', param: string | null = null) =>
   new GatewayError(400, message, 'invalid_request_error', code, param);
 export const notFound = (message: string, code = 'not_found') => new GatewayError(404, message, 'not_found_error', code);
+
+/** 499: the client went away before the request was decided (nginx's code; nobody receives it). */
+export const clientClosed = () => new GatewayError(499, 'client closed the request', 'invalid_request_error', 'client_closed_request');
+
+/** 413: a chat over the message cap (request-limits.ts; also checked by the body parser's thread). */
+export const tooManyMessages = (n: number, max: number) =>
+  new GatewayError(413, `"messages" has ${n} entries; this router accepts at most ${max}`, 'request_too_large_error', 'too_many_messages', 'messages');
+
+/** 413: a prompt over the prompt-character cap (request-limits.ts; also checked by the body parser's thread). */
+export const promptTooLarge = (param: 'prompt' | 'messages', max: number) =>
+  new GatewayError(413, `the ${param} exceeds this router's limit of ${max} characters`, 'request_too_large_error', 'prompt_too_large', param);

@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { GatewayError } from './errors.js';
+import { INLINE_JSON_BYTES } from './json-body.js';
 import type { HttpEdgeLimits } from './limits.js';
 
 /**
@@ -229,6 +230,9 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // A large body goes to the parse thread (json-body.ts): in shared memory it needs no copy, and
+    // filled as it arrives (a declared length) its pages are touched read by read, not all at once.
+    const shared = declared > INLINE_JSON_BYTES ? Buffer.from(new SharedArrayBuffer(declared)) : undefined;
     const onData = (c: Buffer) => {
       size += c.length;
       if (size > limit) {
@@ -239,13 +243,27 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
         reject(tooLarge(limit));
         return;
       }
-      chunks.push(c);
+      // (llhttp delivers exactly the declared length.)
+      if (shared) c.copy(shared, size - c.length);
+      else chunks.push(c);
     };
-    const onEnd = () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    const onEnd = () => {
+      if (shared) resolve(size === shared.length ? shared : shared.subarray(0, size));
+      else if (size > INLINE_JSON_BYTES) resolve(concatShared(chunks, size));
+      else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    };
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', reject);
   });
+}
+
+/** `chunks` in one Buffer over a SharedArrayBuffer (a chunked body over the inline parse size). */
+function concatShared(chunks: Buffer[], size: number): Buffer {
+  const out = Buffer.from(new SharedArrayBuffer(size));
+  let at = 0;
+  for (const c of chunks) at += c.copy(out, at);
+  return out;
 }
 
 /** Drops the rest of a refused body while the whole stays under twice `limit`; closes the connection past that. */

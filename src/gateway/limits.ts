@@ -39,7 +39,10 @@ export interface HttpEdgeLimits {
 
 /**
  * Production defaults. Client side: node:http's 16 KiB head (also Envoy's and nginx's order of
- * magnitude), a 30 s head / 120 s request time (nginx gives 60 s between body reads), 65 s
+ * magnitude), a 32 MiB body (the default prompt cap, 4 Mi characters, is up to 24 MiB of JSON
+ * from a client that escapes non-ASCII text as \uXXXX, as Python's json.dumps does by default; a
+ * body over 64 KiB is parsed in a worker thread, json-body.ts, so its size does not stall other
+ * requests), a 30 s head / 120 s request time (nginx gives 60 s between body reads), 65 s
  * keep-alive (longer than the 60 s idle timeout of common load balancers in front), 8192
  * connections (each proxied request also holds an upstream socket: keep it under half the file
  * descriptor limit), 1,000 requests per connection (nginx's keepalive_requests). Upstream: Envoy's 5 s connect timeout; 300 s to the response head (Envoy's

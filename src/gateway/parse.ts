@@ -3,7 +3,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiKind, ChatMessage, InferenceRequest } from '../scheduler/types.js';
 import { ContextLengthError, TokenizeAbortedError } from '../tokenize/types.js';
-import { GatewayError, badRequest, notFound } from './errors.js';
+import { badRequest, clientClosed, notFound } from './errors.js';
+import { decodeJsonBody, parseJsonBody } from './json-body.js';
 import { promptUnits, RequestLimits } from './request-limits.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -56,47 +57,24 @@ export function promptTokenIds(prompt: unknown): Uint32Array | null {
   return Uint32Array.from(first as number[]);
 }
 
-/** Ids validated and copied between event-loop turns (~0.1 ms). */
-const ID_SLICE = 32_768;
-
-/**
- * promptTokenIds without holding the event loop: the first prompt's ids are checked and copied
- * in slices, with a turn of the loop between them (stopping once `signal` aborts). 400 when an
- * element is not a token id.
- */
-async function copyTokenIds(prompt: unknown[], signal: AbortSignal | undefined): Promise<Uint32Array> {
-  const first = (Array.isArray(prompt[0]) ? prompt[0] : prompt) as unknown[];
-  const out = new Uint32Array(first.length);
-  for (let start = 0; start < first.length; start += ID_SLICE) {
-    if (start > 0) {
-      await new Promise<void>((r) => setImmediate(r));
-      if (signal?.aborted) throw clientClosed();
-    }
-    const end = Math.min(first.length, start + ID_SLICE);
-    for (let i = start; i < end; i++) {
-      const t = first[i];
-      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) {
-        throw badRequest(`prompt token ${i} is not a token id (a non-negative integer)`, 'invalid_prompt', 'prompt');
-      }
-      out[i] = t;
-    }
-  }
-  return out;
-}
-
-/** 499: the client went away before the request was decided (nginx's code; nobody receives it). */
-export const clientClosed = () => new GatewayError(499, 'client closed the request', 'invalid_request_error', 'client_closed_request');
+export { clientClosed };
 
 const defaultLimits = new RequestLimits();
 
 /**
  * Shape and size of a completions prompt, in O(number of prompts) plus O(prompt units) for
- * string batches: string, string[], int[] or int[][] (the ids themselves are checked when
- * copied, see copyTokenIds). Returns the prompt units; throws 400 (shape, context) or 413.
+ * string batches: string, string[], or token ids (int[] / int[][], packed into Uint32Arrays and
+ * checked by the body parser, json-body.ts). Returns the prompt units; throws 400 (shape, context) or 413.
  */
 function checkPrompt(p: unknown, limits: RequestLimits, model: string): number {
   const bad = () => badRequest('"prompt" must be a string, an array of strings, or token ids', 'invalid_prompt', 'prompt');
   if (typeof p === 'string') {
+    limits.checkPromptUnits(p.length, 'prompt');
+    return p.length;
+  }
+  if (p instanceof Uint32Array) {
+    // Token ids packed by the body parser (json-body.ts), each already a valid id.
+    limits.checkTokens(model, p.length, 'prompt');
     limits.checkPromptUnits(p.length, 'prompt');
     return p.length;
   }
@@ -115,7 +93,7 @@ function checkPrompt(p: unknown, limits: RequestLimits, model: string): number {
   } else {
     limits.checkPromptUnits(p.length, 'prompt');
     for (const x of p) {
-      if (!Array.isArray(x) || typeof x[0] !== 'number') throw bad();
+      if (!(Array.isArray(x) || x instanceof Uint32Array) || typeof x[0] !== 'number') throw bad();
       limits.checkTokens(model, x.length, 'prompt');
       units += x.length;
       if (units > limits.maxPromptChars) break;
@@ -133,16 +111,41 @@ function checkPrompt(p: unknown, limits: RequestLimits, model: string): number {
  * request's tokenization (the client went away).
  */
 export function parseOpenAIRequest(path: string, rawHeaders: HeaderBag, bodyBytes: Uint8Array | string, opts: ParseOptions = {}, signal?: AbortSignal): InferenceRequest {
-  const headers = normalizeHeaders(rawHeaders);
-  const api = apiForPath(path);
-  if (!api) throw notFound(`no route for ${path}`, 'unknown_path');
+  const api = routeOf(path);
+  const limits = opts.limits ?? defaultLimits;
   let body: unknown;
   try {
-    const text = typeof bodyBytes === 'string' ? bodyBytes : Buffer.from(bodyBytes.buffer, bodyBytes.byteOffset, bodyBytes.byteLength).toString('utf8');
-    body = JSON.parse(text);
+    body = decodeJsonBody({ bytes: bodyBytes, ...limits.bodyCaps, packPrompt: true }).result;
   } catch (err) {
-    throw badRequest(`request body is not valid JSON: ${(err as Error).message}`, 'invalid_json');
+    throw limits.counted(err);
   }
+  return requestFromBody(path, api, rawHeaders, body, opts, signal);
+}
+
+/**
+ * parseOpenAIRequest that parses a large body in a worker thread (json-body.ts), so no request
+ * holds the event loop for its JSON. Also 499 when `signal` aborts during the parse.
+ */
+export async function parseOpenAIRequestAsync(path: string, rawHeaders: HeaderBag, bodyBytes: Uint8Array | string, opts: ParseOptions = {}, signal?: AbortSignal): Promise<InferenceRequest> {
+  const api = routeOf(path);
+  const limits = opts.limits ?? defaultLimits;
+  let body: unknown;
+  try {
+    body = await parseJsonBody(bodyBytes, limits.bodyCaps, true, signal);
+  } catch (err) {
+    throw limits.counted(err);
+  }
+  return requestFromBody(path, api, rawHeaders, body, opts, signal);
+}
+
+function routeOf(path: string): ApiKind {
+  const api = apiForPath(path);
+  if (!api) throw notFound(`no route for ${path}`, 'unknown_path');
+  return api;
+}
+
+function requestFromBody(path: string, api: ApiKind, rawHeaders: HeaderBag, body: unknown, opts: ParseOptions, signal: AbortSignal | undefined): InferenceRequest {
+  const headers = normalizeHeaders(rawHeaders);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('request body must be a JSON object', 'invalid_json');
   const b = body as Record<string, unknown>;
   const model = b.model;
@@ -201,13 +204,15 @@ export function parseOpenAIRequest(path: string, rawHeaders: HeaderBag, bodyByte
     messages,
     subset,
     // Rough prompt size in tokens before tokenization (ids, or characters / 4), for in-flight accounting.
-    estimatedTokens: Array.isArray(prompt) && typeof prompt[0] !== 'string' ? units : Math.ceil(units / 4),
+    estimatedTokens: prompt instanceof Uint32Array || (Array.isArray(prompt) && typeof prompt[0] !== 'string') ? units : Math.ceil(units / 4),
     getTokens() {
       if (req.tokens) return Promise.resolve(req.tokens);
       pending ??= (async () => {
         if (signal?.aborted) throw clientClosed();
         let t: Uint32Array | null;
-        if (Array.isArray(prompt) && typeof prompt[0] !== 'string') t = await copyTokenIds(prompt, signal);
+        // Token ids were validated and packed with the body (json-body.ts).
+        if (prompt instanceof Uint32Array) t = prompt;
+        else if (Array.isArray(prompt) && prompt[0] instanceof Uint32Array) t = prompt[0] as Uint32Array;
         else if (!tokenize) t = null;
         else {
           try {

@@ -14,7 +14,7 @@
 import type { Registry } from 'prom-client';
 import { Tally } from '../util/fast-metrics.js';
 import type { EndpointPool } from '../endpoints/pool.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, promptTooLarge, tooManyMessages } from './errors.js';
 
 export interface RequestLimitOptions {
   /** Most chat messages in one request (413 beyond). Default 4096. */
@@ -32,6 +32,11 @@ export interface RequestLimitOptions {
   maxPromptTokens?: number;
   /** Use the endpoints' max_model_len as the token cap when they report one. Default true. */
   useModelMaxLen?: boolean;
+  /**
+   * Most JSON values in a request body (413 beyond), a token-id prompt counting one: bounds what a
+   * body parsed in the worker thread costs the event loop to receive (json-body.ts). Default 65,536.
+   */
+  maxJsonValues?: number;
 }
 
 export const DEFAULT_REQUEST_LIMITS: Required<RequestLimitOptions> = {
@@ -39,9 +44,10 @@ export const DEFAULT_REQUEST_LIMITS: Required<RequestLimitOptions> = {
   maxPromptChars: 4_194_304,
   maxPromptTokens: 1_048_576,
   useModelMaxLen: true,
+  maxJsonValues: 65_536,
 };
 
-export type LimitReason = 'messages' | 'prompt_chars' | 'prompt_tokens';
+export type LimitReason = 'messages' | 'prompt_chars' | 'prompt_tokens' | 'json_values';
 
 const rejectionsByRegistry = new WeakMap<Registry, Tally<'reason'>>();
 
@@ -75,6 +81,7 @@ export class RequestLimits {
   readonly maxMessages: number;
   readonly maxPromptChars: number;
   readonly maxPromptTokens: number;
+  readonly maxJsonValues: number;
   private readonly useModelMaxLen: boolean;
   private readonly rejections: Tally<'reason'> | undefined;
 
@@ -85,12 +92,13 @@ export class RequestLimits {
   ) {
     const o = { ...DEFAULT_REQUEST_LIMITS };
     for (const k of Object.keys(opts) as (keyof RequestLimitOptions)[]) if (opts[k] !== undefined) (o as Record<string, unknown>)[k] = opts[k];
-    for (const k of ['maxMessages', 'maxPromptChars', 'maxPromptTokens'] as const) {
+    for (const k of ['maxMessages', 'maxPromptChars', 'maxPromptTokens', 'maxJsonValues'] as const) {
       if (!Number.isInteger(o[k]) || o[k] < 1) throw new Error(`request limit ${k} must be a positive integer, got ${String(o[k])}`);
     }
     this.maxMessages = o.maxMessages;
     this.maxPromptChars = o.maxPromptChars;
     this.maxPromptTokens = o.maxPromptTokens;
+    this.maxJsonValues = o.maxJsonValues;
     this.useModelMaxLen = o.useModelMaxLen;
     this.rejections = rejectionCounter(registry);
   }
@@ -107,12 +115,25 @@ export class RequestLimits {
     return err;
   }
 
+  /** The caps the body parser applies before anything reaches the main thread (json-body.ts). */
+  get bodyCaps(): { maxValues: number; maxMessages: number; maxPromptChars: number } {
+    return { maxValues: this.maxJsonValues, maxMessages: this.maxMessages, maxPromptChars: this.maxPromptChars };
+  }
+
+  /** `err`, counted when it is a refusal of the body parser (json-body.ts: values, messages, prompt size). */
+  counted(err: unknown): unknown {
+    if (err instanceof GatewayError && err.code === 'too_many_values') this.reject('json_values', err);
+    if (err instanceof GatewayError && err.code === 'too_many_messages') this.reject('messages', err);
+    if (err instanceof GatewayError && err.code === 'prompt_too_large') this.reject('prompt_chars', err);
+    return err;
+  }
+
   /** 413 unless `messages` (an array) is within the message cap. */
   checkMessageCount(messages: unknown[]): void {
     if (messages.length <= this.maxMessages) return;
     throw this.reject(
       'messages',
-      new GatewayError(413, `"messages" has ${messages.length} entries; this router accepts at most ${this.maxMessages}`, 'request_too_large_error', 'too_many_messages', 'messages'),
+      tooManyMessages(messages.length, this.maxMessages),
     );
   }
 
@@ -121,7 +142,7 @@ export class RequestLimits {
     if (units <= this.maxPromptChars) return;
     throw this.reject(
       'prompt_chars',
-      new GatewayError(413, `the ${param} exceeds this router's limit of ${this.maxPromptChars} characters`, 'request_too_large_error', 'prompt_too_large', param),
+      promptTooLarge(param, this.maxPromptChars),
     );
   }
 
@@ -156,9 +177,9 @@ export function promptUnits(value: unknown, cap: number): number {
   const stack: unknown[] = [value];
   while (stack.length > 0) {
     const v = stack.pop();
-    units += typeof v === 'string' ? v.length + 1 : 1;
+    units += typeof v === 'string' ? v.length + 1 : ArrayBuffer.isView(v) ? (v as Uint32Array).length : 1;
     if (units > cap) return units;
-    if (v === null || typeof v !== 'object') continue;
+    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) continue;
     if (Array.isArray(v)) {
       if (units + v.length > cap) return units + v.length;
       for (let i = v.length - 1; i >= 0; i--) stack.push(v[i]);

@@ -25,8 +25,10 @@ import { checkTokenizeBody, poolMaxModelLen, RequestLimits, type RequestLimitOpt
 import { RouterMetrics } from './metrics.js';
 import type { ParseOptions } from './parse.js';
 import { UpstreamProxy } from './proxy.js';
-import { edgeLimits, type HttpEdgeLimits } from './limits.js';
+import type { HttpEdgeLimits } from './limits.js';
+import { limitsFromConfig, resolveLimits } from './limit-settings.js';
 import { OutlierDetector } from '../endpoints/outlier.js';
+import { slowStartArrivals } from '../endpoints/arrivals.js';
 import type { Clock } from '../util/clock.js';
 import { GatewayServer, type ScoreApi, type TokenizeApi } from './server.js';
 import { createRequestTokenizer, type RouterTokenizers } from './tokens.js';
@@ -155,14 +157,15 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const metrics = new RouterMetrics(registry, pool);
   const tokenizers = opts.tokenizers ?? (await createDefaultTokenizers(registry, logger));
   const tokenize = tokenizers ? createRequestTokenizer(tokenizers, logger) : undefined;
-  const requestLimits = new RequestLimits(opts.requestLimits, (m) => poolMaxModelLen(pool, m), registry);
+  // Defaults < the config's `limits` section < the options (`serve` flags).
+  const resolved = resolveLimits(limitsFromConfig(source.limits), {
+    edge: { ...opts.limits, maxBodyBytes: opts.limits?.maxBodyBytes ?? opts.maxBodyBytes, upstreamFirstByteTimeoutMs: opts.limits?.upstreamFirstByteTimeoutMs ?? opts.upstreamHeadersTimeoutMs },
+    request: opts.requestLimits ?? {},
+  });
+  const requestLimits = new RequestLimits(resolved.request, (m) => poolMaxModelLen(pool, m), registry);
   const parseOptions: ParseOptions = { resolveModel: (m) => pool.resolveModel(m), tokenize, limits: requestLimits };
   const saturation = typeof opts.shedding === 'boolean' ? { enabled: opts.shedding } : opts.shedding ? { enabled: true, ...opts.shedding } : undefined;
-  const limits = edgeLimits({
-    ...opts.limits,
-    maxBodyBytes: opts.limits?.maxBodyBytes ?? opts.maxBodyBytes,
-    upstreamFirstByteTimeoutMs: opts.limits?.upstreamFirstByteTimeoutMs ?? opts.upstreamHeadersTimeoutMs,
-  });
+  const limits = resolved.edge;
   const outlier = new OutlierDetector({
     consecutiveFailures: limits.outlierConsecutiveFailures,
     baseEjectionMs: limits.outlierBaseEjectionMs,
@@ -177,17 +180,8 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     } else logger.info({ endpoint: address }, 'endpoint back from ejection: slow start');
   });
   metrics.watchOutliers(outlier);
-  // A returning endpoint (ready again after being unready: restarted, or back from a network
-  // fault) starts slow instead of drawing all traffic; an endpoint's first readiness does not.
-  const everReady = new Set<string>();
-  pool.on('ready', (e: PoolEndpoint) => {
-    if (everReady.has(e.address)) outlier.returned(e.address);
-    everReady.add(e.address);
-  });
-  pool.on('removed', (e: PoolEndpoint) => {
-    outlier.forget(e.address);
-    everReady.delete(e.address);
-  });
+  // A returning endpoint, or one that joins after startup, starts slow instead of drawing all traffic.
+  slowStartArrivals(pool, outlier, logger);
   const director = new Director({ config, pool, logger, metrics, saturation, outlier });
   const proxy = new UpstreamProxy({
     logger,

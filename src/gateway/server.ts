@@ -8,7 +8,11 @@ import type { EndpointPool } from '../endpoints/pool.js';
 import type { Director } from './director.js';
 import { GatewayError, badRequest } from './errors.js';
 import type { RouterMetrics } from './metrics.js';
-import { clientClosed, parseOpenAIRequest, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
+import { clientClosed, parseOpenAIRequest, parseOpenAIRequestAsync, REQUEST_ID_HEADER, type ParseOptions } from './parse.js';
+import { INLINE_JSON_BYTES, parseJsonBody } from './json-body.js';
+import { RequestLimits } from './request-limits.js';
+
+const DEFAULT_BODY_LIMITS = new RequestLimits();
 import { createEdgeServer, readBody, type EdgeLimits } from './http-front.js';
 import { HTTP_EDGE_DEFAULTS } from './limits.js';
 import type { UpstreamProxy } from './proxy.js';
@@ -192,7 +196,8 @@ export class GatewayServer {
     const gone = clientGone(req.socket);
     try {
       body = await readBody(req, res, this.maxBody);
-      ireq = parseOpenAIRequest(path, req.headers, body, this.o.parseOptions, gone);
+      // A large body's JSON is parsed in a worker thread (json-body.ts); a small one right here.
+      ireq = body.length <= INLINE_JSON_BYTES ? parseOpenAIRequest(path, req.headers, body, this.o.parseOptions, gone) : await parseOpenAIRequestAsync(path, req.headers, body, this.o.parseOptions, gone);
     } catch (err) {
       const ge = err instanceof GatewayError ? err : badRequest(`could not read the request: ${(err as Error).message}`, 'bad_body');
       m.errors.add(`\u0000\u0000${ge.status}`, () => ({ model_name: '', target_model_name: '', error_code: String(ge.status) }));
@@ -234,7 +239,7 @@ export class GatewayServer {
       const body = await readBody(req, res, this.maxBody);
       if (!this.o.scoreApi) throw new GatewayError(404, 'the scoring API needs a precise-prefix-cache-scorer in the config', 'not_found_error', 'no_precise_scorer');
       const api = path === '/score_chat_completions' ? '/v1/chat/completions' : '/v1/completions';
-      const ireq = parseOpenAIRequest(api, req.headers, body, this.o.parseOptions);
+      const ireq = await parseOpenAIRequestAsync(api, req.headers, body, this.o.parseOptions);
       sendJson(res, 200, await this.o.scoreApi.score(ireq));
     } catch (err) {
       sendError(res, err instanceof GatewayError ? err : new GatewayError(500, (err as Error).message, 'internal_error', 'internal'));
@@ -245,12 +250,10 @@ export class GatewayServer {
     try {
       const raw = await readBody(req, res, this.maxBody);
       if (!this.o.tokenizeApi) throw new GatewayError(404, 'no tokenizer available in this router', 'not_found_error', 'no_tokenizer');
-      let body: unknown;
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch (e) {
-        throw badRequest(`request body is not valid JSON: ${(e as Error).message}`, 'invalid_json');
-      }
+      const limits = this.o.parseOptions.limits;
+      const body = await parseJsonBody(raw, (limits ?? DEFAULT_BODY_LIMITS).bodyCaps, false).catch((err: unknown) => {
+        throw limits ? limits.counted(err) : err;
+      });
       const out = await this.o.tokenizeApi.handle(body);
       sendJson(res, out.status, out.body);
     } catch (err) {

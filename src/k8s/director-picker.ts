@@ -5,7 +5,7 @@
 import type { EndpointPool, PoolEndpoint } from '../endpoints/pool.js';
 import type { Director } from '../gateway/director.js';
 import { GatewayError } from '../gateway/errors.js';
-import { apiForPath, parseOpenAIRequest, type ParseOptions } from '../gateway/parse.js';
+import { apiForPath, parseOpenAIRequestAsync, type ParseOptions } from '../gateway/parse.js';
 import type { InferenceRequest } from '../scheduler/types.js';
 import { subsetAllows, type EndpointPicker, type PickError, type PickInput, type PickOutcome, type ResponseOutcome } from './picker.js';
 
@@ -42,7 +42,7 @@ export class DirectorPicker implements EndpointPicker {
     if (!apiForPath(input.path)) return this.pickAny(input);
     let req: InferenceRequest;
     try {
-      req = parseOpenAIRequest(input.path, input.headers, input.body, this.o.parse, input.signal);
+      req = await parseOpenAIRequestAsync(input.path, input.headers, input.body, this.o.parse, input.signal);
     } catch (err) {
       return { error: toPickError(err) };
     }

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { getPluginFactory, resolvePluginType } from './registry.js';
 import { registerBuiltinPlugins } from './plugins/builtin.js';
 import { ServiceError } from './services.js';
+import { limitsSectionSchema } from '../gateway/limit-settings.js';
 import {
   isDataProducer,
   isEndpointLifecycle,
@@ -81,6 +82,8 @@ export const endpointPickerConfigSchema = z
           .strict(),
       )
       .optional(),
+    // kvrouter extension: HTTP edge, upstream and request limits (`serve` flags override them).
+    limits: limitsSectionSchema.optional(),
   })
   .strict();
 

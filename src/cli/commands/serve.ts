@@ -3,7 +3,9 @@
 import { parseArgs } from 'node:util';
 import type { EndpointSpec } from '../../endpoints/pool.js';
 import { startRouter, type Router } from '../../gateway/router.js';
-import { HTTP_EDGE_DEFAULTS as D, type HttpEdgeLimits } from '../../gateway/limits.js';
+import { HTTP_EDGE_DEFAULTS as D } from '../../gateway/limits.js';
+import { limitFlagOptions, limitsFromFlags } from '../../gateway/limit-settings.js';
+import { DEFAULT_REQUEST_LIMITS as R } from '../../gateway/request-limits.js';
 import { parseDuration } from '../../util/duration.js';
 import { createLogger } from '../../util/logger.js';
 
@@ -16,7 +18,7 @@ OpenAI-compatible router: /v1/completions, /v1/chat/completions, /v1/models, /to
 /score_completions, /score_chat_completions, /metrics, /health, /ready.
 
 Options:
-  --config PATH            llm-d EndpointPickerConfig YAML (may list \`endpoints\`); default llm-d's defaults
+  --config PATH            llm-d EndpointPickerConfig YAML (may list \`endpoints\` and \`limits\`); default llm-d's defaults
   --endpoint SPEC          an endpoint: ip:port, optionally ;key=value labels (repeatable)
   --port N                 HTTP port (default 8000, env KVROUTER_PORT)
   --host ADDR              listen address (default 127.0.0.1)
@@ -26,7 +28,10 @@ Options:
   --metrics-beat DURATION  "metrics beat" log interval (Go duration, e.g. 10s; a bare number is ms; default: the config's, else 1m)
   --no-speculative         turn speculative indexing off (default on, TTL 2s)
   --shed                   429 when every endpoint is saturated (queue >= 5 or KV >= 0.8)
-HTTP edge limits (durations: 30s, 500ms, 2m; a bare number is milliseconds):
+Limits and timeouts. Each is also a key of the config's \`limits\` section, the flag in camelCase
+(--headers-timeout 30s  <->  limits: {headersTimeout: 30s}); a flag overrides the config. Flag
+durations: Go syntax (30s, 500ms, 2m) or a bare number of milliseconds; config durations: Go syntax.
+HTTP edge:
   --max-header-bytes N          largest request head, 431 beyond (default ${D.maxHeaderBytes})
   --max-body-bytes N            largest request body, 413 beyond (default ${D.maxBodyBytes})
   --max-connections N           open client connections; more are closed at accept (default ${D.maxConnections})
@@ -43,14 +48,16 @@ HTTP edge limits (durations: 30s, 500ms, 2m; a bare number is milliseconds):
   --outlier-failures N          failures in a row (5xx, resets, timeouts) that eject a pod; 0 = never (default ${D.outlierConsecutiveFailures})
   --outlier-ejection DURATION   first ejection; the n-th lasts n times it (default ${s(D.outlierBaseEjectionMs)})
   --outlier-max-ejection DURATION  longest ejection (default ${s(D.outlierMaxEjectionMs)})
-  --slow-start DURATION         a returning pod's ramp from 10% of its peers' concurrency to all (default ${s(D.slowStartMs)}; 0 = off)
+  --slow-start DURATION         a returning or newly added pod's ramp from 10% of its peers' concurrency to all (default ${s(D.slowStartMs)}; 0 = off)
 Request limits (checked before rendering or tokenizing):
-  --max-messages N         most chat messages per request, else 413 (default 4096)
+  --max-messages N         most chat messages per request, else 413 (default ${R.maxMessages})
   --max-prompt-chars N     largest prompt in characters (strings of the prompt, messages and tools,
-                           plus one per JSON value), else 413 (default 4194304)
+                           plus one per JSON value), else 413 (default ${R.maxPromptChars})
   --max-prompt-tokens N    token cap of a model whose pods report no max_model_len in /v1/models,
-                           else 400 (default 1048576); a text prompt is held to it by a proven
+                           else 400 (default ${R.maxPromptTokens}); a text prompt is held to it by a proven
                            lower bound on its token count before it is tokenized
+  --max-json-values N      most JSON values in a request body (a token-id prompt counts one), else 413
+                           (default ${R.maxJsonValues}); bodies over 64 KiB are parsed in a worker thread
 On SIGTERM/SIGINT the router stops accepting and gives requests in flight 10 s to finish.
 Embedded mode (--embedded):
   --pods N                 simulated pods (default 2)
@@ -83,36 +90,6 @@ function int(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
-function duration(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  // CLI durations: Go syntax, or a bare number of milliseconds (as --help says).
-  const ms = parseDuration(/^\d+(\.\d+)?$/.test(v) ? `${v}ms` : v, name);
-  if (!Number.isFinite(ms) || ms < 0) throw new Error(`${name} must be a duration, got "${v}"`);
-  return ms;
-}
-
-/** The HTTP edge flags as router limits (unset ones keep limits.ts's defaults). */
-function edgeFlags(v: Record<string, string | boolean | string[] | undefined>): Partial<HttpEdgeLimits> {
-  const str = (k: string) => v[k] as string | undefined;
-  return {
-    maxHeaderBytes: int(str('max-header-bytes'), '--max-header-bytes'),
-    maxBodyBytes: int(str('max-body-bytes'), '--max-body-bytes'),
-    maxConnections: int(str('max-connections'), '--max-connections'),
-    maxRequestsPerConnection: int(str('max-requests-per-connection'), '--max-requests-per-connection'),
-    headersTimeoutMs: duration(str('headers-timeout'), '--headers-timeout'),
-    requestTimeoutMs: duration(str('request-timeout'), '--request-timeout'),
-    keepAliveTimeoutMs: duration(str('keep-alive-timeout'), '--keep-alive-timeout'),
-    upstreamConnectTimeoutMs: duration(str('upstream-connect-timeout'), '--upstream-connect-timeout'),
-    upstreamFirstByteTimeoutMs: duration(str('upstream-first-byte-timeout'), '--upstream-first-byte-timeout'),
-    upstreamIdleTimeoutMs: duration(str('upstream-idle-timeout'), '--upstream-idle-timeout'),
-    upstreamRetries: int(str('upstream-retries'), '--upstream-retries'),
-    outlierConsecutiveFailures: int(str('outlier-failures'), '--outlier-failures'),
-    outlierBaseEjectionMs: duration(str('outlier-ejection'), '--outlier-ejection'),
-    outlierMaxEjectionMs: duration(str('outlier-max-ejection'), '--outlier-max-ejection'),
-    slowStartMs: duration(str('slow-start'), '--slow-start'),
-  };
-}
-
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -128,24 +105,7 @@ export async function run(argv: string[]): Promise<number> {
       'metrics-beat': { type: 'string' },
       'no-speculative': { type: 'boolean' },
       shed: { type: 'boolean' },
-      'max-body-bytes': { type: 'string' },
-      'max-messages': { type: 'string' },
-      'max-prompt-chars': { type: 'string' },
-      'max-prompt-tokens': { type: 'string' },
-      'max-header-bytes': { type: 'string' },
-      'max-connections': { type: 'string' },
-      'max-requests-per-connection': { type: 'string' },
-      'headers-timeout': { type: 'string' },
-      'request-timeout': { type: 'string' },
-      'keep-alive-timeout': { type: 'string' },
-      'upstream-connect-timeout': { type: 'string' },
-      'upstream-first-byte-timeout': { type: 'string' },
-      'upstream-idle-timeout': { type: 'string' },
-      'upstream-retries': { type: 'string' },
-      'outlier-failures': { type: 'string' },
-      'outlier-ejection': { type: 'string' },
-      'outlier-max-ejection': { type: 'string' },
-      'slow-start': { type: 'string' },
+      ...limitFlagOptions(),
       embedded: { type: 'boolean' },
       pods: { type: 'string' },
       'pod-ports': { type: 'string' },
@@ -161,6 +121,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const env = process.env;
+  const flagLimits = limitsFromFlags(values);
   const port = int(values.port ?? env.KVROUTER_PORT, '--port') ?? 8000;
   const host = values.host ?? '127.0.0.1';
   const metricsBeatMs = values['metrics-beat'] !== undefined ? parseDuration(/^\d+$/.test(values['metrics-beat']) ? `${values['metrics-beat']}ms` : values['metrics-beat'], '--metrics-beat') : undefined;
@@ -171,12 +132,8 @@ export async function run(argv: string[]): Promise<number> {
     scrapeIntervalMs: int(values['scrape-interval'], '--scrape-interval'),
     speculativeIndexing: values['no-speculative'] ? false : true,
     shedding: values.shed === true,
-    limits: edgeFlags(values),
-    requestLimits: {
-      maxMessages: int(values['max-messages'], '--max-messages'),
-      maxPromptChars: int(values['max-prompt-chars'], '--max-prompt-chars'),
-      maxPromptTokens: int(values['max-prompt-tokens'], '--max-prompt-tokens'),
-    },
+    limits: flagLimits.edge,
+    requestLimits: flagLimits.request,
     metricsBeatMs,
   };
 

@@ -39,7 +39,8 @@ export function hashChunk(s: string, from: number, to: number, seed: number): nu
 export function requestText(req: InferenceRequest): string {
   if (req.api === 'chat') return JSON.stringify(req.messages ?? []);
   const p = req.prompt;
-  return typeof p === 'string' ? p : JSON.stringify(p ?? '');
+  // Token ids packed by the body parser hash as the JSON array they were sent as.
+  return typeof p === 'string' ? p : JSON.stringify(p ?? '', (_k, v: unknown) => (v instanceof Uint32Array ? Array.from(v) : v));
 }
 
 const paramsSchema = z
