@@ -141,7 +141,10 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
       ],
       clock: 'virtual',
       virtualClock: { eventDelayMs: c.eventDelayMs, scrapeIntervalMs: c.scrapeIntervalMs, routerOverheadMs: c.routerOverheadMs },
-      client: { order: orderOf(opts), drainStages: !!opts.drainStages, maxInflight: opts.maxInflight },
+      client: {
+        order: orderOf(opts), drainStages: !!opts.drainStages, maxInflight: opts.maxInflight,
+        stageIntervalSec: opts.stageIntervalSec, requestTimeoutSec: opts.requestTimeoutSec,
+      },
     },
     oracle: { hitRate: oracle.hitRate, perStage: perStageOracle.map((o) => (o.prompt ? o.cached / o.prompt : NaN)) },
     strategies,
@@ -194,6 +197,8 @@ async function runStrategy(
       routerOverheadMs: c.routerOverheadMs,
       drainStages: !!opts.drainStages,
       maxInflight: opts.maxInflight ?? Infinity,
+      stageIntervalMs: (opts.stageIntervalSec ?? 0) * 1000,
+      requestTimeoutMs: (opts.requestTimeoutSec ?? Infinity) * 1000,
       onStage: (s, atMs) => {
         if (s < stages.length) {
           snapshots[s] = cluster.counters();
