@@ -167,3 +167,13 @@ test('stage-cyclic order: prompts restart from the first one at every stage (inf
   const real = resolveBench({ preset: 'llm-d-73', clock: 'real' }).options;
   assert.equal(real.requestTimeoutSec, undefined, "the real clock drops the preset's virtual-only client times");
 });
+
+test('virtual bench: pickSeedOffset redraws the pickers without touching the schedule', async () => {
+  const load = { type: 'poisson' as const, stages: [{ rate: 20, duration: 1 }] };
+  const a = await runVirtualBench(options({ strategies: ['random'], load }), { pickSeedOffset: 1 });
+  const b = await runVirtualBench(options({ strategies: ['random'], load }), { pickSeedOffset: 1 });
+  const c = await runVirtualBench(options({ strategies: ['random'], load }), { pickSeedOffset: 2 });
+  assert.deepEqual(a.strategies[0].total.routedPerPod, b.strategies[0].total.routedPerPod);
+  assert.notDeepEqual(a.strategies[0].total.routedPerPod, c.strategies[0].total.routedPerPod);
+  assert.equal(a.requests, c.requests, 'the same schedule');
+});

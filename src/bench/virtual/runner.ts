@@ -32,6 +32,11 @@ export interface VirtualClockOptions {
   profile?: boolean;
   /** With profiling: model seconds between heap samples (default 30). */
   heapSampleSec?: number;
+  /**
+   * Offsets the seed of the pickers' random draws (Math.random) without changing the workload or
+   * the schedule: repeated runs with different offsets sample a random strategy's spread.
+   */
+  pickSeedOffset?: number;
   /** Receives each strategy's per-request results (model ms), e.g. for tests. */
   onRequests?(strategy: string, requests: readonly RequestResult[]): void;
 }
@@ -96,7 +101,7 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
     };
     const t0 = performance.now();
     try {
-      const run = await withSeededRandom(hashSeed(opts.seed, 'virtual-picks', def.name), () =>
+      const run = await withSeededRandom(hashSeed(opts.seed, 'virtual-picks', def.name, ...(c.pickSeedOffset ? [c.pickSeedOffset] : [])), () =>
         runStrategy({ ...opts, sim }, c, planned, stages, yaml, progress, si, def.name),
       );
       Object.assign(result, run.result);
