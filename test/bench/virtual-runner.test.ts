@@ -175,5 +175,5 @@ test('virtual bench: pickSeedOffset redraws the pickers without touching the sch
   const c = await runVirtualBench(options({ strategies: ['random'], load }), { pickSeedOffset: 2 });
   assert.deepEqual(a.strategies[0].total.routedPerPod, b.strategies[0].total.routedPerPod);
   assert.notDeepEqual(a.strategies[0].total.routedPerPod, c.strategies[0].total.routedPerPod);
-  assert.equal(a.requests, c.requests, 'the same schedule');
+  assert.equal(a.meta.requests, c.meta.requests, 'the same schedule');
 });
