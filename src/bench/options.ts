@@ -5,7 +5,7 @@ import { parseScenario } from './scenarios.js';
 import type { BenchOptions } from './runner.js';
 import { DEFAULT_STRATEGIES, strategyByName } from './strategies.js';
 import { MULTI_ROUND_DEFAULTS, multiRoundWorkload } from './workloads/multi-round.js';
-import { SHARED_PREFIX_DEFAULTS, sharedPrefixWorkload } from './workloads/shared-prefix.js';
+import { SHARED_PREFIX_DEFAULTS, SHARED_PREFIX_ORDERS, sharedPrefixWorkload, type SharedPrefixOrder } from './workloads/shared-prefix.js';
 import { traceWorkload } from './workloads/trace.js';
 import type { Workload } from './workloads/types.js';
 
@@ -50,6 +50,10 @@ export interface BenchFlags {
   drainStages?: boolean;
   stageDurations?: string;
   maxInflight?: number;
+  /** Model seconds between stages (inference-perf's load.interval). Virtual clock. */
+  stageInterval?: number;
+  /** Model seconds after its send at which the client abandons a request (aiohttp's total timeout). Virtual clock. */
+  requestTimeout?: number;
   maxNumBatchedTokens?: number;
   maxModelLen?: number;
   /** Time-model constants (ms), src/sim/timing.ts. */
@@ -127,7 +131,7 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
       questionLen: f.questionLen ?? d.questionLen,
       outputLen: positiveInt('output-len', f.outputLen) ?? d.outputLen,
       multiTurn: f.multiTurn ?? d.multiTurn ?? false,
-      ...(f.order !== undefined ? { order: parseOrder(f.order) } : {}),
+      ...(f.order !== undefined ? { order: parseOrder(f.order) } : base.client?.order !== undefined ? { order: base.client.order } : {}),
       seed,
     });
   } else if (workloadKind === 'multi_round') {
@@ -209,8 +213,9 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
     preset: f.preset,
     drainTimeoutSec: f.drainTimeout ?? base.drainTimeoutSec,
     notes: [...base.notes],
-    drainStages: f.drainStages,
+    drainStages: f.drainStages ?? base.client?.drainStages,
     maxInflight: positiveInt('max-inflight', f.maxInflight),
+    ...virtualClientTimes(f, base, clock),
     virtual: {
       eventDelayMs: nonNegative('event-delay-ms', f.eventDelayMs),
       scrapeIntervalMs: f.scrapeIntervalMs === undefined ? undefined : positiveNumber('scrape-interval-ms', f.scrapeIntervalMs),
@@ -218,6 +223,20 @@ export function resolveBench(f: BenchFlags): ResolvedBench {
     },
   };
   return { options, inProcessPods: f.inProcessPods ?? base.inProcessPods };
+}
+
+/**
+ * The stage interval and request timeout, which only the virtual runner implements: explicit
+ * flags on the real clock are an error, a preset's are dropped there (its note says so).
+ */
+function virtualClientTimes(f: BenchFlags, base: Preset, clock: 'real' | 'virtual'): Pick<BenchOptions, 'stageIntervalSec' | 'requestTimeoutSec'> {
+  if (clock === 'real') {
+    if (f.stageInterval !== undefined || f.requestTimeout !== undefined) throw new Error('--stage-interval and --request-timeout need --clock virtual');
+    return {};
+  }
+  const interval = nonNegative('stage-interval', f.stageInterval) ?? base.client?.stageIntervalSec;
+  const timeout = f.requestTimeout === undefined ? base.client?.requestTimeoutSec : positiveNumber('request-timeout', f.requestTimeout);
+  return { ...(interval !== undefined ? { stageIntervalSec: interval } : {}), ...(timeout !== undefined ? { requestTimeoutSec: timeout } : {}) };
 }
 
 function clockOf(v: string | undefined): 'real' | 'virtual' {
@@ -231,9 +250,10 @@ function positiveNumber(name: string, v: number): number {
   return v;
 }
 
-function parseOrder(v: string): 'random' | 'cyclic' {
-  if (v !== 'random' && v !== 'cyclic') throw new Error(`--order must be cyclic or random (got "${v}")`);
-  return v;
+function parseOrder(v: string): SharedPrefixOrder {
+  const order = SHARED_PREFIX_ORDERS.find((o) => o === v);
+  if (order === undefined) throw new Error(`--order must be ${SHARED_PREFIX_ORDERS.join(', ')} (got "${v}")`);
+  return order;
 }
 
 /** The time-model constants given on the command line (unset ones keep the profile's). */
@@ -260,7 +280,7 @@ function multipliers(spec: string | undefined, pods: number): number[] | undefin
 
 /** Limits a generated workload to its first n requests (the schedule stops early). */
 function capped(w: Workload, n: number): Workload {
-  return { ...w, take: (count: number) => w.take(Math.min(count, n)) };
+  return { ...w, take: (count: number, positions?: readonly number[]) => w.take(Math.min(count, n), positions) };
 }
 
 export const PRESET_NAMES = Object.keys(PRESETS);

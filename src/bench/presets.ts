@@ -1,6 +1,7 @@
 // Named benchmark shapes. Each preset is a full set of defaults; explicit CLI flags override.
 import { fileURLToPath } from 'node:url';
 import type { LoadType } from './load.js';
+import type { SharedPrefixOrder } from './workloads/shared-prefix.js';
 
 export interface Preset {
   description: string;
@@ -31,8 +32,37 @@ export interface Preset {
   strategies: string[];
   inProcessPods: boolean;
   drainTimeoutSec: number;
+  /** inference-perf client semantics the preset reproduces (CLI flags override). */
+  client?: PresetClient;
   notes: string[];
 }
+
+/** The load generator's behaviour (`--order`, `--drain-stages`, `--stage-interval`, `--request-timeout`). */
+export interface PresetClient {
+  order?: SharedPrefixOrder;
+  drainStages?: boolean;
+  /** Model seconds between a stage's end (drained) and the next stage's start. */
+  stageIntervalSec?: number;
+  /** Model seconds from a request's send to the client giving up on it (virtual clock). */
+  requestTimeoutSec?: number;
+}
+
+/*
+ * inference-perf as llm-d ran it for 73-capacity (kubernetes-sigs/inference-perf, September 2025,
+ * e.g. commit 5b1da4d; the same in v0.2.0):
+ *  - loadgen/load_generator.py run_stage: a stage enqueues int(rate x duration) requests numbered
+ *    from 0, then waits until every one has finished (no stage timeout outside the sweep
+ *    pre-stage), and mp_run sleeps LoadConfig.interval (default 1.0 s) before the next stage;
+ *  - datagen/shared_prefix_datagen.py: prompts shuffled once, request n gets prompt n mod 750;
+ *  - client/modelserver/openai_client.py: one aiohttp.ClientSession per request with no timeout
+ *    argument, so aiohttp's default ClientTimeout(total=300 s) bounds the whole request including
+ *    the streamed body; a timed-out request is recorded with an error, and reportgen/base.py
+ *    summarize_requests leaves errored requests out of TTFT and output tokens.
+ * The client's concurrency cap (num_workers x worker_max_concurrency) is left off: the published
+ * Requests/s (requests / send window) stays within Poisson noise of the offered rate at every
+ * stage for every scheduler, which a binding cap would have stretched (docs/bench/llm-d-73.md).
+ */
+export const INFERENCE_PERF_CLIENT: PresetClient = { order: 'stage-cyclic', drainStages: true, stageIntervalSec: 1, requestTimeoutSec: 300 };
 
 /**
  * Hook for the virtual-clock runner (src/bench/virtual): when it lands, set this to true and
@@ -77,9 +107,13 @@ const llmd73 = (k: number): Preset => ({
   strategies: k === 1 ? FULL_COMPARISON : ['precise-3-2-2', 'approximate-llmd73', 'load-only'],
   inProcessPods: false,
   drainTimeoutSec: 600,
+  // The full ladder replays llm-d's client; the scale presets keep the plain open-loop ladder.
+  ...(k === 1 ? { client: INFERENCE_PERF_CLIENT } : {}),
   notes: [
     "llm-d-73 source: llm-d/llm-d-kv-cache benchmarking/73-capacity/README.md (September 2025): same workload, ladder and stage durations, pod count, KV capacity per pod (4,802 x 64-token blocks) and H100 TP2 Qwen3-32B; the simulator's step costs are derived in src/sim/timing.ts (see Time model).",
-    "llm-d's client (inference-perf) capped each worker's in-flight requests, which is why its precise TTFT stayed ~0.5 s at every rate; an uncapped open-loop Poisson client saturates 8 simulated pods at ~11k output tok/s (KV-bound, npm run bench:time-model), so compare TTFT above ~20 QPS with that cap in mind.",
+    ...(k === 1
+      ? ["llm-d-73 client: inference-perf's semantics as llm-d ran it (September 2025): prompts cycled from the first one at every stage, each stage drained, 1 s between stages, a request abandoned 300 s after its send (aiohttp's default total timeout) and then left out of TTFT and throughput; no client concurrency cap (see docs/bench/llm-d-73.md)."]
+      : []),
     ...(k === 1 ? [] : [`Scale: ${k}x llm-d-73 (pods, groups and every stage's QPS multiplied by ${k}), so load per pod and the resident-set fraction are llm-d's.`]),
   ],
 });
@@ -146,9 +180,10 @@ export const PRESETS: Record<string, Preset> = {
     timeScale: 5,
     clock: 'real',
     drainTimeoutSec: 200,
+    client: undefined,
     strategies: ['precise-3-2-2', 'approximate-llmd73', 'load-only', 'random'],
     notes: [
-      ...llmd73(1).notes,
+      ...llmd73(1).notes.filter((n) => !n.startsWith('llm-d-73 client:')),
       "llm-d-73-short: the ladder keeps its 3 -> 60 QPS range with fewer, shorter stages (llm-d: 16 stages of 20-38 s after a 50 s warm-up at 15 QPS; here a 5 s warm-up and 7 stages of 3 model seconds), so stages overlap (a request decodes for ~50-90 s) and caches are far from steady state; absolute figures are not comparable to llm-d's. For the full ladder use llm-d-73 (virtual clock).",
     ],
   },

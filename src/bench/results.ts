@@ -94,7 +94,7 @@ export interface BenchResults {
     /** The virtual clock's settings. */
     virtualClock?: { eventDelayMs: number; scrapeIntervalMs: number; routerOverheadMs: number };
     /** inference-perf semantics used (order, stage draining, client concurrency cap). */
-    client?: { order?: string; drainStages?: boolean; maxInflight?: number };
+    client?: { order?: string; drainStages?: boolean; maxInflight?: number; stageIntervalSec?: number; requestTimeoutSec?: number };
   };
   /** The oracle over every planned request (offered load); per strategy, see oracleHitRate (served). */
   oracle: { hitRate: number; perStage: number[] };

@@ -42,6 +42,10 @@ export interface BenchOptions {
   drainStages?: boolean;
   /** inference-perf: at most this many requests in flight; due ones wait (TTFT from the send). */
   maxInflight?: number;
+  /** inference-perf's load.interval: model seconds between one stage's end and the next's start (virtual clock). */
+  stageIntervalSec?: number;
+  /** The client abandons a request this many model seconds after its send (aiohttp's total timeout; virtual clock). */
+  requestTimeoutSec?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -72,7 +76,9 @@ export function plan(workload: Workload, load: LoadShape, seed: number): { plann
     return { planned: reqs.map((req) => ({ req, t: req.at ?? 0, stage: 0 })), stages };
   }
   const arr = makeArrivals(load, seed);
-  const reqs = workload.take(arr.length);
+  // Each request's number within its stage (inference-perf numbers every stage's requests from 0).
+  const perStage = load.stages.map(() => 0);
+  const reqs = workload.take(arr.length, arr.map((a) => perStage[a.stage]++));
   return { planned: reqs.map((req, i) => ({ req, t: arr[i].t, stage: arr[i].stage })), stages: load.stages };
 }
 

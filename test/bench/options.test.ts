@@ -11,7 +11,7 @@ test('presets: llm-d-73 has the llm-d shape; flags override', () => {
   assert.equal(options.sim.pods, 8);
   assert.equal(options.sim.blockSize, 64);
   assert.equal(options.sim.numGpuBlocks, 4802);
-  assert.deepEqual(options.workload.params, { numGroups: 150, promptsPerGroup: 5, systemPromptLen: 6000, questionLen: 1200, outputLen: 1000, multiTurn: false, seed: 42 });
+  assert.deepEqual(options.workload.params, { numGroups: 150, promptsPerGroup: 5, systemPromptLen: 6000, questionLen: 1200, outputLen: 1000, multiTurn: false, order: 'stage-cyclic', seed: 42 });
   assert.equal(options.load.type, 'poisson');
   assert.equal(options.load.stages[0].warmup, true);
   // llm-d's exact ladder: warm-up 15 QPS x 50 s, then 16 stages (QPS x s) as in its README.

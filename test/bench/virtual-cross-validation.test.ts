@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { defaultHarness } from '../../src/bench/hosts.js';
 import { Progress } from '../../src/bench/progress.js';
 import type { BenchResults, StrategyResult } from '../../src/bench/results.js';
-import { compareClocks, crossValidate, crossValidationMarkdown, MAX_CLEAN_LAG_MS } from '../../src/bench/virtual/cross-validate.js';
-import { sharedPrefixWorkload } from '../../src/bench/workloads/shared-prefix.js';
+import { compareClocks, crossValidate, crossValidationMarkdown, crossValidationOptions, MAX_CLEAN_LAG_MS } from '../../src/bench/virtual/cross-validate.js';
 
 function fake(clock: 'real' | 'virtual', rows: [string, number, number, number][]): BenchResults {
   const strategies = rows.map(([name, hit, p50, p90]) => ({ name, total: { hitRate: hit, ttft: { p50, p90 } } }) as unknown as StrategyResult);
@@ -32,23 +31,14 @@ test('cross-validation bounds: 2 points of hit rate, 15 % of TTFT, same ranking'
 // The real side runs ~13 model s x 2 strategies at time scale 2 (~60 s wall): it must fit the
 // test runner's 120 s per file.
 test('cross-validation: a small preset agrees on the real and the virtual clock', async (t) => {
-  const { comparison } = await crossValidate(defaultHarness({ inProcessPods: false }), {
-    // 12 groups x 4 prompts of 1,024 + 128 tokens on 4 pods of 512 blocks of 16: the resident set
-    // is ~56 % of the cluster, so placement decides hits and TTFT.
-    workload: sharedPrefixWorkload({ numGroups: 12, promptsPerGroup: 4, systemPromptLen: 1024, questionLen: 128, outputLen: 64, seed: 1, order: 'cyclic' }),
-    load: { type: 'poisson', stages: [{ rate: 6, duration: 3, warmup: true }, { rate: 10, duration: 5 }, { rate: 16, duration: 5 }] },
-    // precise and round-robin: their decisions do not depend on a random draw. The random
-    // strategy was left out after a quiet run (2026-12-07) put its pod hit rate at 47.8 % real
-    // vs 33.9 % virtual (TTFT p90 +29 %); that gap is not explained yet (the real clock's picker
-    // is unseeded, the virtual one seeded, but a 14-point gap is more than the draw alone
-    // should give), so it is reported as open rather than asserted here.
-    strategies: ['precise', 'round-robin'],
-    sim: { pods: 4, model: 'Qwen/Qwen3-0.6B', blockSize: 16, numGpuBlocks: 512, profile: 'h100-tp2-qwen3-32b' },
-    timeScale: 2,
-    seed: 3,
-    drainTimeoutSec: 60,
-    progress: new Progress({ write: () => true, isTTY: false }, true),
-  });
+  // precise and round-robin: their decisions do not depend on a random draw. The random strategy's
+  // pod hit rate on this preset moves by several points from one draw of its picks to the next
+  // (10 draws on the virtual clock: 37.5-46.0 %, the same spread with an unseeded Math.random), so
+  // one run per clock cannot hold it to 2 points; `npm run bench:cross-validate` reports its spread.
+  const { comparison } = await crossValidate(
+    defaultHarness({ inProcessPods: false }),
+    crossValidationOptions(['precise', 'round-robin'], new Progress({ write: () => true, isTTY: false }, true)),
+  );
   const table = crossValidationMarkdown(comparison).join('\n');
   if ((comparison.realLagMs ?? 0) > MAX_CLEAN_LAG_MS) {
     t.diagnostic(table);

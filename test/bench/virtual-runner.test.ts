@@ -2,7 +2,7 @@
 // discrete-event clock. Same seed -> same decisions and results; inference-perf semantics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runBench, type BenchOptions } from '../../src/bench/runner.js';
+import { plan, runBench, type BenchOptions } from '../../src/bench/runner.js';
 import { defaultHarness } from '../../src/bench/hosts.js';
 import { resolveBench } from '../../src/bench/options.js';
 import { Progress } from '../../src/bench/progress.js';
@@ -112,4 +112,68 @@ test('inference-perf options: cyclic order, per-stage durations, concurrency cap
   assert.throws(() => resolveBench({ preset: 'smoke', qps: '1,2', stageDurations: '1,2,3' }), /3 durations for 2 stages/);
   assert.throws(() => resolveBench({ preset: 'smoke', order: 'sorted' }), /--order/);
   assert.throws(() => resolveBench({ preset: 'smoke', clock: 'fast' }), /--clock/);
+});
+
+test('virtual bench: --stage-interval waits between drained stages; --request-timeout abandons slow requests and frees their KV', async () => {
+  const load = { type: 'poisson' as const, stages: [{ rate: 20, duration: 1 }, { rate: 20, duration: 1 }] };
+  let reqs: readonly RequestResult[] = [];
+  const keep = { onRequests: (_s: string, r: readonly RequestResult[]) => void (reqs = r) };
+  const end = (r: RequestResult) => r.sentMs + (r.e2eMs ?? NaN);
+  await runVirtualBench(options({ strategies: ['random'], drainStages: true, stageIntervalSec: 2.5, load }), keep);
+  const stage0End = Math.max(...reqs.filter((r) => r.stage === 0).map(end));
+  const stage1Start = Math.min(...reqs.filter((r) => r.stage === 1).map((r) => r.scheduledMs));
+  assert.ok(reqs.every((r) => r.ok));
+  assert.ok(stage1Start >= stage0End + 2500 - 1e-6, `stage 2 started ${stage1Start - stage0End} ms after stage 1 drained`);
+
+  // The timeout sits at the median latency of a run without one, so some requests beat it and some do not.
+  await runVirtualBench(options({ strategies: ['random'], drainStages: true, load }), keep);
+  const e2es = reqs.map((x) => x.e2eMs ?? NaN).sort((a, b) => a - b);
+  const limitMs = Math.round(e2es[Math.floor(e2es.length / 2)]);
+  assert.ok(e2es[0] < limitMs && e2es[e2es.length - 1] > limitMs, `latencies ${e2es[0]}-${e2es[e2es.length - 1]} ms`);
+  const r = await runVirtualBench(options({ strategies: ['random'], drainStages: true, requestTimeoutSec: limitMs / 1000, load }), keep);
+  const timedOut = reqs.filter((x) => x.error?.startsWith('client timeout'));
+  assert.ok(timedOut.length > 0, 'some requests timed out');
+  assert.ok(timedOut.every((x) => !x.ok), 'a timed-out request is not a success');
+  assert.equal(reqs.filter((x) => x.ok).length + timedOut.length, reqs.length, 'every request either finished in time or timed out');
+  for (const x of reqs.filter((y) => y.ok)) assert.ok((x.e2eMs ?? Infinity) <= limitMs + 1e-6, `${x.e2eMs} ms finished after the timeout`);
+  const s = r.strategies[0];
+  assert.equal(s.total.errors, timedOut.filter((x) => !r.meta.load.stages[x.stage].warmup).length);
+  assert.equal(s.total.ttft.count, s.total.ok, 'TTFT counts successes only');
+  assert.equal(r.meta.client?.requestTimeoutSec, limitMs / 1000);
+  // The engines aborted them (freeing their slots): the pods completed fewer generations than were sent.
+  const generated = s.stages.reduce((a, st) => a + st.perPod.reduce((b, p) => b + p.generationTokens, 0), 0);
+  assert.ok(generated < reqs.length * 24, `${generated} tokens generated for ${reqs.length} requests of 24`);
+});
+
+test('stage-cyclic order: prompts restart from the first one at every stage (inference-perf numbers requests per stage)', () => {
+  const { options: o } = resolveBench({ preset: 'smoke', order: 'stage-cyclic', qps: '10,10', stageDurations: '3,3', clock: 'virtual' });
+  // plan() (both runners) numbers each stage's requests from 0.
+  const { planned } = plan(o.workload, o.load, o.seed);
+  const firstOf = (st: number) => planned.find((p) => p.stage === st)?.req.prompt;
+  assert.ok(firstOf(1) !== undefined && firstOf(1) === firstOf(0), 'stage 2 opens with stage 1\'s first prompt');
+  const positions = [0, 1, 2, 0, 1, 2, 3];
+  const reqs = o.workload.take(positions.length, positions);
+  assert.equal(reqs[3].prompt, reqs[0].prompt);
+  assert.equal(reqs[5].prompt, reqs[2].prompt);
+  assert.notEqual(reqs[6].prompt, reqs[0].prompt);
+  const cyclic = resolveBench({ preset: 'smoke', order: 'cyclic', clock: 'virtual' }).options.workload.take(positions.length, positions);
+  assert.notEqual(cyclic[3].prompt, cyclic[0].prompt, 'plain cyclic ignores stage positions');
+  const llmd = resolveBench({ preset: 'llm-d-73' }).options;
+  assert.equal(llmd.workload.params.order, 'stage-cyclic');
+  assert.equal(llmd.drainStages, true);
+  assert.equal(llmd.stageIntervalSec, 1);
+  assert.equal(llmd.requestTimeoutSec, 300);
+  assert.throws(() => resolveBench({ preset: 'smoke', requestTimeout: 5 }), /--clock virtual/);
+  const real = resolveBench({ preset: 'llm-d-73', clock: 'real' }).options;
+  assert.equal(real.requestTimeoutSec, undefined, "the real clock drops the preset's virtual-only client times");
+});
+
+test('virtual bench: pickSeedOffset redraws the pickers without touching the schedule', async () => {
+  const load = { type: 'poisson' as const, stages: [{ rate: 20, duration: 1 }] };
+  const a = await runVirtualBench(options({ strategies: ['random'], load }), { pickSeedOffset: 1 });
+  const b = await runVirtualBench(options({ strategies: ['random'], load }), { pickSeedOffset: 1 });
+  const c = await runVirtualBench(options({ strategies: ['random'], load }), { pickSeedOffset: 2 });
+  assert.deepEqual(a.strategies[0].total.routedPerPod, b.strategies[0].total.routedPerPod);
+  assert.notDeepEqual(a.strategies[0].total.routedPerPod, c.strategies[0].total.routedPerPod);
+  assert.equal(a.meta.requests, c.meta.requests, 'the same schedule');
 });

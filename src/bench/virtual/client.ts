@@ -1,7 +1,8 @@
 // The load generator of the virtual runner, with inference-perf's semantics: each stage's
 // arrivals keep their offsets from the stage start; a stage may be drained (every request it
-// sent finished) before the next starts; an optional concurrency cap queues due requests, and
-// TTFT runs from the actual send. A multi-turn request is sent once its predecessor finished.
+// sent finished) before the next starts, after an optional interval; an optional concurrency cap
+// queues due requests, and TTFT runs from the actual send; an optional timeout abandons a request
+// (aborted at its engine, counted as an error). A multi-turn request is sent once its predecessor finished.
 // Each request goes through the real Director (candidates, producers, Scheduler, PreRequest
 // hooks, in-flight accounting), then to the chosen engine after the router overhead; response
 // hooks run at the engine's first token and at its finish.
@@ -21,6 +22,10 @@ export interface VirtualClientOptions {
   drainStages: boolean;
   /** Client concurrency cap (inference-perf's max concurrency); Infinity: none. */
   maxInflight: number;
+  /** Model ms between one stage's end and the next one's start (inference-perf's load.interval). */
+  stageIntervalMs?: number;
+  /** Model ms after its send at which a request is abandoned (aiohttp's total timeout); Infinity: never. */
+  requestTimeoutMs?: number;
   /** Called at each stage's actual start (before its first arrival) and once at the end. */
   onStage(stage: number, atMs: number): void;
 }
@@ -51,6 +56,10 @@ export class VirtualClient {
   private readonly podByAddress: Map<string, VirtualPod>;
   private readonly tokenCache = new WeakMap<number[], Uint32Array>();
   private readonly nominalStart: number[] = [];
+  /** Requests the client abandoned (timeout): their engine callbacks are ignored. */
+  private readonly expired = new Set<number>();
+  /** The engine-side request of each submitted request, to abort it on timeout. */
+  private readonly atEngine = new Map<number, { pod: VirtualPod; er: EngineRequest; flight: Flight }>();
 
   constructor(
     private readonly loop: VirtualEventLoop,
@@ -98,7 +107,13 @@ export class VirtualClient {
   }
 
   private next(s: number): void {
-    if (s + 1 < this.stages.length) this.startStage(s + 1, this.loop.now());
+    const gap = this.o.stageIntervalMs ?? 0;
+    if (s + 1 < this.stages.length) {
+      if (gap > 0) {
+        this.stageStartMs[s + 1] = NaN; // claimed: finishRequest must not start it again
+        this.loop.at(this.loop.now() + gap, () => this.startStage(s + 1, this.loop.now()), 'client');
+      } else this.startStage(s + 1, this.loop.now());
+    }
     else if (!this.lastStageEnded) {
       this.lastStageEnded = true;
       this.o.onStage(this.stages.length, this.loop.now());
@@ -149,6 +164,8 @@ export class VirtualClient {
     this.results[i] = res;
     this.sent++;
     this.inflight++;
+    const timeout = this.o.requestTimeoutMs ?? Infinity;
+    if (Number.isFinite(timeout)) this.loop.at(now + timeout, () => this.expire(i, timeout), 'client');
     const tokens = this.tokensOf(p.req.prompt);
     const body = { model: this.o.model, prompt: p.req.prompt, max_tokens: p.req.maxTokens, ignore_eos: true, stream: true };
     const req: InferenceRequest = {
@@ -158,12 +175,14 @@ export class VirtualClient {
     };
     return this.router.director.schedule(req).then(
       (result) => {
+        if (this.expired.has(i)) return;
         const ep = result.targets[0] as PoolEndpoint;
         res.endpoint = ep.address;
         this.router.director.requestSent(req, ep);
         this.loop.at(this.loop.now() + this.o.routerOverheadMs, () => this.submit({ i, ep, req }), 'client');
       },
       (err: unknown) => {
+        if (this.expired.has(i)) return;
         const status = (err as { status?: number }).status ?? 500;
         res.status = status;
         res.shed = status === 429 || status === 503;
@@ -173,8 +192,28 @@ export class VirtualClient {
     );
   }
 
+  /**
+   * The client gives up on a request (aiohttp raises TimeoutError): it is an error, left out of
+   * TTFT and throughput even if tokens arrived, and the engine aborts it (vLLM aborts a request
+   * whose client disconnected), freeing its KV blocks.
+   */
+  private expire(i: number, timeoutMs: number): void {
+    const res = this.results[i];
+    if (res.ok || res.error !== undefined || this.expired.has(i)) return;
+    this.expired.add(i);
+    res.error = `client timeout after ${timeoutMs / 1000} s (inference-perf: aiohttp total timeout)`;
+    const at = this.atEngine.get(i);
+    if (at !== undefined) {
+      this.atEngine.delete(i);
+      this.router.director.requestFinished(at.flight.req, at.flight.ep, { status: 0, error: res.error });
+      at.pod.engine.abort(at.er);
+    }
+    this.finishRequest(i);
+  }
+
   /** The request reaches its engine. */
   private submit(f: Flight): void {
+    if (this.expired.has(f.i)) return;
     const p = this.planned[f.i];
     const res = this.results[f.i];
     const pod = this.podByAddress.get(f.ep.address);
@@ -190,15 +229,17 @@ export class VirtualClient {
     const invalid = pod.engine.validate(p.req.prompt.length, p.req.maxTokens);
     if (invalid !== null) return fail(400, invalid);
     res.status = 200;
-    pod.engine.submit({
+    const er = pod.engine.submit({
       promptTokens: p.req.prompt,
       maxTokens: p.req.maxTokens,
       onTokens: (er: EngineRequest) => {
-        if (er.outputCount !== 1) return;
+        if (er.outputCount !== 1 || this.expired.has(f.i)) return;
         res.ttftMs = this.loop.now() - res.sentMs;
         director.responseStarted(f.req, f.ep);
       },
       onFinish: (er: EngineRequest) => {
+        if (this.expired.has(f.i)) return;
+        this.atEngine.delete(f.i);
         const now = this.loop.now();
         if (er.finishReason !== 'length') return fail(500, `engine finished with ${er.finishReason}`);
         res.e2eMs = now - res.sentMs;
@@ -211,6 +252,7 @@ export class VirtualClient {
         this.finishRequest(f.i);
       },
     });
+    if (Number.isFinite(this.o.requestTimeoutMs ?? Infinity)) this.atEngine.set(f.i, { pod, er, flight: f });
   }
 
   private finishRequest(i: number): void {

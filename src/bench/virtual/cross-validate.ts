@@ -2,8 +2,10 @@
 // both runners, compared per strategy (pod hit rate within 2 points, TTFT p50/p90 within 15 %)
 // and by ranking. The virtual runner is only worth its speed if it agrees here.
 import type { Harness } from '../harness.js';
+import type { Progress } from '../progress.js';
 import type { BenchResults, StrategyResult } from '../results.js';
 import { runBench, type BenchOptions } from '../runner.js';
+import { sharedPrefixWorkload } from '../workloads/shared-prefix.js';
 
 export interface CrossValidationRow {
   strategy: string;
@@ -39,6 +41,24 @@ export interface CrossValidation {
 export const MAX_CLEAN_LAG_MS = 1;
 
 export const CROSS_VALIDATION_BOUNDS = { hitPts: 2, ttftRel: 0.15 };
+
+/**
+ * The small preset both clocks run: 12 groups x 4 prompts of 1,024 + 128 tokens on 4 pods of 512
+ * blocks of 16, so the resident set is ~56 % of the cluster and placement decides hits and TTFT.
+ * ~13 model seconds: about 30 s of wall time per strategy on the real clock at time scale 2.
+ */
+export function crossValidationOptions(strategies: string[], progress: Progress): BenchOptions {
+  return {
+    workload: sharedPrefixWorkload({ numGroups: 12, promptsPerGroup: 4, systemPromptLen: 1024, questionLen: 128, outputLen: 64, seed: 1, order: 'cyclic' }),
+    load: { type: 'poisson', stages: [{ rate: 6, duration: 3, warmup: true }, { rate: 10, duration: 5 }, { rate: 16, duration: 5 }] },
+    strategies,
+    sim: { pods: 4, model: 'Qwen/Qwen3-0.6B', blockSize: 16, numGpuBlocks: 512, profile: 'h100-tp2-qwen3-32b' },
+    timeScale: 2,
+    seed: 3,
+    drainTimeoutSec: 60,
+    progress,
+  };
+}
 
 function ranking(r: BenchResults): string[] {
   return r.strategies.filter((s) => !s.error).sort((a, b) => a.total.ttft.p90 - b.total.ttft.p90).map((s) => s.name);

@@ -32,6 +32,11 @@ export interface VirtualClockOptions {
   profile?: boolean;
   /** With profiling: model seconds between heap samples (default 30). */
   heapSampleSec?: number;
+  /**
+   * Offsets the seed of the pickers' random draws (Math.random) without changing the workload or
+   * the schedule: repeated runs with different offsets sample a random strategy's spread.
+   */
+  pickSeedOffset?: number;
   /** Receives each strategy's per-request results (model ms), e.g. for tests. */
   onRequests?(strategy: string, requests: readonly RequestResult[]): void;
 }
@@ -96,7 +101,7 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
     };
     const t0 = performance.now();
     try {
-      const run = await withSeededRandom(hashSeed(opts.seed, 'virtual-picks', def.name), () =>
+      const run = await withSeededRandom(hashSeed(opts.seed, 'virtual-picks', def.name, ...(c.pickSeedOffset ? [c.pickSeedOffset] : [])), () =>
         runStrategy({ ...opts, sim }, c, planned, stages, yaml, progress, si, def.name),
       );
       Object.assign(result, run.result);
@@ -141,7 +146,10 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
       ],
       clock: 'virtual',
       virtualClock: { eventDelayMs: c.eventDelayMs, scrapeIntervalMs: c.scrapeIntervalMs, routerOverheadMs: c.routerOverheadMs },
-      client: { order: orderOf(opts), drainStages: !!opts.drainStages, maxInflight: opts.maxInflight },
+      client: {
+        order: orderOf(opts), drainStages: !!opts.drainStages, maxInflight: opts.maxInflight,
+        stageIntervalSec: opts.stageIntervalSec, requestTimeoutSec: opts.requestTimeoutSec,
+      },
     },
     oracle: { hitRate: oracle.hitRate, perStage: perStageOracle.map((o) => (o.prompt ? o.cached / o.prompt : NaN)) },
     strategies,
@@ -194,6 +202,8 @@ async function runStrategy(
       routerOverheadMs: c.routerOverheadMs,
       drainStages: !!opts.drainStages,
       maxInflight: opts.maxInflight ?? Infinity,
+      stageIntervalMs: (opts.stageIntervalSec ?? 0) * 1000,
+      requestTimeoutMs: (opts.requestTimeoutSec ?? Infinity) * 1000,
       onStage: (s, atMs) => {
         if (s < stages.length) {
           snapshots[s] = cluster.counters();

@@ -14,11 +14,18 @@ export interface SharedPrefixParams {
   multiTurn?: boolean;
   /**
    * Single-turn prompt order: `random` draws uniformly from the pool (default); `cyclic` walks the
-   * pool shuffled once, over and over, as inference-perf's shared_prefix data generator does.
+   * pool shuffled once, over and over; `stage-cyclic` walks it the same way but from the first
+   * prompt again at every stage, as inference-perf does: its load generator numbers each stage's
+   * requests from 0 and its shared_prefix generator serves request n the prompt n mod pool size
+   * (kubernetes-sigs/inference-perf, loadgen/load_generator.py run_stage and
+   * datagen/shared_prefix_datagen.py get_request, September 2025).
    */
-  order?: 'random' | 'cyclic';
+  order?: SharedPrefixOrder;
   seed: number;
 }
+
+export type SharedPrefixOrder = 'random' | 'cyclic' | 'stage-cyclic';
+export const SHARED_PREFIX_ORDERS: readonly SharedPrefixOrder[] = ['random', 'cyclic', 'stage-cyclic'];
 
 export const SHARED_PREFIX_DEFAULTS: Omit<SharedPrefixParams, 'seed'> = {
   numGroups: 10,
@@ -39,7 +46,7 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
     if (!Number.isInteger(p[k]) || p[k] < 1) throw new Error(`shared_prefix: ${k} must be a positive integer (got ${p[k]})`);
   }
   if (!Number.isInteger(p.questionLen) || p.questionLen < 0) throw new Error(`shared_prefix: questionLen must be >= 0`);
-  if (p.order !== undefined && p.order !== 'random' && p.order !== 'cyclic') throw new Error(`shared_prefix: order must be random or cyclic (got ${String(p.order)})`);
+  if (p.order !== undefined && !SHARED_PREFIX_ORDERS.includes(p.order)) throw new Error(`shared_prefix: order must be ${SHARED_PREFIX_ORDERS.join(', ')} (got ${String(p.order)})`);
   const systems = Array.from({ length: p.numGroups }, (_, g) => randomTokens(hashSeed(p.seed, 'sys', g), p.systemPromptLen));
   const questions = (g: number, i: number, round = 0) => randomTokens(hashSeed(p.seed, 'q', g, i, round), p.questionLen);
   // Synthetic assistant answers carried in multi-turn history. The engine caches its own
@@ -52,13 +59,15 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
     for (let i = 0; i < p.promptsPerGroup; i++) pool.push(systems[g].concat(questions(g, i)));
   }
 
-  const take = (count: number): BenchRequest[] => {
+  const take = (count: number, stagePositions?: readonly number[]): BenchRequest[] => {
     const out: BenchRequest[] = [];
     if (!p.multiTurn) {
       const rng = new Rng(hashSeed(p.seed, 'order'));
-      const cycle = p.order === 'cyclic' ? rng.shuffle(pool.map((_x, k) => k)) : null;
+      const cyclic = p.order === 'cyclic' || p.order === 'stage-cyclic';
+      const cycle = cyclic ? rng.shuffle(pool.map((_x, k) => k)) : null;
+      const position = (id: number) => (p.order === 'stage-cyclic' ? (stagePositions?.[id] ?? id) : id);
       for (let id = 0; id < count; id++) {
-        const k = cycle ? cycle[id % cycle.length] : rng.int(0, pool.length);
+        const k = cycle ? cycle[position(id) % cycle.length] : rng.int(0, pool.length);
         out.push({ id, prompt: pool[k], maxTokens: p.outputLen, group: `g${Math.floor(k / p.promptsPerGroup)}` });
       }
       return out;

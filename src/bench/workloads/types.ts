@@ -21,8 +21,12 @@ export interface Workload {
   kind: 'shared_prefix' | 'multi_round' | 'trace';
   /** The parameters that define it (echoed into results). */
   params: Record<string, unknown>;
-  /** The first `count` requests of the sequence (finite workloads may return fewer). */
-  take(count: number): BenchRequest[];
+  /**
+   * The first `count` requests of the sequence (finite workloads may return fewer).
+   * `stagePositions[id]`, when given, is request id's number within its load stage (inference-perf
+   * counts requests per stage; the `stage-cyclic` order restarts the prompt cycle there).
+   */
+  take(count: number, stagePositions?: readonly number[]): BenchRequest[];
   /** Finite workloads (trace replay) know their length; generated ones return undefined. */
   readonly size?: number;
 }

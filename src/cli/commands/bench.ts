@@ -46,11 +46,16 @@ ${SCENARIO_HELP}
   virtual clock: --event-delay-ms MS (default 5) --scrape-interval-ms MS (default 50)
                  --router-overhead-ms MS (default 1; tokenization, HTTP and proxy before the pod)
   inference-perf semantics (both clocks):
-  --order cyclic|random    shared_prefix prompt order: the pool shuffled once and cycled, or drawn
-                           at random (default random)
+  --order cyclic|stage-cyclic|random
+                           shared_prefix prompt order: the pool shuffled once and cycled (stage-cyclic:
+                           from its first prompt again at every stage, as inference-perf), or drawn
+                           at random (default random; llm-d-73: stage-cyclic)
   --drain-stages           start each stage once every request of the previous one finished
   --stage-durations 20,30  model seconds per stage (one value per --qps rate, or one for all)
   --max-inflight N         client concurrency cap; due requests queue, TTFT runs from the send
+  --stage-interval S       virtual clock: model seconds between stages (inference-perf: 1)
+  --request-timeout S      virtual clock: abandon a request S model seconds after its send; it counts
+                           as an error, not in TTFT or throughput (aiohttp's default: 300)
   --quiet                  no progress output
 `;
 
@@ -111,6 +116,8 @@ export async function run(argv: string[]): Promise<number> {
         'drain-stages': { type: 'boolean' },
         'stage-durations': { type: 'string' },
         'max-inflight': { type: 'string' },
+        'stage-interval': { type: 'string' },
+        'request-timeout': { type: 'string' },
       },
     });
   } catch (err) {
@@ -144,6 +151,7 @@ export async function run(argv: string[]): Promise<number> {
       clock: v.clock, eventDelayMs: num('event-delay-ms', v['event-delay-ms']), scrapeIntervalMs: num('scrape-interval-ms', v['scrape-interval-ms']),
       routerOverheadMs: num('router-overhead-ms', v['router-overhead-ms']), order: v.order, drainStages: v['drain-stages'],
       stageDurations: v['stage-durations'], maxInflight: num('max-inflight', v['max-inflight']),
+      stageInterval: num('stage-interval', v['stage-interval']), requestTimeout: num('request-timeout', v['request-timeout']),
       maxNumBatchedTokens: num('max-num-batched-tokens', v['max-num-batched-tokens']), maxModelLen: num('max-model-len', v['max-model-len']),
       stepOverheadMs: num('step-overhead-ms', v['step-overhead-ms']), prefillMsPerToken: num('prefill-ms-per-token', v['prefill-ms-per-token']),
       decodeMsPerSeq: num('decode-ms-per-seq', v['decode-ms-per-seq']), kvReadMsPerToken: num('kv-read-ms-per-token', v['kv-read-ms-per-token']),
