@@ -70,8 +70,6 @@ export const predictedLatencyParamsSchema = z
      * this request's TTFT and the copy.
      */
     decodeWeight: z.number().nonnegative().default(1),
-    congestionPricing: z.boolean().default(true),
-    kvPricing: z.boolean().default(true),
     /** Expected output tokens before any response was seen (then: the observed mean, capped by max_tokens). */
     defaultOutputTokens: z.number().int().positive().default(256),
     /** Costs within this many ms of the best count as ties. */
@@ -403,8 +401,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       stepBasis[i] = (pr.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
       // A full cache evicts for every copied block; the fuller it is with running requests' KV
       // (vLLM's kv_cache_usage), the more of what is left is other groups' reused prefixes.
-      const room = this.p.kvPricing ? Math.max(0.05, 1 - endpoints[i].metrics.kvUsage) : 1;
-      copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * (this.p.congestionPricing ? congestion : 1)) / room);
+      const room = Math.max(0.05, 1 - endpoints[i].metrics.kvUsage);
+      copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
       if (this.p.decodeWeight > 0) {
         const ext = externality(c, load, uncached[i], outTokens);
         // A prefix no pod holds gets its first home here: its group's next requests follow it,
