@@ -17,7 +17,17 @@
 // second copy exactly when its holder saturates. With `ttftSLO` / `itlSLO`, pods predicted to
 // meet them are preferred, so a saturated holder's group is replicated to keep the SLO.
 // Under congestion the copy is charged once more per request waiting per pod (its extra prefill
-// delays them all). Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
+// delays them all).
+//
+// The decode side is priced too (`decodeWeight`, model.ts externality): this request's own decode
+// time and the delay its prefill chunks and KV reads add to the sequences decoding on the pod.
+// A prefix no pod holds gets its first home by this decision, and its group's next requests
+// follow it (about "sequences per group" of them within a request lifetime, by Little's law), so
+// a new group is priced at the decode batch the pod will carry: the prefix groups it serves x
+// the sequences a group keeps busy, not the Poisson-noisy count running this instant (which
+// spread llm-d-73's 150 groups 13-23 per pod; priced this way, 18-21). When a pod's queue is
+// KV-bound, its wait is the requests ahead x the observed gap between first tokens (Little's
+// law), not their prefill compute. Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
 //
