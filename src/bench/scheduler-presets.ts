@@ -49,7 +49,7 @@ export function schedulerPresets(llmd73: Preset): Record<string, Preset> {
     ),
     'sched-churn': variant(
       `${knee.description}; pod 0 restarts with an empty cache at 70 s and pod 7 joins the pool (empty) at 90 s`,
-      { scenario: 'restart@70:pod=0,join@90:pod=7' },
+      { scenario: 'restart@70,join@90' },
       'Churn: the pool starts with 7 of the 8 pods; pod 0 restarts with an empty cache at model time 70 s (early in the 16 QPS stage) and pod 7 joins, empty, at 90 s (scale-up in the 19 QPS stage).',
     ),
     // 8,000 output tokens at ~40 ms per step decode for ~5 min and hold ~15k tokens of KV each,
