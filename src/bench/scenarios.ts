@@ -5,6 +5,7 @@
 import { request } from 'undici';
 import type { PodsHandle, RouterHandle, SimSpec } from './harness.js';
 import type { Stage } from './load.js';
+import { PROFILES } from '../sim/timing.js';
 
 export type ScenarioEventKind = 'restart' | 'leave' | 'join' | 'reset';
 
@@ -131,7 +132,7 @@ export function eventTime(ev: ScenarioEvent, stages: Stage[]): number {
  * The pod spec a scenario implies: per-pod multipliers and, under `pressure`, KV blocks per pod
  * from the workload's distinct prompt tokens (never below one max-length sequence).
  */
-export function scenarioSpec<T extends Pick<SimSpec, 'pods' | 'blockSize' | 'numGpuBlocks' | 'maxModelLen' | 'podTimingMultipliers'>>(
+export function scenarioSpec<T extends Pick<SimSpec, 'pods' | 'blockSize' | 'numGpuBlocks' | 'maxModelLen' | 'podTimingMultipliers'> & { profile?: string }>(
   spec: T,
   sc: Scenario | undefined,
   distinctPromptTokens: number,
@@ -141,7 +142,9 @@ export function scenarioSpec<T extends Pick<SimSpec, 'pods' | 'blockSize' | 'num
   if (sc.podTimingMultipliers) out.podTimingMultipliers = sc.podTimingMultipliers;
   if (sc.residentFraction !== undefined) {
     const blocks = Math.ceil(distinctPromptTokens / (sc.residentFraction * spec.pods * spec.blockSize));
-    const floor = Math.ceil((spec.maxModelLen ?? 0) / spec.blockSize) + 1;
+    // Unset --max-model-len: the profile's (vLLM's default is the model's context length).
+    const maxLen = spec.maxModelLen ?? (spec.profile !== undefined ? PROFILES[spec.profile]?.maxModelLen : undefined) ?? 0;
+    const floor = Math.ceil(maxLen / spec.blockSize) + 1;
     out.numGpuBlocks = Math.max(blocks, floor, 2);
   }
   return out;
