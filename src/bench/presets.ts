@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import type { LoadType } from './load.js';
 import type { SharedPrefixOrder } from './workloads/shared-prefix.js';
+import { schedulerPresets } from './scheduler-presets.js';
 
 export interface Preset {
   description: string;
@@ -191,6 +192,8 @@ export const PRESETS: Record<string, Preset> = {
   'mooncake-synthetic': mooncake('synthetic'),
   'scale-64': llmd73(8),
   'scale-256': llmd73(32),
+  // Scheduler comparison workloads (issue 16, docs/bench/scheduler.md).
+  ...schedulerPresets(llmd73(1)),
 };
 
 /** A preset's trace file, resolved against the repository root (works from any cwd). */

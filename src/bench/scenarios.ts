@@ -5,6 +5,7 @@
 import { request } from 'undici';
 import type { PodsHandle, RouterHandle, SimSpec } from './harness.js';
 import type { Stage } from './load.js';
+import { PROFILES } from '../sim/timing.js';
 
 export type ScenarioEventKind = 'restart' | 'leave' | 'join' | 'reset';
 
@@ -38,7 +39,8 @@ export const SCENARIO_HELP = [
   'join[@T][:pod=I]     pod I (the last) starts outside the router\'s pool and joins at T',
   'leave[@T][:pod=I]    pod I (the last) is removed from the pool and stopped at T',
   'reset[@T][:pod=I]    POST /reset_prefix_cache (running requests preempted) on pod I (all)',
-  'hetero[:x=X]         odd-numbered pods take X (2) times as long per step',
+  'hetero[:x=X][:every=K]  pods 1, 1+K, 1+2K, ... take X (2) times as long per step (K = 2: the',
+  '                     odd-numbered pods; K = 3: a third of them)',
   'pressure[:f=F]       KV per pod sized so the distinct prompt blocks are F (1.5) x cluster KV',
 ].map((l) => `    ${l}`).join('\n');
 
@@ -70,7 +72,7 @@ export function parseScenario(spec: string, pods: number): Scenario {
       if (!Number.isInteger(i) || i < 0 || i >= pods) throw new Error(`--scenario ${name}: pod must be 0..${pods - 1} (got "${podParam}")`);
       return i;
     };
-    const known = new Set(name === 'hetero' ? ['x'] : name === 'pressure' ? ['f'] : ['pod']);
+    const known = new Set(name === 'hetero' ? ['x', 'every'] : name === 'pressure' ? ['f'] : ['pod']);
     for (const k of params.keys()) if (!known.has(k)) throw new Error(`--scenario ${name}: unknown parameter "${k}"`);
     const when = at !== undefined ? `at ${at} s` : 'at 40 % of the measured stages';
     switch (name) {
@@ -93,8 +95,15 @@ export function parseScenario(spec: string, pods: number): Scenario {
       }
       case 'hetero': {
         const x = num(name, 'x', params.get('x'), 0.01) ?? 2;
-        sc.podTimingMultipliers = Array.from({ length: pods }, (_v, i) => (i % 2 === 1 ? x : 1));
-        sc.description.push(`heterogeneous pods: odd-numbered pods take ${x}x as long per step`);
+        const every = num(name, 'every', params.get('every'), 2) ?? 2;
+        if (!Number.isInteger(every)) throw new Error(`--scenario hetero: every must be an integer >= 2 (got "${params.get('every')}")`);
+        sc.podTimingMultipliers = Array.from({ length: pods }, (_v, i) => (i % every === 1 ? x : 1));
+        const slow = sc.podTimingMultipliers.filter((m) => m !== 1).length;
+        sc.description.push(
+          every === 2
+            ? `heterogeneous pods: odd-numbered pods take ${x}x as long per step`
+            : `heterogeneous pods: ${slow} of ${pods} pods (1, ${1 + every}, ...) take ${x}x as long per step`,
+        );
         break;
       }
       case 'pressure': {
@@ -123,7 +132,7 @@ export function eventTime(ev: ScenarioEvent, stages: Stage[]): number {
  * The pod spec a scenario implies: per-pod multipliers and, under `pressure`, KV blocks per pod
  * from the workload's distinct prompt tokens (never below one max-length sequence).
  */
-export function scenarioSpec<T extends Pick<SimSpec, 'pods' | 'blockSize' | 'numGpuBlocks' | 'maxModelLen' | 'podTimingMultipliers'>>(
+export function scenarioSpec<T extends Pick<SimSpec, 'pods' | 'blockSize' | 'numGpuBlocks' | 'maxModelLen' | 'podTimingMultipliers'> & { profile?: string }>(
   spec: T,
   sc: Scenario | undefined,
   distinctPromptTokens: number,
@@ -133,7 +142,9 @@ export function scenarioSpec<T extends Pick<SimSpec, 'pods' | 'blockSize' | 'num
   if (sc.podTimingMultipliers) out.podTimingMultipliers = sc.podTimingMultipliers;
   if (sc.residentFraction !== undefined) {
     const blocks = Math.ceil(distinctPromptTokens / (sc.residentFraction * spec.pods * spec.blockSize));
-    const floor = Math.ceil((spec.maxModelLen ?? 0) / spec.blockSize) + 1;
+    // Unset --max-model-len: the profile's (vLLM's default is the model's context length).
+    const maxLen = spec.maxModelLen ?? (spec.profile !== undefined ? PROFILES[spec.profile]?.maxModelLen : undefined) ?? 0;
+    const floor = Math.ceil(maxLen / spec.blockSize) + 1;
     out.numGpuBlocks = Math.max(blocks, floor, 2);
   }
   return out;

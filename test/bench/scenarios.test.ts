@@ -31,6 +31,10 @@ test('scenarios parse into events, multipliers and KV sizing', () => {
   assert.throws(() => parseScenario('restart:pod=9', 2), /pod must be 0..1/);
   assert.throws(() => parseScenario('join', 1), /at least 2 pods/);
   assert.throws(() => parseScenario('hetero:y=2', 2), /unknown parameter "y"/);
+  // every=3: a third of the pods (1, 4, 7 of 8) slow.
+  assert.deepEqual(parseScenario('hetero:x=2:every=3', 8).podTimingMultipliers, [1, 2, 1, 1, 2, 1, 1, 2]);
+  assert.throws(() => parseScenario('hetero:every=1', 8), /every must be a number >= 2/);
+  assert.throws(() => parseScenario('hetero:every=2.5', 8), /every must be an integer >= 2/);
 });
 
 const quiet = new Progress({ write: () => true }, true);

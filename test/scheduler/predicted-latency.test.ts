@@ -34,7 +34,8 @@ function setup(params: Record<string, unknown> = {}) {
         { type: 'precise-prefix-cache-scorer', parameters: { tokenProcessorConfig: { blockSize: 4 } } },
         {
           type: 'predicted-latency-scorer',
-          parameters: { prefillMsPerToken: 0.1, stepOverheadMs: 10, decodeMsPerSeq: 0.5, maxNumBatchedTokens: 1000, ...params },
+          // decodeWeight 0: these tests check the TTFT and copy arithmetic; the decode side has its own.
+          parameters: { prefillMsPerToken: 0.1, stepOverheadMs: 10, decodeMsPerSeq: 0.5, maxNumBatchedTokens: 1000, decodeWeight: 0, ...params },
         },
         { type: 'max-score-picker' },
       ],
@@ -64,17 +65,17 @@ function setup(params: Record<string, unknown> = {}) {
 }
 
 test('model: queued prefill, own uncached tokens and the decode batch add up; a copy costs its extra prefill again', () => {
-  const idle = predict(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1 }, 100);
+  const idle = predict(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1, queuedCount: 0, admitGapMs: 0, futureBatch: 0 }, 100);
   // 100 tokens x 0.1 ms + (100/1000 + 1) steps x 10 ms
   assert.ok(Math.abs(idle.ttftMs - 21) < 1e-9, String(idle.ttftMs));
   assert.equal(idle.queueMs, 0);
-  const busy = predict(COSTS, { queuedTokens: 900, decoding: 100, kPrefill: 1, kStep: 1 }, 100);
+  const busy = predict(COSTS, { queuedTokens: 900, decoding: 100, kPrefill: 1, kStep: 1, queuedCount: 0, admitGapMs: 0, futureBatch: 0 }, 100);
   assert.ok(busy.queueMs > 90, 'queued prefill is waited for');
   assert.ok(busy.decodeSlowdownMs > 0 && busy.ttftMs > idle.ttftMs + busy.queueMs, 'the decode batch slows every step');
-  const slow = predict(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 2, kStep: 2 }, 100);
+  const slow = predict(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 2, kStep: 2, queuedCount: 0, admitGapMs: 0, futureBatch: 0 }, 100);
   assert.ok(Math.abs(slow.ttftMs - 42) < 1e-9, 'learned multipliers scale the prediction');
-  assert.ok(Math.abs(copyCostMs(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1 }, 96, 1) - 9.6) < 1e-9);
-  assert.equal(copyCostMs(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1 }, 96, 0), 0);
+  assert.ok(Math.abs(copyCostMs(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1, queuedCount: 0, admitGapMs: 0, futureBatch: 0 }, 96, 1) - 9.6) < 1e-9);
+  assert.equal(copyCostMs(COSTS, { queuedTokens: 0, decoding: 0, kPrefill: 1, kStep: 1, queuedCount: 0, admitGapMs: 0, futureBatch: 0 }, 96, 0), 0);
   const m = new Multiplier(0.05, 0.05, 20);
   for (let i = 0; i < 200; i++) m.observe(2);
   assert.ok(Math.abs(m.value - 2) < 0.01);
@@ -197,4 +198,27 @@ test('the predicted-latency example config loads', async () => {
   assert.ok(cfg.preRequest.includes(cfg.plugins.get('precise-prefix-cache-scorer') as PrecisePrefixCacheScorer), 'speculative entries still follow decisions');
   assert.ok(cfg.responseHooks.includes(pl));
   for (const p of cfg.plugins.values()) await p.close?.();
+});
+
+test('a new prefix group goes to the pod serving fewer groups, not to the one with fewer sequences this instant', async () => {
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000');
+  for (const [decodeWeight, expect] of [
+    [1, B.address],
+    // Without the decode side, this instant decides: A decodes fewer sequences.
+    [0, A.address],
+  ] as const) {
+    const s = setup({ decodeWeight });
+    // A serves three groups with one request each; B one group with four, all decoding.
+    const sent: [InferenceRequest, Endpoint][] = [];
+    for (const g of [1, 2, 3]) sent.push([req(g * 10_000), A]);
+    for (let k = 0; k < 4; k++) sent.push([req(50_000), B]);
+    for (const [r, pod] of sent) await s.route(r, [A, B], pod);
+    for (const [r, pod] of sent) s.pl.responseFirstToken(r, pod);
+    const d = await s.pl.detail(req(90_000), [A, B]);
+    // 7 sequences over 4 groups: A's next batch is 4 groups x 1.75 sequences, B's 2 x 1.75.
+    assert.equal(d.chosen, expect, `decodeWeight ${decodeWeight}: ${JSON.stringify(d.endpoints)}`);
+    assert.ok(d.endpoints.every((e) => Math.abs(e.costMs - (e.ttftMs + e.copyMs + e.decodeCostMs)) < 0.01));
+    await s.close();
+  }
 });

@@ -29,6 +29,19 @@ export interface PodLoad {
   queuedTokens: number;
   /** Sequences decoding on the pod (the larger of the scraped running count and the router's own). */
   decoding: number;
+  /** Requests waiting ahead of this one on the pod (the router's own and others it scraped). */
+  queuedCount: number;
+  /**
+   * Observed ms between first tokens on the pod while requests waited there (0: not seen). When
+   * the pod's KV is full, a waiting request is admitted only as running ones finish, so the
+   * queue drains at this pace however little prefill it holds.
+   */
+  admitGapMs: number;
+  /**
+   * The decode batch expected over this request's life there: the prefix groups the pod keeps
+   * serving x the sequences a group keeps busy (scorer.ts); 0: unknown, use decoding + queued.
+   */
+  futureBatch: number;
   /** Learned multiplier on prefill compute (1 = the prior). */
   kPrefill: number;
   /** Learned multiplier on the step time (1 = the prior). */
@@ -38,8 +51,10 @@ export interface PodLoad {
 /** One pod's prediction for one request, in ms, with its parts (they sum to ttftMs). */
 export interface Prediction {
   ttftMs: number;
-  /** Waiting for the prefill work queued ahead (compute and the steps it spans). */
+  /** Waiting for the requests queued ahead: their prefill compute and the steps it spans, or their admission pace, whichever is longer. */
   queueMs: number;
+  /** The admission-pace estimate of the wait (requests ahead x the observed gap between first tokens). */
+  admissionMs: number;
   /** This request's own uncached tokens. */
   prefillMs: number;
   /** Part of queueMs + prefillMs that the running decode batch adds to every step. */
@@ -61,14 +76,48 @@ export function predict(c: StepCosts, pod: PodLoad, uncachedTokens: number): Pre
   const qSteps = steps(c, pod.queuedTokens, pod.decoding);
   // +1: the step that produces the first token (and, on average, the rest of the one in flight).
   const ownSteps = steps(c, uncachedTokens, pod.decoding) + 1;
-  const queueMs = pod.queuedTokens * perToken + qSteps * step;
+  const computeMs = pod.queuedTokens * perToken + qSteps * step;
+  // Little's law on the pod's queue: requests ahead leave at the observed admission pace.
+  const admissionMs = pod.queuedCount * pod.admitGapMs;
+  const queueMs = Math.max(computeMs, admissionMs);
   const prefillMs = uncachedTokens * perToken + ownSteps * step;
   return {
     ttftMs: queueMs + prefillMs,
     queueMs,
+    admissionMs,
     prefillMs,
     decodeSlowdownMs: (qSteps + ownSteps) * decodePart,
     itlMs: pod.kStep * (c.stepOverheadMs + (pod.decoding + 1) * c.decodeMsPerSeq),
+  };
+}
+
+/** What a placement costs the other requests on the pod, and its own decode, in ms (summed over requests). */
+export interface Externality {
+  /** Its prefill chunks lengthen the steps of every sequence decoding there: uncached x per-token x decoding. */
+  prefillDelayMs: number;
+  /** Its own decode: expected output tokens x the pod's step time with it in the batch. */
+  decodeMs: number;
+  /** Its KV read lengthens every step of the sequences decoding there while it decodes. */
+  decodeDelayMs: number;
+}
+
+/**
+ * The social cost of a placement beyond this request's TTFT: what it makes the pod's decoding
+ * sequences wait (its prefill, then its share of every step) and its own decode time. Summed
+ * over requests, so choosing the minimum of TTFT + these minimizes the total latency the
+ * placement adds, not just this request's: a pod with a bigger decode batch pays for it, which
+ * keeps the pods' batches balanced without a separate load scorer.
+ */
+export function externality(c: StepCosts, pod: PodLoad, uncachedTokens: number, outputTokens: number): Externality {
+  const perSeq = pod.kStep * c.decodeMsPerSeq;
+  // The batch it decodes in: what the groups committed to the pod keep there over its life;
+  // without that, the sequences decoding now and the requests queued ahead of it (which start
+  // decoding first: counting only the former herds a burst onto one pod).
+  const batch = pod.futureBatch > 0 ? pod.futureBatch : pod.decoding + pod.queuedCount;
+  return {
+    prefillDelayMs: uncachedTokens * pod.kPrefill * c.prefillMsPerToken * pod.decoding,
+    decodeMs: outputTokens * pod.kStep * (c.stepOverheadMs + (batch + 1) * c.decodeMsPerSeq),
+    decodeDelayMs: outputTokens * perSeq * batch,
   };
 }
 

@@ -17,7 +17,17 @@
 // second copy exactly when its holder saturates. With `ttftSLO` / `itlSLO`, pods predicted to
 // meet them are preferred, so a saturated holder's group is replicated to keep the SLO.
 // Under congestion the copy is charged once more per request waiting per pod (its extra prefill
-// delays them all). Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
+// delays them all).
+//
+// The decode side is priced too (`decodeWeight`, model.ts externality): this request's own decode
+// time and the delay its prefill chunks and KV reads add to the sequences decoding on the pod.
+// A prefix no pod holds gets its first home by this decision, and its group's next requests
+// follow it (about "sequences per group" of them within a request lifetime, by Little's law), so
+// a new group is priced at the decode batch the pod will carry: the prefix groups it serves x
+// the sequences a group keeps busy, not the Poisson-noisy count running this instant (which
+// spread llm-d-73's 150 groups 13-23 per pod; priced this way, 18-21). When a pod's queue is
+// KV-bound, its wait is the requests ahead x the observed gap between first tokens (Little's
+// law), not their prefill compute. Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
 //
@@ -45,7 +55,7 @@ import {
   type Scorer,
   type SchedulingResult,
 } from '../../types.js';
-import { Multiplier, copyCostMs, predict, rendezvous, type PodLoad, type Prediction, type StepCosts } from './model.js';
+import { Multiplier, copyCostMs, externality, predict, rendezvous, type PodLoad, type Prediction, type StepCosts } from './model.js';
 
 /** Go duration syntax ("2s", "150ms"), as llm-d writes durations. */
 const duration = z.string().min(1);
@@ -63,6 +73,15 @@ export const predictedLatencyParamsSchema = z
     maxNumBatchedTokens: z.number().int().positive().default(8192),
     /** Times the extra prefill of a second copy is charged again (0 = myopic TTFT). */
     localityWeight: z.number().nonnegative().default(1),
+    /**
+     * Weight of the decode side against TTFT: this request's own decode time and the delay its
+     * prefill and its KV reads add to the sequences decoding on the pod (model.ts externality).
+     * 1 counts a second of anyone's decode like a second of TTFT (total latency); 0 prices only
+     * this request's TTFT and the copy.
+     */
+    decodeWeight: z.number().nonnegative().default(1),
+    /** Expected output tokens before any response was seen (then: the observed mean, capped by max_tokens). */
+    defaultOutputTokens: z.number().int().positive().default(256),
     /** Costs within this many ms of the best count as ties. */
     tieMs: z.number().nonnegative().default(5),
     /**
@@ -88,6 +107,11 @@ interface PodState {
   decoding: number;
   /** Uncached tokens of this router's requests that reached their first token here, ever. */
   prefilled: number;
+  /** EWMA of the ms between first tokens observed while others waited behind (0: none yet). */
+  admitGapMs: number;
+  lastFirstAt: number;
+  /** Prefix groups routed here (group id -> last time), oldest first; pruned after a request lifetime. */
+  groups: Map<number, number>;
   kPrefill: Multiplier;
   kStep: Multiplier;
 }
@@ -95,6 +119,7 @@ interface PodState {
 /** One request's decision, kept until its PreRequest hook (the chosen pod is known then). */
 interface Decision {
   endpoints: readonly Endpoint[];
+  group: number;
   preds: Prediction[];
   uncached: Float64Array;
   /** Prefill compute at kPrefill = 1 and step time at kStep = 1, per pod, for learning. */
@@ -112,6 +137,8 @@ interface Flight {
   prefillBasis: number;
   stepBasis: number;
   firstAt: number;
+  /** Requests this router had queued on the pod when it was sent. */
+  queuedAhead: number;
   decodingAtFirst: number;
   prefilledAtFirst: number;
 }
@@ -122,7 +149,9 @@ export interface PodPrediction extends Prediction {
   uncachedTokens: number;
   /** Price of the extra prefill over the best-cached pod (the second copy). */
   copyMs: number;
-  /** ttftMs + copyMs: what the choice minimizes. */
+  /** Expected decode time of this request there and the delay it adds to the pod's decoding sequences (model.ts externality), weighted. */
+  decodeCostMs: number;
+  /** ttftMs + copyMs + decodeCostMs: what the choice minimizes. */
   costMs: number;
   meetsSLO: boolean;
   kPrefill: number;
@@ -134,6 +163,12 @@ export interface PredictedLatencyDetail {
   chosen: string | null;
   endpoints: PodPrediction[];
 }
+
+/** Lifetime assumed before any request completed: a ~1,000-token answer at ~30 ms per token. */
+const DEFAULT_LIFETIME_MS = 30_000;
+
+/** Weight of one gap in the admission-pace average: about the last 10 admissions. */
+const ADMIT_GAP_ALPHA = 0.1;
 
 const ERROR_BUCKETS = [-30, -10, -5, -2, -1, -0.5, -0.2, -0.1, -0.05, -0.02, -0.01, 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30];
 
@@ -180,6 +215,19 @@ class PredictionMetrics {
   }
 }
 
+/**
+ * A prompt's prefix group: FNV-1a over the whole blocks of its first half. Prompts of one group
+ * (a shared system prompt, one chat's history) share their first half; a question, a new turn
+ * or a per-user document after a common system prompt then tells groups apart.
+ */
+function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
+  let h = 0x811c9dc5;
+  if (!tokens) return h;
+  const n = Math.floor(tokens.length / 2 / blockSize) * blockSize;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ tokens[i], 0x01000193);
+  return h >>> 0;
+}
+
 /** FNV-1a over the first tokens: a stable identity of the prompt's prefix for tie-breaks. */
 function prefixId(tokens: Uint32Array | undefined, blockSize: number): number {
   let h = 0x811c9dc5;
@@ -202,6 +250,10 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   private firstTokenHooks = false;
   /** Mean uncached tokens per request, for waiting requests the router did not send. */
   private meanUncached = 0;
+  /** Mean completion tokens of finished requests (0: none yet). */
+  private meanOutput = 0;
+  /** Mean ms from a request's send to its completion (how long a placement's group stays committed). */
+  private meanLifetimeMs = DEFAULT_LIFETIME_MS;
   private prefix: KvIndexProvider | undefined;
   /** Medians of the pods' multipliers, recomputed after learning (NaN: stale). */
   private medianPrefill = NaN;
@@ -244,7 +296,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let s = this.pods.get(address);
     if (!s) {
       const lr = this.p.learningRate;
-      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
+      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, groups: new Map(), kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
       this.pods.set(address, s);
     }
     return s;
@@ -282,13 +334,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     return {
       queuedTokens: s.queuedTokens + foreign * this.meanUncached,
       decoding: Math.max(s.decoding, m.running),
+      queuedCount: s.queuedCount + foreign,
+      admitGapMs: s.admitGapMs,
+      futureBatch: 0,
       kPrefill: this.effective(s.kPrefill.value, this.medianPrefill),
       kStep: this.effective(s.kStep.value, this.medianStep),
     };
   }
 
   /** Predictions for every endpoint and the index of the choice. */
-  private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
+  private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
     const precise = this.prefixScorer();
     const { matches, totalBlocks, tokens: matchedTokens } = await precise.match(req, endpoints);
     const tokens = matchedTokens || req.tokens?.length || req.estimatedTokens;
@@ -312,7 +367,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const stepBasis = new Float64Array(n);
     const costs = new Float64Array(n);
     const copy = new Float64Array(n);
+    const decode = new Float64Array(n);
     const meets = new Uint8Array(n);
+    const outTokens = this.expectedOutput(req);
     let anyMeets = false;
     const c = this.costs;
     for (let i = 0; i < n; i++) this.pod(endpoints[i].address);
@@ -322,9 +379,30 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let waiting = 0;
     for (let i = 0; i < n; i++) waiting += Math.max(this.pod(endpoints[i].address).queuedCount, endpoints[i].metrics.waiting);
     const congestion = 1 + waiting / n;
+    // A prefix group keeps going where its prefix is cached, so a placement commits the group's
+    // future requests to the pod: the batch a pod will decode is its share of the groups it
+    // serves x the sequences a group keeps busy, not only what is running at this instant
+    // (a Poisson count, noisy by its square root, that spreads new groups unevenly).
+    const group = groupId(req.tokens, bs);
+    const now = this.clock.now();
+    let seqs = 0;
+    let groupsAll = 0;
+    const committed = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const s = this.pod(endpoints[i].address);
+      committed[i] = this.committedGroups(s, now) + (s.groups.has(group) ? 0 : 1);
+      groupsAll += committed[i] - (s.groups.has(group) ? 0 : 1);
+      seqs += s.decoding + s.queuedCount;
+    }
+    const seqsPerGroup = groupsAll > 0 ? seqs / groupsAll : 0;
+    // The group has a home when some pod caches its part of the prompt (the first half, as groupId).
+    let homed = false;
+    for (let i = 0; i < n; i++) if (cached[i] > 0 && cached[i] >= Math.floor(tokens / 2 / bs) * bs) homed = true;
+    const future = homed ? 0 : seqsPerGroup;
     const loads: PodLoad[] = new Array<PodLoad>(n);
     for (let i = 0; i < n; i++) {
       const load = this.load(endpoints[i], this.pod(endpoints[i].address));
+      load.futureBatch = committed[i] * seqsPerGroup;
       loads[i] = load;
       const pr = predict(c, load, uncached[i]);
       preds[i] = pr;
@@ -335,7 +413,14 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // (vLLM's kv_cache_usage), the more of what is left is other groups' reused prefixes.
       const room = Math.max(0.05, 1 - endpoints[i].metrics.kvUsage);
       copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
-      costs[i] = pr.ttftMs + copy[i];
+      if (this.p.decodeWeight > 0) {
+        const ext = externality(c, load, uncached[i], outTokens);
+        // A prefix no pod holds gets its first home here: its group's next requests follow it,
+        // about seqsPerGroup of them within a request lifetime (Little's law), each paying that
+        // pod's decode batch. (A warm prefix keeps its home; a copy only adds a second one.)
+        decode[i] = this.p.decodeWeight * (ext.prefillDelayMs + (ext.decodeMs + ext.decodeDelayMs) * (1 + future));
+      }
+      costs[i] = pr.ttftMs + copy[i] + decode[i];
       const ok = (this.ttftSloMs === undefined || pr.ttftMs <= this.ttftSloMs) && (this.itlSloMs === undefined || pr.itlMs <= this.itlSloMs);
       meets[i] = ok ? 1 : 0;
       if (ok) anyMeets = true;
@@ -362,7 +447,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         }
       }
     }
-    return { d: { endpoints, preds, uncached, prefillBasis, stepBasis }, costs, copy, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
+    return { d: { endpoints, group, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
@@ -414,18 +499,38 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         address: e.address,
         ttftMs: r(pr.ttftMs),
         queueMs: r(pr.queueMs),
+        admissionMs: r(pr.admissionMs),
         prefillMs: r(pr.prefillMs),
         decodeSlowdownMs: r(pr.decodeSlowdownMs),
         itlMs: r(pr.itlMs),
         cachedTokens: ev.cached[i],
         uncachedTokens: ev.d.uncached[i],
         copyMs: r(ev.copy[i]),
+        decodeCostMs: r(ev.decode[i]),
         costMs: r(ev.costs[i]),
         meetsSLO: ev.meets[i] === 1,
         kPrefill: r(s.kPrefill.value),
         kStep: r(s.kStep.value),
       };
     });
+  }
+
+  /** Groups routed to the pod within the last request lifetime (older ones pruned). */
+  private committedGroups(s: PodState, now: number): number {
+    const horizon = now - this.meanLifetimeMs;
+    for (const [g, t] of s.groups) {
+      if (t >= horizon) break;
+      s.groups.delete(g);
+    }
+    return s.groups.size;
+  }
+
+  /** Output tokens this request is expected to generate: the observed mean, at most its max_tokens. */
+  private expectedOutput(req: InferenceRequest): number {
+    const b = req.body;
+    const cap = typeof b?.max_completion_tokens === 'number' ? b.max_completion_tokens : typeof b?.max_tokens === 'number' ? b.max_tokens : Infinity;
+    const mean = this.meanOutput > 0 ? this.meanOutput : this.p.defaultOutputTokens;
+    return Math.max(1, Math.min(mean, cap));
   }
 
   /** The scoring API's view (no side effects on the decision state). */
@@ -445,6 +550,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const prev = this.flights.get(req);
     if (prev) this.settle(prev);
     const tokens = d.uncached[i];
+    const queuedAhead = pod.queuedCount;
+    pod.groups.delete(d.group);
+    pod.groups.set(d.group, this.clock.now());
     pod.queuedTokens += tokens;
     pod.queuedCount++;
     this.meanUncached = this.meanUncached === 0 ? tokens : this.meanUncached + 0.02 * (tokens - this.meanUncached);
@@ -457,6 +565,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       prefillBasis: d.prefillBasis[i],
       stepBasis: d.stepBasis[i],
       firstAt: -1,
+      queuedAhead,
       decodingAtFirst: 0,
       prefilledAtFirst: 0,
     });
@@ -479,6 +588,14 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const now = this.clock.now();
     f.firstAt = now;
     const pod = f.pod;
+    // The admission pace, measured only while a backlog waits (others still queued behind and
+
+    // (this request already waited when the previous one started: the pod was never idle between).
+    if (pod.lastFirstAt >= f.sentAt && pod.queuedCount >= 2) {
+      const gap = now - pod.lastFirstAt;
+      pod.admitGapMs = pod.admitGapMs === 0 ? gap : pod.admitGapMs + ADMIT_GAP_ALPHA * (gap - pod.admitGapMs);
+    }
+    pod.lastFirstAt = now;
     pod.queuedTokens = Math.max(0, pod.queuedTokens - f.tokens);
     pod.queuedCount = Math.max(0, pod.queuedCount - 1);
     pod.decoding++;
@@ -491,7 +608,10 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     // What the step multiplier does not explain is prefill compute; learn its multiplier when
     // prefill is a real part of the prediction (a cache hit's TTFT is mostly one step).
     const stepPart = pod.kStep.value * f.stepBasis;
-    if (f.prefillBasis > 0.25 * f.predictedMs && f.prefillBasis > 1) {
+    // Only from requests that found no queue there: behind others, how chunked prefill batches
+    // them and when the KV admits them is noise in a per-pod estimate (one pod learned 0.5x
+    // in a homogeneous pool, looked fast and drew groups it could not serve).
+    if (f.queuedAhead === 0 && f.prefillBasis > 0.25 * f.predictedMs && f.prefillBasis > 1) {
       pod.kPrefill.observe((observed - stepPart) / f.prefillBasis);
       this.medianPrefill = NaN;
     }
@@ -505,6 +625,11 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const first = f.firstAt >= 0;
     this.settle(f);
     const n = info.completionTokens ?? 0;
+    if (info.status === 200) {
+      const life = this.clock.now() - f.sentAt;
+      this.meanLifetimeMs = this.meanLifetimeMs + 0.02 * (life - this.meanLifetimeMs);
+    }
+    if (info.status === 200 && n > 0) this.meanOutput = this.meanOutput === 0 ? n : this.meanOutput + 0.02 * (n - this.meanOutput);
     if (!first || !this.p.learn || n < 3 || info.status !== 200) return;
     // The decode time is its steps at the mean batch, plus the prefill chunks of the requests
     // that reached their first token on the pod meanwhile (interleaved into the same steps).
