@@ -45,18 +45,21 @@ const workload = sharedPrefixWorkload({ numGroups: 3, promptsPerGroup: 2, system
 const load = { type: 'constant' as const, stages: [{ rate: 12, duration: 1 }, { rate: 12, duration: 1 }, { rate: 12, duration: 1 }] };
 
 test('real clock: a pod joins the pool at its model time', async () => {
+  // The join sits two stages after stage 0 ends, so a stage-0 request would have to be sent
+  // 1.5 s late (a loaded machine's timer lag) to meet the joined pod.
+  const joinLoad = { type: 'constant' as const, stages: [...load.stages, { rate: 12, duration: 1 }] };
   const r = await runBench(defaultHarness({ inProcessPods: true }), {
-    workload, load, strategies: ['round-robin'], sim, timeScale: 1, seed: 3, drainTimeoutSec: 20, progress: quiet,
-    scenario: parseScenario('join@1.5:pod=2', 3),
+    workload, load: joinLoad, strategies: ['round-robin'], sim, timeScale: 1, seed: 3, drainTimeoutSec: 20, progress: quiet,
+    scenario: parseScenario('join@2.5:pod=2', 3),
   });
   const s = r.strategies[0];
   assert.equal(s.error, undefined, s.error);
   assert.equal(s.total.errors, 0, s.sampleErrors.join('; '));
-  assert.ok(s.scenarioEvents?.[0].doneAt !== undefined && s.scenarioEvents[0].doneAt >= 1.5);
+  assert.ok(s.scenarioEvents?.[0].doneAt !== undefined && s.scenarioEvents[0].doneAt >= 2.5);
   // Round robin: pod 2 gets nothing before it joins, a share after.
   assert.equal(s.stages[0].routedPerPod?.[2], 0, `routed per stage ${JSON.stringify(s.stages.map((x) => x.routedPerPod))}, join ${JSON.stringify(s.scenarioEvents)}`);
-  assert.ok((s.stages[2].routedPerPod?.[2] ?? 0) > 0);
-  assert.deepEqual(r.meta.scenario?.names, ['join@1.5:pod=2']);
+  assert.ok((s.stages[3].routedPerPod?.[2] ?? 0) > 0);
+  assert.deepEqual(r.meta.scenario?.names, ['join@2.5:pod=2']);
 });
 
 test('real clock: a pod restarts with an empty cache, another resets its cache', async () => {
