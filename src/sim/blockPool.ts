@@ -4,10 +4,11 @@
 import type { ExtraKey } from './hashing.js';
 import type { KvEvent } from './events.js';
 import { wireHash } from './hashing.js';
+import type { TokenSeq } from './tokens.js';
 
 /** What the pool needs to know about a request to cache its full blocks. */
 export interface CachingRequest {
-  tokens: number[];
+  seq: TokenSeq;
   blockHashes: Buffer[];
   blockHashKeys: string[];
   /** Extra keys of block i (cache_salt in block 0), or null. */
@@ -31,9 +32,9 @@ export class BlockPool {
   readonly refCnt: Int32Array;
   private readonly hash: (Buffer | null)[];
   private readonly hashKey: (string | null)[];
-  // A cached block's tokens: a reference to its request's token array plus the offset
-  // (no copy per block; the array is kept alive while any of its blocks stays cached).
-  private readonly tokensOf: (number[] | null)[];
+  // A cached block's tokens: a reference to its request's token sequence plus the offset
+  // (no copy per block; the sequence is kept alive while any of its blocks stays cached).
+  private readonly tokensOf: (TokenSeq | null)[];
   private readonly tokensAt: Int32Array;
   private readonly parentOf: (Buffer | null)[];
   // Doubly linked free queue over block ids; index numBlocks is the sentinel.
@@ -56,7 +57,7 @@ export class BlockPool {
     this.refCnt = new Int32Array(numBlocks);
     this.hash = new Array<Buffer | null>(numBlocks).fill(null);
     this.hashKey = new Array<string | null>(numBlocks).fill(null);
-    this.tokensOf = new Array<number[] | null>(numBlocks).fill(null);
+    this.tokensOf = new Array<TokenSeq | null>(numBlocks).fill(null);
     this.parentOf = new Array<Buffer | null>(numBlocks).fill(null);
     this.tokensAt = new Int32Array(numBlocks);
     this.prev = new Int32Array(numBlocks + 1);
@@ -175,7 +176,7 @@ export class BlockPool {
       const key = req.blockHashKeys[i];
       this.hash[b] = h;
       this.hashKey[b] = key;
-      this.tokensOf[b] = req.tokens;
+      this.tokensOf[b] = req.seq;
       this.tokensAt[b] = i * B;
       this.parentOf[b] = i === 0 ? null : req.blockHashes[i - 1];
       const ids = this.cached.get(key);
@@ -189,7 +190,7 @@ export class BlockPool {
       type: 'BlockStored',
       blockHashes: newHashes,
       parentBlockHash: numCached === 0 ? null : req.blockHashes[numCached - 1],
-      tokenIds: req.tokens.slice(numCached * B, numFull * B),
+      tokenIds: req.seq.slice(numCached * B, numFull * B),
       blockSize: B,
       loraId: req.loraId,
       medium: this.fields.medium,
@@ -230,7 +231,7 @@ export class BlockPool {
       if (h === null) continue;
       const p = this.parentOf[b];
       const at = this.tokensAt[b];
-      out.push({ blockHash: wireHash(h), tokenIds: (this.tokensOf[b] as number[]).slice(at, at + this.blockSize), parent: p === null ? null : wireHash(p) });
+      out.push({ blockHash: wireHash(h), tokenIds: (this.tokensOf[b] as TokenSeq).slice(at, at + this.blockSize), parent: p === null ? null : wireHash(p) });
     }
     return out;
   }
