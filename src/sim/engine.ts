@@ -54,6 +54,14 @@ export type FinishReason = 'length' | 'stop' | 'abort';
 
 let nextRequestSeq = 0;
 
+/**
+ * The prompt blocks' hashes per prompt array (no LoRA, no salt) and hasher identity: a benchmark
+ * re-sends the same arrays to many engines, and a prompt's hashes depend only on its tokens and
+ * the hasher (algorithm, NONE_HASH, block size), so each is hashed once per process, not once per
+ * engine. Entries live as long as the prompt array.
+ */
+const promptHashMemo = new WeakMap<readonly number[], Map<string, { hashes: Buffer[]; keys: string[] }>>();
+
 export class EngineRequest {
   readonly id: string;
   readonly promptLen: number;
@@ -200,6 +208,7 @@ export class Engine {
       throw new Error(`max_model_len ${cfg.maxModelLen} exceeds KV cache capacity ${cfg.numGpuBlocks * cfg.blockSize} tokens`);
     }
     this.cfg = cfg;
+    this.hashIdentity = `${cfg.hasher.algo}:${cfg.blockSize}:${cfg.hasher.noneHash.toString('latin1')}`;
     this.pool = new BlockPool(cfg.numGpuBlocks, cfg.blockSize, cfg.eventsEnabled, cfg.eventFields);
     this.rng = (cfg.seed ?? 0x9e3779b9) >>> 0 || 1;
   }
@@ -248,11 +257,8 @@ export class Engine {
     this.kick();
   }
 
-  /**
-   * The prompt blocks' hashes per prompt array (no LoRA, no salt): a benchmark re-sends the same
-   * arrays, and a prompt's hashes depend only on its tokens, so each is hashed once per engine.
-   */
-  private readonly promptHashes = new WeakMap<readonly number[], { hashes: Buffer[]; keys: string[] }>();
+  /** This engine's entry in the shared prompt-hash memo: hash algorithm, NONE_HASH and block size. */
+  private readonly hashIdentity: string;
 
   /** Extends the request's block hash chain to every full block of its known tokens. */
   private updateHashes(req: EngineRequest): void {
@@ -260,7 +266,9 @@ export class Engine {
     const full = Math.floor(req.seq.length / B);
     if (req.blockHashes.length === 0 && req.loraName === null && req.cacheSalt === null && req.seq.length === req.promptLen) {
       const prompt = req.opts.promptTokens;
-      const memo = this.promptHashes.get(prompt);
+      let perHasher = promptHashMemo.get(prompt);
+      if (perHasher === undefined) promptHashMemo.set(prompt, (perHasher = new Map()));
+      const memo = perHasher.get(this.hashIdentity);
       if (memo !== undefined && memo.hashes.length === full) {
         for (let i = 0; i < full; i++) {
           req.blockHashes.push(memo.hashes[i]);
@@ -269,7 +277,7 @@ export class Engine {
         return;
       }
       this.hashFrom(req, 0, full);
-      this.promptHashes.set(prompt, { hashes: req.blockHashes.slice(), keys: req.blockHashKeys.slice() });
+      perHasher.set(this.hashIdentity, { hashes: req.blockHashes.slice(), keys: req.blockHashKeys.slice() });
       return;
     }
     this.hashFrom(req, req.blockHashes.length, full);
