@@ -42,8 +42,12 @@ export class BlockPool {
   private readonly next: Int32Array;
   private readonly inFree: Uint8Array;
   numFree = 0;
-  /** hash key -> block ids holding that hash (duplicates when computed concurrently). */
-  private readonly cached = new Map<string, number[]>();
+  /**
+   * hash key -> the first block holding that hash; further blocks with the same hash (computed
+   * concurrently) wait in `dups`, in order. One number per cached block, not an array.
+   */
+  private readonly cached = new Map<string, number>();
+  private readonly dups = new Map<string, number[]>();
   /** Events waiting for the end of the engine step; null when events are disabled. */
   readonly events: KvEvent[] | null;
   private readonly fields: EventFieldValues;
@@ -103,8 +107,7 @@ export class BlockPool {
 
   /** A cached block holding `key`, if any. */
   lookup(key: string): number | undefined {
-    const ids = this.cached.get(key);
-    return ids === undefined ? undefined : ids[0];
+    return this.cached.get(key);
   }
 
   /** Blocks of `blocks` that are free now (a hit on them consumes free capacity). */
@@ -137,11 +140,17 @@ export class BlockPool {
 
   private evict(b: number): void {
     const key = this.hashKey[b] as string;
-    const ids = this.cached.get(key);
-    if (ids !== undefined) {
-      const i = ids.indexOf(b);
-      if (i >= 0) ids.splice(i, 1);
-      if (ids.length === 0) this.cached.delete(key);
+    const more = this.dups.get(key);
+    if (this.cached.get(key) === b) {
+      if (more === undefined) this.cached.delete(key);
+      else {
+        this.cached.set(key, more.shift() as number);
+        if (more.length === 0) this.dups.delete(key);
+      }
+    } else if (more !== undefined) {
+      const i = more.indexOf(b);
+      if (i >= 0) more.splice(i, 1);
+      if (more.length === 0) this.dups.delete(key);
     }
     const h = this.hash[b] as Buffer;
     this.hash[b] = null;
@@ -179,9 +188,12 @@ export class BlockPool {
       this.tokensOf[b] = req.seq;
       this.tokensAt[b] = i * B;
       this.parentOf[b] = i === 0 ? null : req.blockHashes[i - 1];
-      const ids = this.cached.get(key);
-      if (ids === undefined) this.cached.set(key, [b]);
-      else ids.push(b);
+      if (!this.cached.has(key)) this.cached.set(key, b);
+      else {
+        const more = this.dups.get(key);
+        if (more === undefined) this.dups.set(key, [b]);
+        else more.push(b);
+      }
       newHashes.push(h);
       extras.push(req.extraKeysOf(i));
     }
@@ -212,6 +224,7 @@ export class BlockPool {
       this.parentOf[b] = null;
     }
     this.cached.clear();
+    this.dups.clear();
     this.events?.push({ type: 'AllBlocksCleared' });
     return true;
   }
@@ -219,8 +232,8 @@ export class BlockPool {
   /** Number of blocks currently holding a hash. */
   get cachedBlocks(): number {
     let n = 0;
-    for (const ids of this.cached.values()) n += ids.length;
-    return n;
+    for (const ids of this.dups.values()) n += ids.length;
+    return n + this.cached.size;
   }
 
   /** Every cached block (duplicates included), for equality tests against an index. */

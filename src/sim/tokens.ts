@@ -5,21 +5,24 @@
 
 export class TokenSeq {
   readonly prompt: readonly number[];
+  /** prompt.length, kept here so the per-token path does not touch the prompt array. */
+  readonly promptLen: number;
   /** Generated token ids; valid up to `outputLen`. */
   output: Uint32Array;
   outputLen = 0;
 
   constructor(prompt: readonly number[], expectedOutput: number) {
     this.prompt = prompt;
+    this.promptLen = prompt.length;
     this.output = new Uint32Array(Math.max(1, Math.min(expectedOutput, 1 << 16)));
   }
 
   get length(): number {
-    return this.prompt.length + this.outputLen;
+    return this.promptLen + this.outputLen;
   }
 
   at(i: number): number {
-    const p = this.prompt.length;
+    const p = this.promptLen;
     return i < p ? this.prompt[i] : this.output[i - p];
   }
 
@@ -35,7 +38,7 @@ export class TokenSeq {
   /** Tokens [from, to) as a new array. */
   slice(from: number, to: number): number[] {
     const out = new Array<number>(to - from);
-    const p = this.prompt.length;
+    const p = this.promptLen;
     for (let i = from; i < to; i++) out[i - from] = i < p ? this.prompt[i] : this.output[i - p];
     return out;
   }
@@ -45,7 +48,7 @@ export class TokenSeq {
    * or within the output; a range across the boundary is copied.
    */
   range(from: number, to: number): { tokens: ArrayLike<number>; start: number } {
-    const p = this.prompt.length;
+    const p = this.promptLen;
     if (to <= p) return { tokens: this.prompt, start: from };
     if (from >= p) return { tokens: this.output, start: from - p };
     return { tokens: this.slice(from, to), start: 0 };
