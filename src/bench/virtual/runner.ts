@@ -30,7 +30,7 @@ export interface VirtualClockOptions {
   routerOverheadMs?: number;
   /** Time every callback category (a few % slower). */
   profile?: boolean;
-  /** With profiling: model seconds between heap samples (default 30). */
+  /** With profiling: model seconds between heap samples (none without it: each sample is a full GC). */
   heapSampleSec?: number;
   /**
    * Stop a strategy after this many wall seconds (a benchmark's bound on a shared machine):
@@ -220,9 +220,9 @@ async function runStrategy(
     loop.every(1000, 1000, () => progress.update(state()), 'client');
     const heapSamples: number[] = [];
     const memSamples: NonNullable<VirtualRunStats['memSamples']> = [];
-    if (c.profile) {
+    if (c.profile && c.heapSampleSec !== undefined) {
       const gc = (globalThis as { gc?: () => void }).gc;
-      const every = (c.heapSampleSec ?? 30) * 1000;
+      const every = c.heapSampleSec * 1000;
       loop.every(every, every, () => {
         gc?.();
         const m = process.memoryUsage();
@@ -283,8 +283,8 @@ async function runStrategy(
         usPerRequest: usPer(wallSeconds * 1000), breakdownUsPerRequest: breakdown,
         eventBatches: enc?.batches ?? 0, eventBytes: enc?.bytes ?? 0,
         heapUsedMb: process.memoryUsage().heapUsed / 2 ** 20,
-        heapSamplesMb: c.profile ? heapSamples : undefined,
-        memSamples: c.profile ? memSamples : undefined,
+        heapSamplesMb: heapSamples.length ? heapSamples : undefined,
+        memSamples: memSamples.length ? memSamples : undefined,
         wallLimited: wallLimited || undefined,
       },
     };
