@@ -3,81 +3,101 @@
 // in <= 30 s wall on one core (>= 40x model time); 64 pods at 8x the load >= 10x model time;
 // memory flat over a 256-pod run. Each figure comes with a baseline from the same run.
 //
-// llm-d's ladder (llm-d/llm-d-kv-cache benchmarking/73-capacity/README.md): warm-up 15 QPS x 50 s,
-// then 3x20, 10x20, 15x20, 20x38, 22x34, 25x30, 30x25, 35x21, 40x38, 43x36, 46x33, 49x30, 52x29,
-// 55x27, 57x26, 60x25 (QPS x s); 150 groups x 5 prompts of 6,000 + 1,200 tokens -> 1,000; 8 pods
-// x 4,802 blocks of 64. It is built here so this bench does not depend on a preset.
+// The runs are the presets `kvrouter bench --preset llm-d-73 | scale-64 | scale-256` build
+// (src/bench/presets.ts), one strategy each; scale-64 and scale-256 keep their warm-up and first
+// stages only (bounded for a shared 2-core machine), and every run has a wall-clock limit.
 //
 // Environment: BENCH_PARTS=ladder,baseline,scale64,mem256 (default all); BENCH_STRATEGY (default
-// precise-3-2-2). Run with --expose-gc for exact heap samples (the npm script does).
+// precise-3-2-2); BENCH_STAGES_64 (default 3), BENCH_STAGES_256 (default 2): ladder stages after
+// the warm-up; BENCH_WALL_LIMIT_SEC (default 600) per run; BENCH_FLAT_PCT (default 25): the
+// 256-pod run is flat when heap after GC at 25/50/75/100 % of the run stays within that
+// percentage of the 25 % sample. Run with --expose-gc for exact heap samples (the npm script does).
+import { resolveBench } from '../src/bench/options.js';
 import { Progress } from '../src/bench/progress.js';
 import type { BenchOptions } from '../src/bench/runner.js';
 import { runVirtualBench, type VirtualRunStats } from '../src/bench/virtual/runner.js';
-import { sharedPrefixWorkload } from '../src/bench/workloads/shared-prefix.js';
-import type { Stage } from '../src/bench/load.js';
 
-const RATES = [3, 10, 15, 20, 22, 25, 30, 35, 40, 43, 46, 49, 52, 55, 57, 60];
-const DURATIONS = [20, 20, 20, 38, 34, 30, 25, 21, 38, 36, 33, 30, 29, 27, 26, 25];
+const env = (name: string, dflt: number): number => {
+  const v = Number(process.env[name] ?? dflt);
+  if (!(v > 0)) throw new Error(`${name} must be a positive number`);
+  return v;
+};
+const parts = new Set((process.env.BENCH_PARTS ?? 'ladder,baseline,scale64,mem256').split(','));
+const strategy = process.env.BENCH_STRATEGY ?? 'precise-3-2-2';
+const wallLimitSec = env('BENCH_WALL_LIMIT_SEC', 600);
+const flatPct = env('BENCH_FLAT_PCT', 25);
 
-function ladder(scale: number, stages = RATES.length): Stage[] {
-  return [{ rate: 15 * scale, duration: 50, warmup: true }, ...RATES.slice(0, stages).map((r, i) => ({ rate: r * scale, duration: DURATIONS[i] }))];
-}
-
-function llmd73(strategy: string, pods = 8, scale = 1, stages?: number): BenchOptions {
-  return {
-    workload: sharedPrefixWorkload({ numGroups: 150 * scale, promptsPerGroup: 5, systemPromptLen: 6000, questionLen: 1200, outputLen: 1000, seed: 42, order: 'cyclic' }),
-    load: { type: 'poisson', stages: ladder(scale, stages) },
-    strategies: [strategy],
-    sim: { pods, model: 'Qwen/Qwen3-32B', blockSize: 64, numGpuBlocks: 4802, profile: 'h100-tp2-qwen3-32b' },
-    timeScale: 1,
-    seed: 42,
-    drainStages: true,
-    drainTimeoutSec: 600,
-    progress: new Progress(process.stderr, true),
-    clock: 'virtual',
-  };
+/** The preset's run for one strategy; `stages`: keep the warm-up and that many ladder stages. */
+function preset(name: string, strat: string, stages?: number): BenchOptions {
+  const { options } = resolveBench({ preset: name, strategies: strat, clock: 'virtual' });
+  if (stages !== undefined) {
+    const warm = options.load.stages.filter((s) => s.warmup).length;
+    options.load.stages = options.load.stages.slice(0, warm + stages);
+  }
+  options.progress = new Progress(process.stderr, true);
+  return options;
 }
 
 interface Measured {
-  label: string;
   stats: VirtualRunStats;
   cpuSeconds: number;
-  requests: number;
 }
 
 async function measure(label: string, opts: BenchOptions, heapSampleSec?: number): Promise<Measured> {
   const c0 = process.cpuUsage();
-  const r = await runVirtualBench(opts, { profile: true, heapSampleSec });
+  const r = await runVirtualBench(opts, { profile: true, heapSampleSec, wallLimitSec });
   const c = process.cpuUsage(c0);
   const s = r.strategies[0];
   if (s.error || !s.virtual) throw new Error(`${label}: ${s.error ?? 'no stats'}`);
-  const m = { label, stats: s.virtual, cpuSeconds: (c.user + c.system) / 1e6, requests: s.virtual.requests };
-  const v = m.stats;
+  const v = s.virtual;
+  const cpuSeconds = (c.user + c.system) / 1e6;
   console.log(
-    `${label}: ${m.requests} requests, ${v.modelSeconds.toFixed(0)} model s in ${v.wallSeconds.toFixed(1)} s wall / ${m.cpuSeconds.toFixed(1)} s CPU ` +
-      `-> ${(v.modelSeconds / v.wallSeconds).toFixed(1)}x model time on the wall clock, ${(v.modelSeconds / m.cpuSeconds).toFixed(1)}x per CPU second; ` +
-      `${((m.cpuSeconds * 1e6) / m.requests).toFixed(0)} us CPU per request; TTFT p90 ${s.total.ttft.p90.toFixed(3)} s, ${s.total.outputTokPerSec.toFixed(0)} tok/s, hit ${(s.total.hitRate * 100).toFixed(1)}%`,
+    `${label}: ${opts.sim.pods} pods, ${v.requests} requests, ${v.modelSeconds.toFixed(0)} model s in ${v.wallSeconds.toFixed(1)} s wall ` +
+      `(${(c.user / 1e6).toFixed(1)} s user + ${(c.system / 1e6).toFixed(1)} s system CPU) -> ${v.speedup.toFixed(1)}x model time on the wall clock, ` +
+      `${(v.modelSeconds / cpuSeconds).toFixed(1)}x per CPU second; ${((cpuSeconds * 1e6) / Math.max(1, v.requests)).toFixed(0)} us CPU per request` +
+      `${v.wallLimited ? ` [stopped by the ${wallLimitSec} s wall limit]` : ''}; TTFT p90 ${s.total.ttft.p90.toFixed(3)} s, hit ${(s.total.hitRate * 100).toFixed(1)}%`,
   );
   if (v.breakdownUsPerRequest) {
-    const parts = Object.entries(v.breakdownUsPerRequest).map(([k, x]) => `${k} ${x.toFixed(0)}`);
-    console.log(`  wall us per request by part: ${parts.join(', ')}`);
+    // Each part is timed on the wall clock inside its callbacks; on a loaded machine that counts
+    // time the process was descheduled, so parts are shown as shares and as CPU estimates (the
+    // process's CPU time split in the same proportions).
+    const entries = Object.entries(v.breakdownUsPerRequest);
+    const sum = entries.reduce((a, [, x]) => a + Math.max(0, x), 0);
+    const cpuPerReq = (cpuSeconds * 1e6) / Math.max(1, v.requests);
+    const parts = entries.map(([k, x]) => `${k} ${((100 * Math.max(0, x)) / sum).toFixed(1)}% ~${((cpuPerReq * Math.max(0, x)) / sum).toFixed(0)} us`);
+    console.log(`  CPU per request by part (share of timed wall, CPU estimate): ${parts.join(', ')}`);
   }
-  if (v.heapSamplesMb?.length) console.log(`  heap used (MB, every ${heapSampleSec ?? 30} model s): ${v.heapSamplesMb.map((x) => x.toFixed(0)).join(' ')}`);
-  return m;
+  return { stats: v, cpuSeconds };
 }
 
-const parts = new Set((process.env.BENCH_PARTS ?? 'ladder,baseline,scale64,mem256').split(','));
-const strategy = process.env.BENCH_STRATEGY ?? 'precise-3-2-2';
-console.log(`virtual-clock bench (${new Date().toISOString()}); noisy shared machine: one run, figures include contention`);
-if (parts.has('ladder')) await measure(`llm-d-73 full ladder, ${strategy}`, llmd73(strategy));
+/** Heap after GC at 25/50/75/100 % of the run, and whether it stayed within flatPct of the first. */
+function flatness(stats: VirtualRunStats): void {
+  const m = stats.memSamples ?? [];
+  if (m.length < 4) {
+    console.log(`  memory: only ${m.length} samples, no verdict`);
+    return;
+  }
+  console.log(`  memory every sample (model s: heap after GC MB / RSS MB / in flight): ${m.map((x) => `${x.modelSec.toFixed(0)}: ${x.heapMb.toFixed(0)}/${x.rssMb.toFixed(0)}/${x.inflight}`).join(', ')}`);
+  const at = [0.25, 0.5, 0.75, 1].map((f) => m[Math.min(m.length - 1, Math.max(0, Math.ceil(f * m.length) - 1))]);
+  const ref = at[0].heapMb;
+  const worst = Math.max(...at.map((x) => Math.abs(x.heapMb - ref) / ref)) * 100;
+  console.log(
+    `  heap after GC at 25/50/75/100 % of the run: ${at.map((x) => x.heapMb.toFixed(0)).join(' / ')} MB (RSS ${at.map((x) => x.rssMb.toFixed(0)).join(' / ')} MB, in flight ${at.map((x) => x.inflight).join(' / ')}); ` +
+      `largest change ${worst.toFixed(1)}% of the 25 % sample -> ${worst <= flatPct ? 'FLAT' : 'NOT FLAT'} (bound ${flatPct}%)`,
+  );
+}
+
+console.log(`virtual-clock bench (${new Date().toISOString()}); noisy shared machine: one run each, figures include contention; user CPU is less noisy than wall`);
+if (parts.has('ladder')) await measure(`llm-d-73 full ladder, ${strategy}`, preset('llm-d-73', strategy));
 // Baseline: the same ladder with a router that does almost nothing, so the difference is the router's cost.
-if (parts.has('baseline')) await measure('baseline: llm-d-73 full ladder, round-robin', llmd73('round-robin'));
+if (parts.has('baseline')) await measure('baseline: llm-d-73 full ladder, round-robin', preset('llm-d-73', 'round-robin'));
 if (parts.has('scale64')) {
-  // 64 pods at 8x the load: warm-up and the first 6 stages (model time kept short for this machine).
-  await measure(`baseline: 8 pods, first 6 stages, ${strategy}`, llmd73(strategy, 8, 1, 6));
-  await measure(`64 pods at 8x the load, first 6 stages, ${strategy}`, llmd73(strategy, 64, 8, 6));
+  const n = env('BENCH_STAGES_64', 3);
+  await measure(`baseline: llm-d-73 warm-up + ${n} stages, ${strategy}`, preset('llm-d-73', strategy, n));
+  await measure(`scale-64 (64 pods at 8x the load) warm-up + ${n} stages, ${strategy}`, preset('scale-64', strategy, n));
 }
 if (parts.has('mem256')) {
-  // 256 pods at 32x: heap sampled every 10 model s after a full GC; flat = no growth after warm-up.
-  await measure(`256 pods at 32x the load, first 3 stages, ${strategy}`, llmd73(strategy, 256, 32, 3), 10);
+  const n = env('BENCH_STAGES_256', 2);
+  const m = await measure(`scale-256 (256 pods at 32x the load) warm-up + ${n} stages, ${strategy}`, preset('scale-256', strategy, n), 5);
+  flatness(m.stats);
 }

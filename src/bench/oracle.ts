@@ -20,6 +20,23 @@ export function chainKey(parent: number, tokens: number[], from: number, to: num
   return h2 * 4294967296 + h1 + 1; // never 0
 }
 
+/**
+ * The chain keys of a prompt's full blocks, computed once per prompt array: the offered and the
+ * served oracle of every strategy walk the same workload arrays (never mutated once built).
+ */
+const chainKeyMemo = new WeakMap<readonly number[], { blockSize: number; keys: Float64Array }>();
+
+function chainKeysOf(prompt: number[], B: number): Float64Array {
+  const full = Math.floor(prompt.length / B);
+  const m = chainKeyMemo.get(prompt);
+  if (m !== undefined && m.blockSize === B && m.keys.length === full) return m.keys;
+  const keys = new Float64Array(full);
+  let parent = 0;
+  for (let b = 0; b < full; b++) parent = keys[b] = chainKey(parent, prompt, b * B, (b + 1) * B);
+  chainKeyMemo.set(prompt, { blockSize: B, keys });
+  return keys;
+}
+
 /** Tokens vLLM can serve from cache for a prompt of n tokens with `hitBlocks` cached blocks. */
 export function cacheableTokens(n: number, hitBlocks: number, blockSize: number): number {
   const cap = Math.floor((n - 1) / blockSize) * blockSize;
@@ -45,18 +62,16 @@ export class PrefixOracle {
   /** Process one prompt (in arrival order); returns its cached tokens. */
   observe(prompt: number[]): number {
     const B = this.blockSize;
-    const full = Math.floor(prompt.length / B);
-    let parent = 0;
+    const keys = chainKeysOf(prompt, B);
     let hit = 0;
     let matching = true;
-    for (let b = 0; b < full; b++) {
-      const k = chainKey(parent, prompt, b * B, (b + 1) * B);
+    for (let b = 0; b < keys.length; b++) {
+      const k = keys[b];
       if (matching && this.seen.has(k)) hit++;
       else {
         matching = false;
         this.seen.add(k);
       }
-      parent = k;
     }
     const cached = cacheableTokens(prompt.length, hit, B);
     this.promptTokens += prompt.length;

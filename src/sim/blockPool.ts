@@ -4,10 +4,11 @@
 import type { ExtraKey } from './hashing.js';
 import type { KvEvent } from './events.js';
 import { wireHash } from './hashing.js';
+import type { TokenSeq } from './tokens.js';
 
 /** What the pool needs to know about a request to cache its full blocks. */
 export interface CachingRequest {
-  tokens: number[];
+  seq: TokenSeq;
   blockHashes: Buffer[];
   blockHashKeys: string[];
   /** Extra keys of block i (cache_salt in block 0), or null. */
@@ -31,9 +32,9 @@ export class BlockPool {
   readonly refCnt: Int32Array;
   private readonly hash: (Buffer | null)[];
   private readonly hashKey: (string | null)[];
-  // A cached block's tokens: a reference to its request's token array plus the offset
-  // (no copy per block; the array is kept alive while any of its blocks stays cached).
-  private readonly tokensOf: (number[] | null)[];
+  // A cached block's tokens: a reference to its request's token sequence plus the offset
+  // (no copy per block; the sequence is kept alive while any of its blocks stays cached).
+  private readonly tokensOf: (TokenSeq | null)[];
   private readonly tokensAt: Int32Array;
   private readonly parentOf: (Buffer | null)[];
   // Doubly linked free queue over block ids; index numBlocks is the sentinel.
@@ -41,8 +42,12 @@ export class BlockPool {
   private readonly next: Int32Array;
   private readonly inFree: Uint8Array;
   numFree = 0;
-  /** hash key -> block ids holding that hash (duplicates when computed concurrently). */
-  private readonly cached = new Map<string, number[]>();
+  /**
+   * hash key -> the first block holding that hash; further blocks with the same hash (computed
+   * concurrently) wait in `dups`, in order. One number per cached block, not an array.
+   */
+  private readonly cached = new Map<string, number>();
+  private readonly dups = new Map<string, number[]>();
   /** Events waiting for the end of the engine step; null when events are disabled. */
   readonly events: KvEvent[] | null;
   private readonly fields: EventFieldValues;
@@ -56,7 +61,7 @@ export class BlockPool {
     this.refCnt = new Int32Array(numBlocks);
     this.hash = new Array<Buffer | null>(numBlocks).fill(null);
     this.hashKey = new Array<string | null>(numBlocks).fill(null);
-    this.tokensOf = new Array<number[] | null>(numBlocks).fill(null);
+    this.tokensOf = new Array<TokenSeq | null>(numBlocks).fill(null);
     this.parentOf = new Array<Buffer | null>(numBlocks).fill(null);
     this.tokensAt = new Int32Array(numBlocks);
     this.prev = new Int32Array(numBlocks + 1);
@@ -102,8 +107,7 @@ export class BlockPool {
 
   /** A cached block holding `key`, if any. */
   lookup(key: string): number | undefined {
-    const ids = this.cached.get(key);
-    return ids === undefined ? undefined : ids[0];
+    return this.cached.get(key);
   }
 
   /** Blocks of `blocks` that are free now (a hit on them consumes free capacity). */
@@ -136,11 +140,17 @@ export class BlockPool {
 
   private evict(b: number): void {
     const key = this.hashKey[b] as string;
-    const ids = this.cached.get(key);
-    if (ids !== undefined) {
-      const i = ids.indexOf(b);
-      if (i >= 0) ids.splice(i, 1);
-      if (ids.length === 0) this.cached.delete(key);
+    const more = this.dups.get(key);
+    if (this.cached.get(key) === b) {
+      if (more === undefined) this.cached.delete(key);
+      else {
+        this.cached.set(key, more.shift() as number);
+        if (more.length === 0) this.dups.delete(key);
+      }
+    } else if (more !== undefined) {
+      const i = more.indexOf(b);
+      if (i >= 0) more.splice(i, 1);
+      if (more.length === 0) this.dups.delete(key);
     }
     const h = this.hash[b] as Buffer;
     this.hash[b] = null;
@@ -175,12 +185,15 @@ export class BlockPool {
       const key = req.blockHashKeys[i];
       this.hash[b] = h;
       this.hashKey[b] = key;
-      this.tokensOf[b] = req.tokens;
+      this.tokensOf[b] = req.seq;
       this.tokensAt[b] = i * B;
       this.parentOf[b] = i === 0 ? null : req.blockHashes[i - 1];
-      const ids = this.cached.get(key);
-      if (ids === undefined) this.cached.set(key, [b]);
-      else ids.push(b);
+      if (!this.cached.has(key)) this.cached.set(key, b);
+      else {
+        const more = this.dups.get(key);
+        if (more === undefined) this.dups.set(key, [b]);
+        else more.push(b);
+      }
       newHashes.push(h);
       extras.push(req.extraKeysOf(i));
     }
@@ -189,7 +202,7 @@ export class BlockPool {
       type: 'BlockStored',
       blockHashes: newHashes,
       parentBlockHash: numCached === 0 ? null : req.blockHashes[numCached - 1],
-      tokenIds: req.tokens.slice(numCached * B, numFull * B),
+      tokenIds: req.seq.slice(numCached * B, numFull * B),
       blockSize: B,
       loraId: req.loraId,
       medium: this.fields.medium,
@@ -211,6 +224,7 @@ export class BlockPool {
       this.parentOf[b] = null;
     }
     this.cached.clear();
+    this.dups.clear();
     this.events?.push({ type: 'AllBlocksCleared' });
     return true;
   }
@@ -218,8 +232,8 @@ export class BlockPool {
   /** Number of blocks currently holding a hash. */
   get cachedBlocks(): number {
     let n = 0;
-    for (const ids of this.cached.values()) n += ids.length;
-    return n;
+    for (const ids of this.dups.values()) n += ids.length;
+    return n + this.cached.size;
   }
 
   /** Every cached block (duplicates included), for equality tests against an index. */
@@ -230,7 +244,7 @@ export class BlockPool {
       if (h === null) continue;
       const p = this.parentOf[b];
       const at = this.tokensAt[b];
-      out.push({ blockHash: wireHash(h), tokenIds: (this.tokensOf[b] as number[]).slice(at, at + this.blockSize), parent: p === null ? null : wireHash(p) });
+      out.push({ blockHash: wireHash(h), tokenIds: (this.tokensOf[b] as TokenSeq).slice(at, at + this.blockSize), parent: p === null ? null : wireHash(p) });
     }
     return out;
   }

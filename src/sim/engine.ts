@@ -7,6 +7,7 @@ import type { BlockHasher, ExtraKey } from './hashing.js';
 import type { SimClock, Timer } from './clock.js';
 import type { KvEvent } from './events.js';
 import { stepSeconds, type TimingModel } from './timing.js';
+import { TokenSeq } from './tokens.js';
 
 export interface EngineConfig {
   blockSize: number;
@@ -53,12 +54,20 @@ export type FinishReason = 'length' | 'stop' | 'abort';
 
 let nextRequestSeq = 0;
 
+/**
+ * The prompt blocks' hashes per prompt array (no LoRA, no salt) and hasher identity: a benchmark
+ * re-sends the same arrays to many engines, and a prompt's hashes depend only on its tokens and
+ * the hasher (algorithm, NONE_HASH, block size), so each is hashed once per process, not once per
+ * engine. Entries live as long as the prompt array.
+ */
+const promptHashMemo = new WeakMap<readonly number[], Map<string, { hashes: Buffer[]; keys: string[] }>>();
+
 export class EngineRequest {
   readonly id: string;
   readonly promptLen: number;
   readonly maxTokens: number;
-  /** Prompt then output token ids. */
-  readonly tokens: number[];
+  /** Prompt (the caller's array, shared) then output token ids. */
+  readonly seq: TokenSeq;
   readonly blockHashes: Buffer[] = [];
   readonly blockHashKeys: string[] = [];
   readonly cacheSalt: string | null;
@@ -86,7 +95,7 @@ export class EngineRequest {
 
   constructor(opts: SubmitOptions, arrival: number) {
     this.id = `req-${nextRequestSeq++}`;
-    this.tokens = opts.promptTokens.slice();
+    this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens);
     this.promptLen = opts.promptTokens.length;
     this.maxTokens = opts.maxTokens;
     this.cacheSalt = opts.cacheSalt ?? null;
@@ -104,8 +113,13 @@ export class EngineRequest {
     return keys.length === 0 ? null : keys;
   }
 
+  /** Prompt then output token ids (a copy; the engine keeps them in `seq`). */
+  get tokens(): number[] {
+    return this.seq.slice(0, this.seq.length);
+  }
+
   get outputTokens(): number[] {
-    return this.tokens.slice(this.promptLen);
+    return Array.from(this.seq.output.subarray(0, this.seq.outputLen));
   }
 }
 
@@ -194,6 +208,7 @@ export class Engine {
       throw new Error(`max_model_len ${cfg.maxModelLen} exceeds KV cache capacity ${cfg.numGpuBlocks * cfg.blockSize} tokens`);
     }
     this.cfg = cfg;
+    this.hashIdentity = `${cfg.hasher.algo}:${cfg.blockSize}:${cfg.hasher.noneHash.toString('latin1')}`;
     this.pool = new BlockPool(cfg.numGpuBlocks, cfg.blockSize, cfg.eventsEnabled, cfg.eventFields);
     this.rng = (cfg.seed ?? 0x9e3779b9) >>> 0 || 1;
   }
@@ -242,19 +257,18 @@ export class Engine {
     this.kick();
   }
 
-  /**
-   * The prompt blocks' hashes per prompt array (no LoRA, no salt): a benchmark re-sends the same
-   * arrays, and a prompt's hashes depend only on its tokens, so each is hashed once per engine.
-   */
-  private readonly promptHashes = new WeakMap<readonly number[], { hashes: Buffer[]; keys: string[] }>();
+  /** This engine's entry in the shared prompt-hash memo: hash algorithm, NONE_HASH and block size. */
+  private readonly hashIdentity: string;
 
   /** Extends the request's block hash chain to every full block of its known tokens. */
   private updateHashes(req: EngineRequest): void {
     const B = this.cfg.blockSize;
-    const full = Math.floor(req.tokens.length / B);
-    if (req.blockHashes.length === 0 && req.loraName === null && req.cacheSalt === null && req.tokens.length === req.promptLen) {
+    const full = Math.floor(req.seq.length / B);
+    if (req.blockHashes.length === 0 && req.loraName === null && req.cacheSalt === null && req.seq.length === req.promptLen) {
       const prompt = req.opts.promptTokens;
-      const memo = this.promptHashes.get(prompt);
+      let perHasher = promptHashMemo.get(prompt);
+      if (perHasher === undefined) promptHashMemo.set(prompt, (perHasher = new Map()));
+      const memo = perHasher.get(this.hashIdentity);
       if (memo !== undefined && memo.hashes.length === full) {
         for (let i = 0; i < full; i++) {
           req.blockHashes.push(memo.hashes[i]);
@@ -263,7 +277,7 @@ export class Engine {
         return;
       }
       this.hashFrom(req, 0, full);
-      this.promptHashes.set(prompt, { hashes: req.blockHashes.slice(), keys: req.blockHashKeys.slice() });
+      perHasher.set(this.hashIdentity, { hashes: req.blockHashes.slice(), keys: req.blockHashKeys.slice() });
       return;
     }
     this.hashFrom(req, req.blockHashes.length, full);
@@ -274,7 +288,8 @@ export class Engine {
     const h = this.cfg.hasher;
     for (let i = from; i < full; i++) {
       const parent = i === 0 ? null : req.blockHashes[i - 1];
-      const d = h.hashBlock(parent, req.tokens, i * B, (i + 1) * B, req.extraKeysOf(i));
+      const r = req.seq.range(i * B, (i + 1) * B);
+      const d = h.hashBlock(parent, r.tokens, r.start, r.start + B, req.extraKeysOf(i));
       req.blockHashes.push(d);
       req.blockHashKeys.push(d.toString('latin1'));
     }
@@ -297,13 +312,13 @@ export class Engine {
   }
 
   private sampleToken(req: EngineRequest): number {
-    if (this.cfg.outputMode === 'echo') return req.tokens[req.outputCount % req.promptLen];
+    if (this.cfg.outputMode === 'echo') return req.seq.prompt[req.outputCount % req.promptLen];
     return 100 + (this.nextRandom() % 30000);
   }
 
   /** Longest run of cached full blocks, capped so at least one prompt token is computed. */
   private findCacheHit(req: EngineRequest): number[] {
-    const maxBlocks = Math.floor((req.tokens.length - 1) / this.cfg.blockSize);
+    const maxBlocks = Math.floor((req.seq.length - 1) / this.cfg.blockSize);
     const hits: number[] = [];
     const n = Math.min(maxBlocks, req.blockHashKeys.length);
     for (let i = 0; i < n; i++) {
@@ -329,7 +344,7 @@ export class Engine {
       req.numCachedBlocks = numHit;
     }
     if (needed > 0) pool.getNewBlocks(needed, req.blocks);
-    const numFull = Math.min(Math.floor(Math.min(total, req.tokens.length) / B), req.blockHashes.length);
+    const numFull = Math.min(Math.floor(Math.min(total, req.seq.length) / B), req.blockHashes.length);
     if (numFull > req.numCachedBlocks) {
       pool.cacheFullBlocks(req, req.blocks, req.numCachedBlocks, numFull);
       req.numCachedBlocks = numFull;
@@ -385,7 +400,7 @@ export class Engine {
     // Running requests first (decode and continuing chunked prefills), in priority order.
     for (let i = 0; i < this.running.length && budget > 0; i++) {
       const req = this.running[i];
-      const numNew = Math.min(req.tokens.length - req.numComputed, budget);
+      const numNew = Math.min(req.seq.length - req.numComputed, budget);
       if (numNew <= 0) continue;
       let scheduled = true;
       while (!this.allocateSlots(req, numNew, null)) {
@@ -408,15 +423,15 @@ export class Engine {
         const req = this.waiting.peek() as EngineRequest;
         const hits = this.findCacheHit(req);
         req.numComputed = hits.length * this.cfg.blockSize;
-        const numNew = Math.min(req.tokens.length - req.numComputed, budget);
+        const numNew = Math.min(req.seq.length - req.numComputed, budget);
         if (!this.allocateSlots(req, numNew, hits)) {
           req.numComputed = 0;
           break;
         }
         this.waiting.shift();
-        this.prefixQueries += req.tokens.length;
+        this.prefixQueries += req.seq.length;
         this.prefixHits += req.numComputed;
-        this.listener.onPrefixQuery?.(req.tokens.length, req.numComputed);
+        this.listener.onPrefixQuery?.(req.seq.length, req.numComputed);
         if (req.cachedTokens < 0) req.cachedTokens = req.numComputed;
         if (req.firstScheduled < 0) req.firstScheduled = now;
         req.state = 'running';
@@ -479,16 +494,16 @@ export class Engine {
       const req = reqs[i];
       if (req.aborted || req.state !== 'running') continue;
       req.numComputed += nums[i];
-      if (req.numComputed < req.tokens.length) continue; // chunked prefill continues
+      if (req.numComputed < req.seq.length) continue; // chunked prefill continues
       // All known tokens computed: the step samples one token.
-      req.tokens.push(this.sampleToken(req));
+      req.seq.push(this.sampleToken(req));
       req.outputCount++;
       this.generationTokensTotal++;
       if (req.firstToken < 0) {
         req.firstToken = now;
         this.promptTokensTotal += req.promptLen;
       }
-      if (req.tokens.length % this.cfg.blockSize === 0) this.updateHashes(req);
+      if (req.seq.length % this.cfg.blockSize === 0) this.updateHashes(req);
       notify.push(req);
       if (req.outputCount >= req.maxTokens) {
         req.finishReason = 'length';

@@ -1,7 +1,7 @@
 // KV-cache events as vLLM's block pool produces them, and their msgpack encoding for every
 // wire schema vLLM has shipped (vllm-project/vllm vllm/distributed/kv_events.py, v0.9.0 to v0.24+). Bytes match msgspec.
 import { MsgpackWriter } from './msgpack.js';
-import { wireHash, type ExtraKey } from './hashing.js';
+import type { ExtraKey } from './hashing.js';
 
 export interface BlockStoredEvent {
   type: 'BlockStored';
@@ -75,7 +75,7 @@ export function parseEventsVersion(v: string): EventsVersion {
 function writeHash(w: MsgpackWriter, h: Buffer, f: EventsFormat): void {
   if (!f.intHashes) w.bin(h);
   else if (f.signedHashes) w.int64(h.readBigInt64BE(h.length - 8));
-  else w.uint64(wireHash(h));
+  else w.uint64BE(h, h.length - 8);
 }
 
 function writeHashes(w: MsgpackWriter, hs: Buffer[], f: EventsFormat): void {

@@ -321,7 +321,7 @@ async function completions(core: HttpCore, req: IncomingMessage, res: ServerResp
       const onTokens = stream
         ? (r: EngineRequest) => {
             if (closed) return;
-            const text = outputText(r.tokens, r.promptLen, sent, r.outputCount, core.outputMode === 'echo' ? p.echoWords : null);
+            const text = outputText(r.seq.output, 0, sent, r.outputCount, core.outputMode === 'echo' ? p.echoWords : null);
             sent = r.outputCount;
             const last = r.outputCount >= r.maxTokens;
             if (!last && !continuousUsage) {
@@ -376,7 +376,7 @@ async function completions(core: HttpCore, req: IncomingMessage, res: ServerResp
     return;
   }
   const choices = reqs.map((r, i) => {
-    const text = outputText(r.tokens, r.promptLen, 0, r.outputCount, core.outputMode === 'echo' ? prompts[i].echoWords : null);
+    const text = outputText(r.seq.output, 0, 0, r.outputCount, core.outputMode === 'echo' ? prompts[i].echoWords : null);
     return chat
       ? { index: i, message: { role: 'assistant', content: text, refusal: null, tool_calls: [], reasoning_content: null }, logprobs: null, finish_reason: r.finishReason, stop_reason: null }
       : { index: i, text, logprobs: null, finish_reason: r.finishReason, stop_reason: null, prompt_logprobs: null };

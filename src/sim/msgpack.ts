@@ -27,9 +27,34 @@ export class MsgpackWriter extends ByteWriter {
 
   /** Integer (safe integer number) in its smallest msgpack form. */
   int(v: number): void {
-    if (!Number.isSafeInteger(v)) throw new Error(`msgpack: ${v} is not a safe integer`);
     this.ensure(9);
     const b = this.buf;
+    if (v >>> 0 === v) {
+      // uint32 (token ids, sizes): the same bytes as below, without Buffer's checked writers.
+      const at = this.len;
+      if (v < 0x80) {
+        b[at] = v;
+        this.len = at + 1;
+      } else if (v < 0x100) {
+        b[at] = 0xcc;
+        b[at + 1] = v;
+        this.len = at + 2;
+      } else if (v < 0x10000) {
+        b[at] = 0xcd;
+        b[at + 1] = v >>> 8;
+        b[at + 2] = v & 0xff;
+        this.len = at + 3;
+      } else {
+        b[at] = 0xce;
+        b[at + 1] = v >>> 24;
+        b[at + 2] = (v >>> 16) & 0xff;
+        b[at + 3] = (v >>> 8) & 0xff;
+        b[at + 4] = v & 0xff;
+        this.len = at + 5;
+      }
+      return;
+    }
+    if (!Number.isSafeInteger(v)) throw new Error(`msgpack: ${v} is not a safe integer`);
     if (v >= 0) {
       if (v < 0x80) b[this.len++] = v;
       else if (v < 0x100) {
@@ -82,6 +107,22 @@ export class MsgpackWriter extends ByteWriter {
     this.len += 8;
   }
 
+  /**
+   * The unsigned big-endian 64-bit integer in src[at, at + 8) in its smallest form: the same
+   * bytes as uint64(src.readBigUInt64BE(at)) without a bigint per value (block hashes).
+   */
+  uint64BE(src: Uint8Array, at: number): void {
+    const hi = ((src[at] << 24) | (src[at + 1] << 16) | (src[at + 2] << 8) | src[at + 3]) >>> 0;
+    if (hi === 0) {
+      this.int(((src[at + 4] << 24) | (src[at + 5] << 16) | (src[at + 6] << 8) | src[at + 7]) >>> 0);
+      return;
+    }
+    this.ensure(9);
+    const b = this.buf;
+    b[this.len++] = 0xcf;
+    for (let i = 0; i < 8; i++) b[this.len++] = src[at + i];
+  }
+
   /** Signed 64-bit integer (bigint) in its smallest form. */
   int64(v: bigint): void {
     if (v >= 0n) {
@@ -99,6 +140,23 @@ export class MsgpackWriter extends ByteWriter {
   }
 
   str(s: string): void {
+    if (s.length < 32) {
+      // Short ASCII (field names, event types): fixstr written char by char, no UTF-8 encoder.
+      this.ensure(1 + s.length);
+      const b = this.buf;
+      let p = this.len + 1;
+      let i = 0;
+      for (; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        b[p++] = c;
+      }
+      if (i === s.length) {
+        b[this.len] = 0xa0 | s.length;
+        this.len = p;
+        return;
+      }
+    }
     const n = Buffer.byteLength(s, 'utf8');
     this.ensure(5 + n);
     const b = this.buf;

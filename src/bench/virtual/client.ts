@@ -149,7 +149,7 @@ export class VirtualClient {
 
   private tokensOf(prompt: number[]): Uint32Array {
     let t = this.tokenCache.get(prompt);
-    if (t === undefined) this.tokenCache.set(prompt, (t = Uint32Array.from(prompt)));
+    if (t === undefined) this.tokenCache.set(prompt, (t = new Uint32Array(prompt)));
     return t;
   }
 

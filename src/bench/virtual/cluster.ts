@@ -75,7 +75,8 @@ export class VirtualCluster {
       const t0 = prof ? performance.now() : 0;
       const payload = encodeEventBatch(loop.now() / 1000, events, 0, pod.format, this.writer);
       const seq = Buffer.allocUnsafe(8);
-      seq.writeBigUInt64BE(BigInt(pod.seq++));
+      seq.writeUInt32BE(Math.floor(pod.seq / 2 ** 32), 0);
+      seq.writeUInt32BE(pod.seq++ >>> 0, 4);
       if (prof) {
         prof.encodeMs += performance.now() - t0;
         prof.batches++;

@@ -14,6 +14,8 @@ import { KV_EVENT_SOURCE_FACTORY, type KvEventSource, type KvEventSourceFactory 
 import { withPreciseScorerOverrides } from '../../scheduler/plugins/precise-prefix.js';
 import { ServiceRegistry } from '../../scheduler/services.js';
 import type { PluginContext } from '../../scheduler/types.js';
+import { BlockKeyer, type KeyOptions } from '../../index/keys.js';
+import type { BlockKeys } from '../../index/types.js';
 import type { Clock } from '../../util/clock.js';
 
 /** Where pods "connect" in the strategy configs; nothing binds it. */
@@ -61,6 +63,7 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
   const source = withPreciseScorerOverrides(parseEndpointPickerConfig(configYaml), { zmqEndpoint: VIRTUAL_EVENTS_ENDPOINT, speculativeIndexing: true, metricsBeatMs: 0 });
   const config = buildSchedulerConfig(source, ctx);
   const plugins = [...config.plugins.values()];
+  for (const p of plugins) memoizePromptKeys((p as { keyer?: unknown }).keyer);
   for (const p of plugins) await p.start?.();
   // Scraping off: the runner copies each engine's load into the endpoints every scrape interval.
   const pool = new EndpointPool(addresses.map((address) => ({ address })), { logger, scrapeIntervalMs: 0, clock });
@@ -101,6 +104,28 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
       for (const p of plugins.reverse()) await Promise.resolve(p.close?.()).catch(() => {});
       await pool.close();
     },
+  };
+}
+
+/**
+ * The virtual client sends each workload prompt many times as the same Uint32Array, and a
+ * prompt's request keys depend only on its tokens and the key options: compute them once per
+ * array (the production router tokenizes every request afresh and has nothing to reuse). Only
+ * root chains without extras are memoized; KV-event chains (number[] token ids) pass through.
+ */
+function memoizePromptKeys(keyer: unknown): void {
+  if (!(keyer instanceof BlockKeyer)) return;
+  const memo = new WeakMap<Uint32Array, { model: string; lora: string | null; salt: string | null; keys: BlockKeys }>();
+  const compute = keyer.keys.bind(keyer);
+  keyer.keys = (tokens: ArrayLike<number>, opts: KeyOptions): BlockKeys => {
+    if (!(tokens instanceof Uint32Array) || (opts.parent !== undefined && opts.parent !== 0n) || (opts.extra !== undefined && opts.extra !== null)) return compute(tokens, opts);
+    const lora = opts.lora ?? null;
+    const salt = opts.cacheSalt ?? null;
+    const m = memo.get(tokens);
+    if (m !== undefined && m.model === opts.model && m.lora === lora && m.salt === salt) return m.keys;
+    const keys = compute(tokens, opts);
+    memo.set(tokens, { model: opts.model, lora, salt, keys });
+    return keys;
   };
 }
 

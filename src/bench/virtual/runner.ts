@@ -30,13 +30,18 @@ export interface VirtualClockOptions {
   routerOverheadMs?: number;
   /** Time every callback category (a few % slower). */
   profile?: boolean;
-  /** With profiling: model seconds between heap samples (default 30). */
+  /** With profiling: model seconds between heap samples (none without it: each sample is a full GC). */
   heapSampleSec?: number;
   /**
    * Offsets the seed of the pickers' random draws (Math.random) without changing the workload or
    * the schedule: repeated runs with different offsets sample a random strategy's spread.
    */
   pickSeedOffset?: number;
+  /**
+   * Stop a strategy after this many wall seconds (a benchmark's bound on a shared machine):
+   * requests not finished by then end as unfinished. Checked every 1,024 timers.
+   */
+  wallLimitSec?: number;
   /** Receives each strategy's per-request results (model ms), e.g. for tests. */
   onRequests?(strategy: string, requests: readonly RequestResult[]): void;
 }
@@ -59,6 +64,10 @@ export interface VirtualRunStats {
   heapUsedMb: number;
   /** With profiling: heap used (MB) every `heapSampleSec` model seconds (after a full GC with --expose-gc). */
   heapSamplesMb?: number[];
+  /** With profiling: the same samples with RSS and the requests in flight at that moment. */
+  memSamples?: { modelSec: number; heapMb: number; rssMb: number; inflight: number }[];
+  /** The wall limit stopped the run before the client finished. */
+  wallLimited?: boolean;
 }
 
 /**
@@ -220,20 +229,29 @@ async function runStrategy(
     loop.every(0, c.scrapeIntervalMs, () => feed.scrape(loop.now(), stage), 'scrape');
     loop.every(1000, 1000, () => progress.update(state()), 'client');
     const heapSamples: number[] = [];
-    if (c.profile) {
+    const memSamples: NonNullable<VirtualRunStats['memSamples']> = [];
+    if (c.profile && c.heapSampleSec !== undefined) {
       const gc = (globalThis as { gc?: () => void }).gc;
-      const every = (c.heapSampleSec ?? 30) * 1000;
+      const every = c.heapSampleSec * 1000;
       loop.every(every, every, () => {
         gc?.();
-        heapSamples.push(process.memoryUsage().heapUsed / 2 ** 20);
+        const m = process.memoryUsage();
+        heapSamples.push(m.heapUsed / 2 ** 20);
+        memSamples.push({ modelSec: loop.now() / 1000, heapMb: m.heapUsed / 2 ** 20, rssMb: m.rss / 2 ** 20, inflight: cl.inflight });
       }, 'bench');
     }
     const scenarioEvents = scheduleScenario(opts, stages, loop, cluster, r, (l) => progress.log(l));
     loop.at(0, () => cl.start(), 'client');
-    await loop.run(Infinity, () => cl.complete || timedOut);
-    if (!cl.complete) cl.abandon(`after the ${opts.drainTimeoutSec ?? 300} s drain timeout (model time)`);
+    const wallLimitMs = c.wallLimitSec === undefined ? Infinity : wall0 + c.wallLimitSec * 1000;
+    let checks = 0;
+    let wallLimited = false;
+    const overWall = () => (++checks & 1023) === 0 && wallLimitMs !== Infinity && (wallLimited = performance.now() > wallLimitMs);
+    await loop.run(Infinity, () => cl.complete || timedOut || overWall());
+    if (!cl.complete) cl.abandon(wallLimited ? `after the ${c.wallLimitSec} s wall-clock limit` : `after the ${opts.drainTimeoutSec ?? 300} s drain timeout (model time)`);
     progress.update(state(), true);
     snapshots[stages.length] = cluster.counters();
+    // Stages the wall limit kept from starting count nothing.
+    for (let i = 0; i < stages.length; i++) snapshots[i] ??= snapshots[stages.length];
     const podDeltas = stages.map((_s, i) => snapshots[i + 1].map((after, k) => diffCounters(after, snapshots[i][k])));
     // The oracle over the requests this strategy actually served, in the order they were sent.
     const served = servedOracle(
@@ -275,7 +293,9 @@ async function runStrategy(
         usPerRequest: usPer(wallSeconds * 1000), breakdownUsPerRequest: breakdown,
         eventBatches: enc?.batches ?? 0, eventBytes: enc?.bytes ?? 0,
         heapUsedMb: process.memoryUsage().heapUsed / 2 ** 20,
-        heapSamplesMb: c.profile ? heapSamples : undefined,
+        heapSamplesMb: heapSamples.length ? heapSamples : undefined,
+        memSamples: memSamples.length ? memSamples : undefined,
+        wallLimited: wallLimited || undefined,
       },
     };
   } finally {

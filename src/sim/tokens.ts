@@ -1,0 +1,56 @@
+// A request's token sequence: the caller's prompt array shared (never copied; callers must not
+// mutate it after submit), then the generated tokens in a growable Uint32Array. A benchmark sends
+// the same long prompts thousands of times; copying each into a growing number[] made those
+// copies most of the engine's memory and GC work.
+
+export class TokenSeq {
+  readonly prompt: readonly number[];
+  /** prompt.length, kept here so the per-token path does not touch the prompt array. */
+  readonly promptLen: number;
+  /** Generated token ids; valid up to `outputLen`. */
+  output: Uint32Array;
+  outputLen = 0;
+
+  constructor(prompt: readonly number[], expectedOutput: number) {
+    this.prompt = prompt;
+    this.promptLen = prompt.length;
+    this.output = new Uint32Array(Math.max(1, Math.min(expectedOutput, 1 << 16)));
+  }
+
+  get length(): number {
+    return this.promptLen + this.outputLen;
+  }
+
+  at(i: number): number {
+    const p = this.promptLen;
+    return i < p ? this.prompt[i] : this.output[i - p];
+  }
+
+  push(token: number): void {
+    if (this.outputLen === this.output.length) {
+      const grown = new Uint32Array(this.output.length * 2);
+      grown.set(this.output);
+      this.output = grown;
+    }
+    this.output[this.outputLen++] = token;
+  }
+
+  /** Tokens [from, to) as a new array. */
+  slice(from: number, to: number): number[] {
+    const out = new Array<number>(to - from);
+    const p = this.promptLen;
+    for (let i = from; i < to; i++) out[i - from] = i < p ? this.prompt[i] : this.output[i - p];
+    return out;
+  }
+
+  /**
+   * Tokens [from, to) as (array, offset) without copying when the range lies within the prompt
+   * or within the output; a range across the boundary is copied.
+   */
+  range(from: number, to: number): { tokens: ArrayLike<number>; start: number } {
+    const p = this.promptLen;
+    if (to <= p) return { tokens: this.prompt, start: from };
+    if (from >= p) return { tokens: this.output, start: from - p };
+    return { tokens: this.slice(from, to), start: 0 };
+  }
+}
