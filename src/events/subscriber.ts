@@ -203,11 +203,24 @@ export class KvEventSubscriber {
    */
   resync(req?: ResyncRequest): void {
     const pods = Array.isArray(req?.pods) ? new Set(req.pods) : null;
-    let n = 0;
+    // The index is cleared per pod, so all streams of one pod (DP ranks, other topics under it)
+    // are rebuilt by one task: clear once, then replay each stream. Separate per-stream tasks
+    // would race, one stream's clear wiping what another had just replayed.
+    const byPod = new Map<string, Stream[]>();
     for (const s of this.streams.values()) {
       if (pods && !pods.has(s.pod)) continue;
-      n++;
-      s.chain = s.chain.then(() => this.resyncStream(s)).catch((err) => this.warnOnce(s.pod, 'resync', 'resync failed', err));
+      const group = byPod.get(s.pod);
+      if (group) group.push(s);
+      else byPod.set(s.pod, [s]);
+    }
+    let n = 0;
+    for (const [pod, group] of byPod) {
+      n += group.length;
+      const queued = Promise.all(group.map((s) => s.chain));
+      const task = queued
+        .then(() => this.resyncPod(group))
+        .catch((err) => this.warnOnce(pod, 'resync', 'resync failed', err));
+      for (const s of group) s.chain = task;
     }
     this.log.warn({ reason: req?.reason, streams: n }, 'index lost data: rebuilding the affected pods from their replay buffers');
   }
@@ -217,20 +230,28 @@ export class KvEventSubscriber {
     this.resync({ reason: typeof reason === 'string' ? reason : (reason as ResyncRequest | undefined)?.reason });
   }
 
-  private async resyncStream(s: Stream): Promise<void> {
-    if (this.closed || s.last === null) return;
-    if (!this.replayEndpointFor(s)) {
-      this.warnOnce(s.pod, 'resync', 'the index lost data of this pod and it has no replay endpoint: keeping what the index still holds');
-      return;
+  /** Rebuilds one pod's streams (same pod) from their replay buffers, clearing the pod once. */
+  private async resyncPod(group: Stream[]): Promise<void> {
+    if (this.closed) return;
+    const fetched: { s: Stream; got: ReplayedBatch[]; until: number }[] = [];
+    for (const s of group) {
+      if (s.last === null) continue;
+      if (!this.replayEndpointFor(s)) {
+        this.warnOnce(s.pod, 'resync', 'the index lost data of this pod and it has no replay endpoint: keeping what the index still holds');
+        return;
+      }
+      const got = await this.fetch(s, 0);
+      if (got === null) return; // counted and logged by fetch; keep what the index holds
+      fetched.push({ s, got, until: s.last + 1 });
     }
-    const got = await this.fetch(s, 0);
-    if (got === null) return; // counted and logged by fetch; keep what the index holds
-    const until = s.last + 1;
-    s.applier.reset();
-    s.history = null;
-    s.last = null;
-    await this.index.clear(s.pod);
-    await this.applyReplayed(s, got, 0, until);
+    if (fetched.length === 0) return;
+    for (const { s } of fetched) {
+      s.applier.reset();
+      s.history = null;
+      s.last = null;
+    }
+    await this.index.clear(group[0].pod);
+    for (const { s, got, until } of fetched) await this.applyReplayed(s, got, 0, until);
   }
 
   /** Central mode: accept this pod's topic (and use its replay endpoint) without dialing it. */
