@@ -12,6 +12,9 @@
 // Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
 // Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile),
 // --router=src (the router from its TypeScript sources through tsx instead of dist/).
+// BENCH_ROUTER_BASELINE=<worktree of another commit>: that tree's router too (started by that
+// tree's own bench file, --role=router, as that tree runs it), in the same interleaved rounds,
+// printed as a "before" row: a before/after comparison from one run.
 // The router runs as shipped: dist/, compiled by `npm run build` (incremental) at the start; the
 // bare hop is plain JavaScript (bench/bare-hop.js). tsx's transform of TypeScript keeps function
 // names with an Object.defineProperty on every closure made (esbuild keepNames), a per-request
@@ -364,6 +367,9 @@ async function main(): Promise<void> {
   const floorPool = new Pool(((await fl.first) as { url: string }).url, { connections: concurrency, pipelining: 1 });
   const ng = await startNginx(ports[0]);
   const ngPool = ng ? new Pool(ng.url, { connections: concurrency, pipelining: 1 }) : undefined;
+  const baselineTree = process.env.BENCH_ROUTER_BASELINE;
+  const bl = baselineTree ? child(['--role=router', `--ports=${ports.join(',')}`], ['--import', 'tsx'], join(baselineTree, 'bench/router.bench.ts')) : undefined;
+  const blPool = bl ? new Pool(((await bl.first) as { url: string }).url, { connections: concurrency, pipelining: 1 }) : undefined;
   try {
     // Warm every path (JIT tiers, connections, tokenizer caches of the template): a router in
     // service is warm; 40 requests left the first measured ones in V8's baseline tiers.
@@ -371,6 +377,7 @@ async function main(): Promise<void> {
     await latency(router, direct, warm, 20_000, (i) => distinct(i + 100_000));
     await latency(floorPool, direct, warm, 20_000, (i) => distinct(i + 100_000));
     if (ngPool) await latency(ngPool, direct, warm, 20_000, (i) => distinct(i + 100_000));
+    if (blPool) await latency(blPool, direct, warm, 20_000, (i) => distinct(i + 100_000));
     let cpu0 = await cpuOf(rt.proc);
     const h0 = await histograms(url as string);
     const ROUNDS = 4;
@@ -381,6 +388,7 @@ async function main(): Promise<void> {
     let lat: Lat | undefined;
     let latFloor: Lat | undefined;
     let latNginx: Lat | undefined;
+    let latBaseline: Lat | undefined;
     let routerCpu = 0;
     for (let r = 0; r < ROUNDS; r++) {
       const c0 = await cpuOf(rt.proc);
@@ -388,6 +396,7 @@ async function main(): Promise<void> {
       routerCpu += (await cpuOf(rt.proc)) - c0;
       latFloor = merge(latFloor, await latency(floorPool, direct, per, 15_000, (i) => distinct(i + r * per)));
       if (ngPool) latNginx = merge(latNginx, await latency(ngPool, direct, per, 15_000, (i) => distinct(i + r * per)));
+      if (blPool) latBaseline = merge(latBaseline, await latency(blPool, direct, per, 15_000, (i) => distinct(i + r * per)));
     }
     lat = lat!;
     latFloor = latFloor!;
@@ -449,6 +458,13 @@ async function main(): Promise<void> {
         `| floor: nginx proxy_pass hop, 1k-token chat p50 / p99 (ms) | ${f(pct(latNginx.direct, 50))} / ${f(pct(latNginx.direct, 99))} | ${f(pct(latNginx.router, 50))} / ${f(pct(latNginx.router, 99))} | +${f(pct(latNginx.router, 50) - pct(latNginx.direct, 50))} / +${f(pct(latNginx.router, 99) - pct(latNginx.direct, 99))} ms | (C, no scheduling) |`,
       );
     } else console.log('| floor: nginx proxy_pass hop | | | | (nginx not installed) |');
+    if (latBaseline) {
+      const b50 = pct(latBaseline.router, 50) - pct(latBaseline.direct, 50);
+      const b99 = pct(latBaseline.router, 99) - pct(latBaseline.direct, 99);
+      console.log(
+        `| before: router of ${baselineTree}, 1k-token chat p50 / p99 (ms) | ${f(pct(latBaseline.direct, 50))} / ${f(pct(latBaseline.direct, 99))} | ${f(pct(latBaseline.router, 50))} / ${f(pct(latBaseline.router, 99))} | +${f(b50)} / +${f(b99)} ms | this tree's added p50 ${added50 - b50 >= 0 ? '+' : ''}${f(added50 - b50)} ms vs before |`,
+      );
+    }
     console.log(`| small requests/s | ${tpDirect.rps.toFixed(0)} | ${tpRouter.rps.toFixed(0)} | ${(tpRouter.rps / tpDirect.rps).toFixed(2)}x of direct | >= 3000/s routed |`);
     console.log(`| small requests/s, load-only config (no tokenization) | ${tpDirect.rps.toFixed(0)} | ${tpLoadOnly.rps.toFixed(0)} | ${(tpLoadOnly.rps / tpDirect.rps).toFixed(2)}x of direct | |`);
     const us = (ms: number) => `${(ms * 1000).toFixed(0)} us`;
@@ -506,6 +522,7 @@ async function main(): Promise<void> {
     await router.close().catch(() => {});
     await floorPool.close().catch(() => {});
     await ngPool?.close().catch(() => {});
+    await blPool?.close().catch(() => {});
     await ng?.stop().catch(() => {});
     await direct.close();
     for (const p of spawned) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
