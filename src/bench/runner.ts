@@ -194,26 +194,34 @@ export async function runBench(harness: Harness, opts: BenchOptions): Promise<Be
   }
   const oracleRate = oracle.hitRate;
   return {
-    meta: {
-      startedAt: started.toISOString(),
-      wallSeconds: (performance.now() - wall0) / 1000,
-      preset: opts.preset,
-      workload: { kind: opts.workload.kind, params: opts.workload.params },
-      load: { type: opts.workload.kind === 'trace' ? 'trace' : opts.load.type, stages },
-      pods: opts.sim.pods,
-      sim: { ...sim },
-      clock: opts.clock ?? 'real',
-      timeModel: timeModelReport(sim),
-      scenario: opts.scenario ? { names: opts.scenario.names, description: opts.scenario.description } : undefined,
-      timeScale: opts.timeScale,
-      seed: opts.seed,
-      model: opts.sim.model,
-      requests: planned.length,
-      host: { cpus: cpus().length, node: process.version, platform: process.platform },
-      notes,
-    },
+    meta: resultsMeta(opts, { started, wall0, stages, sim, requests: planned.length, timeScale: opts.timeScale, clock: opts.clock ?? 'real', notes }),
     oracle: { hitRate: oracleRate, perStage: perStageOracle.map((o) => (o.prompt ? o.cached / o.prompt : NaN)) },
     strategies,
+  };
+}
+
+/** results.json's meta, the same for both clocks (the virtual runner adds its clock's fields). */
+export function resultsMeta(
+  opts: BenchOptions,
+  run: { started: Date; wall0: number; stages: Stage[]; sim: ReturnType<typeof scenarioSpec<BenchOptions['sim']>>; requests: number; timeScale: number; clock: 'real' | 'virtual'; notes: string[] },
+): BenchResults['meta'] {
+  return {
+    startedAt: run.started.toISOString(),
+    wallSeconds: (performance.now() - run.wall0) / 1000,
+    preset: opts.preset,
+    workload: { kind: opts.workload.kind, params: opts.workload.params },
+    load: { type: opts.workload.kind === 'trace' ? 'trace' : opts.load.type, stages: run.stages },
+    pods: opts.sim.pods,
+    sim: { ...run.sim },
+    clock: run.clock,
+    timeModel: timeModelReport(run.sim),
+    scenario: opts.scenario ? { names: opts.scenario.names, description: opts.scenario.description } : undefined,
+    timeScale: run.timeScale,
+    seed: opts.seed,
+    model: opts.sim.model,
+    requests: run.requests,
+    host: { cpus: cpus().length, node: process.version, platform: process.platform },
+    notes: run.notes,
   };
 }
 

@@ -5,30 +5,12 @@ import assert from 'node:assert/strict';
 import { plan, runBench, type BenchOptions } from '../../src/bench/runner.js';
 import { defaultHarness } from '../../src/bench/hosts.js';
 import { resolveBench } from '../../src/bench/options.js';
-import { Progress } from '../../src/bench/progress.js';
 import { runVirtualBench } from '../../src/bench/virtual/runner.js';
-import { sharedPrefixWorkload } from '../../src/bench/workloads/shared-prefix.js';
+import { virtualOptions } from './virtual-options.js';
 import type { BenchResults } from '../../src/bench/results.js';
 import type { RequestResult } from '../../src/bench/client.js';
 
-const quiet = () => new Progress({ write: () => true, isTTY: false }, true);
-
-function options(over: Partial<BenchOptions> = {}): BenchOptions {
-  return {
-    // 8 groups x 3 prompts with 256-token (16-block) prefixes on 3 pods of 96 blocks: a pod holds
-    // ~4 prefixes beside its running requests, so where a group goes decides its hits.
-    workload: sharedPrefixWorkload({ numGroups: 8, promptsPerGroup: 3, systemPromptLen: 256, questionLen: 32, outputLen: 24, seed: 3 }),
-    load: { type: 'poisson', stages: [{ rate: 8, duration: 3, warmup: true }, { rate: 16, duration: 3 }] },
-    strategies: ['precise', 'approximate', 'sglang-cache-aware', 'random'],
-    sim: { pods: 3, model: 'Qwen/Qwen3-0.6B', blockSize: 16, numGpuBlocks: 96, profile: 'h100-tp2-qwen3-32b' },
-    timeScale: 1,
-    seed: 7,
-    drainTimeoutSec: 60,
-    progress: quiet(),
-    clock: 'virtual',
-    ...over,
-  };
-}
+const options = (over: Partial<BenchOptions> = {}): BenchOptions => virtualOptions(['precise', 'approximate', 'sglang-cache-aware', 'random'], over);
 
 /** results.json without what depends on the wall clock or the machine. */
 function modelOnly(r: BenchResults): unknown {

@@ -4,32 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BenchOptions } from '../../src/bench/runner.js';
-import { Progress } from '../../src/bench/progress.js';
 import { parseScenario } from '../../src/bench/scenarios.js';
 import { runVirtualBench } from '../../src/bench/virtual/runner.js';
+import { virtualOptions } from './virtual-options.js';
 import { podAddress } from '../../src/bench/virtual/cluster.js';
-import { sharedPrefixWorkload } from '../../src/bench/workloads/shared-prefix.js';
 import type { BenchResults } from '../../src/bench/results.js';
 import type { RequestResult } from '../../src/bench/client.js';
 
-const quiet = () => new Progress({ write: () => true, isTTY: false }, true);
-
-function options(over: Partial<BenchOptions> = {}): BenchOptions {
-  return {
-    // 8 groups x 3 prompts with 256-token prefixes on 3 pods of 96 blocks of 16: where a group
-    // goes decides its hits, so a pod losing its cache shows in the hit rate.
-    workload: sharedPrefixWorkload({ numGroups: 8, promptsPerGroup: 3, systemPromptLen: 256, questionLen: 32, outputLen: 24, seed: 3 }),
-    load: { type: 'poisson', stages: [{ rate: 8, duration: 3, warmup: true }, { rate: 16, duration: 3 }] },
-    strategies: ['precise'],
-    sim: { pods: 3, model: 'Qwen/Qwen3-0.6B', blockSize: 16, numGpuBlocks: 96, profile: 'h100-tp2-qwen3-32b' },
-    timeScale: 1,
-    seed: 7,
-    drainTimeoutSec: 60,
-    progress: quiet(),
-    clock: 'virtual',
-    ...over,
-  };
-}
+const options = (over: Partial<BenchOptions> = {}): BenchOptions => virtualOptions(['precise'], over);
 
 function assertClientWithinOracle(r: BenchResults): void {
   for (const s of r.strategies) {

@@ -2,18 +2,16 @@
 // engines on one discrete-event clock in model time, so a run takes as long as its CPU work,
 // not as long as its model time, and the same seed gives the same decisions and results.
 // Same BenchOptions, workloads, strategies and results.json schema as the real-time runner.
-import { cpus } from 'node:os';
 import type { RequestResult } from '../client.js';
 import { Rng, hashSeed } from '../rng.js';
 import { offeredOracle, servedOracle } from '../oracle.js';
 import { Progress } from '../progress.js';
 import { diffCounters, type PodCounters } from '../prom.js';
 import { assembleStrategy, type BenchResults, type StrategyResult } from '../results.js';
-import { plan, type BenchOptions } from '../runner.js';
+import { plan, resultsMeta, type BenchOptions } from '../runner.js';
 import { registerBenchPlugins } from '../peers/index.js';
 import { applyScenarioEvent, eventTime, scenarioSpec, type AppliedEvent, type ScenarioTargets } from '../scenarios.js';
 import { sourceLine, strategyByName, strategyYaml } from '../strategies.js';
-import { timeModelReport } from '../time-model.js';
 import { VirtualClient } from './client.js';
 import { VirtualCluster } from './cluster.js';
 import { VirtualEventLoop, type Category } from './event-loop.js';
@@ -135,25 +133,13 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
 
   return {
     meta: {
-      startedAt: started.toISOString(),
-      wallSeconds: (performance.now() - wall0) / 1000,
-      preset: opts.preset,
-      workload: { kind: opts.workload.kind, params: opts.workload.params },
-      load: { type: opts.workload.kind === 'trace' ? 'trace' : opts.load.type, stages },
-      pods: opts.sim.pods,
-      sim: { ...sim },
-      timeModel: timeModelReport(sim),
-      scenario: opts.scenario ? { names: opts.scenario.names, description: opts.scenario.description } : undefined,
-      timeScale: 1,
-      seed: opts.seed,
-      model: opts.sim.model,
-      requests: planned.length,
-      host: { cpus: cpus().length, node: process.version, platform: process.platform },
-      notes: [
-        ...(opts.notes ?? []),
-        `Virtual clock: discrete-event model time; KV events applied ${c.eventDelayMs} ms after each engine step, pod load scraped every ${c.scrapeIntervalMs} ms, ${c.routerOverheadMs} ms router overhead before each request reaches its pod.`,
-      ],
-      clock: 'virtual',
+      ...resultsMeta(opts, {
+        started, wall0, stages, sim, requests: planned.length, timeScale: 1, clock: 'virtual',
+        notes: [
+          ...(opts.notes ?? []),
+          `Virtual clock: discrete-event model time; KV events applied ${c.eventDelayMs} ms after each engine step, pod load scraped every ${c.scrapeIntervalMs} ms, ${c.routerOverheadMs} ms router overhead before each request reaches its pod.`,
+        ],
+      }),
       virtualClock: { eventDelayMs: c.eventDelayMs, scrapeIntervalMs: c.scrapeIntervalMs, routerOverheadMs: c.routerOverheadMs },
       client: {
         order: orderOf(opts), drainStages: !!opts.drainStages, maxInflight: opts.maxInflight,
