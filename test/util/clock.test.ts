@@ -44,6 +44,10 @@ test('ManualClock: a timer set while firing runs in the same advance when due', 
 
 test('realClock timers fire and unref returns the handle', async () => {
   const t0 = realClock.now();
-  await new Promise<void>((resolve) => realClock.setTimeout(resolve, 5).unref());
+  // Awaited timers stay ref'd: an unref'd one alone would let the event loop end before it fires.
+  await new Promise<void>((resolve) => realClock.setTimeout(resolve, 5));
   assert.ok(realClock.now() >= t0);
+  const idle = realClock.setTimeout(() => {}, 60_000);
+  assert.equal(idle.unref(), idle);
+  realClock.clearTimeout(idle);
 });
