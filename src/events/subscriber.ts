@@ -124,6 +124,11 @@ interface Stream {
   replayedTo: number;
   /** Payload bytes queued on this stream. */
   bytes: number;
+  /**
+   * The pod's replay endpoint serves another topic (a second model under a known pod: forged,
+   * or misconfigured): its batches are not this stream's, so it is never asked for this one.
+   */
+  replayForeign: boolean;
 }
 
 /** What the index says it lost (src/index/redis-index.ts 'resync-needed'); no pods = all. */
@@ -235,13 +240,15 @@ export class KvEventSubscriber {
     if (this.closed) return;
     const fetched: { s: Stream; got: ReplayedBatch[]; until: number }[] = [];
     for (const s of group) {
-      if (s.last === null) continue;
+      // a stream whose pod's replay buffer is another topic's loses what the clear wipes
+      if (s.last === null || s.replayForeign) continue;
       if (!this.replayEndpointFor(s)) {
         this.warnOnce(s.pod, 'resync', 'the index lost data of this pod and it has no replay endpoint: keeping what the index still holds');
         return;
       }
       const got = await this.fetch(s, 0);
       if (got === null) return; // counted and logged by fetch; keep what the index holds
+      if (s.replayForeign) continue; // learnt just now
       fetched.push({ s, got, until: s.last + 1 });
     }
     if (fetched.length === 0) return;
@@ -250,6 +257,7 @@ export class KvEventSubscriber {
       s.history = null;
       s.last = null;
     }
+    for (const s of group) if (s.replayForeign) s.applier.reset();
     await this.index.clear(group[0].pod);
     for (const { s, got, until } of fetched) await this.applyReplayed(s, got, 0, until);
   }
@@ -449,7 +457,7 @@ export class KvEventSubscriber {
         return Promise.resolve();
       }
       const pod = podForRank(topicPod, rank);
-      s = { key, topicPod, pod, model, rank, last: null, chain: Promise.resolve(), depth: 0, applier: new PodEventApplier(this.index, this.keyer, pod), cooldownUntil: 0, history: null, replayedTo: -1, bytes: 0 };
+      s = { key, topicPod, pod, model, rank, last: null, chain: Promise.resolve(), depth: 0, applier: new PodEventApplier(this.index, this.keyer, pod), cooldownUntil: 0, history: null, replayedTo: -1, bytes: 0, replayForeign: false };
       this.streams.set(key, s);
       this.streamsPerPod.set(topicPod, perPod + 1);
     }
@@ -488,6 +496,7 @@ export class KvEventSubscriber {
   }
 
   private replayEndpointFor(s: Stream): string | null {
+    if (s.replayForeign) return null;
     const configured = this.replayEndpoints.get(s.topicPod) ?? this.replayEndpoints.get(s.pod);
     if (configured) return offsetEndpointPort(configured, s.rank ?? 0);
     if (this.replayCfg.port) {
@@ -516,6 +525,7 @@ export class KvEventSubscriber {
       if (this.replayEndpointFor(s) && this.clock.now() >= s.cooldownUntil) {
         const got = await this.fetch(s, from);
         if (got === null) this.missed(s, seq - from, 'replay unavailable');
+        else if (s.replayForeign) this.missed(s, seq - from, `seq gap ${from}..${seq - 1}; the pod's replay endpoint serves another topic`);
         else {
           // The publisher's buffer holds every batch it sent (vLLM appends right after sending),
           // so a live seq beyond what it holds was not sent by it: a forged jump must neither
@@ -576,7 +586,7 @@ export class KvEventSubscriber {
     this.metrics.totals.replays++;
     try {
       const batches = await this.withReplaySlot(() => fetchReplay(ep, from, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs, maxMessageBytes: this.limits.maxMessageBytes }));
-      return batches;
+      return this.ownBatches(s, ep, batches);
     } catch (err) {
       this.metrics.replays.inc({ pod: label, outcome: 'failed' });
       this.metrics.totals.replayFailures++;
@@ -586,6 +596,27 @@ export class KvEventSubscriber {
     }
   }
 
+  /**
+   * The replayed batches that are this stream's. A publisher's replay buffer holds its one topic
+   * (vLLM: `kv@<pod>@<model>`), and vLLM since PR #45177 names it in each reply: batches of
+   * another topic (a second model's topic under a known pod asking the pod's replay endpoint)
+   * are never applied to this stream, and an endpoint serving only another topic is not asked
+   * for this stream again. Replies without a topic (older vLLM) cannot be told apart.
+   */
+  private ownBatches(s: Stream, ep: string, batches: ReplayedBatch[]): ReplayedBatch[] {
+    const own = batches.filter((b) => b.topic === undefined || this.isStreamTopic(s, b.topic));
+    if (own.length === batches.length) return batches;
+    const other = batches.find((b) => !own.includes(b))!.topic!;
+    this.reject(s.pod, 'replay_topic', `replay from ${ep} holds topic ${JSON.stringify(other.slice(0, 200))}, not this stream's model ${JSON.stringify(s.model.slice(0, 100))}; ${batches.length - own.length} batches ignored`);
+    if (own.length === 0) s.replayForeign = true;
+    return own;
+  }
+
+  private isStreamTopic(s: Stream, topic: string): boolean {
+    const t = parseTopic(topic);
+    return t.pod === s.topicPod && (t.model || (this.opts.defaultModel ?? '')) === s.model;
+  }
+
   /** Replays [from, until) into the stream, then leaves s.last at until - 1 (or where it got). */
   private async replayInto(s: Stream, from: number, until: number): Promise<void> {
     const got = await this.fetch(s, from);
@@ -593,6 +624,8 @@ export class KvEventSubscriber {
       if (s.last !== null) this.missed(s, until - from, 'replay unavailable');
       return;
     }
+    // not this stream's replay buffer: as a pod without one, a join starts where it is
+    if (s.replayForeign && s.last === null) return;
     await this.applyReplayed(s, got, from, until);
   }
 

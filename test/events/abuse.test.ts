@@ -207,6 +207,43 @@ describe('hostile KV events (real ZeroMQ, central mode)', () => {
     assert.equal(sub.metrics.totals.missedBatches, 0);
   });
 
+  it("a second model's topic under a known pod never gets that pod's replay buffer; the pod's own resync still runs", async () => {
+    const { sub, index, keyer, rejected } = await central({ replay: { idleTimeoutMs: 1000, cooldownMs: 0 } });
+    const a = new FakeVllm(`kv@127.0.0.1:9720@${MODEL}`);
+    cleanups.push(() => a.close());
+    sub.knowPod('127.0.0.1:9720', await a.startReplay());
+    a.connect(sub.boundEndpoint!);
+    const bad = attacker(sub);
+    await warmUp(a.pub, sub, 'kv@127.0.0.1:9720@warmup');
+    await warmUp(bad, sub, 'kv@127.0.0.1:9720@warmup2');
+    const of = (model: string, tokens: number[]) => index.longestPrefix(keyer.keys(tokens, { model })).get('127.0.0.1:9720')?.blocks ?? 0;
+    const t = toks(16 * 3);
+    for (let i = 0; i < 3; i++) await storeBlock(a, t, i);
+    await until(async () => (await sub.flush(), of(MODEL, t) === 3), 'the pod indexed');
+    const requests = a.replayRequests.length;
+    // a late join under another model: the pod's replay endpoint is asked once, and what it
+    // holds (model m's batches) is not applied as model "other"
+    const u = toks(16, 7000);
+    const other = `kv@127.0.0.1:9720@other`;
+    await bad.send([other, seqFrame(5), payload([blockStored({ blockHashes: [900n], tokenIds: u, blockSize: 16 })])]);
+    await until(async () => (await sub.flush(), (await rejected('replay_topic')) === 1), 'the foreign replay refused');
+    assert.equal(of('other', t), 0, "the pod's model-m blocks were not indexed as model other");
+    assert.equal(of('other', u), 1, 'the live batch of the other topic applies like any live batch');
+    assert.equal(a.replayRequests.length, requests + 1);
+    // a gap on that topic asks the pod no more: counted as missed
+    await bad.send([other, seqFrame(9), payload([])]);
+    await until(async () => (await sub.flush(), sub.metrics.totals.missedBatches === 3), 'the gap counted');
+    assert.equal(a.replayRequests.length, requests + 1, 'no second replay for a topic the endpoint does not serve');
+    // the index loses the pod: its own stream is rebuilt from its replay buffer, the foreign one does not block it
+    const missed = sub.metrics.totals.missedBatches;
+    await index.clear('127.0.0.1:9720');
+    sub.resync({ reason: 'test', pods: ['127.0.0.1:9720'] });
+    await sub.flush();
+    assert.equal(of(MODEL, t), 3, 'rebuilt from the replay buffer');
+    assert.equal(of('other', t), 0);
+    assert.equal(sub.metrics.totals.missedBatches, missed, 'nothing counted lost for the foreign streams');
+  });
+
   it("central mode replays a missed batch and a late join from the pod's replay endpoint", async () => {
     const { sub, blocks } = await central({ replay: { idleTimeoutMs: 1000 } });
     const a = new FakeVllm(`kv@127.0.0.1:9700@${MODEL}`);
