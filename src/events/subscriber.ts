@@ -32,7 +32,7 @@ import type { GuardLimits } from './msgpack-guard.js';
 import { DecodeCost, DEFAULT_SLICE_MS, IngestBudget } from './ingest-budget.js';
 import { realClock, type Clock } from '../util/clock.js';
 import { parseTopic, podForRank, splitHostPort, offsetEndpointPort } from './topic.js';
-import { fetchReplay, readSeq, type ReplayedBatch } from './replay.js';
+import { fetchReplayRange, readSeq, type ReplayedBatch } from './replay.js';
 import { PodEventApplier } from './apply.js';
 import { EventMetrics } from './metrics.js';
 
@@ -246,7 +246,7 @@ export class KvEventSubscriber {
         this.warnOnce(s.pod, 'resync', 'the index lost data of this pod and it has no replay endpoint: keeping what the index still holds');
         return;
       }
-      const got = await this.fetch(s, 0);
+      const got = await this.fetch(s, 0, s.last + 1);
       if (got === null) return; // counted and logged by fetch; keep what the index holds
       if (s.replayForeign) continue; // learnt just now
       fetched.push({ s, got, until: s.last + 1 });
@@ -348,7 +348,13 @@ export class KvEventSubscriber {
         // a flood must not hold the loop, nor queue more than the bound: stop reading until
         // the streams catch up (ZeroMQ queues up to its high-water mark, then drops)
         await this.budget.yieldIfSpent();
-        if (this.queuedBytes > this.limits.maxQueuedBytes) await new Promise<void>((r) => (this.drainWaiter = r));
+        if (this.queuedBytes > this.limits.maxQueuedBytes) {
+          const t0 = this.clock.now();
+          this.metrics.receivePauses.inc();
+          this.metrics.totals.receivePauses++;
+          await new Promise<void>((r) => (this.drainWaiter = r));
+          this.metrics.receivePausedSeconds.inc((this.clock.now() - t0) / 1000);
+        }
       }
     } catch (err) {
       if (!this.closed) this.log.error({ err }, 'kv-events receive loop stopped');
@@ -523,7 +529,7 @@ export class KvEventSubscriber {
       this.metrics.totals.gaps++;
       const from = s.last + 1;
       if (this.replayEndpointFor(s) && this.clock.now() >= s.cooldownUntil) {
-        const got = await this.fetch(s, from);
+        const got = await this.fetch(s, from, seq);
         if (got === null) this.missed(s, seq - from, 'replay unavailable');
         else if (s.replayForeign) this.missed(s, seq - from, `seq gap ${from}..${seq - 1}; the pod's replay endpoint serves another topic`);
         else {
@@ -579,14 +585,23 @@ export class KvEventSubscriber {
     }
   }
 
-  private async fetch(s: Stream, from: number): Promise<ReplayedBatch[] | null> {
+  /** The batches [from, until) the stream's replay endpoint holds (null: unavailable, counted). */
+  private async fetch(s: Stream, from: number, until: number): Promise<ReplayedBatch[] | null> {
     const ep = this.replayEndpointFor(s);
     if (!ep || this.clock.now() < s.cooldownUntil) return null;
     const label = this.metrics.label(s.pod);
     this.metrics.totals.replays++;
     try {
-      const batches = await this.withReplaySlot(() => fetchReplay(ep, from, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs, maxMessageBytes: this.limits.maxMessageBytes }));
-      return this.ownBatches(s, ep, batches);
+      const foreign = { n: 0, topic: '' };
+      const accept = (b: ReplayedBatch) => {
+        if (b.topic === undefined || this.isStreamTopic(s, b.topic)) return true;
+        foreign.n++;
+        foreign.topic = b.topic;
+        return false;
+      };
+      const own = await this.withReplaySlot(() => fetchReplayRange(ep, from, until, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs, maxMessageBytes: this.limits.maxMessageBytes, accept }));
+      if (foreign.n) this.foreignReplay(s, ep, own, foreign);
+      return own;
     } catch (err) {
       this.metrics.replays.inc({ pod: label, outcome: 'failed' });
       this.metrics.totals.replayFailures++;
@@ -597,19 +612,15 @@ export class KvEventSubscriber {
   }
 
   /**
-   * The replayed batches that are this stream's. A publisher's replay buffer holds its one topic
+   * Counts replayed batches of another topic than the stream's. A publisher's replay buffer holds its one topic
    * (vLLM: `kv@<pod>@<model>`), and vLLM since PR #45177 names it in each reply: batches of
    * another topic (a second model's topic under a known pod asking the pod's replay endpoint)
    * are never applied to this stream, and an endpoint serving only another topic is not asked
    * for this stream again. Replies without a topic (older vLLM) cannot be told apart.
    */
-  private ownBatches(s: Stream, ep: string, batches: ReplayedBatch[]): ReplayedBatch[] {
-    const own = batches.filter((b) => b.topic === undefined || this.isStreamTopic(s, b.topic));
-    if (own.length === batches.length) return batches;
-    const other = batches.find((b) => !own.includes(b))!.topic!;
-    this.reject(s.pod, 'replay_topic', `replay from ${ep} holds topic ${JSON.stringify(other.slice(0, 200))}, not this stream's model ${JSON.stringify(s.model.slice(0, 100))}; ${batches.length - own.length} batches ignored`);
+  private foreignReplay(s: Stream, ep: string, own: ReplayedBatch[], foreign: { n: number; topic: string }): void {
+    this.reject(s.pod, 'replay_topic', `replay from ${ep} holds topic ${JSON.stringify(foreign.topic.slice(0, 200))}, not this stream's model ${JSON.stringify(s.model.slice(0, 100))}; ${foreign.n} batches ignored`);
     if (own.length === 0) s.replayForeign = true;
-    return own;
   }
 
   private isStreamTopic(s: Stream, topic: string): boolean {
@@ -619,7 +630,7 @@ export class KvEventSubscriber {
 
   /** Replays [from, until) into the stream, then leaves s.last at until - 1 (or where it got). */
   private async replayInto(s: Stream, from: number, until: number): Promise<void> {
-    const got = await this.fetch(s, from);
+    const got = await this.fetch(s, from, until);
     if (got === null) {
       if (s.last !== null) this.missed(s, until - from, 'replay unavailable');
       return;
@@ -697,7 +708,7 @@ export class KvEventSubscriber {
     if (this.replayEndpointFor(s)) {
       // one replay serves every orphan of the next second (bursts after a gap)
       if (!s.history || (s.history.upTo < seq && this.clock.now() - s.history.at > 1000)) {
-        const got = await this.fetch(s, 0);
+        const got = await this.fetch(s, 0, seq);
         s.history = got ? { upTo: seq, at: this.clock.now(), batches: got.filter((b) => b.seq <= seq) } : null;
       }
       if (s.history) recovered = await this.rebuildChain(s, ev);

@@ -265,6 +265,44 @@ describe('hostile KV events (real ZeroMQ, central mode)', () => {
     assert.equal(sub.metrics.totals.missedBatches, 0);
   });
 
+  it("a known pod's batches dropped at ZeroMQ's high-water marks while the router is busy are seq gaps, replayed; an unknown-topic flood alongside costs the pod nothing unseen", async (t) => {
+    // Small queues everywhere so the burst overflows them: the router's SUB takes 4 messages per
+    // connection, the pod's PUB 4 (vLLM's PUB drops beyond its SNDHWM, as ZeroMQ PUB sockets do).
+    const { sub, index, registry, rejected } = await central({ replay: { idleTimeoutMs: 2000, cooldownMs: 0 }, limits: { receiveHighWaterMark: 4, maxQueuedBytes: 64 * 1024 } });
+    const a = new FakeVllm(`kv@127.0.0.1:9730@${MODEL}`, 'new', 10_000, { sendHighWaterMark: 4, sendBufferSize: 16 * 1024 });
+    cleanups.push(() => a.close());
+    sub.knowPod('127.0.0.1:9730', await a.startReplay());
+    a.connect(sub.boundEndpoint!);
+    const bad = attacker(sub);
+    await warmUp(a.pub, sub, 'kv@127.0.0.1:9730@warmup');
+    await warmUp(bad, sub, 'kv@warmup@probe');
+    // 3,000 batches of 32 blocks (~3 kB each) in one chain, all published in one go: the sends
+    // never yield to the event loop, so the router reads none of them meanwhile (a busy router)
+    const N = 3000;
+    const B = 32;
+    const batches = Array.from({ length: N }, (_, i) =>
+      payload([blockStored({ blockHashes: Array.from({ length: B }, (_, j) => BigInt(i * B + j + 1)), parentBlockHash: i ? BigInt(i * B) : null, tokenIds: toks(16 * B, 100_000 + i * 16 * B), blockSize: 16 })]),
+    );
+    const junk = emptyBatch();
+    for (let i = 0; i < N; i++) {
+      await a.publish(batches[i]);
+      for (let k = 0; k < 3; k++) await bad.send([`kv@10.77.${(i >> 8) & 255}.${i & 255}:8000@${MODEL}`, seqFrame(k), junk]);
+    }
+    // one more batch later, so a loss at the very end of the burst is a gap too
+    await until(async () => (await sub.flush(), sub.streamState().find((x) => x.pod === '127.0.0.1:9730' && x.model === MODEL)?.lastSeq !== undefined), 'the burst reached the router', 20_000);
+    await a.publish(payload([]));
+    const live = (await registry.getSingleMetric('kvcache_events_messages_total')!.get()).values.find((v) => v.labels.pod === '127.0.0.1:9730')?.value ?? 0;
+    await until(async () => (await sub.flush(), sub.streamState().find((x) => x.pod === '127.0.0.1:9730' && x.model === MODEL)?.lastSeq === N), 'every batch applied', 60_000);
+    const received = ((await registry.getSingleMetric('kvcache_events_messages_total')!.get()).values.find((v) => v.labels.pod === '127.0.0.1:9730')?.value ?? 0) - 1; // minus the warm-up
+    t.diagnostic(`live ${received} of ${N + 1} batches (${live} by the end of the burst); gaps ${sub.metrics.totals.gaps}, replays ${a.replayRequests.length}, receive pauses ${sub.metrics.totals.receivePauses}`);
+    assert.ok(received < N + 1, `the burst overflowed the queues (${received} of ${N + 1} batches arrived live; ${live} by the end of the burst)`);
+    assert.ok(sub.metrics.totals.gaps >= 1, 'the lost batches were seen as seq gaps');
+    assert.ok(a.replayRequests.length >= 1, 'and replayed');
+    assert.equal(sub.metrics.totals.missedBatches, 0, 'none lost for good');
+    assert.equal(index.stats().entries, N * B, 'every block of the pod is indexed');
+    assert.ok((await rejected('unknown_topic')) > 0, 'the flood was read and dropped');
+  });
+
   it('a flood of valid stores does not hold the event loop: HTTP answers while it is still being applied', async () => {
     const { sub, index } = await central();
     const bad = attacker(sub);
