@@ -303,6 +303,26 @@ describe('hostile KV events (real ZeroMQ, central mode)', () => {
     assert.ok((await rejected('unknown_topic')) > 0, 'the flood was read and dropped');
   });
 
+  it('each kind of rejection is logged once per stream however many arrive, and every one is counted', async () => {
+    const lines: { kind?: string; pod?: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l) as { kind?: string; pod?: string }) });
+    const { sub, rejected } = await central({ logger });
+    sub.knowPod('10.0.0.1:8000');
+    sub.knowPod('10.0.0.2:8000');
+    const bad = attacker(sub);
+    await warmUp(bad, sub, 'kv@10.0.0.1:8000@warmup');
+    const bomb = arrayBomb();
+    for (let i = 0; i < 40; i++) {
+      for (const pod of ['10.0.0.1:8000', '10.0.0.2:8000']) await bad.send([`kv@${pod}@${MODEL}`, seqFrame(i + 1), bomb]);
+      await bad.send([`kv@10.9.${i}.1:8000@${MODEL}`, seqFrame(0), emptyBatch()]);
+    }
+    await until(async () => (await sub.flush(), (await rejected('elements')) === 80 && (await rejected('unknown_topic')) === 40), 'every rejection counted');
+    const logged = (kind: string, pod?: string) => lines.filter((l) => l.kind === kind && (pod === undefined || l.pod === pod)).length;
+    assert.equal(logged('decode:elements', '10.0.0.1:8000'), 1);
+    assert.equal(logged('decode:elements', '10.0.0.2:8000'), 1);
+    assert.equal(logged('decode:unknown_topic'), 1, 'invented topics share one line');
+  });
+
   it('a flood of valid stores does not hold the event loop: HTTP answers while it is still being applied', async () => {
     const { sub, index } = await central();
     const bad = attacker(sub);
