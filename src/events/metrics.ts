@@ -14,10 +14,12 @@ export class EventMetrics {
   readonly replays: Counter<'pod' | 'outcome'>;
   readonly unknownParents: Counter<'pod' | 'outcome'>;
   readonly queueDepth: Gauge<'pod'>;
+  readonly receivePauses: Counter;
+  readonly receivePausedSeconds: Counter;
   private readonly pods = new Set<string>();
 
   /** Plain totals, for tests and logs (all pods). */
-  readonly totals = { messages: 0, decodeErrors: 0, skippedEvents: 0, gaps: 0, missedBatches: 0, restarts: 0, replays: 0, replayFailures: 0, unknownParents: 0, recoveredParents: 0 };
+  readonly totals = { messages: 0, decodeErrors: 0, skippedEvents: 0, gaps: 0, missedBatches: 0, restarts: 0, replays: 0, replayFailures: 0, unknownParents: 0, recoveredParents: 0, receivePauses: 0 };
 
   constructor(registry: Registry, private readonly maxPods = 1000) {
     const r = [registry];
@@ -29,6 +31,10 @@ export class EventMetrics {
     this.restarts = new Counter({ name: 'kvcache_events_publisher_restarts_total', help: 'Publisher restarts detected (seq went back); the pod is cleared', labelNames: ['pod'], registers: r });
     this.replays = new Counter({ name: 'kvcache_events_replays_total', help: 'Replay requests to vLLM replay sockets', labelNames: ['pod', 'outcome'], registers: r });
     this.unknownParents = new Counter({ name: 'kvcache_events_unknown_parents_total', help: 'BlockStored events whose parent block was unknown', labelNames: ['pod', 'outcome'], registers: r });
+    // While the receive loop waits, ZeroMQ queues per connection up to its high-water mark and
+    // then the publishers drop: what a pod loses this way shows as seq gaps (replayed if it can be).
+    this.receivePauses = new Counter({ name: 'kvcache_events_receive_pauses_total', help: 'Times the subscriber stopped reading its socket because the queued batches reached their byte bound', registers: r });
+    this.receivePausedSeconds = new Counter({ name: 'kvcache_events_receive_paused_seconds_total', help: 'Time the subscriber spent not reading its socket (queued batches at their byte bound)', registers: r });
     this.queueDepth = new Gauge({ name: 'kvcache_events_queue_depth', help: 'Batches waiting to be applied', labelNames: ['pod'], registers: r });
   }
 

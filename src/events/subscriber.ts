@@ -32,7 +32,7 @@ import type { GuardLimits } from './msgpack-guard.js';
 import { DecodeCost, DEFAULT_SLICE_MS, IngestBudget } from './ingest-budget.js';
 import { realClock, type Clock } from '../util/clock.js';
 import { parseTopic, podForRank, splitHostPort, offsetEndpointPort } from './topic.js';
-import { fetchReplay, readSeq, type ReplayedBatch } from './replay.js';
+import { fetchReplayRange, readSeq, type ReplayedBatch } from './replay.js';
 import { PodEventApplier } from './apply.js';
 import { EventMetrics } from './metrics.js';
 
@@ -124,6 +124,11 @@ interface Stream {
   replayedTo: number;
   /** Payload bytes queued on this stream. */
   bytes: number;
+  /**
+   * The pod's replay endpoint serves another topic (a second model under a known pod: forged,
+   * or misconfigured): its batches are not this stream's, so it is never asked for this one.
+   */
+  replayForeign: boolean;
 }
 
 /** What the index says it lost (src/index/redis-index.ts 'resync-needed'); no pods = all. */
@@ -235,13 +240,15 @@ export class KvEventSubscriber {
     if (this.closed) return;
     const fetched: { s: Stream; got: ReplayedBatch[]; until: number }[] = [];
     for (const s of group) {
-      if (s.last === null) continue;
+      // a stream whose pod's replay buffer is another topic's loses what the clear wipes
+      if (s.last === null || s.replayForeign) continue;
       if (!this.replayEndpointFor(s)) {
         this.warnOnce(s.pod, 'resync', 'the index lost data of this pod and it has no replay endpoint: keeping what the index still holds');
         return;
       }
-      const got = await this.fetch(s, 0);
+      const got = await this.fetch(s, 0, s.last + 1);
       if (got === null) return; // counted and logged by fetch; keep what the index holds
+      if (s.replayForeign) continue; // learnt just now
       fetched.push({ s, got, until: s.last + 1 });
     }
     if (fetched.length === 0) return;
@@ -250,6 +257,7 @@ export class KvEventSubscriber {
       s.history = null;
       s.last = null;
     }
+    for (const s of group) if (s.replayForeign) s.applier.reset();
     await this.index.clear(group[0].pod);
     for (const { s, got, until } of fetched) await this.applyReplayed(s, got, 0, until);
   }
@@ -340,7 +348,13 @@ export class KvEventSubscriber {
         // a flood must not hold the loop, nor queue more than the bound: stop reading until
         // the streams catch up (ZeroMQ queues up to its high-water mark, then drops)
         await this.budget.yieldIfSpent();
-        if (this.queuedBytes > this.limits.maxQueuedBytes) await new Promise<void>((r) => (this.drainWaiter = r));
+        if (this.queuedBytes > this.limits.maxQueuedBytes) {
+          const t0 = this.clock.now();
+          this.metrics.receivePauses.inc();
+          this.metrics.totals.receivePauses++;
+          await new Promise<void>((r) => (this.drainWaiter = r));
+          this.metrics.receivePausedSeconds.inc((this.clock.now() - t0) / 1000);
+        }
       }
     } catch (err) {
       if (!this.closed) this.log.error({ err }, 'kv-events receive loop stopped');
@@ -449,7 +463,7 @@ export class KvEventSubscriber {
         return Promise.resolve();
       }
       const pod = podForRank(topicPod, rank);
-      s = { key, topicPod, pod, model, rank, last: null, chain: Promise.resolve(), depth: 0, applier: new PodEventApplier(this.index, this.keyer, pod), cooldownUntil: 0, history: null, replayedTo: -1, bytes: 0 };
+      s = { key, topicPod, pod, model, rank, last: null, chain: Promise.resolve(), depth: 0, applier: new PodEventApplier(this.index, this.keyer, pod), cooldownUntil: 0, history: null, replayedTo: -1, bytes: 0, replayForeign: false };
       this.streams.set(key, s);
       this.streamsPerPod.set(topicPod, perPod + 1);
     }
@@ -488,6 +502,7 @@ export class KvEventSubscriber {
   }
 
   private replayEndpointFor(s: Stream): string | null {
+    if (s.replayForeign) return null;
     const configured = this.replayEndpoints.get(s.topicPod) ?? this.replayEndpoints.get(s.pod);
     if (configured) return offsetEndpointPort(configured, s.rank ?? 0);
     if (this.replayCfg.port) {
@@ -514,8 +529,9 @@ export class KvEventSubscriber {
       this.metrics.totals.gaps++;
       const from = s.last + 1;
       if (this.replayEndpointFor(s) && this.clock.now() >= s.cooldownUntil) {
-        const got = await this.fetch(s, from);
+        const got = await this.fetch(s, from, seq);
         if (got === null) this.missed(s, seq - from, 'replay unavailable');
+        else if (s.replayForeign) this.missed(s, seq - from, `seq gap ${from}..${seq - 1}; the pod's replay endpoint serves another topic`);
         else {
           // The publisher's buffer holds every batch it sent (vLLM appends right after sending),
           // so a live seq beyond what it holds was not sent by it: a forged jump must neither
@@ -569,14 +585,23 @@ export class KvEventSubscriber {
     }
   }
 
-  private async fetch(s: Stream, from: number): Promise<ReplayedBatch[] | null> {
+  /** The batches [from, until) the stream's replay endpoint holds (null: unavailable, counted). */
+  private async fetch(s: Stream, from: number, until: number): Promise<ReplayedBatch[] | null> {
     const ep = this.replayEndpointFor(s);
     if (!ep || this.clock.now() < s.cooldownUntil) return null;
     const label = this.metrics.label(s.pod);
     this.metrics.totals.replays++;
     try {
-      const batches = await this.withReplaySlot(() => fetchReplay(ep, from, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs, maxMessageBytes: this.limits.maxMessageBytes }));
-      return batches;
+      const foreign = { n: 0, topic: '' };
+      const accept = (b: ReplayedBatch) => {
+        if (b.topic === undefined || this.isStreamTopic(s, b.topic)) return true;
+        foreign.n++;
+        foreign.topic = b.topic;
+        return false;
+      };
+      const own = await this.withReplaySlot(() => fetchReplayRange(ep, from, until, { timeoutMs: this.replayCfg.timeoutMs, idleTimeoutMs: this.replayCfg.idleTimeoutMs, maxMessageBytes: this.limits.maxMessageBytes, accept }));
+      if (foreign.n) this.foreignReplay(s, ep, own, foreign);
+      return own;
     } catch (err) {
       this.metrics.replays.inc({ pod: label, outcome: 'failed' });
       this.metrics.totals.replayFailures++;
@@ -586,13 +611,32 @@ export class KvEventSubscriber {
     }
   }
 
+  /**
+   * Counts replayed batches of another topic than the stream's. A publisher's replay buffer holds its one topic
+   * (vLLM: `kv@<pod>@<model>`), and vLLM since PR #45177 names it in each reply: batches of
+   * another topic (a second model's topic under a known pod asking the pod's replay endpoint)
+   * are never applied to this stream, and an endpoint serving only another topic is not asked
+   * for this stream again. Replies without a topic (older vLLM) cannot be told apart.
+   */
+  private foreignReplay(s: Stream, ep: string, own: ReplayedBatch[], foreign: { n: number; topic: string }): void {
+    this.reject(s.pod, 'replay_topic', `replay from ${ep} holds topic ${JSON.stringify(foreign.topic.slice(0, 200))}, not this stream's model ${JSON.stringify(s.model.slice(0, 100))}; ${foreign.n} batches ignored`);
+    if (own.length === 0) s.replayForeign = true;
+  }
+
+  private isStreamTopic(s: Stream, topic: string): boolean {
+    const t = parseTopic(topic);
+    return t.pod === s.topicPod && (t.model || (this.opts.defaultModel ?? '')) === s.model;
+  }
+
   /** Replays [from, until) into the stream, then leaves s.last at until - 1 (or where it got). */
   private async replayInto(s: Stream, from: number, until: number): Promise<void> {
-    const got = await this.fetch(s, from);
+    const got = await this.fetch(s, from, until);
     if (got === null) {
       if (s.last !== null) this.missed(s, until - from, 'replay unavailable');
       return;
     }
+    // not this stream's replay buffer: as a pod without one, a join starts where it is
+    if (s.replayForeign && s.last === null) return;
     await this.applyReplayed(s, got, from, until);
   }
 
@@ -664,7 +708,7 @@ export class KvEventSubscriber {
     if (this.replayEndpointFor(s)) {
       // one replay serves every orphan of the next second (bursts after a gap)
       if (!s.history || (s.history.upTo < seq && this.clock.now() - s.history.at > 1000)) {
-        const got = await this.fetch(s, 0);
+        const got = await this.fetch(s, 0, seq);
         s.history = got ? { upTo: seq, at: this.clock.now(), batches: got.filter((b) => b.seq <= seq) } : null;
       }
       if (s.history) recovered = await this.rebuildChain(s, ev);

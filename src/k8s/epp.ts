@@ -94,6 +94,9 @@ export async function exposition(primary: Registry, secondary: Registry): Promis
 }
 
 export async function startEpp(o: EppOptions): Promise<Epp> {
+  if (o.maxBodyBytes !== undefined && !(Number.isSafeInteger(o.maxBodyBytes) && o.maxBodyBytes > 0)) {
+    throw new Error(`--max-body-bytes must be a positive integer, got ${String(o.maxBodyBytes)}`);
+  }
   const logger = o.logger ?? pino({ level: o.logLevel ?? 'info', base: { name: 'kvrouter-epp' } });
   // Two registries: the router's own (pool, index, events, scheduler metrics) and the picker's
   // request accounting. The router's request counters describe its HTTP proxy, idle here; where

@@ -146,6 +146,7 @@ class ExtProcStream {
   private backlog: Array<() => void | Promise<void>> = [];
   private readonly log: Logger;
   private readonly chunkSize: number;
+  private readonly maxBody: number;
   /** Aborted when the stream is cancelled (stops the picker's tokenization). */
   private readonly cancelled = new AbortController();
 
@@ -155,6 +156,7 @@ class ExtProcStream {
   ) {
     this.log = opts.logger;
     this.chunkSize = Math.max(1, Math.min(opts.chunkSize ?? MAX_BODY_CHUNK, MAX_BODY_CHUNK));
+    this.maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
   }
 
   attach(): void {
@@ -216,8 +218,10 @@ class ExtProcStream {
         if (this.phase !== 'body') return; // body after a decision (or before headers): nothing to do
         if (msg.metadata_context && this.subset === null) this.subset = readSubsetHint(msg.metadata_context);
         if (b.body && b.body.length > 0) {
-          this.chunks.push(Buffer.from(b.body.buffer, b.body.byteOffset, b.body.byteLength));
           this.bodyBytes += b.body.length;
+          // Envoy streams the body in chunks: refuse as soon as it outgrows the limit, never buffer past it
+          if (this.bodyBytes > this.maxBody) return this.tooLarge(`request body of more than ${this.maxBody} bytes`);
+          this.chunks.push(Buffer.from(b.body.buffer, b.body.byteOffset, b.body.byteLength));
         }
         if (b.end_of_stream) return this.decide();
         return;
@@ -263,6 +267,10 @@ class ExtProcStream {
       this.headers['x-request-id'] = this.requestId;
     }
     if (this.log.isLevelEnabled('debug')) this.log.debug({ 'x-request-id': this.requestId, path: this.path() }, 'EPP received request');
+    const declared = this.headers['content-length'];
+    if (declared !== undefined && /^\d+$/.test(declared.trim()) && Number(declared.trim()) > this.maxBody) {
+      return this.tooLarge(`request body of ${declared.trim()} bytes`);
+    }
     if (h.end_of_stream) {
       // Body-less request (e.g. GET /v1/models): any ready endpoint will do.
       const outcome = this.subset !== null && this.subset.length === 0
@@ -284,8 +292,7 @@ class ExtProcStream {
     const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.bodyBytes);
     this.chunks = [];
     const t0 = performance.now();
-    const max = this.opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
-    if (this.bodyBytes > max) return this.reject({ status: 413, code: 'body_too_large', message: `request body of ${this.bodyBytes} bytes exceeds the limit of ${max}` });
+    if (this.bodyBytes > this.maxBody) return this.tooLarge(`request body of ${this.bodyBytes} bytes`);
     if (this.subset !== null && this.subset.length === 0) {
       return this.reject({ status: 503, code: 'empty_subset', message: 'the endpoint subset hint is empty' });
     }
@@ -327,6 +334,12 @@ class ExtProcStream {
     const mm = this.opts.metrics?.forModel(p.model ?? '', p.targetModel ?? p.model ?? '');
     mm?.requests.inc();
     mm?.running.inc();
+  }
+
+  /** 413 as `kvrouter serve` answers it (code body_too_large); the chunks held so far are dropped. */
+  private tooLarge(what: string): void {
+    this.chunks = [];
+    this.reject({ status: 413, code: 'body_too_large', message: `${what} exceeds the limit of ${this.maxBody} bytes` });
   }
 
   private reject(err: PickError): void {

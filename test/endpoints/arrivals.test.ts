@@ -90,6 +90,6 @@ test('a router whose pods all arrive after startup (discovery) gives none of the
   cleanups.push(() => router.close());
   for (const p of pods) router.pool.add({ address: p.address });
   await router.pool.waitReady(2);
-  await until(() => pods.every((p) => router.pool.get(p.address)!.ready), 3000, 'ready');
+  await until(() => pods.every((p) => router.pool.get(p.address)!.ready), 10_000, 'ready');
   for (const p of pods) assert.equal(router.outlier.slowStartFactor(p.address), 1, p.address);
 });

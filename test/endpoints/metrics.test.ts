@@ -69,7 +69,8 @@ test('an endpoint that stops answering leaves the candidates on its first refuse
     await pool.waitReady(1, 5000);
     const e = pool.get(pod.podId)!;
     assert.equal(e.labels['llm-d.ai/role'], 'decode');
-    await new Promise((r) => setTimeout(r, 300));
+    // polled, not slept: a loaded machine may take longer than any fixed pause
+    for (let i = 0; i < 1000 && !e.models; i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok(e.models?.some((m) => m.id === 'm'), 'models fetched from /v1/models');
     assert.deepEqual(pool.resolveModel('m'), { baseModel: 'm' });
     assert.equal(pool.resolveModel('unknown'), null);

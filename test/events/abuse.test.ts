@@ -207,6 +207,43 @@ describe('hostile KV events (real ZeroMQ, central mode)', () => {
     assert.equal(sub.metrics.totals.missedBatches, 0);
   });
 
+  it("a second model's topic under a known pod never gets that pod's replay buffer; the pod's own resync still runs", async () => {
+    const { sub, index, keyer, rejected } = await central({ replay: { idleTimeoutMs: 1000, cooldownMs: 0 } });
+    const a = new FakeVllm(`kv@127.0.0.1:9720@${MODEL}`);
+    cleanups.push(() => a.close());
+    sub.knowPod('127.0.0.1:9720', await a.startReplay());
+    a.connect(sub.boundEndpoint!);
+    const bad = attacker(sub);
+    await warmUp(a.pub, sub, 'kv@127.0.0.1:9720@warmup');
+    await warmUp(bad, sub, 'kv@127.0.0.1:9720@warmup2');
+    const of = (model: string, tokens: number[]) => index.longestPrefix(keyer.keys(tokens, { model })).get('127.0.0.1:9720')?.blocks ?? 0;
+    const t = toks(16 * 3);
+    for (let i = 0; i < 3; i++) await storeBlock(a, t, i);
+    await until(async () => (await sub.flush(), of(MODEL, t) === 3), 'the pod indexed');
+    const requests = a.replayRequests.length;
+    // a late join under another model: the pod's replay endpoint is asked once, and what it
+    // holds (model m's batches) is not applied as model "other"
+    const u = toks(16, 7000);
+    const other = `kv@127.0.0.1:9720@other`;
+    await bad.send([other, seqFrame(5), payload([blockStored({ blockHashes: [900n], tokenIds: u, blockSize: 16 })])]);
+    await until(async () => (await sub.flush(), (await rejected('replay_topic')) === 1), 'the foreign replay refused');
+    assert.equal(of('other', t), 0, "the pod's model-m blocks were not indexed as model other");
+    assert.equal(of('other', u), 1, 'the live batch of the other topic applies like any live batch');
+    assert.equal(a.replayRequests.length, requests + 1);
+    // a gap on that topic asks the pod no more: counted as missed
+    await bad.send([other, seqFrame(9), payload([])]);
+    await until(async () => (await sub.flush(), sub.metrics.totals.missedBatches === 3), 'the gap counted');
+    assert.equal(a.replayRequests.length, requests + 1, 'no second replay for a topic the endpoint does not serve');
+    // the index loses the pod: its own stream is rebuilt from its replay buffer, the foreign one does not block it
+    const missed = sub.metrics.totals.missedBatches;
+    await index.clear('127.0.0.1:9720');
+    sub.resync({ reason: 'test', pods: ['127.0.0.1:9720'] });
+    await sub.flush();
+    assert.equal(of(MODEL, t), 3, 'rebuilt from the replay buffer');
+    assert.equal(of('other', t), 0);
+    assert.equal(sub.metrics.totals.missedBatches, missed, 'nothing counted lost for the foreign streams');
+  });
+
   it("central mode replays a missed batch and a late join from the pod's replay endpoint", async () => {
     const { sub, blocks } = await central({ replay: { idleTimeoutMs: 1000 } });
     const a = new FakeVllm(`kv@127.0.0.1:9700@${MODEL}`);
@@ -226,6 +263,64 @@ describe('hostile KV events (real ZeroMQ, central mode)', () => {
     await until(async () => (await sub.flush(), blocks('127.0.0.1:9700', t) === 4), 'missed batch replayed');
     assert.deepEqual(a.replayRequests, [0, 2]);
     assert.equal(sub.metrics.totals.missedBatches, 0);
+  });
+
+  it("a known pod's batches dropped at ZeroMQ's high-water marks while the router is busy are seq gaps, replayed; an unknown-topic flood alongside costs the pod nothing unseen", async (t) => {
+    // Small queues everywhere so the burst overflows them: the router's SUB takes 4 messages per
+    // connection, the pod's PUB 4 (vLLM's PUB drops beyond its SNDHWM, as ZeroMQ PUB sockets do).
+    const { sub, index, registry, rejected } = await central({ replay: { idleTimeoutMs: 2000, cooldownMs: 0 }, limits: { receiveHighWaterMark: 4, maxQueuedBytes: 64 * 1024 } });
+    const a = new FakeVllm(`kv@127.0.0.1:9730@${MODEL}`, 'new', 10_000, { sendHighWaterMark: 4, sendBufferSize: 16 * 1024 });
+    cleanups.push(() => a.close());
+    sub.knowPod('127.0.0.1:9730', await a.startReplay());
+    a.connect(sub.boundEndpoint!);
+    const bad = attacker(sub);
+    await warmUp(a.pub, sub, 'kv@127.0.0.1:9730@warmup');
+    await warmUp(bad, sub, 'kv@warmup@probe');
+    // 3,000 batches of 32 blocks (~3 kB each) in one chain, all published in one go: the sends
+    // never yield to the event loop, so the router reads none of them meanwhile (a busy router)
+    const N = 3000;
+    const B = 32;
+    const batches = Array.from({ length: N }, (_, i) =>
+      payload([blockStored({ blockHashes: Array.from({ length: B }, (_, j) => BigInt(i * B + j + 1)), parentBlockHash: i ? BigInt(i * B) : null, tokenIds: toks(16 * B, 100_000 + i * 16 * B), blockSize: 16 })]),
+    );
+    const junk = emptyBatch();
+    for (let i = 0; i < N; i++) {
+      await a.publish(batches[i]);
+      for (let k = 0; k < 3; k++) await bad.send([`kv@10.77.${(i >> 8) & 255}.${i & 255}:8000@${MODEL}`, seqFrame(k), junk]);
+    }
+    // one more batch later, so a loss at the very end of the burst is a gap too
+    await until(async () => (await sub.flush(), sub.streamState().find((x) => x.pod === '127.0.0.1:9730' && x.model === MODEL)?.lastSeq !== undefined), 'the burst reached the router', 20_000);
+    await a.publish(payload([]));
+    const live = (await registry.getSingleMetric('kvcache_events_messages_total')!.get()).values.find((v) => v.labels.pod === '127.0.0.1:9730')?.value ?? 0;
+    await until(async () => (await sub.flush(), sub.streamState().find((x) => x.pod === '127.0.0.1:9730' && x.model === MODEL)?.lastSeq === N), 'every batch applied', 60_000);
+    const received = ((await registry.getSingleMetric('kvcache_events_messages_total')!.get()).values.find((v) => v.labels.pod === '127.0.0.1:9730')?.value ?? 0) - 1; // minus the warm-up
+    t.diagnostic(`live ${received} of ${N + 1} batches (${live} by the end of the burst); gaps ${sub.metrics.totals.gaps}, replays ${a.replayRequests.length}, receive pauses ${sub.metrics.totals.receivePauses}`);
+    assert.ok(received < N + 1, `the burst overflowed the queues (${received} of ${N + 1} batches arrived live; ${live} by the end of the burst)`);
+    assert.ok(sub.metrics.totals.gaps >= 1, 'the lost batches were seen as seq gaps');
+    assert.ok(a.replayRequests.length >= 1, 'and replayed');
+    assert.equal(sub.metrics.totals.missedBatches, 0, 'none lost for good');
+    assert.equal(index.stats().entries, N * B, 'every block of the pod is indexed');
+    assert.ok((await rejected('unknown_topic')) > 0, 'the flood was read and dropped');
+  });
+
+  it('each kind of rejection is logged once per stream however many arrive, and every one is counted', async () => {
+    const lines: { kind?: string; pod?: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l) as { kind?: string; pod?: string }) });
+    const { sub, rejected } = await central({ logger });
+    sub.knowPod('10.0.0.1:8000');
+    sub.knowPod('10.0.0.2:8000');
+    const bad = attacker(sub);
+    await warmUp(bad, sub, 'kv@10.0.0.1:8000@warmup');
+    const bomb = arrayBomb();
+    for (let i = 0; i < 40; i++) {
+      for (const pod of ['10.0.0.1:8000', '10.0.0.2:8000']) await bad.send([`kv@${pod}@${MODEL}`, seqFrame(i + 1), bomb]);
+      await bad.send([`kv@10.9.${i}.1:8000@${MODEL}`, seqFrame(0), emptyBatch()]);
+    }
+    await until(async () => (await sub.flush(), (await rejected('elements')) === 80 && (await rejected('unknown_topic')) === 40), 'every rejection counted');
+    const logged = (kind: string, pod?: string) => lines.filter((l) => l.kind === kind && (pod === undefined || l.pod === pod)).length;
+    assert.equal(logged('decode:elements', '10.0.0.1:8000'), 1);
+    assert.equal(logged('decode:elements', '10.0.0.2:8000'), 1);
+    assert.equal(logged('decode:unknown_topic'), 1, 'invented topics share one line');
   });
 
   it('a flood of valid stores does not hold the event loop: HTTP answers while it is still being applied', async () => {

@@ -7,7 +7,7 @@ import { seqFrame } from './msgspec-encoder.js';
 export type ReplayLayout = 'old' | 'new';
 
 export class FakeVllm {
-  readonly pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
+  readonly pub: Publisher;
   readonly router = new Router({ linger: 0 });
   readonly buffer: { seq: number; payload: Uint8Array }[] = [];
   seq = 0;
@@ -20,7 +20,11 @@ export class FakeVllm {
     readonly topic: string,
     readonly layout: ReplayLayout = 'new',
     readonly bufferSteps = 10_000,
-  ) {}
+    /** PUB socket options (vLLM's defaults are ZeroMQ's: send high-water mark 1000). */
+    pubOptions: { sendHighWaterMark?: number; sendBufferSize?: number } = {},
+  ) {
+    this.pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000, ...pubOptions });
+  }
 
   /** Per-pod mode: bind the PUB socket. */
   async bind(): Promise<void> {

@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Router } from '../../src/gateway/router.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { MAX_PIPELINED, pipelineStats } from '../../src/gateway/http-front.js';
@@ -283,4 +285,83 @@ test('a restarted pod starts slow: while its window runs it takes a small share 
       await a2.close();
     }
   });
+});
+
+test('a pod that goes silent mid-answer: the answer is cut after upstreamIdleTimeoutMs, never retried; the router serves on', async () => {
+  // a pod that sends the head and one SSE chunk, then nothing (its connection stays open)
+  const sockets = new Set<import('node:net').Socket>();
+  const stall = createServer((req, res) => {
+    if (req.url === '/metrics') return void res.end('vllm:num_requests_waiting{engine="0"} 0\n');
+    if (req.url === '/v1/models') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: [{ id: 'm' }] }));
+    stalled++;
+    sockets.add(req.socket);
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'text/event-stream' }).write('data: {"i":0}\n\n'));
+  });
+  let stalled = 0;
+  await new Promise<void>((r) => stall.listen(0, '127.0.0.1', r));
+  const stallPod = { address: `127.0.0.1:${(stall.address() as AddressInfo).port}` } as FakePod;
+  const router = await startRouterFor([stallPod], { limits: { upstreamIdleTimeoutMs: 300, outlierConsecutiveFailures: 0 } });
+  try {
+    const res = await fetch(`${router.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt: 'x', stream: true }) });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    assert.match(new TextDecoder().decode((await reader.read()).value), /"i":0/);
+    // the pod never sends more and never closes: only the idle timeout can end this read
+    await assert.rejects(async () => {
+      for (;;) if ((await reader.read()).done) break;
+    }, 'the cut answer ends in an error, not a clean end');
+    assert.equal(stalled, 1, 'not retried after the first byte reached the client');
+    assert.equal((await fetch(`${router.url}/health`)).status, 200);
+  } finally {
+    await router.close();
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => stall.close(r));
+  }
+});
+
+test('an idle kept-alive client connection is closed after keepAliveTimeoutMs; a busy one is not', async () => {
+  const pod = await startPod();
+  await withRouter([pod], { limits: { keepAliveTimeoutMs: 300 } }, async (router) => {
+    const port = Number(new URL(router.url).port);
+    const idle = await Raw.open(port);
+    idle.write('GET /health HTTP/1.1\r\nhost: a\r\n\r\n');
+    await idle.waitFor((t) => statuses(t).length === 1);
+    // it sends nothing more: the router closes it (waitFor returns on close)
+    await idle.waitFor(() => false);
+    assert.equal(idle.ended, true);
+    assert.deepEqual(statuses(idle.buf.toString('latin1')), [200], 'closed without another answer');
+    // a connection that keeps asking within the timeout stays open across many timeouts' worth of requests
+    const busy = await Raw.open(port);
+    for (let i = 1; i <= 5; i++) {
+      busy.write('GET /health HTTP/1.1\r\nhost: a\r\n\r\n');
+      await busy.waitFor((t) => statuses(t).length === i);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(statuses(busy.buf.toString('latin1')), Array(5).fill(200));
+    busy.destroy();
+  });
+});
+
+test('upstreamRetries bounds the retries: 0 hands a pod\'s 503 to the client, 2 gets past two failing pods', async () => {
+  for (const retries of [0, 2]) {
+    const bad1 = await startPod();
+    const bad2 = await startPod();
+    const good = await startPod();
+    bad1.mode = 'status503';
+    bad2.mode = 'status503';
+    await withRouter([bad1, bad2, good], { limits: { upstreamRetries: retries, outlierConsecutiveFailures: 0 } }, async (router) => {
+      const out = await normalTraffic(router, 24, 3);
+      const failed = out.filter((s) => s === 503).length;
+      const tries = bad1.received + bad2.received + good.received;
+      assert.ok(bad1.received + bad2.received >= 1, 'the failing pods drew requests');
+      if (retries === 0) {
+        assert.equal(failed, bad1.received + bad2.received, 'every 503 reached its client');
+        assert.equal(tries, 24, 'one attempt per request');
+      } else {
+        assert.deepEqual(out, Array(24).fill(200));
+        assert.ok(tries <= 24 * 3, `at most 3 attempts per request (${tries})`);
+      }
+    });
+  }
 });

@@ -130,7 +130,7 @@ test('/v1/models, /health, /ready, /metrics and "metrics beat" are served', asyn
   const prompted = Number(/^inference_objective_input_tokens_count\{[^}]*\} (\d+)/m.exec(metrics)?.[1]);
   const completed = Number(/^inference_objective_output_tokens_sum\{[^}]*\} (\d+)/m.exec(metrics)?.[1]);
   assert.ok(prompted > 0 && completed > 0, `input tokens observed ${prompted}, output tokens ${completed}`);
-  await until(() => s.logs.some((l) => l.msg === 'metrics beat' && (l.admissions as number) > 0 && (l.hits as number) > 0), 2000, 'a metrics beat with admissions and hits');
+  await until(() => s.logs.some((l) => l.msg === 'metrics beat' && (l.admissions as number) > 0 && (l.hits as number) > 0), 10_000, 'a metrics beat with admissions and hits');
   const tok = await post(`${s.router.url}/tokenize`, { model: MODEL, prompt: 'Hello world' });
   assert.equal(tok.status, 200);
   assert.ok((tok.json.count as number) >= 2);
@@ -148,9 +148,9 @@ test('a pod killed mid-test is routed around (retry on refused connection) and c
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assert.equal(r.headers.get('x-kvrouter-endpoint'), other.podId);
   }
-  await until(() => !s.router.pool.get(victim.podId)!.ready, 1000, 'the killed pod to leave the candidates');
+  await until(() => !s.router.pool.get(victim.podId)!.ready, 10_000, 'the killed pod to leave the candidates');
   await victim.restart();
-  await until(() => s.router.pool.get(victim.podId)!.ready, 3000, 'the restarted pod to return');
+  await until(() => s.router.pool.get(victim.podId)!.ready, 10_000, 'the restarted pod to return');
   const ids = new Set<string>();
   for (let i = 0; i < 10; i++) {
     const r = await post(`${s.router.url}/v1/completions`, { model: MODEL, prompt: `fresh prompt number ${i} ` + LONG_PROMPT, max_tokens: 2 });

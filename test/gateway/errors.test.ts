@@ -75,7 +75,7 @@ before(async () => {
     config: { plugins: [{ type: 'queue-scorer' }] },
   });
   await router.pool.waitReady(1);
-  await until(() => !!router.pool.get(up.address)!.models, 2000, 'models');
+  await until(() => !!router.pool.get(up.address)!.models, 10_000, 'models');
 });
 after(async () => {
   await router?.close();
@@ -122,12 +122,12 @@ test('413: a body over the size limit is refused', async () => {
 
 test('429: every endpoint saturated with shedding on', async () => {
   up.waiting = 50;
-  await until(() => router.pool.get(up.address)!.metrics.waiting === 50, 2000, 'scrape');
+  await until(() => router.pool.get(up.address)!.metrics.waiting === 50, 10_000, 'scrape');
   const r = await post(`${router.url}/v1/completions`, { model: 'm', prompt: 'x' });
   assertError(r, 429, 'saturated');
   assert.equal(r.headers.get('x-llm-d-request-dropped-reason'), 'saturated');
   up.waiting = 0;
-  await until(() => router.pool.get(up.address)!.metrics.waiting === 0, 2000, 'scrape');
+  await until(() => router.pool.get(up.address)!.metrics.waiting === 0, 10_000, 'scrape');
 });
 
 test('502: the upstream drops the connection; upstream 5xx bodies pass through unchanged', async () => {

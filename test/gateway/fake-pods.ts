@@ -108,7 +108,7 @@ export async function startRouterFor(pods: FakePod[], o: Partial<RouterOptions> 
     ...o,
   });
   await r.pool.waitReady(pods.length);
-  for (const p of pods) await until(() => !!r.pool.get(p.address)!.models, 3000, 'models');
+  for (const p of pods) await until(() => !!r.pool.get(p.address)!.models, 10_000, 'models');
   return r;
 }
 

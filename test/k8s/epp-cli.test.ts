@@ -53,5 +53,8 @@ describe('kvrouter epp (CLI)', () => {
     r = spawnSync(process.execPath, [...CLI, 'epp', '--endpoint-selector', 'app=vllm'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /needs --endpoint-target-ports/);
+    r = spawnSync(process.execPath, [...CLI, 'epp', '--endpoints', '127.0.0.1:9', '--max-body-bytes', '1MB'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--max-body-bytes must be a positive integer/);
   });
 });

@@ -209,7 +209,7 @@ for (const transport of ['extproc-codec', 'protobufjs'] as const) describe(`ext-
       assert.equal(typeof err.code, 'string');
       assert.equal(err.type, { 400: 'invalid_request_error', 429: 'rate_limit_error', 500: 'internal_error' }[status]);
       assert.equal(typeof err.message, 'string');
-      await x.waitFor(() => false, 2000).catch(() => undefined);
+      await x.waitFor(() => false, 10_000).catch(() => undefined);
       assert.equal(x.ended, true, 'stream ends after an immediate response');
     }
   });
@@ -236,8 +236,68 @@ for (const transport of ['extproc-codec', 'protobufjs'] as const) describe(`ext-
     x.responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' });
     await x.waitFor((rs) => rs.some((r) => r.response_headers));
     x.cancel();
-    for (let i = 0; i < 100 && picker.outcomes.length === before; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 1000 && picker.outcomes.length === before; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(picker.outcomes.length, before + 1);
     assert.equal(picker.outcomes.at(-1)!.aborted, true);
+  });
+});
+
+describe('ext-proc protocol: --max-body-bytes on a body Envoy streams in chunks', () => {
+  const picker = new RecordingPicker();
+  let server: GrpcServerHandle;
+  let client: grpc.Client;
+  before(async () => {
+    server = await serve('extproc-codec', { picker, logger: pino({ level: 'silent' }), maxBodyBytes: 1000 });
+    client = extProcClient(server.port);
+  });
+  after(async () => {
+    client.close();
+    await server.close();
+  });
+
+  function assert413(ans: { immediate?: { status: number; body: string; headers: Record<string, string> } }): void {
+    assert.equal(ans.immediate?.status, 413);
+    assert.equal(ans.immediate!.headers['content-type'], 'application/json');
+    const err = JSON.parse(ans.immediate!.body).error;
+    assert.deepEqual(Object.keys(err).sort(), ['code', 'message', 'param', 'type']);
+    assert.equal(err.code, 'body_too_large');
+    assert.equal(err.type, 'request_too_large_error');
+  }
+
+  it('a chunked body (no content-length) is refused with 413 on the chunk that goes over, before its end', async () => {
+    const picked = picker.inputs.length;
+    const x = new ExtProcExchange(client);
+    x.requestHeaders({ ':method': 'POST', ':path': '/v1/completions' });
+    // 400-byte chunks, never end_of_stream: the third one crosses 1000 bytes
+    for (let i = 0; i < 3; i++) x.send({ request_body: { body: Buffer.alloc(400, 0x61), end_of_stream: false } });
+    const ans = await x.routed();
+    assert413(ans);
+    assert.equal(x.responses.length, 1, 'the immediate response is the only answer');
+    // Envoy may still have chunks on the wire: they change nothing
+    x.send({ request_body: { body: Buffer.alloc(400, 0x61), end_of_stream: true } });
+    await x.waitFor(() => false, 10_000).catch(() => undefined);
+    assert.equal(x.ended, true, 'the stream ends after the immediate response');
+    assert.equal(x.responses.length, 1);
+    assert.equal(picker.inputs.length, picked, 'the picker never saw the body');
+  });
+
+  it('a declared content-length over the limit is refused at the headers, before any body', async () => {
+    const picked = picker.inputs.length;
+    const x = new ExtProcExchange(client);
+    x.requestHeaders({ ':method': 'POST', ':path': '/v1/completions', 'content-length': '5000' });
+    assert413(await x.routed());
+    assert.equal(picker.inputs.length, picked);
+  });
+
+  it('a body of exactly the limit is routed', async () => {
+    const x = new ExtProcExchange(client);
+    const body = JSON.stringify({ model: 'm', prompt: 'p'.repeat(1000 - 25) });
+    assert.equal(body.length, 1000);
+    x.requestHeaders({ ':method': 'POST', ':path': '/v1/completions', 'content-length': String(body.length) });
+    x.requestBody(body, 3);
+    const ans = await x.routed();
+    assert.equal(ans.immediate, undefined);
+    assert.equal(picker.inputs.at(-1)!.body.toString(), body);
+    x.end();
   });
 });

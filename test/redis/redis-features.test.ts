@@ -183,13 +183,16 @@ test('replicas on one prefix see each other\'s writes and share speculative entr
 test('speculative entries expire at their deadlines without lookups, and clear() voids pending expiries', async () => {
   const idx = await open({ sweepIntervalMs: 60_000 }); // only the per-deadline timer runs
   try {
+    // Deadlines run on the Redis server's clock, so the test waits in real time: the short TTL
+    // is polled for (no fixed pause a loaded machine could outrun) and the long one is far
+    // enough away (5 s) that "it stays" holds however slow the poll.
     idx.addSpeculative(keys(1, 4), 's:1', 100);
-    idx.addSpeculative(keys(101, 2), 't:1', 600);
+    idx.addSpeculative(keys(101, 2), 't:1', 5000);
     await idx.flush();
     assert.equal((await idx.stats()).entries, 6);
-    await new Promise((r) => setTimeout(r, 350));
-    assert.equal((await idx.stats()).entries, 2, 'the 100 ms reservation is gone, the 600 ms one stays');
-    await new Promise((r) => setTimeout(r, 600));
+    for (let i = 0; i < 500 && (await idx.stats()).entries !== 2; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal((await idx.stats()).entries, 2, 'the 100 ms reservation is gone, the 5 s one stays');
+    for (let i = 0; i < 1000 && (await idx.stats()).entries !== 0; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal((await idx.stats()).entries, 0);
     // clear then re-reserve: the first reservation's expiry must not remove the second one
     idx.addSpeculative(keys(1, 2), 's:1', 100);

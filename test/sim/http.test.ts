@@ -231,11 +231,16 @@ test('reset_prefix_cache: later requests miss', async () => {
 });
 
 test('error injection rate, startup delay, kill (connection refused) and restart (cache empty)', async () => {
-  const p = await startSimPod({ model: 'm', profile: 'h100-qwen3-0.6b', numGpuBlocks: 500, maxModelLen: 2048, faults: { errorRate: 1, errorCodes: ['rate_limit'], startupDelayMs: 300 } });
+  const p = await startSimPod({ model: 'm', profile: 'h100-qwen3-0.6b', numGpuBlocks: 500, maxModelLen: 2048, faults: { errorRate: 1, errorCodes: ['rate_limit'], startupDelayMs: 2000 } });
   try {
+    // 2 s: the first check must land inside the delay even on a loaded machine; the end is polled
     assert.equal((await fetch(`${p.url}/health`)).status, 503, 'not ready during the startup delay');
-    await new Promise((r) => setTimeout(r, 350));
-    assert.equal((await fetch(`${p.url}/health`)).status, 200);
+    let status = 503;
+    for (let i = 0; i < 500 && status === 503; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      status = (await fetch(`${p.url}/health`)).status;
+    }
+    assert.equal(status, 200);
     const r = await fetch(`${p.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'm', prompt: [1, 2, 3] }) });
     assert.equal(r.status, 429);
   } finally {
