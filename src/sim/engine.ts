@@ -107,6 +107,7 @@ export class EngineRequest {
 
   /** vLLM's generate_block_hash_extra_keys: LoRA name, then cache_salt on block 0 only. */
   extraKeysOf(blockIndex: number): readonly ExtraKey[] | null {
+    if (this.loraName === null && (blockIndex !== 0 || this.cacheSalt === null)) return null;
     const keys: ExtraKey[] = [];
     if (this.loraName !== null) keys.push(this.loraName);
     if (blockIndex === 0 && this.cacheSalt !== null) keys.push(this.cacheSalt);
@@ -479,17 +480,26 @@ export class Engine {
     this.steps++;
     this.busySeconds += secs;
     this.listener.onStep?.(prefillTokens, decodeSeqs, secs);
-    const reqs = this.schedReqs.slice();
-    const nums = this.schedNew.slice();
-    this.stepTimer = this.cfg.clock.at(this.cfg.clock.now() + secs, () => this.finishStep(reqs, nums));
+    // schedReqs/schedNew stay as they are until finishStep: only step() reschedules, and it
+    // runs again only from finishStep (kick() is a no-op while a step is in flight). Copying
+    // them per step made objects that live one step of model time, which at 64 pods outlive
+    // several young-generation GCs and were most of the copying the GC did.
+    this.stepTimer = this.cfg.clock.at(this.cfg.clock.now() + secs, this.finishStepFn);
   }
 
-  private finishStep(reqs: EngineRequest[], nums: number[]): void {
+  private readonly finishStepFn = (): void => this.finishStep();
+  /** Requests that got a token this step (reused: a step's callbacks never start another step). */
+  private readonly notify: EngineRequest[] = [];
+
+  private finishStep(): void {
     this.stepTimer = null;
     if (this.stopped) return;
+    const reqs = this.schedReqs;
+    const nums = this.schedNew;
     const now = this.cfg.clock.now();
     let anyFinished = false;
-    const notify: EngineRequest[] = [];
+    const notify = this.notify;
+    notify.length = 0;
     for (let i = 0; i < reqs.length; i++) {
       const req = reqs[i];
       if (req.aborted || req.state !== 'running') continue;
@@ -512,19 +522,25 @@ export class Engine {
       }
     }
     if (anyFinished) {
-      this.running = this.running.filter((r) => {
-        if (r.state !== 'done') return true;
-        this.freeRequest(r);
-        return false;
-      });
+      // In place, in order (the running order is the scheduling priority).
+      const running = this.running;
+      let kept = 0;
+      for (let i = 0; i < running.length; i++) {
+        const r = running[i];
+        if (r.state !== 'done') running[kept++] = r;
+        else this.freeRequest(r);
+      }
+      running.length = kept;
     }
     // Newer vLLM drains the pool's events after the forward pass: one batch per step.
     this.flushEvents();
-    for (const req of notify) {
+    for (let i = 0; i < notify.length; i++) {
+      const req = notify[i];
       this.listener.onTokens?.(req, now);
       req.opts.onTokens?.(req, 1);
       if (req.state === 'done') this.complete(req, 'length', now);
     }
+    notify.length = 0;
     if (this.running.length > 0 || this.waiting.size > 0) this.step();
     else this.stepping = false;
   }
