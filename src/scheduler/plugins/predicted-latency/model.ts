@@ -63,6 +63,19 @@ export interface Prediction {
   itlMs: number;
 }
 
+/**
+ * Wait for KV room on a pod, in ms. vLLM admits a request only when its blocks fit, and running
+ * sequences keep growing by one token per step until they finish, so a pod whose KV demand
+ * (what its sequences will hold at the end of their outputs, plus the queued requests and this
+ * one) exceeds its capacity will make the excess wait (or preempt running sequences, which then
+ * wait) until sequences complete; the running set turns over once per decode lifetime. This sees
+ * saturation coming while the KV still has room, before any request waits.
+ */
+export function kvWaitMs(demandTokens: number, capacityTokens: number, decodeLifeMs: number): number {
+  if (!(capacityTokens > 0) || !(demandTokens > capacityTokens)) return 0;
+  return ((demandTokens - capacityTokens) / capacityTokens) * decodeLifeMs;
+}
+
 /** Steps needed for `tokens` of prefill with `decoding` sequences taking budget. */
 function steps(c: StepCosts, tokens: number, decoding: number): number {
   const room = Math.max(1, c.maxNumBatchedTokens - decoding);
