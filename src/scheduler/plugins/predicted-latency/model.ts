@@ -148,6 +148,8 @@ export function copyCostMs(c: StepCosts, pod: PodLoad, extraTokens: number, weig
 /** Exponentially weighted mean of log-ratios: a multiplier that follows observed/predicted. */
 export class Multiplier {
   private logK = 0;
+  /** exp(logK), kept with it: read for every pod of every decision. */
+  private k = 1;
   samples = 0;
   constructor(
     private readonly alpha: number,
@@ -155,7 +157,7 @@ export class Multiplier {
     private readonly max: number,
   ) {}
   get value(): number {
-    return Math.exp(this.logK);
+    return this.k;
   }
   /** One observation of observed / predicted-at-k=1; ignored unless finite and positive. */
   observe(ratio: number): void {
@@ -164,6 +166,7 @@ export class Multiplier {
     // The first samples weigh more so a pod's real speed shows within a few requests.
     const a = Math.max(this.alpha, 1 / (this.samples + 2));
     this.logK += a * (Math.log(r) - this.logK);
+    this.k = Math.exp(this.logK);
     this.samples++;
   }
 }

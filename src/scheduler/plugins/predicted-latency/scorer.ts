@@ -122,6 +122,8 @@ interface PodState {
   decodeLifeMs: number;
   /** Prefix groups routed here (group id -> last time), oldest first; pruned after a request lifetime. */
   groups: Map<number, number>;
+  /** At most the time of the oldest entry in `groups` (Infinity: empty), so most decisions skip pruning. */
+  oldestAt: number;
   kPrefill: Multiplier;
   kStep: Multiplier;
 }
@@ -310,7 +312,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let s = this.pods.get(address);
     if (!s) {
       const lr = this.p.learningRate;
-      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, firstSum: 0, decodeLifeMs: 0, groups: new Map(), kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
+      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, firstSum: 0, decodeLifeMs: 0, groups: new Map(), oldestAt: Infinity, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
       this.pods.set(address, s);
     }
     return s;
@@ -324,15 +326,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
 
   private medians(): void {
     if (!Number.isNaN(this.medianPrefill) && !Number.isNaN(this.medianStep)) return;
-    const pre: number[] = [];
-    const st: number[] = [];
+    const pre = new Float64Array(this.pods.size);
+    const st = new Float64Array(this.pods.size);
+    let j = 0;
     for (const s of this.pods.values()) {
-      pre.push(s.kPrefill.value);
-      st.push(s.kStep.value);
+      pre[j] = s.kPrefill.value;
+      st[j++] = s.kStep.value;
     }
-    const med = (xs: number[]) => {
+    const med = (xs: Float64Array) => {
       if (xs.length === 0) return 1;
-      xs.sort((a, b) => a - b);
+      xs.sort();
       const h = xs.length >> 1;
       return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
     };
@@ -386,12 +389,13 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const outTokens = this.expectedOutput(req);
     let anyMeets = false;
     const c = this.costs;
-    for (let i = 0; i < n; i++) this.pod(endpoints[i].address);
+    const states: PodState[] = new Array<PodState>(n);
+    for (let i = 0; i < n; i++) states[i] = this.pod(endpoints[i].address);
     this.medians();
     // Congestion: requests waiting per pod. A copy's extra prefill delays everyone queued behind
     // it, so under load it is charged once per waiting request too.
     let waiting = 0;
-    for (let i = 0; i < n; i++) waiting += Math.max(this.pod(endpoints[i].address).queuedCount, endpoints[i].metrics.waiting);
+    for (let i = 0; i < n; i++) waiting += Math.max(states[i].queuedCount, endpoints[i].metrics.waiting);
     const congestion = 1 + waiting / n;
     // A prefix group keeps going where its prefix is cached, so a placement commits the group's
     // future requests to the pod: the batch a pod will decode is its share of the groups it
@@ -403,7 +407,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let groupsAll = 0;
     const committed = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      const s = this.pod(endpoints[i].address);
+      const s = states[i];
       committed[i] = this.committedGroups(s, now) + (s.groups.has(group) ? 0 : 1);
       groupsAll += committed[i] - (s.groups.has(group) ? 0 : 1);
       seqs += s.decoding + s.queuedCount;
@@ -416,9 +420,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const loads: PodLoad[] = new Array<PodLoad>(n);
     const kvw = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      const load = this.load(endpoints[i], this.pod(endpoints[i].address));
+      const load = this.load(endpoints[i], states[i]);
       load.futureBatch = committed[i] * seqsPerGroup;
-      kvw[i] = this.kvWait(endpoints[i], this.pod(endpoints[i].address), load, uncached[i], outTokens, now);
+      kvw[i] = this.kvWait(endpoints[i], states[i], load, uncached[i], outTokens, now);
       loads[i] = load;
       const pr = predict(c, load, uncached[i]);
       preds[i] = pr;
@@ -551,8 +555,13 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** Groups routed to the pod within the last request lifetime (older ones pruned). */
   private committedGroups(s: PodState, now: number): number {
     const horizon = now - this.meanLifetimeMs;
+    if (s.oldestAt >= horizon) return s.groups.size;
+    s.oldestAt = Infinity;
     for (const [g, t] of s.groups) {
-      if (t >= horizon) break;
+      if (t >= horizon) {
+        s.oldestAt = t;
+        break;
+      }
       s.groups.delete(g);
     }
     return s.groups.size;
@@ -585,7 +594,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const tokens = d.uncached[i];
     const queuedAhead = pod.queuedCount;
     pod.groups.delete(d.group);
-    pod.groups.set(d.group, this.clock.now());
+    const at = this.clock.now();
+    pod.groups.set(d.group, at);
+    if (at < pod.oldestAt) pod.oldestAt = at;
     pod.queuedTokens += tokens;
     pod.queuedCount++;
     this.meanUncached = this.meanUncached === 0 ? tokens : this.meanUncached + 0.02 * (tokens - this.meanUncached);
