@@ -230,8 +230,9 @@ function benchIngest(): void {
 
 // ---------------- 3. scoring ----------------
 /**
- * `shuffled`: each block's holders are stored in a different order, so no two consecutive
- * blocks have identical holder lists and the walk cannot take its bulk path for repeats.
+ * `shuffled`: each block's holders are stored in a different order. The key table keeps every
+ * run sorted by pod (src/index/memory/key-table.ts), so the walk's bulk path for identical
+ * runs still applies; a tree without that ordering reads every slot of every block.
  */
 function benchScore(label: string, nKeys: number, nPods: number, iters: number, shuffled = false): void {
   const r = rng(3 + nKeys);

@@ -22,6 +22,10 @@ export function schedulerPresets(llmd73: Preset): Record<string, Preset> {
     stageDuration: 30,
     stageDurations: [30, 30, 20],
     warmup: { rate: 15, duration: 40 },
+    // The open-loop client these ladders were fixed on (stages back to back, random prompt
+    // order): llm-d-73's inference-perf replay drains every stage, so no stage would queue
+    // past the knee and the ladder would not span it.
+    client: undefined,
     strategies: SCHEDULER_COMPARISON,
     drainTimeoutSec: 600,
     notes: [

@@ -47,6 +47,8 @@ export interface SubmitOptions {
   loraId?: number | null;
   /** Called at the end of each step that appended output tokens to this request. */
   onTokens?(req: EngineRequest, newTokens: number): void;
+  /** Called at the end of the step that produced the first output token. */
+  onFirstToken?(req: EngineRequest): void;
   onFinish?(req: EngineRequest): void;
 }
 
@@ -63,11 +65,28 @@ let nextRequestSeq = 0;
 const promptHashMemo = new WeakMap<readonly number[], Map<string, { hashes: Buffer[]; keys: string[] }>>();
 
 export class EngineRequest {
-  readonly id: string;
+  // The fields every decode step reads come first, so a step touches one cache line of each
+  // running request (fields are laid out in declaration order): at 64 pods thousands of
+  // requests run, and the per-token loop was bound by memory, not by its arithmetic.
+  state: 'waiting' | 'running' | 'done' = 'waiting';
+  aborted = false;
+  numComputed = 0;
+  /** Output tokens so far; the sequence holds promptLen + outputCount tokens. */
+  outputCount = 0;
   readonly promptLen: number;
   readonly maxTokens: number;
+  /** How many of `blocks` are registered in the cache (vLLM num_cached_block). */
+  numCachedBlocks = 0;
+  /**
+   * allocate_slots is a no-op (no new block, no block becoming full) while numComputed + new
+   * tokens stays at or below this; 0 forces the full check.
+   */
+  slotsNoopUntil = 0;
   /** Prompt (the caller's array, shared) then output token ids. */
   readonly seq: TokenSeq;
+  /** opts.onTokens, or null (read per token without touching opts). */
+  readonly onTokens: ((req: EngineRequest, newTokens: number) => void) | null;
+  readonly id: string;
   readonly blockHashes: Buffer[] = [];
   readonly blockHashKeys: string[] = [];
   readonly cacheSalt: string | null;
@@ -75,12 +94,8 @@ export class EngineRequest {
   readonly loraId: number | null;
   /** Block ids held, in sequence order. */
   blocks: number[] = [];
-  numComputed = 0;
-  /** How many of `blocks` are registered in the cache (vLLM num_cached_block). */
-  numCachedBlocks = 0;
   /** Prompt tokens served from the prefix cache at first scheduling (-1 until then). */
   cachedTokens = -1;
-  outputCount = 0;
   arrival: number;
   firstScheduled = -1;
   firstToken = -1;
@@ -88,9 +103,7 @@ export class EngineRequest {
   lastTokenTime = -1;
   finished = -1;
   finishReason: FinishReason | null = null;
-  aborted = false;
   preemptions = 0;
-  state: 'waiting' | 'running' | 'done' = 'waiting';
   readonly opts: SubmitOptions;
 
   constructor(opts: SubmitOptions, arrival: number) {
@@ -98,6 +111,7 @@ export class EngineRequest {
     this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens);
     this.promptLen = opts.promptTokens.length;
     this.maxTokens = opts.maxTokens;
+    this.onTokens = opts.onTokens ?? null;
     this.cacheSalt = opts.cacheSalt ?? null;
     this.loraName = opts.loraName ?? null;
     this.loraId = opts.loraId ?? null;
@@ -107,6 +121,7 @@ export class EngineRequest {
 
   /** vLLM's generate_block_hash_extra_keys: LoRA name, then cache_salt on block 0 only. */
   extraKeysOf(blockIndex: number): readonly ExtraKey[] | null {
+    if (this.loraName === null && (blockIndex !== 0 || this.cacheSalt === null)) return null;
     const keys: ExtraKey[] = [];
     if (this.loraName !== null) keys.push(this.loraName);
     if (blockIndex === 0 && this.cacheSalt !== null) keys.push(this.cacheSalt);
@@ -332,9 +347,10 @@ export class Engine {
   /** vLLM allocate_slots: reserve blocks for numNew more tokens, then cache the full ones. */
   private allocateSlots(req: EngineRequest, numNew: number, hits: number[] | null): boolean {
     const B = this.cfg.blockSize;
+    const total = req.numComputed + numNew;
+    if (hits === null && total <= req.slotsNoopUntil) return true;
     const pool = this.pool;
     const numHit = hits === null ? 0 : hits.length;
-    const total = req.numComputed + numNew;
     const needed = Math.ceil(total / B) - req.blocks.length - numHit;
     const hitFree = hits === null ? 0 : pool.countFree(hits);
     if (needed + hitFree > pool.numFree) return false;
@@ -349,6 +365,8 @@ export class Engine {
       pool.cacheFullBlocks(req, req.blocks, req.numCachedBlocks, numFull);
       req.numCachedBlocks = numFull;
     }
+    // Until more tokens need a new block or fill the next uncached one, nothing above changes.
+    req.slotsNoopUntil = Math.min(req.blocks.length * B, (req.numCachedBlocks + 1) * B - 1);
     return true;
   }
 
@@ -356,6 +374,7 @@ export class Engine {
     this.pool.free(req.blocks);
     req.blocks = [];
     req.numCachedBlocks = 0;
+    req.slotsNoopUntil = 0;
   }
 
   private preempt(req: EngineRequest): void {
@@ -400,7 +419,7 @@ export class Engine {
     // Running requests first (decode and continuing chunked prefills), in priority order.
     for (let i = 0; i < this.running.length && budget > 0; i++) {
       const req = this.running[i];
-      const numNew = Math.min(req.seq.length - req.numComputed, budget);
+      const numNew = Math.min(req.promptLen + req.outputCount - req.numComputed, budget);
       if (numNew <= 0) continue;
       let scheduled = true;
       while (!this.allocateSlots(req, numNew, null)) {
@@ -479,31 +498,41 @@ export class Engine {
     this.steps++;
     this.busySeconds += secs;
     this.listener.onStep?.(prefillTokens, decodeSeqs, secs);
-    const reqs = this.schedReqs.slice();
-    const nums = this.schedNew.slice();
-    this.stepTimer = this.cfg.clock.at(this.cfg.clock.now() + secs, () => this.finishStep(reqs, nums));
+    // schedReqs/schedNew stay as they are until finishStep: only step() reschedules, and it
+    // runs again only from finishStep (kick() is a no-op while a step is in flight). Copying
+    // them per step made objects that live one step of model time, which at 64 pods outlive
+    // several young-generation GCs and were most of the copying the GC did.
+    this.stepTimer = this.cfg.clock.at(this.cfg.clock.now() + secs, this.finishStepFn);
   }
 
-  private finishStep(reqs: EngineRequest[], nums: number[]): void {
+  private readonly finishStepFn = (): void => this.finishStep();
+  /** Requests that got a token this step (reused: a step's callbacks never start another step). */
+  private readonly notify: EngineRequest[] = [];
+
+  private finishStep(): void {
     this.stepTimer = null;
     if (this.stopped) return;
+    const reqs = this.schedReqs;
+    const nums = this.schedNew;
     const now = this.cfg.clock.now();
     let anyFinished = false;
-    const notify: EngineRequest[] = [];
+    const notify = this.notify;
+    notify.length = 0;
     for (let i = 0; i < reqs.length; i++) {
       const req = reqs[i];
       if (req.aborted || req.state !== 'running') continue;
       req.numComputed += nums[i];
-      if (req.numComputed < req.seq.length) continue; // chunked prefill continues
+      // promptLen + outputCount is req.seq.length (read without touching the sequence).
+      if (req.numComputed < req.promptLen + req.outputCount) continue; // chunked prefill continues
       // All known tokens computed: the step samples one token.
       req.seq.push(this.sampleToken(req));
-      req.outputCount++;
+      const count = ++req.outputCount;
       this.generationTokensTotal++;
-      if (req.firstToken < 0) {
+      if (count === 1) {
         req.firstToken = now;
         this.promptTokensTotal += req.promptLen;
       }
-      if (req.seq.length % this.cfg.blockSize === 0) this.updateHashes(req);
+      if ((req.promptLen + count) % this.cfg.blockSize === 0) this.updateHashes(req);
       notify.push(req);
       if (req.outputCount >= req.maxTokens) {
         req.finishReason = 'length';
@@ -512,19 +541,26 @@ export class Engine {
       }
     }
     if (anyFinished) {
-      this.running = this.running.filter((r) => {
-        if (r.state !== 'done') return true;
-        this.freeRequest(r);
-        return false;
-      });
+      // In place, in order (the running order is the scheduling priority).
+      const running = this.running;
+      let kept = 0;
+      for (let i = 0; i < running.length; i++) {
+        const r = running[i];
+        if (r.state !== 'done') running[kept++] = r;
+        else this.freeRequest(r);
+      }
+      running.length = kept;
     }
     // Newer vLLM drains the pool's events after the forward pass: one batch per step.
     this.flushEvents();
-    for (const req of notify) {
+    for (let i = 0; i < notify.length; i++) {
+      const req = notify[i];
       this.listener.onTokens?.(req, now);
-      req.opts.onTokens?.(req, 1);
+      if (req.onTokens !== null) req.onTokens(req, 1);
+      if (req.outputCount === 1) req.opts.onFirstToken?.(req);
       if (req.state === 'done') this.complete(req, 'length', now);
     }
+    notify.length = 0;
     if (this.running.length > 0 || this.waiting.size > 0) this.step();
     else this.stepping = false;
   }

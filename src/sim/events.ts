@@ -9,6 +9,8 @@ export interface BlockStoredEvent {
   blockHashes: Buffer[];
   parentBlockHash: Buffer | null;
   tokenIds: number[];
+  /** Writes tokenIds as a msgpack array without copying them first (the engine's queued events). */
+  writeTokenIds?(w: MsgpackWriter): void;
   blockSize: number;
   loraId: number | null;
   medium: string | null;
@@ -118,7 +120,8 @@ function writeStoredArray(w: MsgpackWriter, e: BlockStoredEvent, f: EventsFormat
   writeHashes(w, e.blockHashes, f);
   if (e.parentBlockHash === null) w.nil();
   else writeHash(w, e.parentBlockHash, f);
-  w.intArray(e.tokenIds);
+  if (e.writeTokenIds !== undefined) e.writeTokenIds(w);
+  else w.intArray(e.tokenIds);
   w.int(e.blockSize);
   writeNullableInt(w, e.loraId);
   if (n >= 7) writeNullableStr(w, e.medium);
@@ -143,7 +146,8 @@ function writeStoredMap(w: MsgpackWriter, e: BlockStoredEvent, f: EventsFormat):
   if (e.parentBlockHash === null) w.nil();
   else writeHash(w, e.parentBlockHash, f);
   w.str('token_ids');
-  w.intArray(e.tokenIds);
+  if (e.writeTokenIds !== undefined) e.writeTokenIds(w);
+  else w.intArray(e.tokenIds);
   w.str('block_size');
   w.int(e.blockSize);
   w.str('lora_id');

@@ -10,7 +10,7 @@ import { parseOpenAIRequest } from '../../src/gateway/parse.js';
 import { ManualClock } from '../../src/util/clock.js';
 import type { PrecisePrefixCacheScorer } from '../../src/scheduler/plugins/precise-prefix.js';
 import type { PredictedLatencyScorer } from '../../src/scheduler/plugins/predicted-latency/scorer.js';
-import { Multiplier, copyCostMs, predict, type StepCosts } from '../../src/scheduler/plugins/predicted-latency/model.js';
+import { Multiplier, copyCostMs, kvWaitMs, predict, type StepCosts } from '../../src/scheduler/plugins/predicted-latency/model.js';
 
 const COSTS: StepCosts = { prefillMsPerToken: 0.1, stepOverheadMs: 10, decodeMsPerSeq: 0.5, maxNumBatchedTokens: 1000 };
 
@@ -219,6 +219,31 @@ test('a new prefix group goes to the pod serving fewer groups, not to the one wi
     // 7 sequences over 4 groups: A's next batch is 4 groups x 1.75 sequences, B's 2 x 1.75.
     assert.equal(d.chosen, expect, `decodeWeight ${decodeWeight}: ${JSON.stringify(d.endpoints)}`);
     assert.ok(d.endpoints.every((e) => Math.abs(e.costMs - (e.ttftMs + e.copyMs + e.decodeCostMs)) < 0.01));
+    await s.close();
+  }
+});
+
+test('the KV wait sees a pod saturating before any request waits there (reported; in the cost with kvWaitWeight)', async () => {
+  assert.equal(kvWaitMs(90, 100, 1000), 0);
+  assert.equal(kvWaitMs(110, 0, 1000), 0, 'unknown capacity: no prediction');
+  assert.ok(Math.abs(kvWaitMs(110, 100, 1000) - 100) < 1e-9, '10 % over capacity waits a tenth of a decode lifetime');
+  // A: the prefix cached, KV 90 % in use by running sequences (100 blocks x 4 tokens); B: empty.
+  const full = { kvUsage: 0.9, numGpuBlocks: 100, blockSize: 4 };
+  for (const [kvWaitWeight, expect] of [
+    [0, '10.0.0.1:8000'],
+    [1, '10.0.0.2:8000'],
+  ] as const) {
+    const A = ep('10.0.0.1:8000', full);
+    const B = ep('10.0.0.2:8000', { numGpuBlocks: 100, blockSize: 4 });
+    const s = setup({ kvWaitWeight });
+    await s.hold(req(1), A.address);
+    const d = await s.pl.detail(req(1), [A, B]);
+    const [a, b] = d.endpoints;
+    // A: 360 in use + 4 uncached + 256 expected output tokens > 400, B: 100 + 256 fits.
+    assert.ok(a.kvWaitMs > 0 && b.kvWaitMs === 0, JSON.stringify(d.endpoints));
+    assert.equal(a.queueMs, 0, 'no backlog exists yet');
+    assert.equal(d.chosen, expect, `kvWaitWeight ${kvWaitWeight}`);
+    assert.ok(d.endpoints.every((e) => Math.abs(e.costMs - (e.ttftMs + e.copyMs + e.decodeCostMs + kvWaitWeight * e.kvWaitMs)) < 0.01));
     await s.close();
   }
 });

@@ -232,8 +232,8 @@ export class VirtualClient {
     const er = pod.engine.submit({
       promptTokens: p.req.prompt,
       maxTokens: p.req.maxTokens,
-      onTokens: (er: EngineRequest) => {
-        if (er.outputCount !== 1 || this.expired.has(f.i)) return;
+      onFirstToken: () => {
+        if (this.expired.has(f.i)) return;
         res.ttftMs = this.loop.now() - res.sentMs;
         director.responseStarted(f.req, f.ep);
       },

@@ -47,13 +47,7 @@ export class HolderSlabs {
     this.free[cls] = off;
   }
 
-  move(from: number, to: number): void {
-    this.entry[to] = this.entry[from];
-    this.podCls[to] = this.podCls[from];
-    this.refs[to] = this.refs[from];
-  }
-
-  /** Copies `len` slots from `from` to `to` (a run moving to a larger class). */
+  /** Copies `len` slots from `from` to `to` (overlap-safe: a run moving class, or slots shifting within one). */
   copyRun(to: number, from: number, len: number): void {
     this.entry.copyWithin(to, from, from + len);
     this.podCls.copyWithin(to, from, from + len);

@@ -1,6 +1,6 @@
 // Key table: open addressing (linear probing, backward-shift deletion) from a 64-bit request
 // key to its record (./record-layout.ts); each record owns a run of holder slots in the slabs
-// (./holder-slabs.ts), unit-weight slots first, so scoring reads one int per holder and adds
+// (./holder-slabs.ts), unit-weight slots first (each part sorted by pod), so scoring reads one int per holder and adds
 // tier deficits only where needed. Records are linked in LRU order (./lru.ts).
 import * as arrays from './arrays.js';
 import type { EntryTable } from './entries.js';
@@ -166,31 +166,27 @@ export class KeyTable {
       rec[r * RS + R_RUN] = noff;
       rec[r * RS + R_CLS] += 1; // size class + 1, unit count kept
     }
+    // Slots stay sorted by podCls within the unit part and within the rest, so keys held by the
+    // same pods at the same tiers have identical runs whatever order the pods stored them in:
+    // the scoring walk then counts such keys without reading their slots (./prefix-walk.ts).
     const run = rec[r * RS + R_RUN];
-    let at = run + len;
     const cls = this.ents.cls[e];
-    if (cls === 0) {
-      // unit weight: joins the unit part, whose first other slot moves to the end
-      const u = rec[r * RS + R_CLS] >> UNIT_SHIFT;
-      rec[r * RS + R_CLS] += UNIT_ONE;
-      if (u < len) slabs.move(run + u, at);
-      at = run + u;
-    }
-    slabs.set(at, e, (p << 8) | cls);
+    const pc = (p << 8) | cls;
+    const u = rec[r * RS + R_CLS] >> UNIT_SHIFT;
+    const partEnd = cls === 0 ? run + u : run + len;
+    let at = cls === 0 ? run : run + u;
+    while (at < partEnd && slabs.podCls[at] <= pc) at++;
+    if (at < run + len) slabs.copyRun(at + 1, at, run + len - at);
+    if (cls === 0) rec[r * RS + R_CLS] += UNIT_ONE;
+    slabs.set(at, e, pc);
     rec[r * RS + R_LEN] = len + 1;
     this.entries++;
   }
 
-  /** Removes slot `j` of record `r`'s run (`off`, `len` slots), keeping unit slots first. */
+  /** Removes slot `j` of record `r`'s run (`off`, `len` slots), keeping the run's order. */
   removeSlot(r: number, off: number, len: number, j: number): void {
-    const last = off + len - 1;
-    const u = this.rec[r * RS + R_CLS] >> UNIT_SHIFT;
-    if (j < off + u) {
-      // a unit slot: the last unit slot fills the hole, the last slot fills that one
-      this.slabs.move(off + u - 1, j);
-      this.slabs.move(last, off + u - 1);
-      this.rec[r * RS + R_CLS] -= UNIT_ONE;
-    } else this.slabs.move(last, j);
+    if (j < off + (this.rec[r * RS + R_CLS] >> UNIT_SHIFT)) this.rec[r * RS + R_CLS] -= UNIT_ONE;
+    if (j < off + len - 1) this.slabs.copyRun(j, j + 1, off + len - 1 - j);
   }
 
   /** Drops one reference of entry `e` at record `r`; returns 1 if the entry disappeared. */

@@ -63,6 +63,19 @@ export interface Prediction {
   itlMs: number;
 }
 
+/**
+ * Wait for KV room on a pod, in ms. vLLM admits a request only when its blocks fit, and running
+ * sequences keep growing by one token per step until they finish, so a pod whose KV demand
+ * (what its sequences will hold at the end of their outputs, plus the queued requests and this
+ * one) exceeds its capacity will make the excess wait (or preempt running sequences, which then
+ * wait) until sequences complete; the running set turns over once per decode lifetime. This sees
+ * saturation coming while the KV still has room, before any request waits.
+ */
+export function kvWaitMs(demandTokens: number, capacityTokens: number, decodeLifeMs: number): number {
+  if (!(capacityTokens > 0) || !(demandTokens > capacityTokens)) return 0;
+  return ((demandTokens - capacityTokens) / capacityTokens) * decodeLifeMs;
+}
+
 /** Steps needed for `tokens` of prefill with `decoding` sequences taking budget. */
 function steps(c: StepCosts, tokens: number, decoding: number): number {
   const room = Math.max(1, c.maxNumBatchedTokens - decoding);
@@ -135,6 +148,8 @@ export function copyCostMs(c: StepCosts, pod: PodLoad, extraTokens: number, weig
 /** Exponentially weighted mean of log-ratios: a multiplier that follows observed/predicted. */
 export class Multiplier {
   private logK = 0;
+  /** exp(logK), kept with it: read for every pod of every decision. */
+  private k = 1;
   samples = 0;
   constructor(
     private readonly alpha: number,
@@ -142,7 +157,7 @@ export class Multiplier {
     private readonly max: number,
   ) {}
   get value(): number {
-    return Math.exp(this.logK);
+    return this.k;
   }
   /** One observation of observed / predicted-at-k=1; ignored unless finite and positive. */
   observe(ratio: number): void {
@@ -151,6 +166,7 @@ export class Multiplier {
     // The first samples weigh more so a pod's real speed shows within a few requests.
     const a = Math.max(this.alpha, 1 / (this.samples + 2));
     this.logK += a * (Math.log(r) - this.logK);
+    this.k = Math.exp(this.logK);
     this.samples++;
   }
 }

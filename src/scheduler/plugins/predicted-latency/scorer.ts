@@ -55,7 +55,7 @@ import {
   type Scorer,
   type SchedulingResult,
 } from '../../types.js';
-import { Multiplier, copyCostMs, externality, predict, rendezvous, type PodLoad, type Prediction, type StepCosts } from './model.js';
+import { Multiplier, copyCostMs, externality, kvWaitMs, predict, rendezvous, type PodLoad, type Prediction, type StepCosts } from './model.js';
 
 /** Go duration syntax ("2s", "150ms"), as llm-d writes durations. */
 const duration = z.string().min(1);
@@ -90,6 +90,12 @@ export const predictedLatencyParamsSchema = z
      * move its groups), while a really slower pod (2x) stands out.
      */
     podDeviation: z.number().min(1).default(1.25),
+    /**
+     * Weight of the predicted KV wait (model.ts kvWaitMs: the pod's KV demand once its decoding
+     * sequences finish their outputs and its queue is admitted, beyond its capacity) in the cost.
+     * 0 (default): reported, not used; docs/bench/scheduler.md has what it did when used.
+     */
+    kvWaitWeight: z.number().nonnegative().default(0),
     ttftSLO: duration.optional(),
     itlSLO: duration.optional(),
     /** Learn per-pod multipliers from observed TTFT and ITL. */
@@ -110,8 +116,14 @@ interface PodState {
   /** EWMA of the ms between first tokens observed while others waited behind (0: none yet). */
   admitGapMs: number;
   lastFirstAt: number;
+  /** Sum of the first-token times of this router's sequences decoding here (their outputs so far). */
+  firstSum: number;
+  /** EWMA of first token -> completion on this pod, ms (0: none yet). */
+  decodeLifeMs: number;
   /** Prefix groups routed here (group id -> last time), oldest first; pruned after a request lifetime. */
   groups: Map<number, number>;
+  /** At most the time of the oldest entry in `groups` (Infinity: empty), so most decisions skip pruning. */
+  oldestAt: number;
   kPrefill: Multiplier;
   kStep: Multiplier;
 }
@@ -151,7 +163,9 @@ export interface PodPrediction extends Prediction {
   copyMs: number;
   /** Expected decode time of this request there and the delay it adds to the pod's decoding sequences (model.ts externality), weighted. */
   decodeCostMs: number;
-  /** ttftMs + copyMs + decodeCostMs: what the choice minimizes. */
+  /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists; in costMs x kvWaitWeight. */
+  kvWaitMs: number;
+  /** ttftMs + copyMs + decodeCostMs + kvWaitWeight x kvWaitMs: what the choice minimizes. */
   costMs: number;
   meetsSLO: boolean;
   kPrefill: number;
@@ -254,6 +268,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   private meanOutput = 0;
   /** Mean ms from a request's send to its completion (how long a placement's group stays committed). */
   private meanLifetimeMs = DEFAULT_LIFETIME_MS;
+  /** Mean ms between output tokens of finished requests (0: none yet). */
+  private meanItlMs = 0;
   private prefix: KvIndexProvider | undefined;
   /** Medians of the pods' multipliers, recomputed after learning (NaN: stale). */
   private medianPrefill = NaN;
@@ -296,7 +312,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let s = this.pods.get(address);
     if (!s) {
       const lr = this.p.learningRate;
-      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, groups: new Map(), kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
+      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, firstSum: 0, decodeLifeMs: 0, groups: new Map(), oldestAt: Infinity, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
       this.pods.set(address, s);
     }
     return s;
@@ -310,15 +326,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
 
   private medians(): void {
     if (!Number.isNaN(this.medianPrefill) && !Number.isNaN(this.medianStep)) return;
-    const pre: number[] = [];
-    const st: number[] = [];
+    const pre = new Float64Array(this.pods.size);
+    const st = new Float64Array(this.pods.size);
+    let j = 0;
     for (const s of this.pods.values()) {
-      pre.push(s.kPrefill.value);
-      st.push(s.kStep.value);
+      pre[j] = s.kPrefill.value;
+      st[j++] = s.kStep.value;
     }
-    const med = (xs: number[]) => {
+    const med = (xs: Float64Array) => {
       if (xs.length === 0) return 1;
-      xs.sort((a, b) => a - b);
+      xs.sort();
       const h = xs.length >> 1;
       return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
     };
@@ -343,7 +360,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   }
 
   /** Predictions for every endpoint and the index of the choice. */
-  private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
+  private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; kvWait: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
     const precise = this.prefixScorer();
     const { matches, totalBlocks, tokens: matchedTokens } = await precise.match(req, endpoints);
     const tokens = matchedTokens || req.tokens?.length || req.estimatedTokens;
@@ -372,12 +389,13 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const outTokens = this.expectedOutput(req);
     let anyMeets = false;
     const c = this.costs;
-    for (let i = 0; i < n; i++) this.pod(endpoints[i].address);
+    const states: PodState[] = new Array<PodState>(n);
+    for (let i = 0; i < n; i++) states[i] = this.pod(endpoints[i].address);
     this.medians();
     // Congestion: requests waiting per pod. A copy's extra prefill delays everyone queued behind
     // it, so under load it is charged once per waiting request too.
     let waiting = 0;
-    for (let i = 0; i < n; i++) waiting += Math.max(this.pod(endpoints[i].address).queuedCount, endpoints[i].metrics.waiting);
+    for (let i = 0; i < n; i++) waiting += Math.max(states[i].queuedCount, endpoints[i].metrics.waiting);
     const congestion = 1 + waiting / n;
     // A prefix group keeps going where its prefix is cached, so a placement commits the group's
     // future requests to the pod: the batch a pod will decode is its share of the groups it
@@ -389,7 +407,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let groupsAll = 0;
     const committed = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      const s = this.pod(endpoints[i].address);
+      const s = states[i];
       committed[i] = this.committedGroups(s, now) + (s.groups.has(group) ? 0 : 1);
       groupsAll += committed[i] - (s.groups.has(group) ? 0 : 1);
       seqs += s.decoding + s.queuedCount;
@@ -400,9 +418,11 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     for (let i = 0; i < n; i++) if (cached[i] > 0 && cached[i] >= Math.floor(tokens / 2 / bs) * bs) homed = true;
     const future = homed ? 0 : seqsPerGroup;
     const loads: PodLoad[] = new Array<PodLoad>(n);
+    const kvw = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      const load = this.load(endpoints[i], this.pod(endpoints[i].address));
+      const load = this.load(endpoints[i], states[i]);
       load.futureBatch = committed[i] * seqsPerGroup;
+      kvw[i] = this.kvWait(endpoints[i], states[i], load, uncached[i], outTokens, now);
       loads[i] = load;
       const pr = predict(c, load, uncached[i]);
       preds[i] = pr;
@@ -420,7 +440,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         // pod's decode batch. (A warm prefix keeps its home; a copy only adds a second one.)
         decode[i] = this.p.decodeWeight * (ext.prefillDelayMs + (ext.decodeMs + ext.decodeDelayMs) * (1 + future));
       }
-      costs[i] = pr.ttftMs + copy[i] + decode[i];
+      costs[i] = pr.ttftMs + copy[i] + decode[i] + this.p.kvWaitWeight * kvw[i];
       const ok = (this.ttftSloMs === undefined || pr.ttftMs <= this.ttftSloMs) && (this.itlSloMs === undefined || pr.itlMs <= this.itlSloMs);
       meets[i] = ok ? 1 : 0;
       if (ok) anyMeets = true;
@@ -447,7 +467,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         }
       }
     }
-    return { d: { endpoints, group, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
+    return { d: { endpoints, group, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
@@ -500,6 +520,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         ttftMs: r(pr.ttftMs),
         queueMs: r(pr.queueMs),
         admissionMs: r(pr.admissionMs),
+        kvWaitMs: r(ev.kvWait[i]),
         prefillMs: r(pr.prefillMs),
         decodeSlowdownMs: r(pr.decodeSlowdownMs),
         itlMs: r(pr.itlMs),
@@ -515,11 +536,32 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     });
   }
 
+  /**
+   * Predicted wait for KV room (model.ts kvWaitMs): the pod's KV in use now (scraped), the
+   * growth its decoding sequences still have ahead (expected output minus what they produced
+   * since their first token, at the observed ITL), the requests queued there and this one, each
+   * with its uncached prompt and expected output, against its KV capacity (cache_config_info).
+   */
+  private kvWait(e: Endpoint, s: PodState, load: PodLoad, uncached: number, outTokens: number, now: number): number {
+    const m = e.metrics;
+    const cap = (m.numGpuBlocks ?? 0) * (m.blockSize ?? 0);
+    if (!(cap > 0)) return 0;
+    const produced = this.meanItlMs > 0 ? (s.decoding * now - s.firstSum) / this.meanItlMs : (s.decoding * outTokens) / 2;
+    const growth = Math.max(0, s.decoding * outTokens - produced);
+    const demand = m.kvUsage * cap + growth + load.queuedTokens + (load.queuedCount + 1) * outTokens + uncached;
+    return kvWaitMs(demand, cap, s.decodeLifeMs > 0 ? s.decodeLifeMs : this.meanLifetimeMs);
+  }
+
   /** Groups routed to the pod within the last request lifetime (older ones pruned). */
   private committedGroups(s: PodState, now: number): number {
     const horizon = now - this.meanLifetimeMs;
+    if (s.oldestAt >= horizon) return s.groups.size;
+    s.oldestAt = Infinity;
     for (const [g, t] of s.groups) {
-      if (t >= horizon) break;
+      if (t >= horizon) {
+        s.oldestAt = t;
+        break;
+      }
       s.groups.delete(g);
     }
     return s.groups.size;
@@ -552,7 +594,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const tokens = d.uncached[i];
     const queuedAhead = pod.queuedCount;
     pod.groups.delete(d.group);
-    pod.groups.set(d.group, this.clock.now());
+    const at = this.clock.now();
+    pod.groups.set(d.group, at);
+    if (at < pod.oldestAt) pod.oldestAt = at;
     pod.queuedTokens += tokens;
     pod.queuedCount++;
     this.meanUncached = this.meanUncached === 0 ? tokens : this.meanUncached + 0.02 * (tokens - this.meanUncached);
@@ -599,6 +643,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     pod.queuedTokens = Math.max(0, pod.queuedTokens - f.tokens);
     pod.queuedCount = Math.max(0, pod.queuedCount - 1);
     pod.decoding++;
+    pod.firstSum += now;
     pod.prefilled += f.tokens;
     f.prefilledAtFirst = pod.prefilled;
     f.decodingAtFirst = Math.max(pod.decoding, endpoint.metrics.running);
@@ -629,6 +674,14 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       const life = this.clock.now() - f.sentAt;
       this.meanLifetimeMs = this.meanLifetimeMs + 0.02 * (life - this.meanLifetimeMs);
     }
+    if (info.status === 200 && first) {
+      const life = this.clock.now() - f.firstAt;
+      f.pod.decodeLifeMs = f.pod.decodeLifeMs === 0 ? life : f.pod.decodeLifeMs + 0.05 * (life - f.pod.decodeLifeMs);
+      if (n > 1) {
+        const itl = life / (n - 1);
+        this.meanItlMs = this.meanItlMs === 0 ? itl : this.meanItlMs + 0.02 * (itl - this.meanItlMs);
+      }
+    }
     if (info.status === 200 && n > 0) this.meanOutput = this.meanOutput === 0 ? n : this.meanOutput + 0.02 * (n - this.meanOutput);
     if (!first || !this.p.learn || n < 3 || info.status !== 200) return;
     // The decode time is its steps at the mean batch, plus the prefill chunks of the requests
@@ -649,7 +702,10 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     if (f.firstAt < 0) {
       f.pod.queuedTokens = Math.max(0, f.pod.queuedTokens - f.tokens);
       f.pod.queuedCount = Math.max(0, f.pod.queuedCount - 1);
-    } else f.pod.decoding = Math.max(0, f.pod.decoding - 1);
+    } else if (f.pod.decoding > 0) {
+      f.pod.decoding--;
+      f.pod.firstSum = f.pod.decoding > 0 ? f.pod.firstSum - f.firstAt : 0;
+    }
   }
 
   /** An endpoint left the pool. */
