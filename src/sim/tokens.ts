@@ -11,10 +11,18 @@ export class TokenSeq {
   output: Uint32Array;
   outputLen = 0;
 
-  constructor(prompt: readonly number[], expectedOutput: number) {
+  /** `output`: where to keep generated tokens (the engine passes a region of its output arena). */
+  constructor(prompt: readonly number[], expectedOutput: number, output?: Uint32Array) {
     this.prompt = prompt;
     this.promptLen = prompt.length;
-    this.output = new Uint32Array(Math.max(1, Math.min(expectedOutput, 1 << 16)));
+    this.output = output ?? new Uint32Array(Math.max(1, Math.min(expectedOutput, 1 << 16)));
+  }
+
+  /** Moves the generated tokens into an array of their own (the engine reuses its arena region). */
+  own(): void {
+    const own = new Uint32Array(Math.max(1, this.outputLen));
+    own.set(this.output.subarray(0, this.outputLen));
+    this.output = own;
   }
 
   get length(): number {
