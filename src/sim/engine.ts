@@ -121,8 +121,8 @@ export class EngineRequest {
       this.outAt = arena.offsetOf(id);
       this.outCap = opts.maxTokens;
       this.outId = id;
-      this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens, this.outChunk.subarray(this.outAt, this.outAt + this.outCap));
-    } else this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens);
+      this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens, this.outChunk.subarray(this.outAt, this.outAt + this.outCap), this);
+    } else this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens, undefined, this);
     this.promptLen = opts.promptTokens.length;
     this.maxTokens = opts.maxTokens;
     this.onTokens = opts.onTokens ?? null;
@@ -542,14 +542,12 @@ export class Engine {
       if (req.numComputed < req.promptLen + req.outputCount) continue; // chunked prefill continues
       // All known tokens computed: the step samples one token.
       const token = this.sampleToken(req);
-      const count = ++req.outputCount;
+      const count = ++req.outputCount; // also the sequence's length (it reads this counter)
       const chunk = req.outChunk;
-      if (chunk !== null && count <= req.outCap) {
-        chunk[req.outAt + count - 1] = token;
-        req.seq.outputLen = count;
-      } else {
+      if (chunk !== null && count <= req.outCap) chunk[req.outAt + count - 1] = token;
+      else {
         this.leaveArena(req);
-        req.seq.push(token);
+        req.seq.store(count - 1, token);
       }
       this.generationTokensTotal++;
       if (count === 1) {
