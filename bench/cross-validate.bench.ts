@@ -7,6 +7,7 @@
 // Usage: npm run bench:cross-validate [-- --strategies precise,round-robin,random --draws 10 --time-scale 2 --out DIR]
 // The real side is wall time scaled by --time-scale: on a busy machine its simulator lags (the
 // report prints the lag; clean below 1 model-ms), and a larger scale gives it more headroom.
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { defaultHarness } from '../src/bench/hosts.js';
 import { Progress } from '../src/bench/progress.js';
@@ -27,10 +28,12 @@ const draws = Number(a.draws);
 const quiet = new Progress({ write: () => true, isTTY: false }, true);
 const opts = { ...crossValidationOptions(strategies, quiet), timeScale: Number(a['time-scale']) };
 
+const load = () => loadavg().map((x) => x.toFixed(2)).join(' / ');
+console.log(`load average (1/5/15 min) before: ${load()}`);
 const wall0 = performance.now();
 const { virtual, comparison } = await crossValidate(defaultHarness({ inProcessPods: false }), opts);
 console.log(crossValidationMarkdown(comparison).join('\n'));
-console.log(`\nreal-clock simulator lag: ${(comparison.realLagMs ?? 0).toFixed(2)} model-ms mean per timer (clean below 1); ${((performance.now() - wall0) / 1000).toFixed(0)} s wall`);
+console.log(`\nreal-clock simulator lag: ${(comparison.realLagMs ?? 0).toFixed(2)} model-ms mean per timer (clean below 1); ${((performance.now() - wall0) / 1000).toFixed(0)} s wall; load average after: ${load()}`);
 
 // Strategies that draw at random: the same schedule, `draws` different pick seeds, virtual clock.
 const randomized = strategies.filter((s) => s === 'random');

@@ -340,7 +340,7 @@ export class KvEventSubscriber {
         // checking one message cannot be cut: start it in a fresh slice if it would overrun this one
         if (frames.length === 3) await this.budget.yieldIfSpent(this.checkCost.estimateMs(frames[2].length));
         try {
-          this.onFrames(frames);
+          void this.onFrames(frames);
         } catch (err) {
           // onFrames counts everything it rejects; this is a last line of defence
           this.warnOnce('_loop', 'loop', 'unexpected error handling a message', err);
@@ -361,8 +361,12 @@ export class KvEventSubscriber {
     }
   }
 
-  /** Handles one raw multipart message [topic, seq, payload]. Never throws for bad input. */
-  onFrames(frames: Uint8Array[]): void {
+  /**
+   * Handles one raw multipart message [topic, seq, payload]. Never throws for bad input.
+   * Returns the promise of its batch being applied (nothing when rejected), for callers that
+   * must wait for this message alone: flush() waits for every stream.
+   */
+  onFrames(frames: Uint8Array[]): Promise<void> | void {
     this.metrics.totals.messages++;
     if (frames.length > 0 && frames[0].length > this.limits.maxTopicBytes) {
       this.metrics.messages.inc({ pod: UNKNOWN });
@@ -391,7 +395,7 @@ export class KvEventSubscriber {
       this.checkCost.observe(frames[2].length, this.clock.now() - t0);
     }
     const batch: Pending = peeked.decoded ?? { payload: frames[2], dataParallelRank: peeked.dataParallelRank };
-    void this.enqueue(t.pod, t.model || (this.opts.defaultModel ?? ''), seq, batch, frames[2].length);
+    return this.enqueue(t.pod, t.model || (this.opts.defaultModel ?? ''), seq, batch, frames[2].length);
   }
 
   /** A queued batch decoded at its turn (null: rejected, counted and logged). */

@@ -7,6 +7,7 @@ import type { BlockHasher, ExtraKey } from './hashing.js';
 import type { SimClock, Timer } from './clock.js';
 import type { KvEvent } from './events.js';
 import { stepSeconds, type TimingModel } from './timing.js';
+import { OutputArena } from './output-arena.js';
 import { TokenSeq } from './tokens.js';
 
 export interface EngineConfig {
@@ -82,6 +83,12 @@ export class EngineRequest {
    * tokens stays at or below this; 0 forces the full check.
    */
   slotsNoopUntil = 0;
+  /** The engine's output-arena chunk holding this request's tokens (null: the sequence's own array). */
+  outChunk: Uint32Array | null = null;
+  /** Offset of the request's region in outChunk, its size, and its arena id. */
+  outAt = 0;
+  outCap = 0;
+  outId = -1;
   /** Prompt (the caller's array, shared) then output token ids. */
   readonly seq: TokenSeq;
   /** opts.onTokens, or null (read per token without touching opts). */
@@ -106,9 +113,16 @@ export class EngineRequest {
   preemptions = 0;
   readonly opts: SubmitOptions;
 
-  constructor(opts: SubmitOptions, arrival: number) {
+  constructor(opts: SubmitOptions, arrival: number, arena?: OutputArena) {
     this.id = `req-${nextRequestSeq++}`;
-    this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens);
+    const id = arena === undefined ? -1 : arena.alloc(opts.maxTokens);
+    if (arena !== undefined && id >= 0) {
+      this.outChunk = arena.chunkOf(id);
+      this.outAt = arena.offsetOf(id);
+      this.outCap = opts.maxTokens;
+      this.outId = id;
+      this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens, this.outChunk.subarray(this.outAt, this.outAt + this.outCap), this);
+    } else this.seq = new TokenSeq(opts.promptTokens, opts.maxTokens, undefined, this);
     this.promptLen = opts.promptTokens.length;
     this.maxTokens = opts.maxTokens;
     this.onTokens = opts.onTokens ?? null;
@@ -258,7 +272,7 @@ export class Engine {
     if (this.stopped) throw new Error('engine stopped');
     const err = this.validate(opts.promptTokens.length, opts.maxTokens);
     if (err !== null) throw new Error(err);
-    const req = new EngineRequest(opts, this.cfg.clock.now());
+    const req = new EngineRequest(opts, this.cfg.clock.now(), this.arena);
     this.updateHashes(req);
     this.waiting.push(req);
     this.kick();
@@ -506,6 +520,8 @@ export class Engine {
   }
 
   private readonly finishStepFn = (): void => this.finishStep();
+  /** Running requests' output tokens (see OutputArena); a request leaves it when it completes. */
+  private readonly arena = new OutputArena();
   /** Requests that got a token this step (reused: a step's callbacks never start another step). */
   private readonly notify: EngineRequest[] = [];
 
@@ -525,8 +541,14 @@ export class Engine {
       // promptLen + outputCount is req.seq.length (read without touching the sequence).
       if (req.numComputed < req.promptLen + req.outputCount) continue; // chunked prefill continues
       // All known tokens computed: the step samples one token.
-      req.seq.push(this.sampleToken(req));
-      const count = ++req.outputCount;
+      const token = this.sampleToken(req);
+      const count = ++req.outputCount; // also the sequence's length (it reads this counter)
+      const chunk = req.outChunk;
+      if (chunk !== null && count <= req.outCap) chunk[req.outAt + count - 1] = token;
+      else {
+        this.leaveArena(req);
+        req.seq.store(count - 1, token);
+      }
       this.generationTokensTotal++;
       if (count === 1) {
         req.firstToken = now;
@@ -565,7 +587,17 @@ export class Engine {
     else this.stepping = false;
   }
 
+  /** The request's tokens move to an array of their own and its arena region is reused. */
+  private leaveArena(req: EngineRequest): void {
+    if (req.outId < 0) return;
+    req.seq.own();
+    this.arena.release(req.outId, req.outCap);
+    req.outChunk = null;
+    req.outId = -1;
+  }
+
   private complete(req: EngineRequest, reason: FinishReason, now: number): void {
+    this.leaveArena(req);
     req.state = 'done';
     req.finishReason = reason;
     req.finished = now;

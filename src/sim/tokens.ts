@@ -9,12 +9,32 @@ export class TokenSeq {
   readonly promptLen: number;
   /** Generated token ids; valid up to `outputLen`. */
   output: Uint32Array;
-  outputLen = 0;
+  /**
+   * Where the number of generated tokens lives: the engine's request (its outputCount, so a
+   * decode step updates one counter, not two objects), or this sequence's own.
+   */
+  private readonly counter: { outputCount: number };
 
-  constructor(prompt: readonly number[], expectedOutput: number) {
+  /**
+   * `output`: where to keep generated tokens (the engine passes a region of its output arena);
+   * `counter`: an outputCount its owner advances (then tokens are written with store()).
+   */
+  constructor(prompt: readonly number[], expectedOutput: number, output?: Uint32Array, counter?: { outputCount: number }) {
     this.prompt = prompt;
     this.promptLen = prompt.length;
-    this.output = new Uint32Array(Math.max(1, Math.min(expectedOutput, 1 << 16)));
+    this.output = output ?? new Uint32Array(Math.max(1, Math.min(expectedOutput, 1 << 16)));
+    this.counter = counter ?? { outputCount: 0 };
+  }
+
+  get outputLen(): number {
+    return this.counter.outputCount;
+  }
+
+  /** Moves the generated tokens into an array of their own (the engine reuses its arena region). */
+  own(): void {
+    const own = new Uint32Array(Math.max(1, this.outputLen));
+    own.set(this.output.subarray(0, this.outputLen));
+    this.output = own;
   }
 
   get length(): number {
@@ -26,13 +46,21 @@ export class TokenSeq {
     return i < p ? this.prompt[i] : this.output[i - p];
   }
 
+  /** Appends a token (a sequence that counts its own tokens). */
   push(token: number): void {
-    if (this.outputLen === this.output.length) {
-      const grown = new Uint32Array(this.output.length * 2);
+    const n = this.counter.outputCount;
+    this.store(n, token);
+    this.counter.outputCount = n + 1;
+  }
+
+  /** Writes output token `i`, growing the array if needed (the counter is advanced by its owner). */
+  store(i: number, token: number): void {
+    if (i >= this.output.length) {
+      const grown = new Uint32Array(Math.max(i + 1, this.output.length * 2));
       grown.set(this.output);
       this.output = grown;
     }
-    this.output[this.outputLen++] = token;
+    this.output[i] = token;
   }
 
   /** Tokens [from, to) as a new array. */

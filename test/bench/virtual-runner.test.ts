@@ -159,3 +159,25 @@ test('virtual bench: pickSeedOffset redraws the pickers without touching the sch
   assert.notDeepEqual(a.strategies[0].total.routedPerPod, c.strategies[0].total.routedPerPod);
   assert.equal(a.meta.requests, c.meta.requests, 'the same schedule');
 });
+
+test('virtual bench: engineTimerLagMs (cross-validation) makes every engine step late, deterministically; 0 is the default model', async () => {
+  const o = () => virtualOptions(['round-robin']);
+  const ttfts = (r: readonly RequestResult[]) => r.filter((q) => q.ok).map((q) => q.ttftMs as number);
+  let base: readonly RequestResult[] = [];
+  let zero: readonly RequestResult[] = [];
+  let lag1: readonly RequestResult[] = [];
+  let lag2: readonly RequestResult[] = [];
+  await runVirtualBench(o(), { onRequests: (_s, rs) => void (base = rs) });
+  await runVirtualBench(o(), { engineTimerLagMs: 0, onRequests: (_s, rs) => void (zero = rs) });
+  await runVirtualBench(o(), { engineTimerLagMs: 2, onRequests: (_s, rs) => void (lag1 = rs) });
+  await runVirtualBench(o(), { engineTimerLagMs: 2, onRequests: (_s, rs) => void (lag2 = rs) });
+  assert.deepEqual(ttfts(zero), ttfts(base), 'a zero lag is the default model');
+  assert.deepEqual(ttfts(lag1), ttfts(lag2), 'deterministic with a lag');
+  // Round-robin's placements do not depend on timing; a late step moves step boundaries (a
+  // request may join an earlier batch), so single requests can gain, but every first token waits
+  // for at least one late timer: the mean rises by more than half the lag.
+  assert.equal(lag1.length, base.length);
+  assert.deepEqual(lag1.map((q) => q.endpoint), base.map((q) => q.endpoint));
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  assert.ok(mean(ttfts(lag1)) > mean(ttfts(base)) + 1, `mean TTFT ${mean(ttfts(lag1))} with a 2 ms lag vs ${mean(ttfts(base))}`);
+});

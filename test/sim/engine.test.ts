@@ -236,3 +236,25 @@ test('a stalled publisher queue holds the scheduler (max_queue_size), then it re
   clock.runUntil();
   assert.equal((await a).outputCount, 2);
 });
+
+test('output tokens: a finished request keeps its own tokens after its arena region is reused; cached blocks still read them', async () => {
+  const { clock, engine, batches, run } = mk();
+  const first = run({ promptTokens: seq(6), maxTokens: 10 });
+  clock.runUntil();
+  const a = await first;
+  const aTokens = a.outputTokens;
+  assert.equal(aTokens.length, 10);
+  // Same size: the second request gets the first one's region and writes different random tokens.
+  const second = run({ promptTokens: seq(6, 50), maxTokens: 10 });
+  clock.runUntil();
+  const b = await second;
+  assert.notDeepEqual(b.outputTokens, aTokens, 'random outputs differ (the test can tell the regions apart)');
+  assert.deepEqual(a.outputTokens, aTokens, 'the first request still reads its own tokens');
+  assert.deepEqual(a.tokens, [...seq(6), ...aTokens]);
+  // The pool's cached blocks of the first request (prompt + output) read the same tokens, and the
+  // BlockStored events announced them with the tokens they hold.
+  const cached = engine.pool.snapshot().map((e) => e.tokenIds.join(','));
+  for (let i = 0; i + B <= a.tokens.length - 1; i += B) assert.ok(cached.includes(a.tokens.slice(i, i + B).join(',')), `block at ${i}`);
+  const stored = batches.flat().flatMap((e) => (e.type === 'BlockStored' ? [e.tokenIds.join(',')] : []));
+  for (let i = 0; i + B <= a.tokens.length - 1; i += B) assert.ok(stored.some((s) => s.includes(a.tokens.slice(i, i + B).join(','))), `event for block at ${i}`);
+});

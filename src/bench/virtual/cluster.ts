@@ -6,6 +6,7 @@
 import type { Engine } from '../../sim/engine.js';
 import { encodeEventBatch, type EventsFormat, type KvEvent } from '../../sim/events.js';
 import { MsgpackWriter } from '../../sim/msgpack.js';
+import type { SimClock } from '../../sim/clock.js';
 import { createSimEngine, llmdTopic } from '../../sim/pod.js';
 import type { SimSpec } from '../harness.js';
 import type { PodCounters } from '../prom.js';
@@ -35,6 +36,12 @@ export interface ClusterOptions {
   deliver(frames: Uint8Array[]): unknown;
   /** Accumulates wall ms spent encoding event batches. */
   profile?: { encodeMs: number; batches: number; bytes: number };
+  /**
+   * Model ms every engine timer fires late (default 0). The real-clock harness's simulator
+   * timers fire late on a loaded machine (its measured mean lag, `simLagMs`) and a late step
+   * runs late; cross-validation replays that measured lag here. Not a production mechanism.
+   */
+  engineTimerLagMs?: number;
 }
 
 /** Addresses that parse like pod IPs: 10.0.x.y:8000. */
@@ -46,6 +53,8 @@ export class VirtualCluster {
   readonly pods: VirtualPod[];
   private readonly specs: ReturnType<typeof simPodOptions>;
   private readonly writer = new MsgpackWriter();
+  /** The engines' clock: the loop's, or the loop's with every timer `engineTimerLagMs` late. */
+  private readonly engineClock: SimClock;
 
   constructor(
     private readonly loop: VirtualEventLoop,
@@ -53,8 +62,10 @@ export class VirtualCluster {
     private readonly o: ClusterOptions,
   ) {
     this.specs = simPodOptions(spec);
+    const lag = (o.engineTimerLagMs ?? 0) / 1000;
+    this.engineClock = lag > 0 ? { now: loop.sim.now, at: (at, fn) => loop.sim.at(at + lag, fn), cancel: loop.sim.cancel } : loop.sim;
     this.pods = this.specs.map((opts, i) => {
-      const { engine, format, maxModelLen } = createSimEngine(opts, loop.sim, 0);
+      const { engine, format, maxModelLen } = createSimEngine(opts, this.engineClock, 0);
       const address = podAddress(i);
       const pod: VirtualPod = { address, topic: llmdTopic(address, spec.model), engine, format, maxModelLen, seq: 0, finished: 0, alive: true };
       this.wire(pod);
@@ -95,7 +106,7 @@ export class VirtualCluster {
   restart(i: number): void {
     const pod = this.pods[i];
     pod.engine.stop();
-    pod.engine = createSimEngine(this.specs[i], this.loop.sim, 0).engine;
+    pod.engine = createSimEngine(this.specs[i], this.engineClock, 0).engine;
     pod.seq = 0;
     pod.finished = 0;
     pod.alive = true;

@@ -90,8 +90,16 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
       if (subscribers.length === 0) return undefined;
       const topic = Buffer.from(frames[0]).toString('latin1');
       // ZeroMQ's prefix subscription, then what the subscriber's receive loop does per message.
-      for (let i = 0; i < subscribers.length; i++) if (topic.startsWith(topicFilters[i])) subscribers[i].onFrames(frames);
-      return subscribers.length === 1 ? subscribers[0].flush() : Promise.all(subscribers.map((s) => s.flush())).then(() => undefined);
+      // Each message is awaited alone: every earlier one was applied before time moved on, so
+      // nothing else is pending (flush() would walk every pod's stream, per message).
+      const applied: Promise<void>[] = [];
+      for (let i = 0; i < subscribers.length; i++) {
+        if (!topic.startsWith(topicFilters[i])) continue;
+        const p = subscribers[i].onFrames(frames);
+        if (p instanceof Promise) applied.push(p);
+      }
+      if (applied.length === 1) return applied[0];
+      return applied.length === 0 ? undefined : Promise.all(applied).then(() => undefined);
     },
     addEndpoint(address) {
       pool.add({ address, labels: {} });

@@ -26,6 +26,11 @@ export interface VirtualClockOptions {
   scrapeIntervalMs?: number;
   /** Model ms added between the decision and the engine (tokenization, HTTP, proxy). Default 1. */
   routerOverheadMs?: number;
+  /**
+   * Model ms every engine timer fires late (default 0: none). Cross-validation only: it replays
+   * the real-clock harness's measured simulator timer lag (see VirtualCluster).
+   */
+  engineTimerLagMs?: number;
   /** Time every callback category (a few % slower). */
   profile?: boolean;
   /** With profiling: model seconds between heap samples (none without it: each sample is a full GC). */
@@ -138,6 +143,7 @@ export async function runVirtualBench(opts: BenchOptions, clockOpts: VirtualCloc
         notes: [
           ...(opts.notes ?? []),
           `Virtual clock: discrete-event model time; KV events applied ${c.eventDelayMs} ms after each engine step, pod load scraped every ${c.scrapeIntervalMs} ms, ${c.routerOverheadMs} ms router overhead before each request reaches its pod.`,
+          ...(c.engineTimerLagMs ? [`Engine timers fire ${c.engineTimerLagMs.toFixed(2)} model-ms late (the real-clock harness's measured simulator lag, replayed for cross-validation).`] : []),
         ],
       }),
       virtualClock: { eventDelayMs: c.eventDelayMs, scrapeIntervalMs: c.scrapeIntervalMs, routerOverheadMs: c.routerOverheadMs },
@@ -178,7 +184,7 @@ async function runStrategy(
   const cluster = new VirtualCluster(
     loop,
     { ...opts.sim, timeScale: 1, kvEventsEndpoint: VIRTUAL_EVENTS_ENDPOINT, seed: opts.seed },
-    { eventDelayMs: c.eventDelayMs, deliver: (frames) => router?.deliver(frames), profile: enc },
+    { eventDelayMs: c.eventDelayMs, deliver: (frames) => router?.deliver(frames), profile: enc, engineTimerLagMs: c.engineTimerLagMs },
   );
   let client: VirtualClient | undefined;
   try {
