@@ -208,7 +208,8 @@ test('a new prefix group goes to the pod serving fewer groups, not to the one wi
     // Without the decode side, this instant decides: A decodes fewer sequences.
     [0, A.address],
   ] as const) {
-    const s = setup({ decodeWeight });
+    // The cost alone (balanceGroups off): the decode side prices the groups a pod serves.
+    const s = setup({ decodeWeight, balanceGroups: false });
     // A serves three groups with one request each; B one group with four, all decoding.
     const sent: [InferenceRequest, Endpoint][] = [];
     for (const g of [1, 2, 3]) sent.push([req(g * 10_000), A]);
@@ -246,4 +247,40 @@ test('the KV wait sees a pod saturating before any request waits there (reported
     assert.ok(d.endpoints.every((e) => Math.abs(e.costMs - (e.ttftMs + e.copyMs + e.decodeCostMs + kvWaitWeight * e.kvWaitMs)) < 0.01));
     await s.close();
   }
+});
+
+test('a new group goes to a pod serving the fewest groups, each weighted by the pod\'s learned step cost', async () => {
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000');
+  const s = setup({ groupSlack: 0 });
+  // A serves two groups (decoding), B one group with a queued request: by this instant's queues
+  // A is the lighter pod, but B then serves fewer groups.
+  for (const g of [1, 2]) {
+    const r = req(g * 10_000);
+    await s.route(r, [A, B], A);
+    s.pl.responseFirstToken(r, A);
+  }
+  await s.route(req(50_000), [A, B], B);
+  const fresh = await s.pl.detail(req(90_000), [A, B]);
+  assert.ok(fresh.endpoints[0].costMs < fresh.endpoints[1].costMs, JSON.stringify(fresh.endpoints));
+  assert.equal(fresh.chosen, B.address);
+  // Once placed, the group is homed (cached on B): its next requests are priced, not balanced.
+  assert.equal(await s.route(req(90_000), [A, B]), B.address);
+  await s.close();
+
+  // B learned to be 3x slower at prefill (no completion yet: it stands in for the step cost), so
+  // with the new group its two groups weigh 6 against A's three.
+  const slow = setup({ groupSlack: 0 });
+  for (let i = 0; i < 5; i++) {
+    const r = req(200_000 + i * 1000, 600);
+    await slow.route(r, [A, B], B);
+    slow.clock.advance(3 * (600 * 0.1) + 11);
+    slow.pl.responseFirstToken(r, B);
+  }
+  slow.clock.advance(31_000); // those groups are older than a request lifetime: no longer counted
+  for (const g of [1, 2]) await slow.route(req(g * 10_000), [A, B], A);
+  await slow.route(req(50_000), [A, B], B);
+  assert.ok(slow.pl.podState(B.address).kPrefill > 2, JSON.stringify(slow.pl.podState(B.address)));
+  assert.equal((await slow.pl.detail(req(90_000), [A, B])).chosen, A.address);
+  await slow.close();
 });

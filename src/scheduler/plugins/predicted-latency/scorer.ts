@@ -27,7 +27,11 @@
 // the sequences a group keeps busy, not the Poisson-noisy count running this instant (which
 // spread llm-d-73's 150 groups 13-23 per pod; priced this way, 18-21). When a pod's queue is
 // KV-bound, its wait is the requests ahead x the observed gap between first tokens (Little's
-// law), not their prefill compute. Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
+// law), not their prefill compute. A prefix no pod caches gets a home among the pods that would
+// then serve the fewest groups, weighted by their learned step cost (`balanceGroups`,
+// `groupSlack`). The predicted KV wait (a pod's KV demand once its decoding sequences finish
+// their outputs and its queue is admitted, beyond capacity) is reported and weighted by
+// `kvWaitWeight` (default 0). Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
 //
@@ -96,6 +100,12 @@ export const predictedLatencyParamsSchema = z
      * 0 (default): reported, not used; docs/bench/scheduler.md has what it did when used.
      */
     kvWaitWeight: z.number().nonnegative().default(0),
+    /**
+     * A prefix no pod caches goes to a pod that then serves the fewest prefix groups (weighted
+     * by its learned step cost), within `groupSlack` groups; the cost decides among those.
+     */
+    balanceGroups: z.boolean().default(true),
+    groupSlack: z.number().nonnegative().default(1),
     ttftSLO: duration.optional(),
     itlSLO: duration.optional(),
     /** Learn per-pod multipliers from observed TTFT and ITL. */
@@ -132,6 +142,8 @@ interface PodState {
 interface Decision {
   endpoints: readonly Endpoint[];
   group: number;
+  /** Some pod caches the group's part of the prompt (false: this decision gives it a home). */
+  homed: boolean;
   preds: Prediction[];
   uncached: Float64Array;
   /** Prefill compute at kPrefill = 1 and step time at kStep = 1, per pod, for learning. */
@@ -446,8 +458,29 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       if (ok) anyMeets = true;
     }
     // The choice: lowest cost among the pods predicted to meet the SLOs (all, when none does).
+    const eligible = new Uint8Array(n);
+    for (let i = 0; i < n; i++) eligible[i] = !anyMeets || meets[i] ? 1 : 0;
+    if (!homed && this.p.balanceGroups) {
+      // A new group's home. Its next requests follow it, so the home decides where the group's
+      // load goes for as long as it lives: only the pods that would then serve the fewest groups
+      // (within `groupSlack`), each group weighted by the pod's learned step cost (a pod twice
+      // as slow holds each sequence's KV twice as long), are eligible; the cost decides among
+      // them. The cost alone let this instant's queues and batches decide (llm-d-73's 150
+      // groups ended 17-20 per pod, and the pods with 20 saturated first past the knee).
+      const share = new Float64Array(n);
+      let fewest = Infinity;
+      for (let i = 0; i < n; i++) {
+        const st = states[i];
+        // Until a completion has shown the pod's step time, its prefill multiplier (learned from
+        // the first TTFTs) stands in for it: the placements made meanwhile stay.
+        const k = st.kStep.samples > 0 ? loads[i].kStep : this.effective(st.kPrefill.value, this.medianPrefill);
+        share[i] = committed[i] * k;
+        if (eligible[i] && share[i] < fewest) fewest = share[i];
+      }
+      for (let i = 0; i < n; i++) if (share[i] > fewest + this.p.groupSlack) eligible[i] = 0;
+    }
     let best = -1;
-    for (let i = 0; i < n; i++) if ((!anyMeets || meets[i]) && (best < 0 || costs[i] < costs[best])) best = i;
+    for (let i = 0; i < n; i++) if (eligible[i] && (best < 0 || costs[i] < costs[best])) best = i;
     let chosen = best;
     if (best >= 0 && n > 1) {
       // Near-ties: the most cached prompt, then the lightest pod (queued prefill and decode
@@ -457,7 +490,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       const weight = (l: PodLoad) => l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
       let bestHash = rendezvous(id, endpoints[best].address);
       for (let i = 0; i < n; i++) {
-        if (i === chosen || (anyMeets && !meets[i]) || costs[i] > limit) continue;
+        if (i === chosen || !eligible[i] || costs[i] > limit) continue;
         const dc = cached[i] - cached[chosen];
         const dw = weight(loads[i]) - weight(loads[chosen]);
         const h = rendezvous(id, endpoints[i].address);
@@ -467,7 +500,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         }
       }
     }
-    return { d: { endpoints, group, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
+    return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
@@ -593,6 +626,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     if (prev) this.settle(prev);
     const tokens = d.uncached[i];
     const queuedAhead = pod.queuedCount;
+    // A group no pod caches has one home, the one it gets now: other pods stop counting it.
+    if (!d.homed) for (const s of this.pods.values()) if (s !== pod) s.groups.delete(d.group);
     pod.groups.delete(d.group);
     const at = this.clock.now();
     pod.groups.set(d.group, at);
