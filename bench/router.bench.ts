@@ -12,10 +12,11 @@
 // Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
 // Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile),
 // --router=src (the router from its TypeScript sources through tsx instead of dist/),
-// --warm=<requests per hop before measuring> (default 100 quick, 300 full). The router's code
-// keeps being optimized by V8 for its first ~2,000-3,000 such requests (its compiler threads
-// then use ~0.5 ms of CPU per request, and its own code runs in lower tiers), while the bare
-// hop's few functions are optimized within ~100: --warm=3000 measures both at steady state.
+// --warm=<requests per hop before measuring> (default 100 quick, 300 full). V8 keeps optimizing
+// (and re-optimizing after deopts) the router's request path for its first ~2,000-3,000 such
+// requests: ~130 TurboFan compiles in the first 1,000, ~90 in the next, ~40 in the third
+// (--trace-opt), its helper threads using ~0.5 ms of CPU per request meanwhile; the bare hop
+// has far less code to optimize. --warm=3000 measures the router much closer to steady state.
 // BENCH_ROUTER_BASELINE=<worktree of another commit>: that tree's router too (started by that
 // tree's own bench file, --role=router, as that tree runs it), in the same interleaved rounds,
 // printed as a "before" row: a before/after comparison from one run.
