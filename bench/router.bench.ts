@@ -12,10 +12,11 @@
 // Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
 // Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile),
 // --router=src (the router from its TypeScript sources through tsx instead of dist/),
-// --warm=<requests per hop before measuring> (default 100 quick, 300 full). The router's code
-// keeps being optimized by V8 for its first ~2,000-3,000 such requests (its compiler threads
-// then use ~0.5 ms of CPU per request, and its own code runs in lower tiers), while the bare
-// hop's few functions are optimized within ~100: --warm=3000 measures both at steady state.
+// --warm=<requests per hop before measuring> (default 100 quick, 300 full). V8 keeps optimizing
+// (and re-optimizing after deopts) the router's request path for its first ~2,000-3,000 such
+// requests: ~130 TurboFan compiles in the first 1,000, ~90 in the next, ~40 in the third
+// (--trace-opt), its helper threads using ~0.5 ms of CPU per request meanwhile; the bare hop
+// has far less code to optimize. --warm=3000 measures the router much closer to steady state.
 // BENCH_ROUTER_BASELINE=<worktree of another commit>: that tree's router too (started by that
 // tree's own bench file, --role=router, as that tree runs it), in the same interleaved rounds,
 // printed as a "before" row: a before/after comparison from one run.
@@ -28,7 +29,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,11 +106,25 @@ async function runRouter(): Promise<void> {
   process.on('message', (m) => {
     if (m === 'cpu') {
       const u = process.cpuUsage();
-      process.send?.({ cpuMs: (u.user + u.system) / 1000, gc: { ...gc } });
+      process.send?.({ cpuMs: (u.user + u.system) / 1000, mainMs: mainThreadCpuMs(), gc: { ...gc } });
       gc.maxMs = 0;
     }
   });
   process.once('SIGTERM', () => void r.close().finally(() => process.exit(0)));
+}
+
+/**
+ * CPU milliseconds of this process's main thread alone (Linux /proc, 10 ms ticks; NaN elsewhere):
+ * the rest of process.cpuUsage() is V8's compiler and GC helper threads (and worker threads).
+ */
+function mainThreadCpuMs(): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
 }
 
 // ---------- reference: a minimal node:http + undici proxy hop ----------
@@ -227,6 +242,8 @@ async function histograms(url: string): Promise<Map<string, { sum: number; count
 function breakdown(a: Map<string, { sum: number; count: number }>, b: Map<string, { sum: number; count: number }>): string {
   const names: [string, string][] = [
     ['inference_objective_request_duration_seconds', 'request in router'],
+    // The request's time includes the pod's: to its first response byte, the upstream round trip.
+    ['inference_objective_request_ttft_seconds', 'to first byte from the pod'],
     ['inference_extension_scheduler_e2e_duration_seconds', 'schedule'],
     ['kvrouter_tokenize_duration_seconds', 'tokenize (render+encode)'],
   ];
@@ -250,6 +267,8 @@ interface GcStats {
   maxMs: number;
 }
 const lastGc = new WeakMap<ChildProcess, GcStats>();
+/** The child's main-thread CPU milliseconds at its last cpuOf. */
+const lastMain = new WeakMap<ChildProcess, number>();
 const gcOfPhase = new Map<string, GcStats>();
 
 /** CPU milliseconds the child has used so far; its GC pauses since the last call go under `phase`. */
@@ -262,6 +281,7 @@ function cpuOf(proc: ChildProcess, phase?: string): Promise<number> {
         const prev = lastGc.get(proc) ?? { count: 0, major: 0, totalMs: 0, maxMs: 0 };
         if (phase) gcOfPhase.set(phase, { count: gc.count - prev.count, major: gc.major - prev.major, totalMs: gc.totalMs - prev.totalMs, maxMs: gc.maxMs });
         lastGc.set(proc, gc);
+        lastMain.set(proc, (m as { mainMs?: number }).mainMs ?? NaN);
         resolve((m as { cpuMs: number }).cpuMs);
       }
     };
@@ -395,10 +415,13 @@ async function main(): Promise<void> {
     let latNginx: Lat | undefined;
     let latBaseline: Lat | undefined;
     let routerCpu = 0;
+    let routerMain = 0;
     for (let r = 0; r < ROUNDS; r++) {
       const c0 = await cpuOf(rt.proc);
+      const main0 = lastMain.get(rt.proc)!;
       lat = merge(lat, await latency(router, direct, per, 15_000, (i) => distinct(i + r * per)));
       routerCpu += (await cpuOf(rt.proc)) - c0;
+      routerMain += lastMain.get(rt.proc)! - main0;
       latFloor = merge(latFloor, await latency(floorPool, direct, per, 15_000, (i) => distinct(i + r * per)));
       if (ngPool) latNginx = merge(latNginx, await latency(ngPool, direct, per, 15_000, (i) => distinct(i + r * per)));
       if (blPool) latBaseline = merge(latBaseline, await latency(blPool, direct, per, 15_000, (i) => distinct(i + r * per)));
@@ -475,6 +498,9 @@ async function main(): Promise<void> {
     const us = (ms: number) => `${(ms * 1000).toFixed(0)} us`;
     console.log(
       `| router CPU per request: 1k chat / shared-prefix chat / small / small load-only | | ${us(cpuLat)} / ${us(cpuShared)} / ${us(cpuSmall)} / ${us(cpuLoadOnly)} | | |`,
+    );
+    console.log(
+      `| router CPU per 1k chat request: main thread / other threads (V8 compiler and GC helpers) | | ${us(routerMain / lat.n)} / ${us(cpuLat - routerMain / lat.n)} | | |`,
     );
     console.log(`| errors | ${tpDirect.errors} | ${tpRouter.errors} / ${tpLoadOnly.errors} | | 0 |`);
     console.log(`\nmean wall time in the router (us), 1k chat: ${breakdown(h0, h1)}`);
