@@ -77,9 +77,12 @@ export class Scheduler {
       const t = performance.now();
       const raw = await scorer.score(state, req, endpoints);
       this.time('scorer', scorer, t);
+      // Read through one array type: each scorer's own kind (small ints, doubles) at this one
+      // site made V8 deoptimize and recompile this whole function per new kind (--trace-deopt).
+      const vals: ArrayLike<number> = raw instanceof Float64Array ? raw : Float64Array.from(raw);
       const byAddr = new Map<string, number>();
       for (let i = 0; i < n; i++) {
-        const s = clamp01(raw[i] ?? 0);
+        const s = clamp01(vals[i] ?? 0);
         totals[i] += weight * s;
         byAddr.set(endpoints[i].address, s);
       }
