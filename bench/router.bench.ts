@@ -12,11 +12,12 @@
 // Quick mode (BENCH_QUICK=1): fewer requests and shorter throughput runs, same measures.
 // Flags: --n=<requests per latency phase> --concurrency=<c> --seconds=<s> --prof (CPU profile),
 // --router=src (the router from its TypeScript sources through tsx instead of dist/),
-// --warm=<requests per hop before measuring> (default 100 quick, 300 full). V8 keeps optimizing
+// --warm=<requests per hop before measuring> (default 3,000; every hop gets the same). V8 keeps optimizing
 // (and re-optimizing after deopts) the router's request path for its first ~2,000-3,000 such
 // requests: ~130 TurboFan compiles in the first 1,000, ~90 in the next, ~40 in the third
 // (--trace-opt), its helper threads using ~0.5 ms of CPU per request meanwhile; the bare hop
-// has far less code to optimize. --warm=3000 measures the router much closer to steady state.
+// has far less code to optimize. A router in service has served far more than 3,000 requests, so
+// the budget is judged near steady state; --warm=100 shows a freshly started process.
 // BENCH_ROUTER_BASELINE=<worktree of another commit>: that tree's router too (started by that
 // tree's own bench file, --role=router, as that tree runs it), in the same interleaved rounds,
 // printed as a "before" row: a before/after comparison from one run.
@@ -397,7 +398,7 @@ async function main(): Promise<void> {
   try {
     // Warm every path (JIT tiers, connections, tokenizer caches of the template): a router in
     // service is warm; 40 requests left the first measured ones in V8's baseline tiers.
-    const warm = Number(args.get('warm') ?? (quick ? 100 : 300));
+    const warm = Number(args.get('warm') ?? 3000);
     const warmMs = Math.max(20_000, warm * 20);
     await latency(router, direct, warm, warmMs, (i) => distinct(i + 100_000));
     await latency(floorPool, direct, warm, warmMs, (i) => distinct(i + 100_000));
