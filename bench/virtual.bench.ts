@@ -66,7 +66,7 @@ async function measure(label: string, opts: BenchOptions, heapSampleSec?: number
   const c0 = process.cpuUsage();
   const r = await runVirtualBench(opts, { profile: true, heapSampleSec, wallLimitSec });
   const c = process.cpuUsage(c0);
-  console.log(`  (load average 1/5/15 min after the run: ${load()})`);
+  const loadAfter = load();
   const s = r.strategies[0];
   if (s.error || !s.virtual) throw new Error(`${label}: ${s.error ?? 'no stats'}`);
   const v = s.virtual;
@@ -75,7 +75,7 @@ async function measure(label: string, opts: BenchOptions, heapSampleSec?: number
     `${label}: ${opts.sim.pods} pods, ${v.requests} requests, ${v.modelSeconds.toFixed(0)} model s in ${v.wallSeconds.toFixed(1)} s wall ` +
       `(${(c.user / 1e6).toFixed(1)} s user + ${(c.system / 1e6).toFixed(1)} s system CPU) -> ${v.speedup.toFixed(1)}x model time on the wall clock, ` +
       `${(v.modelSeconds / cpuSeconds).toFixed(1)}x per CPU second; ${((cpuSeconds * 1e6) / Math.max(1, v.requests)).toFixed(0)} us CPU per request` +
-      `${v.wallLimited ? ` [stopped by the ${wallLimitSec} s wall limit]` : ''}; TTFT p90 ${s.total.ttft.p90.toFixed(3)} s, hit ${(s.total.hitRate * 100).toFixed(1)}%`,
+      `${v.wallLimited ? ` [stopped by the ${wallLimitSec} s wall limit]` : ''}; TTFT p90 ${s.total.ttft.p90.toFixed(3)} s, hit ${(s.total.hitRate * 100).toFixed(1)}%; load average after the run ${loadAfter}`,
   );
   if (v.breakdownUsPerRequest) {
     // Each part is timed on the wall clock inside its callbacks; on a loaded machine that counts
