@@ -12,10 +12,29 @@
 // the warm-up; BENCH_WALL_LIMIT_SEC (default 600) per run; BENCH_FLAT_PCT (default 25): the
 // 256-pod run is flat when heap after GC at 25/50/75/100 % of the run stays within that
 // percentage of the 25 % sample. Run with --expose-gc for exact heap samples (the npm script does).
-import { resolveBench } from '../src/bench/options.js';
-import { Progress } from '../src/bench/progress.js';
+//
+// The runner is measured as shipped (`kvrouter bench --clock virtual` runs dist/): dist/ is
+// brought up to date by an incremental build first. BENCH_FROM=src runs the TypeScript sources
+// through tsx instead, which cost ~35 % more CPU here (scale-64, 3 stages: 3,807 vs 2,793 us
+// per request): esbuild's keepNames adds an Object.defineProperty to every closure made.
+import { spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { resolveBench as ResolveBench } from '../src/bench/options.js';
+import type { Progress as ProgressT } from '../src/bench/progress.js';
 import type { BenchOptions } from '../src/bench/runner.js';
-import { runVirtualBench, type VirtualRunStats } from '../src/bench/virtual/runner.js';
+import type { runVirtualBench as RunVirtualBench, VirtualRunStats } from '../src/bench/virtual/runner.js';
+
+const from = process.env.BENCH_FROM === 'src' ? 'src' : 'dist';
+if (from === 'dist') {
+  const build = spawnSync(process.execPath, [fileURLToPath(new URL('../scripts/build.js', import.meta.url))], { stdio: 'inherit' });
+  if (build.status !== 0) throw new Error(`npm run build failed (exit ${build.status}); BENCH_FROM=src runs the sources instead`);
+}
+const dir = from === 'src' ? '../src' : '../dist';
+const { resolveBench } = (await import(`${dir}/bench/options.js`)) as { resolveBench: typeof ResolveBench };
+const { Progress } = (await import(`${dir}/bench/progress.js`)) as { Progress: typeof ProgressT };
+const { runVirtualBench } = (await import(`${dir}/bench/virtual/runner.js`)) as { runVirtualBench: typeof RunVirtualBench };
+const load = () => loadavg().map((x) => x.toFixed(2)).join(' / ');
 
 const env = (name: string, dflt: number): number => {
   const v = Number(process.env[name] ?? dflt);
@@ -47,6 +66,7 @@ async function measure(label: string, opts: BenchOptions, heapSampleSec?: number
   const c0 = process.cpuUsage();
   const r = await runVirtualBench(opts, { profile: true, heapSampleSec, wallLimitSec });
   const c = process.cpuUsage(c0);
+  const loadAfter = load();
   const s = r.strategies[0];
   if (s.error || !s.virtual) throw new Error(`${label}: ${s.error ?? 'no stats'}`);
   const v = s.virtual;
@@ -55,7 +75,7 @@ async function measure(label: string, opts: BenchOptions, heapSampleSec?: number
     `${label}: ${opts.sim.pods} pods, ${v.requests} requests, ${v.modelSeconds.toFixed(0)} model s in ${v.wallSeconds.toFixed(1)} s wall ` +
       `(${(c.user / 1e6).toFixed(1)} s user + ${(c.system / 1e6).toFixed(1)} s system CPU) -> ${v.speedup.toFixed(1)}x model time on the wall clock, ` +
       `${(v.modelSeconds / cpuSeconds).toFixed(1)}x per CPU second; ${((cpuSeconds * 1e6) / Math.max(1, v.requests)).toFixed(0)} us CPU per request` +
-      `${v.wallLimited ? ` [stopped by the ${wallLimitSec} s wall limit]` : ''}; TTFT p90 ${s.total.ttft.p90.toFixed(3)} s, hit ${(s.total.hitRate * 100).toFixed(1)}%`,
+      `${v.wallLimited ? ` [stopped by the ${wallLimitSec} s wall limit]` : ''}; TTFT p90 ${s.total.ttft.p90.toFixed(3)} s, hit ${(s.total.hitRate * 100).toFixed(1)}%; load average after the run ${loadAfter}`,
   );
   if (v.breakdownUsPerRequest) {
     // Each part is timed on the wall clock inside its callbacks; on a loaded machine that counts
@@ -78,6 +98,16 @@ function flatness(stats: VirtualRunStats): void {
     return;
   }
   console.log(`  memory every sample (model s: heap after GC MB / RSS MB / in flight): ${m.map((x) => `${x.modelSec.toFixed(0)}: ${x.heapMb.toFixed(0)}/${x.rssMb.toFixed(0)}/${x.inflight}`).join(', ')}`);
+  // The verdict below starts at 25 % of the run; the first samples fall in the warm-up, where
+  // every request brings a prompt seen for the first time (the engines' per-prompt hash memo and
+  // the client's token copy grow until each prompt has been sent once) and the in-flight count
+  // climbs: print that part too, with what was in flight.
+  const peak = m.reduce((a, x) => (x.heapMb > a.heapMb ? x : a), m[0]);
+  const last = m[m.length - 1];
+  console.log(
+    `  heap after GC: first sample ${m[0].heapMb.toFixed(0)} MB (${m[0].inflight} in flight), peak ${peak.heapMb.toFixed(0)} MB at ${peak.modelSec.toFixed(0)} model s (${peak.inflight} in flight, +${((peak.heapMb / m[0].heapMb - 1) * 100).toFixed(1)} %), ` +
+      `last ${last.heapMb.toFixed(0)} MB (${last.inflight} in flight); RSS ${m[0].rssMb.toFixed(0)} -> ${last.rssMb.toFixed(0)} MB`,
+  );
   const at = [0.25, 0.5, 0.75, 1].map((f) => m[Math.min(m.length - 1, Math.max(0, Math.ceil(f * m.length) - 1))]);
   const ref = at[0].heapMb;
   const worst = Math.max(...at.map((x) => Math.abs(x.heapMb - ref) / ref)) * 100;
@@ -87,7 +117,7 @@ function flatness(stats: VirtualRunStats): void {
   );
 }
 
-console.log(`virtual-clock bench (${new Date().toISOString()}); noisy shared machine: one run each, figures include contention; user CPU is less noisy than wall`);
+console.log(`virtual-clock bench (${new Date().toISOString()}, runner from ${from}/, load average ${load()}); noisy shared machine: one run each, figures include contention; user CPU is less noisy than wall`);
 if (parts.has('ladder')) await measure(`llm-d-73 full ladder, ${strategy}`, preset('llm-d-73', strategy));
 // Baseline: the same ladder with a router that does almost nothing, so the difference is the router's cost.
 if (parts.has('baseline')) await measure('baseline: llm-d-73 full ladder, round-robin', preset('llm-d-73', 'round-robin'));

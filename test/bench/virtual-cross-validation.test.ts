@@ -26,6 +26,12 @@ test('cross-validation bounds: 2 points of hit rate, 15 % of TTFT, same ranking'
   const swapped = compareClocks(real, fake('virtual', [['precise', 0.8, 0.1, 0.2], ['random', 0.5, 0.3, 0.199]]));
   assert.match(swapped.failures.join(), /ranking/);
   assert.match(crossValidationMarkdown(off).join('\n'), /\| precise \| 80\.0% \| 83\.0% \| 3\.00 pts/);
+  // The replayed harness overheads and the default-model comparison are reported beside the verdict.
+  off.overheads = [{ strategy: 'precise', lagMs: 0.4, pathMs: 2.5, podTtftMs: 40, clientTtftMs: 42.5 }];
+  off.plain = swapped;
+  const md = crossValidationMarkdown(off).join('\n');
+  assert.match(md, /\| precise \| 42\.5 ms \| 40\.0 ms \| 2\.50 ms \| 0\.40 ms \|/);
+  assert.match(md, /Against the virtual model's defaults .*ranking/);
 });
 
 // The real side runs ~13 model s x 2 strategies at time scale 2 (~60 s wall): it must fit the

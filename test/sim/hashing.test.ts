@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { BlockHasher, wireHash } from '../../src/sim/hashing.js';
+import { ByteWriter, writeHead } from '../../src/index/cbor.js';
 
 interface Vectors {
   noneHash: string;
@@ -73,4 +74,29 @@ test('without PYTHONHASHSEED NONE_HASH is random per engine, so identical blocks
 
 test('unknown algorithms are refused with the supported list', () => {
   assert.throws(() => new BlockHasher('xxhash' as 'sha256', '0'), /supported: sha256_cbor, sha256/);
+});
+
+test('sha256_cbor token ids: every head size and negative ids serialize as the general CBOR writer does', () => {
+  const h = new BlockHasher('sha256_cbor', '0');
+  const tokens = [0, 1, 23, 24, 255, 256, 65535, 65536, 0xffffffff, -1, -24, -25, -256, -257, -70000, 7];
+  const w = new ByteWriter(64);
+  w.u8(0x83);
+  writeHead(w, 2, 32);
+  w.bytes(h.noneHash);
+  writeHead(w, 4, tokens.length);
+  for (const v of tokens) writeHead(w, v >= 0 ? 0 : 1, v >= 0 ? v : -1 - v);
+  w.u8(0xf6);
+  assert.deepEqual(Buffer.from(h.serialize(null, tokens, 0, tokens.length, null)), Buffer.from(w.view()));
+  // From a Uint32Array, and a range inside it.
+  const u = Uint32Array.from([5, 300, 70000, 24]);
+  const w2 = new ByteWriter(64);
+  w2.u8(0x83);
+  writeHead(w2, 2, 32);
+  w2.bytes(h.noneHash);
+  writeHead(w2, 4, 2);
+  writeHead(w2, 0, 300);
+  writeHead(w2, 0, 70000);
+  w2.u8(0xf6);
+  assert.deepEqual(Buffer.from(h.serialize(null, u, 1, 3, null)), Buffer.from(w2.view()));
+  assert.throws(() => h.serialize(null, [1, 2.5], 0, 2, null), /non-negative integer/);
 });
