@@ -10,6 +10,7 @@ import {
   type ProfileHandler,
   type ProfileRunResult,
   type SchedulerProfile,
+  type ScoredEndpoint,
   type SchedulingResult,
 } from './types.js';
 
@@ -18,6 +19,21 @@ type Sink = { observe(seconds: number): void };
 export interface SchedulerObserver {
   /** Where the seconds spent in one plugin call go, by extension point (filter, scorer, picker), plugin type and name. */
   pluginDuration?(point: string, type: string, name: string): { observe(seconds: number): void };
+}
+
+/**
+ * A picker's input. `score` is born a double (NaN) so every instance keeps one field
+ * representation: a literal whose first score was a small integer (0, 1) had its map deprecated
+ * at the first fractional score, deoptimizing runProfile and the picker (--trace-deopt, "wrong map").
+ */
+class Scored implements ScoredEndpoint {
+  score = NaN;
+  constructor(
+    readonly endpoint: Endpoint,
+    score: number,
+  ) {
+    this.score = score;
+  }
 }
 
 function clamp01(x: number): number {
@@ -88,12 +104,13 @@ export class Scheduler {
       }
       perScorer.set(scorer.name, byAddr);
     }
-    const scored = endpoints.map((endpoint, i) => ({ endpoint, score: totals[i] }));
+    const scored: ScoredEndpoint[] = [];
+    for (let i = 0; i < n; i++) scored.push(new Scored(endpoints[i], totals[i]));
     const t = performance.now();
     const targets = profile.picker.pick(state, req, scored);
     this.time('picker', profile.picker, t);
     const totalsMap = new Map<string, number>();
-    for (const s of scored) totalsMap.set(s.endpoint.address, s.score);
+    for (let i = 0; i < n; i++) totalsMap.set(endpoints[i].address, totals[i]);
     return { targets, totals: totalsMap, perScorer };
   }
 }

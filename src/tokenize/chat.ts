@@ -53,7 +53,7 @@ function parseArguments(args: unknown): Record<string, unknown> {
 /** The conversation vLLM hands to apply_chat_template. */
 export function toConversation(messages: unknown, format: ContentFormat): Record<string, unknown>[] {
   if (!Array.isArray(messages) || messages.length === 0) throw new TokenizeError('messages must be a non-empty array', 400, 'BadRequestError', 'messages');
-  return messages.map((raw, m) => {
+  const turn = (raw: unknown, m: number): Record<string, unknown> => {
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new TokenizeError(`messages[${m}] must be an object`, 400, 'BadRequestError', 'messages');
     const msg = raw as ChatMessage;
     if (typeof msg.role !== 'string') throw new TokenizeError(`messages[${m}].role must be a string`, 400, 'BadRequestError', 'messages');
@@ -93,7 +93,12 @@ export function toConversation(messages: unknown, format: ContentFormat): Record
     }
     if (typeof msg.name === 'string') out.name = msg.name;
     return out;
-  });
+  };
+  // Pushed onto [] (one elements kind), not messages.map: map's result array had another map
+  // once TurboFan inlined it, deoptimizing renderQwen3 at `messages.length` (--trace-deopt).
+  const conversation: Record<string, unknown>[] = [];
+  for (let m = 0; m < messages.length; m++) conversation.push(turn(messages[m], m));
+  return conversation;
 }
 
 /** Tools as vLLM's pydantic `model_dump()` gives them: declared fields first, unset ones null. */
@@ -167,7 +172,10 @@ const QWEN3_VARS = new Set([
  * through jinja.
  */
 function renderQwen3(vars: Record<string, unknown>): string | undefined {
-  for (const k in vars) if (!QWEN3_VARS.has(k)) return undefined;
+  // Object.keys, not for-in: for-in's fast path checks the object's map, and vars' map varies
+  // with the request's kwargs (--trace-deopt: "wrong map" here).
+  const keys = Object.keys(vars);
+  for (let i = 0; i < keys.length; i++) if (!QWEN3_VARS.has(keys[i])) return undefined;
   const messages = vars.messages as Record<string, unknown>[];
   const n = messages.length;
   if (n === 0) return undefined;
@@ -244,10 +252,15 @@ function renderChatWith(ctx: TemplateContext, messages: unknown, opts: ChatOptio
   const tools = normalizeTools(kwargs.tools ?? opts.tools);
   if (addGenerationPrompt && continueFinal)
     throw new TokenizeError('Cannot set both `continue_final_message` and `add_generation_prompt` to True.', 400, 'BadRequestError', 'continue_final_message');
-  const vars: Record<string, unknown> = { ...ctx.specialTokens, ...kwargs, messages: conversation, add_generation_prompt: addGenerationPrompt };
-  delete vars.continue_final_message;
+  // Built by assignment onto {} (same keys in the same order, so one map from V8's transition tree):
+  // an object spread of specialTokens here made a new map on every call (%HaveSameMap), so every
+  // property read in renderQwen3 missed and deoptimized. No `delete` (it makes a dictionary-mode
+  // object): those two keys are left out instead.
+  const { continue_final_message: _cfm, tools: _tools, ...rest } = kwargs;
+  const vars: Record<string, unknown> = Object.assign({}, ctx.specialTokens, rest);
+  vars.messages = conversation;
+  vars.add_generation_prompt = addGenerationPrompt;
   if (tools && tools.length) vars.tools = tools;
-  else delete vars.tools;
   let rendered: string | undefined = directRenderers.get(ctx.template)?.(vars);
   if (rendered === undefined && !jinja) return undefined;
   if (rendered === undefined) {

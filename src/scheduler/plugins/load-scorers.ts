@@ -5,17 +5,29 @@ import type { CycleState, Endpoint, InferenceRequest, Scorer } from '../types.js
 
 const noParams = z.object({}).strict();
 
-/** Min-max over candidates of a "lower is better" quantity; all equal -> 1.0. */
-function minMaxInverted(values: number[]): number[] {
+/**
+ * Min-max over candidates of a "lower is better" quantity; all equal -> 1.0. Doubles in and out
+ * (Float64Array): a plain array's elements kind followed the metrics (small ints, or doubles once
+ * a pod reported one), and each change deoptimized this loop and its callers (--trace-deopt, "wrong map").
+ */
+function minMaxInverted(endpoints: Endpoint[], of: (e: Endpoint) => number): Float64Array {
+  const n = endpoints.length;
+  const values = new Float64Array(n);
   let min = Infinity;
   let max = -Infinity;
-  for (const v of values) {
+  for (let i = 0; i < n; i++) {
+    const v = of(endpoints[i]);
+    values[i] = v;
     if (v < min) min = v;
     if (v > max) max = v;
   }
-  if (max === min) return values.map(() => 1);
-  return values.map((v) => (max - v) / (max - min));
+  if (max === min) return values.fill(1);
+  for (let i = 0; i < n; i++) values[i] = (max - values[i]) / (max - min);
+  return values;
 }
+
+const waitingOf = (e: Endpoint): number => e.metrics.waiting;
+const runningOf = (e: Endpoint): number => e.metrics.running;
 
 /** `(maxQ − q)/(maxQ − minQ)` over the waiting queues. */
 export class QueueScorer implements Scorer {
@@ -26,15 +38,15 @@ export class QueueScorer implements Scorer {
   ) {
     parseParams(noParams, params);
   }
-  score(_s: CycleState, _r: InferenceRequest, endpoints: Endpoint[]): number[] {
-    return minMaxInverted(endpoints.map((e) => e.metrics.waiting));
+  score(_s: CycleState, _r: InferenceRequest, endpoints: Endpoint[]): ArrayLike<number> {
+    return minMaxInverted(endpoints, waitingOf);
   }
 }
 
 /** Same min-max over running requests. */
 export class RunningRequestsSizeScorer extends QueueScorer {
-  override score(_s: CycleState, _r: InferenceRequest, endpoints: Endpoint[]): number[] {
-    return minMaxInverted(endpoints.map((e) => e.metrics.running));
+  override score(_s: CycleState, _r: InferenceRequest, endpoints: Endpoint[]): ArrayLike<number> {
+    return minMaxInverted(endpoints, runningOf);
   }
 }
 
