@@ -102,7 +102,8 @@ export class PodEventApplier {
     const nR = Math.floor(all.length / R);
     // engine block i covers [eStart + i*B, eStart + (i+1)*B) in `all`
     const eStart = prefix.length + skipped;
-    const engineExtras = ev.extraKeys ? ev.extraKeys.map((x) => requestExtras(x, ev.loraName)) : null;
+    // vLLM sends extra_keys as one nil per block for plain text: nothing to carry then
+    const engineExtras = ev.extraKeys && ev.extraKeys.some((x) => x !== null) ? ev.extraKeys.map((x) => requestExtras(x, ev.loraName)) : null;
     let extra: (unknown[] | null)[] | null = null;
     if ((engineExtras && engineExtras.some((x) => x.length > 0)) || prefixExtras.some((x) => x.length > 0)) {
       extra = [];

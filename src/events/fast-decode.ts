@@ -56,6 +56,7 @@ class Fields {
   loraId: number | null | undefined = undefined;
   medium: string | null | undefined = undefined;
   loraName: string | null | undefined = undefined;
+  extra: (unknown[] | null)[] | null | undefined = undefined;
   groupIdx: number | null | undefined = undefined;
   specKind: string | null | undefined = undefined;
   sliding: number | null | undefined = undefined;
@@ -68,6 +69,7 @@ class Fields {
     this.loraId = undefined;
     this.medium = undefined;
     this.loraName = undefined;
+    this.extra = undefined;
     this.groupIdx = undefined;
     this.specKind = undefined;
     this.sliding = undefined;
@@ -76,6 +78,8 @@ class Fields {
 
 class Reader {
   p = 0;
+  /** Byte length of the string header strLen() read last. */
+  lastLen = 0;
   readonly dv: DataView;
   constructor(readonly b: Uint8Array) {
     this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -150,7 +154,7 @@ class Reader {
     let n: number;
     if (b >= 0xa0 && b <= 0xbf) {
       this.p += 1;
-      return b & 0x1f;
+      return (this.lastLen = b & 0x1f);
     } else if (b === 0xd9) {
       n = this.b[this.p + 1];
       this.p += 2;
@@ -162,15 +166,20 @@ class Reader {
       this.p += 5;
     } else return -1;
     if (n > MAX_STR) throw NOT_MINE;
+    this.lastLen = n;
     return n;
   }
 
   /** An ASCII string (others go to the library path, whose UTF-8 decoding is the reference). */
   str(): string {
-    const n = this.strLen();
-    if (n < 0) throw NOT_MINE;
+    if (this.strLen() < 0) throw NOT_MINE;
+    return this.strBody();
+  }
+
+  /** The ASCII body of the string whose header strLen() just read. */
+  private strBody(): string {
     const b = this.b;
-    const end = this.p + n;
+    const end = this.p + this.lastLen;
     let s = '';
     for (let i = this.p; i < end; i++) {
       const c = b[i];
@@ -260,6 +269,28 @@ class Reader {
     return out;
   }
 
+  /**
+   * extra_keys: per block nil (what vLLM sends for plain text) or a flat array of strings and
+   * ints (LoRA name, MM identifiers, cache_salt); other items (tuples, bytes) are the library path's.
+   */
+  extraKeys(): (unknown[] | null)[] {
+    const n = this.arrayLen();
+    if (n < 0) throw NOT_MINE;
+    const out = new Array<unknown[] | null>(n);
+    for (let i = 0; i < n; i++) {
+      if (this.nil()) {
+        out[i] = null;
+        continue;
+      }
+      const m = this.arrayLen();
+      if (m < 0) throw NOT_MINE;
+      const items = new Array<unknown>(m);
+      for (let j = 0; j < m; j++) items[j] = this.strLen() >= 0 ? this.strBody() : this.int();
+      out[i] = items;
+    }
+    return out;
+  }
+
   /** Skips a value the library path would decode and ignore (maps and ext: not mine). */
   skip(): void {
     let owed = 1;
@@ -311,7 +342,7 @@ class Reader {
       case F_LORA_ID: f.loraId = this.optInt(); return;
       case F_MEDIUM: f.medium = this.optStr(); return;
       case F_LORA_NAME: f.loraName = this.optStr(); return;
-      case F_EXTRA: if (!this.nil()) throw NOT_MINE; return; // extra keys: the library path
+      case F_EXTRA: f.extra = this.nil() ? null : this.extraKeys(); return;
       case F_GROUP: f.groupIdx = this.optInt(); return;
       case F_SPEC_KIND: f.specKind = this.optStr(); return;
       case F_SLIDING: f.sliding = this.optInt(); return;
@@ -391,7 +422,7 @@ function build(kind: number, f: Fields): KvEvent {
     loraId: f.loraId ?? null,
     medium: f.medium ?? null,
     loraName: f.loraName ?? null,
-    extraKeys: null,
+    extraKeys: f.extra ?? null,
     groupIdx: f.groupIdx ?? null,
     kvCacheSpecKind: f.specKind ?? null,
     kvCacheSpecSlidingWindow: f.sliding ?? null,

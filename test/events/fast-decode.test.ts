@@ -19,7 +19,7 @@ const digest = (i: number): Buffer => {
 function events(seed: number): KvEvent[] {
   const toks = Array.from({ length: 48 }, (_, i) => [i, 200 + i, 40_000 + i, 70_000 + i * 1000][(i + seed) % 4]);
   return [
-    { type: 'BlockStored', blockHashes: [digest(seed), digest(seed + 1), digest(seed + 2)], parentBlockHash: seed % 2 ? digest(seed + 99) : null, tokenIds: toks, blockSize: 16, loraId: seed % 3 ? null : 7, medium: seed % 2 ? 'GPU' : null, loraName: seed % 3 ? null : 'adapter-a', extraKeys: null, groupIdx: seed % 2 ? 0 : null, kvCacheSpecKind: seed % 2 ? 'full_attention' : null, kvCacheSpecSlidingWindow: null },
+    { type: 'BlockStored', blockHashes: [digest(seed), digest(seed + 1), digest(seed + 2)], parentBlockHash: seed % 2 ? digest(seed + 99) : null, tokenIds: toks, blockSize: 16, loraId: seed % 3 ? null : 7, medium: seed % 2 ? 'GPU' : null, loraName: seed % 3 ? null : 'adapter-a', extraKeys: [null, [null, null, null], [['adapter-a'], null, ['mm-1', 3, 'salt']]][seed % 3], groupIdx: seed % 2 ? 0 : null, kvCacheSpecKind: seed % 2 ? 'full_attention' : null, kvCacheSpecSlidingWindow: null },
     { type: 'BlockRemoved', blockHashes: [digest(seed + 5)], medium: 'CPU', groupIdx: null },
     { type: 'BlockStored', blockHashes: [digest(seed + 3)], parentBlockHash: digest(seed + 2), tokenIds: [], blockSize: 16, loraId: null, medium: 'cpu', loraName: null, extraKeys: null, groupIdx: null, kvCacheSpecKind: null, kvCacheSpecSlidingWindow: null },
     { type: 'AllBlocksCleared' },
@@ -45,15 +45,16 @@ describe('fastDecodeBatch', () => {
     }
   });
 
-  it('declines what it does not read (batch as a map, extra keys) and the library path decodes it', () => {
+  it('declines what it does not read (a batch as a map, a non-ASCII medium) and the library path decodes it', () => {
     const asMap = encodeEventBatch(1, events(1), 0, { version: 'v0.24', intHashes: true, batchAsMap: true });
     assert.equal(fastDecodeBatch(asMap), null);
     assert.deepStrictEqual(decodeCheckedBatch(asMap), decodeCheckedBatchWithLibrary(asMap));
     const ev = events(2)[0];
     assert.equal(ev.type, 'BlockStored');
-    const withExtra = encodeEventBatch(1, [{ ...ev, extraKeys: [['adapter-a'], null, ['mm', 3]] }], 0, { version: 'v0.24', intHashes: true });
-    assert.equal(fastDecodeBatch(withExtra), null);
-    assert.equal(decodeCheckedBatch(withExtra).events.length, 1);
+    const accented = encodeEventBatch(1, [{ ...ev, medium: 'mémoire' }], 0, { version: 'v0.24', intHashes: true });
+    assert.equal(fastDecodeBatch(accented), null);
+    const [decoded] = decodeCheckedBatch(accented).events;
+    assert.equal(decoded.type === 'BlockStored' ? decoded.medium : null, 'mémoire');
   });
 
   it('never disagrees with the library path on fuzzed payloads that pass the guard', () => {
