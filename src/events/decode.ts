@@ -181,6 +181,9 @@ export function peekEventBatch(payload: Uint8Array, limits?: GuardLimits): Peeke
     return { dataParallelRank: decoded.dataParallelRank, decoded };
   }
   if (count < 3) return { dataParallelRank: null };
+  // vLLM's rank is a positive fixint (or nil): read it in place, not through a decoder call
+  const r = payload[starts[2]];
+  if (r <= 0x7f && (starts[3] ?? payload.length) === starts[2] + 1) return { dataParallelRank: r };
   return { dataParallelRank: rankOf(decodeValue(payload.subarray(starts[2], starts[3] ?? payload.length))) };
 }
 
