@@ -55,6 +55,30 @@ export function checkMsgpack(buf: Uint8Array, limits: GuardLimits = {}, rootStar
   while (owed > 0) {
     // take one value from the innermost open container
     while (left[depth] === 0) depth--;
+    if (depth > 1) {
+      // a run of ints inside a container (token ids): the same checks as below, fewer branches;
+      // anything else (or a value the bytes left cannot hold) goes the general way
+      let l = left[depth];
+      while (l > 0) {
+        const c = buf[p];
+        if (c <= 0x7f || c >= 0xe0) p += 1;
+        else if (c === 0xcd) {
+          if (p + 3 > n) break;
+          p += 3;
+        } else if (c === 0xcc) {
+          if (p + 2 > n) break;
+          p += 2;
+        } else if (c === 0xce) {
+          if (p + 5 > n) break;
+          p += 5;
+        } else break;
+        l--;
+        owed--;
+        if (owed > n - p) throw overdrawn(owed, n - p);
+      }
+      left[depth] = l;
+      if (l === 0) continue;
+    }
     if (depth === 1 && rootStarts && rootStarts.length < ROOT_STARTS) rootStarts.push(p);
     left[depth]--;
     owed--;
