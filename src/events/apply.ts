@@ -47,7 +47,8 @@ export class PodEventApplier {
         const entry: PodEntry = { pod: this.pod, tier: tierOf(ev.medium) };
         for (const h of ev.blockHashes) {
           this.tails.delete(h);
-          await this.index.evict(h, 'engine', entry);
+          const done = this.index.evict(h, 'engine', entry);
+          if (done instanceof Promise) await done;
         }
         return 'applied';
       }
@@ -72,10 +73,14 @@ export class PodEventApplier {
       // token-less store: the blocks moved to another tier (e.g. CPU offload)
       const reqs: bigint[] = [];
       for (const h of ev.blockHashes) {
-        const r = await this.index.getRequestKey(h, this.pod);
+        const got = this.index.getRequestKey(h, this.pod);
+        const r = got instanceof Promise ? await got : got;
         if (r !== undefined) reqs.push(r);
       }
-      if (reqs.length) await this.index.add(null, BigUint64Array.from(reqs), entry);
+      if (reqs.length) {
+        const added = this.add(null, toKeys(reqs, 0, reqs.length), entry);
+        if (added) await added;
+      }
       return 'applied';
     }
     const name = ev.loraName || model;
@@ -89,7 +94,8 @@ export class PodEventApplier {
         prefix = tail.tokens;
         prefixExtras = tail.extras;
       } else {
-        parent = await this.index.getRequestKey(ev.parentBlockHash, this.pod);
+        const got = this.index.getRequestKey(ev.parentBlockHash, this.pod);
+        parent = got instanceof Promise ? await got : got;
         if (parent === undefined) return 'orphan';
       }
     }
@@ -102,7 +108,8 @@ export class PodEventApplier {
     const nR = Math.floor(all.length / R);
     // engine block i covers [eStart + i*B, eStart + (i+1)*B) in `all`
     const eStart = prefix.length + skipped;
-    const engineExtras = ev.extraKeys ? ev.extraKeys.map((x) => requestExtras(x, ev.loraName)) : null;
+    // vLLM sends extra_keys as one nil per block for plain text: nothing to carry then
+    const engineExtras = ev.extraKeys && ev.extraKeys.some((x) => x !== null) ? ev.extraKeys.map((x) => requestExtras(x, ev.loraName)) : null;
     let extra: (unknown[] | null)[] | null = null;
     if ((engineExtras && engineExtras.some((x) => x.length > 0)) || prefixExtras.some((x) => x.length > 0)) {
       extra = [];
@@ -121,7 +128,8 @@ export class PodEventApplier {
     // group request blocks by the engine blocks (of this event) they overlap
     const E = ev.blockHashes;
     if (B === R && prefix.length === 0 && skipped === 0) {
-      await this.index.add(BigUint64Array.from(E), reqKeys, entry); // the common aligned case
+      const added = this.add(toKeys(E, 0, nE), reqKeys, entry); // the common aligned case
+      if (added) await added;
       return 'applied';
     }
     let j = 0;
@@ -131,19 +139,22 @@ export class PodEventApplier {
       const i1 = Math.min(nE, lastOverlapExclusive(s + R, eStart, B));
       if (i0 >= i1) {
         // only tokens of already-cached blocks (or a pending prefix)
-        await this.index.add(null, reqKeys.subarray(j, j + 1), entry);
+        const added = this.add(null, reqKeys.subarray(j, j + 1), entry);
+        if (added) await added;
         j++;
         continue;
       }
       if (i1 - i0 > 1) {
-        await this.index.add(BigUint64Array.from(E.slice(i0, i1)), reqKeys.subarray(j, j + 1), entry);
+        const added = this.add(toKeys(E, i0, i1), reqKeys.subarray(j, j + 1), entry);
+        if (added) await added;
         j++;
         continue;
       }
       // one engine block spans this and maybe following request blocks
       let k = j + 1;
       while (k < nR && firstOverlap(k * R, eStart, B) === i0 && lastOverlapExclusive(k * R + R, eStart, B) === i0 + 1) k++;
-      await this.index.add(BigUint64Array.of(E[i0]), reqKeys.subarray(j, k), entry);
+      const added = this.add(toKeys(E, i0, i0 + 1), reqKeys.subarray(j, k), entry);
+      if (added) await added;
       j = k;
     }
     // engine blocks ending inside a router block leave a pending tail
@@ -163,6 +174,12 @@ export class PodEventApplier {
     return 'applied';
   }
 
+  /** index.add, awaited only when the index is asynchronous (an in-memory add costs no microtask turn). */
+  private add(engineKeys: BlockKeys | null, requestKeys: BlockKeys, entry: PodEntry): Promise<void> | undefined {
+    const done = this.index.add(engineKeys, requestKeys, entry);
+    return done instanceof Promise ? done : undefined;
+  }
+
   private setTail(h: bigint, t: Tail): void {
     this.tails.delete(h);
     this.tails.set(h, t);
@@ -171,6 +188,13 @@ export class PodEventApplier {
       if (oldest !== undefined) this.tails.delete(oldest);
     }
   }
+}
+
+/** keys[from..to) as BlockKeys (an indexed copy: BigUint64Array.from goes through the iterator protocol). */
+function toKeys(keys: readonly bigint[], from: number, to: number): BigUint64Array {
+  const out = new BigUint64Array(to - from);
+  for (let i = from; i < to; i++) out[i - from] = keys[i];
+  return out;
 }
 
 function firstOverlap(s: number, eStart: number, B: number): number {

@@ -7,6 +7,7 @@
 import { Decoder } from '@msgpack/msgpack';
 import type { AllBlocksCleared, BlockRemoved, BlockStored, DecodedBatch, KvEvent } from './types.js';
 import { checkMsgpack, GuardError, type GuardLimits } from './msgpack-guard.js';
+import { fastDecodeBatch } from './fast-decode.js';
 
 /** Why a payload was rejected: a guard kind (msgpack-guard.ts), 'msgpack' or 'envelope'. */
 export type DecodeErrorKind = GuardError['kind'] | 'msgpack' | 'envelope' | 'field';
@@ -180,11 +181,19 @@ export function peekEventBatch(payload: Uint8Array, limits?: GuardLimits): Peeke
     return { dataParallelRank: decoded.dataParallelRank, decoded };
   }
   if (count < 3) return { dataParallelRank: null };
+  // vLLM's rank is a positive fixint (or nil): read it in place, not through a decoder call
+  const r = payload[starts[2]];
+  if (r <= 0x7f && (starts[3] ?? payload.length) === starts[2] + 1) return { dataParallelRank: r };
   return { dataParallelRank: rankOf(decodeValue(payload.subarray(starts[2], starts[3] ?? payload.length))) };
 }
 
-/** Decodes a payload that already passed checkMsgpack (decodeEventBatch, peekEventBatch). */
+/** Decodes a payload that already passed checkMsgpack (decodeEventBatch, peekEventBatch): vLLM's shapes by fast-decode.ts, the rest through @msgpack/msgpack. */
 export function decodeCheckedBatch(payload: Uint8Array): DecodedBatch {
+  return fastDecodeBatch(payload) ?? decodeCheckedBatchWithLibrary(payload);
+}
+
+/** decodeCheckedBatch through @msgpack/msgpack only: the reference fast-decode.ts is tested against. */
+export function decodeCheckedBatchWithLibrary(payload: Uint8Array): DecodedBatch {
   const raw = decodeValue(payload);
   let ts: unknown;
   let events: unknown;

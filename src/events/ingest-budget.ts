@@ -33,6 +33,12 @@ export class IngestBudget {
     while (this.clock.now() - this.sliceStart >= this.sliceMs) await this.turn();
   }
 
+  /** Whether yieldIfSpent(nextCostMs) would wait (a caller between small units skips the await when not). */
+  mustYield(nextCostMs = 0): boolean {
+    const spent = this.clock.now() - this.sliceStart;
+    return spent >= this.sliceMs || (nextCostMs > 0 && spent > 0 && spent + nextCostMs > this.sliceMs);
+  }
+
   private turn(): Promise<void> {
     if (!this.pending) {
       this.yields++;

@@ -687,7 +687,7 @@ export class KvEventSubscriber {
       this.warnOnce(s.pod, 'event', `skipped undecodable event: ${batch.skipped[0].reason}`);
     }
     for (const ev of batch.events) {
-      await this.budget.yieldIfSpent();
+      if (this.budget.mustYield()) await this.budget.yieldIfSpent();
       try {
         const out = await s.applier.apply(ev, s.model);
         if (out === 'orphan') await this.recoverOrphan(s, seq, ev as BlockStored);
