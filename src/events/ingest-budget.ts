@@ -28,12 +28,16 @@ export class IngestBudget {
    * spent, or when the next unit (`nextCostMs`) would not fit in what is left of a started slice.
    */
   async yieldIfSpent(nextCostMs = 0): Promise<void> {
-    const spent = this.clock.now() - this.sliceStart;
-    if (nextCostMs > 0 && spent > 0 && spent < this.sliceMs && spent + nextCostMs > this.sliceMs) await this.turn();
+    if (!this.mustYield(nextCostMs)) return;
+    await this.turn();
+    // a turn can end with the slice already spent (a slow loop turn): take more until it is not
     while (this.clock.now() - this.sliceStart >= this.sliceMs) await this.turn();
   }
 
-  /** Whether yieldIfSpent(nextCostMs) would wait (a caller between small units skips the await when not). */
+  /**
+   * Whether yieldIfSpent(nextCostMs) would wait: the slice is spent, or the next unit would not
+   * fit in what is left of a started one. A caller between small units skips the await when not.
+   */
   mustYield(nextCostMs = 0): boolean {
     const spent = this.clock.now() - this.sliceStart;
     return spent >= this.sliceMs || (nextCostMs > 0 && spent > 0 && spent + nextCostMs > this.sliceMs);

@@ -7,6 +7,14 @@ import { FIXTURE_A, FIXTURE_B, FIXTURE_C, FIXTURE_D, FIXTURE_LEGACY_REMOVED } fr
 
 const T16 = Array.from({ length: 16 }, (_, i) => i + 1);
 
+/** The fuzz tests' generator: integers in [0, n), the same sequence for a seed on every run. */
+function seededRnd(seed: number): (n: number) => number {
+  return (n) => {
+    seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
+    return seed % n;
+  };
+}
+
 describe('decodeEventBatch: reference byte examples', () => {
   it('A: 7-element legacy events, rank 1', () => {
     assert.equal(FIXTURE_A.length, 57);
@@ -120,11 +128,7 @@ describe('decodeEventBatch tolerance', () => {
   });
 
   it('fuzz: thousands of random and mutated payloads never throw anything but DecodeError', () => {
-    let seed = 0xc0ffee;
-    const rnd = (n: number) => {
-      seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
-      return seed % n;
-    };
+    const rnd = seededRnd(0xc0ffee);
     const seeds = [FIXTURE_A, FIXTURE_B, FIXTURE_C, FIXTURE_D, FIXTURE_LEGACY_REMOVED];
     let decoded = 0;
     let rejected = 0;
@@ -218,11 +222,7 @@ describe('peekEventBatch: the envelope on arrival, the events at their turn', ()
   });
 
   it('fuzz: random and mutated payloads get the same answer both ways', () => {
-    let seed = 0xbadc0de;
-    const rnd = (n: number) => {
-      seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
-      return seed % n;
-    };
+    const rnd = seededRnd(0xbadc0de);
     const seeds = [FIXTURE_A, FIXTURE_B, FIXTURE_C, FIXTURE_D, FIXTURE_LEGACY_REMOVED];
     let accepted = 0;
     for (let i = 0; i < 4000; i++) {
