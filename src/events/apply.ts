@@ -36,19 +36,26 @@ export class PodEventApplier {
     this.tails.clear();
   }
 
-  async apply(ev: KvEvent, model: string): Promise<ApplyOutcome> {
+  /**
+   * Applies one event. With a synchronous index (in memory) nothing awaits and the outcome comes
+   * back as a value: a promise per event was most of what ingest allocated. An asynchronous
+   * index (Redis) gets a promise.
+   */
+  apply(ev: KvEvent, model: string): ApplyOutcome | Promise<ApplyOutcome> {
     switch (ev.type) {
-      case 'AllBlocksCleared':
+      case 'AllBlocksCleared': {
         this.tails.clear();
-        await this.index.clear(this.pod);
-        return 'applied';
+        const done = this.index.clear(this.pod);
+        return done instanceof Promise ? done.then(() => 'applied' as const) : 'applied';
+      }
       case 'BlockRemoved': {
         if (ev.groupIdx !== null && ev.groupIdx > 0) return 'skipped';
         const entry: PodEntry = { pod: this.pod, tier: tierOf(ev.medium) };
-        for (const h of ev.blockHashes) {
-          this.tails.delete(h);
-          const done = this.index.evict(h, 'engine', entry);
-          if (done instanceof Promise) await done;
+        const hs = ev.blockHashes;
+        for (let i = 0; i < hs.length; i++) {
+          this.tails.delete(hs[i]);
+          const done = this.index.evict(hs[i], 'engine', entry);
+          if (done instanceof Promise) return done.then(() => this.evictRest(hs, i + 1, entry));
         }
         return 'applied';
       }
@@ -57,48 +64,57 @@ export class PodEventApplier {
     }
   }
 
+  /** The rest of a BlockRemoved on an asynchronous index, in order. */
+  private async evictRest(hs: readonly bigint[], from: number, entry: PodEntry): Promise<ApplyOutcome> {
+    for (let i = from; i < hs.length; i++) {
+      this.tails.delete(hs[i]);
+      await this.index.evict(hs[i], 'engine', entry);
+    }
+    return 'applied';
+  }
+
   /** Whether an engine block of this pod is known (indexed mapping or pending tail). */
   async knows(engineKey: bigint): Promise<boolean> {
     return this.tails.has(engineKey) || (await this.index.getRequestKey(engineKey, this.pod)) !== undefined;
   }
 
-  private async stored(ev: BlockStored, model: string): Promise<ApplyOutcome> {
+  private stored(ev: BlockStored, model: string): ApplyOutcome | Promise<ApplyOutcome> {
     // Hybrid models: only full-attention groups describe a reusable prefix.
     if (ev.kvCacheSpecKind !== null && ev.kvCacheSpecKind !== 'full_attention') return 'skipped';
     const entry: PodEntry = { pod: this.pod, tier: tierOf(ev.medium) };
-    const B = ev.blockSize;
-    const nE = ev.blockHashes.length;
-    if (nE === 0) return 'skipped';
-    if (ev.tokenIds.length === 0) {
-      // token-less store: the blocks moved to another tier (e.g. CPU offload)
-      const reqs: bigint[] = [];
-      for (const h of ev.blockHashes) {
-        const got = this.index.getRequestKey(h, this.pod);
-        const r = got instanceof Promise ? await got : got;
-        if (r !== undefined) reqs.push(r);
-      }
-      if (reqs.length) {
-        const added = this.add(null, toKeys(reqs, 0, reqs.length), entry);
-        if (added) await added;
-      }
-      return 'applied';
-    }
-    const name = ev.loraName || model;
-    let parent: bigint | undefined;
-    let prefix: number[] = [];
-    let prefixExtras: unknown[][] = [];
+    if (ev.blockHashes.length === 0) return 'skipped';
+    if (ev.tokenIds.length === 0) return this.moved(ev, entry);
     if (ev.parentBlockHash !== null && ev.parentBlockHash !== 0n) {
       const tail = this.tails.get(ev.parentBlockHash);
-      if (tail) {
-        parent = tail.parent;
-        prefix = tail.tokens;
-        prefixExtras = tail.extras;
-      } else {
-        const got = this.index.getRequestKey(ev.parentBlockHash, this.pod);
-        parent = got instanceof Promise ? await got : got;
-        if (parent === undefined) return 'orphan';
-      }
+      if (tail) return this.storedFrom(ev, model, entry, tail.parent, tail.tokens, tail.extras);
+      const got = this.index.getRequestKey(ev.parentBlockHash, this.pod);
+      if (got instanceof Promise) return got.then((parent) => (parent === undefined ? 'orphan' : this.storedFrom(ev, model, entry, parent, [], [])));
+      if (got === undefined) return 'orphan';
+      return this.storedFrom(ev, model, entry, got, [], []);
     }
+    return this.storedFrom(ev, model, entry, undefined, [], []);
+  }
+
+  /** A token-less store: the blocks moved to another tier (e.g. CPU offload). */
+  private async moved(ev: BlockStored, entry: PodEntry): Promise<ApplyOutcome> {
+    const reqs: bigint[] = [];
+    for (const h of ev.blockHashes) {
+      const got = this.index.getRequestKey(h, this.pod);
+      const r = got instanceof Promise ? await got : got;
+      if (r !== undefined) reqs.push(r);
+    }
+    if (reqs.length) {
+      const added = this.add(null, toKeys(reqs, 0, reqs.length), entry);
+      if (added) await added;
+    }
+    return 'applied';
+  }
+
+  /** A BlockStored whose parent resolved to request key `parent` (undefined: the model root). */
+  private storedFrom(ev: BlockStored, model: string, entry: PodEntry, parent: bigint | undefined, prefix: number[], prefixExtras: unknown[][]): ApplyOutcome | Promise<ApplyOutcome> {
+    const B = ev.blockSize;
+    const nE = ev.blockHashes.length;
+    const name = ev.loraName || model;
     // token_ids may cover already-cached blocks that block_hashes leaves out (vllm #44451):
     // the hashed blocks are the last nE*B tokens.
     const toks = ev.tokenIds;
@@ -129,9 +145,22 @@ export class PodEventApplier {
     const E = ev.blockHashes;
     if (B === R && prefix.length === 0 && skipped === 0) {
       const added = this.add(toKeys(E, 0, nE), reqKeys, entry); // the common aligned case
-      if (added) await added;
-      return 'applied';
+      return added ? added.then(() => 'applied' as const) : 'applied';
     }
+    return this.storedSpans(ev, entry, parent, prefix, prefixExtras, all, skipped, engineExtras, reqKeys);
+  }
+
+  /** Router and engine block sizes differ (or a pending prefix): request blocks grouped by the engine blocks they overlap. */
+  private async storedSpans(
+    ev: BlockStored, entry: PodEntry, parent: bigint | undefined, prefix: number[], prefixExtras: unknown[][],
+    all: number[], skipped: number, engineExtras: unknown[][] | null, reqKeys: BlockKeys,
+  ): Promise<ApplyOutcome> {
+    const B = ev.blockSize;
+    const nE = ev.blockHashes.length;
+    const R = this.keyer.blockSize;
+    const nR = Math.floor(all.length / R);
+    const eStart = prefix.length + skipped;
+    const E = ev.blockHashes;
     let j = 0;
     while (j < nR) {
       const s = j * R;

@@ -180,12 +180,20 @@ class Reader {
   private strBody(): string {
     const b = this.b;
     const end = this.p + this.lastLen;
+    if (this.lastLen <= INTERN_MAX_LEN) {
+      const s = internedAt(b, this.p, end);
+      if (s !== null) {
+        this.p = end;
+        return s;
+      }
+    }
     let s = '';
     for (let i = this.p; i < end; i++) {
       const c = b[i];
       if (c >= 0x80) throw NOT_MINE;
       s += String.fromCharCode(c);
     }
+    if (this.lastLen <= INTERN_MAX_LEN) intern(b, this.p, end, s);
     this.p = end;
     return s;
   }
@@ -431,6 +439,35 @@ function build(kind: number, f: Fields): KvEvent {
 }
 
 const fields = new Fields();
+
+// Short strings repeat in every event (medium "GPU", spec kinds, LoRA names): each is built once
+// and found again by its bytes in a small fixed table (a collision replaces the slot), instead of
+// a character-by-character concatenation per event.
+const INTERN_MAX_LEN = 32;
+const INTERN_SLOTS = 256;
+const internBytes: (Uint8Array | null)[] = new Array<Uint8Array | null>(INTERN_SLOTS).fill(null);
+const internStrings: string[] = new Array<string>(INTERN_SLOTS).fill('');
+
+function internSlot(b: Uint8Array, from: number, to: number): number {
+  let h = to - from;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  return (h ^ (h >>> 16)) & (INTERN_SLOTS - 1);
+}
+
+/** The interned string whose bytes are b[from..to), or null. */
+function internedAt(b: Uint8Array, from: number, to: number): string | null {
+  const slot = internSlot(b, from, to);
+  const have = internBytes[slot];
+  if (have === null || have.length !== to - from) return null;
+  for (let i = 0; i < have.length; i++) if (have[i] !== b[from + i]) return null;
+  return internStrings[slot];
+}
+
+function intern(b: Uint8Array, from: number, to: number, s: string): void {
+  const slot = internSlot(b, from, to);
+  internBytes[slot] = b.slice(from, to);
+  internStrings[slot] = s;
+}
 
 /**
  * Decodes a payload that passed checkMsgpack (msgpack-guard.ts) when it has the shape vLLM

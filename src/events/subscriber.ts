@@ -31,7 +31,7 @@ import { decodeCheckedBatch, decodeEventBatch, DecodeError, peekEventBatch } fro
 import type { GuardLimits } from './msgpack-guard.js';
 import { DecodeCost, DEFAULT_SLICE_MS, IngestBudget } from './ingest-budget.js';
 import { realClock, type Clock } from '../util/clock.js';
-import { parseTopic, podForRank, splitHostPort, offsetEndpointPort } from './topic.js';
+import { parseTopic, podForRank, splitHostPort, offsetEndpointPort, type ParsedTopic } from './topic.js';
 import { fetchReplayRange, readSeq, type ReplayedBatch } from './replay.js';
 import { PodEventApplier } from './apply.js';
 import { EventMetrics } from './metrics.js';
@@ -143,6 +143,7 @@ type Pending = DecodedBatch | { payload: Uint8Array; dataParallelRank: number | 
 /** Metric pod label of messages whose topic names no known endpoint. */
 const UNKNOWN = '_unknown';
 const MAX_WARNED = 10_000;
+const MAX_CACHED_TOPICS = 4096;
 
 export const DEFAULT_TOPIC_FILTER = 'kv@';
 export const DEFAULT_BIND_ENDPOINT = 'tcp://*:5557';
@@ -159,6 +160,7 @@ export class KvEventSubscriber {
   private readonly podEndpoints = new Map<string, string>();
   private readonly replayEndpoints = new Map<string, string>();
   private readonly warned = new Set<string>();
+  private readonly topics = new Map<string, ParsedTopic & { topic: string }>();
   private warnedFull = false;
   /** Pods whose topics are accepted (dialed, or known endpoints in central mode); empty = any. */
   private readonly known = new Set<string>();
@@ -369,17 +371,16 @@ export class KvEventSubscriber {
   onFrames(frames: Uint8Array[]): Promise<void> | void {
     this.metrics.totals.messages++;
     if (frames.length > 0 && frames[0].length > this.limits.maxTopicBytes) {
-      this.metrics.messages.inc({ pod: UNKNOWN });
+      this.metrics.countMessage(UNKNOWN);
       return this.reject(UNKNOWN, 'topic', `topic of ${frames[0].length} bytes (limit ${this.limits.maxTopicBytes})`);
     }
-    const topic = frames.length > 0 ? Buffer.from(frames[0]).toString('utf8') : '';
-    const t = parseTopic(topic);
+    const t = frames.length > 0 ? this.topicOf(frames[0]) : { ...parseTopic(''), topic: '' };
     if (!this.accepts(t.pod)) {
-      this.metrics.messages.inc({ pod: UNKNOWN });
+      this.metrics.countMessage(UNKNOWN);
       // logged once for all of them: invented topics are unbounded
-      return this.reject(UNKNOWN, 'unknown_topic', `topic of an unknown endpoint (this and any later ones are only counted): ${JSON.stringify(topic.slice(0, 200))}`);
+      return this.reject(UNKNOWN, 'unknown_topic', `topic of an unknown endpoint (this and any later ones are only counted): ${JSON.stringify(t.topic.slice(0, 200))}`);
     }
-    this.metrics.messages.inc({ pod: this.metrics.label(t.pod) });
+    this.metrics.countMessage(this.metrics.label(t.pod));
     if (frames.length !== 3) return this.reject(t.pod, 'frames', `message with ${frames.length} frames (expected 3)`);
     if (frames[1].length !== 8) return this.reject(t.pod, 'seq', `seq frame of ${frames[1].length} bytes (expected 8)`);
     const seq = readSeq(frames[1]);
@@ -398,19 +399,40 @@ export class KvEventSubscriber {
     return this.enqueue(t.pod, t.model || (this.opts.defaultModel ?? ''), seq, batch, frames[2].length);
   }
 
-  /** A queued batch decoded at its turn (null: rejected, counted and logged). */
-  private async decodeAtTurn(s: Stream, batch: Pending): Promise<DecodedBatch | null> {
+  /**
+   * The topic frame parsed; the same few topics arrive over and over, so parses are kept by
+   * topic string (bounded: cleared when full, as invented topics are unbounded). The frame is
+   * read through a view, not copied.
+   */
+  private topicOf(frame: Uint8Array): ParsedTopic & { topic: string } {
+    const topic = (Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)).toString('utf8');
+    let t = this.topics.get(topic);
+    if (t === undefined) {
+      if (this.topics.size >= MAX_CACHED_TOPICS) this.topics.clear();
+      t = { ...parseTopic(topic), topic };
+      this.topics.set(topic, t);
+    }
+    return t;
+  }
+
+  /** A queued batch decoded at its turn (null: rejected, counted and logged); a promise only when it must wait for a new slice. */
+  private decodeAtTurn(s: Stream, batch: Pending): DecodedBatch | null | Promise<DecodedBatch | null> {
     if (!('payload' in batch)) return batch;
     // decoding one message cannot be cut: start it in a fresh slice if it would overrun this one
-    await this.budget.yieldIfSpent(this.decodeCost.estimateMs(batch.payload.length));
+    const cost = this.decodeCost.estimateMs(batch.payload.length);
+    if (this.budget.mustYield(cost)) return this.budget.yieldIfSpent(cost).then(() => this.decodeNow(s, batch.payload));
+    return this.decodeNow(s, batch.payload);
+  }
+
+  private decodeNow(s: Stream, payload: Uint8Array): DecodedBatch | null {
     const t0 = this.clock.now();
     try {
-      return decodeCheckedBatch(batch.payload);
+      return decodeCheckedBatch(payload);
     } catch (err) {
       this.reject(s.topicPod, err instanceof DecodeError ? err.kind : 'payload', (err as Error).message);
       return null;
     } finally {
-      this.decodeCost.observe(batch.payload.length, this.clock.now() - t0);
+      this.decodeCost.observe(payload.length, this.clock.now() - t0);
     }
   }
 
@@ -441,7 +463,7 @@ export class KvEventSubscriber {
         return Promise.reject(err instanceof DecodeError ? err : new DecodeError(String(err)));
       }
     } else b = batch;
-    this.metrics.messages.inc({ pod: this.metrics.label(pod) });
+    this.metrics.countMessage(this.metrics.label(pod));
     this.metrics.totals.messages++;
     return this.enqueue(pod, model, seq, b);
   }
@@ -475,15 +497,19 @@ export class KvEventSubscriber {
     st.depth++;
     st.bytes += bytes;
     this.queuedBytes += bytes;
-    this.metrics.queueDepth.inc({ pod: this.metrics.label(st.pod) });
+    this.metrics.queued(this.metrics.label(st.pod), 1);
+    // two promises per message (then, then), not the five of then/catch/finally
+    const done = () => {
+      st.depth--;
+      st.bytes -= bytes;
+      this.unqueue(bytes);
+      this.metrics.queued(this.metrics.label(st.pod), -1);
+    };
     const p = st.chain
       .then(() => this.handle(st, seq, batch))
-      .catch((err) => this.warnOnce(st.pod, 'apply', 'failed to apply a kv-events batch', err))
-      .finally(() => {
-        st.depth--;
-        st.bytes -= bytes;
-        this.unqueue(bytes);
-        this.metrics.queueDepth.dec({ pod: this.metrics.label(st.pod) });
+      .then(done, (err: unknown) => {
+        this.warnOnce(st.pod, 'apply', 'failed to apply a kv-events batch', err);
+        done();
       });
     st.chain = p;
     return p;
@@ -520,7 +546,8 @@ export class KvEventSubscriber {
 
   private async handle(s: Stream, seq: number, pending: Pending): Promise<void> {
     if (this.closed) return;
-    const batch = await this.decodeAtTurn(s, pending);
+    const decoded = this.decodeAtTurn(s, pending);
+    const batch = decoded instanceof Promise ? await decoded : decoded;
     if (batch === null || this.closed) return;
     const label = this.metrics.label(s.pod);
     if (s.last === null) {
@@ -689,7 +716,9 @@ export class KvEventSubscriber {
     for (const ev of batch.events) {
       if (this.budget.mustYield()) await this.budget.yieldIfSpent();
       try {
-        const out = await s.applier.apply(ev, s.model);
+        // an in-memory index applies synchronously: no microtask turn per event
+        const r = s.applier.apply(ev, s.model);
+        const out = r instanceof Promise ? await r : r;
         if (out === 'orphan') await this.recoverOrphan(s, seq, ev as BlockStored);
         else if (out === 'skipped') {
           this.metrics.skippedEvents.inc({ pod: label, reason: 'unsupported' });

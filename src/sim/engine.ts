@@ -418,15 +418,17 @@ export class Engine {
     }
   }
 
-  // Parallel arrays describing the step being executed.
-  private schedReqs: EngineRequest[] = [];
-  private schedNew: number[] = [];
+  // Parallel arrays describing the step being executed: its first `schedN` entries. They are
+  // overwritten, never emptied: `length = 0` drops V8's backing store, and regrowing it every
+  // step was a steady stream of garbage (slots past schedN may still name finished requests).
+  private readonly schedReqs: EngineRequest[] = [];
+  private readonly schedNew: number[] = [];
+  private schedN = 0;
 
   private schedule(): void {
     const reqs = this.schedReqs;
     const nums = this.schedNew;
-    reqs.length = 0;
-    nums.length = 0;
+    let n = 0;
     let budget = this.cfg.maxNumBatchedTokens;
     let preempted = false;
     const now = this.cfg.clock.now();
@@ -446,8 +448,8 @@ export class Engine {
         }
       }
       if (!scheduled) break;
-      reqs.push(req);
-      nums.push(numNew);
+      reqs[n] = req;
+      nums[n++] = numNew;
       budget -= numNew;
     }
     // Then waiting requests, unless this step had to preempt.
@@ -469,11 +471,12 @@ export class Engine {
         if (req.firstScheduled < 0) req.firstScheduled = now;
         req.state = 'running';
         this.running.push(req);
-        reqs.push(req);
-        nums.push(numNew);
+        reqs[n] = req;
+        nums[n++] = numNew;
         budget -= numNew;
       }
     }
+    this.schedN = n;
   }
 
   private step(): void {
@@ -486,7 +489,7 @@ export class Engine {
     }
     this.purgeAborted();
     this.schedule();
-    const n = this.schedReqs.length;
+    const n = this.schedN;
     if (n === 0) {
       this.stepping = false;
       this.flushEvents();
@@ -522,7 +525,7 @@ export class Engine {
   private readonly finishStepFn = (): void => this.finishStep();
   /** Running requests' output tokens (see OutputArena); a request leaves it when it completes. */
   private readonly arena = new OutputArena();
-  /** Requests that got a token this step (reused: a step's callbacks never start another step). */
+  /** Requests that got a token this step: a prefix of it (reused and overwritten, as schedReqs). */
   private readonly notify: EngineRequest[] = [];
 
   private finishStep(): void {
@@ -533,8 +536,9 @@ export class Engine {
     const now = this.cfg.clock.now();
     let anyFinished = false;
     const notify = this.notify;
-    notify.length = 0;
-    for (let i = 0; i < reqs.length; i++) {
+    let notified = 0;
+    const n = this.schedN;
+    for (let i = 0; i < n; i++) {
       const req = reqs[i];
       if (req.aborted || req.state !== 'running') continue;
       req.numComputed += nums[i];
@@ -555,7 +559,7 @@ export class Engine {
         this.promptTokensTotal += req.promptLen;
       }
       if ((req.promptLen + count) % this.cfg.blockSize === 0) this.updateHashes(req);
-      notify.push(req);
+      notify[notified++] = req;
       if (req.outputCount >= req.maxTokens) {
         req.finishReason = 'length';
         req.state = 'done';
@@ -575,14 +579,13 @@ export class Engine {
     }
     // Newer vLLM drains the pool's events after the forward pass: one batch per step.
     this.flushEvents();
-    for (let i = 0; i < notify.length; i++) {
+    for (let i = 0; i < notified; i++) {
       const req = notify[i];
       this.listener.onTokens?.(req, now);
       if (req.onTokens !== null) req.onTokens(req, 1);
       if (req.outputCount === 1) req.opts.onFirstToken?.(req);
       if (req.state === 'done') this.complete(req, 'length', now);
     }
-    notify.length = 0;
     if (this.running.length > 0 || this.waiting.size > 0) this.step();
     else this.stepping = false;
   }

@@ -88,7 +88,8 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
     subscribers,
     deliver(frames) {
       if (subscribers.length === 0) return undefined;
-      const topic = Buffer.from(frames[0]).toString('latin1');
+      const f0 = frames[0];
+      const topic = Buffer.from(f0.buffer, f0.byteOffset, f0.byteLength).toString('latin1');
       // ZeroMQ's prefix subscription, then what the subscriber's receive loop does per message.
       // Each message is awaited alone: every earlier one was applied before time moved on, so
       // nothing else is pending (flush() would walk every pod's stream, per message).
