@@ -50,7 +50,11 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
   const subscribers: KvEventSubscriber[] = [];
   const topicFilters: string[] = [];
   const factory: KvEventSourceFactory = (o) => {
-    const sub = new KvEventSubscriber({ index: o.index, keyer: o.keyer, topicFilter: o.topicFilter, registry: o.registry, logger: o.logger, clock });
+    // No ingest slices: they bound how long one message holds the real event loop, measured on
+    // the subscriber's clock; on the virtual clock ingest takes no model time, and a 2 ms slice
+    // of model time ran out whenever the clock had moved, so nearly every message waited for a
+    // real setImmediate turn (which changes no decision: each delivery is awaited alone).
+    const sub = new KvEventSubscriber({ index: o.index, keyer: o.keyer, topicFilter: o.topicFilter, registry: o.registry, logger: o.logger, clock, limits: { sliceMs: Infinity } });
     subscribers.push(sub);
     topicFilters.push(o.topicFilter);
     return new SocketlessSource(sub);
