@@ -36,6 +36,44 @@ class Scored implements ScoredEndpoint {
   }
 }
 
+/**
+ * A profile's outcome. The per-address maps (totals, per-scorer scores) are read only by logs
+ * and debug output, so they are built from the score arrays on first read: four maps of every
+ * candidate per request were most of what a decision allocated at 64 endpoints.
+ */
+class ProfileRun implements ProfileRunResult {
+  private totalsMap: Map<string, number> | undefined;
+  private perScorerMap: Map<string, Map<string, number>> | undefined;
+
+  constructor(
+    readonly targets: Endpoint[],
+    private readonly endpoints: readonly Endpoint[],
+    private readonly totalScores: Float64Array,
+    private readonly scorerNames: readonly string[],
+    private readonly scorerScores: readonly Float64Array[],
+  ) {}
+
+  get totals(): Map<string, number> {
+    if (this.totalsMap === undefined) this.totalsMap = this.byAddress(this.totalScores);
+    return this.totalsMap;
+  }
+
+  get perScorer(): Map<string, Map<string, number>> {
+    if (this.perScorerMap === undefined) {
+      const m = new Map<string, Map<string, number>>();
+      for (let k = 0; k < this.scorerNames.length; k++) m.set(this.scorerNames[k], this.byAddress(this.scorerScores[k]));
+      this.perScorerMap = m;
+    }
+    return this.perScorerMap;
+  }
+
+  private byAddress(scores: Float64Array): Map<string, number> {
+    const m = new Map<string, number>();
+    for (let i = 0; i < this.endpoints.length; i++) m.set(this.endpoints[i].address, scores[i]);
+    return m;
+  }
+}
+
 function clamp01(x: number): number {
   if (!(x > 0)) return 0; // also NaN
   return x > 1 ? 1 : x;
@@ -88,7 +126,8 @@ export class Scheduler {
     }
     const n = endpoints.length;
     const totals = new Float64Array(n);
-    const perScorer = new Map<string, Map<string, number>>();
+    const names: string[] = [];
+    const clamped: Float64Array[] = [];
     for (const { scorer, weight } of profile.scorers) {
       const t = performance.now();
       const raw = await scorer.score(state, req, endpoints);
@@ -96,21 +135,20 @@ export class Scheduler {
       // Read through one array type: each scorer's own kind (small ints, doubles) at this one
       // site made V8 deoptimize and recompile this whole function per new kind (--trace-deopt).
       const vals: ArrayLike<number> = raw instanceof Float64Array ? raw : Float64Array.from(raw);
-      const byAddr = new Map<string, number>();
+      const own = new Float64Array(n);
       for (let i = 0; i < n; i++) {
         const s = clamp01(vals[i] ?? 0);
         totals[i] += weight * s;
-        byAddr.set(endpoints[i].address, s);
+        own[i] = s;
       }
-      perScorer.set(scorer.name, byAddr);
+      names.push(scorer.name);
+      clamped.push(own);
     }
     const scored: ScoredEndpoint[] = [];
     for (let i = 0; i < n; i++) scored.push(new Scored(endpoints[i], totals[i]));
     const t = performance.now();
     const targets = profile.picker.pick(state, req, scored);
     this.time('picker', profile.picker, t);
-    const totalsMap = new Map<string, number>();
-    for (let i = 0; i < n; i++) totalsMap.set(endpoints[i].address, totals[i]);
-    return { targets, totals: totalsMap, perScorer };
+    return new ProfileRun(targets, endpoints, totals, names, clamped);
   }
 }
