@@ -9,6 +9,7 @@ import type { KvEvent } from './events.js';
 import { stepSeconds, type TimingModel } from './timing.js';
 import { OutputArena } from './output-arena.js';
 import { TokenSeq } from './tokens.js';
+import { BoundedMemo, PROMPT_MEMO_TOKENS } from '../util/bounded-memo.js';
 
 export interface EngineConfig {
   blockSize: number;
@@ -61,9 +62,11 @@ let nextRequestSeq = 0;
  * The prompt blocks' hashes per prompt array (no LoRA, no salt) and hasher identity: a benchmark
  * re-sends the same arrays to many engines, and a prompt's hashes depend only on its tokens and
  * the hasher (algorithm, NONE_HASH, block size), so each is hashed once per process, not once per
- * engine. Entries live as long as the prompt array.
+ * engine. Bounded (PROMPT_MEMO_TOKENS prompt tokens, about 4 bytes each held: the hash objects
+ * and their string keys), so memory stays flat however many distinct prompts a run sends;
+ * prompts beyond it are hashed per request.
  */
-const promptHashMemo = new WeakMap<readonly number[], Map<string, { hashes: Buffer[]; keys: string[] }>>();
+const promptHashMemo = new BoundedMemo<readonly number[], { identity: string; hashes: Buffer[]; keys: string[] }>(PROMPT_MEMO_TOKENS);
 
 export class EngineRequest {
   // The fields every decode step reads come first, so a step touches one cache line of each
@@ -295,10 +298,8 @@ export class Engine {
     const full = Math.floor(req.seq.length / B);
     if (req.blockHashes.length === 0 && req.loraName === null && req.cacheSalt === null && req.seq.length === req.promptLen) {
       const prompt = req.opts.promptTokens;
-      let perHasher = promptHashMemo.get(prompt);
-      if (perHasher === undefined) promptHashMemo.set(prompt, (perHasher = new Map()));
-      const memo = perHasher.get(this.hashIdentity);
-      if (memo !== undefined && memo.hashes.length === full) {
+      const memo = promptHashMemo.get(prompt);
+      if (memo !== undefined && memo.identity === this.hashIdentity && memo.hashes.length === full) {
         for (let i = 0; i < full; i++) {
           req.blockHashes.push(memo.hashes[i]);
           req.blockHashKeys.push(memo.keys[i]);
@@ -306,7 +307,7 @@ export class Engine {
         return;
       }
       this.hashFrom(req, 0, full);
-      perHasher.set(this.hashIdentity, { hashes: req.blockHashes.slice(), keys: req.blockHashKeys.slice() });
+      promptHashMemo.set(prompt, { identity: this.hashIdentity, hashes: req.blockHashes.slice(), keys: req.blockHashKeys.slice() }, prompt.length);
       return;
     }
     this.hashFrom(req, req.blockHashes.length, full);

@@ -7,6 +7,7 @@
 // hooks, in-flight accounting), then to the chosen engine after the router overhead; response
 // hooks run at the engine's first token and at its finish.
 import type { EngineRequest } from '../../sim/engine.js';
+import { BoundedMemo, PROMPT_MEMO_TOKENS } from '../../util/bounded-memo.js';
 import type { InferenceRequest } from '../../scheduler/types.js';
 import type { RequestResult } from '../client.js';
 import type { Stage } from '../load.js';
@@ -54,7 +55,8 @@ export class VirtualClient {
   private readonly finished = new Set<number>();
   private readonly idToIndex: Map<number, number>;
   private readonly podByAddress: Map<string, VirtualPod>;
-  private readonly tokenCache = new WeakMap<number[], Uint32Array>();
+  /** Each prompt's Uint32Array copy (the router's tokens), kept for its re-sends up to a bound. */
+  private readonly tokenCache = new BoundedMemo<number[], Uint32Array>(PROMPT_MEMO_TOKENS);
   private readonly nominalStart: number[] = [];
   /** Requests the client abandoned (timeout): their engine callbacks are ignored. */
   private readonly expired = new Set<number>();
@@ -149,7 +151,7 @@ export class VirtualClient {
 
   private tokensOf(prompt: number[]): Uint32Array {
     let t = this.tokenCache.get(prompt);
-    if (t === undefined) this.tokenCache.set(prompt, (t = new Uint32Array(prompt)));
+    if (t === undefined) this.tokenCache.set(prompt, (t = new Uint32Array(prompt)), prompt.length);
     return t;
   }
 

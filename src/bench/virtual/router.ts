@@ -17,6 +17,7 @@ import type { PluginContext } from '../../scheduler/types.js';
 import { BlockKeyer, type KeyOptions } from '../../index/keys.js';
 import type { BlockKeys } from '../../index/types.js';
 import type { Clock } from '../../util/clock.js';
+import { BoundedMemo, PROMPT_MEMO_TOKENS } from '../../util/bounded-memo.js';
 
 /** Where pods "connect" in the strategy configs; nothing binds it. */
 export const VIRTUAL_EVENTS_ENDPOINT = 'inproc://kvrouter-virtual-bench';
@@ -123,12 +124,12 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
 /**
  * The virtual client sends each workload prompt many times as the same Uint32Array, and a
  * prompt's request keys depend only on its tokens and the key options: compute them once per
- * array (the production router tokenizes every request afresh and has nothing to reuse). Only
+ * array, up to PROMPT_MEMO_TOKENS (the production router tokenizes every request afresh and has nothing to reuse). Only
  * root chains without extras are memoized; KV-event chains (number[] token ids) pass through.
  */
 function memoizePromptKeys(keyer: unknown): void {
   if (!(keyer instanceof BlockKeyer)) return;
-  const memo = new WeakMap<Uint32Array, { model: string; lora: string | null; salt: string | null; keys: BlockKeys }>();
+  const memo = new BoundedMemo<Uint32Array, { model: string; lora: string | null; salt: string | null; keys: BlockKeys }>(PROMPT_MEMO_TOKENS);
   const compute = keyer.keys.bind(keyer);
   keyer.keys = (tokens: ArrayLike<number>, opts: KeyOptions): BlockKeys => {
     if (!(tokens instanceof Uint32Array) || (opts.parent !== undefined && opts.parent !== 0n) || (opts.extra !== undefined && opts.extra !== null)) return compute(tokens, opts);
@@ -137,7 +138,7 @@ function memoizePromptKeys(keyer: unknown): void {
     const m = memo.get(tokens);
     if (m !== undefined && m.model === opts.model && m.lora === lora && m.salt === salt) return m.keys;
     const keys = compute(tokens, opts);
-    memo.set(tokens, { model: opts.model, lora, salt, keys });
+    memo.set(tokens, { model: opts.model, lora, salt, keys }, tokens.length);
     return keys;
   };
 }
