@@ -26,14 +26,14 @@ import { Registry } from 'prom-client';
 import { pino, type Logger } from 'pino';
 import type { KvBlockIndex } from '../index/types.js';
 import { BlockKeyer, type KeyConfig } from '../index/keys.js';
-import type { BlockStored, DecodedBatch } from './types.js';
+import type { BlockStored, DecodedBatch, KvEvent } from './types.js';
 import { decodeCheckedBatch, decodeEventBatch, DecodeError, peekEventBatch } from './decode.js';
 import type { GuardLimits } from './msgpack-guard.js';
 import { DecodeCost, DEFAULT_SLICE_MS, IngestBudget } from './ingest-budget.js';
 import { realClock, type Clock } from '../util/clock.js';
 import { parseTopic, podForRank, splitHostPort, offsetEndpointPort, type ParsedTopic } from './topic.js';
 import { fetchReplayRange, readSeq, type ReplayedBatch } from './replay.js';
-import { PodEventApplier } from './apply.js';
+import { PodEventApplier, type ApplyOutcome } from './apply.js';
 import { EventMetrics } from './metrics.js';
 
 export interface ReplayConfig {
@@ -544,11 +544,25 @@ export class KvEventSubscriber {
     return null;
   }
 
-  private async handle(s: Stream, seq: number, pending: Pending): Promise<void> {
+  /**
+   * One queued batch at its turn. The common case (decoded without waiting for a slice, next in
+   * sequence, applied to an in-memory index) runs without a promise of its own.
+   */
+  private handle(s: Stream, seq: number, pending: Pending): Promise<void> | void {
     if (this.closed) return;
     const decoded = this.decodeAtTurn(s, pending);
-    const batch = decoded instanceof Promise ? await decoded : decoded;
+    if (decoded instanceof Promise) return decoded.then((batch) => this.handleDecoded(s, seq, batch));
+    return this.handleDecoded(s, seq, decoded);
+  }
+
+  private handleDecoded(s: Stream, seq: number, batch: DecodedBatch | null): Promise<void> | void {
     if (batch === null || this.closed) return;
+    if (s.last !== null && seq === s.last + 1) return this.applyOne(s, seq, batch); // in order
+    return this.handleSeq(s, seq, batch);
+  }
+
+  /** A batch that starts a stream or is not the next in sequence: join, gap, restart, or a step back. */
+  private async handleSeq(s: Stream, seq: number, batch: DecodedBatch): Promise<void> {
     const label = this.metrics.label(s.pod);
     if (s.last === null) {
       if (seq > 0 && this.replayCfg.onJoin !== false && this.replayEndpointFor(s)) await this.replayInto(s, 0, seq);
@@ -706,31 +720,64 @@ export class KvEventSubscriber {
     if (expect < until) this.missed(s, until - expect, 'replay ended early');
   }
 
-  private async applyOne(s: Stream, seq: number, batch: DecodedBatch): Promise<void> {
+  /**
+   * Applies a decoded batch's events in order, synchronously while the index answers
+   * synchronously and the slice lasts; the rest (an asynchronous index, an orphan to recover, a
+   * yield) continues in applyRest.
+   */
+  private applyOne(s: Stream, seq: number, batch: DecodedBatch): Promise<void> | void {
     const label = this.metrics.label(s.pod);
     if (batch.skipped.length) {
       this.metrics.skippedEvents.inc({ pod: label, reason: 'undecodable' }, batch.skipped.length);
       this.metrics.totals.skippedEvents += batch.skipped.length;
       this.warnOnce(s.pod, 'event', `skipped undecodable event: ${batch.skipped[0].reason}`);
     }
-    for (const ev of batch.events) {
-      if (this.budget.mustYield()) await this.budget.yieldIfSpent();
+    const events = batch.events;
+    for (let i = 0; i < events.length; i++) {
+      if (this.budget.mustYield()) return this.applyRest(s, seq, events, i, null);
+      let out: ApplyOutcome | Promise<ApplyOutcome>;
       try {
-        // an in-memory index applies synchronously: no microtask turn per event
-        const r = s.applier.apply(ev, s.model);
+        out = s.applier.apply(events[i], s.model);
+      } catch (err) {
+        this.indexError(s, label, err);
+        continue;
+      }
+      if (out instanceof Promise || out === 'orphan') return this.applyRest(s, seq, events, i, out);
+      if (out === 'skipped') this.unsupported(label);
+    }
+    s.last = seq;
+  }
+
+  /**
+   * applyOne from event `from` on; `first`: event `from`'s outcome when it was already applied
+   * (null: apply it here).
+   */
+  private async applyRest(s: Stream, seq: number, events: readonly KvEvent[], from: number, first: ApplyOutcome | Promise<ApplyOutcome> | null): Promise<void> {
+    const label = this.metrics.label(s.pod);
+    for (let i = from; i < events.length; i++) {
+      const ev = events[i];
+      if (i > from || first === null) if (this.budget.mustYield()) await this.budget.yieldIfSpent();
+      try {
+        const r = i === from && first !== null ? first : s.applier.apply(ev, s.model);
         const out = r instanceof Promise ? await r : r;
         if (out === 'orphan') await this.recoverOrphan(s, seq, ev as BlockStored);
-        else if (out === 'skipped') {
-          this.metrics.skippedEvents.inc({ pod: label, reason: 'unsupported' });
-          this.metrics.totals.skippedEvents++;
-        }
+        else if (out === 'skipped') this.unsupported(label);
       } catch (err) {
-        this.metrics.skippedEvents.inc({ pod: label, reason: 'index_error' });
-        this.metrics.totals.skippedEvents++;
-        this.warnOnce(s.pod, 'index', 'index update failed', err);
+        this.indexError(s, label, err);
       }
     }
     s.last = seq;
+  }
+
+  private unsupported(label: string): void {
+    this.metrics.skippedEvents.inc({ pod: label, reason: 'unsupported' });
+    this.metrics.totals.skippedEvents++;
+  }
+
+  private indexError(s: Stream, label: string, err: unknown): void {
+    this.metrics.skippedEvents.inc({ pod: label, reason: 'index_error' });
+    this.metrics.totals.skippedEvents++;
+    this.warnOnce(s.pod, 'index', 'index update failed', err);
   }
 
   /** Rebuilds an unknown parent chain from the replay buffer, then applies the event. */
