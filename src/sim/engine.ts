@@ -602,6 +602,7 @@ export class Engine {
 
   private complete(req: EngineRequest, reason: FinishReason, now: number): void {
     this.leaveArena(req);
+    req.seq.detach();
     req.state = 'done';
     req.finishReason = reason;
     req.finished = now;

@@ -13,7 +13,7 @@ export class TokenSeq {
    * Where the number of generated tokens lives: the engine's request (its outputCount, so a
    * decode step updates one counter, not two objects), or this sequence's own.
    */
-  private readonly counter: { outputCount: number };
+  private counter: { outputCount: number };
 
   /**
    * `output`: where to keep generated tokens (the engine passes a region of its output arena);
@@ -24,6 +24,16 @@ export class TokenSeq {
     this.promptLen = prompt.length;
     this.output = output ?? new Uint32Array(Math.max(1, Math.min(expectedOutput, 1 << 16)));
     this.counter = counter ?? { outputCount: 0 };
+  }
+
+  /**
+   * The owner is done with the sequence: it keeps its own count from now on. A finished
+   * request's cached blocks keep its sequence (the pool reads their tokens back), and through an
+   * owner's counter they kept the whole request and everything its callbacks hold: most of what
+   * a 256-pod run's heap grew by.
+   */
+  detach(): void {
+    this.counter = { outputCount: this.counter.outputCount };
   }
 
   get outputLen(): number {
