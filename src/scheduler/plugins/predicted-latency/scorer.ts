@@ -46,6 +46,7 @@ import { realClock, type Clock } from '../../../util/clock.js';
 import { parseParams } from '../params.js';
 import { parseDuration } from '../../../util/duration.js';
 import type { KvIndexProvider } from '../../kv-services.js';
+import type { BlockKeys } from '../../../index/types.js';
 import {
   PREFIX_MATCH_STATE,
   type CycleState,
@@ -254,6 +255,17 @@ function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
   return h >>> 0;
 }
 
+/**
+ * groupId's partition from the request's block keys, without a pass over the tokens: the keys
+ * are chained, so the key of the first half's last whole block identifies all of it.
+ */
+function groupFromKeys(keys: BlockKeys, tokens: number, blockSize: number): number {
+  const j = Math.floor(tokens / 2 / blockSize) - 1;
+  if (j < 0 || j >= keys.length) return 0x811c9dc5;
+  const k = keys[j];
+  return (Number(k >> 32n) ^ Number(k & 0xffffffffn)) >>> 0;
+}
+
 /** FNV-1a over the first tokens: a stable identity of the prompt's prefix for tie-breaks. */
 function prefixId(tokens: Uint32Array | undefined, blockSize: number): number {
   let h = 0x811c9dc5;
@@ -374,7 +386,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** Predictions for every endpoint and the index of the choice. */
   private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; kvWait: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
     const precise = this.prefixScorer();
-    const { matches, totalBlocks, tokens: matchedTokens } = await precise.match(req, endpoints);
+    const { matches, totalBlocks, tokens: matchedTokens, keys } = await precise.match(req, endpoints);
     const tokens = matchedTokens || req.tokens?.length || req.estimatedTokens;
     const bs = precise.blockSize;
     const n = endpoints.length;
@@ -413,7 +425,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     // future requests to the pod: the batch a pod will decode is its share of the groups it
     // serves x the sequences a group keeps busy, not only what is running at this instant
     // (a Poisson count, noisy by its square root, that spreads new groups unevenly).
-    const group = groupId(req.tokens, bs);
+    const group = keys ? groupFromKeys(keys, req.tokens?.length ?? 0, bs) : groupId(req.tokens, bs);
     const now = this.clock.now();
     let seqs = 0;
     let groupsAll = 0;
