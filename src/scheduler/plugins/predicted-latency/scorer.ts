@@ -515,15 +515,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
-  async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
+  async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<Float64Array> {
     const n = endpoints.length;
-    if (n === 0) return [];
+    if (n === 0) return new Float64Array(0);
     const ev = await this.evaluate(req, endpoints);
     state.set(PREFIX_MATCH_STATE, ev.info);
     this.decisions.set(req, ev.d);
     const { costs, chosen, meets } = ev;
-    const anyMeets = meets.some((m) => m === 1);
-    const out = new Array<number>(n);
+    const anyMeets = meets.includes(1);
+    // A Float64Array: the scheduler reads it as is (an array it copies first).
+    const out = new Float64Array(n);
     const bestCost = chosen >= 0 ? costs[chosen] : 0;
     for (let i = 0; i < n; i++) {
       if (i === chosen) out[i] = 1;
