@@ -234,8 +234,13 @@ class PredictionMetrics {
       },
     });
   }
+  /** Called per first token and completion: updates the pod's entry in place. */
   setMultipliers(address: string, prefill: number, step: number): void {
-    this.multipliers.set(address, { prefill, step });
+    const m = this.multipliers.get(address);
+    if (m) {
+      m.prefill = prefill;
+      m.step = step;
+    } else this.multipliers.set(address, { prefill, step });
   }
   forget(address: string): void {
     this.multipliers.delete(address);
@@ -265,6 +270,23 @@ function groupFromKeys(keys: BlockKeys, tokens: number, blockSize: number): numb
   const k = keys[j];
   return (Number(k >> 32n) ^ Number(k & 0xffffffffn)) >>> 0;
 }
+
+// Per-decision helpers are module functions, not closures: no allocation per decision.
+
+/** Median of `xs` (sorted in place); 1 when empty. */
+function median(xs: Float64Array): number {
+  if (xs.length === 0) return 1;
+  xs.sort();
+  const h = xs.length >> 1;
+  return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
+}
+
+/** A pod's queued prefill and decode batch, ms at its multipliers (the tie-break's "lighter"). */
+function loadWeight(c: StepCosts, l: PodLoad): number {
+  return l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
+}
+
+const OUTCOME_LABELS = { cold: () => ({ outcome: 'cold' }), cache: () => ({ outcome: 'cache' }), copy: () => ({ outcome: 'copy' }) } as const;
 
 /** FNV-1a over the first tokens: a stable identity of the prompt's prefix for tie-breaks. */
 function prefixId(tokens: Uint32Array | undefined, blockSize: number): number {
@@ -357,14 +379,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       pre[j] = s.kPrefill.value;
       st[j++] = s.kStep.value;
     }
-    const med = (xs: Float64Array) => {
-      if (xs.length === 0) return 1;
-      xs.sort();
-      const h = xs.length >> 1;
-      return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
-    };
-    this.medianPrefill = med(pre);
-    this.medianStep = med(st);
+    this.medianPrefill = median(pre);
+    this.medianStep = median(st);
   }
 
   private load(e: Endpoint, s: PodState): PodLoad {
@@ -432,8 +448,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const committed = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       const s = states[i];
-      committed[i] = this.committedGroups(s, now) + (s.groups.has(group) ? 0 : 1);
-      groupsAll += committed[i] - (s.groups.has(group) ? 0 : 1);
+      const own = this.committedGroups(s, now);
+      committed[i] = own + (s.groups.has(group) ? 0 : 1);
+      groupsAll += own;
       seqs += s.decoding + s.queuedCount;
     }
     const seqsPerGroup = groupsAll > 0 ? seqs / groupsAll : 0;
@@ -499,12 +516,11 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // batch), then the pod a rendezvous hash of the prompt's first tokens prefers.
       const limit = costs[best] + this.p.tieMs;
       const id = prefixId(req.tokens, bs);
-      const weight = (l: PodLoad) => l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
       let bestHash = rendezvous(id, endpoints[best].address);
       for (let i = 0; i < n; i++) {
         if (i === chosen || !eligible[i] || costs[i] > limit) continue;
         const dc = cached[i] - cached[chosen];
-        const dw = weight(loads[i]) - weight(loads[chosen]);
+        const dw = loadWeight(c, loads[i]) - loadWeight(c, loads[chosen]);
         const h = rendezvous(id, endpoints[i].address);
         if (dc > 0 || (dc === 0 && (dw < 0 || (dw === 0 && h > bestHash)))) {
           chosen = i;
@@ -537,7 +553,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let maxCached = 0;
     for (let i = 0; i < n; i++) if (ev.cached[i] > maxCached) maxCached = ev.cached[i];
     const outcome = maxCached === 0 ? 'cold' : ev.cached[chosen] >= maxCached ? 'cache' : 'copy';
-    this.metrics.decisions.add(outcome, () => ({ outcome }));
+    this.metrics.decisions.add(outcome, OUTCOME_LABELS[outcome]);
     if (this.log.isLevelEnabled('debug')) {
       const detail = this.describe(ev, endpoints);
       this.log.debug(
@@ -632,8 +648,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const target = result.targets[0];
     if (!d || !target) return;
     this.decisions.delete(req);
-    const i = d.endpoints.findIndex((e) => e.address === target.address);
-    if (i < 0) return;
+    let i = 0;
+    while (i < d.endpoints.length && d.endpoints[i].address !== target.address) i++;
+    if (i === d.endpoints.length) return;
     const pod = this.pod(target.address);
     const prev = this.flights.get(req);
     if (prev) this.settle(prev);
