@@ -669,7 +669,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       pod,
       address: target.address,
       tokens,
-      sentAt: this.clock.now(),
+      sentAt: at,
       predictedMs: d.preds[i].ttftMs,
       prefillBasis: d.prefillBasis[i],
       stepBasis: d.stepBasis[i],
@@ -732,15 +732,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const f = this.flights.get(req);
     if (!f) return;
     this.flights.delete(req);
+    const now = this.clock.now();
     const first = f.firstAt >= 0;
     this.settle(f);
     const n = info.completionTokens ?? 0;
     if (info.status === 200) {
-      const life = this.clock.now() - f.sentAt;
+      const life = now - f.sentAt;
       this.meanLifetimeMs = this.meanLifetimeMs + 0.02 * (life - this.meanLifetimeMs);
     }
     if (info.status === 200 && first) {
-      const life = this.clock.now() - f.firstAt;
+      const life = now - f.firstAt;
       f.pod.decodeLifeMs = f.pod.decodeLifeMs === 0 ? life : f.pod.decodeLifeMs + 0.05 * (life - f.pod.decodeLifeMs);
       if (n > 1) {
         const itl = life / (n - 1);
@@ -751,7 +752,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     if (!first || !this.p.learn || n < 3 || info.status !== 200) return;
     // The decode time is its steps at the mean batch, plus the prefill chunks of the requests
     // that reached their first token on the pod meanwhile (interleaved into the same steps).
-    const elapsed = this.clock.now() - f.firstAt;
+    const elapsed = now - f.firstAt;
     const interleaved = (f.pod.prefilled - f.prefilledAtFirst) * f.pod.kPrefill.value * this.costs.prefillMsPerToken;
     const batch = (f.decodingAtFirst + Math.max(f.pod.decoding + 1, endpoint.metrics.running)) / 2;
     const basis = (n - 1) * (this.costs.stepOverheadMs + batch * this.costs.decodeMsPerSeq);
