@@ -515,13 +515,20 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // Near-ties: the most cached prompt, then the lightest pod (queued prefill and decode
       // batch), then the pod a rendezvous hash of the prompt's first tokens prefers.
       const limit = costs[best] + this.p.tieMs;
-      const id = prefixId(req.tokens, bs);
-      let bestHash = rendezvous(id, endpoints[best].address);
+      // The hashes (-1: not computed) only decide exact ties of cache and load, so they are
+      // computed then: most decisions have none.
+      let id = -1;
+      let bestHash = -1;
       for (let i = 0; i < n; i++) {
         if (i === chosen || !eligible[i] || costs[i] > limit) continue;
         const dc = cached[i] - cached[chosen];
         const dw = loadWeight(c, loads[i]) - loadWeight(c, loads[chosen]);
-        const h = rendezvous(id, endpoints[i].address);
+        let h = -1;
+        if (dc === 0 && dw === 0) {
+          if (id < 0) id = prefixId(req.tokens, bs);
+          if (bestHash < 0) bestHash = rendezvous(id, endpoints[chosen].address);
+          h = rendezvous(id, endpoints[i].address);
+        }
         if (dc > 0 || (dc === 0 && (dw < 0 || (dw === 0 && h > bestHash)))) {
           chosen = i;
           bestHash = h;
