@@ -252,7 +252,7 @@ class PredictionMetrics {
  * (a shared system prompt, one chat's history) share their first half; a question, a new turn
  * or a per-user document after a common system prompt then tells groups apart.
  */
-function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
+export function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
   let h = 0x811c9dc5;
   if (!tokens) return h;
   const n = Math.floor(tokens.length / 2 / blockSize) * blockSize;
@@ -264,7 +264,7 @@ function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
  * groupId's partition from the request's block keys, without a pass over the tokens: the keys
  * are chained, so the key of the first half's last whole block identifies all of it.
  */
-function groupFromKeys(keys: BlockKeys, tokens: number, blockSize: number): number {
+export function groupFromKeys(keys: BlockKeys, tokens: number, blockSize: number): number {
   const j = Math.floor(tokens / 2 / blockSize) - 1;
   if (j < 0 || j >= keys.length) return 0x811c9dc5;
   const k = keys[j];
