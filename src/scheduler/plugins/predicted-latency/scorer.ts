@@ -46,6 +46,7 @@ import { realClock, type Clock } from '../../../util/clock.js';
 import { parseParams } from '../params.js';
 import { parseDuration } from '../../../util/duration.js';
 import type { KvIndexProvider } from '../../kv-services.js';
+import type { BlockKeys } from '../../../index/types.js';
 import {
   PREFIX_MATCH_STATE,
   type CycleState,
@@ -233,8 +234,13 @@ class PredictionMetrics {
       },
     });
   }
+  /** Called per first token and completion: updates the pod's entry in place. */
   setMultipliers(address: string, prefill: number, step: number): void {
-    this.multipliers.set(address, { prefill, step });
+    const m = this.multipliers.get(address);
+    if (m) {
+      m.prefill = prefill;
+      m.step = step;
+    } else this.multipliers.set(address, { prefill, step });
   }
   forget(address: string): void {
     this.multipliers.delete(address);
@@ -246,13 +252,41 @@ class PredictionMetrics {
  * (a shared system prompt, one chat's history) share their first half; a question, a new turn
  * or a per-user document after a common system prompt then tells groups apart.
  */
-function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
+export function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
   let h = 0x811c9dc5;
   if (!tokens) return h;
   const n = Math.floor(tokens.length / 2 / blockSize) * blockSize;
   for (let i = 0; i < n; i++) h = Math.imul(h ^ tokens[i], 0x01000193);
   return h >>> 0;
 }
+
+/**
+ * groupId's partition from the request's block keys, without a pass over the tokens: the keys
+ * are chained, so the key of the first half's last whole block identifies all of it.
+ */
+export function groupFromKeys(keys: BlockKeys, tokens: number, blockSize: number): number {
+  const j = Math.floor(tokens / 2 / blockSize) - 1;
+  if (j < 0 || j >= keys.length) return 0x811c9dc5;
+  const k = keys[j];
+  return (Number(k >> 32n) ^ Number(k & 0xffffffffn)) >>> 0;
+}
+
+// Per-decision helpers are module functions, not closures: no allocation per decision.
+
+/** Median of `xs` (sorted in place); 1 when empty. */
+function median(xs: Float64Array): number {
+  if (xs.length === 0) return 1;
+  xs.sort();
+  const h = xs.length >> 1;
+  return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
+}
+
+/** A pod's queued prefill and decode batch, ms at its multipliers (the tie-break's "lighter"). */
+function loadWeight(c: StepCosts, l: PodLoad): number {
+  return l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
+}
+
+const OUTCOME_LABELS = { cold: () => ({ outcome: 'cold' }), cache: () => ({ outcome: 'cache' }), copy: () => ({ outcome: 'copy' }) } as const;
 
 /** FNV-1a over the first tokens: a stable identity of the prompt's prefix for tie-breaks. */
 function prefixId(tokens: Uint32Array | undefined, blockSize: number): number {
@@ -345,14 +379,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       pre[j] = s.kPrefill.value;
       st[j++] = s.kStep.value;
     }
-    const med = (xs: Float64Array) => {
-      if (xs.length === 0) return 1;
-      xs.sort();
-      const h = xs.length >> 1;
-      return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
-    };
-    this.medianPrefill = med(pre);
-    this.medianStep = med(st);
+    this.medianPrefill = median(pre);
+    this.medianStep = median(st);
   }
 
   private load(e: Endpoint, s: PodState): PodLoad {
@@ -374,7 +402,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** Predictions for every endpoint and the index of the choice. */
   private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; kvWait: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
     const precise = this.prefixScorer();
-    const { matches, totalBlocks, tokens: matchedTokens } = await precise.match(req, endpoints);
+    const { matches, totalBlocks, tokens: matchedTokens, keys } = await precise.match(req, endpoints);
     const tokens = matchedTokens || req.tokens?.length || req.estimatedTokens;
     const bs = precise.blockSize;
     const n = endpoints.length;
@@ -413,15 +441,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     // future requests to the pod: the batch a pod will decode is its share of the groups it
     // serves x the sequences a group keeps busy, not only what is running at this instant
     // (a Poisson count, noisy by its square root, that spreads new groups unevenly).
-    const group = groupId(req.tokens, bs);
+    const group = keys ? groupFromKeys(keys, req.tokens?.length ?? 0, bs) : groupId(req.tokens, bs);
     const now = this.clock.now();
     let seqs = 0;
     let groupsAll = 0;
     const committed = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       const s = states[i];
-      committed[i] = this.committedGroups(s, now) + (s.groups.has(group) ? 0 : 1);
-      groupsAll += committed[i] - (s.groups.has(group) ? 0 : 1);
+      const own = this.committedGroups(s, now);
+      committed[i] = own + (s.groups.has(group) ? 0 : 1);
+      groupsAll += own;
       seqs += s.decoding + s.queuedCount;
     }
     const seqsPerGroup = groupsAll > 0 ? seqs / groupsAll : 0;
@@ -486,14 +515,20 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // Near-ties: the most cached prompt, then the lightest pod (queued prefill and decode
       // batch), then the pod a rendezvous hash of the prompt's first tokens prefers.
       const limit = costs[best] + this.p.tieMs;
-      const id = prefixId(req.tokens, bs);
-      const weight = (l: PodLoad) => l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
-      let bestHash = rendezvous(id, endpoints[best].address);
+      // The hashes (-1: not computed) only decide exact ties of cache and load, so they are
+      // computed then: most decisions have none.
+      let id = -1;
+      let bestHash = -1;
       for (let i = 0; i < n; i++) {
         if (i === chosen || !eligible[i] || costs[i] > limit) continue;
         const dc = cached[i] - cached[chosen];
-        const dw = weight(loads[i]) - weight(loads[chosen]);
-        const h = rendezvous(id, endpoints[i].address);
+        const dw = loadWeight(c, loads[i]) - loadWeight(c, loads[chosen]);
+        let h = -1;
+        if (dc === 0 && dw === 0) {
+          if (id < 0) id = prefixId(req.tokens, bs);
+          if (bestHash < 0) bestHash = rendezvous(id, endpoints[chosen].address);
+          h = rendezvous(id, endpoints[i].address);
+        }
         if (dc > 0 || (dc === 0 && (dw < 0 || (dw === 0 && h > bestHash)))) {
           chosen = i;
           bestHash = h;
@@ -503,15 +538,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
-  async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
+  async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<Float64Array> {
     const n = endpoints.length;
-    if (n === 0) return [];
+    if (n === 0) return new Float64Array(0);
     const ev = await this.evaluate(req, endpoints);
     state.set(PREFIX_MATCH_STATE, ev.info);
     this.decisions.set(req, ev.d);
     const { costs, chosen, meets } = ev;
-    const anyMeets = meets.some((m) => m === 1);
-    const out = new Array<number>(n);
+    const anyMeets = meets.includes(1);
+    // A Float64Array: the scheduler reads it as is (an array it copies first).
+    const out = new Float64Array(n);
     const bestCost = chosen >= 0 ? costs[chosen] : 0;
     for (let i = 0; i < n; i++) {
       if (i === chosen) out[i] = 1;
@@ -524,7 +560,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let maxCached = 0;
     for (let i = 0; i < n; i++) if (ev.cached[i] > maxCached) maxCached = ev.cached[i];
     const outcome = maxCached === 0 ? 'cold' : ev.cached[chosen] >= maxCached ? 'cache' : 'copy';
-    this.metrics.decisions.add(outcome, () => ({ outcome }));
+    this.metrics.decisions.add(outcome, OUTCOME_LABELS[outcome]);
     if (this.log.isLevelEnabled('debug')) {
       const detail = this.describe(ev, endpoints);
       this.log.debug(
@@ -619,8 +655,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const target = result.targets[0];
     if (!d || !target) return;
     this.decisions.delete(req);
-    const i = d.endpoints.findIndex((e) => e.address === target.address);
-    if (i < 0) return;
+    let i = 0;
+    while (i < d.endpoints.length && d.endpoints[i].address !== target.address) i++;
+    if (i === d.endpoints.length) return;
     const pod = this.pod(target.address);
     const prev = this.flights.get(req);
     if (prev) this.settle(prev);
@@ -639,7 +676,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       pod,
       address: target.address,
       tokens,
-      sentAt: this.clock.now(),
+      sentAt: at,
       predictedMs: d.preds[i].ttftMs,
       prefillBasis: d.prefillBasis[i],
       stepBasis: d.stepBasis[i],
@@ -702,15 +739,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const f = this.flights.get(req);
     if (!f) return;
     this.flights.delete(req);
+    const now = this.clock.now();
     const first = f.firstAt >= 0;
     this.settle(f);
     const n = info.completionTokens ?? 0;
     if (info.status === 200) {
-      const life = this.clock.now() - f.sentAt;
+      const life = now - f.sentAt;
       this.meanLifetimeMs = this.meanLifetimeMs + 0.02 * (life - this.meanLifetimeMs);
     }
     if (info.status === 200 && first) {
-      const life = this.clock.now() - f.firstAt;
+      const life = now - f.firstAt;
       f.pod.decodeLifeMs = f.pod.decodeLifeMs === 0 ? life : f.pod.decodeLifeMs + 0.05 * (life - f.pod.decodeLifeMs);
       if (n > 1) {
         const itl = life / (n - 1);
@@ -721,7 +759,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     if (!first || !this.p.learn || n < 3 || info.status !== 200) return;
     // The decode time is its steps at the mean batch, plus the prefill chunks of the requests
     // that reached their first token on the pod meanwhile (interleaved into the same steps).
-    const elapsed = this.clock.now() - f.firstAt;
+    const elapsed = now - f.firstAt;
     const interleaved = (f.pod.prefilled - f.prefilledAtFirst) * f.pod.kPrefill.value * this.costs.prefillMsPerToken;
     const batch = (f.decodingAtFirst + Math.max(f.pod.decoding + 1, endpoint.metrics.running)) / 2;
     const basis = (n - 1) * (this.costs.stepOverheadMs + batch * this.costs.decodeMsPerSeq);
