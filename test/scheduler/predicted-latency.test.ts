@@ -249,6 +249,25 @@ test('the KV wait sees a pod saturating before any request waits there (reported
   }
 });
 
+test('a copy is priced by the KV its target will hold (queued requests included), not only the scraped usage', async () => {
+  // A holds the prefix; B and C both scrape an empty KV (4,000 tokens), but B has a request of
+  // this router queued (200 uncached tokens, 256 expected output tokens): predicted fill 456 / 4,000.
+  const kv = { numGpuBlocks: 1000, blockSize: 4 };
+  const A = ep('10.0.0.1:8000', kv);
+  const B = ep('10.0.0.2:8000', kv);
+  const C = ep('10.0.0.3:8000', kv);
+  const s = setup();
+  await s.hold(req(1), A.address);
+  await s.route(req(10_000, 200), [A, B, C], B);
+  const d = await s.pl.detail(req(1), [A, B, C]);
+  const [a, b, c] = d.endpoints;
+  assert.equal(a.copyMs, 0);
+  assert.ok(c.copyMs > 0, JSON.stringify(d.endpoints));
+  // Congestion is the same for both (one request waiting over 3 pods); only the room differs.
+  assert.ok(Math.abs(b.copyMs / c.copyMs - 1 / (1 - 456 / 4000)) < 1e-3, `${b.copyMs} / ${c.copyMs}`);
+  await s.close();
+});
+
 test('a new group goes to a pod serving the fewest groups, each weighted by the pod\'s learned step cost', async () => {
   const A = ep('10.0.0.1:8000');
   const B = ep('10.0.0.2:8000');

@@ -17,7 +17,7 @@
 // second copy exactly when its holder saturates. With `ttftSLO` / `itlSLO`, pods predicted to
 // meet them are preferred, so a saturated holder's group is replicated to keep the SLO.
 // Under congestion the copy is charged once more per request waiting per pod (its extra prefill
-// delays them all).
+// delays them all), and more as the target's KV fills (predicted: what its sequences will hold).
 //
 // The decode side is priced too (`decodeWeight`, model.ts externality): this request's own decode
 // time and the delay its prefill chunks and KV reads add to the sequences decoding on the pod.
@@ -241,6 +241,11 @@ class PredictionMetrics {
   }
 }
 
+/** The pod's KV capacity in tokens (vLLM cache_config_info: num_gpu_blocks x block_size); 0: unknown. */
+function kvCapacity(e: Endpoint): number {
+  return (e.metrics.numGpuBlocks ?? 0) * (e.metrics.blockSize ?? 0);
+}
+
 /**
  * A prompt's prefix group: FNV-1a over the whole blocks of its first half. Prompts of one group
  * (a shared system prompt, one chat's history) share their first half; a question, a new turn
@@ -441,9 +446,12 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       const work = load.queuedTokens + uncached[i];
       prefillBasis[i] = work * c.prefillMsPerToken;
       stepBasis[i] = (pr.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
-      // A full cache evicts for every copied block; the fuller it is with running requests' KV
-      // (vLLM's kv_cache_usage), the more of what is left is other groups' reused prefixes.
-      const room = Math.max(0.05, 1 - endpoints[i].metrics.kvUsage);
+      // A full cache evicts for every copied block; the fuller it is with its sequences' KV, the
+      // more of what is left is other groups' reused prefixes. That fill is predicted (the KV its
+      // decoding sequences will hold at the end of their outputs and its queued requests will
+      // take), not only scraped (vLLM's kv_cache_usage): a pod that just joined or restarted
+      // reads nearly empty while a burst of copies queues on it, and drew them all.
+      const room = Math.max(0.05, 1 - this.kvFill(endpoints[i], states[i], load, outTokens, now));
       copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
       if (this.p.decodeWeight > 0) {
         const ext = externality(c, load, uncached[i], outTokens);
@@ -576,13 +584,24 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
    * with its uncached prompt and expected output, against its KV capacity (cache_config_info).
    */
   private kvWait(e: Endpoint, s: PodState, load: PodLoad, uncached: number, outTokens: number, now: number): number {
-    const m = e.metrics;
-    const cap = (m.numGpuBlocks ?? 0) * (m.blockSize ?? 0);
+    const cap = kvCapacity(e);
     if (!(cap > 0)) return 0;
+    const demand = this.kvDemand(e, s, load, outTokens, now) + outTokens + uncached;
+    return kvWaitMs(demand, cap, s.decodeLifeMs > 0 ? s.decodeLifeMs : this.meanLifetimeMs);
+  }
+
+  /** Tokens of KV the pod's sequences will hold: in use now, its decoding sequences' remaining outputs, its queued requests. */
+  private kvDemand(e: Endpoint, s: PodState, load: PodLoad, outTokens: number, now: number): number {
     const produced = this.meanItlMs > 0 ? (s.decoding * now - s.firstSum) / this.meanItlMs : (s.decoding * outTokens) / 2;
     const growth = Math.max(0, s.decoding * outTokens - produced);
-    const demand = m.kvUsage * cap + growth + load.queuedTokens + (load.queuedCount + 1) * outTokens + uncached;
-    return kvWaitMs(demand, cap, s.decodeLifeMs > 0 ? s.decodeLifeMs : this.meanLifetimeMs);
+    return e.metrics.kvUsage * kvCapacity(e) + growth + load.queuedTokens + load.queuedCount * outTokens;
+  }
+
+  /** Predicted fraction of the pod's KV its sequences will hold (kvDemand), or the scraped usage when its capacity is unknown. */
+  private kvFill(e: Endpoint, s: PodState, load: PodLoad, outTokens: number, now: number): number {
+    const cap = kvCapacity(e);
+    if (!(cap > 0)) return e.metrics.kvUsage;
+    return Math.min(1, this.kvDemand(e, s, load, outTokens, now) / cap);
   }
 
   /** Groups routed to the pod within the last request lifetime (older ones pruned). */
