@@ -59,7 +59,7 @@ import {
   type Scorer,
   type SchedulingResult,
 } from '../../types.js';
-import { Multiplier, copyCostMs, externality, kvWaitMs, predict, rendezvous, type PodLoad, type Prediction, type StepCosts } from './model.js';
+import { Multiplier, copyCostMs, externality, kvWaitMs, predict, rendezvous, withKvWait, type PodLoad, type Prediction, type StepCosts } from './model.js';
 
 /** Go duration syntax ("2s", "150ms"), as llm-d writes durations. */
 const duration = z.string().min(1);
@@ -441,11 +441,12 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       load.futureBatch = committed[i] * seqsPerGroup;
       kvw[i] = this.kvWait(endpoints[i], states[i], load, uncached[i], outTokens, now);
       loads[i] = load;
-      const pr = predict(c, load, uncached[i]);
+      const compute = predict(c, load, uncached[i]);
+      const pr = withKvWait(compute, kvw[i]);
       preds[i] = pr;
       const work = load.queuedTokens + uncached[i];
       prefillBasis[i] = work * c.prefillMsPerToken;
-      stepBasis[i] = (pr.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
+      stepBasis[i] = (compute.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
       // A full cache evicts for every copied block; the fuller it is with its sequences' KV, the
       // more of what is left is other groups' reused prefixes. That fill is predicted (the KV its
       // decoding sequences will hold at the end of their outputs and its queued requests will
@@ -475,6 +476,12 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // as slow holds each sequence's KV twice as long), are eligible; the cost decides among
       // them. The cost alone let this instant's queues and batches decide (llm-d-73's 150
       // groups ended 17-20 per pod, and the pods with 20 saturated first past the knee).
+      // A home commits KV for the group's life: while some eligible pod is predicted to have room
+      // for it (no KV wait), pods predicted to wait for KV are not homes (a restarted or joining
+      // pod takes new and re-homed groups first, not the saturated ones).
+      let roomy = false;
+      for (let i = 0; i < n; i++) if (eligible[i] && kvw[i] === 0) roomy = true;
+      if (roomy) for (let i = 0; i < n; i++) if (kvw[i] > 0) eligible[i] = 0;
       const share = new Float64Array(n);
       let fewest = Infinity;
       for (let i = 0; i < n; i++) {
