@@ -27,11 +27,12 @@
 // the sequences a group keeps busy, not the Poisson-noisy count running this instant (which
 // spread llm-d-73's 150 groups 13-23 per pod; priced this way, 18-21). When a pod's queue is
 // KV-bound, its wait is the requests ahead x the observed gap between first tokens (Little's
-// law), not their prefill compute. A prefix no pod caches gets a home among the pods that would
-// then serve the fewest groups, weighted by their learned step cost (`balanceGroups`,
-// `groupSlack`). The predicted KV wait (a pod's KV demand once its decoding sequences finish
-// their outputs and its queue is admitted, beyond capacity) is reported and weighted by
-// `kvWaitWeight` (default 0). Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
+// law), not their prefill compute, or the predicted KV wait (a pod's KV demand once its decoding
+// sequences finish their outputs and its queue is admitted, beyond capacity) when that is longer;
+// `kvWaitWeight` (default 0) adds the KV wait to the cost once more. A prefix no pod caches gets a
+// home among the pods that would then serve the fewest groups, weighted by their learned step
+// cost (`balanceGroups`, `groupSlack`), and predicted to have KV room for it while any does.
+// Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
 //
@@ -96,8 +97,9 @@ export const predictedLatencyParamsSchema = z
     podDeviation: z.number().min(1).default(1.25),
     /**
      * Weight of the predicted KV wait (model.ts kvWaitMs: the pod's KV demand once its decoding
-     * sequences finish their outputs and its queue is admitted, beyond its capacity) in the cost.
-     * 0 (default): reported, not used; docs/bench/scheduler.md has what it did when used.
+     * sequences finish their outputs and its queue is admitted, beyond its capacity) added to the
+     * cost, on top of the predicted TTFT (whose queue wait is already at least the KV wait).
+     * 0 (default); docs/bench/scheduler.md has what it did when used.
      */
     kvWaitWeight: z.number().nonnegative().default(0),
     /**
@@ -175,7 +177,7 @@ export interface PodPrediction extends Prediction {
   copyMs: number;
   /** Expected decode time of this request there and the delay it adds to the pod's decoding sequences (model.ts externality), weighted. */
   decodeCostMs: number;
-  /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists; in costMs x kvWaitWeight. */
+  /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists: the queue wait when longest; in costMs again x kvWaitWeight. */
   kvWaitMs: number;
   /** ttftMs + copyMs + decodeCostMs + kvWaitWeight x kvWaitMs: what the choice minimizes. */
   costMs: number;
