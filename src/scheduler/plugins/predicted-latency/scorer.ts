@@ -17,7 +17,7 @@
 // second copy exactly when its holder saturates. With `ttftSLO` / `itlSLO`, pods predicted to
 // meet them are preferred, so a saturated holder's group is replicated to keep the SLO.
 // Under congestion the copy is charged once more per request waiting per pod (its extra prefill
-// delays them all).
+// delays them all), and more as the target's KV fills (predicted: what its sequences will hold).
 //
 // The decode side is priced too (`decodeWeight`, model.ts externality): this request's own decode
 // time and the delay its prefill chunks and KV reads add to the sequences decoding on the pod.
@@ -27,11 +27,12 @@
 // the sequences a group keeps busy, not the Poisson-noisy count running this instant (which
 // spread llm-d-73's 150 groups 13-23 per pod; priced this way, 18-21). When a pod's queue is
 // KV-bound, its wait is the requests ahead x the observed gap between first tokens (Little's
-// law), not their prefill compute. A prefix no pod caches gets a home among the pods that would
-// then serve the fewest groups, weighted by their learned step cost (`balanceGroups`,
-// `groupSlack`). The predicted KV wait (a pod's KV demand once its decoding sequences finish
-// their outputs and its queue is admitted, beyond capacity) is reported and weighted by
-// `kvWaitWeight` (default 0). Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
+// law), not their prefill compute, or the predicted KV wait (a pod's KV demand once its decoding
+// sequences finish their outputs and its queue is admitted, beyond capacity) when that is longer;
+// `kvWaitWeight` (default 0) adds the KV wait to the cost once more. A prefix no pod caches gets a
+// home among the pods that would then serve the fewest groups, weighted by their learned step
+// cost (`balanceGroups`, `groupSlack`), and predicted to have KV room for it while any does.
+// Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
 //
@@ -60,7 +61,7 @@ import {
   type Scorer,
   type SchedulingResult,
 } from '../../types.js';
-import { Multiplier, copyCostMs, externality, kvWaitMs, predict, rendezvous, type PodLoad, type Prediction, type StepCosts } from './model.js';
+import { Multiplier, copyCostMs, externality, kvWaitMs, predict, rendezvous, withKvWait, type PodLoad, type Prediction, type StepCosts } from './model.js';
 
 /** Go duration syntax ("2s", "150ms"), as llm-d writes durations. */
 const duration = z.string().min(1);
@@ -97,8 +98,9 @@ export const predictedLatencyParamsSchema = z
     podDeviation: z.number().min(1).default(1.25),
     /**
      * Weight of the predicted KV wait (model.ts kvWaitMs: the pod's KV demand once its decoding
-     * sequences finish their outputs and its queue is admitted, beyond its capacity) in the cost.
-     * 0 (default): reported, not used; docs/bench/scheduler.md has what it did when used.
+     * sequences finish their outputs and its queue is admitted, beyond its capacity) added to the
+     * cost, on top of the predicted TTFT (whose queue wait is already at least the KV wait).
+     * 0 (default); docs/bench/scheduler.md has what it did when used.
      */
     kvWaitWeight: z.number().nonnegative().default(0),
     /**
@@ -176,7 +178,7 @@ export interface PodPrediction extends Prediction {
   copyMs: number;
   /** Expected decode time of this request there and the delay it adds to the pod's decoding sequences (model.ts externality), weighted. */
   decodeCostMs: number;
-  /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists; in costMs x kvWaitWeight. */
+  /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists: the queue wait when longest; in costMs again x kvWaitWeight. */
   kvWaitMs: number;
   /** ttftMs + copyMs + decodeCostMs + kvWaitWeight x kvWaitMs: what the choice minimizes. */
   costMs: number;
@@ -245,6 +247,11 @@ class PredictionMetrics {
   forget(address: string): void {
     this.multipliers.delete(address);
   }
+}
+
+/** The pod's KV capacity in tokens (vLLM cache_config_info: num_gpu_blocks x block_size); 0: unknown. */
+function kvCapacity(e: Endpoint): number {
+  return (e.metrics.numGpuBlocks ?? 0) * (e.metrics.blockSize ?? 0);
 }
 
 /**
@@ -465,14 +472,18 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       load.futureBatch = committed[i] * seqsPerGroup;
       kvw[i] = this.kvWait(endpoints[i], states[i], load, uncached[i], outTokens, now);
       loads[i] = load;
-      const pr = predict(c, load, uncached[i]);
+      const compute = predict(c, load, uncached[i]);
+      const pr = withKvWait(compute, kvw[i]);
       preds[i] = pr;
       const work = load.queuedTokens + uncached[i];
       prefillBasis[i] = work * c.prefillMsPerToken;
-      stepBasis[i] = (pr.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
-      // A full cache evicts for every copied block; the fuller it is with running requests' KV
-      // (vLLM's kv_cache_usage), the more of what is left is other groups' reused prefixes.
-      const room = Math.max(0.05, 1 - endpoints[i].metrics.kvUsage);
+      stepBasis[i] = (compute.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
+      // A full cache evicts for every copied block; the fuller it is with its sequences' KV, the
+      // more of what is left is other groups' reused prefixes. That fill is predicted (the KV its
+      // decoding sequences will hold at the end of their outputs and its queued requests will
+      // take), not only scraped (vLLM's kv_cache_usage): a pod that just joined or restarted
+      // reads nearly empty while a burst of copies queues on it, and drew them all.
+      const room = Math.max(0.05, 1 - this.kvFill(endpoints[i], states[i], load, outTokens, now));
       copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
       if (this.p.decodeWeight > 0) {
         const ext = externality(c, load, uncached[i], outTokens);
@@ -496,6 +507,12 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // as slow holds each sequence's KV twice as long), are eligible; the cost decides among
       // them. The cost alone let this instant's queues and batches decide (llm-d-73's 150
       // groups ended 17-20 per pod, and the pods with 20 saturated first past the knee).
+      // A home commits KV for the group's life: while some eligible pod is predicted to have room
+      // for it (no KV wait), pods predicted to wait for KV are not homes (a restarted or joining
+      // pod takes new and re-homed groups first, not the saturated ones).
+      let roomy = false;
+      for (let i = 0; i < n; i++) if (eligible[i] && kvw[i] === 0) roomy = true;
+      if (roomy) for (let i = 0; i < n; i++) if (kvw[i] > 0) eligible[i] = 0;
       const share = new Float64Array(n);
       let fewest = Infinity;
       for (let i = 0; i < n; i++) {
@@ -612,13 +629,24 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
    * with its uncached prompt and expected output, against its KV capacity (cache_config_info).
    */
   private kvWait(e: Endpoint, s: PodState, load: PodLoad, uncached: number, outTokens: number, now: number): number {
-    const m = e.metrics;
-    const cap = (m.numGpuBlocks ?? 0) * (m.blockSize ?? 0);
+    const cap = kvCapacity(e);
     if (!(cap > 0)) return 0;
+    const demand = this.kvDemand(e, s, load, outTokens, now) + outTokens + uncached;
+    return kvWaitMs(demand, cap, s.decodeLifeMs > 0 ? s.decodeLifeMs : this.meanLifetimeMs);
+  }
+
+  /** Tokens of KV the pod's sequences will hold: in use now, its decoding sequences' remaining outputs, its queued requests. */
+  private kvDemand(e: Endpoint, s: PodState, load: PodLoad, outTokens: number, now: number): number {
     const produced = this.meanItlMs > 0 ? (s.decoding * now - s.firstSum) / this.meanItlMs : (s.decoding * outTokens) / 2;
     const growth = Math.max(0, s.decoding * outTokens - produced);
-    const demand = m.kvUsage * cap + growth + load.queuedTokens + (load.queuedCount + 1) * outTokens + uncached;
-    return kvWaitMs(demand, cap, s.decodeLifeMs > 0 ? s.decodeLifeMs : this.meanLifetimeMs);
+    return e.metrics.kvUsage * kvCapacity(e) + growth + load.queuedTokens + load.queuedCount * outTokens;
+  }
+
+  /** Predicted fraction of the pod's KV its sequences will hold (kvDemand), or the scraped usage when its capacity is unknown. */
+  private kvFill(e: Endpoint, s: PodState, load: PodLoad, outTokens: number, now: number): number {
+    const cap = kvCapacity(e);
+    if (!(cap > 0)) return e.metrics.kvUsage;
+    return Math.min(1, this.kvDemand(e, s, load, outTokens, now) / cap);
   }
 
   /** Groups routed to the pod within the last request lifetime (older ones pruned). */
