@@ -296,7 +296,11 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** ~1,000-token chat message, distinct per i (no two requests share more than the template). */
+/**
+ * ~1,000-token chat message, distinct per i in its first words ("Request <i>."); the words after
+ * them follow one of 12 orders (i mod 12), so past the first ~1 KiB the texts of requests whose i
+ * agree mod 12 and in digit count are the same.
+ */
 function longMessage(i: number): string {
   const words = ['router', 'cache', 'prefix', 'token', 'block', 'engine', 'latency', 'queue', 'pod', 'event', 'index', 'score'];
   const parts: string[] = [`Request ${i}.`];
@@ -313,7 +317,10 @@ async function send(pool: Pool, path: string, body: string): Promise<number> {
 }
 
 type MessagesFor = (i: number) => { role: string; content: string }[];
-/** Every request distinct (worst case: nothing for the tokenizer's prefix cache). */
+/**
+ * Every request distinct, but not a worst case for the tokenizer's prefix cache: its first chunk
+ * (~1 KiB, with "Request <i>.") is new every time, its later chunks recur (see longMessage).
+ */
 const distinct: MessagesFor = (i) => [
   { role: 'system', content: 'You are a helpful assistant.' },
   { role: 'user', content: longMessage(i) },

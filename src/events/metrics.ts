@@ -16,6 +16,7 @@ export class EventMetrics {
   readonly queueDepth: Gauge<'pod'>;
   readonly receivePauses: Counter;
   readonly receivePausedSeconds: Counter;
+  readonly disconnects: Counter;
   private readonly pods = new Set<string>();
   /**
    * Per-message counts (messages, queue depth) as plain numbers per pod label, written into the
@@ -26,7 +27,7 @@ export class EventMetrics {
   private readonly unflushedDepth = new Map<string, number>();
 
   /** Plain totals, for tests and logs (all pods). */
-  readonly totals = { messages: 0, decodeErrors: 0, skippedEvents: 0, gaps: 0, missedBatches: 0, restarts: 0, replays: 0, replayFailures: 0, unknownParents: 0, recoveredParents: 0, receivePauses: 0 };
+  readonly totals = { messages: 0, decodeErrors: 0, skippedEvents: 0, gaps: 0, missedBatches: 0, restarts: 0, replays: 0, replayFailures: 0, unknownParents: 0, recoveredParents: 0, receivePauses: 0, disconnects: 0 };
 
   constructor(registry: Registry, private readonly maxPods = 1000) {
     const r = [registry];
@@ -42,6 +43,7 @@ export class EventMetrics {
     // then the publishers drop: what a pod loses this way shows as seq gaps (replayed if it can be).
     this.receivePauses = new Counter({ name: 'kvcache_events_receive_pauses_total', help: 'Times the subscriber stopped reading its socket because the queued batches reached their byte bound', registers: r });
     this.receivePausedSeconds = new Counter({ name: 'kvcache_events_receive_paused_seconds_total', help: 'Time the subscriber spent not reading its socket (queued batches at their byte bound)', registers: r });
+    this.disconnects = new Counter({ name: 'kvcache_events_disconnects_total', help: 'Publisher connections closed: a pod went away, or ZeroMQ dropped it for a frame over the size limit', registers: r });
     this.queueDepth = new Gauge({ name: 'kvcache_events_queue_depth', help: 'Batches waiting to be applied', labelNames: ['pod'], registers: r, collect: () => this.flush() });
   }
 

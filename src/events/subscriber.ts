@@ -175,6 +175,7 @@ export class KvEventSubscriber {
   private drainWaiter: (() => void) | null = null;
   private sock: Subscriber | null = null;
   private loop: Promise<void> | null = null;
+  private watcher: Promise<void> | null = null;
   private closed = false;
   private replaysRunning = 0;
   private readonly replayWaiters: (() => void)[] = [];
@@ -287,6 +288,26 @@ export class KvEventSubscriber {
     }
     for (const [pod, ep] of this.podEndpoints) this.dial(pod, ep);
     this.loop = this.receiveLoop(sock);
+    this.watcher = this.watchConnections(sock);
+  }
+
+  /**
+   * Counts publisher connections that close. ZeroMQ drops a connection that sends a frame over
+   * maxMessageBytes before any byte of it reaches us, and that is the only trace of such a frame
+   * (the pod's lost batches then show as seq gaps and are replayed where it can); a pod going
+   * away looks the same, so this counts both and logs each address once.
+   */
+  private async watchConnections(sock: Subscriber): Promise<void> {
+    try {
+      for await (const ev of sock.events) {
+        if (ev.type !== 'disconnect') continue;
+        this.metrics.disconnects.inc();
+        this.metrics.totals.disconnects++;
+        this.warnOnce(ev.address, 'disconnect', `a kv-events publisher connection closed (the pod went away, or sent a frame over ${this.limits.maxMessageBytes} bytes); further ones are only counted`);
+      }
+    } catch (err) {
+      if (!this.closed) this.log.warn({ err }, 'kv-events connection watcher stopped');
+    }
   }
 
   /** Discovery mode: dial a pod's PUB endpoint (and remember its replay endpoint). */
@@ -889,6 +910,7 @@ export class KvEventSubscriber {
     this.sock = null;
     if (sock) sock.close();
     await this.loop?.catch(() => {});
+    await this.watcher?.catch(() => {});
     await Promise.allSettled([...this.streams.values()].map((s) => s.chain));
   }
 }

@@ -32,6 +32,7 @@ export interface SaturationConfig {
 }
 
 const SUCCESS = () => ({ status: 'success' });
+const SETTLED: Promise<unknown> = Promise.resolve();
 const FAILURE = () => ({ status: 'failure' });
 
 export const DEFAULT_SATURATION: SaturationConfig = { enabled: false, queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8 };
@@ -65,7 +66,9 @@ export class Director {
   private readonly flights = new WeakMap<InferenceRequest, Flight>();
   private readonly needsTokens: boolean;
   /** Tail of the scheduling critical section (see schedule). */
-  private cycle: Promise<unknown> = Promise.resolve();
+  private cycle: Promise<unknown> = SETTLED;
+  /** Decisions queued or running in the critical section: none, and the next one needs no queue. */
+  private deciding = 0;
   /** The last decision whose PreRequest hooks have not started yet (see decide). */
   private pendingReq: InferenceRequest | null = null;
   private pendingResult: SchedulingResult | null = null;
@@ -146,9 +149,22 @@ export class Director {
       // Then score -> pick as one critical section, one request at a time, after the previous
       // decision's pre-request hooks, so a burst sharing a new prefix sees the speculative
       // entries of the decisions before it.
-      const run = this.cycle.then(() => this.decide(req, candidates, state));
-      this.cycle = run.catch(() => {});
-      const result = await run;
+      // With no decision queued or running, the section is free: decide now, without a then().
+      this.deciding++;
+      let result: SchedulingResult;
+      try {
+        let run: Promise<SchedulingResult>;
+        if (this.deciding === 1) run = this.decide(req, candidates, state);
+        else {
+          const next = () => this.decide(req, candidates, state);
+          run = this.cycle.then(next, next);
+        }
+        this.cycle = run;
+        result = await run;
+      } finally {
+        // The last decision's promise is not kept past the queue (it holds its result).
+        if (--this.deciding === 0) this.cycle = SETTLED;
+      }
       this.o.metrics?.schedulerAttempts.add('success', SUCCESS);
       if (this.log.isLevelEnabled('debug')) this.logDecision(req, result);
       return result;

@@ -12,6 +12,9 @@ export const SUBSET_HEADER = 'x-gateway-destination-endpoint-subset';
 
 /** API kind by path suffix (llm-d's parser); undefined for paths the router does not schedule. */
 export function apiForPath(path: string): ApiKind | undefined {
+  // The two paths the gateway routes, without the split and regex below (every request pays them).
+  if (path === '/v1/chat/completions') return 'chat';
+  if (path === '/v1/completions') return 'completions';
   const p = path.split('?')[0].replace(/\/+$/, '');
   if (p.endsWith('/chat/completions')) return 'chat';
   if (p.endsWith('/completions')) return 'completions';

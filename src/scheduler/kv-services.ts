@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { BlockKeyer } from '../index/keys.js';
-import type { KvBlockIndex, PrefixMatch } from '../index/types.js';
+import type { BlockKeys, KvBlockIndex, PrefixMatch } from '../index/types.js';
 import { ServiceKey } from './services.js';
 import type { Endpoint, InferenceRequest } from './types.js';
 
@@ -65,8 +65,11 @@ export interface KvIndexProvider {
   readonly eventsEndpoint: string | undefined;
   /** Discovery mode: the ports pods publish on (kvEventsConfig.podDiscoveryConfig). */
   readonly podDiscovery: { socketPort?: number; replaySocketPort?: number } | undefined;
-  /** Matched blocks per endpoint (pods without block 0 absent), and the request's full blocks. */
-  match(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ matches: Map<string, PrefixMatch>; totalBlocks: number; tokens: number }>;
+  /**
+   * Matched blocks per endpoint (pods without block 0 absent), and the request's full blocks;
+   * `keys`, when given, are the request's block keys (chained: key i identifies blocks 0..i).
+   */
+  match(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ matches: Map<string, PrefixMatch>; totalBlocks: number; tokens: number; keys?: BlockKeys | null }>;
   /** The scoring API's view: every endpoint with its matched blocks and normalized score. */
   detail(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<PrefixScoreDetail>;
 }

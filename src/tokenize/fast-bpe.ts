@@ -136,6 +136,11 @@ export class FastBpeTokenizer {
     return out;
   }
 
+  /** BPE work of the last encode call, in bytes of uncached pieces (what `budget` bounds). */
+  get work(): number {
+    return this.model.work;
+  }
+
   /** Forget cached piece encodings (benchmarks measure the cold case with it). */
   clearWordCache(): void {
     this.model.clearCache();

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileTemplate, detectContentFormat, renderChat, renderChatDirect, type TemplateContext } from './chat.js';
 import { HfTokenizerEngine } from './engine.js';
-import { FastBpeTokenizer } from './fast-bpe.js';
+import { DEFAULT_WORK_BUDGET, FastBpeTokenizer } from './fast-bpe.js';
 import { readTokenizerJson, tokenizerJsonPath } from './locate.js';
 import { ChatRenderWorker } from './render-worker.js';
 import { ChunkTokenCache, type PrefixCacheOptions, type PrefixCacheStats } from './prefix-cache.js';
@@ -177,6 +177,11 @@ export class ModelTokenizer {
    * with `opts.maxTokens`, a text that provably exceeds it is refused first (ContextLengthError).
    */
   async encodeIds(text: string, addSpecialTokens: boolean, stats?: EncodeStats, opts: EncodeOptions = {}): Promise<Uint32Array> {
+    return this.encodeIdsSync(text, addSpecialTokens, stats, opts) ?? this.encodeIdsOffLoop(text, addSpecialTokens, stats, opts);
+  }
+
+  /** encodeIds without the on-the-spot attempt (for a caller whose encodeIdsSync gave up). */
+  async encodeIdsOffLoop(text: string, addSpecialTokens: boolean, stats?: EncodeStats, opts: EncodeOptions = {}): Promise<Uint32Array> {
     const signal = opts.signal;
     throwIfAborted(signal);
     if (opts.maxTokens !== undefined) await this.checkBound(text, opts.maxTokens, signal);
@@ -189,6 +194,40 @@ export class ModelTokenizer {
       return ids;
     }
     const r = await this.cache.encode(text, (texts) => (this.fast ? this.encodeChunks(this.fast, texts, signal) : this.encodeNative(texts, signal)));
+    if (stats) {
+      stats.hitTokens += r.hitTokens;
+      stats.missTokens += r.missTokens;
+    }
+    return this.withAffixes(r.ids, addSpecialTokens);
+  }
+
+  /**
+   * encodeIds on the spot, for a text whose whole cost is bounded: the in-process encoder, at most
+   * SYNC_MAX_CHARS, uncached BPE work within one work budget (DEFAULT_WORK_BUDGET, ~3 ms) across all
+   * its chunks, and no context bound to check (not longer than `opts.maxTokens`). Undefined when
+   * any of that fails: encodeIds then does the rest off the event loop. A 1k-token chat is
+   * tokenized here with no promise, timer or cache bookkeeping for other requests.
+   */
+  encodeIdsSync(text: string, addSpecialTokens: boolean, stats?: EncodeStats, opts: EncodeOptions = {}): Uint32Array | undefined {
+    const fast = this.fast;
+    if (!fast || text.length > SYNC_MAX_CHARS || (opts.maxTokens !== undefined && text.length > opts.maxTokens)) return undefined;
+    if (addSpecialTokens && !this.specialsAreAffixes) return undefined;
+    throwIfAborted(opts.signal);
+    const cache = this.cache;
+    if (!cache || text.length < cache.minChars) {
+      const ids = fast.encode(text);
+      if (!ids) return undefined;
+      if (stats) stats.missTokens += ids.length;
+      return this.withAffixes(ids, addSpecialTokens);
+    }
+    let budget = DEFAULT_WORK_BUDGET;
+    const r = cache.encodeSync(text, (chunk) => {
+      const ids = budget > 0 ? fast.encode(chunk, budget) : null;
+      budget -= fast.work;
+      if (ids) this.chunksEncoded++;
+      return ids;
+    });
+    if (!r) return undefined;
     if (stats) {
       stats.hitTokens += r.hitTokens;
       stats.missTokens += r.missTokens;
@@ -271,16 +310,21 @@ export class ModelTokenizer {
    * inline, the rest in the render worker, abandoned when `signal` aborts.
    */
   async renderChatAsync(messages: unknown, opts: ChatOptions = {}, signal?: AbortSignal): Promise<string> {
+    const inline = this.renderChatInline(messages, opts, signal);
+    if (inline !== undefined) return inline;
+    const ctx = this.template();
+    const job = { template: this.chatTemplate!, contentFormat: ctx.contentFormat, specialTokens: ctx.specialTokens, messages, opts };
+    return chatRenderWorker().render(job, signal);
+  }
+
+  /** renderChatAsync's inline cases, on the spot; undefined when the chat goes to the render worker. */
+  renderChatInline(messages: unknown, opts: ChatOptions = {}, signal?: AbortSignal): string | undefined {
     const ctx = this.template();
     throwIfAborted(signal);
     const n = Array.isArray(messages) ? messages.length : 0;
     if (n <= INLINE_JINJA_MESSAGES) return renderChat(ctx, messages, opts);
-    if (n <= INLINE_DIRECT_MESSAGES) {
-      const direct = renderChatDirect(ctx, messages, opts);
-      if (direct !== undefined) return direct;
-    }
-    const job = { template: this.chatTemplate!, contentFormat: ctx.contentFormat, specialTokens: ctx.specialTokens, messages, opts };
-    return chatRenderWorker().render(job, signal);
+    if (n <= INLINE_DIRECT_MESSAGES) return renderChatDirect(ctx, messages, opts);
+    return undefined;
   }
 
   private template(): TemplateContext {

@@ -184,6 +184,62 @@ export class ChunkTokenCache {
     return { ids, hitTokens, missTokens };
   }
 
+  /**
+   * encode() on the spot, without a promise: every missing chunk goes through `encodeOne`, and as
+   * soon as it cannot encode one (null: too much work for the caller's budget, or a text only
+   * the native engine takes) the result is undefined and the caller takes encode() instead. The
+   * chunks encoded up to then are cached (they are exact), so that call does not redo them.
+   * Chunks another request is tokenizing right now are encoded here rather than waited for.
+   */
+  encodeSync(text: string, encodeOne: (chunk: string) => ArrayLike<number> | null): { ids: Uint32Array; hitTokens: number; missTokens: number } | undefined {
+    const chunks = chunkText(text, this.chunkChars, this.newlineRule);
+    const parts: ArrayLike<number>[] = new Array(chunks.length);
+    let total = 0;
+    let missTokens = 0;
+    let missed = false;
+    for (let i = 0; i < chunks.length; i++) {
+      const hit = this.caching ? this.store.get(chunks[i]) : undefined;
+      let p: ArrayLike<number>;
+      if (hit) {
+        this.store.touch(hit);
+        p = hit.ids;
+      } else {
+        const ids = encodeOne(chunks[i]);
+        if (!ids) {
+          if (missed) this.cacheMisses(chunks, parts, i);
+          return undefined;
+        }
+        missed = true;
+        missTokens += ids.length;
+        p = ids;
+      }
+      parts[i] = p;
+      total += p.length;
+    }
+    const ids = new Uint32Array(total);
+    let o = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i];
+      if (p instanceof Uint32Array) ids.set(p, o);
+      else {
+        for (let j = 0; j < p.length; j++) ids[o + j] = p[j];
+        // Cached as its own 4-byte copy of the ids just written (half a JS array's size).
+        if (this.caching) this.put(ownCopy(chunks[i]), ids.slice(o, o + p.length));
+      }
+      o += p.length;
+    }
+    const hitTokens = total - missTokens;
+    this.hitTokens += hitTokens;
+    this.missTokens += missTokens;
+    return { ids, hitTokens, missTokens };
+  }
+
+  /** Caches the chunks encodeSync encoded before it gave up at chunk `end` (the JS arrays among parts). */
+  private cacheMisses(chunks: string[], parts: ArrayLike<number>[], end: number): void {
+    if (!this.caching) return;
+    for (let i = 0; i < end; i++) if (!(parts[i] instanceof Uint32Array)) this.put(ownCopy(chunks[i]), Uint32Array.from(parts[i]));
+  }
+
   /** Fills parts[i] for every i in missIdx (tokenizing, or waiting for a request already doing it); returns the tokens encoded here. */
   private async encodeMisses(chunks: string[], missIdx: number[], parts: (ArrayLike<number> | undefined)[], encodeMany: EncodeMany): Promise<number> {
     let missTokens = 0;

@@ -68,6 +68,8 @@ function metricsFor(registry: Registry | undefined): Metrics {
 
 export class TokenizerRegistry {
   private readonly models = new Map<string, Promise<ModelTokenizer>>();
+  /** The tokenizers loaded so far: a request for one of them is served without awaiting its load. */
+  private readonly loaded = new Map<string, ModelTokenizer>();
   private readonly metrics: Metrics;
   private closed = false;
 
@@ -107,7 +109,10 @@ export class TokenizerRegistry {
       p = this.load(model);
       this.models.set(model, p);
       // A failed load is not cached: the files may appear later.
-      p.catch(() => this.models.delete(model));
+      p.then(
+        (mt) => void (this.models.get(model) === p && !this.closed && this.loaded.set(model, mt)),
+        () => this.models.delete(model),
+      );
     }
     return p;
   }
@@ -149,15 +154,23 @@ export class TokenizerRegistry {
     const t0 = performance.now();
     try {
       const r = await fn();
-      this.metrics.requests.add(kind === 'chat' ? 'chat\u0000ok' : 'completion\u0000ok', () => ({ kind, outcome: 'ok' }));
+      this.succeeded(kind, t0);
       return r;
     } catch (e) {
-      const outcome = e instanceof TokenizeAbortedError ? 'aborted' : 'error';
-      this.metrics.requests.add(`${kind}\u0000${outcome}`, () => ({ kind, outcome }));
+      this.failed(kind, t0, e);
       throw e;
-    } finally {
-      this.metrics.duration[kind].observe((performance.now() - t0) / 1000);
     }
+  }
+
+  private succeeded(kind: Kind, t0: number): void {
+    this.metrics.requests.add(kind === 'chat' ? 'chat\u0000ok' : 'completion\u0000ok', () => ({ kind, outcome: 'ok' }));
+    this.metrics.duration[kind].observe((performance.now() - t0) / 1000);
+  }
+
+  private failed(kind: Kind, t0: number, e: unknown): void {
+    const outcome = e instanceof TokenizeAbortedError ? 'aborted' : 'error';
+    this.metrics.requests.add(`${kind}\u0000${outcome}`, () => ({ kind, outcome }));
+    this.metrics.duration[kind].observe((performance.now() - t0) / 1000);
   }
 
   /** Prompt ids as vLLM's completions path computes them; token-id prompts pass through. */
@@ -170,6 +183,21 @@ export class TokenizerRegistry {
 
   /** encodeCompletion of a text prompt, as a Uint32Array (the router's form); `opts`: abort signal, context cap. */
   async encodeCompletionIds(model: string, prompt: string, addSpecialTokens = true, opts?: EncodeOptions): Promise<Uint32Array> {
+    const mt = this.loaded.get(model);
+    if (mt && typeof prompt === 'string') {
+      // Loaded, and short enough to encode on the spot (ModelTokenizer.encodeIdsSync): no awaits.
+      const t0 = performance.now();
+      const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
+      try {
+        const ids = mt.encodeIdsSync(prompt, addSpecialTokens, stats, opts) ?? (await mt.encodeIdsOffLoop(prompt, addSpecialTokens, stats, opts));
+        this.count(stats);
+        this.succeeded('completion', t0);
+        return ids;
+      } catch (e) {
+        this.failed('completion', t0, e);
+        throw e;
+      }
+    }
     return this.timed('completion', async () => {
       const mt = await this.get(model);
       if (typeof prompt !== 'string') throw new TokenizeError('prompt must be a string or an array of token ids', 400, 'BadRequestError', 'prompt');
@@ -191,6 +219,24 @@ export class TokenizerRegistry {
 
   /** Render then encode; vLLM's chat path uses add_special_tokens=false unless asked. */
   private async encodeChatWith(model: string, messages: ChatMessage[], opts: ChatOptions, addSpecialTokens: boolean, encode?: EncodeOptions): Promise<Uint32Array> {
+    const mt = this.loaded.get(model);
+    if (mt) {
+      // Loaded, rendered inline and short enough to encode on the spot: no awaits (a 1k-token chat).
+      const t0 = performance.now();
+      const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
+      try {
+        const text = mt.renderChatInline(messages, opts, encode?.signal);
+        if (text !== undefined) {
+          const ids = mt.encodeIdsSync(text, addSpecialTokens, stats, encode) ?? (await mt.encodeIdsOffLoop(text, addSpecialTokens, stats, encode));
+          this.count(stats);
+          this.succeeded('chat', t0);
+          return ids;
+        }
+      } catch (e) {
+        this.failed('chat', t0, e);
+        throw e;
+      }
+    }
     return this.timed('chat', async () => {
       const mt = await this.get(model);
       const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
@@ -234,6 +280,7 @@ export class TokenizerRegistry {
   async close(): Promise<void> {
     this.closed = true;
     this.models.clear();
+    this.loaded.clear();
   }
 }
 

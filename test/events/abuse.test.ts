@@ -113,10 +113,13 @@ describe('hostile KV events (real ZeroMQ, central mode)', () => {
     // bigger than ZMQ_MAXMSGSIZE: ZeroMQ drops the sender's connection; nothing reaches the router
     const seen = sub.metrics.totals.messages;
     assert.equal(seen - before, 30 * 3 + 30);
+    assert.equal(sub.metrics.totals.disconnects, 0, 'no connection has closed yet');
     await bad.send([topic, seqFrame(1000), new Uint8Array(1 << 20)]);
     await storeBlock(good, toks(16 * 31), 30);
     await until(async () => (await sub.flush(), blocks('10.0.0.1:8000', toks(16 * 31)) === 31), 'good pod still indexed after the oversized message');
     assert.equal(sub.metrics.totals.messages, seen + 1, 'the oversized message never reached the subscriber');
+    // ...and that dropped connection is the one trace of it: counted
+    await until(() => sub.metrics.totals.disconnects >= 1, 'the dropped connection counted');
   });
 
   it('a batch queued as bytes whose events do not decode is refused at its turn: counted, its seq not taken, later batches apply', async () => {

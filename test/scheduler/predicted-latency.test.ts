@@ -10,7 +10,7 @@ import { parseOpenAIRequest } from '../../src/gateway/parse.js';
 import { ManualClock } from '../../src/util/clock.js';
 import type { PrecisePrefixCacheScorer } from '../../src/scheduler/plugins/precise-prefix.js';
 import type { PredictedLatencyScorer } from '../../src/scheduler/plugins/predicted-latency/scorer.js';
-import { Multiplier, copyCostMs, kvWaitMs, predict, type StepCosts } from '../../src/scheduler/plugins/predicted-latency/model.js';
+import { Multiplier, copyCostMs, kvWaitMs, predict, withKvWait, type StepCosts } from '../../src/scheduler/plugins/predicted-latency/model.js';
 
 const COSTS: StepCosts = { prefillMsPerToken: 0.1, stepOverheadMs: 10, decodeMsPerSeq: 0.5, maxNumBatchedTokens: 1000 };
 
@@ -224,16 +224,16 @@ test('a new prefix group goes to the pod serving fewer groups, not to the one wi
   }
 });
 
-test('the KV wait sees a pod saturating before any request waits there (reported; in the cost with kvWaitWeight)', async () => {
+test('the KV wait sees a pod saturating before any request waits there; it is the queue wait when longest (again in the cost with kvWaitWeight)', async () => {
   assert.equal(kvWaitMs(90, 100, 1000), 0);
   assert.equal(kvWaitMs(110, 0, 1000), 0, 'unknown capacity: no prediction');
   assert.ok(Math.abs(kvWaitMs(110, 100, 1000) - 100) < 1e-9, '10 % over capacity waits a tenth of a decode lifetime');
+  const pr = { ttftMs: 30, queueMs: 10, admissionMs: 5, prefillMs: 20, decodeSlowdownMs: 1, itlMs: 10 };
+  assert.equal(withKvWait(pr, 8), pr, 'a shorter KV wait does not bind');
+  assert.deepEqual(withKvWait(pr, 50), { ...pr, ttftMs: 70, queueMs: 50 });
   // A: the prefix cached, KV 90 % in use by running sequences (100 blocks x 4 tokens); B: empty.
   const full = { kvUsage: 0.9, numGpuBlocks: 100, blockSize: 4 };
-  for (const [kvWaitWeight, expect] of [
-    [0, '10.0.0.1:8000'],
-    [1, '10.0.0.2:8000'],
-  ] as const) {
+  for (const kvWaitWeight of [0, 1]) {
     const A = ep('10.0.0.1:8000', full);
     const B = ep('10.0.0.2:8000', { numGpuBlocks: 100, blockSize: 4 });
     const s = setup({ kvWaitWeight });
@@ -242,11 +242,50 @@ test('the KV wait sees a pod saturating before any request waits there (reported
     const [a, b] = d.endpoints;
     // A: 360 in use + 4 uncached + 256 expected output tokens > 400, B: 100 + 256 fits.
     assert.ok(a.kvWaitMs > 0 && b.kvWaitMs === 0, JSON.stringify(d.endpoints));
-    assert.equal(a.queueMs, 0, 'no backlog exists yet');
-    assert.equal(d.chosen, expect, `kvWaitWeight ${kvWaitWeight}`);
+    assert.equal(a.admissionMs, 0, 'no backlog exists yet');
+    assert.equal(a.queueMs, a.kvWaitMs, 'the wait for KV room is the queue wait');
+    assert.equal(d.chosen, B.address, `kvWaitWeight ${kvWaitWeight}`);
     assert.ok(d.endpoints.every((e) => Math.abs(e.costMs - (e.ttftMs + e.copyMs + e.decodeCostMs + kvWaitWeight * e.kvWaitMs)) < 0.01));
     await s.close();
   }
+});
+
+test('a new group is homed on a pod with KV room for it, even where a pod predicted to wait for KV costs less', async () => {
+  // A: KV 99 % in use (4,000 tokens): a short KV wait. B: a large KV and 30,000 tokens of
+  // prefill queued (~3.3 s), more than A's wait: the cost alone would pick A.
+  const A = ep('10.0.0.1:8000', { kvUsage: 0.99, numGpuBlocks: 1000, blockSize: 4 });
+  const B = ep('10.0.0.2:8000', { numGpuBlocks: 1_000_000, blockSize: 4 });
+  const s = setup();
+  await s.route(req(50_000, 30_000), [A, B], B);
+  const d = await s.pl.detail(req(1), [A, B]);
+  const [a, b] = d.endpoints;
+  assert.ok(a.kvWaitMs > 0 && b.kvWaitMs === 0 && a.costMs < b.costMs, JSON.stringify(d.endpoints));
+  assert.equal(d.chosen, B.address);
+  // Once B holds the group it is not new and the rule does not apply: the cost decides, and a
+  // copy onto A (its 100 tokens) costs less than waiting behind B's queue.
+  await s.hold(req(1), B.address);
+  const later = await s.pl.detail(req(1), [A, B]);
+  assert.equal(later.chosen, A.address);
+  await s.close();
+});
+
+test('a copy is priced by the KV its target will hold (queued requests included), not only the scraped usage', async () => {
+  // A holds the prefix; B and C both scrape an empty KV (4,000 tokens), but B has a request of
+  // this router queued (200 uncached tokens, 256 expected output tokens): predicted fill 456 / 4,000.
+  const kv = { numGpuBlocks: 1000, blockSize: 4 };
+  const A = ep('10.0.0.1:8000', kv);
+  const B = ep('10.0.0.2:8000', kv);
+  const C = ep('10.0.0.3:8000', kv);
+  const s = setup();
+  await s.hold(req(1), A.address);
+  await s.route(req(10_000, 200), [A, B, C], B);
+  const d = await s.pl.detail(req(1), [A, B, C]);
+  const [a, b, c] = d.endpoints;
+  assert.equal(a.copyMs, 0);
+  assert.ok(c.copyMs > 0, JSON.stringify(d.endpoints));
+  // Congestion is the same for both (one request waiting over 3 pods); only the room differs.
+  assert.ok(Math.abs(b.copyMs / c.copyMs - 1 / (1 - 456 / 4000)) < 1e-3, `${b.copyMs} / ${c.copyMs}`);
+  await s.close();
 });
 
 test('a new group goes to a pod serving the fewest groups, each weighted by the pod\'s learned step cost', async () => {

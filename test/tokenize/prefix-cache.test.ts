@@ -130,6 +130,30 @@ test('a burst of requests sharing a prefix tokenizes the prefix once', async () 
   assert.ok(stats.hitTokens > 3 * prefixTokens, `reused ${stats.hitTokens}`);
 });
 
+test('on the spot or off the event loop: the same ids; a text over the on-the-spot work budget keeps the chunks encoded before it gave up', async () => {
+  const full = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent', engine: 'native', prefixCache: { enabled: false, split: false } });
+  const reg = await TokenizerRegistry.create({ hfCacheDir: '/nonexistent' });
+  const mt = await reg.get(MODEL);
+  // A 1k-token chat's text: encoded on the spot, exactly.
+  const chat = mt.renderChat([{ role: 'user', content: 'Route this request by its prefix, please. '.repeat(130) }], { add_generation_prompt: true });
+  const quick = mt.encodeIdsSync(chat, false);
+  assert.ok(quick, 'encoded on the spot');
+  assert.deepEqual(Array.from(quick), await full.encodeCompletion(MODEL, chat, false));
+  // ~24k characters of words never seen before: more BPE work than one budget (DEFAULT_WORK_BUDGET).
+  const r = rng(11);
+  const word = () => Array.from({ length: 5 + Math.floor(r() * 6) }, () => String.fromCharCode(97 + Math.floor(r() * 26))).join('');
+  const novel = Array.from({ length: 3000 }, word).join(' ');
+  assert.ok(novel.length < 32_768);
+  const chunksBefore = mt.cacheStats()!.chunks;
+  assert.equal(mt.encodeIdsSync(novel, false), undefined, 'over the budget: left to encodeIds');
+  const kept = mt.cacheStats()!.chunks - chunksBefore;
+  assert.ok(kept > 0, 'the chunks encoded before giving up are cached');
+  const stats = { hitTokens: 0, missTokens: 0 };
+  const ids = await mt.encodeIds(novel, false, stats);
+  assert.deepEqual(Array.from(ids), await full.encodeCompletion(MODEL, novel, false));
+  assert.ok(stats.hitTokens > 0, `the off-loop encode reused them (${kept} chunks, ${stats.hitTokens} tokens)`);
+});
+
 test('LRU keeps the cache within its token bound and evicts the oldest chunks', async () => {
   let calls = 0;
   const encodeMany = async (texts: string[]) => {

@@ -237,13 +237,13 @@ export class PrecisePrefixCacheScorer implements Scorer, PreRequest, EndpointLif
   }
 
   /** Matched blocks per endpoint (pods without block 0 absent), and the request's full blocks. */
-  async match(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ matches: Map<string, PrefixMatch>; totalBlocks: number; tokens: number }> {
+  async match(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ matches: Map<string, PrefixMatch>; totalBlocks: number; tokens: number; keys: BlockKeys | null }> {
     const keys = await this.keysFor(req);
-    if (!keys || keys.length === 0) return { matches: new Map(), totalBlocks: 0, tokens: req.tokens?.length ?? 0 };
+    if (!keys || keys.length === 0) return { matches: new Map(), totalBlocks: 0, tokens: req.tokens?.length ?? 0, keys };
     const pods = new Set<string>();
     for (const e of endpoints) pods.add(e.address);
     const matches = await this.index.longestPrefix(keys, pods);
-    return { matches, totalBlocks: keys.length, tokens: req.tokens?.length ?? 0 };
+    return { matches, totalBlocks: keys.length, tokens: req.tokens?.length ?? 0, keys };
   }
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {

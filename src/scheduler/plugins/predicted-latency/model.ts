@@ -51,7 +51,7 @@ export interface PodLoad {
 /** One pod's prediction for one request, in ms, with its parts (they sum to ttftMs). */
 export interface Prediction {
   ttftMs: number;
-  /** Waiting for the requests queued ahead: their prefill compute and the steps it spans, or their admission pace, whichever is longer. */
+  /** Waiting for the requests queued ahead: their prefill compute and the steps it spans, their admission pace or the wait for KV room (withKvWait), whichever is longest. */
   queueMs: number;
   /** The admission-pace estimate of the wait (requests ahead x the observed gap between first tokens). */
   admissionMs: number;
@@ -102,6 +102,18 @@ export function predict(c: StepCosts, pod: PodLoad, uncachedTokens: number): Pre
     decodeSlowdownMs: (qSteps + ownSteps) * decodePart,
     itlMs: pod.kStep * (c.stepOverheadMs + (pod.decoding + 1) * c.decodeMsPerSeq),
   };
+}
+
+/**
+ * The prediction with its queue wait at least `kvWait` (kvWaitMs): three estimates of one wait,
+ * each from the bottleneck it sees (prefill compute, the admission pace while requests wait, the
+ * KV demand beyond capacity), so the binding one is the longest. On a pod whose KV is full the
+ * admission pace between first tokens under-predicts the wait (2-7 s predicted, 30-50 s observed
+ * on sched-churn: docs/bench/scheduler.md).
+ */
+export function withKvWait(pr: Prediction, kvWait: number): Prediction {
+  if (!(kvWait > pr.queueMs)) return pr;
+  return { ...pr, ttftMs: pr.ttftMs + kvWait - pr.queueMs, queueMs: kvWait };
 }
 
 /** What a placement costs the other requests on the pod, and its own decode, in ms (summed over requests). */

@@ -17,7 +17,7 @@
 // second copy exactly when its holder saturates. With `ttftSLO` / `itlSLO`, pods predicted to
 // meet them are preferred, so a saturated holder's group is replicated to keep the SLO.
 // Under congestion the copy is charged once more per request waiting per pod (its extra prefill
-// delays them all).
+// delays them all), and more as the target's KV fills (predicted: what its sequences will hold).
 //
 // The decode side is priced too (`decodeWeight`, model.ts externality): this request's own decode
 // time and the delay its prefill chunks and KV reads add to the sequences decoding on the pod.
@@ -27,11 +27,12 @@
 // the sequences a group keeps busy, not the Poisson-noisy count running this instant (which
 // spread llm-d-73's 150 groups 13-23 per pod; priced this way, 18-21). When a pod's queue is
 // KV-bound, its wait is the requests ahead x the observed gap between first tokens (Little's
-// law), not their prefill compute. A prefix no pod caches gets a home among the pods that would
-// then serve the fewest groups, weighted by their learned step cost (`balanceGroups`,
-// `groupSlack`). The predicted KV wait (a pod's KV demand once its decoding sequences finish
-// their outputs and its queue is admitted, beyond capacity) is reported and weighted by
-// `kvWaitWeight` (default 0). Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
+// law), not their prefill compute, or the predicted KV wait (a pod's KV demand once its decoding
+// sequences finish their outputs and its queue is admitted, beyond capacity) when that is longer;
+// `kvWaitWeight` (default 0) adds the KV wait to the cost once more. A prefix no pod caches gets a
+// home among the pods that would then serve the fewest groups, weighted by their learned step
+// cost (`balanceGroups`, `groupSlack`), and predicted to have KV room for it while any does.
+// Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
 //
@@ -46,6 +47,7 @@ import { realClock, type Clock } from '../../../util/clock.js';
 import { parseParams } from '../params.js';
 import { parseDuration } from '../../../util/duration.js';
 import type { KvIndexProvider } from '../../kv-services.js';
+import type { BlockKeys } from '../../../index/types.js';
 import {
   PREFIX_MATCH_STATE,
   type CycleState,
@@ -59,7 +61,7 @@ import {
   type Scorer,
   type SchedulingResult,
 } from '../../types.js';
-import { Multiplier, copyCostMs, externality, kvWaitMs, predict, rendezvous, type PodLoad, type Prediction, type StepCosts } from './model.js';
+import { Multiplier, copyCostMs, externality, kvWaitMs, predict, rendezvous, withKvWait, type PodLoad, type Prediction, type StepCosts } from './model.js';
 
 /** Go duration syntax ("2s", "150ms"), as llm-d writes durations. */
 const duration = z.string().min(1);
@@ -96,8 +98,9 @@ export const predictedLatencyParamsSchema = z
     podDeviation: z.number().min(1).default(1.25),
     /**
      * Weight of the predicted KV wait (model.ts kvWaitMs: the pod's KV demand once its decoding
-     * sequences finish their outputs and its queue is admitted, beyond its capacity) in the cost.
-     * 0 (default): reported, not used; docs/bench/scheduler.md has what it did when used.
+     * sequences finish their outputs and its queue is admitted, beyond its capacity) added to the
+     * cost, on top of the predicted TTFT (whose queue wait is already at least the KV wait).
+     * 0 (default); docs/bench/scheduler.md has what it did when used.
      */
     kvWaitWeight: z.number().nonnegative().default(0),
     /**
@@ -175,7 +178,7 @@ export interface PodPrediction extends Prediction {
   copyMs: number;
   /** Expected decode time of this request there and the delay it adds to the pod's decoding sequences (model.ts externality), weighted. */
   decodeCostMs: number;
-  /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists; in costMs x kvWaitWeight. */
+  /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists: the queue wait when longest; in costMs again x kvWaitWeight. */
   kvWaitMs: number;
   /** ttftMs + copyMs + decodeCostMs + kvWaitWeight x kvWaitMs: what the choice minimizes. */
   costMs: number;
@@ -233,12 +236,22 @@ class PredictionMetrics {
       },
     });
   }
+  /** Called per first token and completion: updates the pod's entry in place. */
   setMultipliers(address: string, prefill: number, step: number): void {
-    this.multipliers.set(address, { prefill, step });
+    const m = this.multipliers.get(address);
+    if (m) {
+      m.prefill = prefill;
+      m.step = step;
+    } else this.multipliers.set(address, { prefill, step });
   }
   forget(address: string): void {
     this.multipliers.delete(address);
   }
+}
+
+/** The pod's KV capacity in tokens (vLLM cache_config_info: num_gpu_blocks x block_size); 0: unknown. */
+function kvCapacity(e: Endpoint): number {
+  return (e.metrics.numGpuBlocks ?? 0) * (e.metrics.blockSize ?? 0);
 }
 
 /**
@@ -246,13 +259,41 @@ class PredictionMetrics {
  * (a shared system prompt, one chat's history) share their first half; a question, a new turn
  * or a per-user document after a common system prompt then tells groups apart.
  */
-function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
+export function groupId(tokens: Uint32Array | undefined, blockSize: number): number {
   let h = 0x811c9dc5;
   if (!tokens) return h;
   const n = Math.floor(tokens.length / 2 / blockSize) * blockSize;
   for (let i = 0; i < n; i++) h = Math.imul(h ^ tokens[i], 0x01000193);
   return h >>> 0;
 }
+
+/**
+ * groupId's partition from the request's block keys, without a pass over the tokens: the keys
+ * are chained, so the key of the first half's last whole block identifies all of it.
+ */
+export function groupFromKeys(keys: BlockKeys, tokens: number, blockSize: number): number {
+  const j = Math.floor(tokens / 2 / blockSize) - 1;
+  if (j < 0 || j >= keys.length) return 0x811c9dc5;
+  const k = keys[j];
+  return (Number(k >> 32n) ^ Number(k & 0xffffffffn)) >>> 0;
+}
+
+// Per-decision helpers are module functions, not closures: no allocation per decision.
+
+/** Median of `xs` (sorted in place); 1 when empty. */
+function median(xs: Float64Array): number {
+  if (xs.length === 0) return 1;
+  xs.sort();
+  const h = xs.length >> 1;
+  return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
+}
+
+/** A pod's queued prefill and decode batch, ms at its multipliers (the tie-break's "lighter"). */
+function loadWeight(c: StepCosts, l: PodLoad): number {
+  return l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
+}
+
+const OUTCOME_LABELS = { cold: () => ({ outcome: 'cold' }), cache: () => ({ outcome: 'cache' }), copy: () => ({ outcome: 'copy' }) } as const;
 
 /** FNV-1a over the first tokens: a stable identity of the prompt's prefix for tie-breaks. */
 function prefixId(tokens: Uint32Array | undefined, blockSize: number): number {
@@ -345,14 +386,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       pre[j] = s.kPrefill.value;
       st[j++] = s.kStep.value;
     }
-    const med = (xs: Float64Array) => {
-      if (xs.length === 0) return 1;
-      xs.sort();
-      const h = xs.length >> 1;
-      return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
-    };
-    this.medianPrefill = med(pre);
-    this.medianStep = med(st);
+    this.medianPrefill = median(pre);
+    this.medianStep = median(st);
   }
 
   private load(e: Endpoint, s: PodState): PodLoad {
@@ -374,7 +409,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** Predictions for every endpoint and the index of the choice. */
   private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; kvWait: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
     const precise = this.prefixScorer();
-    const { matches, totalBlocks, tokens: matchedTokens } = await precise.match(req, endpoints);
+    const { matches, totalBlocks, tokens: matchedTokens, keys } = await precise.match(req, endpoints);
     const tokens = matchedTokens || req.tokens?.length || req.estimatedTokens;
     const bs = precise.blockSize;
     const n = endpoints.length;
@@ -413,15 +448,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     // future requests to the pod: the batch a pod will decode is its share of the groups it
     // serves x the sequences a group keeps busy, not only what is running at this instant
     // (a Poisson count, noisy by its square root, that spreads new groups unevenly).
-    const group = groupId(req.tokens, bs);
+    const group = keys ? groupFromKeys(keys, req.tokens?.length ?? 0, bs) : groupId(req.tokens, bs);
     const now = this.clock.now();
     let seqs = 0;
     let groupsAll = 0;
     const committed = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       const s = states[i];
-      committed[i] = this.committedGroups(s, now) + (s.groups.has(group) ? 0 : 1);
-      groupsAll += committed[i] - (s.groups.has(group) ? 0 : 1);
+      const own = this.committedGroups(s, now);
+      committed[i] = own + (s.groups.has(group) ? 0 : 1);
+      groupsAll += own;
       seqs += s.decoding + s.queuedCount;
     }
     const seqsPerGroup = groupsAll > 0 ? seqs / groupsAll : 0;
@@ -436,14 +472,18 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       load.futureBatch = committed[i] * seqsPerGroup;
       kvw[i] = this.kvWait(endpoints[i], states[i], load, uncached[i], outTokens, now);
       loads[i] = load;
-      const pr = predict(c, load, uncached[i]);
+      const compute = predict(c, load, uncached[i]);
+      const pr = withKvWait(compute, kvw[i]);
       preds[i] = pr;
       const work = load.queuedTokens + uncached[i];
       prefillBasis[i] = work * c.prefillMsPerToken;
-      stepBasis[i] = (pr.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
-      // A full cache evicts for every copied block; the fuller it is with running requests' KV
-      // (vLLM's kv_cache_usage), the more of what is left is other groups' reused prefixes.
-      const room = Math.max(0.05, 1 - endpoints[i].metrics.kvUsage);
+      stepBasis[i] = (compute.ttftMs - work * load.kPrefill * c.prefillMsPerToken) / load.kStep;
+      // A full cache evicts for every copied block; the fuller it is with its sequences' KV, the
+      // more of what is left is other groups' reused prefixes. That fill is predicted (the KV its
+      // decoding sequences will hold at the end of their outputs and its queued requests will
+      // take), not only scraped (vLLM's kv_cache_usage): a pod that just joined or restarted
+      // reads nearly empty while a burst of copies queues on it, and drew them all.
+      const room = Math.max(0.05, 1 - this.kvFill(endpoints[i], states[i], load, outTokens, now));
       copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
       if (this.p.decodeWeight > 0) {
         const ext = externality(c, load, uncached[i], outTokens);
@@ -467,6 +507,12 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // as slow holds each sequence's KV twice as long), are eligible; the cost decides among
       // them. The cost alone let this instant's queues and batches decide (llm-d-73's 150
       // groups ended 17-20 per pod, and the pods with 20 saturated first past the knee).
+      // A home commits KV for the group's life: while some eligible pod is predicted to have room
+      // for it (no KV wait), pods predicted to wait for KV are not homes (a restarted or joining
+      // pod takes new and re-homed groups first, not the saturated ones).
+      let roomy = false;
+      for (let i = 0; i < n; i++) if (eligible[i] && kvw[i] === 0) roomy = true;
+      if (roomy) for (let i = 0; i < n; i++) if (kvw[i] > 0) eligible[i] = 0;
       const share = new Float64Array(n);
       let fewest = Infinity;
       for (let i = 0; i < n; i++) {
@@ -486,14 +532,20 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // Near-ties: the most cached prompt, then the lightest pod (queued prefill and decode
       // batch), then the pod a rendezvous hash of the prompt's first tokens prefers.
       const limit = costs[best] + this.p.tieMs;
-      const id = prefixId(req.tokens, bs);
-      const weight = (l: PodLoad) => l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
-      let bestHash = rendezvous(id, endpoints[best].address);
+      // The hashes (-1: not computed) only decide exact ties of cache and load, so they are
+      // computed then: most decisions have none.
+      let id = -1;
+      let bestHash = -1;
       for (let i = 0; i < n; i++) {
         if (i === chosen || !eligible[i] || costs[i] > limit) continue;
         const dc = cached[i] - cached[chosen];
-        const dw = weight(loads[i]) - weight(loads[chosen]);
-        const h = rendezvous(id, endpoints[i].address);
+        const dw = loadWeight(c, loads[i]) - loadWeight(c, loads[chosen]);
+        let h = -1;
+        if (dc === 0 && dw === 0) {
+          if (id < 0) id = prefixId(req.tokens, bs);
+          if (bestHash < 0) bestHash = rendezvous(id, endpoints[chosen].address);
+          h = rendezvous(id, endpoints[i].address);
+        }
         if (dc > 0 || (dc === 0 && (dw < 0 || (dw === 0 && h > bestHash)))) {
           chosen = i;
           bestHash = h;
@@ -503,15 +555,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
-  async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<number[]> {
+  async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<Float64Array> {
     const n = endpoints.length;
-    if (n === 0) return [];
+    if (n === 0) return new Float64Array(0);
     const ev = await this.evaluate(req, endpoints);
     state.set(PREFIX_MATCH_STATE, ev.info);
     this.decisions.set(req, ev.d);
     const { costs, chosen, meets } = ev;
-    const anyMeets = meets.some((m) => m === 1);
-    const out = new Array<number>(n);
+    const anyMeets = meets.includes(1);
+    // A Float64Array: the scheduler reads it as is (an array it copies first).
+    const out = new Float64Array(n);
     const bestCost = chosen >= 0 ? costs[chosen] : 0;
     for (let i = 0; i < n; i++) {
       if (i === chosen) out[i] = 1;
@@ -524,7 +577,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let maxCached = 0;
     for (let i = 0; i < n; i++) if (ev.cached[i] > maxCached) maxCached = ev.cached[i];
     const outcome = maxCached === 0 ? 'cold' : ev.cached[chosen] >= maxCached ? 'cache' : 'copy';
-    this.metrics.decisions.add(outcome, () => ({ outcome }));
+    this.metrics.decisions.add(outcome, OUTCOME_LABELS[outcome]);
     if (this.log.isLevelEnabled('debug')) {
       const detail = this.describe(ev, endpoints);
       this.log.debug(
@@ -576,13 +629,24 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
    * with its uncached prompt and expected output, against its KV capacity (cache_config_info).
    */
   private kvWait(e: Endpoint, s: PodState, load: PodLoad, uncached: number, outTokens: number, now: number): number {
-    const m = e.metrics;
-    const cap = (m.numGpuBlocks ?? 0) * (m.blockSize ?? 0);
+    const cap = kvCapacity(e);
     if (!(cap > 0)) return 0;
+    const demand = this.kvDemand(e, s, load, outTokens, now) + outTokens + uncached;
+    return kvWaitMs(demand, cap, s.decodeLifeMs > 0 ? s.decodeLifeMs : this.meanLifetimeMs);
+  }
+
+  /** Tokens of KV the pod's sequences will hold: in use now, its decoding sequences' remaining outputs, its queued requests. */
+  private kvDemand(e: Endpoint, s: PodState, load: PodLoad, outTokens: number, now: number): number {
     const produced = this.meanItlMs > 0 ? (s.decoding * now - s.firstSum) / this.meanItlMs : (s.decoding * outTokens) / 2;
     const growth = Math.max(0, s.decoding * outTokens - produced);
-    const demand = m.kvUsage * cap + growth + load.queuedTokens + (load.queuedCount + 1) * outTokens + uncached;
-    return kvWaitMs(demand, cap, s.decodeLifeMs > 0 ? s.decodeLifeMs : this.meanLifetimeMs);
+    return e.metrics.kvUsage * kvCapacity(e) + growth + load.queuedTokens + load.queuedCount * outTokens;
+  }
+
+  /** Predicted fraction of the pod's KV its sequences will hold (kvDemand), or the scraped usage when its capacity is unknown. */
+  private kvFill(e: Endpoint, s: PodState, load: PodLoad, outTokens: number, now: number): number {
+    const cap = kvCapacity(e);
+    if (!(cap > 0)) return e.metrics.kvUsage;
+    return Math.min(1, this.kvDemand(e, s, load, outTokens, now) / cap);
   }
 
   /** Groups routed to the pod within the last request lifetime (older ones pruned). */
@@ -619,8 +683,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const target = result.targets[0];
     if (!d || !target) return;
     this.decisions.delete(req);
-    const i = d.endpoints.findIndex((e) => e.address === target.address);
-    if (i < 0) return;
+    let i = 0;
+    while (i < d.endpoints.length && d.endpoints[i].address !== target.address) i++;
+    if (i === d.endpoints.length) return;
     const pod = this.pod(target.address);
     const prev = this.flights.get(req);
     if (prev) this.settle(prev);
@@ -639,7 +704,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       pod,
       address: target.address,
       tokens,
-      sentAt: this.clock.now(),
+      sentAt: at,
       predictedMs: d.preds[i].ttftMs,
       prefillBasis: d.prefillBasis[i],
       stepBasis: d.stepBasis[i],
@@ -702,15 +767,16 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const f = this.flights.get(req);
     if (!f) return;
     this.flights.delete(req);
+    const now = this.clock.now();
     const first = f.firstAt >= 0;
     this.settle(f);
     const n = info.completionTokens ?? 0;
     if (info.status === 200) {
-      const life = this.clock.now() - f.sentAt;
+      const life = now - f.sentAt;
       this.meanLifetimeMs = this.meanLifetimeMs + 0.02 * (life - this.meanLifetimeMs);
     }
     if (info.status === 200 && first) {
-      const life = this.clock.now() - f.firstAt;
+      const life = now - f.firstAt;
       f.pod.decodeLifeMs = f.pod.decodeLifeMs === 0 ? life : f.pod.decodeLifeMs + 0.05 * (life - f.pod.decodeLifeMs);
       if (n > 1) {
         const itl = life / (n - 1);
@@ -721,7 +787,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     if (!first || !this.p.learn || n < 3 || info.status !== 200) return;
     // The decode time is its steps at the mean batch, plus the prefill chunks of the requests
     // that reached their first token on the pod meanwhile (interleaved into the same steps).
-    const elapsed = this.clock.now() - f.firstAt;
+    const elapsed = now - f.firstAt;
     const interleaved = (f.pod.prefilled - f.prefilledAtFirst) * f.pod.kPrefill.value * this.costs.prefillMsPerToken;
     const batch = (f.decodingAtFirst + Math.max(f.pod.decoding + 1, endpoint.metrics.running)) / 2;
     const basis = (n - 1) * (this.costs.stepOverheadMs + batch * this.costs.decodeMsPerSeq);
