@@ -131,7 +131,7 @@ export class BlockKeyer {
   private readonly initLo: number;
   private readonly initHi: number;
   private readonly roots = new Map<string, bigint>();
-  private scratch = new Uint8Array(1024);
+  private readonly scratch = new Uint8Array(16);
   private readonly pair = new Uint32Array(2);
   private readonly fast = new Fast64();
 
@@ -237,12 +237,7 @@ export class BlockKeyer {
 
   private fnvChain(tokens: ArrayLike<number>, n: number, lo: number, hi: number, extras: (Uint8Array | null)[] | null, words: Uint32Array): void {
     const bs = this.cfg.blockSize;
-    // worst case: 1 (array) + 9 (parent) + 5 (token array head) + 5 per token + extra
-    let maxExtra = 1;
-    if (extras) for (const e of extras) if (e && e.length > maxExtra) maxExtra = e.length;
-    const need = 15 + 5 * bs + maxExtra;
-    if (this.scratch.length < need) this.scratch = new Uint8Array(need);
-    const b = this.scratch;
+    const b = this.scratch; // the block's head: 1 (array) + 9 (parent) + 5 (token array head)
     for (let i = 0, base = 0; i < n; i++, base += bs) {
       let p = 0;
       b[p++] = 0x83;
@@ -259,36 +254,42 @@ export class BlockKeyer {
         b[p++] = lo & 0xff;
       } else p = putUint(b, p, 0, lo);
       p = putUint(b, p, 4, bs);
+      fnvBytes(b, p, FNV_LO, FNV_HI, words, 2 * i);
+      // The tokens' CBOR bytes go straight into FNV (no scratch copy): the byte chain is the cost.
+      let h0 = words[2 * i] & 0xffff;
+      let h1 = words[2 * i] >>> 16;
+      let h2 = words[2 * i + 1] & 0xffff;
+      let h3 = words[2 * i + 1] >>> 16;
       for (let j = 0; j < bs; j++) {
         const t = tokens[base + j];
         if (t >>> 0 !== t) throw new RangeError(`token ids must be uint32, got ${t} at ${base + j}`);
-        if (t < 24) b[p++] = t;
-        else if (t < 0x100) {
-          b[p++] = 0x18;
-          b[p++] = t;
-        } else if (t < 0x10000) {
-          b[p++] = 0x19;
-          b[p++] = t >>> 8;
-          b[p++] = t & 0xff;
-        } else {
-          b[p++] = 0x1a;
-          b[p++] = t >>> 24;
-          b[p++] = (t >>> 16) & 0xff;
-          b[p++] = (t >>> 8) & 0xff;
-          b[p++] = t & 0xff;
+        // shortest-form uint: head byte, then 0, 1, 2 or 4 big-endian bytes
+        let byte = t < 24 ? t : t < 0x100 ? 0x18 : t < 0x10000 ? 0x19 : 0x1a;
+        let shift = t < 24 ? 0 : t < 0x100 ? 8 : t < 0x10000 ? 16 : 32;
+        for (;;) {
+          h0 ^= byte;
+          const t0 = h0 * 0x1b3;
+          const t1 = h1 * 0x1b3 + (t0 >>> 16);
+          const t2 = h2 * 0x1b3 + (t1 >>> 16) + (h0 << 8);
+          h3 = (h3 * 0x1b3 + (t2 >>> 16) + (h1 << 8)) & 0xffff;
+          h0 = t0 & 0xffff;
+          h1 = t1 & 0xffff;
+          h2 = t2 & 0xffff;
+          if (shift === 0) break;
+          shift -= 8;
+          byte = (t >>> shift) & 0xff;
         }
       }
-      const ex = extras?.[i];
-      if (ex) {
-        b.set(ex, p);
-        p += ex.length;
-      } else b[p++] = 0xf6;
-      fnvBytes(b, p, FNV_LO, FNV_HI, words, 2 * i);
+      const ex = extras?.[i] ?? NO_EXTRA;
+      fnvBytes(ex, ex.length, ((h1 << 16) | h0) >>> 0, ((h3 << 16) | h2) >>> 0, words, 2 * i);
       lo = words[2 * i];
       hi = words[2 * i + 1];
     }
   }
 }
+
+/** CBOR null: the extra of a block without one. */
+const NO_EXTRA = Uint8Array.of(0xf6);
 
 function putUint(b: Uint8Array, p: number, major: number, v: number): number {
   const m = major << 5;

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { BlockKeyer, fnv64a } from '../../src/index/keys.js';
+import { encodeCbor } from '../../src/index/cbor.js';
 import { CLI } from '../helpers/cli.js';
 
 // Reference FNV-64a with BigInt, independent of the 32-bit implementation under test.
@@ -78,6 +79,27 @@ describe('block keys (cbor-fnv, llm-d compatible)', () => {
       want.push(parent);
     }
     assert.deepEqual([...k.keys(Uint32Array.from(toks), { model: 'Qwen/Qwen3-0.6B' })], want);
+  });
+
+  it('the fused token hashing equals FNV64a over the generic CBOR encoder (64-token blocks, extras, every id width)', () => {
+    const k = new BlockKeyer({ blockSize: 64, hashSeed: 'seed', algorithm: 'cbor-fnv' });
+    let x = 777;
+    const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+    const widths = [23, 255, 65535, 151_935, 0xffffffff];
+    const toks = Array.from({ length: 64 * 12 + 9 }, () => Math.floor((next() / 2 ** 32) * (widths[next() % widths.length] + 1)));
+    const n = Math.floor(toks.length / 64);
+    const extra = Array.from({ length: n }, (_, i) => (i % 3 === 1 ? [`mm-${i}`, 'x'.repeat(40 * i)] : null));
+    for (const withExtra of [false, true]) {
+      const want: bigint[] = [];
+      let parent = k.root('Qwen/Qwen3-0.6B');
+      for (let i = 0; i < n; i++) {
+        const ex = withExtra && extra[i] ? extra[i]!.map((id) => ({ Hash: id })) : null;
+        parent = fnv64a(encodeCbor([parent, toks.slice(64 * i, 64 * i + 64), ex]));
+        want.push(parent);
+      }
+      const got = k.keys(Uint32Array.from(toks), { model: 'Qwen/Qwen3-0.6B', extra: withExtra ? extra : null });
+      assert.deepEqual([...got], want);
+    }
   });
 
   it('extra features become [{"Hash": id}, ...] and cache_salt goes into block 0 only', () => {
