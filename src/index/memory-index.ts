@@ -70,13 +70,17 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   }
 
   add(engineKeys: BlockKeys | null, requestKeys: BlockKeys, entry: PodEntry): void {
+    if (requestKeys.length === 0) return;
+    this.addEntry(entry.speculative ? null : engineKeys, requestKeys, this.ents.entryIndex(entry, true));
+  }
+
+  /** add() for a resolved entry id (speculative entries never map engine keys). */
+  private addEntry(engineKeys: BlockKeys | null, requestKeys: BlockKeys, e: number): void {
     const nR = requestKeys.length;
-    if (nR === 0) return;
     const keys = this.keys;
-    const e = this.ents.entryIndex(entry, true);
     const p = this.ents.pod[e];
     const rk = u32view(requestKeys);
-    const ek = engineKeys && engineKeys.length > 0 && !entry.speculative ? u32view(engineKeys) : null;
+    const ek = engineKeys && engineKeys.length > 0 ? u32view(engineKeys) : null;
     if (nR > 1) this.touched ^= keys.touch(rk) ^ (ek ? this.engine.touch(ek, p) : 0);
     for (let i = 0; i < 2 * nR; i += 2) {
       const lo = rk[i];
@@ -181,9 +185,8 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
 
   addSpeculative(requestKeys: BlockKeys, pod: PodId, ttlMs: number): void {
     if (requestKeys.length === 0 || this.closed) return;
-    const entry: PodEntry = { pod, tier: 'gpu', speculative: true };
-    this.add(null, requestKeys, entry);
-    const e = this.ents.entryIndex(entry, false);
+    const e = this.ents.speculativeEntry(pod);
+    this.addEntry(null, requestKeys, e);
     this.ttl.add({ keys: requestKeys.slice(), entry: e, gen: this.ents.podGen[this.ents.pod[e]] }, ttlMs);
   }
 

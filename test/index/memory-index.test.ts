@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { describeKvBlockIndexSuite } from './index-suite.js';
 import { InMemoryKvBlockIndex } from '../../src/index/memory-index.js';
+import { ManualClock } from '../../src/util/clock.js';
 import { InstrumentedKvBlockIndex } from '../../src/index/instrumented-index.js';
 import { IndexMetrics, startMetricsBeat } from '../../src/index/metrics.js';
 import { createKvBlockIndex, parseIntervalMs } from '../../src/index/factory.js';
@@ -15,6 +16,27 @@ describeKvBlockIndexSuite('in-memory', () => new InMemoryKvBlockIndex());
 describeKvBlockIndexSuite('in-memory via factory (tiny capacity pressure off)', () => createKvBlockIndex({ kvBlockIndexConfig: { inMemoryConfig: { size: 10_000 } } }));
 
 describe('InMemoryKvBlockIndex specifics', () => {
+  it('speculative entries of alternating pods are the same entries add() names, and survive clear()', () => {
+    const clock = new ManualClock(0);
+    const x = new InMemoryKvBlockIndex({ clock });
+    // an explicit speculative add and the TTL-driven ones share one entry: one reference each
+    x.add(null, K(1, 2), { pod: 'a', tier: 'GPU', speculative: true });
+    for (let i = 0; i < 4; i++) {
+      x.addSpeculative(K(1, 2), 'a', 100);
+      x.addSpeculative(K(1), 'b', 100);
+    }
+    assert.equal(x.stats().entries, 3, 'a/spec on keys 1 and 2, b/spec on key 1');
+    clock.advance(200);
+    assert.deepEqual([...x.longestPrefix(K(1, 2))].map(([p, m]) => [p, m.blocks]), [['a', 2]], 'only the explicit reference is left');
+    x.clear('a');
+    x.clear('b');
+    x.addSpeculative(K(3), 'b', 100);
+    x.addSpeculative(K(3), 'a', 100);
+    assert.deepEqual([...x.longestPrefix(K(3))].map(([p, m]) => [p, m.blocks]).sort(), [['a', 1], ['b', 1]]);
+    clock.advance(200);
+    assert.equal(x.stats().entries, 0);
+  });
+
   it('stays within capacity, evicting least recently used keys first (second chance for used ones)', () => {
     const x = new InMemoryKvBlockIndex({ capacity: 100 });
     x.add(null, K(...Array.from({ length: 50 }, (_, i) => 1000 + i)), { pod: 'hot', tier: 'gpu' });

@@ -47,6 +47,20 @@ export class EntryTable {
     return p;
   }
 
+  /** The speculative (gpu) entry of each pod, NONE until first used: routing alternates pods, which defeats the last-entry cache. */
+  private specOf = new Int32Array(16).fill(NONE);
+
+  /** The id of `pod`'s speculative entry (created on first use). */
+  speculativeEntry(pod: PodId): number {
+    const p = this.podIds.get(pod);
+    if (p !== undefined && p < this.specOf.length && this.specOf[p] !== NONE) return this.specOf[p];
+    const e = this.entryIndex({ pod, tier: 'gpu', speculative: true }, true);
+    const q = this.pod[e];
+    if (q >= this.specOf.length) this.specOf = grown(this.specOf, q + 1, NONE);
+    this.specOf[q] = e;
+    return e;
+  }
+
   /** The entry's id; NONE when unknown and `create` is false. */
   entryIndex(entry: PodEntry, create: boolean): number {
     const spec = entry.speculative ? 1 : 0;
