@@ -40,28 +40,27 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const utf8 = new TextEncoder();
 
 // ---------- FNV-64a on 16-bit limbs ----------
-// state: four 16-bit limbs h0 (low) .. h3; prime = 2^40 + 0x1b3, so h*prime = h*0x1b3 + (h << 40):
-// every product and carry stays a small integer (no float multiply or divide on the byte chain).
+// state: the low half as two 16-bit limbs h0, h1 and the high half as one int32 hh;
+// prime = 2^40 + 0x1b3, so h*prime = h*0x1b3 + (h << 40): the low half's products and carry stay
+// small integers, the high half needs only its low 32 bits (Math.imul) plus that carry and
+// low << 8 (no float multiply or divide on the byte chain).
 const FNV_LO = 0x84222325;
 const FNV_HI = 0xcbf29ce4;
 
 function fnvBytes(bytes: Uint8Array, n: number, lo: number, hi: number, out: Uint32Array, outAt: number): void {
   let h0 = lo & 0xffff;
   let h1 = lo >>> 16;
-  let h2 = hi & 0xffff;
-  let h3 = hi >>> 16;
+  let hh = hi | 0;
   for (let j = 0; j < n; j++) {
     h0 ^= bytes[j];
     const t0 = h0 * 0x1b3;
     const t1 = h1 * 0x1b3 + (t0 >>> 16);
-    const t2 = h2 * 0x1b3 + (t1 >>> 16) + (h0 << 8);
-    h3 = (h3 * 0x1b3 + (t2 >>> 16) + (h1 << 8)) & 0xffff;
+    hh = (Math.imul(hh, 0x1b3) + (t1 >>> 16) + (h1 << 24) + (h0 << 8)) | 0;
     h0 = t0 & 0xffff;
     h1 = t1 & 0xffff;
-    h2 = t2 & 0xffff;
   }
   out[outAt] = (h1 << 16) | h0;
-  out[outAt + 1] = (h3 << 16) | h2;
+  out[outAt + 1] = hh;
 }
 
 /** FNV-64a of bytes, as a bigint (used for roots and tests). */
@@ -256,10 +255,10 @@ export class BlockKeyer {
       p = putUint(b, p, 4, bs);
       fnvBytes(b, p, FNV_LO, FNV_HI, words, 2 * i);
       // The tokens' CBOR bytes go straight into FNV (no scratch copy): the byte chain is the cost.
+      // state as in fnvBytes
       let h0 = words[2 * i] & 0xffff;
       let h1 = words[2 * i] >>> 16;
-      let h2 = words[2 * i + 1] & 0xffff;
-      let h3 = words[2 * i + 1] >>> 16;
+      let hh = words[2 * i + 1] | 0;
       for (let j = 0; j < bs; j++) {
         const t = tokens[base + j];
         if (t >>> 0 !== t) throw new RangeError(`token ids must be uint32, got ${t} at ${base + j}`);
@@ -270,18 +269,16 @@ export class BlockKeyer {
           h0 ^= byte;
           const t0 = h0 * 0x1b3;
           const t1 = h1 * 0x1b3 + (t0 >>> 16);
-          const t2 = h2 * 0x1b3 + (t1 >>> 16) + (h0 << 8);
-          h3 = (h3 * 0x1b3 + (t2 >>> 16) + (h1 << 8)) & 0xffff;
+          hh = (Math.imul(hh, 0x1b3) + (t1 >>> 16) + (h1 << 24) + (h0 << 8)) | 0;
           h0 = t0 & 0xffff;
           h1 = t1 & 0xffff;
-          h2 = t2 & 0xffff;
           if (shift === 0) break;
           shift -= 8;
           byte = (t >>> shift) & 0xff;
         }
       }
       const ex = extras?.[i] ?? NO_EXTRA;
-      fnvBytes(ex, ex.length, ((h1 << 16) | h0) >>> 0, ((h3 << 16) | h2) >>> 0, words, 2 * i);
+      fnvBytes(ex, ex.length, ((h1 << 16) | h0) >>> 0, hh >>> 0, words, 2 * i);
       lo = words[2 * i];
       hi = words[2 * i + 1];
     }
