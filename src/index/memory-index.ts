@@ -35,10 +35,15 @@ export interface InMemoryIndexOptions {
 }
 
 export const DEFAULT_CAPACITY = 100_000_000;
+/** Int32 slots per chunk of speculative key copies (64 KiB: 512 requests of 16 blocks). */
+const SPEC_CHUNK = 16_384;
 
 /** A speculative reservation waiting for its TTL. */
 interface SpecItem {
-  keys: BlockKeys;
+  /** The keys' (lo, hi) int32 pairs at [off, off + len) of a shared chunk (see specCopy). */
+  chunk: Int32Array;
+  off: number;
+  len: number;
   entry: number;
   /** The pod's generation when reserved: a clear() in between voids it. */
   gen: number;
@@ -52,6 +57,9 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
   private readonly engine = new EngineMap();
   private readonly prefix: PrefixWalk;
   private readonly ttl: SpeculativeTtl<SpecItem>;
+  /** Chunk that speculative key copies are carved from: one typed array per 512 reservations instead of one ArrayBuffer each; a chunk lives until its last reservation expires, so one long TTL among short ones holds at most its 64 KiB chunk. */
+  private specChunk = new Int32Array(0);
+  private specTop = 0;
   /** Engine mappings beyond this trigger a sweep of mappings whose request keys are gone. */
   private engineSweepAt: number;
   /** Sink for `touch` reads, so the compiler keeps them. */
@@ -187,16 +195,25 @@ export class InMemoryKvBlockIndex implements KvBlockIndex {
     if (requestKeys.length === 0 || this.closed) return;
     const e = this.ents.speculativeEntry(pod);
     this.addEntry(null, requestKeys, e);
-    this.ttl.add({ keys: requestKeys.slice(), entry: e, gen: this.ents.podGen[this.ents.pod[e]] }, ttlMs);
+    const rk = u32view(requestKeys);
+    if (this.specTop + rk.length > this.specChunk.length) {
+      // a fresh chunk; the old one is freed once its last reservation expires
+      this.specChunk = new Int32Array(Math.max(SPEC_CHUNK, rk.length));
+      this.specTop = 0;
+    }
+    const off = this.specTop;
+    this.specChunk.set(rk, off);
+    this.specTop += rk.length;
+    this.ttl.add({ chunk: this.specChunk, off, len: rk.length, entry: e, gen: this.ents.podGen[this.ents.pod[e]] }, ttlMs);
   }
 
   private expire(it: SpecItem): void {
     if (this.ents.podGen[this.ents.pod[it.entry]] !== it.gen) return; // pod cleared since
     const keys = this.keys;
-    const k = u32view(it.keys);
-    this.touched ^= keys.touch(k); // overlap the keys' cache misses, as add does
+    const { chunk: k, off, len } = it;
+    this.touched ^= keys.touchRange(k, off, off + len); // overlap the keys' cache misses, as add does
     let removed = 0;
-    for (let i = 0; i < k.length; i += 2) {
+    for (let i = off; i < off + len; i += 2) {
       const r = keys.find(k[i], k[i + 1]);
       if (r !== NONE) removed += keys.unref(r, it.entry);
     }

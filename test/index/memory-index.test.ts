@@ -16,6 +16,23 @@ describeKvBlockIndexSuite('in-memory', () => new InMemoryKvBlockIndex());
 describeKvBlockIndexSuite('in-memory via factory (tiny capacity pressure off)', () => createKvBlockIndex({ kvBlockIndexConfig: { inMemoryConfig: { size: 10_000 } } }));
 
 describe('InMemoryKvBlockIndex specifics', () => {
+  it('speculative reservations spread over many key-copy chunks expire exactly, with mixed TTLs', () => {
+    const clock = new ManualClock(0);
+    const x = new InMemoryKvBlockIndex({ clock });
+    const keysOf = (i: number) => K(...Array.from({ length: 16 }, (_, j) => 1 + i * 16 + j));
+    for (let i = 0; i < 2000; i++) x.addSpeculative(keysOf(i), i % 2 ? 'a' : 'b', i % 7 === 0 ? 10_000 : 100);
+    assert.equal(x.stats().entries, 2000 * 16);
+    clock.advance(200);
+    const long = Array.from({ length: 2000 }, (_, i) => i).filter((i) => i % 7 === 0);
+    assert.equal(x.stats().entries, long.length * 16);
+    for (const i of [0, 7, 1001, 1995]) {
+      const m = x.longestPrefix(keysOf(i));
+      assert.deepEqual([...m].map(([p, v]) => [p, v.blocks]), i % 7 === 0 ? [[i % 2 ? 'a' : 'b', 16]] : []);
+    }
+    clock.advance(10_000);
+    assert.equal(x.stats().entries, 0);
+  });
+
   it('speculative entries of alternating pods are the same entries add() names, and survive clear()', () => {
     const clock = new ManualClock(0);
     const x = new InMemoryKvBlockIndex({ clock });

@@ -260,11 +260,16 @@ export class KeyTable {
    * Returns a value only so the reads are kept.
    */
   touch(k: Int32Array): number {
+    return this.touchRange(k, 0, k.length);
+  }
+
+  /** touch() over the pairs at [from, to) of `k`. */
+  touchRange(k: Int32Array, from: number, to: number): number {
     const { tab, rec } = this;
     const slabE = this.slabs.entry;
     const shift = 32 - this.tabBits;
     let sink = 0;
-    for (let i = 0; i < k.length; i += 2) {
+    for (let i = from; i < to; i += 2) {
       const t = tab[2 * (mix(k[i], k[i + 1]) >>> shift)] - 1;
       const r = t & ~(t >> 31); // empty slot: record 0
       sink ^= slabE[rec[r * RS + R_RUN]] ^ rec[r * RS + R_LO];
