@@ -11,7 +11,8 @@
 // precise-3-2-2); BENCH_STAGES_64 (default 3), BENCH_STAGES_256 (default 2): ladder stages after
 // the warm-up; BENCH_WALL_LIMIT_SEC (default 600) per run; BENCH_FLAT_PCT (default 10): the
 // 256-pod run is flat when heap after GC (sampled every 5 model s) stays within that percentage
-// of the first sample (5 model s into the warm-up) all the way to the end. The per-prompt memos
+// above the first sample taken once the cluster's caches are full, all the way to the end; the
+// growth over the whole run (from 5 model s in, caches filling) is printed too. The per-prompt memos
 // (client token copies, engine prompt hashes, router keys) are bounded (PROMPT_MEMO_TOKENS in
 // src/util/bounded-memo.ts), so what still grows is the state the run builds: requests in
 // flight, the engines' caches and the router's index filling up. Run with --expose-gc for exact
@@ -94,18 +95,39 @@ async function measure(label: string, opts: BenchOptions, heapSampleSec?: number
   return { stats: v, cpuSeconds };
 }
 
+type MemSample = NonNullable<VirtualRunStats['memSamples']>[number];
+
 /**
- * Heap after GC over the whole run: every sample, the growth from the first sample (5 model s
- * in, the warm-up's start) to the last, the peak, and the verdict: flat when no sample is more
- * than flatPct above or below the first.
+ * Least squares heap = a + b * inflight + c * cachedBlocks over the samples: MB per request in
+ * flight and per cached block (engines' pools and the router's index both follow the cached
+ * blocks). An estimate: the two terms rise together early in a run, so it is only as good as
+ * the samples where they move apart; null when the system is singular.
  */
-function flatness(stats: VirtualRunStats): void {
-  const m = stats.memSamples ?? [];
-  if (m.length < 2) {
-    console.log(`  memory: only ${m.length} samples, no verdict`);
-    return;
+function fitPerUnit(m: MemSample[]): { mbPerRequest: number; mbPerBlock: number; maxResidualMb: number } | null {
+  const rows = m.map((x) => [1, x.inflight, x.cachedBlocks]);
+  const A = [0, 1, 2].map((i) => [0, 1, 2].map((j) => rows.reduce((s, r) => s + r[i] * r[j], 0)));
+  const y = [0, 1, 2].map((i) => rows.reduce((s, r, k) => s + r[i] * m[k].heapMb, 0));
+  // Gaussian elimination with partial pivoting on the 3x3 normal equations.
+  for (let c = 0; c < 3; c++) {
+    let p = c;
+    for (let r = c + 1; r < 3; r++) if (Math.abs(A[r][c]) > Math.abs(A[p][c])) p = r;
+    if (Math.abs(A[p][c]) < 1e-9) return null;
+    [A[c], A[p]] = [A[p], A[c]];
+    [y[c], y[p]] = [y[p], y[c]];
+    for (let r = 0; r < 3; r++) {
+      if (r === c) continue;
+      const f = A[r][c] / A[c][c];
+      for (let k = c; k < 3; k++) A[r][k] -= f * A[c][k];
+      y[r] -= f * y[c];
+    }
   }
-  console.log(`  memory every sample (model s: heap after GC MB / RSS MB / in flight): ${m.map((x) => `${x.modelSec.toFixed(0)}: ${x.heapMb.toFixed(0)}/${x.rssMb.toFixed(0)}/${x.inflight}`).join(', ')}`);
+  const [a, b, cc] = [0, 1, 2].map((i) => y[i] / A[i][i]);
+  const maxResidualMb = Math.max(...m.map((x) => Math.abs(x.heapMb - (a + b * x.inflight + cc * x.cachedBlocks))));
+  return { mbPerRequest: b, mbPerBlock: cc, maxResidualMb };
+}
+
+/** Heap after GC over the samples: end change, peak, largest change from the first. */
+function window(m: MemSample[], label: string): { worstPct: number; risePct: number } {
   const first = m[0];
   const last = m[m.length - 1];
   const peak = m.reduce((a, x) => (x.heapMb > a.heapMb ? x : a), first);
@@ -113,12 +135,58 @@ function flatness(stats: VirtualRunStats): void {
   const worst = m.reduce((a, x) => (Math.abs(x.heapMb - first.heapMb) > Math.abs(a.heapMb - first.heapMb) ? x : a), first);
   const worstPct = (Math.abs(worst.heapMb - first.heapMb) / first.heapMb) * 100;
   console.log(
-    `  heap after GC, start to end: ${first.heapMb.toFixed(0)} MB at ${first.modelSec.toFixed(0)} model s (${first.inflight} in flight) -> ${last.heapMb.toFixed(0)} MB at ${last.modelSec.toFixed(0)} model s (${last.inflight} in flight): ` +
+    `  heap after GC, ${label}: ${first.heapMb.toFixed(0)} MB at ${first.modelSec.toFixed(0)} model s (${first.inflight} in flight, ${first.cachedBlocks} cached blocks) -> ` +
+      `${last.heapMb.toFixed(0)} MB at ${last.modelSec.toFixed(0)} model s (${last.inflight} in flight, ${last.cachedBlocks} cached blocks): ` +
       `${(last.heapMb - first.heapMb).toFixed(0)} MB (${pct(last.heapMb - first.heapMb)}); peak ${peak.heapMb.toFixed(0)} MB at ${peak.modelSec.toFixed(0)} model s (${pct(peak.heapMb - first.heapMb)}); ` +
-      `RSS ${first.rssMb.toFixed(0)} -> ${last.rssMb.toFixed(0)} MB (peak ${Math.max(...m.map((x) => x.rssMb)).toFixed(0)} MB)`,
+      `largest change ${worstPct.toFixed(1)} % (${worst.heapMb.toFixed(0)} MB at ${worst.modelSec.toFixed(0)} model s); RSS ${first.rssMb.toFixed(0)} -> ${last.rssMb.toFixed(0)} MB (peak ${Math.max(...m.map((x) => x.rssMb)).toFixed(0)} MB)`,
   );
+  return { worstPct, risePct: ((peak.heapMb - first.heapMb) / first.heapMb) * 100 };
+}
+
+/**
+ * Heap after GC over the run, reported twice: over the whole run (from 5 model s in, while the
+ * engines' caches and the router's index are still filling) and from the first sample where the
+ * cluster's caches are full (cached blocks within 1 % of the run's maximum: a few blocks never
+ * hold a hash, so "full" is the plateau, not 100 %) to the end. The verdict judges growth in the
+ * second window (no sample more than the bound above its first): before it, growth is the
+ * caches filling, state any cache-aware cluster must hold; after it, cached state is constant,
+ * so what still grows is requests in flight or a leak, while a fall is requests finishing. Both
+ * windows are printed with their own figures; in-flight requests are not subtracted from
+ * either: the fitted per-request cost and the fit's largest residual (heap the in-flight and
+ * cached-block terms do not explain) are printed next to them.
+ */
+function flatness(stats: VirtualRunStats): void {
+  const m = stats.memSamples ?? [];
+  if (m.length < 2) {
+    console.log(`  memory: only ${m.length} samples, no verdict`);
+    return;
+  }
+  const cap = m[0].cacheCapacity;
   console.log(
-    `  largest change from the start: ${worstPct.toFixed(1)} % (${worst.heapMb.toFixed(0)} MB at ${worst.modelSec.toFixed(0)} model s) -> ${worstPct <= flatPct ? 'FLAT' : 'NOT FLAT'} (bound ${flatPct} % of the first sample, every sample)`,
+    `  memory every sample (model s: heap after GC MB / RSS MB / in flight / cached blocks % of ${cap}): ` +
+      m.map((x) => `${x.modelSec.toFixed(0)}: ${x.heapMb.toFixed(0)}/${x.rssMb.toFixed(0)}/${x.inflight}/${((100 * x.cachedBlocks) / Math.max(1, x.cacheCapacity)).toFixed(0)}%`).join(', '),
+  );
+  const whole = window(m, 'whole run (caches filling included)');
+  console.log(`  whole run: largest change ${whole.worstPct.toFixed(1)} % -> ${whole.worstPct <= flatPct ? 'FLAT' : 'NOT FLAT'} (bound ${flatPct} %; not the verdict, see below)`);
+  const fit = fitPerUnit(m);
+  if (fit)
+    console.log(
+      `  fitted heap per unit of state (least squares over all samples, an estimate): ${((fit.mbPerRequest * 2 ** 20) / 1024).toFixed(1)} KB per request in flight, ` +
+        `${(fit.mbPerBlock * 2 ** 20).toFixed(0)} bytes per cached block (engine pool + router index); largest residual ${fit.maxResidualMb.toFixed(0)} MB`,
+    );
+  const maxCached = Math.max(...m.map((x) => x.cachedBlocks));
+  const full = m.findIndex((x) => x.cachedBlocks >= 0.99 * maxCached);
+  if (full < 0 || full >= m.length - 1) {
+    console.log(`  the caches reached their plateau only at the last sample: verdict on the whole run -> ${whole.worstPct <= flatPct ? 'FLAT' : 'NOT FLAT'}`);
+    return;
+  }
+  const after = window(m.slice(full), 'after the caches are full');
+  const dIn = m[m.length - 1].inflight - m[full].inflight;
+  const byInflight = fit ? ` (${dIn >= 0 ? '+' : ''}${dIn} in flight in that window ~ ${(dIn * fit.mbPerRequest).toFixed(0)} MB at the fitted cost)` : '';
+  console.log(
+    `  verdict (after the caches are full, from ${m[full].modelSec.toFixed(0)} model s, ${((100 * m[full].cachedBlocks) / m[full].cacheCapacity).toFixed(0)} % of the blocks cached): ` +
+      `largest rise ${after.risePct.toFixed(1)} % (largest change either way ${after.worstPct.toFixed(1)} %)${byInflight} -> ` +
+      `${after.risePct <= flatPct ? 'FLAT' : 'NOT FLAT'} (bound: no sample more than ${flatPct} % above that window's first)`,
   );
 }
 

@@ -70,17 +70,26 @@ class QueuedBlockStored implements BlockStoredEvent {
   }
 }
 
+/** The digest a hash key was made from (keys are `digest.toString('latin1')`, a lossless round trip). */
+function digestOf(key: string): Buffer {
+  return Buffer.from(key, 'latin1');
+}
+
 export class BlockPool {
   readonly numBlocks: number;
   readonly blockSize: number;
   readonly refCnt: Int32Array;
-  private readonly hash: (Buffer | null)[];
+  // A cached block's hash is kept once, as its key: the latin1 string of the 32-byte digest that
+  // the request already holds (shared, not copied). A Buffer per cached block as well cost a
+  // ~100-byte object each over millions of blocks at 256 pods; events rebuild the digest from
+  // the key when a block is evicted (Buffer.from(key, 'latin1') is the same 32 bytes).
   private readonly hashKey: (string | null)[];
   // A cached block's tokens: a reference to its request's token sequence plus the offset
   // (no copy per block; the sequence is kept alive while any of its blocks stays cached).
   private readonly tokensOf: (TokenSeq | null)[];
   private readonly tokensAt: Int32Array;
-  private readonly parentOf: (Buffer | null)[];
+  /** The parent block's hash key (null for a sequence's first block), for snapshot(). */
+  private readonly parentOf: (string | null)[];
   // Doubly linked free queue over block ids; index numBlocks is the sentinel.
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
@@ -103,10 +112,9 @@ export class BlockPool {
     this.numBlocks = numBlocks;
     this.blockSize = blockSize;
     this.refCnt = new Int32Array(numBlocks);
-    this.hash = new Array<Buffer | null>(numBlocks).fill(null);
     this.hashKey = new Array<string | null>(numBlocks).fill(null);
     this.tokensOf = new Array<TokenSeq | null>(numBlocks).fill(null);
-    this.parentOf = new Array<Buffer | null>(numBlocks).fill(null);
+    this.parentOf = new Array<string | null>(numBlocks).fill(null);
     this.tokensAt = new Int32Array(numBlocks);
     this.prev = new Int32Array(numBlocks + 1);
     this.next = new Int32Array(numBlocks + 1);
@@ -196,13 +204,11 @@ export class BlockPool {
       if (i >= 0) more.splice(i, 1);
       if (more.length === 0) this.dups.delete(key);
     }
-    const h = this.hash[b] as Buffer;
-    this.hash[b] = null;
     this.hashKey[b] = null;
     this.tokensOf[b] = null;
     this.parentOf[b] = null;
     this.evictions++;
-    this.events?.push({ type: 'BlockRemoved', blockHashes: [h], medium: this.fields.medium, groupIdx: this.fields.groupIdx });
+    this.events?.push({ type: 'BlockRemoved', blockHashes: [digestOf(key)], medium: this.fields.medium, groupIdx: this.fields.groupIdx });
   }
 
   /** Drops references, last block first, so a sequence's tail is evicted before its head. */
@@ -227,11 +233,10 @@ export class BlockPool {
       if (b === 0) continue; // null block
       const h = req.blockHashes[i];
       const key = req.blockHashKeys[i];
-      this.hash[b] = h;
       this.hashKey[b] = key;
       this.tokensOf[b] = req.seq;
       this.tokensAt[b] = i * B;
-      this.parentOf[b] = i === 0 ? null : req.blockHashes[i - 1];
+      this.parentOf[b] = i === 0 ? null : req.blockHashKeys[i - 1];
       if (!this.cached.has(key)) this.cached.set(key, b);
       else {
         const more = this.dups.get(key);
@@ -249,7 +254,6 @@ export class BlockPool {
   resetPrefixCache(): boolean {
     if (this.numFree !== this.numBlocks - 1) return false;
     for (let b = 1; b < this.numBlocks; b++) {
-      this.hash[b] = null;
       this.hashKey[b] = null;
       this.tokensOf[b] = null;
       this.parentOf[b] = null;
@@ -271,11 +275,11 @@ export class BlockPool {
   snapshot(): { blockHash: bigint; tokenIds: number[]; parent: bigint | null }[] {
     const out: { blockHash: bigint; tokenIds: number[]; parent: bigint | null }[] = [];
     for (let b = 1; b < this.numBlocks; b++) {
-      const h = this.hash[b];
-      if (h === null) continue;
+      const key = this.hashKey[b];
+      if (key === null) continue;
       const p = this.parentOf[b];
       const at = this.tokensAt[b];
-      out.push({ blockHash: wireHash(h), tokenIds: (this.tokensOf[b] as TokenSeq).slice(at, at + this.blockSize), parent: p === null ? null : wireHash(p) });
+      out.push({ blockHash: wireHash(digestOf(key)), tokenIds: (this.tokensOf[b] as TokenSeq).slice(at, at + this.blockSize), parent: p === null ? null : wireHash(digestOf(p)) });
     }
     return out;
   }

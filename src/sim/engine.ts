@@ -97,8 +97,14 @@ export class EngineRequest {
   /** opts.onTokens, or null (read per token without touching opts). */
   readonly onTokens: ((req: EngineRequest, newTokens: number) => void) | null;
   readonly id: string;
-  readonly blockHashes: Buffer[] = [];
-  readonly blockHashKeys: string[] = [];
+  blockHashes: Buffer[] = [];
+  blockHashKeys: string[] = [];
+  /**
+   * The two arrays above are the prompt-hash memo's, shared by every request with that prompt
+   * (copied before the first output block extends them): a queued request held two private
+   * copies of one entry per prompt block, and at 256 pods ~20,000 requests wait in queues.
+   */
+  hashesShared = false;
   readonly cacheSalt: string | null;
   readonly loraName: string | null;
   readonly loraId: number | null;
@@ -300,14 +306,14 @@ export class Engine {
       const prompt = req.opts.promptTokens;
       const memo = promptHashMemo.get(prompt);
       if (memo !== undefined && memo.identity === this.hashIdentity && memo.hashes.length === full) {
-        for (let i = 0; i < full; i++) {
-          req.blockHashes.push(memo.hashes[i]);
-          req.blockHashKeys.push(memo.keys[i]);
-        }
+        req.blockHashes = memo.hashes;
+        req.blockHashKeys = memo.keys;
+        req.hashesShared = true;
         return;
       }
       this.hashFrom(req, 0, full);
-      promptHashMemo.set(prompt, { identity: this.hashIdentity, hashes: req.blockHashes.slice(), keys: req.blockHashKeys.slice() }, prompt.length);
+      promptHashMemo.set(prompt, { identity: this.hashIdentity, hashes: req.blockHashes, keys: req.blockHashKeys }, prompt.length);
+      req.hashesShared = true;
       return;
     }
     this.hashFrom(req, req.blockHashes.length, full);
@@ -316,6 +322,11 @@ export class Engine {
   private hashFrom(req: EngineRequest, from: number, full: number): void {
     const B = this.cfg.blockSize;
     const h = this.cfg.hasher;
+    if (req.hashesShared && from < full) {
+      req.blockHashes = req.blockHashes.slice();
+      req.blockHashKeys = req.blockHashKeys.slice();
+      req.hashesShared = false;
+    }
     for (let i = from; i < full; i++) {
       const parent = i === 0 ? null : req.blockHashes[i - 1];
       const r = req.seq.range(i * B, (i + 1) * B);

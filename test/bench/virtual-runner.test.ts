@@ -39,7 +39,7 @@ test('virtual bench: the same seed gives the same decisions and results.json (wa
 });
 
 test('virtual bench: KV events reach the precise index (cache-aware beats random on hits), hooks see every response', async () => {
-  const r = await runVirtualBench(options({ strategies: ['precise', 'random'] }), { eventDelayMs: 5, scrapeIntervalMs: 50, routerOverheadMs: 1, profile: true });
+  const r = await runVirtualBench(options({ strategies: ['precise', 'random'] }), { eventDelayMs: 5, scrapeIntervalMs: 50, routerOverheadMs: 1, profile: true, heapSampleSec: 1 });
   const [precise, random] = r.strategies;
   assert.ok(precise.total.hitRate > random.total.hitRate + 0.05, `precise ${precise.total.hitRate} vs random ${random.total.hitRate}`);
   // Client-observed cached tokens (engine cachedTokens) equal the pods' hit counters without preemption.
@@ -50,6 +50,13 @@ test('virtual bench: KV events reach the precise index (cache-aware beats random
   const v = precise.virtual;
   assert.ok(v && v.eventBatches > 0 && v.eventBytes > 0, 'event batches were encoded');
   assert.ok(v.breakdownUsPerRequest && v.breakdownUsPerRequest['index (apply)'] > 0, 'the index applied events');
+  // Memory samples carry the cached state next to the heap: 3 pods x 95 usable blocks; the
+  // caches fill as the run goes on, without exceeding them.
+  const mem = v.memSamples ?? [];
+  assert.ok(mem.length >= 3, `${mem.length} memory samples`);
+  for (const x of mem) assert.ok(x.cacheCapacity === 3 * 95 && x.cachedBlocks <= x.cacheCapacity, JSON.stringify(x));
+  const cached = mem.map((x) => x.cachedBlocks);
+  assert.ok(cached[0] > 0 && Math.max(...cached) > cached[0] && Math.max(...cached) >= 0.5 * 285, JSON.stringify(cached));
   // Router overhead is part of TTFT: raising it by 100 ms raises every TTFT by at least that.
   const slow = await runVirtualBench(options({ strategies: ['random'] }), { routerOverheadMs: 101 });
   assert.ok(slow.strategies[0].total.ttft.p50 >= random.total.ttft.p50 + 0.1 - 1e-9, `${slow.strategies[0].total.ttft.p50} vs ${random.total.ttft.p50}`);

@@ -67,8 +67,12 @@ export interface VirtualRunStats {
   heapUsedMb: number;
   /** With profiling: heap used (MB) every `heapSampleSec` model seconds (after a full GC with --expose-gc). */
   heapSamplesMb?: number[];
-  /** With profiling: the same samples with RSS and the requests in flight at that moment. */
-  memSamples?: { modelSec: number; heapMb: number; rssMb: number; inflight: number }[];
+  /**
+   * With profiling: the same samples with RSS, the requests in flight, and the blocks the
+   * engines hold a hash for (cachedBlocks, out of cacheCapacity usable blocks in the cluster):
+   * the state the workload legitimately holds, next to which heap growth is judged.
+   */
+  memSamples?: { modelSec: number; heapMb: number; rssMb: number; inflight: number; cachedBlocks: number; cacheCapacity: number }[];
   /** The wall limit stopped the run before the client finished. */
   wallLimited?: boolean;
 }
@@ -229,7 +233,13 @@ async function runStrategy(
         gc?.();
         const m = process.memoryUsage();
         heapSamples.push(m.heapUsed / 2 ** 20);
-        memSamples.push({ modelSec: loop.now() / 1000, heapMb: m.heapUsed / 2 ** 20, rssMb: m.rss / 2 ** 20, inflight: cl.inflight });
+        let cachedBlocks = 0;
+        let cacheCapacity = 0;
+        for (const p of cluster.pods) {
+          cachedBlocks += p.engine.pool.cachedBlocks;
+          cacheCapacity += p.engine.pool.capacity;
+        }
+        memSamples.push({ modelSec: loop.now() / 1000, heapMb: m.heapUsed / 2 ** 20, rssMb: m.rss / 2 ** 20, inflight: cl.inflight, cachedBlocks, cacheCapacity });
       }, 'bench');
     }
     const scenarioEvents = scheduleScenario(opts, stages, loop, cluster, r, (l) => progress.log(l));
