@@ -181,23 +181,24 @@ export class TokenizerRegistry {
     return Array.from(await this.encodeCompletionIds(model, prompt, addSpecialTokens));
   }
 
+  /** A loaded model's text: encoded on the spot when short enough (ModelTokenizer.encodeIdsSync: no awaits), else off the loop. */
+  private async encodeLoaded(kind: Kind, mt: ModelTokenizer, text: string, addSpecialTokens: boolean, opts: EncodeOptions | undefined, t0: number): Promise<Uint32Array> {
+    const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
+    try {
+      const ids = mt.encodeIdsSync(text, addSpecialTokens, stats, opts) ?? (await mt.encodeIdsOffLoop(text, addSpecialTokens, stats, opts));
+      this.count(stats);
+      this.succeeded(kind, t0);
+      return ids;
+    } catch (e) {
+      this.failed(kind, t0, e);
+      throw e;
+    }
+  }
+
   /** encodeCompletion of a text prompt, as a Uint32Array (the router's form); `opts`: abort signal, context cap. */
   async encodeCompletionIds(model: string, prompt: string, addSpecialTokens = true, opts?: EncodeOptions): Promise<Uint32Array> {
     const mt = this.loaded.get(model);
-    if (mt && typeof prompt === 'string') {
-      // Loaded, and short enough to encode on the spot (ModelTokenizer.encodeIdsSync): no awaits.
-      const t0 = performance.now();
-      const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
-      try {
-        const ids = mt.encodeIdsSync(prompt, addSpecialTokens, stats, opts) ?? (await mt.encodeIdsOffLoop(prompt, addSpecialTokens, stats, opts));
-        this.count(stats);
-        this.succeeded('completion', t0);
-        return ids;
-      } catch (e) {
-        this.failed('completion', t0, e);
-        throw e;
-      }
-    }
+    if (mt && typeof prompt === 'string') return this.encodeLoaded('completion', mt, prompt, addSpecialTokens, opts, performance.now());
     return this.timed('completion', async () => {
       const mt = await this.get(model);
       if (typeof prompt !== 'string') throw new TokenizeError('prompt must be a string or an array of token ids', 400, 'BadRequestError', 'prompt');
@@ -221,21 +222,16 @@ export class TokenizerRegistry {
   private async encodeChatWith(model: string, messages: ChatMessage[], opts: ChatOptions, addSpecialTokens: boolean, encode?: EncodeOptions): Promise<Uint32Array> {
     const mt = this.loaded.get(model);
     if (mt) {
-      // Loaded, rendered inline and short enough to encode on the spot: no awaits (a 1k-token chat).
+      // Loaded and rendered inline (a 1k-token chat): encoded as a loaded completion is
       const t0 = performance.now();
-      const stats: EncodeStats = { hitTokens: 0, missTokens: 0 };
+      let text: string | undefined;
       try {
-        const text = mt.renderChatInline(messages, opts, encode?.signal);
-        if (text !== undefined) {
-          const ids = mt.encodeIdsSync(text, addSpecialTokens, stats, encode) ?? (await mt.encodeIdsOffLoop(text, addSpecialTokens, stats, encode));
-          this.count(stats);
-          this.succeeded('chat', t0);
-          return ids;
-        }
+        text = mt.renderChatInline(messages, opts, encode?.signal);
       } catch (e) {
         this.failed('chat', t0, e);
         throw e;
       }
+      if (text !== undefined) return this.encodeLoaded('chat', mt, text, addSpecialTokens, encode, t0);
     }
     return this.timed('chat', async () => {
       const mt = await this.get(model);
