@@ -7,10 +7,12 @@
 // (src/bench/presets.ts), one strategy each; scale-64 and scale-256 keep their warm-up and first
 // stages only (bounded for a shared 2-core machine), and every run has a wall-clock limit.
 //
-// Environment: BENCH_PARTS=ladder,baseline,scale64,mem256 (default all); BENCH_STRATEGY (default
+// Environment: BENCH_PARTS=ladder,baseline,scale64,mem256,steady256 (default all); BENCH_STRATEGY (default
 // precise-3-2-2); BENCH_STAGES_64 (default 3), BENCH_STAGES_256 (default 2): ladder stages after
-// the warm-up; BENCH_WALL_LIMIT_SEC (default 600) per run; BENCH_FLAT_PCT (default 10): the
-// 256-pod run is flat when heap after GC (sampled every 5 model s) stays within that percentage
+// the warm-up; BENCH_STEADY_SEC_256 (default 300): model seconds of the steady 256-pod run (the
+// warm-up, then the ladder's second rate, 10 QPS per 8 pods x 32, held: a load the cluster
+// serves, so requests in flight level off and the heap must too); BENCH_WALL_LIMIT_SEC (default 600) per run; BENCH_FLAT_PCT (default 10): the
+// 256-pod runs are flat when heap + external memory after GC (sampled every 5 model s) stays within that percentage
 // above the first sample taken once the cluster's caches are full, all the way to the end; the
 // growth over the whole run (from 5 model s in, caches filling) is printed too. The per-prompt memos
 // (client token copies, engine prompt hashes, router keys) are bounded (PROMPT_MEMO_TOKENS in
@@ -46,7 +48,7 @@ const env = (name: string, dflt: number): number => {
   if (!(v > 0)) throw new Error(`${name} must be a positive number`);
   return v;
 };
-const parts = new Set((process.env.BENCH_PARTS ?? 'ladder,baseline,scale64,mem256').split(','));
+const parts = new Set((process.env.BENCH_PARTS ?? 'ladder,baseline,scale64,mem256,steady256').split(','));
 const strategy = process.env.BENCH_STRATEGY ?? 'precise-3-2-2';
 const wallLimitSec = env('BENCH_WALL_LIMIT_SEC', 600);
 const flatPct = env('BENCH_FLAT_PCT', 10);
@@ -135,7 +137,7 @@ function window(m: MemSample[], label: string): { worstPct: number; risePct: num
   const worst = m.reduce((a, x) => (Math.abs(x.heapMb - first.heapMb) > Math.abs(a.heapMb - first.heapMb) ? x : a), first);
   const worstPct = (Math.abs(worst.heapMb - first.heapMb) / first.heapMb) * 100;
   console.log(
-    `  heap after GC, ${label}: ${first.heapMb.toFixed(0)} MB at ${first.modelSec.toFixed(0)} model s (${first.inflight} in flight, ${first.cachedBlocks} cached blocks) -> ` +
+    `  heap + external after GC, ${label}: ${first.heapMb.toFixed(0)} MB at ${first.modelSec.toFixed(0)} model s (${first.inflight} in flight, ${first.cachedBlocks} cached blocks) -> ` +
       `${last.heapMb.toFixed(0)} MB at ${last.modelSec.toFixed(0)} model s (${last.inflight} in flight, ${last.cachedBlocks} cached blocks): ` +
       `${(last.heapMb - first.heapMb).toFixed(0)} MB (${pct(last.heapMb - first.heapMb)}); peak ${peak.heapMb.toFixed(0)} MB at ${peak.modelSec.toFixed(0)} model s (${pct(peak.heapMb - first.heapMb)}); ` +
       `largest change ${worstPct.toFixed(1)} % (${worst.heapMb.toFixed(0)} MB at ${worst.modelSec.toFixed(0)} model s); RSS ${first.rssMb.toFixed(0)} -> ${last.rssMb.toFixed(0)} MB (peak ${Math.max(...m.map((x) => x.rssMb)).toFixed(0)} MB)`,
@@ -163,8 +165,8 @@ function flatness(stats: VirtualRunStats): void {
   }
   const cap = m[0].cacheCapacity;
   console.log(
-    `  memory every sample (model s: heap after GC MB / RSS MB / in flight / cached blocks % of ${cap}): ` +
-      m.map((x) => `${x.modelSec.toFixed(0)}: ${x.heapMb.toFixed(0)}/${x.rssMb.toFixed(0)}/${x.inflight}/${((100 * x.cachedBlocks) / Math.max(1, x.cacheCapacity)).toFixed(0)}%`).join(', '),
+    `  memory every sample (model s: heap + external after GC MB (external) / RSS MB / in flight / cached blocks % of ${cap}): ` +
+      m.map((x) => `${x.modelSec.toFixed(0)}: ${x.heapMb.toFixed(0)} (${x.externalMb.toFixed(0)})/${x.rssMb.toFixed(0)}/${x.inflight}/${((100 * x.cachedBlocks) / Math.max(1, x.cacheCapacity)).toFixed(0)}%`).join(', '),
   );
   const whole = window(m, 'whole run (caches filling included)');
   console.log(`  whole run: largest change ${whole.worstPct.toFixed(1)} % -> ${whole.worstPct <= flatPct ? 'FLAT' : 'NOT FLAT'} (bound ${flatPct} %; not the verdict, see below)`);
@@ -202,5 +204,17 @@ if (parts.has('scale64')) {
 if (parts.has('mem256')) {
   const n = env('BENCH_STAGES_256', 2);
   const m = await measure(`scale-256 (256 pods at 32x the load) warm-up + ${n} stages, ${strategy}`, preset('scale-256', strategy, n), 5);
+  flatness(m.stats);
+}
+// The ladder run's heap follows its load (each stage holds more requests in flight), so it cannot
+// show a leak on its own: the same cluster at one constant load it serves must level off.
+if (parts.has('steady256')) {
+  const sec = env('BENCH_STEADY_SEC_256', 300);
+  const opts = preset('scale-256', strategy, 2);
+  const warm = opts.load.stages.filter((s) => s.warmup);
+  const rate = opts.load.stages[warm.length + 1].rate;
+  opts.load.stages = [...warm, { rate, duration: sec }];
+  // Samples every 10 model s: each forces a full GC of a ~2.5 GB heap (a fifth of the run's CPU at 5 s).
+  const m = await measure(`scale-256 steady (256 pods: the warm-up, then ${rate} QPS held for ${sec} model s), ${strategy}`, opts, 10);
   flatness(m.stats);
 }

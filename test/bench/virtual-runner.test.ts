@@ -55,6 +55,8 @@ test('virtual bench: KV events reach the precise index (cache-aware beats random
   const mem = v.memSamples ?? [];
   assert.ok(mem.length >= 3, `${mem.length} memory samples`);
   for (const x of mem) assert.ok(x.cacheCapacity === 3 * 95 && x.cachedBlocks <= x.cacheCapacity, JSON.stringify(x));
+  // The memory figure counts typed arrays' backing stores (external) on top of the JS heap.
+  for (const x of mem) assert.ok(x.externalMb > 0 && x.heapMb > x.externalMb, JSON.stringify(x));
   const cached = mem.map((x) => x.cachedBlocks);
   assert.ok(cached[0] > 0 && Math.max(...cached) > cached[0] && Math.max(...cached) >= 0.5 * 285, JSON.stringify(cached));
   // Router overhead is part of TTFT: raising it by 100 ms raises every TTFT by at least that.

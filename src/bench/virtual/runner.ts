@@ -72,7 +72,11 @@ export interface VirtualRunStats {
    * engines hold a hash for (cachedBlocks, out of cacheCapacity usable blocks in the cluster):
    * the state the workload legitimately holds, next to which heap growth is judged.
    */
-  memSamples?: { modelSec: number; heapMb: number; rssMb: number; inflight: number; cachedBlocks: number; cacheCapacity: number }[];
+  /**
+   * heapMb: the JS heap plus external memory (typed arrays' backing stores: the index tables, the
+   * engines' block pools, token arrays live there, outside heapUsed), after a full GC.
+   */
+  memSamples?: { modelSec: number; heapMb: number; externalMb: number; rssMb: number; inflight: number; cachedBlocks: number; cacheCapacity: number }[];
   /** The wall limit stopped the run before the client finished. */
   wallLimited?: boolean;
 }
@@ -239,7 +243,15 @@ async function runStrategy(
           cachedBlocks += p.engine.pool.cachedBlocks;
           cacheCapacity += p.engine.pool.capacity;
         }
-        memSamples.push({ modelSec: loop.now() / 1000, heapMb: m.heapUsed / 2 ** 20, rssMb: m.rss / 2 ** 20, inflight: cl.inflight, cachedBlocks, cacheCapacity });
+        memSamples.push({
+          modelSec: loop.now() / 1000,
+          heapMb: (m.heapUsed + m.external) / 2 ** 20,
+          externalMb: m.external / 2 ** 20,
+          rssMb: m.rss / 2 ** 20,
+          inflight: cl.inflight,
+          cachedBlocks,
+          cacheCapacity,
+        });
       }, 'bench');
     }
     const scenarioEvents = scheduleScenario(opts, stages, loop, cluster, r, (l) => progress.log(l));
