@@ -84,9 +84,11 @@ export class BlockPool {
   // ~100-byte object each over millions of blocks at 256 pods; events rebuild the digest from
   // the key when a block is evicted (Buffer.from(key, 'latin1') is the same 32 bytes).
   private readonly hashKey: (string | null)[];
-  // A cached block's tokens: a reference to its request's token sequence plus the offset
-  // (no copy per block; the sequence is kept alive while any of its blocks stays cached).
-  private readonly tokensOf: (TokenSeq | null)[];
+  // A cached block's tokens, for snapshot() only, and only with keepTokens: a reference to its
+  // request's token sequence plus the offset (no copy per block). The sequence stays alive while
+  // any of its blocks is cached, so without the option a finished request's generated tokens
+  // (4 KB per 1,000) are not kept by the one output block that outlived the rest.
+  private readonly tokensOf: (TokenSeq | null)[] | null;
   private readonly tokensAt: Int32Array;
   /** The parent block's hash key (null for a sequence's first block), for snapshot(). */
   private readonly parentOf: (string | null)[];
@@ -107,13 +109,14 @@ export class BlockPool {
   /** Evictions since start (for metrics). */
   evictions = 0;
 
-  constructor(numBlocks: number, blockSize: number, eventsEnabled: boolean, fields: EventFieldValues) {
+  /** `keepTokens`: snapshot() reports each cached block's token ids (tests comparing an index with the cache). */
+  constructor(numBlocks: number, blockSize: number, eventsEnabled: boolean, fields: EventFieldValues, keepTokens = false) {
     if (numBlocks < 2) throw new Error('num_gpu_blocks must be at least 2 (block 0 is the null block)');
     this.numBlocks = numBlocks;
     this.blockSize = blockSize;
     this.refCnt = new Int32Array(numBlocks);
     this.hashKey = new Array<string | null>(numBlocks).fill(null);
-    this.tokensOf = new Array<TokenSeq | null>(numBlocks).fill(null);
+    this.tokensOf = keepTokens ? new Array<TokenSeq | null>(numBlocks).fill(null) : null;
     this.parentOf = new Array<string | null>(numBlocks).fill(null);
     this.tokensAt = new Int32Array(numBlocks);
     this.prev = new Int32Array(numBlocks + 1);
@@ -205,7 +208,7 @@ export class BlockPool {
       if (more.length === 0) this.dups.delete(key);
     }
     this.hashKey[b] = null;
-    this.tokensOf[b] = null;
+    if (this.tokensOf) this.tokensOf[b] = null;
     this.parentOf[b] = null;
     this.evictions++;
     this.events?.push({ type: 'BlockRemoved', blockHashes: [digestOf(key)], medium: this.fields.medium, groupIdx: this.fields.groupIdx });
@@ -234,7 +237,7 @@ export class BlockPool {
       const h = req.blockHashes[i];
       const key = req.blockHashKeys[i];
       this.hashKey[b] = key;
-      this.tokensOf[b] = req.seq;
+      if (this.tokensOf) this.tokensOf[b] = req.seq;
       this.tokensAt[b] = i * B;
       this.parentOf[b] = i === 0 ? null : req.blockHashKeys[i - 1];
       if (!this.cached.has(key)) this.cached.set(key, b);
@@ -255,7 +258,7 @@ export class BlockPool {
     if (this.numFree !== this.numBlocks - 1) return false;
     for (let b = 1; b < this.numBlocks; b++) {
       this.hashKey[b] = null;
-      this.tokensOf[b] = null;
+      if (this.tokensOf) this.tokensOf[b] = null;
       this.parentOf[b] = null;
     }
     this.cached.clear();
@@ -271,15 +274,17 @@ export class BlockPool {
     return n + this.cached.size;
   }
 
-  /** Every cached block (duplicates included), for equality tests against an index. */
-  snapshot(): { blockHash: bigint; tokenIds: number[]; parent: bigint | null }[] {
-    const out: { blockHash: bigint; tokenIds: number[]; parent: bigint | null }[] = [];
+  /** Every cached block (duplicates included), for equality tests against an index; token ids only with keepTokens. */
+  snapshot(): { blockHash: bigint; tokenIds: number[] | undefined; parent: bigint | null }[] {
+    const out: { blockHash: bigint; tokenIds: number[] | undefined; parent: bigint | null }[] = [];
+    const tokensOf = this.tokensOf;
     for (let b = 1; b < this.numBlocks; b++) {
       const key = this.hashKey[b];
       if (key === null) continue;
       const p = this.parentOf[b];
       const at = this.tokensAt[b];
-      out.push({ blockHash: wireHash(digestOf(key)), tokenIds: (this.tokensOf[b] as TokenSeq).slice(at, at + this.blockSize), parent: p === null ? null : wireHash(digestOf(p)) });
+      const tokenIds = tokensOf ? (tokensOf[b] as TokenSeq).slice(at, at + this.blockSize) : undefined;
+      out.push({ blockHash: wireHash(digestOf(key)), tokenIds, parent: p === null ? null : wireHash(digestOf(p)) });
     }
     return out;
   }

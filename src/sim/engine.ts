@@ -21,6 +21,8 @@ export interface EngineConfig {
   hasher: BlockHasher;
   eventsEnabled: boolean;
   eventFields: EventFieldValues;
+  /** The block pool keeps each cached block's token ids for snapshot() (tests); off by default. */
+  keepBlockTokens?: boolean;
   clock: SimClock;
   /** Output token ids: random ids from a seeded generator, or the prompt echoed back. */
   outputMode: 'random' | 'echo';
@@ -247,7 +249,7 @@ export class Engine {
     }
     this.cfg = cfg;
     this.hashIdentity = `${cfg.hasher.algo}:${cfg.blockSize}:${cfg.hasher.noneHash.toString('latin1')}`;
-    this.pool = new BlockPool(cfg.numGpuBlocks, cfg.blockSize, cfg.eventsEnabled, cfg.eventFields);
+    this.pool = new BlockPool(cfg.numGpuBlocks, cfg.blockSize, cfg.eventsEnabled, cfg.eventFields, cfg.keepBlockTokens);
     this.rng = (cfg.seed ?? 0x9e3779b9) >>> 0 || 1;
   }
 

@@ -56,6 +56,11 @@ export interface SimPodOptions {
   timing?: Partial<TimingModel>;
   faults?: FaultConfig;
   outputMode?: 'random' | 'echo';
+  /**
+   * cacheSnapshot() reports each cached block's token ids (tests). Off by default: a cached block
+   * would keep its request's generated tokens alive.
+   */
+  keepBlockTokens?: boolean;
   /** usage.prompt_tokens_details.cached_tokens (vLLM --enable-prompt-tokens-details); default on. */
   enablePromptTokensDetails?: boolean;
   /** Prometheus registry for this pod (default: a fresh one). */
@@ -68,7 +73,8 @@ export interface SimPodOptions {
 
 export interface CacheSnapshotEntry {
   blockHash: bigint;
-  tokenIds: number[];
+  /** Only when the pod was started with keepBlockTokens. */
+  tokenIds: number[] | undefined;
   parent: bigint | null;
 }
 
@@ -155,6 +161,7 @@ function newSimEngine(opts: SimPodOptions, r: Resolved, clock: SimClock, rank: n
     eventFields: { medium: 'GPU', extraKeys: f.extraKeys, groupIdx: f.groupIdx ? 0 : null, kvCacheSpecKind: f.specKind ? 'full_attention' : null },
     clock,
     outputMode: opts.outputMode ?? 'random',
+    keepBlockTokens: opts.keepBlockTokens,
     seed: opts.seed !== undefined ? opts.seed + rank : undefined,
   });
 }

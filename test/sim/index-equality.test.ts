@@ -34,6 +34,7 @@ for (const version of ['v0.24', 'v0.10'] as const) {
       maxModelLen: 700,
       maxNumSeqs: 6,
       maxNumBatchedTokens: 256,
+      keepBlockTokens: true,
       timeScale: 0.2,
       eventsFormat: { version, intHashes: true },
       llmdTopic: true,
@@ -127,7 +128,7 @@ for (const version of ['v0.24', 'v0.10'] as const) {
         const chain: number[][] = [];
         let cur: typeof e | undefined = e;
         while (cur) {
-          chain.unshift(cur.tokenIds);
+          chain.unshift(cur.tokenIds ?? assert.fail('the pod keeps block tokens'));
           cur = cur.parent === null ? undefined : byHash.get(cur.parent);
           assert.ok(cur !== undefined || chain.length > 0);
         }

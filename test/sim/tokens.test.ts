@@ -2,6 +2,8 @@
 // cache with duplicates: the structures the virtual bench's speed depends on keep vLLM's semantics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { BlockPool, type CachingRequest } from '../../src/sim/blockPool.js';
 import { BlockHasher } from '../../src/sim/hashing.js';
 import { TokenSeq } from '../../src/sim/tokens.js';
@@ -32,7 +34,7 @@ function cachingRequest(hash: Buffer, tokens: number[]): CachingRequest {
 }
 
 test('BlockPool: a hash cached twice stays hittable until its last block is evicted, first holder first', () => {
-  const pool = new BlockPool(4, 2, true, { medium: 'GPU', extraKeys: false, groupIdx: null, kvCacheSpecKind: null });
+  const pool = new BlockPool(4, 2, true, { medium: 'GPU', extraKeys: false, groupIdx: null, kvCacheSpecKind: null }, true);
   const hash = new BlockHasher('sha256_cbor', '0').hashBlock(null, [1, 2], 0, 2, null);
   const key = hash.toString('latin1');
   const a: number[] = [];
@@ -58,4 +60,30 @@ test('BlockPool: a hash cached twice stays hittable until its last block is evic
     (pool.events ?? []).map((e) => e.type),
     ['BlockStored', 'BlockStored', 'BlockRemoved', 'BlockRemoved'],
   );
+});
+
+test('BlockPool: a cached block keeps its request\'s token sequence alive only with keepTokens', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const cachedSeq = (keepTokens: boolean): { pool: BlockPool; seq: WeakRef<TokenSeq> } => {
+    const pool = new BlockPool(4, 2, false, { medium: 'GPU', extraKeys: false, groupIdx: null, kvCacheSpecKind: null }, keepTokens);
+    const hash = new BlockHasher('sha256_cbor', '0').hashBlock(null, [1, 2], 0, 2, null);
+    const req = cachingRequest(hash, [1, 2]);
+    const blocks: number[] = [];
+    pool.getNewBlocks(1, blocks);
+    pool.cacheFullBlocks(req, blocks, 0, 1);
+    pool.free(blocks);
+    return { pool, seq: new WeakRef(req.seq) };
+  };
+  const kept = cachedSeq(true);
+  const dropped = cachedSeq(false);
+  // A WeakRef's target stays alive until the job that made it ends.
+  await new Promise((r) => setImmediate(r));
+  gc();
+  assert.equal(kept.pool.cachedBlocks, 1);
+  assert.equal(dropped.pool.cachedBlocks, 1);
+  assert.ok(kept.seq.deref() !== undefined, 'with keepTokens the block reads its tokens from the sequence');
+  assert.deepEqual(kept.pool.snapshot().map((e) => e.tokenIds), [[1, 2]]);
+  assert.equal(dropped.seq.deref(), undefined, 'without it, nothing keeps the finished request\'s sequence');
+  assert.deepEqual(dropped.pool.snapshot().map((e) => e.tokenIds), [undefined]);
 });
