@@ -32,6 +32,9 @@
 // `kvWaitWeight` (default 0) adds the KV wait to the cost once more. A prefix no pod caches gets a
 // home among the pods that would then serve the fewest groups, weighted by their learned step
 // cost (`balanceGroups`, `groupSlack`), and predicted to have KV room for it while any does.
+// For a request lifetime after the pool changed (a pod joined, left or failed a request), a
+// queue's wait is counted twice: once for the request, once for the delay it adds to the requests
+// arriving behind it, so persistent queues on the old homes move groups to the new capacity.
 // Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
@@ -180,7 +183,9 @@ export interface PodPrediction extends Prediction {
   decodeCostMs: number;
   /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists: the queue wait when longest; in costMs again x kvWaitWeight. */
   kvWaitMs: number;
-  /** ttftMs + copyMs + decodeCostMs + kvWaitWeight x kvWaitMs: what the choice minimizes. */
+  /** The wait this request's place in the queue adds to those arriving behind it (queueMs again), within a request lifetime after the pool changed; else 0. */
+  queueExternalityMs: number;
+  /** ttftMs + queueExternalityMs + copyMs + decodeCostMs + kvWaitWeight x kvWaitMs: what the choice minimizes. */
   costMs: number;
   meetsSLO: boolean;
   kPrefill: number;
@@ -327,6 +332,13 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** Medians of the pods' multipliers, recomputed after learning (NaN: stale). */
   private medianPrefill = NaN;
   private medianStep = NaN;
+  /**
+   * When the pool last changed: a pod joined after the first decision, left (forget), or failed
+   * a request (5xx: a restart aborts its in-flight requests). -Infinity: never.
+   */
+  private poolChangedAt = -Infinity;
+  /** A decision has been made: pods first seen after it joined the pool. */
+  private decided = false;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly metrics: PredictionMetrics;
@@ -367,6 +379,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       const lr = this.p.learningRate;
       s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, firstSum: 0, decodeLifeMs: 0, groups: new Map(), oldestAt: Infinity, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
       this.pods.set(address, s);
+      if (this.decided) this.poolChangedAt = this.clock.now();
     }
     return s;
   }
@@ -407,7 +420,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   }
 
   /** Predictions for every endpoint and the index of the choice. */
-  private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; kvWait: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
+  private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; kvWait: Float64Array; queueExt: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
     const precise = this.prefixScorer();
     const { matches, totalBlocks, tokens: matchedTokens, keys } = await precise.match(req, endpoints);
     const tokens = matchedTokens || req.tokens?.length || req.estimatedTokens;
@@ -438,6 +451,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const c = this.costs;
     const states: PodState[] = new Array<PodState>(n);
     for (let i = 0; i < n; i++) states[i] = this.pod(endpoints[i].address);
+    this.decided = true;
     this.medians();
     // Congestion: requests waiting per pod. A copy's extra prefill delays everyone queued behind
     // it, so under load it is charged once per waiting request too.
@@ -467,6 +481,15 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const future = homed ? 0 : seqsPerGroup;
     const loads: PodLoad[] = new Array<PodLoad>(n);
     const kvw = new Float64Array(n);
+    // A request that joins a queue delays every request that arrives behind it there until the
+    // queue drains, by about as long as it waits itself (the queue's externality, as the decode
+    // side prices the delay a prefill adds to the batch): the wait is counted twice. Only within
+    // a request lifetime after the pool changed: the homes then reflect the old pool (a restarted
+    // pod lost its groups, a joined one has none) and persistent queues on the old homes are what
+    // should move groups. In a stable pool the homes are balanced and queues transient; counted
+    // always, it tipped sched-knee's knife-edge stage (p99 5.4 -> 33.7 s; docs/bench/scheduler.md).
+    const queueExt = new Float64Array(n);
+    const changed = now - this.poolChangedAt < this.meanLifetimeMs;
     for (let i = 0; i < n; i++) {
       const load = this.load(endpoints[i], states[i]);
       load.futureBatch = committed[i] * seqsPerGroup;
@@ -492,7 +515,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         // pod's decode batch. (A warm prefix keeps its home; a copy only adds a second one.)
         decode[i] = this.p.decodeWeight * (ext.prefillDelayMs + (ext.decodeMs + ext.decodeDelayMs) * (1 + future));
       }
-      costs[i] = pr.ttftMs + copy[i] + decode[i] + this.p.kvWaitWeight * kvw[i];
+      if (changed) queueExt[i] = pr.queueMs;
+      costs[i] = pr.ttftMs + queueExt[i] + copy[i] + decode[i] + this.p.kvWaitWeight * kvw[i];
       const ok = (this.ttftSloMs === undefined || pr.ttftMs <= this.ttftSloMs) && (this.itlSloMs === undefined || pr.itlMs <= this.itlSloMs);
       meets[i] = ok ? 1 : 0;
       if (ok) anyMeets = true;
@@ -552,7 +576,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         }
       }
     }
-    return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
+    return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, queueExt, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<Float64Array> {
@@ -607,6 +631,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         queueMs: r(pr.queueMs),
         admissionMs: r(pr.admissionMs),
         kvWaitMs: r(ev.kvWait[i]),
+        queueExternalityMs: r(ev.queueExt[i]),
         prefillMs: r(pr.prefillMs),
         decodeSlowdownMs: r(pr.decodeSlowdownMs),
         itlMs: r(pr.itlMs),
@@ -771,6 +796,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const first = f.firstAt >= 0;
     this.settle(f);
     const n = info.completionTokens ?? 0;
+    // The pod failed the request: it may have restarted with an empty cache (its homes are gone).
+    if (info.status >= 500) this.poolChangedAt = now;
     if (info.status === 200) {
       const life = now - f.sentAt;
       this.meanLifetimeMs = this.meanLifetimeMs + 0.02 * (life - this.meanLifetimeMs);
@@ -812,6 +839,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** An endpoint left the pool. */
   forget(address: string): void {
     this.pods.delete(address);
+    this.poolChangedAt = this.clock.now();
     this.metrics.forget(address);
   }
 
