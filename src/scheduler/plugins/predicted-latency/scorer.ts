@@ -33,8 +33,9 @@
 // home among the pods that would then serve the fewest groups, weighted by their learned step
 // cost (`balanceGroups`, `groupSlack`), and predicted to have KV room for it while any does.
 // For a request lifetime after the pool changed (a pod joined, left or failed a request), a
-// queue's wait is counted twice: once for the request, once for the delay it adds to the requests
-// arriving behind it, so persistent queues on the old homes move groups to the new capacity.
+// prefill's delay to the decoding sequences is counted once (the pod time it takes), not once per
+// sequence: that per-sequence price is what anchors groups to their homes, and the homes then
+// reflect the old pool.
 // Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
@@ -183,9 +184,7 @@ export interface PodPrediction extends Prediction {
   decodeCostMs: number;
   /** Predicted wait for KV room (model.ts kvWaitMs), before any backlog exists: the queue wait when longest; in costMs again x kvWaitWeight. */
   kvWaitMs: number;
-  /** The wait this request's place in the queue adds to those arriving behind it (queueMs again), within a request lifetime after the pool changed; else 0. */
-  queueExternalityMs: number;
-  /** ttftMs + queueExternalityMs + copyMs + decodeCostMs + kvWaitWeight x kvWaitMs: what the choice minimizes. */
+  /** ttftMs + copyMs + decodeCostMs + kvWaitWeight x kvWaitMs: what the choice minimizes. */
   costMs: number;
   meetsSLO: boolean;
   kPrefill: number;
@@ -420,7 +419,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   }
 
   /** Predictions for every endpoint and the index of the choice. */
-  private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; kvWait: Float64Array; queueExt: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
+  private async evaluate(req: InferenceRequest, endpoints: readonly Endpoint[]): Promise<{ d: Decision; costs: Float64Array; copy: Float64Array; decode: Float64Array; kvWait: Float64Array; meets: Uint8Array; cached: Float64Array; chosen: number; tokens: number; info: PrefixMatchInfo }> {
     const precise = this.prefixScorer();
     const { matches, totalBlocks, tokens: matchedTokens, keys } = await precise.match(req, endpoints);
     const tokens = matchedTokens || req.tokens?.length || req.estimatedTokens;
@@ -481,15 +480,15 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const future = homed ? 0 : seqsPerGroup;
     const loads: PodLoad[] = new Array<PodLoad>(n);
     const kvw = new Float64Array(n);
-    // A request that joins a queue delays every request that arrives behind it there until the
-    // queue drains, by about as long as it waits itself (the queue's externality, as the decode
-    // side prices the delay a prefill adds to the batch): the wait is counted twice. Only within
-    // a request lifetime after the pool changed: the homes then reflect the old pool (a restarted
-    // pod lost its groups, a joined one has none) and persistent queues on the old homes are what
-    // should move groups. In a stable pool the homes are balanced and queues transient; counted
-    // always, it tipped sched-knee's knife-edge stage (p99 5.4 -> 33.7 s; docs/bench/scheduler.md).
-    const queueExt = new Float64Array(n);
-    const changed = now - this.poolChangedAt < this.meanLifetimeMs;
+    // A prefill stalls each sequence decoding on the pod once, for its length: summed, that is
+    // once per sequence (total latency), but it costs the pod only its own time once, and the
+    // stalled sequences' TTFTs are long past. Per sequence, it is most of what a copy costs and
+    // anchors a group to its home; in a stable pool that keeps the balanced homes (counted once
+    // always, copies spread sched-knee's groups: p90 0.26 -> 35 s). Within a request lifetime
+    // after the pool changed the homes reflect the old pool (a restarted pod lost its groups, a
+    // joined one has none, the others carry their load), so it is counted once and groups can
+    // move to the new capacity (docs/bench/scheduler.md).
+    const stallOnce = now - this.poolChangedAt < this.meanLifetimeMs;
     for (let i = 0; i < n; i++) {
       const load = this.load(endpoints[i], states[i]);
       load.futureBatch = committed[i] * seqsPerGroup;
@@ -509,14 +508,13 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       const room = Math.max(0.05, 1 - this.kvFill(endpoints[i], states[i], load, outTokens, now));
       copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
       if (this.p.decodeWeight > 0) {
-        const ext = externality(c, load, uncached[i], outTokens);
+        const ext = externality(c, load, uncached[i], outTokens, stallOnce);
         // A prefix no pod holds gets its first home here: its group's next requests follow it,
         // about seqsPerGroup of them within a request lifetime (Little's law), each paying that
         // pod's decode batch. (A warm prefix keeps its home; a copy only adds a second one.)
         decode[i] = this.p.decodeWeight * (ext.prefillDelayMs + (ext.decodeMs + ext.decodeDelayMs) * (1 + future));
       }
-      if (changed) queueExt[i] = pr.queueMs;
-      costs[i] = pr.ttftMs + queueExt[i] + copy[i] + decode[i] + this.p.kvWaitWeight * kvw[i];
+      costs[i] = pr.ttftMs + copy[i] + decode[i] + this.p.kvWaitWeight * kvw[i];
       const ok = (this.ttftSloMs === undefined || pr.ttftMs <= this.ttftSloMs) && (this.itlSloMs === undefined || pr.itlMs <= this.itlSloMs);
       meets[i] = ok ? 1 : 0;
       if (ok) anyMeets = true;
@@ -576,7 +574,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         }
       }
     }
-    return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, queueExt, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
+    return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<Float64Array> {
@@ -631,7 +629,6 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         queueMs: r(pr.queueMs),
         admissionMs: r(pr.admissionMs),
         kvWaitMs: r(ev.kvWait[i]),
-        queueExternalityMs: r(ev.queueExt[i]),
         prefillMs: r(pr.prefillMs),
         decodeSlowdownMs: r(pr.decodeSlowdownMs),
         itlMs: r(pr.itlMs),
