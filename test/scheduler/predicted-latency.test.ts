@@ -324,7 +324,7 @@ test('a new group goes to a pod serving the fewest groups, each weighted by the 
   await slow.close();
 });
 
-test('after the pool changes, a prefill delays the decoding batch once (pod time), not once per sequence, so a group can leave its queued home', async () => {
+test('after the pool changes (a pod joins or fails mid-stream), a prefill delays the decoding batch once (pod time), not once per sequence, so a group can leave its queued home', async () => {
   // A holds the prefix and has 1,000 tokens of prefill queued (TTFT ~121 ms). B has 20 sequences
   // decoding (scraped): a copy there costs its TTFT (32 ms) and copy price (14.4 ms), and stalls
   // each of those sequences for its 100-token prefill (10 ms): 200 ms per sequence, 10 ms once.
@@ -337,9 +337,15 @@ test('after the pool changes, a prefill delays the decoding batch once (pod time
   const stable = await s.pl.detail(req(1), [A, B]);
   assert.equal(stable.chosen, A.address, JSON.stringify(stable.endpoints));
   assert.ok(stable.endpoints[1].decodeCostMs > 200, JSON.stringify(stable.endpoints));
-  // B fails a request (a restart aborts its in-flight ones): the pool changed.
+  // A 5xx before the first token can be about the request alone: no change.
+  const refused = req(30_000);
+  await s.route(refused, [A, B], B);
+  s.pl.responseComplete(refused, B, { status: 500 });
+  assert.equal((await s.pl.detail(req(1), [A, B])).chosen, A.address);
+  // B fails a request mid-stream (a restart aborts its in-flight ones): the pool changed.
   const aborted = req(20_000);
   await s.route(aborted, [A, B], B);
+  s.pl.responseFirstToken(aborted, B);
   s.pl.responseComplete(aborted, B, { status: 500 });
   const after = await s.pl.detail(req(1), [A, B]);
   assert.ok(after.endpoints[1].decodeCostMs < stable.endpoints[1].decodeCostMs - 180, JSON.stringify(after.endpoints));

@@ -32,7 +32,7 @@
 // `kvWaitWeight` (default 0) adds the KV wait to the cost once more. A prefix no pod caches gets a
 // home among the pods that would then serve the fewest groups, weighted by their learned step
 // cost (`balanceGroups`, `groupSlack`), and predicted to have KV room for it while any does.
-// For a request lifetime after the pool changed (a pod joined, left or failed a request), a
+// For a request lifetime after the pool changed (a pod joined, left or failed a request mid-stream), a
 // prefill's delay to the decoding sequences is counted once (the pod time it takes), not once per
 // sequence: that per-sequence price is what anchors groups to their homes, and the homes then
 // reflect the old pool.
@@ -333,7 +333,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   private medianStep = NaN;
   /**
    * When the pool last changed: a pod joined after the first decision, left (forget), or failed
-   * a request (5xx: a restart aborts its in-flight requests). -Infinity: never.
+   * a request mid-stream (5xx after its first token: a restart aborts its in-flight requests). -Infinity: never.
    */
   private poolChangedAt = -Infinity;
   /** A decision has been made: pods first seen after it joined the pool. */
@@ -793,8 +793,10 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const first = f.firstAt >= 0;
     this.settle(f);
     const n = info.completionTokens ?? 0;
-    // The pod failed the request: it may have restarted with an empty cache (its homes are gone).
-    if (info.status >= 500) this.poolChangedAt = now;
+    // The pod failed a request that was already decoding: its engine stopped (a restart aborts
+    // its in-flight requests and comes back with an empty cache; nothing else tells the router).
+    // A 5xx before the first token can be about the request alone, so it is not taken as one.
+    if (info.status >= 500 && first) this.poolChangedAt = now;
     if (info.status === 200) {
       const life = now - f.sentAt;
       this.meanLifetimeMs = this.meanLifetimeMs + 0.02 * (life - this.meanLifetimeMs);
