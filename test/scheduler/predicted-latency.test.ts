@@ -323,3 +323,37 @@ test('a new group goes to a pod serving the fewest groups, each weighted by the 
   assert.equal((await slow.pl.detail(req(90_000), [A, B])).chosen, A.address);
   await slow.close();
 });
+
+test('after the pool changes (a pod joins or fails mid-stream), a prefill delays the decoding batch once (pod time), not once per sequence, so a group can leave its queued home', async () => {
+  // A holds the prefix and has 1,000 tokens of prefill queued (TTFT ~121 ms). B has 20 sequences
+  // decoding (scraped): a copy there costs its TTFT (32 ms) and copy price (14.4 ms), and stalls
+  // each of those sequences for its 100-token prefill (10 ms): 200 ms per sequence, 10 ms once.
+  // One output token expected, so the own-decode terms are small.
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000', { running: 20 });
+  const s = setup({ decodeWeight: 1, defaultOutputTokens: 1 });
+  await s.hold(req(1), A.address);
+  await s.route(req(10_000, 1000), [A, B], A);
+  const stable = await s.pl.detail(req(1), [A, B]);
+  assert.equal(stable.chosen, A.address, JSON.stringify(stable.endpoints));
+  assert.ok(stable.endpoints[1].decodeCostMs > 200, JSON.stringify(stable.endpoints));
+  // A 5xx before the first token can be about the request alone: no change.
+  const refused = req(30_000);
+  await s.route(refused, [A, B], B);
+  s.pl.responseComplete(refused, B, { status: 500 });
+  assert.equal((await s.pl.detail(req(1), [A, B])).chosen, A.address);
+  // B fails a request mid-stream (a restart aborts its in-flight ones): the pool changed.
+  const aborted = req(20_000);
+  await s.route(aborted, [A, B], B);
+  s.pl.responseFirstToken(aborted, B);
+  s.pl.responseComplete(aborted, B, { status: 500 });
+  const after = await s.pl.detail(req(1), [A, B]);
+  assert.ok(after.endpoints[1].decodeCostMs < stable.endpoints[1].decodeCostMs - 180, JSON.stringify(after.endpoints));
+  assert.equal(after.chosen, B.address);
+  // A request lifetime later (30 s before any completed) the pool is stable again.
+  s.clock.advance(30_001);
+  assert.equal((await s.pl.detail(req(1), [A, B])).chosen, A.address);
+  // A pod that joins after the first decision is a change too.
+  assert.notEqual((await s.pl.detail(req(1), [A, B, ep('10.0.0.3:8000', { running: 20 })])).chosen, A.address);
+  await s.close();
+});

@@ -118,7 +118,7 @@ export function withKvWait(pr: Prediction, kvWait: number): Prediction {
 
 /** What a placement costs the other requests on the pod, and its own decode, in ms (summed over requests). */
 export interface Externality {
-  /** Its prefill chunks lengthen the steps of every sequence decoding there: uncached x per-token x decoding. */
+  /** Its prefill chunks lengthen the steps of every sequence decoding there: uncached x per-token x decoding (x 1 with stallOnce: the pod time). */
   prefillDelayMs: number;
   /** Its own decode: expected output tokens x the pod's step time with it in the batch. */
   decodeMs: number;
@@ -133,14 +133,14 @@ export interface Externality {
  * placement adds, not just this request's: a pod with a bigger decode batch pays for it, which
  * keeps the pods' batches balanced without a separate load scorer.
  */
-export function externality(c: StepCosts, pod: PodLoad, uncachedTokens: number, outputTokens: number): Externality {
+export function externality(c: StepCosts, pod: PodLoad, uncachedTokens: number, outputTokens: number, stallOnce = false): Externality {
   const perSeq = pod.kStep * c.decodeMsPerSeq;
   // The batch it decodes in: what the groups committed to the pod keep there over its life;
   // without that, the sequences decoding now and the requests queued ahead of it (which start
   // decoding first: counting only the former herds a burst onto one pod).
   const batch = pod.futureBatch > 0 ? pod.futureBatch : pod.decoding + pod.queuedCount;
   return {
-    prefillDelayMs: uncachedTokens * pod.kPrefill * c.prefillMsPerToken * pod.decoding,
+    prefillDelayMs: uncachedTokens * pod.kPrefill * c.prefillMsPerToken * (stallOnce ? Math.min(1, pod.decoding) : pod.decoding),
     decodeMs: outputTokens * pod.kStep * (c.stepOverheadMs + (batch + 1) * c.decodeMsPerSeq),
     decodeDelayMs: outputTokens * perSeq * batch,
   };

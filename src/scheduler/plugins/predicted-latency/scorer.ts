@@ -32,6 +32,10 @@
 // `kvWaitWeight` (default 0) adds the KV wait to the cost once more. A prefix no pod caches gets a
 // home among the pods that would then serve the fewest groups, weighted by their learned step
 // cost (`balanceGroups`, `groupSlack`), and predicted to have KV room for it while any does.
+// For a request lifetime after the pool changed (a pod joined, left or failed a request mid-stream), a
+// prefill's delay to the decoding sequences is counted once (the pod time it takes), not once per
+// sequence: that per-sequence price is what anchors groups to their homes, and the homes then
+// reflect the old pool.
 // Near-ties (`tieMs`) go to the pod with more of the prompt cached, then the
 // lighter pod, then the pod a rendezvous hash of the prompt's first tokens prefers. Learned
 // multipliers apply per pod only when they stand out from the pods' median (`podDeviation`).
@@ -327,6 +331,13 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** Medians of the pods' multipliers, recomputed after learning (NaN: stale). */
   private medianPrefill = NaN;
   private medianStep = NaN;
+  /**
+   * When the pool last changed: a pod joined after the first decision, left (forget), or failed
+   * a request mid-stream (5xx after its first token: a restart aborts its in-flight requests). -Infinity: never.
+   */
+  private poolChangedAt = -Infinity;
+  /** A decision has been made: pods first seen after it joined the pool. */
+  private decided = false;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly metrics: PredictionMetrics;
@@ -367,6 +378,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       const lr = this.p.learningRate;
       s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, firstSum: 0, decodeLifeMs: 0, groups: new Map(), oldestAt: Infinity, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
       this.pods.set(address, s);
+      if (this.decided) this.poolChangedAt = this.clock.now();
     }
     return s;
   }
@@ -438,6 +450,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const c = this.costs;
     const states: PodState[] = new Array<PodState>(n);
     for (let i = 0; i < n; i++) states[i] = this.pod(endpoints[i].address);
+    this.decided = true;
     this.medians();
     // Congestion: requests waiting per pod. A copy's extra prefill delays everyone queued behind
     // it, so under load it is charged once per waiting request too.
@@ -467,6 +480,15 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const future = homed ? 0 : seqsPerGroup;
     const loads: PodLoad[] = new Array<PodLoad>(n);
     const kvw = new Float64Array(n);
+    // A prefill stalls each sequence decoding on the pod once, for its length: summed, that is
+    // once per sequence (total latency), but it costs the pod only its own time once, and the
+    // stalled sequences' TTFTs are long past. Per sequence, it is most of what a copy costs and
+    // anchors a group to its home; in a stable pool that keeps the balanced homes (counted once
+    // always, copies spread sched-knee's groups: p90 0.26 -> 35 s). Within a request lifetime
+    // after the pool changed the homes reflect the old pool (a restarted pod lost its groups, a
+    // joined one has none, the others carry their load), so it is counted once and groups can
+    // move to the new capacity (docs/bench/scheduler.md).
+    const stallOnce = now - this.poolChangedAt < this.meanLifetimeMs;
     for (let i = 0; i < n; i++) {
       const load = this.load(endpoints[i], states[i]);
       load.futureBatch = committed[i] * seqsPerGroup;
@@ -486,7 +508,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       const room = Math.max(0.05, 1 - this.kvFill(endpoints[i], states[i], load, outTokens, now));
       copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
       if (this.p.decodeWeight > 0) {
-        const ext = externality(c, load, uncached[i], outTokens);
+        const ext = externality(c, load, uncached[i], outTokens, stallOnce);
         // A prefix no pod holds gets its first home here: its group's next requests follow it,
         // about seqsPerGroup of them within a request lifetime (Little's law), each paying that
         // pod's decode batch. (A warm prefix keeps its home; a copy only adds a second one.)
@@ -771,6 +793,10 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const first = f.firstAt >= 0;
     this.settle(f);
     const n = info.completionTokens ?? 0;
+    // The pod failed a request that was already decoding: its engine stopped (a restart aborts
+    // its in-flight requests and comes back with an empty cache; nothing else tells the router).
+    // A 5xx before the first token can be about the request alone, so it is not taken as one.
+    if (info.status >= 500 && first) this.poolChangedAt = now;
     if (info.status === 200) {
       const life = now - f.sentAt;
       this.meanLifetimeMs = this.meanLifetimeMs + 0.02 * (life - this.meanLifetimeMs);
@@ -812,6 +838,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   /** An endpoint left the pool. */
   forget(address: string): void {
     this.pods.delete(address);
+    this.poolChangedAt = this.clock.now();
     this.metrics.forget(address);
   }
 
