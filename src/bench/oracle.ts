@@ -5,7 +5,7 @@
 import type { BenchRequest } from './workloads/types.js';
 
 /** Chained 52-bit block key: (parent, block tokens) -> number, collision-safe at bench scale. */
-export function chainKey(parent: number, tokens: number[], from: number, to: number): number {
+export function chainKey(parent: number, tokens: ArrayLike<number>, from: number, to: number): number {
   let h1 = (parent % 4294967296) ^ 0x9e3779b9;
   let h2 = Math.floor(parent / 4294967296) ^ 0x85ebca6b;
   for (let i = from; i < to; i++) {
@@ -24,9 +24,9 @@ export function chainKey(parent: number, tokens: number[], from: number, to: num
  * The chain keys of a prompt's full blocks, computed once per prompt array: the offered and the
  * served oracle of every strategy walk the same workload arrays (never mutated once built).
  */
-const chainKeyMemo = new WeakMap<readonly number[], { blockSize: number; keys: Float64Array }>();
+const chainKeyMemo = new WeakMap<ArrayLike<number>, { blockSize: number; keys: Float64Array }>();
 
-function chainKeysOf(prompt: number[], B: number): Float64Array {
+function chainKeysOf(prompt: ArrayLike<number>, B: number): Float64Array {
   const full = Math.floor(prompt.length / B);
   const m = chainKeyMemo.get(prompt);
   if (m !== undefined && m.blockSize === B && m.keys.length === full) return m.keys;
@@ -60,7 +60,7 @@ export class PrefixOracle {
   }
 
   /** Process one prompt (in arrival order); returns its cached tokens. */
-  observe(prompt: number[]): number {
+  observe(prompt: ArrayLike<number>): number {
     const B = this.blockSize;
     const keys = chainKeysOf(prompt, B);
     let hit = 0;
@@ -90,7 +90,7 @@ export class PrefixOracle {
 }
 
 export interface ServedRequest {
-  prompt: number[];
+  prompt: ArrayLike<number>;
   stage: number;
   /** When it was actually sent (any monotonic unit); the oracle sees requests in this order. */
   sentAt: number;

@@ -8,7 +8,7 @@ import type { SimClock, Timer } from './clock.js';
 import type { KvEvent } from './events.js';
 import { stepSeconds, type TimingModel } from './timing.js';
 import { OutputArena } from './output-arena.js';
-import { TokenSeq } from './tokens.js';
+import { TokenSeq, type PromptTokens } from './tokens.js';
 import { BoundedMemo, PROMPT_MEMO_TOKENS } from '../util/bounded-memo.js';
 
 export interface EngineConfig {
@@ -41,7 +41,7 @@ export interface EngineListener {
 
 export interface SubmitOptions {
   /** Not to be mutated after submit (the engine remembers a prompt array's block hashes). */
-  promptTokens: number[];
+  promptTokens: PromptTokens;
   maxTokens: number;
   cacheSalt?: string | null;
   loraName?: string | null;
@@ -66,7 +66,7 @@ let nextRequestSeq = 0;
  * and their string keys), so memory stays flat however many distinct prompts a run sends;
  * prompts beyond it are hashed per request.
  */
-const promptHashMemo = new BoundedMemo<readonly number[], { identity: string; hashes: Buffer[]; keys: string[] }>(PROMPT_MEMO_TOKENS);
+const promptHashMemo = new BoundedMemo<PromptTokens, { identity: string; hashes: Buffer[]; keys: string[] }>(PROMPT_MEMO_TOKENS);
 
 export class EngineRequest {
   // The fields every decode step reads come first, so a step touches one cache line of each
