@@ -219,9 +219,45 @@ export class MsgpackWriter extends ByteWriter {
     this.head(0x80, 0xde, 0xdf, n, 15);
   }
 
-  /** An array of small non-negative integers (token ids). */
+  /**
+   * An array of small non-negative integers (token ids): int()'s bytes, with room made once for
+   * the whole array and uint32s written inline (every stored block's token ids go through here).
+   */
   intArray(values: ArrayLike<number>, start = 0, end = values.length): void {
     this.arrayHeader(end - start);
-    for (let i = start; i < end; i++) this.int(values[i]);
+    this.ensure(5 * (end - start));
+    let b = this.buf;
+    let at = this.len;
+    for (let i = start; i < end; i++) {
+      const v = values[i];
+      if (v >>> 0 !== v) {
+        // not a uint32: the general writer (it throws on a non-integer), then room again
+        this.len = at;
+        this.int(v);
+        this.ensure(5 * (end - i));
+        b = this.buf;
+        at = this.len;
+        continue;
+      }
+      if (v < 0x80) b[at++] = v;
+      else if (v < 0x100) {
+        b[at] = 0xcc;
+        b[at + 1] = v;
+        at += 2;
+      } else if (v < 0x10000) {
+        b[at] = 0xcd;
+        b[at + 1] = v >>> 8;
+        b[at + 2] = v & 0xff;
+        at += 3;
+      } else {
+        b[at] = 0xce;
+        b[at + 1] = v >>> 24;
+        b[at + 2] = (v >>> 16) & 0xff;
+        b[at + 3] = (v >>> 8) & 0xff;
+        b[at + 4] = v & 0xff;
+        at += 5;
+      }
+    }
+    this.len = at;
   }
 }
