@@ -51,8 +51,52 @@ export interface OracleResult {
   perRequest: number[];
 }
 
+/**
+ * A set of chain keys (positive integers below 2^53, never 0): open addressing with linear
+ * probing in a Float64Array, 0 marking an empty slot. A Set<number> boxed each key above 2^31
+ * into a heap number per lookup and per entry; an oracle walks every block of every new prompt.
+ */
+export class ChainKeySet {
+  private table = new Float64Array(1 << 12);
+  private mask = (1 << 12) - 1;
+  size = 0;
+
+  has(k: number): boolean {
+    const t = this.table;
+    // k >>> 0 is k mod 2^32 (chainKey's low word, already mixed).
+    for (let i = (k >>> 0) & this.mask; ; i = (i + 1) & this.mask) {
+      const x = t[i];
+      if (x === k) return true;
+      if (x === 0) return false;
+    }
+  }
+
+  add(k: number): void {
+    if (!(k > 0 && Number.isSafeInteger(k))) throw new RangeError(`oracle: a chain key is a positive safe integer (got ${k})`);
+    if (2 * (this.size + 1) > this.table.length) this.grow();
+    const t = this.table;
+    for (let i = (k >>> 0) & this.mask; ; i = (i + 1) & this.mask) {
+      const x = t[i];
+      if (x === k) return;
+      if (x === 0) {
+        t[i] = k;
+        this.size++;
+        return;
+      }
+    }
+  }
+
+  private grow(): void {
+    const old = this.table;
+    this.table = new Float64Array(old.length * 2);
+    this.mask = this.table.length - 1;
+    this.size = 0;
+    for (const k of old) if (k !== 0) this.add(k);
+  }
+}
+
 export class PrefixOracle {
-  private seen = new Set<number>();
+  private seen = new ChainKeySet();
   /**
    * Prompt arrays observed before: every block key of theirs is in `seen` (observe adds the ones
    * that were not, and keys are never removed), so a repeat hits all its full blocks without a
