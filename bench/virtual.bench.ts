@@ -15,7 +15,7 @@
 // 256-pod runs are flat when heap + external memory after GC (sampled every 5 model s) stays within that percentage
 // above the first sample taken once the cluster's caches are full, all the way to the end; the
 // growth over the whole run (from 5 model s in, caches filling) is printed too. The per-prompt memos
-// (client token copies, engine prompt hashes, router keys) are bounded (PROMPT_MEMO_TOKENS in
+// (engine prompt hashes, router keys) are bounded (PROMPT_MEMO_BYTES in
 // src/util/bounded-memo.ts), so what still grows is the state the run builds: requests in
 // flight, the engines' caches and the router's index filling up. Run with --expose-gc for exact
 // heap samples (the npm script does).

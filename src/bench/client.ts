@@ -32,7 +32,7 @@ const ENDPOINT_HEADERS = ['x-kvrouter-endpoint', 'x-gateway-destination-endpoint
 
 export class BenchClient {
   private agent: Agent;
-  private bodies = new WeakMap<number[], string>();
+  private bodies = new WeakMap<Uint32Array, string>();
 
   constructor(
     private baseUrl: string,
@@ -48,10 +48,10 @@ export class BenchClient {
     });
   }
 
-  /** The prompt's JSON is cached per prompt array: repeated prompts are serialised once. */
-  private promptJson(prompt: number[]): string {
+  /** The prompt's JSON (an array of ints) is cached per prompt array: repeated prompts are serialised once. */
+  private promptJson(prompt: Uint32Array): string {
     let s = this.bodies.get(prompt);
-    if (s === undefined) this.bodies.set(prompt, (s = JSON.stringify(prompt)));
+    if (s === undefined) this.bodies.set(prompt, (s = `[${prompt.join(',')}]`));
     return s;
   }
 

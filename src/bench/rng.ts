@@ -92,9 +92,32 @@ export const TOKEN_ID_MAX = 150_000;
 /** `n` deterministic pseudo-random token ids for a given seed. */
 export function randomTokens(seed: number | string, n: number): number[] {
   const rng = new Rng(seed);
-  // Pushed, not `new Array(n)`: a packed array (no holes) is what every reader of the prompts
-  // (engine hashing, oracle, typed-array copies) reads fastest.
+  // Pushed, not `new Array(n)`: a packed array (no holes) is what every reader reads fastest.
   const out: number[] = [];
   for (let i = 0; i < n; i++) out.push(rng.int(TOKEN_ID_MIN, TOKEN_ID_MAX));
+  return out;
+}
+
+/** The same ids as randomTokens(seed, n), written into `out` from `at`. */
+export function randomTokensInto(seed: number | string, n: number, out: Uint32Array, at: number): void {
+  const rng = new Rng(seed);
+  for (let i = 0; i < n; i++) out[at + i] = rng.int(TOKEN_ID_MIN, TOKEN_ID_MAX);
+}
+
+/**
+ * Token-id arrays joined into one prompt. Prompts are Uint32Arrays: the router takes token ids
+ * as a Uint32Array (what its body parser packs), so the client sends the prompt as it is instead
+ * of a copy per request, and a pool of thousands of long prompts lives outside the JS heap
+ * (4 bytes per token, nothing for the garbage collector to scan or copy).
+ */
+export function joinTokens(...parts: ArrayLike<number>[]): Uint32Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint32Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }

@@ -8,8 +8,8 @@ import type { SimClock, Timer } from './clock.js';
 import type { KvEvent } from './events.js';
 import { stepSeconds, type TimingModel } from './timing.js';
 import { OutputArena } from './output-arena.js';
-import { TokenSeq } from './tokens.js';
-import { BoundedMemo, PROMPT_MEMO_TOKENS } from '../util/bounded-memo.js';
+import { TokenSeq, type PromptTokens } from './tokens.js';
+import { BoundedMemo, PROMPT_MEMO_BYTES } from '../util/bounded-memo.js';
 
 export interface EngineConfig {
   blockSize: number;
@@ -43,7 +43,7 @@ export interface EngineListener {
 
 export interface SubmitOptions {
   /** Not to be mutated after submit (the engine remembers a prompt array's block hashes). */
-  promptTokens: number[];
+  promptTokens: PromptTokens;
   maxTokens: number;
   cacheSalt?: string | null;
   loraName?: string | null;
@@ -64,11 +64,37 @@ let nextRequestSeq = 0;
  * The prompt blocks' hashes per prompt array (no LoRA, no salt) and hasher identity: a benchmark
  * re-sends the same arrays to many engines, and a prompt's hashes depend only on its tokens and
  * the hasher (algorithm, NONE_HASH, block size), so each is hashed once per process, not once per
- * engine. Bounded (PROMPT_MEMO_TOKENS prompt tokens, about 4 bytes each held: the hash objects
- * and their string keys), so memory stays flat however many distinct prompts a run sends;
- * prompts beyond it are hashed per request.
+ * engine. Bounded (PROMPT_MEMO_BYTES of the hash objects, string keys and arrays it keeps), so
+ * memory stays flat however many distinct prompts a run sends; prompts beyond it are hashed per
+ * request, from the hashes of the prefix they share with a memoized prompt (below).
  */
-const promptHashMemo = new BoundedMemo<readonly number[], { identity: string; hashes: Buffer[]; keys: string[] }>(PROMPT_MEMO_TOKENS);
+interface PromptHashes {
+  identity: string;
+  hashes: Buffer[];
+  keys: string[];
+}
+const promptHashMemo = new BoundedMemo<PromptTokens, PromptHashes>(PROMPT_MEMO_BYTES);
+
+/**
+ * The latest memoized prompt per first-block hash key. A prompt first seen hashes its block 0,
+ * and if a memoized prompt starts with the same block, the blocks the two share token for token
+ * take that prompt's hashes (the chain up to a block depends only on the tokens up to its end and
+ * the hasher): the prompts of a shared_prefix group hash their common system prompt once, and
+ * their memo entries share its hash objects. Weak references, and cleared past a bound.
+ */
+const byFirstBlock = new Map<string, WeakRef<PromptTokens>>();
+const FIRST_BLOCK_ENTRIES = 65_536;
+/** What a memo entry keeps per block it hashed itself (digest, its Buffer view, latin1 key) and per block it only references. */
+const OWN_BLOCK_BYTES = 200;
+const SHARED_BLOCK_BYTES = 16;
+const ENTRY_BYTES = 256;
+
+/** Tokens a and b share from the start (up to `max`). */
+function commonPrefix(a: PromptTokens, b: PromptTokens, max: number): number {
+  let i = 0;
+  while (i < max && a[i] === b[i]) i++;
+  return i;
+}
 
 export class EngineRequest {
   // The fields every decode step reads come first, so a step touches one cache line of each
@@ -313,12 +339,40 @@ export class Engine {
         req.hashesShared = true;
         return;
       }
-      this.hashFrom(req, 0, full);
-      promptHashMemo.set(prompt, { identity: this.hashIdentity, hashes: req.blockHashes, keys: req.blockHashKeys }, prompt.length);
+      const shared = this.hashFromSibling(req, prompt, full);
+      const entry: PromptHashes = { identity: this.hashIdentity, hashes: req.blockHashes, keys: req.blockHashKeys };
+      const weight = ENTRY_BYTES + SHARED_BLOCK_BYTES * full + OWN_BLOCK_BYTES * (full - shared);
+      if (promptHashMemo.set(prompt, entry, weight) && full > 0) {
+        if (byFirstBlock.size >= FIRST_BLOCK_ENTRIES) byFirstBlock.clear();
+        byFirstBlock.set(entry.keys[0], new WeakRef(prompt));
+      }
       req.hashesShared = true;
       return;
     }
     this.hashFrom(req, req.blockHashes.length, full);
+  }
+
+  /**
+   * Hashes a prompt's `full` blocks into the request's (empty, private) arrays, taking the
+   * blocks it shares with a memoized prompt of the same first block from that prompt's entry;
+   * returns how many were taken.
+   */
+  private hashFromSibling(req: EngineRequest, prompt: PromptTokens, full: number): number {
+    if (full === 0) return 0;
+    this.hashFrom(req, 0, 1);
+    const other = byFirstBlock.get(req.blockHashKeys[0])?.deref();
+    const sib = other === undefined || other === prompt ? undefined : promptHashMemo.get(other);
+    let shared = 0;
+    if (sib !== undefined && sib.identity === this.hashIdentity) {
+      const B = this.cfg.blockSize;
+      shared = Math.min(Math.floor(commonPrefix(prompt, other as PromptTokens, Math.min(prompt.length, (other as PromptTokens).length)) / B), sib.hashes.length, full);
+      for (let i = 0; i < shared; i++) {
+        req.blockHashes[i] = sib.hashes[i];
+        req.blockHashKeys[i] = sib.keys[i];
+      }
+    }
+    this.hashFrom(req, Math.max(1, shared), full);
+    return shared;
   }
 
   private hashFrom(req: EngineRequest, from: number, full: number): void {

@@ -219,6 +219,12 @@ function writeEvent(w: MsgpackWriter, e: KvEvent, f: EventsFormat): void {
 
 /** Encodes an EventBatch `[ts, events, data_parallel_rank]` (v0.9.0: `[ts, events]`). */
 export function encodeEventBatch(ts: number, events: readonly KvEvent[], rank: number | null, format: EventsFormat, w = new MsgpackWriter()): Buffer {
+  encodeEventBatchInto(w, ts, events, rank, format);
+  return w.finish();
+}
+
+/** encodeEventBatch's bytes appended to `w` (the caller takes them from w.view()). */
+export function encodeEventBatchInto(w: MsgpackWriter, ts: number, events: readonly KvEvent[], rank: number | null, format: EventsFormat): void {
   const withRank = format.version !== 'v0.9.0';
   if (format.batchAsMap) {
     w.mapHeader(withRank ? 3 : 2);
@@ -232,5 +238,4 @@ export function encodeEventBatch(ts: number, events: readonly KvEvent[], rank: n
     if (format.batchAsMap) w.str('data_parallel_rank');
     writeNullableInt(w, rank);
   }
-  return w.finish();
 }

@@ -3,6 +3,31 @@
 // fixmap/map16/32. Only the shapes KV-event batches need.
 import { ByteWriter } from '../util/byte-writer.js';
 
+/** A uint32 in msgpack's smallest form at `at` (the caller made room for 5 bytes); returns the end. */
+function putUint32(b: Buffer, at: number, v: number): number {
+  if (v < 0x80) {
+    b[at] = v;
+    return at + 1;
+  }
+  if (v < 0x100) {
+    b[at] = 0xcc;
+    b[at + 1] = v;
+    return at + 2;
+  }
+  if (v < 0x10000) {
+    b[at] = 0xcd;
+    b[at + 1] = v >>> 8;
+    b[at + 2] = v & 0xff;
+    return at + 3;
+  }
+  b[at] = 0xce;
+  b[at + 1] = v >>> 24;
+  b[at + 2] = (v >>> 16) & 0xff;
+  b[at + 3] = (v >>> 8) & 0xff;
+  b[at + 4] = v & 0xff;
+  return at + 5;
+}
+
 export class MsgpackWriter extends ByteWriter {
   constructor() {
     super(4096);
@@ -31,27 +56,7 @@ export class MsgpackWriter extends ByteWriter {
     const b = this.buf;
     if (v >>> 0 === v) {
       // uint32 (token ids, sizes): the same bytes as below, without Buffer's checked writers.
-      const at = this.len;
-      if (v < 0x80) {
-        b[at] = v;
-        this.len = at + 1;
-      } else if (v < 0x100) {
-        b[at] = 0xcc;
-        b[at + 1] = v;
-        this.len = at + 2;
-      } else if (v < 0x10000) {
-        b[at] = 0xcd;
-        b[at + 1] = v >>> 8;
-        b[at + 2] = v & 0xff;
-        this.len = at + 3;
-      } else {
-        b[at] = 0xce;
-        b[at + 1] = v >>> 24;
-        b[at + 2] = (v >>> 16) & 0xff;
-        b[at + 3] = (v >>> 8) & 0xff;
-        b[at + 4] = v & 0xff;
-        this.len = at + 5;
-      }
+      this.len = putUint32(b, this.len, v);
       return;
     }
     if (!Number.isSafeInteger(v)) throw new Error(`msgpack: ${v} is not a safe integer`);
@@ -219,9 +224,28 @@ export class MsgpackWriter extends ByteWriter {
     this.head(0x80, 0xde, 0xdf, n, 15);
   }
 
-  /** An array of small non-negative integers (token ids). */
+  /**
+   * An array of small non-negative integers (token ids): int()'s bytes, with room made once for
+   * the whole array and uint32s written without a call to int() each (every stored block's token ids go through here).
+   */
   intArray(values: ArrayLike<number>, start = 0, end = values.length): void {
     this.arrayHeader(end - start);
-    for (let i = start; i < end; i++) this.int(values[i]);
+    this.ensure(5 * (end - start));
+    let b = this.buf;
+    let at = this.len;
+    for (let i = start; i < end; i++) {
+      const v = values[i];
+      if (v >>> 0 !== v) {
+        // not a uint32: the general writer (it throws on a non-integer), then room again
+        this.len = at;
+        this.int(v);
+        this.ensure(5 * (end - i));
+        b = this.buf;
+        at = this.len;
+        continue;
+      }
+      at = putUint32(b, at, v);
+    }
+    this.len = at;
   }
 }

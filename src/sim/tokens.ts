@@ -3,8 +3,11 @@
 // the same long prompts thousands of times; copying each into a growing number[] made those
 // copies most of the engine's memory and GC work.
 
+/** Prompt token ids as a caller hands them over: a JSON body's array, or a benchmark's Uint32Array. */
+export type PromptTokens = readonly number[] | Uint32Array;
+
 export class TokenSeq {
-  readonly prompt: readonly number[];
+  readonly prompt: PromptTokens;
   /** prompt.length, kept here so the per-token path does not touch the prompt array. */
   readonly promptLen: number;
   /** Generated token ids; valid up to `outputLen`. */
@@ -19,7 +22,7 @@ export class TokenSeq {
    * `output`: where to keep generated tokens (the engine passes a region of its output arena);
    * `counter`: an outputCount its owner advances (then tokens are written with store()).
    */
-  constructor(prompt: readonly number[], expectedOutput: number, output?: Uint32Array, counter?: { outputCount: number }) {
+  constructor(prompt: PromptTokens, expectedOutput: number, output?: Uint32Array, counter?: { outputCount: number }) {
     this.prompt = prompt;
     this.promptLen = prompt.length;
     this.output = output ?? new Uint32Array(Math.max(1, Math.min(expectedOutput, 1 << 16)));

@@ -40,9 +40,8 @@ export class BoundedMemo<K extends object, V> {
 }
 
 /**
- * What each of the benchmarks' per-prompt memos (the virtual client's Uint32Array copies, the
- * engines' prompt block hashes, the virtual router's request keys) holds at most, in prompt
- * tokens: 24M tokens is ~3,300 llm-d-73 prompts (7,200 tokens), more than any stage of the
- * 64-pod preset sends, and ~100 MB per memo at ~4 bytes per token.
+ * What each of the benchmarks' per-prompt memos (the engines' prompt block hashes, the virtual
+ * router's request keys) holds at most, in bytes of what it keeps alive (each memo weighs its
+ * entries by an estimate of their size): ~100 MB per memo.
  */
-export const PROMPT_MEMO_TOKENS = 24_000_000;
+export const PROMPT_MEMO_BYTES = 100_000_000;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PrefixOracle, cacheableTokens, oracleHitRate } from '../../src/bench/oracle.js';
+import { ChainKeySet, PrefixOracle, cacheableTokens, chainKey, oracleHitRate } from '../../src/bench/oracle.js';
 import { imbalance, percentile, summarize } from '../../src/bench/stats.js';
 import { arrivals } from '../../src/bench/load.js';
 import { sharedPrefixWorkload } from '../../src/bench/workloads/shared-prefix.js';
@@ -72,4 +72,22 @@ test('load: Poisson arrivals have the right rate and exponential gaps; constant 
   const c = arrivals({ type: 'constant', stages: [{ rate: 2, duration: 3 }, { rate: 4, duration: 1 }] }, 0);
   assert.deepEqual(c.map((x) => [x.t, x.stage]), [[0, 0], [0.5, 0], [1, 0], [1.5, 0], [2, 0], [2.5, 0], [3, 1], [3.25, 1], [3.5, 1], [3.75, 1]]);
   assert.throws(() => arrivals({ type: 'constant', stages: [{ rate: 0, duration: 1 }] }, 0), /rate/);
+});
+
+test('ChainKeySet: membership and size as a Set of the same keys, through growth and colliding low words', () => {
+  const keys = new ChainKeySet();
+  const ref = new Set<number>();
+  // Keys that share their low 32 bits probe the same slots; chainKey-like keys fill the table past several growths.
+  const many = [1, 2 ** 32 + 1, 2 * 2 ** 32 + 1, 2 ** 52 + 7, ...Array.from({ length: 20_000 }, (_, i) => chainKey(i, [i, i + 1], 0, 2))];
+  for (const k of many) {
+    assert.equal(keys.has(k), ref.has(k));
+    keys.add(k);
+    ref.add(k);
+    keys.add(k);
+  }
+  assert.equal(keys.size, ref.size);
+  for (const k of many) assert.ok(keys.has(k));
+  assert.equal(keys.has(3), false);
+  assert.equal(keys.has(2 ** 32 + 2), false);
+  assert.throws(() => keys.add(0), RangeError);
 });

@@ -26,7 +26,7 @@ test('shared_prefix: deterministic per seed, shape as configured', () => {
     assert.equal(r.maxTokens, 5);
   }
   // Same group => same 40-token system prompt; different groups => different ones.
-  const byGroup = new Map<string, number[][]>();
+  const byGroup = new Map<string, Uint32Array[]>();
   for (const r of a) byGroup.set(r.group, [...(byGroup.get(r.group) ?? []), r.prompt]);
   assert.equal(byGroup.size, 3);
   const sys = [...byGroup.values()].map((ps) => {

@@ -120,7 +120,7 @@ async function runPhase(replicas: number, kvBlockIndexConfig: Record<string, unk
         const res = await fetch(`${router.url}/v1/completions`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: MODEL, prompt: req.prompt, max_tokens: req.maxTokens, ignore_eos: true }),
+          body: JSON.stringify({ model: MODEL, prompt: Array.from(req.prompt), max_tokens: req.maxTokens, ignore_eos: true }),
         });
         const body = (await res.json()) as { usage?: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens?: number } | null } };
         if (res.status !== 200 || !body.usage) {

@@ -259,3 +259,34 @@ test('output tokens: a finished request keeps its own tokens after its arena reg
   const stored = batches.flat().flatMap((e) => (e.type === 'BlockStored' ? [e.tokenIds.join(',')] : []));
   for (let i = 0; i + B <= a.tokens.length - 1; i += B) assert.ok(stored.some((s) => s.includes(a.tokens.slice(i, i + B).join(','))), `event for block at ${i}`);
 });
+
+test('prompts sharing a prefix with a memoized prompt take its block hashes for the shared blocks, and hash the rest exactly', async () => {
+  const { clock, run } = mk({ maxModelLen: 200 });
+  const hasher = new BlockHasher('sha256_cbor', '0');
+  const fresh = (tokens: ArrayLike<number>): Buffer[] => {
+    const out: Buffer[] = [];
+    for (let i = 0; i + B <= tokens.length; i += B) out.push(hasher.hashBlock(out.length ? out[out.length - 1] : null, tokens, i, i + B, null));
+    return out;
+  };
+  // A private seed range: the prompt-hash memo is shared by every engine of the process.
+  const first = Uint32Array.from(seq(40, 700_001));
+  // Same first 22 tokens (5 full blocks and 2 tokens of block 6), then different tokens.
+  const second = Uint32Array.from([...seq(22, 700_001), ...seq(18, 900_001)]);
+  // Same first block only, as a number[] (a JSON body's prompt).
+  const third = [...seq(4, 700_001), ...seq(30, 800_001)];
+  const reqs: EngineRequest[] = [];
+  for (const promptTokens of [first, second, third]) {
+    const p = run({ promptTokens, maxTokens: 1 });
+    clock.runUntil();
+    reqs.push(await p);
+  }
+  for (const [i, r] of reqs.entries()) {
+    const want = fresh(r.seq.prompt);
+    assert.deepEqual(r.blockHashes.slice(0, want.length).map((h) => h.toString('hex')), want.map((h) => h.toString('hex')), `prompt ${i}: every block hash as computed from scratch`);
+  }
+  // The shared blocks are the first prompt's hash objects, not copies of them.
+  for (let i = 0; i < 5; i++) assert.equal(reqs[1].blockHashes[i], reqs[0].blockHashes[i], `block ${i} shared`);
+  assert.notEqual(reqs[1].blockHashes[5], reqs[0].blockHashes[5]);
+  assert.equal(reqs[2].blockHashes[0], reqs[0].blockHashes[0]);
+  assert.notEqual(reqs[2].blockHashes[1].toString('hex'), reqs[0].blockHashes[1].toString('hex'));
+});

@@ -114,3 +114,18 @@ test('signed int64 hashes (v0.9 builtin hash) and the map-encoded batch variant 
   const m = encodeEventBatch(1700000000.5, [], 0, { version: 'v0.24', intHashes: true, batchAsMap: true });
   assert.equal(m.toString('hex'), hex(`83 a2 ${ascii('ts')} cb 41 d9 54 fc 40 20 00 00 a6 ${ascii('events')} 90 b2 ${ascii('data_parallel_rank')} 00`));
 });
+
+test('intArray writes the bytes of int() per element, at every size boundary, growing the buffer as it goes', () => {
+  const values = [0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 150_000, 0xffffffff, -1, -33, 2 ** 40, 5, 0x1234];
+  const long = Array.from({ length: 3000 }, (_, i) => (i * 7919) % 200_000);
+  for (const arr of [values, long, Uint32Array.from(long)]) {
+    const bulk = new MsgpackWriter();
+    bulk.intArray(arr, 1, arr.length - 1);
+    const one = new MsgpackWriter();
+    one.arrayHeader(arr.length - 2);
+    for (let i = 1; i < arr.length - 1; i++) one.int(arr[i]);
+    assert.deepEqual(bulk.view(), one.view());
+    assert.deepEqual(decode(bulk.view()), Array.from(arr).slice(1, -1));
+  }
+  assert.throws(() => new MsgpackWriter().intArray([1, 2.5]), /not a safe integer/);
+});

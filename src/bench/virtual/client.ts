@@ -7,7 +7,6 @@
 // hooks, in-flight accounting), then to the chosen engine after the router overhead; response
 // hooks run at the engine's first token and at its finish.
 import type { EngineRequest } from '../../sim/engine.js';
-import { BoundedMemo, PROMPT_MEMO_TOKENS } from '../../util/bounded-memo.js';
 import type { InferenceRequest } from '../../scheduler/types.js';
 import type { RequestResult } from '../client.js';
 import type { Stage } from '../load.js';
@@ -55,8 +54,6 @@ export class VirtualClient {
   private readonly finished = new Set<number>();
   private readonly idToIndex: Map<number, number>;
   private readonly podByAddress: Map<string, VirtualPod>;
-  /** Each prompt's Uint32Array copy (the router's tokens), kept for its re-sends up to a bound. */
-  private readonly tokenCache = new BoundedMemo<number[], Uint32Array>(PROMPT_MEMO_TOKENS);
   private readonly nominalStart: number[] = [];
   /** Requests the client abandoned (timeout): their engine callbacks are ignored. */
   private readonly expired = new Set<number>();
@@ -149,12 +146,6 @@ export class VirtualClient {
     return work.length === 1 ? work[0] : Promise.all(work);
   }
 
-  private tokensOf(prompt: number[]): Uint32Array {
-    let t = this.tokenCache.get(prompt);
-    if (t === undefined) this.tokenCache.set(prompt, (t = new Uint32Array(prompt)), prompt.length);
-    return t;
-  }
-
   private send(i: number): Promise<void> {
     const p = this.planned[i];
     const now = this.loop.now();
@@ -168,7 +159,9 @@ export class VirtualClient {
     this.inflight++;
     const timeout = this.o.requestTimeoutMs ?? Infinity;
     if (Number.isFinite(timeout)) this.loop.at(now + timeout, () => this.expire(i, timeout), 'client');
-    const tokens = this.tokensOf(p.req.prompt);
+    // The workload's prompt is already the router's Uint32Array of token ids (never mutated):
+    // sent as is, as the production body parser hands the router packed token ids.
+    const tokens = p.req.prompt;
     const body = { model: this.o.model, prompt: p.req.prompt, max_tokens: p.req.maxTokens, ignore_eos: true, stream: true };
     const req: InferenceRequest = {
       requestId: `bench-${p.req.id}`, model: this.o.model, targetModel: this.o.model, baseModel: this.o.model,

@@ -4,7 +4,7 @@
 // the simulator's vLLM encoder into the exact multipart message a pod publishes
 // ([topic, 8-byte seq, msgpack batch]) and handed to the router after `eventDelayMs`.
 import type { Engine } from '../../sim/engine.js';
-import { encodeEventBatch, type EventsFormat, type KvEvent } from '../../sim/events.js';
+import { encodeEventBatchInto, type EventsFormat, type KvEvent } from '../../sim/events.js';
 import { MsgpackWriter } from '../../sim/msgpack.js';
 import type { SimClock } from '../../sim/clock.js';
 import { createSimEngine, llmdTopic } from '../../sim/pod.js';
@@ -44,6 +44,31 @@ export interface ClusterOptions {
   engineTimerLagMs?: number;
 }
 
+/**
+ * Copies of encoded event batches, carved from 256 KiB slabs: a batch (~1 KB at 64 pods) lives
+ * from its engine step until the router decoded it, and Buffer.from's copy into Node's 8 KiB pool
+ * made a new pool ArrayBuffer every few batches, a few % of a 64-pod run's CPU. A slab is freed
+ * once every batch cut from it was decoded and dropped; larger batches get a buffer of their own.
+ */
+class PayloadSlab {
+  private static readonly SIZE = 1 << 18;
+  private slab = Buffer.allocUnsafeSlow(PayloadSlab.SIZE);
+  private at = 0;
+
+  copy(src: Uint8Array): Buffer {
+    const n = src.length;
+    if (n > PayloadSlab.SIZE >> 4) return Buffer.from(src);
+    if (this.at + n > PayloadSlab.SIZE) {
+      this.slab = Buffer.allocUnsafeSlow(PayloadSlab.SIZE);
+      this.at = 0;
+    }
+    const at = this.at;
+    this.slab.set(src, at);
+    this.at = (at + n + 7) & ~7;
+    return this.slab.subarray(at, at + n);
+  }
+}
+
 /** Addresses that parse like pod IPs: 10.0.x.y:8000. */
 export function podAddress(i: number): string {
   return `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${(i & 255) + 1}:8000`;
@@ -53,6 +78,7 @@ export class VirtualCluster {
   readonly pods: VirtualPod[];
   private readonly specs: ReturnType<typeof simPodOptions>;
   private readonly writer = new MsgpackWriter();
+  private readonly payloads = new PayloadSlab();
   /** The engines' clock: the loop's, or the loop's with every timer `engineTimerLagMs` late. */
   private readonly engineClock: SimClock;
 
@@ -84,7 +110,11 @@ export class VirtualCluster {
     engine.listener.onEvents = (events: KvEvent[]) => {
       const prof = this.o.profile;
       const t0 = prof ? performance.now() : 0;
-      const payload = encodeEventBatch(loop.now() / 1000, events, 0, pod.format, this.writer);
+      // Encoded into the shared writer's buffer (reset, not copied), then copied once into a slab.
+      const w = this.writer;
+      w.reset();
+      encodeEventBatchInto(w, loop.now() / 1000, events, 0, pod.format);
+      const payload = this.payloads.copy(w.view());
       const seq = Buffer.allocUnsafe(8);
       seq.writeUInt32BE(Math.floor(pod.seq / 2 ** 32), 0);
       seq.writeUInt32BE(pod.seq++ >>> 0, 4);

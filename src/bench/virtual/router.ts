@@ -17,7 +17,7 @@ import type { PluginContext } from '../../scheduler/types.js';
 import { BlockKeyer, type KeyOptions } from '../../index/keys.js';
 import type { BlockKeys } from '../../index/types.js';
 import type { Clock } from '../../util/clock.js';
-import { BoundedMemo, PROMPT_MEMO_TOKENS } from '../../util/bounded-memo.js';
+import { BoundedMemo, PROMPT_MEMO_BYTES } from '../../util/bounded-memo.js';
 
 /** Where pods "connect" in the strategy configs; nothing binds it. */
 export const VIRTUAL_EVENTS_ENDPOINT = 'inproc://kvrouter-virtual-bench';
@@ -124,12 +124,18 @@ export async function startVirtualRouter(configYaml: string, addresses: string[]
 /**
  * The virtual client sends each workload prompt many times as the same Uint32Array, and a
  * prompt's request keys depend only on its tokens and the key options: compute them once per
- * array, up to PROMPT_MEMO_TOKENS (the production router tokenizes every request afresh and has nothing to reuse). Only
+ * array, up to PROMPT_MEMO_BYTES (the production router tokenizes every request afresh and has nothing to reuse). Only
  * root chains without extras are memoized; KV-event chains (number[] token ids) pass through.
+ * An entry keeps 8 bytes per block (64 tokens at llm-d's block size) and a small record: the
+ * prompts of a 256-pod run's whole pool fit (24,000 x 7,200 tokens: ~22 MB), where a bound in
+ * prompt tokens kept only part of the 64-pod pool and re-keyed the rest on every send.
  */
+/** A memo record's own heap (record, key array object, WeakMap and registry entries), roughly. */
+const MEMO_ENTRY_BYTES = 256;
+
 function memoizePromptKeys(keyer: unknown): void {
   if (!(keyer instanceof BlockKeyer)) return;
-  const memo = new BoundedMemo<Uint32Array, { model: string; lora: string | null; salt: string | null; keys: BlockKeys }>(PROMPT_MEMO_TOKENS);
+  const memo = new BoundedMemo<Uint32Array, { model: string; lora: string | null; salt: string | null; keys: BlockKeys }>(PROMPT_MEMO_BYTES);
   const compute = keyer.keys.bind(keyer);
   keyer.keys = (tokens: ArrayLike<number>, opts: KeyOptions): BlockKeys => {
     if (!(tokens instanceof Uint32Array) || (opts.parent !== undefined && opts.parent !== 0n) || (opts.extra !== undefined && opts.extra !== null)) return compute(tokens, opts);
@@ -138,7 +144,7 @@ function memoizePromptKeys(keyer: unknown): void {
     const m = memo.get(tokens);
     if (m !== undefined && m.model === opts.model && m.lora === lora && m.salt === salt) return m.keys;
     const keys = compute(tokens, opts);
-    memo.set(tokens, { model: opts.model, lora, salt, keys }, tokens.length);
+    memo.set(tokens, { model: opts.model, lora, salt, keys }, 8 * keys.length + MEMO_ENTRY_BYTES);
     return keys;
   };
 }

@@ -1,7 +1,7 @@
 // Multi-round chat (vLLM production-stack `multi-round-qa`): U users, each with R rounds.
 // Every prompt = shared system prompt + the user's own history (previous questions and answers)
 // + the new question, so each user's context grows round by round.
-import { hashSeed, randomTokens } from '../rng.js';
+import { hashSeed, joinTokens, randomTokens } from '../rng.js';
 import type { BenchRequest, Workload } from './types.js';
 
 export interface MultiRoundParams {
@@ -37,7 +37,7 @@ export function multiRoundWorkload(p: MultiRoundParams): Workload {
   const system = randomTokens(hashSeed(p.seed, 'shared-sys'), p.sharedSystemPromptLen);
   const take = (count: number): BenchRequest[] => {
     const out: BenchRequest[] = [];
-    const state = new Map<number, { tokens: number[]; lastId: number }>();
+    const state = new Map<number, { tokens: Uint32Array; lastId: number }>();
     for (let id = 0; id < count; id++) {
       const u = id % p.numUsers;
       const slot = Math.floor(id / p.numUsers);
@@ -46,9 +46,9 @@ export function multiRoundWorkload(p: MultiRoundParams): Workload {
       const user = `u${u}.${generation}`;
       const prev = round === 0 ? undefined : state.get(u);
       const base = prev
-        ? prev.tokens.concat(randomTokens(hashSeed(p.seed, 'ans', user, round - 1), p.answerLen))
-        : system.concat(randomTokens(hashSeed(p.seed, 'hist', user), p.userHistoryPromptLen));
-      const prompt = base.concat(randomTokens(hashSeed(p.seed, 'q', user, round), p.questionLen));
+        ? joinTokens(prev.tokens, randomTokens(hashSeed(p.seed, 'ans', user, round - 1), p.answerLen))
+        : joinTokens(system, randomTokens(hashSeed(p.seed, 'hist', user), p.userHistoryPromptLen));
+      const prompt = joinTokens(base, randomTokens(hashSeed(p.seed, 'q', user, round), p.questionLen));
       out.push({ id, prompt, maxTokens: p.answerLen, group: user, after: prev?.lastId });
       state.set(u, { tokens: prompt, lastId: id });
     }

@@ -1,7 +1,7 @@
 // inference-perf `shared_prefix`: G groups, each a system prompt shared by P prompts that
 // append their own question. Optional multi-turn: a group's prompts become the turns of one
 // chat, each turn carrying the whole history before it (kubernetes-sigs/inference-perf, shared_prefix data generator).
-import { Rng, hashSeed, randomTokens } from '../rng.js';
+import { Rng, hashSeed, joinTokens, randomTokensInto } from '../rng.js';
 import type { BenchRequest, Workload } from './types.js';
 
 export interface SharedPrefixParams {
@@ -47,16 +47,28 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
   }
   if (!Number.isInteger(p.questionLen) || p.questionLen < 0) throw new Error(`shared_prefix: questionLen must be >= 0`);
   if (p.order !== undefined && !SHARED_PREFIX_ORDERS.includes(p.order)) throw new Error(`shared_prefix: order must be ${SHARED_PREFIX_ORDERS.join(', ')} (got ${String(p.order)})`);
-  const systems = Array.from({ length: p.numGroups }, (_, g) => randomTokens(hashSeed(p.seed, 'sys', g), p.systemPromptLen));
-  const questions = (g: number, i: number, round = 0) => randomTokens(hashSeed(p.seed, 'q', g, i, round), p.questionLen);
+  const tokens = (n: number, ...seed: (string | number)[]) => {
+    const out = new Uint32Array(n);
+    randomTokensInto(hashSeed(p.seed, ...seed), n, out, 0);
+    return out;
+  };
+  const systems = Array.from({ length: p.numGroups }, (_, g) => tokens(p.systemPromptLen, 'sys', g));
+  const questions = (g: number, i: number, round = 0) => tokens(p.questionLen, 'q', g, i, round);
   // Synthetic assistant answers carried in multi-turn history. The engine caches its own
   // generated tokens, which differ, so only the prompt side of history can hit (as with a
   // real client that re-sends a paraphrased or truncated history).
-  const answers = (g: number, i: number, round: number) => randomTokens(hashSeed(p.seed, 'a', g, i, round), p.outputLen);
+  const answers = (g: number, i: number, round: number) => tokens(p.outputLen, 'a', g, i, round);
 
-  const pool: number[][] = [];
+  // Each pool prompt is written once into its own array: the system prompt, then the question
+  // drawn straight into place (the ids randomTokens would give, without an intermediate array).
+  const pool: Uint32Array[] = [];
   for (let g = 0; g < p.numGroups; g++) {
-    for (let i = 0; i < p.promptsPerGroup; i++) pool.push(systems[g].concat(questions(g, i)));
+    for (let i = 0; i < p.promptsPerGroup; i++) {
+      const prompt = new Uint32Array(p.systemPromptLen + p.questionLen);
+      prompt.set(systems[g]);
+      randomTokensInto(hashSeed(p.seed, 'q', g, i, 0), p.questionLen, prompt, p.systemPromptLen);
+      pool.push(prompt);
+    }
   }
 
   const take = (count: number, stagePositions?: readonly number[]): BenchRequest[] => {
@@ -73,7 +85,7 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
       return out;
     }
     // Multi-turn: conversation c = (group g, round r); turn t depends on turn t-1 of it.
-    const history = new Map<string, { tokens: number[]; lastId: number }>();
+    const history = new Map<string, { tokens: Uint32Array; lastId: number }>();
     for (let id = 0; id < count; id++) {
       const slot = Math.floor(id / p.numGroups); // how many turns have been issued per group so far
       const g = id % p.numGroups;
@@ -81,8 +93,8 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
       const turn = slot % p.promptsPerGroup;
       const key = `${g}/${round}`;
       const prev = turn === 0 ? undefined : history.get(key);
-      const base = prev ? prev.tokens.concat(answers(g, turn - 1, round)) : systems[g];
-      const prompt = base.concat(questions(g, turn, round));
+      const base = prev ? joinTokens(prev.tokens, answers(g, turn - 1, round)) : systems[g];
+      const prompt = joinTokens(base, questions(g, turn, round));
       out.push({ id, prompt, maxTokens: p.outputLen, group: `g${g}`, after: prev?.lastId });
       history.set(key, { tokens: prompt, lastId: id });
       if (turn === p.promptsPerGroup - 1) history.delete(key);

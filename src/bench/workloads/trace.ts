@@ -5,7 +5,7 @@
 // become shared token prefixes the engine can actually cache.
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { hashSeed, randomTokens } from '../rng.js';
+import { hashSeed, joinTokens, randomTokens } from '../rng.js';
 import type { BenchRequest, Workload } from './types.js';
 
 export interface TraceRecord {
@@ -98,7 +98,7 @@ export function traceWorkload(p: TraceParams): Workload {
         prompt = prompt.concat(randomTokens(hashSeed(p.seed, 'tail', id), r.input_length - prompt.length));
       }
       const maxTokens = p.maxOutputLen ? Math.min(r.output_length, p.maxOutputLen) : r.output_length;
-      out.push({ id, prompt, maxTokens, group: `h${r.hash_ids[0] ?? 'none'}`, at: (r.timestamp - t0) / 1000 / speed });
+      out.push({ id, prompt: joinTokens(prompt), maxTokens, group: `h${r.hash_ids[0] ?? 'none'}`, at: (r.timestamp - t0) / 1000 / speed });
     }
     return out;
   };

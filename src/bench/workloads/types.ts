@@ -5,8 +5,11 @@
 export interface BenchRequest {
   /** Position in the sequence (0-based). */
   id: number;
-  /** Prompt token ids. Requests repeating a prompt share the same array. */
-  prompt: number[];
+  /**
+   * Prompt token ids (never mutated once built). Requests repeating a prompt share the same
+   * array, and the virtual client sends it as is (the router's token ids are a Uint32Array).
+   */
+  prompt: Uint32Array;
   /** Output tokens to generate (sent as max_tokens with ignore_eos). */
   maxTokens: number;
   /** Prefix group, chat session or trace root: for labelling and per-group analysis. */
