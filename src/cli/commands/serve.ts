@@ -137,6 +137,12 @@ export async function run(argv: string[]): Promise<number> {
     metricsBeatMs,
   };
 
+  // Listened for before anything starts: /health can answer while startup still runs (the
+  // embedded pods, the tokenizer), and a SIGTERM then must shut down cleanly, not kill.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
   let router: Router;
   let shutdown: () => Promise<void>;
   if (values.embedded) {
@@ -168,14 +174,7 @@ export async function run(argv: string[]): Promise<number> {
     if (router.pool.all().length === 0) router.logger.warn('no endpoints configured (--endpoint or `endpoints` in the config): every request will get 503');
   }
 
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      router.logger.info({ signal: sig }, 'shutting down');
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  router.logger.info({ signal: await stopSignal }, 'shutting down');
   await shutdown();
   return 0;
 }
