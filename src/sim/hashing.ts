@@ -7,12 +7,15 @@ import * as nodeCrypto from 'node:crypto';
 import { ByteWriter } from '../util/byte-writer.js';
 import { writeHead } from '../index/cbor.js';
 
-// One-shot hashing (Node >= 20.12) avoids a Hash object per block. The digest is copied into
-// Buffer.allocUnsafe's shared 8 KiB pool: hundreds of thousands of live 32-byte digests as
-// views of a few ArrayBuffers instead of one ArrayBuffer each.
+// One-shot hashing (Node >= 20.12) avoids a Hash object per block. Each digest gets its own
+// 32-byte backing store (allocUnsafeSlow). Views of Buffer.allocUnsafe's shared 8 KiB pool were
+// fewer allocations, but one long-lived digest (a memoized prompt's) keeps its whole 8 KiB slab
+// alive among the short-lived ones of running requests: at 64 pods held at 80 QPS, external
+// memory rose ~0.1 MB per model second (+4,197 slabs between two heap snapshots) and stays flat
+// this way, at no CPU cost measured.
 const oneShot = (nodeCrypto as unknown as { hash?: (alg: string, data: Uint8Array, enc: 'latin1') => string }).hash;
 function sha256(data: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(32);
+  const out = Buffer.allocUnsafeSlow(32);
   if (oneShot) out.write(oneShot('sha256', data, 'latin1'), 0, 'latin1');
   else createHash('sha256').update(data).digest().copy(out);
   return out;
