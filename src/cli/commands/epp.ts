@@ -145,17 +145,14 @@ export async function run(argv: string[]): Promise<number> {
     throw new Error('no endpoints: give --pool-name, --endpoint-selector with --endpoint-target-ports, or --endpoints (see --help)');
   }
 
-  const epp: Epp = await startEpp(opts);
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string) => {
-      if (stopping) return;
-      stopping = true;
-      epp.router.logger.info({ signal: sig }, 'shutting down');
-      void epp.close().finally(resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  // Listened for before startup (as serve does): a signal while the EPP still starts shuts it down
+  // once started instead of killing the process.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
+  const epp: Epp = await startEpp(opts);
+  epp.router.logger.info({ signal: await stopSignal }, 'shutting down');
+  await epp.close().catch((err: unknown) => epp.router.logger.error({ err }, 'shutdown failed'));
   return 0;
 }

@@ -111,6 +111,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   let host: SimHost;
+  let stopSignal: Promise<void>;
   try {
     if (!a.model) throw new Error('--model is required');
     let kv: KVEventsConfig | undefined;
@@ -185,6 +186,11 @@ export async function run(argv: string[]): Promise<number> {
       }
       opts.push(o);
     }
+    // Listened for before the pods start, so a signal during startup stops them cleanly.
+    stopSignal = new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    });
     host = await SimHost.start(opts);
   } catch (err) {
     console.error(`kvrouter sim: ${(err as Error).message}`);
@@ -195,11 +201,7 @@ export async function run(argv: string[]): Promise<number> {
       JSON.stringify({ url: p.url, podId: p.podId, model: p.servedModelName, rank: p.dataParallelRank, topic: p.topic, kvEventsEndpoint: p.kvEventsEndpoint, replayEndpoint: p.replayEndpoint }),
     );
   }
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  await stopSignal;
   await host.close();
   return 0;
 }
