@@ -7,6 +7,7 @@ import { parseLabelSelector, POOL_GROUP } from '../../k8s/discovery.js';
 import { startEpp, type Epp, type EppOptions } from '../../k8s/epp.js';
 import { parseDuration } from '../../util/duration.js';
 import { createLogger } from '../../util/logger.js';
+import { stopSignal } from '../stop-signal.js';
 
 const HELP = `Usage: kvrouter epp --pool-name NAME [--pool-namespace NS] --config-file PATH [options]
        kvrouter epp --endpoint-selector k=v[,k=v] --endpoint-target-ports 8000[,8001] ...
@@ -145,14 +146,9 @@ export async function run(argv: string[]): Promise<number> {
     throw new Error('no endpoints: give --pool-name, --endpoint-selector with --endpoint-target-ports, or --endpoints (see --help)');
   }
 
-  // Listened for before startup (as serve does): a signal while the EPP still starts shuts it down
-  // once started instead of killing the process.
-  const stopSignal = new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const stopped = stopSignal();
   const epp: Epp = await startEpp(opts);
-  epp.router.logger.info({ signal: await stopSignal }, 'shutting down');
+  epp.router.logger.info({ signal: await stopped }, 'shutting down');
   await epp.close().catch((err: unknown) => epp.router.logger.error({ err }, 'shutdown failed'));
   return 0;
 }

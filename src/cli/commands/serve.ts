@@ -8,6 +8,7 @@ import { limitFlagOptions, limitsFromFlags } from '../../gateway/limit-settings.
 import { DEFAULT_REQUEST_LIMITS as R } from '../../gateway/request-limits.js';
 import { parseDuration } from '../../util/duration.js';
 import { createLogger } from '../../util/logger.js';
+import { stopSignal } from '../stop-signal.js';
 
 const s = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
 
@@ -137,12 +138,8 @@ export async function run(argv: string[]): Promise<number> {
     metricsBeatMs,
   };
 
-  // Listened for before anything starts: /health can answer while startup still runs (the
-  // embedded pods, the tokenizer), and a SIGTERM then must shut down cleanly, not kill.
-  const stopSignal = new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+  // Before anything starts: /health can answer while the embedded pods or the tokenizer still start.
+  const stopped = stopSignal();
   let router: Router;
   let shutdown: () => Promise<void>;
   if (values.embedded) {
@@ -174,7 +171,7 @@ export async function run(argv: string[]): Promise<number> {
     if (router.pool.all().length === 0) router.logger.warn('no endpoints configured (--endpoint or `endpoints` in the config): every request will get 503');
   }
 
-  router.logger.info({ signal: await stopSignal }, 'shutting down');
+  router.logger.info({ signal: await stopped }, 'shutting down');
   await shutdown();
   return 0;
 }

@@ -2,6 +2,7 @@
 // events) until interrupted.
 import { parseArgs } from 'node:util';
 import { SimHost, offsetEndpointPort, publisherBinds, parseEventsVersion, PROFILES, DEFAULT_PROFILE, HASH_ALGOS, type SimPodOptions, type HashAlgo, type KVEventsConfig, type ReplayLayout } from '../../sim/index.js';
+import { stopSignal } from '../stop-signal.js';
 
 const HELP = `Usage: kvrouter sim --model M [options]
 
@@ -111,7 +112,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   let host: SimHost;
-  let stopSignal: Promise<void>;
+  let stopped: Promise<unknown>;
   try {
     if (!a.model) throw new Error('--model is required');
     let kv: KVEventsConfig | undefined;
@@ -186,11 +187,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       opts.push(o);
     }
-    // Listened for before the pods start, so a signal during startup stops them cleanly.
-    stopSignal = new Promise<void>((resolve) => {
-      process.once('SIGINT', () => resolve());
-      process.once('SIGTERM', () => resolve());
-    });
+    stopped = stopSignal();
     host = await SimHost.start(opts);
   } catch (err) {
     console.error(`kvrouter sim: ${(err as Error).message}`);
@@ -201,7 +198,7 @@ export async function run(argv: string[]): Promise<number> {
       JSON.stringify({ url: p.url, podId: p.podId, model: p.servedModelName, rank: p.dataParallelRank, topic: p.topic, kvEventsEndpoint: p.kvEventsEndpoint, replayEndpoint: p.replayEndpoint }),
     );
   }
-  await stopSignal;
+  await stopped;
   await host.close();
   return 0;
 }
