@@ -548,7 +548,7 @@ async function main(): Promise<void> {
     );
     if (latBaseline)
       console.log(
-        `| router CPU per 1k chat request, this tree / before (main thread) | | ${us(cpuLat)} (${us(routerMain / lat.n)}) / ${us(blCpu / latBaseline.n)} (${us(blMain / latBaseline.n)}) | | |`,
+        `| router CPU per 1k chat request, this tree / before (main thread) | | ${us(cpuLat)} (${us(routerMain / lat.n)}) / ${us(blCpu / latBaseline.n)} (${Number.isFinite(blMain) ? us(blMain / latBaseline.n) : 'main thread not reported by that tree'}) | | |`,
       );
     console.log(`| errors | ${tpDirect.errors} | ${tpRouter.errors} / ${tpLoadOnly.errors} | | 0 |`);
     console.log(`\nmean wall time in the router (us), 1k chat: ${breakdown(h0, h1)}`);
