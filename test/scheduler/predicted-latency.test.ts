@@ -139,7 +139,7 @@ test('queued prefill is tracked from the decision to the first token, the decode
   await s.close();
 });
 
-test('a pod twice as slow is learned from its TTFT and ITL, and then gets the cold work', async () => {
+test('a pod twice as slow is learned from its TTFT and ITL, then predicted twice as slow, and cold work goes to the faster pod while both serve as many groups', async () => {
   const A = ep('10.0.0.1:8000');
   const B = ep('10.0.0.2:8000');
   const s = setup();
@@ -161,14 +161,11 @@ test('a pod twice as slow is learned from its TTFT and ITL, and then gets the co
   const b = s.pl.podState(B.address);
   assert.ok(Math.abs(a.kPrefill - 1) < 0.15 && Math.abs(a.kStep - 1) < 0.15, JSON.stringify(a));
   assert.ok(b.kPrefill > 1.6 && b.kStep > 1.6, JSON.stringify(b));
-  const picks = new Set<string>();
-  for (let i = 0; i < 5; i++) {
-    const r = req(900_000 + i * 1000, 600);
-    const to = await s.route(r, [A, B]);
-    picks.add(to);
-    s.pl.responseFirstToken(r, to === A.address ? A : B);
-  }
-  assert.deepEqual([...picks], [A.address], 'cold work goes to the faster pod');
+  // Both pods serve as many groups (30 each): the cost decides, and it knows B is slower.
+  const cold = await s.pl.detail(req(900_000, 600), [A, B]);
+  const [ca, cb] = cold.endpoints;
+  assert.ok(cb.ttftMs / ca.ttftMs > 1.6 && cb.ttftMs / ca.ttftMs < 2.4, JSON.stringify(cold.endpoints));
+  assert.equal(await s.route(req(900_000, 600), [A, B]), A.address, 'cold work goes to the faster pod');
   const d = await s.pl.detail(req(5), [A, B]);
   assert.ok(d.endpoints.every((e) => Number.isFinite(e.ttftMs) && Number.isFinite(e.costMs)), JSON.stringify(d));
   await s.close();
@@ -288,7 +285,7 @@ test('a copy is priced by the KV its target will hold (queued requests included)
   await s.close();
 });
 
-test('a new group goes to a pod serving the fewest groups, each weighted by the pod\'s learned step cost', async () => {
+test('a new group goes to a pod serving the fewest groups; among those the cost, which prices a slower pod, decides', async () => {
   const A = ep('10.0.0.1:8000');
   const B = ep('10.0.0.2:8000');
   const s = setup({ groupSlack: 0 });
@@ -307,21 +304,30 @@ test('a new group goes to a pod serving the fewest groups, each weighted by the 
   assert.equal(await s.route(req(90_000), [A, B]), B.address);
   await s.close();
 
-  // B learned to be 3x slower at prefill (no completion yet: it stands in for the step cost), so
-  // with the new group its two groups weigh 6 against A's three.
-  const slow = setup({ groupSlack: 0 });
-  for (let i = 0; i < 5; i++) {
-    const r = req(200_000 + i * 1000, 600);
-    await slow.route(r, [A, B], B);
-    slow.clock.advance(3 * (600 * 0.1) + 11);
-    slow.pl.responseFirstToken(r, B);
-  }
-  slow.clock.advance(31_000); // those groups are older than a request lifetime: no longer counted
-  for (const g of [1, 2]) await slow.route(req(g * 10_000), [A, B], A);
-  await slow.route(req(50_000), [A, B], B);
-  assert.ok(slow.pl.podState(B.address).kPrefill > 2, JSON.stringify(slow.pl.podState(B.address)));
-  assert.equal((await slow.pl.detail(req(90_000), [A, B])).chosen, A.address);
-  await slow.close();
+  // B learned to be 3x slower at prefill. Group counts are not weighted by speed (the cost
+  // already charges it): with fewer groups B is still the only home; with as many as A, the
+  // cost decides and the faster A takes the group.
+  const slowPod = async (bGroups: number[]) => {
+    const t = setup({ groupSlack: 0 });
+    for (let i = 0; i < 5; i++) {
+      const r = req(200_000 + i * 1000, 600);
+      await t.route(r, [A, B], B);
+      t.clock.advance(3 * (600 * 0.1) + 11);
+      t.pl.responseFirstToken(r, B);
+    }
+    t.clock.advance(31_000); // those groups are older than a request lifetime: no longer counted
+    for (const g of [1, 2]) await t.route(req(g * 10_000), [A, B], A);
+    for (const g of bGroups) await t.route(req(g), [A, B], B);
+    assert.ok(t.pl.podState(B.address).kPrefill > 2, JSON.stringify(t.pl.podState(B.address)));
+    const d = await t.pl.detail(req(90_000), [A, B]);
+    await t.close();
+    return d;
+  };
+  const fewer = await slowPod([50_000]);
+  assert.equal(fewer.chosen, B.address, JSON.stringify(fewer.endpoints));
+  const equal = await slowPod([50_000, 60_000]);
+  assert.ok(equal.endpoints[0].costMs < equal.endpoints[1].costMs, JSON.stringify(equal.endpoints));
+  assert.equal(equal.chosen, A.address, JSON.stringify(equal.endpoints));
 });
 
 test('after the pool changes (a pod joins or fails mid-stream), a prefill delays the decoding batch once (pod time), not once per sequence, so a group can leave its queued home', async () => {

@@ -30,8 +30,8 @@
 // law), not their prefill compute, or the predicted KV wait (a pod's KV demand once its decoding
 // sequences finish their outputs and its queue is admitted, beyond capacity) when that is longer;
 // `kvWaitWeight` (default 0) adds the KV wait to the cost once more. A prefix no pod caches gets a
-// home among the pods that would then serve the fewest groups, weighted by their learned step
-// cost (`balanceGroups`, `groupSlack`), and predicted to have KV room for it while any does.
+// home among the pods that would then serve the fewest groups (`balanceGroups`, `groupSlack`),
+// and predicted to have KV room for it while any does.
 // For a request lifetime after the pool changed (a pod joined, left or failed a request mid-stream), a
 // prefill's delay to the decoding sequences is counted once (the pod time it takes), not once per
 // sequence: that per-sequence price is what anchors groups to their homes, and the homes then
@@ -108,8 +108,8 @@ export const predictedLatencyParamsSchema = z
      */
     kvWaitWeight: z.number().nonnegative().default(0),
     /**
-     * A prefix no pod caches goes to a pod that then serves the fewest prefix groups (weighted
-     * by its learned step cost), within `groupSlack` groups; the cost decides among those.
+     * A prefix no pod caches goes to a pod that then serves the fewest prefix groups, within
+     * `groupSlack` groups; the cost decides among those.
      */
     balanceGroups: z.boolean().default(true),
     groupSlack: z.number().nonnegative().default(1),
@@ -525,26 +525,22 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     if (!homed && this.p.balanceGroups) {
       // A new group's home. Its next requests follow it, so the home decides where the group's
       // load goes for as long as it lives: only the pods that would then serve the fewest groups
-      // (within `groupSlack`), each group weighted by the pod's learned step cost (a pod twice
-      // as slow holds each sequence's KV twice as long), are eligible; the cost decides among
-      // them. The cost alone let this instant's queues and batches decide (llm-d-73's 150
-      // groups ended 17-20 per pod, and the pods with 20 saturated first past the knee).
+      // (within `groupSlack` groups) are eligible; the cost decides among them, and it already
+      // charges a slower pod its slower prefill and decode. The cost alone let this instant's
+      // queues and batches decide (llm-d-73's 150 groups ended 17-20 per pod, and the pods with
+      // 20 saturated first past the knee). Counts were once weighted by the pods' learned step
+      // multipliers: that priced speed twice (on sched-hetero the fast pods passed their knee
+      // first: TTFT p90 6.7 s, 0.52 s with plain counts) and, on identical pods, turned the
+      // slack of one group into 1 / multiplier of one (docs/bench/scheduler.md).
       // A home commits KV for the group's life: while some eligible pod is predicted to have room
       // for it (no KV wait), pods predicted to wait for KV are not homes (a restarted or joining
       // pod takes new and re-homed groups first, not the saturated ones).
       let roomy = false;
       for (let i = 0; i < n; i++) if (eligible[i] && kvw[i] === 0) roomy = true;
       if (roomy) for (let i = 0; i < n; i++) if (kvw[i] > 0) eligible[i] = 0;
-      const share = new Float64Array(n);
+      const share = committed;
       let fewest = Infinity;
-      for (let i = 0; i < n; i++) {
-        const st = states[i];
-        // Until a completion has shown the pod's step time, its prefill multiplier (learned from
-        // the first TTFTs) stands in for it: the placements made meanwhile stay.
-        const k = st.kStep.samples > 0 ? loads[i].kStep : this.effective(st.kPrefill.value, this.medianPrefill);
-        share[i] = committed[i] * k;
-        if (eligible[i] && share[i] < fewest) fewest = share[i];
-      }
+      for (let i = 0; i < n; i++) if (eligible[i] && share[i] < fewest) fewest = share[i];
       for (let i = 0; i < n; i++) if (share[i] > fewest + this.p.groupSlack) eligible[i] = 0;
     }
     let best = -1;
