@@ -53,7 +53,13 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
     return out;
   };
   const systems = Array.from({ length: p.numGroups }, (_, g) => tokens(p.systemPromptLen, 'sys', g));
-  const questions = (g: number, i: number, round = 0) => tokens(p.questionLen, 'q', g, i, round);
+  // A question's ids, drawn into `out` at `at` (the pool writes them in place after the system prompt).
+  const questionInto = (g: number, i: number, round: number, out: Uint32Array, at: number) => randomTokensInto(hashSeed(p.seed, 'q', g, i, round), p.questionLen, out, at);
+  const questions = (g: number, i: number, round = 0) => {
+    const out = new Uint32Array(p.questionLen);
+    questionInto(g, i, round, out, 0);
+    return out;
+  };
   // Synthetic assistant answers carried in multi-turn history. The engine caches its own
   // generated tokens, which differ, so only the prompt side of history can hit (as with a
   // real client that re-sends a paraphrased or truncated history).
@@ -66,7 +72,7 @@ export function sharedPrefixWorkload(p: SharedPrefixParams): Workload {
     for (let i = 0; i < p.promptsPerGroup; i++) {
       const prompt = new Uint32Array(p.systemPromptLen + p.questionLen);
       prompt.set(systems[g]);
-      randomTokensInto(hashSeed(p.seed, 'q', g, i, 0), p.questionLen, prompt, p.systemPromptLen);
+      questionInto(g, i, 0, prompt, p.systemPromptLen);
       pool.push(prompt);
     }
   }

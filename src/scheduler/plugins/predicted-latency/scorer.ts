@@ -538,10 +538,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       let roomy = false;
       for (let i = 0; i < n; i++) if (eligible[i] && kvw[i] === 0) roomy = true;
       if (roomy) for (let i = 0; i < n; i++) if (kvw[i] > 0) eligible[i] = 0;
-      const share = committed;
       let fewest = Infinity;
-      for (let i = 0; i < n; i++) if (eligible[i] && share[i] < fewest) fewest = share[i];
-      for (let i = 0; i < n; i++) if (share[i] > fewest + this.p.groupSlack) eligible[i] = 0;
+      for (let i = 0; i < n; i++) if (eligible[i] && committed[i] < fewest) fewest = committed[i];
+      for (let i = 0; i < n; i++) if (committed[i] > fewest + this.p.groupSlack) eligible[i] = 0;
     }
     let best = -1;
     for (let i = 0; i < n; i++) if (eligible[i] && (best < 0 || costs[i] < costs[best])) best = i;
