@@ -309,13 +309,18 @@ test('a new group goes to a pod serving the fewest groups; among those the cost,
   // cost decides and the faster A takes the group.
   const slowPod = async (bGroups: number[]) => {
     const t = setup({ groupSlack: 0 });
+    // One group of five prompts (a shared 300-token half, then 300 tokens of their own): the
+    // first is cold (600 uncached tokens), the others follow it (300 each).
     for (let i = 0; i < 5; i++) {
-      const r = req(200_000 + i * 1000, 600);
+      const prompt = [...Array.from({ length: 300 }, (_, j) => 200_000 + j), ...Array.from({ length: 300 }, (_, j) => 300_000 + i * 1000 + j)];
+      const r = parseOpenAIRequest('/v1/completions', {}, JSON.stringify({ model: 'm', prompt, stream: true }));
       await t.route(r, [A, B], B);
-      t.clock.advance(3 * (600 * 0.1) + 11);
+      t.clock.advance(3 * ((i === 0 ? 600 : 300) * 0.1) + 11);
       t.pl.responseFirstToken(r, B);
     }
-    t.clock.advance(31_000); // those groups are older than a request lifetime: no longer counted
+    // That group is older than a request lifetime: no longer counted. It drew four follow-ups,
+    // so groups recur and new homes stay balanced.
+    t.clock.advance(31_000);
     for (const g of [1, 2]) await t.route(req(g * 10_000), [A, B], A);
     for (const g of bGroups) await t.route(req(g), [A, B], B);
     assert.ok(t.pl.podState(B.address).kPrefill > 2, JSON.stringify(t.pl.podState(B.address)));
@@ -362,4 +367,84 @@ test('after the pool changes (a pod joins or fails mid-stream), a prefill delays
   // A pod that joins after the first decision is a change too.
   assert.notEqual((await s.pl.detail(req(1), [A, B, ep('10.0.0.3:8000', { running: 20 })])).chosen, A.address);
   await s.close();
+});
+
+test('a new group goes to the pod with the least committed prompt work, not the fewest groups: one long prompt outweighs two short ones', async () => {
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000');
+  const s = setup({ groupSlack: 0 });
+  // A serves one group of a 1,000-token prompt, B two groups of 100-token prompts, all decoding.
+  const sent: [InferenceRequest, Endpoint][] = [[req(10_000, 1000), A], [req(20_000), B], [req(30_000), B]];
+  for (const [r, pod] of sent) await s.route(r, [A, B], pod);
+  for (const [r, pod] of sent) s.pl.responseFirstToken(r, pod);
+  // Counted in groups, A (1 + 1) would be the only home; in prompt tokens B (300 against 1,100).
+  const d = await s.pl.detail(req(90_000), [A, B]);
+  assert.equal(d.chosen, B.address, JSON.stringify(d.endpoints));
+  // Equal prompts weigh as counts do: B, serving two groups, is then not a home.
+  const t = setup({ groupSlack: 0 });
+  const same: [InferenceRequest, Endpoint][] = [[req(10_000), A], [req(20_000), B], [req(30_000), B]];
+  for (const [r, pod] of same) await t.route(r, [A, B], pod);
+  for (const [r, pod] of same) t.pl.responseFirstToken(r, pod);
+  assert.equal((await t.pl.detail(req(90_000), [A, B])).chosen, A.address);
+  await s.close();
+  await t.close();
+});
+
+test('new homes are balanced while groups recur; once expired groups drew no follow-ups, the cost alone places a new prefix', async () => {
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000');
+  const decide = async (oneOffsFirst: boolean) => {
+    const s = setup({ groupSlack: 0 });
+    if (oneOffsFirst) {
+      // Three prompts no later request shares, then a request lifetime with nothing: they expire
+      // without a follow-up.
+      for (const g of [1, 2, 3]) {
+        const r = req(g * 1000);
+        await s.route(r, [A, B], A);
+        s.pl.responseFirstToken(r, A);
+      }
+      s.clock.advance(31_000);
+    }
+    // A serves one group with its request still queued (100 tokens of prefill ahead), B two
+    // groups decoding: A carries less prompt work, B costs less now.
+    await s.route(req(10_000), [A, B], A);
+    for (const g of [2, 3]) {
+      const r = req(g * 10_000);
+      await s.route(r, [A, B], B);
+      s.pl.responseFirstToken(r, B);
+    }
+    const d = await s.pl.detail(req(90_000), [A, B]);
+    assert.ok(d.endpoints[1].costMs < d.endpoints[0].costMs, JSON.stringify(d.endpoints));
+    await s.close();
+    return d.chosen;
+  };
+  assert.equal(await decide(false), A.address);
+  assert.equal(await decide(true), B.address);
+});
+
+test('a second copy is priced by how often prefixes are reused: less once groups expire without follow-ups', async () => {
+  const A = ep('10.0.0.1:8000');
+  const B = ep('10.0.0.2:8000');
+  const copyOnB = async (oneOffsFirst: boolean) => {
+    const s = setup();
+    if (oneOffsFirst) {
+      for (const g of [1, 2, 3]) {
+        const r = req(g * 1000);
+        await s.route(r, [A, B], A);
+        s.pl.responseFirstToken(r, A);
+      }
+      s.clock.advance(31_000);
+      await s.pl.detail(req(5000), [A, B]); // a decision: the three expire (no follow-up each)
+    }
+    await s.hold(req(50_000, 400), A.address);
+    const d = await s.pl.detail(req(50_000, 400), [A, B]);
+    await s.close();
+    return d.endpoints[1].copyMs;
+  };
+  const recurring = await copyOnB(false);
+  const oneOffs = await copyOnB(true);
+  // 396 extra tokens at 0.1 ms, charged once more (localityWeight 1, no queue, KV room unknown).
+  assert.ok(Math.abs(recurring - 39.6) < 0.01, String(recurring));
+  // Three groups expired with 0 follow-ups: the mean (EWMA, weight 0.05, from 1) is 0.95^3 (copyMs is rounded to us).
+  assert.ok(Math.abs(oneOffs - recurring * 0.95 ** 3) < 0.002, `${oneOffs} / ${recurring}`);
 });

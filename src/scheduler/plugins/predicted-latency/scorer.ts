@@ -18,6 +18,8 @@
 // meet them are preferred, so a saturated holder's group is replicated to keep the SLO.
 // Under congestion the copy is charged once more per request waiting per pod (its extra prefill
 // delays them all), and more as the target's KV fills (predicted: what its sequences will hold).
+// The evicted block is needed again only as often as prefixes are reused: where groups draw
+// fewer than one follow-up each (the Mooncake traces), the copy is charged that fraction.
 //
 // The decode side is priced too (`decodeWeight`, model.ts externality): this request's own decode
 // time and the delay its prefill chunks and KV reads add to the sequences decoding on the pod.
@@ -30,8 +32,11 @@
 // law), not their prefill compute, or the predicted KV wait (a pod's KV demand once its decoding
 // sequences finish their outputs and its queue is admitted, beyond capacity) when that is longer;
 // `kvWaitWeight` (default 0) adds the KV wait to the cost once more. A prefix no pod caches gets a
-// home among the pods that would then serve the fewest groups (`balanceGroups`, `groupSlack`),
-// and predicted to have KV room for it while any does.
+// home among the pods that would then carry the least committed prompt work (the prompt tokens
+// of the groups they serve; `balanceGroups`, `groupSlack`), and predicted to have KV room for it
+// while any does, as long as groups recur: once the groups that expired (no request for a
+// request lifetime) drew fewer than one follow-up each on average, the home commits no future
+// load and the cost alone places the request.
 // For a request lifetime after the pool changed (a pod joined, left or failed a request mid-stream), a
 // prefill's delay to the decoding sequences is counted once (the pod time it takes), not once per
 // sequence: that per-sequence price is what anchors groups to their homes, and the homes then
@@ -108,8 +113,9 @@ export const predictedLatencyParamsSchema = z
      */
     kvWaitWeight: z.number().nonnegative().default(0),
     /**
-     * A prefix no pod caches goes to a pod that then serves the fewest prefix groups, within
-     * `groupSlack` groups; the cost decides among those.
+     * A prefix no pod caches goes to a pod that then carries the least committed prompt work (the
+     * prompt tokens of the prefix groups it serves), within `groupSlack` mean groups' worth; the
+     * cost decides among those. Applies while groups recur (at least one follow-up per group).
      */
     balanceGroups: z.boolean().default(true),
     groupSlack: z.number().nonnegative().default(1),
@@ -137,18 +143,30 @@ interface PodState {
   firstSum: number;
   /** EWMA of first token -> completion on this pod, ms (0: none yet). */
   decodeLifeMs: number;
-  /** Prefix groups routed here (group id -> last time), oldest first; pruned after a request lifetime. */
-  groups: Map<number, number>;
+  /** Prefix groups routed here (group id -> last time and prompt tokens), oldest first; pruned after a request lifetime. */
+  groups: Map<number, GroupEntry>;
+  /** Sum of the prompt tokens of `groups`: the prefix work committed to the pod. */
+  groupTokens: number;
   /** At most the time of the oldest entry in `groups` (Infinity: empty), so most decisions skip pruning. */
   oldestAt: number;
   kPrefill: Multiplier;
   kStep: Multiplier;
 }
 
+/** A prefix group routed to a pod: when its last request was, and that request's prompt tokens. */
+interface GroupEntry {
+  at: number;
+  tokens: number;
+  /** Requests that found the group cached after it got this home. */
+  hits: number;
+}
+
 /** One request's decision, kept until its PreRequest hook (the chosen pod is known then). */
 interface Decision {
   endpoints: readonly Endpoint[];
   group: number;
+  /** Prompt tokens (the group's weight in the balance of homes). */
+  tokens: number;
   /** Some pod caches the group's part of the prompt (false: this decision gives it a home). */
   homed: boolean;
   preds: Prediction[];
@@ -292,6 +310,14 @@ function median(xs: Float64Array): number {
   return xs.length % 2 ? xs[h] : (xs[h - 1] + xs[h]) / 2;
 }
 
+/** Forget a group on a pod (its tokens leave the pod's committed work). */
+function dropGroup(s: PodState, g: number): void {
+  const e = s.groups.get(g);
+  if (!e) return;
+  s.groups.delete(g);
+  s.groupTokens = s.groups.size > 0 ? s.groupTokens - e.tokens : 0;
+}
+
 /** A pod's queued prefill and decode batch, ms at its multipliers (the tie-break's "lighter"). */
 function loadWeight(c: StepCosts, l: PodLoad): number {
   return l.queuedTokens * l.kPrefill * c.prefillMsPerToken + l.decoding * l.kStep * c.decodeMsPerSeq;
@@ -325,6 +351,8 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
   private meanOutput = 0;
   /** Mean ms from a request's send to its completion (how long a placement's group stays committed). */
   private meanLifetimeMs = DEFAULT_LIFETIME_MS;
+  /** Mean requests that followed a group to its home, over groups that expired (1 before any did: groups are assumed to recur). */
+  private followUps = 1;
   /** Mean ms between output tokens of finished requests (0: none yet). */
   private meanItlMs = 0;
   private prefix: KvIndexProvider | undefined;
@@ -376,7 +404,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let s = this.pods.get(address);
     if (!s) {
       const lr = this.p.learningRate;
-      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, firstSum: 0, decodeLifeMs: 0, groups: new Map(), oldestAt: Infinity, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
+      s = { queuedTokens: 0, queuedCount: 0, decoding: 0, prefilled: 0, admitGapMs: 0, lastFirstAt: -1, firstSum: 0, decodeLifeMs: 0, groups: new Map(), groupTokens: 0, oldestAt: Infinity, kPrefill: new Multiplier(lr, 0.05, 20), kStep: new Multiplier(lr, 0.05, 20) };
       this.pods.set(address, s);
       if (this.decided) this.poolChangedAt = this.clock.now();
     }
@@ -465,12 +493,17 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const now = this.clock.now();
     let seqs = 0;
     let groupsAll = 0;
+    let groupTokensAll = 0;
     const committed = new Float64Array(n);
+    const committedTokens = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       const s = states[i];
       const own = this.committedGroups(s, now);
-      committed[i] = own + (s.groups.has(group) ? 0 : 1);
+      const has = s.groups.has(group);
+      committed[i] = own + (has ? 0 : 1);
+      committedTokens[i] = s.groupTokens + (has ? 0 : tokens);
       groupsAll += own;
+      groupTokensAll += s.groupTokens;
       seqs += s.decoding + s.queuedCount;
     }
     const seqsPerGroup = groupsAll > 0 ? seqs / groupsAll : 0;
@@ -478,6 +511,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     let homed = false;
     for (let i = 0; i < n; i++) if (cached[i] > 0 && cached[i] >= Math.floor(tokens / 2 / bs) * bs) homed = true;
     const future = homed ? 0 : seqsPerGroup;
+    // How often a group's prefix is needed again: follow-ups per group (below 1: most prefixes
+    // are used once, as in the Mooncake traces), capped at 1.
+    const reuse = Math.min(1, this.followUps);
     const loads: PodLoad[] = new Array<PodLoad>(n);
     const kvw = new Float64Array(n);
     // A prefill stalls each sequence decoding on the pod once, for its length: summed, that is
@@ -506,7 +542,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       // take), not only scraped (vLLM's kv_cache_usage): a pod that just joined or restarted
       // reads nearly empty while a burst of copies queues on it, and drew them all.
       const room = Math.max(0.05, 1 - this.kvFill(endpoints[i], states[i], load, outTokens, now));
-      copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (this.p.localityWeight * congestion) / room);
+      copy[i] = copyCostMs(c, load, uncached[i] - minUncached, (reuse * this.p.localityWeight * congestion) / room);
       if (this.p.decodeWeight > 0) {
         const ext = externality(c, load, uncached[i], outTokens, stallOnce);
         // A prefix no pod holds gets its first home here: its group's next requests follow it,
@@ -522,16 +558,21 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     // The choice: lowest cost among the pods predicted to meet the SLOs (all, when none does).
     const eligible = new Uint8Array(n);
     for (let i = 0; i < n; i++) eligible[i] = !anyMeets || meets[i] ? 1 : 0;
-    if (!homed && this.p.balanceGroups) {
+    if (!homed && this.p.balanceGroups && this.followUps >= 1) {
       // A new group's home. Its next requests follow it, so the home decides where the group's
-      // load goes for as long as it lives: only the pods that would then serve the fewest groups
-      // (within `groupSlack` groups) are eligible; the cost decides among them, and it already
+      // load goes for as long as it lives: only the pods that would then carry the least prompt
+      // work (within `groupSlack` mean groups) are eligible; the cost decides among them, and it already
       // charges a slower pod its slower prefill and decode. The cost alone let this instant's
       // queues and batches decide (llm-d-73's 150 groups ended 17-20 per pod, and the pods with
       // 20 saturated first past the knee). Counts were once weighted by the pods' learned step
       // multipliers: that priced speed twice (on sched-hetero the fast pods passed their knee
       // first: TTFT p90 6.7 s, 0.52 s with plain counts) and, on identical pods, turned the
-      // slack of one group into 1 / multiplier of one (docs/bench/scheduler.md).
+      // slack of one group into 1 / multiplier of one (docs/bench/scheduler.md). Groups weigh their
+      // prompt tokens: on the Mooncake traces (prompts of 100 to 191,000 tokens) a pod that had
+      // just taken one huge prompt counted as lightly committed and drew the next ones.
+      // Where groups do not recur (followUps < 1), a home commits nothing to balance and the
+      // filter only made requests queue (Mooncake synthetic, seed 42: TTFT p90 9.4 s with the
+      // filter by counts, 5.7 s by prompt tokens, 4.6 s with this rule too).
       // A home commits KV for the group's life: while some eligible pod is predicted to have room
       // for it (no KV wait), pods predicted to wait for KV are not homes (a restarted or joining
       // pod takes new and re-homed groups first, not the saturated ones).
@@ -539,8 +580,9 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
       for (let i = 0; i < n; i++) if (eligible[i] && kvw[i] === 0) roomy = true;
       if (roomy) for (let i = 0; i < n; i++) if (kvw[i] > 0) eligible[i] = 0;
       let fewest = Infinity;
-      for (let i = 0; i < n; i++) if (eligible[i] && committed[i] < fewest) fewest = committed[i];
-      for (let i = 0; i < n; i++) if (committed[i] > fewest + this.p.groupSlack) eligible[i] = 0;
+      for (let i = 0; i < n; i++) if (eligible[i] && committedTokens[i] < fewest) fewest = committedTokens[i];
+      const slack = this.p.groupSlack * (groupsAll > 0 ? groupTokensAll / groupsAll : tokens);
+      for (let i = 0; i < n; i++) if (committedTokens[i] > fewest + slack) eligible[i] = 0;
     }
     let best = -1;
     for (let i = 0; i < n; i++) if (eligible[i] && (best < 0 || costs[i] < costs[best])) best = i;
@@ -569,7 +611,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         }
       }
     }
-    return { d: { endpoints, group, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
+    return { d: { endpoints, group, tokens, homed, preds, uncached, prefillBasis, stepBasis }, costs, copy, decode, kvWait: kvw, meets, cached, chosen, tokens, info: { matched, totalBlocks } };
   }
 
   async score(state: CycleState, req: InferenceRequest, endpoints: Endpoint[]): Promise<Float64Array> {
@@ -666,17 +708,18 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     return Math.min(1, this.kvDemand(e, s, load, outTokens, now) / cap);
   }
 
-  /** Groups routed to the pod within the last request lifetime (older ones pruned). */
+  /** Groups routed to the pod within the last request lifetime (older ones pruned; their follow-ups feed `followUps`). */
   private committedGroups(s: PodState, now: number): number {
     const horizon = now - this.meanLifetimeMs;
     if (s.oldestAt >= horizon) return s.groups.size;
     s.oldestAt = Infinity;
-    for (const [g, t] of s.groups) {
-      if (t >= horizon) {
-        s.oldestAt = t;
+    for (const [g, e] of s.groups) {
+      if (e.at >= horizon) {
+        s.oldestAt = e.at;
         break;
       }
-      s.groups.delete(g);
+      dropGroup(s, g);
+      this.followUps += 0.05 * (e.hits - this.followUps);
     }
     return s.groups.size;
   }
@@ -709,10 +752,12 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
     const tokens = d.uncached[i];
     const queuedAhead = pod.queuedCount;
     // A group no pod caches has one home, the one it gets now: other pods stop counting it.
-    if (!d.homed) for (const s of this.pods.values()) if (s !== pod) s.groups.delete(d.group);
-    pod.groups.delete(d.group);
+    if (!d.homed) for (const s of this.pods.values()) if (s !== pod) dropGroup(s, d.group);
+    const hits = (pod.groups.get(d.group)?.hits ?? 0) + (d.homed ? 1 : 0);
+    dropGroup(pod, d.group);
     const at = this.clock.now();
-    pod.groups.set(d.group, at);
+    pod.groups.set(d.group, { at, tokens: d.tokens, hits });
+    pod.groupTokens += d.tokens;
     if (at < pod.oldestAt) pod.oldestAt = at;
     pod.queuedTokens += tokens;
     pod.queuedCount++;
