@@ -390,21 +390,25 @@ test('a new group goes to the pod with the least committed prompt work, not the 
   await t.close();
 });
 
+/**
+ * Three prompts no later request shares go to `pod`, then a request lifetime passes with nothing:
+ * at the next decision they expire without a follow-up (the mean follow-ups falls to 0.95^3).
+ */
+async function placeOneOffsThenWait(s: ReturnType<typeof setup>, pods: Endpoint[], pod: Endpoint): Promise<void> {
+  for (const g of [1, 2, 3]) {
+    const r = req(g * 1000);
+    await s.route(r, pods, pod);
+    s.pl.responseFirstToken(r, pod);
+  }
+  s.clock.advance(31_000);
+}
+
 test('new homes are balanced while groups recur; once expired groups drew no follow-ups, the cost alone places a new prefix', async () => {
   const A = ep('10.0.0.1:8000');
   const B = ep('10.0.0.2:8000');
   const decide = async (oneOffsFirst: boolean) => {
     const s = setup({ groupSlack: 0 });
-    if (oneOffsFirst) {
-      // Three prompts no later request shares, then a request lifetime with nothing: they expire
-      // without a follow-up.
-      for (const g of [1, 2, 3]) {
-        const r = req(g * 1000);
-        await s.route(r, [A, B], A);
-        s.pl.responseFirstToken(r, A);
-      }
-      s.clock.advance(31_000);
-    }
+    if (oneOffsFirst) await placeOneOffsThenWait(s, [A, B], A);
     // A serves one group with its request still queued (100 tokens of prefill ahead), B two
     // groups decoding: A carries less prompt work, B costs less now.
     await s.route(req(10_000), [A, B], A);
@@ -428,13 +432,8 @@ test('a second copy is priced by how often prefixes are reused: less once groups
   const copyOnB = async (oneOffsFirst: boolean) => {
     const s = setup();
     if (oneOffsFirst) {
-      for (const g of [1, 2, 3]) {
-        const r = req(g * 1000);
-        await s.route(r, [A, B], A);
-        s.pl.responseFirstToken(r, A);
-      }
-      s.clock.advance(31_000);
-      await s.pl.detail(req(5000), [A, B]); // a decision: the three expire (no follow-up each)
+      await placeOneOffsThenWait(s, [A, B], A);
+      await s.pl.detail(req(5000), [A, B]); // a decision: the three expire
     }
     await s.hold(req(50_000, 400), A.address);
     const d = await s.pl.detail(req(50_000, 400), [A, B]);
