@@ -110,7 +110,6 @@ if (strategies.includes(cand)) {
   let all = true;
   for (const w of workloads) {
     const c = medianFigures(w, cand, seedsFor(w, seeds));
-    const seedsNote = c && c.seeds < seeds.length ? ` [${c.seeds} of ${seeds.length} seeds]` : '';
     // Peers on the seeds the candidate ran (a workload run on fewer seeds is compared on those).
     const on = seedsFor(w, seeds).filter((seed) => figures(w, cand, seed) !== undefined);
     const peers = strategies.filter((s) => s !== cand).map((s) => [s, medianFigures(w, s, on)] as const).filter((p): p is readonly [string, Figures & { seeds: number }] => p[1] !== undefined);
@@ -134,7 +133,7 @@ if (strategies.includes(cand)) {
     console.log(
       `- ${w}: p90 ${fmt(c.p90)} vs ${b90[0]} ${fmt(b90[1].p90)} (${pct(c.p90, b90[1].p90)}) ${ok90 ? 'lowest' : 'NOT lowest'}; ` +
         `p99 ${fmt(c.p99)} vs ${b99[0]} ${fmt(b99[1].p99)} (${pct(c.p99, b99[1].p99)}) ${ok99 ? 'lowest' : 'NOT lowest'}; ` +
-        `tok/s ${Math.round(c.tokPerSec)} vs ${bTok[0]} ${Math.round(bTok[1].tokPerSec)} (${pct(c.tokPerSec, bTok[1].tokPerSec)}) ${okTok ? 'within 2 %' : 'NOT within 2 %'}${seedsNote}`,
+        `tok/s ${Math.round(c.tokPerSec)} vs ${bTok[0]} ${Math.round(bTok[1].tokPerSec)} (${pct(c.tokPerSec, bTok[1].tokPerSec)}) ${okTok ? 'within 2 %' : 'NOT within 2 %'}${seedNote(c, seeds)}`,
     );
   }
   console.log(

@@ -189,7 +189,7 @@ export const STRATEGIES: StrategyDef[] = [
     name: 'predicted-latency',
     label: 'kvrouter predicted latency',
     description:
-      "kvrouter's predicted-latency-scorer (examples/predicted-latency.yaml): per-pod TTFT from queued prefill (or the observed admission pace when KV-bound), uncached tokens in the precise index and the decode batch, a second copy's prefill priced by congestion and KV fill, the decode side (own decode, the delay added to the pod's batch) with a new prefix group's home among the pods serving the fewest groups, per-pod costs learned online; documented priors",
+      "kvrouter's predicted-latency-scorer (examples/predicted-latency.yaml): per-pod TTFT from queued prefill (or the observed admission pace when KV-bound), uncached tokens in the precise index and the decode batch, a second copy's prefill priced by congestion, KV fill and how often prefixes are reused, the decode side (own decode, the delay added to the pod's batch) with a new prefix group's home among the pods carrying the least committed prompt work while groups recur, per-pod costs learned online; documented priors",
     source: { repository: 'kvrouter', path: 'src/scheduler/plugins/predicted-latency/', date: '2026-12' },
     usesKvEvents: true,
     config: (ctx) =>

@@ -218,6 +218,9 @@ export interface PredictedLatencyDetail {
 /** Lifetime assumed before any request completed: a ~1,000-token answer at ~30 ms per token. */
 const DEFAULT_LIFETIME_MS = 30_000;
 
+/** Weight of one expired group in the mean follow-ups per group: about the last 20 groups. */
+const FOLLOW_UPS_ALPHA = 0.05;
+
 /** Weight of one gap in the admission-pace average: about the last 10 admissions. */
 const ADMIT_GAP_ALPHA = 0.1;
 
@@ -719,7 +722,7 @@ export class PredictedLatencyScorer implements Scorer, PreRequest, ResponseHooks
         break;
       }
       dropGroup(s, g);
-      this.followUps += 0.05 * (e.hits - this.followUps);
+      this.followUps += FOLLOW_UPS_ALPHA * (e.hits - this.followUps);
     }
     return s.groups.size;
   }
